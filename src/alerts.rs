@@ -1,0 +1,1 @@
+//! Alert policy, cooldown, the durable SQLite outbox and the sinks (webhook, JSON lines).

@@ -1,0 +1,335 @@
+//! The data contract: reading, validating and indexing the customer tables.
+//!
+//! Tables are read with polars (CSV or Parquet, or a directory of Parquet parts) and
+//! turned into a [`CustomerBase`]: per-customer, time-sorted slices that the feature
+//! code reads through [`CustomerView`]. Every bad cell is reported with its table,
+//! file, 1-based data row and column.
+
+mod read;
+mod summary;
+pub mod write;
+
+pub use read::{load, LoadOptions};
+pub use summary::{BadRow, Summary, TableSummary};
+
+use crate::time::Ts;
+use std::collections::HashMap;
+
+/// The tables of the data contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Table {
+    Customers,
+    Logins,
+    Tickets,
+    Orders,
+    Events,
+    Churn,
+}
+
+impl Table {
+    /// Every table, in the order they are read.
+    pub const ALL: [Table; 6] = [
+        Table::Customers,
+        Table::Logins,
+        Table::Tickets,
+        Table::Orders,
+        Table::Events,
+        Table::Churn,
+    ];
+
+    /// The table's name, which is also its file name without extension.
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Customers => "customers",
+            Table::Logins => "logins",
+            Table::Tickets => "tickets",
+            Table::Orders => "orders",
+            Table::Events => "events",
+            Table::Churn => "churn",
+        }
+    }
+
+    /// Parses a table name.
+    pub fn from_name(s: &str) -> Option<Table> {
+        Table::ALL.into_iter().find(|t| t.name() == s)
+    }
+}
+
+/// Ticket priority; unknown or empty values are `Normal`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    Low,
+    Normal,
+    High,
+    Urgent,
+}
+
+impl Priority {
+    /// Reads a priority case-insensitively; anything unrecognised is `Normal`.
+    pub fn parse(s: &str) -> Priority {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "low" | "minor" => Priority::Low,
+            "high" | "major" => Priority::High,
+            "urgent" | "critical" | "blocker" => Priority::Urgent,
+            _ => Priority::Normal,
+        }
+    }
+}
+
+/// A support ticket as known in the data (closure may be after any given snapshot).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Ticket {
+    pub opened: Ts,
+    /// `None` while still open.
+    pub closed: Option<Ts>,
+    pub priority: Priority,
+    /// Satisfaction 1-5 given at closure, NaN when absent.
+    pub csat: f64,
+}
+
+/// An order, invoice or renewal payment; negative amounts are refunds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Order {
+    pub at: Ts,
+    pub amount: f64,
+}
+
+/// A product-usage event; `kind` indexes [`CustomerBase::event_types`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Event {
+    pub at: Ts,
+    pub kind: u32,
+    pub value: f64,
+}
+
+/// Rows with a time, so that they can be sorted and cut at a snapshot.
+pub trait Timed {
+    /// The instant the row happened (tickets: opened).
+    fn time(&self) -> Ts;
+}
+impl Timed for Ts {
+    fn time(&self) -> Ts {
+        *self
+    }
+}
+impl Timed for Ticket {
+    fn time(&self) -> Ts {
+        self.opened
+    }
+}
+impl Timed for Order {
+    fn time(&self) -> Ts {
+        self.at
+    }
+}
+impl Timed for Event {
+    fn time(&self) -> Ts {
+        self.at
+    }
+}
+
+/// Rows of one table grouped by customer (compressed sparse rows), each group sorted by time.
+#[derive(Debug, Clone, Default)]
+pub struct Grouped<T> {
+    offsets: Vec<usize>,
+    items: Vec<T>,
+}
+
+impl<T: Timed + Copy + Send + Sync> Grouped<T> {
+    /// Groups `(customer index, row)` pairs for `n` customers, sorting each group by time.
+    pub fn build(n: usize, customer: &[u32], rows: Vec<T>) -> Self {
+        use rayon::prelude::*;
+        let mut offsets = vec![0usize; n + 1];
+        for &c in customer {
+            offsets[c as usize + 1] += 1;
+        }
+        for i in 0..n {
+            offsets[i + 1] += offsets[i];
+        }
+        let mut next = offsets.clone();
+        let mut slots: Vec<Option<T>> = vec![None; rows.len()];
+        for (&c, row) in customer.iter().zip(rows) {
+            let at = &mut next[c as usize];
+            slots[*at] = Some(row);
+            *at += 1;
+        }
+        let mut items: Vec<T> = slots
+            .into_iter()
+            .map(|s| s.expect("every slot is filled once"))
+            .collect();
+        // Sort each customer's slice in parallel; the slices are disjoint.
+        let mut rest: &mut [T] = &mut items;
+        let mut chunks = Vec::with_capacity(n);
+        for w in offsets.windows(2) {
+            let (head, tail) = rest.split_at_mut(w[1] - w[0]);
+            chunks.push(head);
+            rest = tail;
+        }
+        chunks
+            .into_par_iter()
+            .with_min_len(256)
+            .for_each(|c| c.sort_by_key(|r| r.time()));
+        Grouped { offsets, items }
+    }
+
+    /// The rows of customer `c`, sorted by time.
+    pub fn of(&self, c: usize) -> &[T] {
+        &self.items[self.offsets[c]..self.offsets[c + 1]]
+    }
+
+    /// All rows, grouped by customer.
+    pub fn all(&self) -> &[T] {
+        &self.items
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+}
+
+/// A customer attribute column (an extra column of `customers`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Attribute {
+    /// Numbers; NaN where empty.
+    Numeric(Vec<f64>),
+    /// Strings; `None` where empty.
+    Categorical(Vec<Option<String>>),
+}
+
+/// The `customers` table.
+#[derive(Debug, Clone, Default)]
+pub struct Customers {
+    pub ids: Vec<String>,
+    pub signup: Vec<Ts>,
+    /// Extra columns by name, in file order.
+    pub attributes: Vec<(String, Attribute)>,
+    pub index: HashMap<String, u32>,
+}
+
+impl Customers {
+    /// Number of customers.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// The attribute column called `name`.
+    pub fn attribute(&self, name: &str) -> Option<&Attribute> {
+        self.attributes
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, a)| a)
+    }
+}
+
+/// A validated customer base: every table indexed by customer.
+#[derive(Debug, Clone, Default)]
+pub struct CustomerBase {
+    pub customers: Customers,
+    pub logins: Option<Grouped<Ts>>,
+    pub tickets: Option<Grouped<Ticket>>,
+    pub orders: Option<Grouped<Order>>,
+    pub events: Option<Grouped<Event>>,
+    /// Names of event types; [`Event::kind`] indexes it.
+    pub event_types: Vec<String>,
+    pub churn: Option<Grouped<Ts>>,
+    pub summary: Summary,
+}
+
+/// Which optional tables a customer base (or a model) has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct Present {
+    pub logins: bool,
+    pub tickets: bool,
+    pub orders: bool,
+    pub events: bool,
+    pub churn: bool,
+}
+
+impl CustomerBase {
+    /// Which optional tables are present.
+    pub fn present(&self) -> Present {
+        Present {
+            logins: self.logins.is_some(),
+            tickets: self.tickets.is_some(),
+            orders: self.orders.is_some(),
+            events: self.events.is_some(),
+            churn: self.churn.is_some(),
+        }
+    }
+
+    /// Everything known about customer `c`, as the feature code reads it.
+    pub fn view(&self, c: usize) -> CustomerView<'_> {
+        CustomerView {
+            signup: self.customers.signup[c],
+            logins: self.logins.as_ref().map_or(&[], |g| g.of(c)),
+            tickets: self.tickets.as_ref().map_or(&[], |g| g.of(c)),
+            orders: self.orders.as_ref().map_or(&[], |g| g.of(c)),
+            events: self.events.as_ref().map_or(&[], |g| g.of(c)),
+            churn: self.churn.as_ref().map_or(&[], |g| g.of(c)),
+        }
+    }
+
+    /// The latest instant seen in any activity table (the end of the observed data).
+    pub fn data_end(&self) -> Option<Ts> {
+        self.summary.time_range.map(|(_, end)| end)
+    }
+}
+
+/// One customer's rows, each slice sorted by time. Built from a [`CustomerBase`]
+/// for batch work and from a request payload for the online path.
+#[derive(Debug, Clone, Copy)]
+pub struct CustomerView<'a> {
+    pub signup: Ts,
+    pub logins: &'a [Ts],
+    pub tickets: &'a [Ticket],
+    pub orders: &'a [Order],
+    pub events: &'a [Event],
+    pub churn: &'a [Ts],
+}
+
+/// Rows of `xs` strictly before `t` (the slice is sorted by time).
+pub fn before<T: Timed>(xs: &[T], t: Ts) -> &[T] {
+    let n = xs.partition_point(|r| r.time() < t);
+    &xs[..n]
+}
+
+/// Rows of `xs` in `[from, to)`.
+pub fn between<T: Timed>(xs: &[T], from: Ts, to: Ts) -> &[T] {
+    let a = xs.partition_point(|r| r.time() < from);
+    let b = xs.partition_point(|r| r.time() < to);
+    &xs[a..b.max(a)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grouping_sorts_each_customer_by_time() {
+        let g = Grouped::build(3, &[2, 0, 2, 2], vec![30i64, 5, 10, 20]);
+        assert_eq!(g.of(0), &[5]);
+        assert_eq!(g.of(1), &[] as &[i64]);
+        assert_eq!(g.of(2), &[10, 20, 30]);
+    }
+
+    #[test]
+    fn windows_are_half_open() {
+        let xs = [1i64, 2, 3, 4];
+        assert_eq!(before(&xs, 3), &[1, 2]);
+        assert_eq!(between(&xs, 2, 4), &[2, 3]);
+        assert_eq!(between(&xs, 4, 2), &[] as &[i64]);
+    }
+}
