@@ -235,10 +235,11 @@ impl Aliases {
             if key == HISTORY_KEY {
                 continue;
             }
-            let v = val
-                .as_str()
-                .and_then(parse_version_dir)
-                .ok_or_else(|| bad(format!("alias `{key}` must be a version like \"v3\", found {val}")))?;
+            let v = val.as_str().and_then(parse_version_dir).ok_or_else(|| {
+                bad(format!(
+                    "alias `{key}` must be a version like \"v3\", found {val}"
+                ))
+            })?;
             out.current.insert(key.clone(), v);
         }
         if let Some(history) = obj.get(HISTORY_KEY) {
@@ -246,26 +247,12 @@ impl Aliases {
                 .as_array()
                 .ok_or_else(|| bad("`history` must be an array".into()))?;
             for (i, item) in items.iter().enumerate() {
-                let field = |k: &str| item.get(k).and_then(Value::as_str);
-                let event = (|| {
-                    let from = match item.get("from") {
-                        None | Some(Value::Null) => None,
-                        Some(Value::String(s)) => Some(parse_version_dir(s)?),
-                        Some(_) => return None,
-                    };
-                    Some(AliasEvent {
-                        alias: field("alias")?.to_string(),
-                        from,
-                        to: parse_version_dir(field("to")?)?,
-                        at: field("at").unwrap_or_default().to_string(),
-                        action: AliasAction::parse(field("action")?)?,
-                    })
-                })();
-                out.history.push(event.ok_or_else(|| {
+                let event = parse_event(item).ok_or_else(|| {
                     bad(format!(
                         "history entry {i} is malformed (expected alias, from, to, at, action): {item}"
                     ))
-                })?);
+                })?;
+                out.history.push(event);
             }
         }
         Ok(out)
@@ -299,6 +286,23 @@ impl Aliases {
         }
         None
     }
+}
+
+/// One entry of the `history` array of `aliases.json`.
+fn parse_event(item: &Value) -> Option<AliasEvent> {
+    let field = |k: &str| item.get(k).and_then(Value::as_str);
+    let from = match item.get("from") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(parse_version_dir(s)?),
+        Some(_) => return None,
+    };
+    Some(AliasEvent {
+        alias: field("alias")?.to_string(),
+        from,
+        to: parse_version_dir(field("to")?)?,
+        at: field("at").unwrap_or_default().to_string(),
+        action: AliasAction::parse(field("action")?)?,
+    })
 }
 
 impl Registry {
@@ -355,7 +359,8 @@ impl Registry {
         }
         let mut seen = BTreeSet::new();
         for (file, _) in &files {
-            validate_file_name(file).map_err(|m| Error::Artifact(format!("publish {name}: {m}")))?;
+            validate_file_name(file)
+                .map_err(|m| Error::Artifact(format!("publish {name}: {m}")))?;
             if !seen.insert(file.as_str()) {
                 return Err(Error::Artifact(format!(
                     "publish {name}: file `{file}` given twice"
@@ -644,7 +649,11 @@ impl Registry {
             let Some(v) = entry.file_name().to_str().and_then(parse_version_dir) else {
                 continue;
             };
-            if entry.file_type().map_err(|e| Error::io(entry.path(), e))?.is_dir() {
+            if entry
+                .file_type()
+                .map_err(|e| Error::io(entry.path(), e))?
+                .is_dir()
+            {
                 out.push(v);
             }
         }
@@ -660,12 +669,18 @@ impl Registry {
             .current
             .values()
             .copied()
-            .chain(aliases.history.iter().flat_map(|e| e.from.into_iter().chain([e.to])))
+            .chain(
+                aliases
+                    .history
+                    .iter()
+                    .flat_map(|e| e.from.into_iter().chain([e.to])),
+            )
             .max()
             .unwrap_or(0);
-        on_disk.max(in_aliases).checked_add(1).ok_or_else(|| {
-            Error::Artifact(format!("model {name}: no version number left"))
-        })
+        on_disk
+            .max(in_aliases)
+            .checked_add(1)
+            .ok_or_else(|| Error::Artifact(format!("model {name}: no version number left")))
     }
 
     fn read_aliases(&self, name: &str) -> Result<Aliases> {
@@ -746,12 +761,16 @@ impl Registry {
         };
         let says_name = manifest.get("name").and_then(Value::as_str);
         if says_name != Some(name) {
-            return Err(bad(format!("manifest names model {says_name:?}, expected \"{name}\"")));
+            return Err(bad(format!(
+                "manifest names model \"{}\", expected \"{name}\"",
+                says_name.unwrap_or("none")
+            )));
         }
         let says_version = manifest.get("version").and_then(Value::as_str);
         if says_version.and_then(parse_version_dir) != Some(version) {
             return Err(bad(format!(
-                "manifest says version {says_version:?}, expected \"v{version}\""
+                "manifest says version \"{}\", expected \"v{version}\"",
+                says_version.unwrap_or("none")
             )));
         }
         let listed = manifest
@@ -839,7 +858,10 @@ fn clean_stale(name_dir: &Path) {
         let Some(newest) = newest_mtime(&path) else {
             continue;
         };
-        if now.duration_since(newest).is_ok_and(|age| age > STALE_AFTER) {
+        if now
+            .duration_since(newest)
+            .is_ok_and(|age| age > STALE_AFTER)
+        {
             let _ = if path.is_dir() {
                 fs::remove_dir_all(&path)
             } else {
@@ -903,8 +925,7 @@ fn version_dir(version: u32) -> String {
 /// `"v3"` -> 3; only the canonical form (no leading zeros, from 1).
 fn parse_version_dir(s: &str) -> Option<u32> {
     let digits = s.strip_prefix('v')?;
-    if digits.is_empty() || digits.starts_with('0') || !digits.bytes().all(|b| b.is_ascii_digit())
-    {
+    if digits.is_empty() || digits.starts_with('0') || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     digits.parse().ok()
@@ -921,8 +942,7 @@ fn describe_versions(versions: &[u32]) -> String {
 
 fn is_name(s: &str) -> bool {
     (1..=64).contains(&s.len())
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
@@ -1022,7 +1042,9 @@ mod tests {
     #[test]
     fn publish_writes_the_layout_and_the_checksums() {
         let (_tmp, reg) = registry();
-        let p = reg.publish("churn", files(b"weights"), manifest(), false).unwrap();
+        let p = reg
+            .publish("churn", files(b"weights"), manifest(), false)
+            .unwrap();
         assert_eq!(p.version, 1);
         assert_eq!(p.dir, reg.root().join("churn").join("v1"));
         for f in ["manifest.json", "model.bin", "report.html", "metrics.json"] {
@@ -1030,13 +1052,17 @@ mod tests {
         }
         assert!(reg.root().join("churn").join("aliases.json").is_file());
 
-        let m: Value = serde_json::from_slice(&fs::read(p.dir.join("manifest.json")).unwrap()).unwrap();
+        let m: Value =
+            serde_json::from_slice(&fs::read(p.dir.join("manifest.json")).unwrap()).unwrap();
         assert_eq!(m["name"], "churn");
         assert_eq!(m["version"], "v1");
         assert_eq!(m["algorithm"], "gbdt", "the trainer's keys are kept");
         assert_eq!(m["crate_version"], env!("CARGO_PKG_VERSION"));
         let created = m["created_at"].as_str().unwrap();
-        assert!(chrono::DateTime::parse_from_rfc3339(created).is_ok(), "{created}");
+        assert!(
+            chrono::DateTime::parse_from_rfc3339(created).is_ok(),
+            "{created}"
+        );
         assert!(created.ends_with('Z'));
         let listed = m["files"].as_object().unwrap();
         assert_eq!(listed.len(), 3);
@@ -1063,8 +1089,10 @@ mod tests {
     #[test]
     fn aliases_json_keeps_production_and_staging_at_the_top_level_with_a_history() {
         let (_tmp, reg) = registry();
-        reg.publish("churn", files(b"a"), manifest(), false).unwrap();
-        reg.publish("churn", files(b"b"), manifest(), false).unwrap();
+        reg.publish("churn", files(b"a"), manifest(), false)
+            .unwrap();
+        reg.publish("churn", files(b"b"), manifest(), false)
+            .unwrap();
         let path = reg.root().join("churn").join("aliases.json");
         let v: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
         assert_eq!(v["production"], "v1");
@@ -1086,15 +1114,22 @@ mod tests {
         // A malformed one is refused with the file named.
         fs::write(&path, r#"{"production": 2}"#).unwrap();
         let msg = artifact_message(reg.aliases("churn").unwrap_err());
-        assert!(msg.contains("aliases.json") && msg.contains("production"), "{msg}");
+        assert!(
+            msg.contains("aliases.json") && msg.contains("production"),
+            "{msg}"
+        );
     }
 
     #[test]
     fn the_first_publish_is_production_the_second_staging_and_promote_true_moves_production() {
         let (_tmp, reg) = registry();
-        let p1 = reg.publish("churn", files(b"1"), manifest(), false).unwrap();
+        let p1 = reg
+            .publish("churn", files(b"1"), manifest(), false)
+            .unwrap();
         assert_eq!(p1.aliases_set, vec!["production"]);
-        let p2 = reg.publish("churn", files(b"2"), manifest(), false).unwrap();
+        let p2 = reg
+            .publish("churn", files(b"2"), manifest(), false)
+            .unwrap();
         assert_eq!(p2.aliases_set, vec!["staging"]);
         let a = reg.aliases("churn").unwrap();
         assert_eq!(a.get(PRODUCTION), Some(1));
@@ -1105,11 +1140,21 @@ mod tests {
         let a = reg.aliases("churn").unwrap();
         assert_eq!(a.get(PRODUCTION), Some(3));
         assert_eq!(a.get(STAGING), Some(2));
-        assert_eq!(reg.resolve("churn", &"production".parse().unwrap()).unwrap(), 3);
-        assert_eq!(reg.resolve("churn", &"staging".parse().unwrap()).unwrap(), 2);
+        assert_eq!(
+            reg.resolve("churn", &"production".parse().unwrap())
+                .unwrap(),
+            3
+        );
+        assert_eq!(
+            reg.resolve("churn", &"staging".parse().unwrap()).unwrap(),
+            2
+        );
 
         let vs = reg.versions("churn").unwrap();
-        assert_eq!(vs.iter().map(|v| v.version).collect::<Vec<_>>(), vec![1, 2, 3]);
+        assert_eq!(
+            vs.iter().map(|v| v.version).collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
         assert!(vs[0].aliases.is_empty());
         assert_eq!(vs[1].aliases, vec!["staging"]);
         assert_eq!(vs[2].aliases, vec!["production"]);
@@ -1119,14 +1164,23 @@ mod tests {
     #[test]
     fn versions_are_immutable_and_publishing_again_makes_v2_with_v1_bytes_unchanged() {
         let (_tmp, reg) = registry();
-        reg.publish("churn", files(b"first"), manifest(), false).unwrap();
+        reg.publish("churn", files(b"first"), manifest(), false)
+            .unwrap();
         let v1 = reg.root().join("churn").join("v1");
         let before = snapshot(&v1);
-        let p2 = reg.publish("churn", files(b"second"), manifest(), true).unwrap();
+        let p2 = reg
+            .publish("churn", files(b"second"), manifest(), true)
+            .unwrap();
         assert_eq!(p2.version, 2);
         assert_eq!(snapshot(&v1), before);
-        assert_eq!(reg.load("churn", &Selector::Version(1)).unwrap().files["model.bin"], b"first");
-        assert_eq!(reg.load("churn", &Selector::Version(2)).unwrap().files["model.bin"], b"second");
+        assert_eq!(
+            reg.load("churn", &Selector::Version(1)).unwrap().files["model.bin"],
+            b"first"
+        );
+        assert_eq!(
+            reg.load("churn", &Selector::Version(2)).unwrap().files["model.bin"],
+            b"second"
+        );
     }
 
     #[test]
@@ -1148,24 +1202,37 @@ mod tests {
         assert!(reg.names().unwrap().is_empty());
         assert!(reg.versions("churn").unwrap().is_empty());
         assert!(reg.aliases("churn").unwrap().current.is_empty());
-        assert!(reg.load("churn", &Selector::Alias("production".into())).is_err());
+        assert!(reg
+            .load("churn", &Selector::Alias("production".into()))
+            .is_err());
 
         // On a registry with a version: byte-for-byte unchanged.
-        reg.publish("churn", files(b"good"), manifest(), false).unwrap();
+        reg.publish("churn", files(b"good"), manifest(), false)
+            .unwrap();
         let before = snapshot(reg.root());
         reg.publish_with_hook("churn", files(b"y"), manifest(), true, &fail_on_second)
             .unwrap_err();
         assert_eq!(snapshot(reg.root()), before);
-        assert_eq!(reg.resolve("churn", &Selector::Alias("production".into())).unwrap(), 1);
+        assert_eq!(
+            reg.resolve("churn", &Selector::Alias("production".into()))
+                .unwrap(),
+            1
+        );
 
         // The failed attempt did not burn a version number.
-        assert_eq!(reg.publish("churn", files(b"z"), manifest(), false).unwrap().version, 2);
+        assert_eq!(
+            reg.publish("churn", files(b"z"), manifest(), false)
+                .unwrap()
+                .version,
+            2
+        );
     }
 
     #[test]
     fn a_half_written_temporary_directory_is_never_listed_and_is_cleaned_when_stale() {
         let (_tmp, reg) = registry();
-        reg.publish("churn", files(b"a"), manifest(), false).unwrap();
+        reg.publish("churn", files(b"a"), manifest(), false)
+            .unwrap();
         let name_dir = reg.root().join("churn");
         // What a crash between writing files and the rename leaves behind.
         let fresh = name_dir.join(".tmp-fresh");
@@ -1175,18 +1242,30 @@ mod tests {
             fs::write(d.join("model.bin"), b"partial").unwrap();
         }
         let old = SystemTime::now() - Duration::from_secs(2 * 3600);
-        File::open(stale.join("model.bin")).unwrap().set_modified(old).unwrap();
+        File::open(stale.join("model.bin"))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
         File::open(&stale).unwrap().set_modified(old).unwrap();
 
         assert_eq!(reg.versions("churn").unwrap().len(), 1);
-        assert_eq!(reg.publish("churn", files(b"b"), manifest(), false).unwrap().version, 2);
+        assert_eq!(
+            reg.publish("churn", files(b"b"), manifest(), false)
+                .unwrap()
+                .version,
+            2
+        );
         assert!(!stale.exists(), "stale temporary directory kept");
-        assert!(fresh.exists(), "a recent one may belong to a running publish");
+        assert!(
+            fresh.exists(),
+            "a recent one may belong to a running publish"
+        );
         assert_eq!(reg.versions("churn").unwrap().len(), 2);
     }
 
     #[test]
-    fn concurrent_publishes_from_eight_threads_get_eight_distinct_versions_and_consistent_aliases() {
+    fn concurrent_publishes_from_eight_threads_get_eight_distinct_versions_and_consistent_aliases()
+    {
         let (_tmp, reg) = registry();
         let reg = Arc::new(reg);
         let barrier = Arc::new(Barrier::new(8));
@@ -1197,7 +1276,9 @@ mod tests {
                 std::thread::spawn(move || {
                     barrier.wait();
                     let model = format!("model-{i}").into_bytes();
-                    let p = reg.publish("churn", files(&model), manifest(), false).unwrap();
+                    let p = reg
+                        .publish("churn", files(&model), manifest(), false)
+                        .unwrap();
                     (p, model)
                 })
             })
@@ -1238,12 +1319,19 @@ mod tests {
         }
         assert_eq!(reg.promote("churn", 3, "production").unwrap(), Some(1));
         assert_eq!(reg.promote("churn", 2, "canary").unwrap(), None);
-        assert_eq!(reg.promote("churn", 3, "production").unwrap(), Some(3), "no-op");
+        assert_eq!(
+            reg.promote("churn", 3, "production").unwrap(),
+            Some(3),
+            "no-op"
+        );
         let a = reg.aliases("churn").unwrap();
         assert_eq!(a.get("production"), Some(3));
         assert_eq!(a.get("canary"), Some(2));
         let last = &a.history[a.history.len() - 2];
-        assert_eq!((last.alias.as_str(), last.from, last.to), ("production", Some(1), 3));
+        assert_eq!(
+            (last.alias.as_str(), last.from, last.to),
+            ("production", Some(1), 3)
+        );
         assert_eq!(last.action, AliasAction::Promote);
         assert_eq!(a.history.len(), 5);
 
@@ -1266,10 +1354,17 @@ mod tests {
 
         assert_eq!(reg.rollback("churn").unwrap(), 3);
         assert_eq!(reg.rollback("churn").unwrap(), 2);
-        assert_eq!(reg.resolve("churn", &"production".parse().unwrap()).unwrap(), 2);
+        assert_eq!(
+            reg.resolve("churn", &"production".parse().unwrap())
+                .unwrap(),
+            2
+        );
         let a = reg.aliases("churn").unwrap();
         let last = a.history.last().unwrap();
-        assert_eq!((last.from, last.to, last.action), (Some(3), 2, AliasAction::Rollback));
+        assert_eq!(
+            (last.from, last.to, last.action),
+            (Some(3), 2, AliasAction::Rollback)
+        );
 
         // A promote after rollbacks is undone first, then the walk continues.
         reg.promote("churn", 4, PRODUCTION).unwrap();
@@ -1278,34 +1373,54 @@ mod tests {
         // v1 was the first production: nothing earlier.
         let msg = artifact_message(reg.rollback("churn").unwrap_err());
         assert!(msg.contains("no earlier production version"), "{msg}");
-        assert_eq!(reg.resolve("churn", &"production".parse().unwrap()).unwrap(), 1);
+        assert_eq!(
+            reg.resolve("churn", &"production".parse().unwrap())
+                .unwrap(),
+            1
+        );
     }
 
     #[test]
     fn rollback_with_no_history_is_an_error() {
         let (_tmp, reg) = registry();
         assert!(reg.rollback("churn").is_err(), "unknown model");
-        reg.publish("churn", files(b"1"), manifest(), false).unwrap();
-        reg.publish("churn", files(b"2"), manifest(), false).unwrap();
+        reg.publish("churn", files(b"1"), manifest(), false)
+            .unwrap();
+        reg.publish("churn", files(b"2"), manifest(), false)
+            .unwrap();
         let before = snapshot(reg.root());
         let msg = artifact_message(reg.rollback("churn").unwrap_err());
         assert!(msg.contains("churn") && msg.contains("v1"), "{msg}");
-        assert_eq!(snapshot(reg.root()), before, "a refused rollback writes nothing");
+        assert_eq!(
+            snapshot(reg.root()),
+            before,
+            "a refused rollback writes nothing"
+        );
     }
 
     #[test]
     fn a_corrupted_file_is_detected_by_verify_and_by_load_naming_the_file_and_version() {
         let (_tmp, reg) = registry();
-        reg.publish("churn", files(b"weights"), manifest(), false).unwrap();
+        reg.publish("churn", files(b"weights"), manifest(), false)
+            .unwrap();
         let model = reg.root().join("churn").join("v1").join("model.bin");
         fs::write(&model, b"weightz").unwrap();
 
         let msg = artifact_message(reg.verify("churn", 1).unwrap_err());
         assert!(msg.contains("churn/v1/model.bin"), "{msg}");
         assert!(msg.contains("checksum mismatch"), "{msg}");
-        assert!(msg.contains(&sha256_hex(b"weights")) && msg.contains(&sha256_hex(b"weightz")), "{msg}");
-        let msg = artifact_message(reg.load("churn", &"production".parse().unwrap()).unwrap_err());
-        assert!(msg.contains("churn/v1/model.bin") && msg.contains("v1"), "{msg}");
+        assert!(
+            msg.contains(&sha256_hex(b"weights")) && msg.contains(&sha256_hex(b"weightz")),
+            "{msg}"
+        );
+        let msg = artifact_message(
+            reg.load("churn", &"production".parse().unwrap())
+                .unwrap_err(),
+        );
+        assert!(
+            msg.contains("churn/v1/model.bin") && msg.contains("v1"),
+            "{msg}"
+        );
         // A corrupted version cannot be promoted either.
         assert!(reg.promote("churn", 1, "staging").is_err());
     }
@@ -1316,42 +1431,71 @@ mod tests {
         let msg = artifact_message(reg.load("churn", &Selector::Version(1)).unwrap_err());
         assert!(msg.contains("no model named `churn`"), "{msg}");
 
-        reg.publish("churn", files(b"w"), manifest(), false).unwrap();
+        reg.publish("churn", files(b"w"), manifest(), false)
+            .unwrap();
         let msg = artifact_message(reg.load("churn", &"staging".parse().unwrap()).unwrap_err());
-        assert!(msg.contains("no alias `staging`") && msg.contains("production"), "{msg}");
+        assert!(
+            msg.contains("no alias `staging`") && msg.contains("production"),
+            "{msg}"
+        );
         let msg = artifact_message(reg.load("churn", &"v7".parse().unwrap()).unwrap_err());
         assert!(msg.contains("no version v7") && msg.contains("v1"), "{msg}");
 
         let v1 = reg.root().join("churn").join("v1");
         fs::remove_file(v1.join("report.html")).unwrap();
         let msg = artifact_message(reg.load("churn", &Selector::Version(1)).unwrap_err());
-        assert!(msg.contains("v1/report.html") && msg.contains("missing"), "{msg}");
+        assert!(
+            msg.contains("v1/report.html") && msg.contains("missing"),
+            "{msg}"
+        );
 
         fs::write(v1.join("manifest.json"), b"{not json").unwrap();
         let msg = artifact_message(reg.load("churn", &Selector::Version(1)).unwrap_err());
-        assert!(msg.contains("v1/manifest.json") && msg.contains("unparsable"), "{msg}");
+        assert!(
+            msg.contains("v1/manifest.json") && msg.contains("unparsable"),
+            "{msg}"
+        );
         assert!(reg.versions("churn").is_err());
 
         // A manifest copied from another version is refused.
-        let p2 = reg.publish("churn", files(b"w2"), manifest(), false).unwrap();
+        let p2 = reg
+            .publish("churn", files(b"w2"), manifest(), false)
+            .unwrap();
         let m2 = fs::read(p2.dir.join("manifest.json")).unwrap();
         fs::write(v1.join("manifest.json"), m2).unwrap();
         fs::write(v1.join("report.html"), b"<html>report</html>").unwrap();
         let msg = artifact_message(reg.verify("churn", 1).unwrap_err());
-        assert!(msg.contains("v1/manifest.json") && msg.contains("\"v2\""), "{msg}");
+        assert!(
+            msg.contains("v1/manifest.json") && msg.contains("\"v2\""),
+            "{msg}"
+        );
 
         // An alias pointing at a version that is gone.
         fs::remove_dir_all(&p2.dir).unwrap();
-        let msg = artifact_message(reg.resolve("churn", &"staging".parse().unwrap()).unwrap_err());
+        let msg = artifact_message(
+            reg.resolve("churn", &"staging".parse().unwrap())
+                .unwrap_err(),
+        );
         assert!(msg.contains("points to v2, which does not exist"), "{msg}");
         // And its number is not reused.
-        assert_eq!(reg.publish("churn", files(b"w3"), manifest(), false).unwrap().version, 3);
+        assert_eq!(
+            reg.publish("churn", files(b"w3"), manifest(), false)
+                .unwrap()
+                .version,
+            3
+        );
     }
 
     #[test]
     fn selectors_parse_aliases_and_versions() {
-        assert_eq!("production".parse::<Selector>().unwrap(), Selector::Alias("production".into()));
-        assert_eq!("staging".parse::<Selector>().unwrap(), Selector::Alias("staging".into()));
+        assert_eq!(
+            "production".parse::<Selector>().unwrap(),
+            Selector::Alias("production".into())
+        );
+        assert_eq!(
+            "staging".parse::<Selector>().unwrap(),
+            Selector::Alias("staging".into())
+        );
         assert_eq!("v3".parse::<Selector>().unwrap(), Selector::Version(3));
         assert_eq!("3".parse::<Selector>().unwrap(), Selector::Version(3));
         assert_eq!("V12".parse::<Selector>().unwrap(), Selector::Version(12));
@@ -1362,16 +1506,24 @@ mod tests {
         assert!("../etc".parse::<Selector>().is_err());
         assert!("history".parse::<Selector>().is_err());
         assert_eq!(Selector::Version(3).to_string(), "v3");
-        assert_eq!(Selector::Alias("production".into()).to_string(), "production");
+        assert_eq!(
+            Selector::Alias("production".into()).to_string(),
+            "production"
+        );
     }
 
     #[test]
     fn invalid_names_and_file_names_are_refused_before_anything_is_written() {
         let (_tmp, reg) = registry();
         for bad in ["", "a/b", "..", "a b", &"x".repeat(65)] {
-            assert!(reg.publish(bad, files(b"w"), manifest(), false).is_err(), "{bad:?}");
+            assert!(
+                reg.publish(bad, files(b"w"), manifest(), false).is_err(),
+                "{bad:?}"
+            );
         }
-        assert!(reg.publish(&"x".repeat(64), files(b"w"), manifest(), false).is_ok());
+        assert!(reg
+            .publish(&"x".repeat(64), files(b"w"), manifest(), false)
+            .is_ok());
         let bad_files: [Vec<(String, Vec<u8>)>; 5] = [
             vec![],
             vec![("../model.bin".into(), vec![])],
@@ -1382,7 +1534,9 @@ mod tests {
         for f in bad_files {
             assert!(reg.publish("churn", f, manifest(), false).is_err());
         }
-        assert!(reg.publish("churn", files(b"w"), json!([1, 2]), false).is_err());
+        assert!(reg
+            .publish("churn", files(b"w"), json!([1, 2]), false)
+            .is_err());
         assert!(!reg.root().join("churn").exists());
         assert_eq!(reg.names().unwrap(), vec!["x".repeat(64)]);
         assert!(reg.versions("../x").is_err());

@@ -1,0 +1,344 @@
+//! Alerts that are never lost: the policy that turns scores into alerts, the durable
+//! SQLite outbox, the sinks (webhook, JSON lines, log) and the dispatcher that delivers.
+//!
+//! # How an alert travels
+//!
+//! ```text
+//! score -> Outbox::record (policy + state + alert, ONE transaction, fsync) -> caller answers
+//!                 |
+//!                 v  (Notify, or the next poll)
+//!          Dispatcher::run_once -> claim due deliveries -> AlertSink::deliver
+//!                 -> mark delivered | retry later (backoff, full jitter) | dead letter
+//! ```
+//!
+//! - [`policy`]: when a score becomes an alert (tier transitions, cooldown). Pure.
+//! - [`outbox`]: the SQLite file: per-customer state, alerts, per-sink deliveries.
+//! - [`sink`]: where alerts go (signed webhook, JSON lines file, log).
+//! - [`dispatch`]: delivers due alerts with retries; shared counters for `/metrics`.
+//!
+//! Delivery is **at least once**: a crash between a sink accepting an alert and the
+//! outbox recording it re-sends that alert after restart. Every alert carries a stable
+//! [`Alert::idempotency_key`] (sent as the `Idempotency-Key` header) so receivers can
+//! drop duplicates.
+
+pub mod dispatch;
+pub mod outbox;
+pub mod policy;
+pub mod sink;
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+
+use crate::time::{fmt_date, fmt_ts, Ts};
+
+pub use dispatch::{DispatchStats, Dispatcher, RetryPolicy};
+pub use outbox::{
+    DeliveryRecord, DeliveryStatus, Due, Observation, Outbox, OutboxCounts, RecordSummary,
+    Transition,
+};
+pub use policy::{AlertPolicy, CustomerState, Decision};
+pub use sink::{
+    sign, verify_signature, AlertSink, DeliveryFuture, JsonlSink, LogSink, SinkError, WebhookSink,
+};
+
+/// A customer's risk tier, ordered from the least to the most at risk.
+#[derive(
+    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Debug, Hash, ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    /// Healthy: nothing to do.
+    Low,
+    /// Worth watching.
+    Medium,
+    /// Likely to churn within the model's horizon.
+    High,
+}
+
+impl Tier {
+    /// Every tier, lowest first.
+    pub const ALL: [Tier; 3] = [Tier::Low, Tier::Medium, Tier::High];
+
+    /// The lowercase name used in JSON, the API and the outbox (`"high"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Low => "low",
+            Tier::Medium => "medium",
+            Tier::High => "high",
+        }
+    }
+}
+
+impl fmt::Display for Tier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Tier {
+    type Err = crate::Error;
+
+    /// Parses `low`, `medium` or `high`, ignoring case and surrounding spaces.
+    fn from_str(s: &str) -> crate::Result<Tier> {
+        let t = s.trim();
+        Tier::ALL
+            .into_iter()
+            .find(|tier| tier.as_str().eq_ignore_ascii_case(t))
+            .ok_or_else(|| crate::Error::Input {
+                field: "tier".into(),
+                message: format!("`{s}` is not a risk tier: use low, medium or high"),
+            })
+    }
+}
+
+/// The model that produced a score, as named in the registry.
+#[derive(Clone, Serialize, Deserialize, Debug, PartialEq, Eq, Hash, ToSchema)]
+pub struct ModelRef {
+    /// Registry name (`churn`); part of the idempotency key.
+    pub name: String,
+    /// Version (`v3`); not part of the key, so promoting a model mid-night does not re-alert.
+    pub version: String,
+}
+
+/// One alert for an account manager, exactly as the sinks receive it (JSON).
+#[derive(Clone, Serialize, Deserialize, Debug, PartialEq, ToSchema)]
+pub struct Alert {
+    /// Hex SHA-256 of (model name, customer id, tier, `as_of` date): a rerun of the
+    /// same night recreates the same key, so the outbox stores it once and receivers
+    /// can deduplicate on it (`Idempotency-Key` header).
+    pub idempotency_key: String,
+    /// The customer at risk.
+    pub customer_id: String,
+    /// Calibrated probability of churning within the model's horizon (higher is worse).
+    pub churn_probability: f64,
+    /// The tier the customer entered.
+    pub tier: Tier,
+    /// The tier of the customer's previous score; `None` when first seen.
+    pub previous_tier: Option<Tier>,
+    /// Why: `[{"feature", "value", "contribution"}]` as computed by scoring.
+    pub reasons: Vec<serde_json::Value>,
+    /// Recent behaviour for the account manager (logins, open tickets, last order...).
+    pub summary: serde_json::Value,
+    /// The model that scored.
+    pub model: ModelRef,
+    /// The instant the score describes (RFC 3339, UTC).
+    pub as_of: String,
+    /// When the alert was raised (RFC 3339, UTC, wall clock).
+    pub raised_at: String,
+    /// Who raised it: [`Alert::SOURCE_SERVICE`] or [`Alert::SOURCE_BATCH`].
+    pub source: String,
+}
+
+impl Alert {
+    /// `source` of alerts raised by the HTTP service.
+    pub const SOURCE_SERVICE: &'static str = "service";
+    /// `source` of alerts raised by the nightly batch.
+    pub const SOURCE_BATCH: &'static str = "batch";
+
+    /// An alert with its idempotency key computed and `raised_at` set to now; `reasons`
+    /// empty and `summary` `{}` until [`Alert::with_reasons`] / [`Alert::with_summary`].
+    pub fn new(
+        model: ModelRef,
+        customer_id: impl Into<String>,
+        churn_probability: f64,
+        tier: Tier,
+        previous_tier: Option<Tier>,
+        as_of: Ts,
+        source: &str,
+    ) -> Alert {
+        let customer_id = customer_id.into();
+        Alert {
+            idempotency_key: idempotency_key(&model.name, &customer_id, tier, as_of),
+            customer_id,
+            churn_probability,
+            tier,
+            previous_tier,
+            reasons: Vec::new(),
+            summary: serde_json::Value::Object(Default::default()),
+            model,
+            as_of: fmt_ts(as_of),
+            raised_at: fmt_ts(now_secs()),
+            source: source.to_string(),
+        }
+    }
+
+    /// Sets the per-feature reasons.
+    pub fn with_reasons(mut self, reasons: Vec<serde_json::Value>) -> Alert {
+        self.reasons = reasons;
+        self
+    }
+
+    /// Sets the behaviour summary.
+    pub fn with_summary(mut self, summary: serde_json::Value) -> Alert {
+        self.summary = summary;
+        self
+    }
+}
+
+/// The stable key of an alert: hex SHA-256 of model name, customer id, tier and the UTC
+/// date of `as_of`, NUL-separated so that no two tuples collide by concatenation.
+pub fn idempotency_key(model_name: &str, customer_id: &str, tier: Tier, as_of: Ts) -> String {
+    let mut h = Sha256::new();
+    for part in [model_name, customer_id, tier.as_str(), &fmt_date(as_of)] {
+        h.update(part.as_bytes());
+        h.update([0u8]);
+    }
+    hex::encode(h.finalize())
+}
+
+/// Process-wide alert counters, read by the service's `/metrics`. Deliveries count
+/// once per alert and sink.
+#[derive(Debug, Default)]
+pub struct AlertCounters {
+    /// Alerts newly stored in the outbox by this process (duplicates not counted).
+    pub raised: AtomicU64,
+    /// Deliveries a sink accepted.
+    pub delivered: AtomicU64,
+    /// Delivery attempts that failed and will be retried.
+    pub failed: AtomicU64,
+    /// Deliveries given up (permanent error or too many attempts).
+    pub dead: AtomicU64,
+}
+
+/// A copy of [`AlertCounters`] at one instant.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CountersSnapshot {
+    /// See [`AlertCounters::raised`].
+    pub raised: u64,
+    /// See [`AlertCounters::delivered`].
+    pub delivered: u64,
+    /// See [`AlertCounters::failed`].
+    pub failed: u64,
+    /// See [`AlertCounters::dead`].
+    pub dead: u64,
+}
+
+impl AlertCounters {
+    /// Reads every counter.
+    pub fn snapshot(&self) -> CountersSnapshot {
+        CountersSnapshot {
+            raised: self.raised.load(Ordering::Relaxed),
+            delivered: self.delivered.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+            dead: self.dead.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Wall-clock seconds since the epoch.
+pub(crate) fn now_secs() -> Ts {
+    chrono::Utc::now().timestamp()
+}
+
+/// Wall-clock milliseconds since the epoch (delivery scheduling).
+pub(crate) fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model() -> ModelRef {
+        ModelRef {
+            name: "churn".into(),
+            version: "v1".into(),
+        }
+    }
+
+    #[test]
+    fn tiers_are_ordered_from_low_to_high() {
+        assert!(Tier::Low < Tier::Medium && Tier::Medium < Tier::High);
+    }
+
+    #[test]
+    fn a_tier_round_trips_through_its_name_and_json() {
+        for t in Tier::ALL {
+            assert_eq!(t.as_str().parse::<Tier>().unwrap(), t);
+            assert_eq!(serde_json::to_string(&t).unwrap(), format!("\"{t}\""));
+        }
+        assert_eq!(" HIGH ".parse::<Tier>().unwrap(), Tier::High);
+        assert!("critical".parse::<Tier>().is_err());
+    }
+
+    #[test]
+    fn the_idempotency_key_is_stable_within_a_day_and_ignores_the_model_version() {
+        let night = crate::time::parse_ts("2024-03-01").unwrap();
+        let a = Alert::new(
+            model(),
+            "c1",
+            0.9,
+            Tier::High,
+            None,
+            night,
+            Alert::SOURCE_BATCH,
+        );
+        let mut m2 = model();
+        m2.version = "v2".into();
+        let b = Alert::new(
+            m2,
+            "c1",
+            0.8,
+            Tier::High,
+            Some(Tier::Low),
+            night + 3600,
+            "service",
+        );
+        assert_eq!(a.idempotency_key, b.idempotency_key);
+        assert_eq!(a.idempotency_key.len(), 64);
+        let next_day = idempotency_key("churn", "c1", Tier::High, night + crate::time::DAY);
+        let other_tier = idempotency_key("churn", "c1", Tier::Medium, night);
+        assert_ne!(a.idempotency_key, next_day);
+        assert_ne!(a.idempotency_key, other_tier);
+        // No collision by shifting characters between the parts.
+        assert_ne!(
+            idempotency_key("churn", "c1", Tier::High, night),
+            idempotency_key("chur", "nc1", Tier::High, night)
+        );
+    }
+
+    #[test]
+    fn an_alert_serialises_with_the_documented_field_names() {
+        let night = crate::time::parse_ts("2024-03-01").unwrap();
+        let a = Alert::new(
+            model(),
+            "c1",
+            0.9,
+            Tier::High,
+            Some(Tier::Medium),
+            night,
+            "batch",
+        )
+        .with_reasons(vec![
+            serde_json::json!({"feature": "logins_30d", "value": 0.0, "contribution": 0.4}),
+        ])
+        .with_summary(serde_json::json!({"logins_30d": 0}));
+        let v = serde_json::to_value(&a).unwrap();
+        for field in [
+            "idempotency_key",
+            "customer_id",
+            "churn_probability",
+            "tier",
+            "previous_tier",
+            "reasons",
+            "summary",
+            "model",
+            "as_of",
+            "raised_at",
+            "source",
+        ] {
+            assert!(v.get(field).is_some(), "{field} missing from {v}");
+        }
+        assert_eq!(v["tier"], "high");
+        assert_eq!(v["previous_tier"], "medium");
+        assert_eq!(v["as_of"], "2024-03-01T00:00:00Z");
+        assert_eq!(v["model"]["name"], "churn");
+        let back: Alert = serde_json::from_value(v).unwrap();
+        assert_eq!(back, a);
+    }
+}

@@ -1,0 +1,147 @@
+//! Settings from a TOML file (`--config`), under command-line flags and `CHURNGUARD_*`
+//! environment variables, over built-in defaults.
+
+use crate::{Error, Result};
+use serde::Deserialize;
+use std::path::Path;
+
+/// The config file. Every key is optional.
+///
+/// ```toml
+/// data = "data/sample"
+/// models = "models"
+/// name = "churn"
+/// [labels]
+/// horizon_days = 30
+/// active_days = 90
+/// snapshot_days = 30
+/// [features]
+/// categorical = ["plan", "channel", "country"]
+/// numeric = ["monthly_fee"]
+/// [tiers]
+/// high_share = 0.05
+/// medium_share = 0.20
+/// # high_threshold = 0.4
+/// [serve]
+/// bind = "127.0.0.1:8080"
+/// alert_webhook = "https://crm.example.com/hooks/churn"
+/// api_keys_file = "/etc/churnguard/keys"
+/// [alerts]
+/// tier = "high"
+/// cooldown_days = 14
+/// ```
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub data: Option<String>,
+    pub models: Option<String>,
+    pub name: Option<String>,
+    #[serde(default)]
+    pub labels: LabelsSection,
+    #[serde(default)]
+    pub features: FeaturesSection,
+    #[serde(default)]
+    pub tiers: TiersSection,
+    #[serde(default)]
+    pub serve: ServeSection,
+    #[serde(default)]
+    pub alerts: AlertsSection,
+}
+
+/// `[labels]`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LabelsSection {
+    pub horizon_days: Option<u32>,
+    pub active_days: Option<u32>,
+    pub snapshot_days: Option<u32>,
+    pub max_snapshots: Option<usize>,
+}
+
+/// `[features]`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FeaturesSection {
+    pub categorical: Option<Vec<String>>,
+    pub numeric: Option<Vec<String>>,
+    pub top_levels: Option<usize>,
+    pub top_event_types: Option<usize>,
+}
+
+/// `[tiers]`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TiersSection {
+    pub high_share: Option<f64>,
+    pub medium_share: Option<f64>,
+    pub high_threshold: Option<f64>,
+    pub medium_threshold: Option<f64>,
+}
+
+/// `[serve]`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServeSection {
+    pub bind: Option<String>,
+    pub alert_webhook: Option<String>,
+    pub api_keys_file: Option<String>,
+    pub scores: Option<String>,
+    pub reload_seconds: Option<u64>,
+    pub max_batch: Option<usize>,
+    pub max_body_bytes: Option<usize>,
+}
+
+/// `[alerts]`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsSection {
+    pub tier: Option<String>,
+    pub cooldown_days: Option<u32>,
+    pub outbox: Option<String>,
+    pub log: Option<String>,
+}
+
+impl FileConfig {
+    /// Reads a config file; an unknown key is an error naming it.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        toml::from_str(&text)
+            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+    }
+
+    /// The file named by `path`, or the defaults when there is none.
+    pub fn load_opt(path: Option<&Path>) -> Result<Self> {
+        path.map_or_else(|| Ok(FileConfig::default()), FileConfig::load)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_example_parses() {
+        let text = r#"
+data = "d"
+[labels]
+horizon_days = 60
+[features]
+categorical = ["plan"]
+[tiers]
+high_share = 0.1
+[serve]
+bind = "0.0.0.0:1"
+[alerts]
+cooldown_days = 3
+"#;
+        let c: FileConfig = toml::from_str(text).unwrap();
+        assert_eq!(c.labels.horizon_days, Some(60));
+        assert_eq!(c.features.categorical, Some(vec!["plan".to_string()]));
+        assert_eq!(c.alerts.cooldown_days, Some(3));
+    }
+
+    #[test]
+    fn an_unknown_key_is_refused() {
+        assert!(toml::from_str::<FileConfig>("[labels]\nhorizon = 3\n").is_err());
+    }
+}

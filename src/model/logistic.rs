@@ -1,0 +1,105 @@
+//! L2-regularised logistic regression (linfa-logistic) on standardised features.
+//!
+//! linfa-logistic has no class or sample weights. We fit the unweighted likelihood,
+//! which ranks as well as a weighted one, and rely on Platt calibration fit on the
+//! validation split to put the probabilities on the right scale for the imbalance.
+
+use super::{Classifier, Preprocessor};
+use crate::{Error, Result};
+use linfa::prelude::*;
+use linfa_logistic::LogisticRegression;
+use ndarray::{Array1, Array2};
+use serde::{Deserialize, Serialize};
+
+/// Hyper-parameters, checked before fitting.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LogisticParams {
+    /// L2 penalty strength.
+    pub alpha: f64,
+    pub max_iterations: u64,
+}
+
+impl Default for LogisticParams {
+    fn default() -> Self {
+        LogisticParams {
+            alpha: 1.0,
+            max_iterations: 200,
+        }
+    }
+}
+
+/// A fitted logistic model: `margin = intercept + sum(coef * standardised x)`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogisticModel {
+    pub pre: Preprocessor,
+    pub coef: Vec<f64>,
+    pub intercept: f64,
+}
+
+impl LogisticModel {
+    /// Fits on a row-major matrix `x` (`width` columns) with labels `y`.
+    pub fn fit(
+        x: &[f64],
+        width: usize,
+        y: &[bool],
+        pre: Preprocessor,
+        params: &LogisticParams,
+    ) -> Result<Self> {
+        if !(params.alpha >= 0.0 && params.alpha.is_finite()) {
+            return Err(Error::Config("logistic alpha must be a finite number >= 0".into()));
+        }
+        let n = y.len();
+        let mut z = Vec::with_capacity(n * width);
+        for row in x.chunks(width) {
+            z.extend(row.iter().enumerate().map(|(j, &v)| pre.standardize(j, v)));
+        }
+        let xs = Array2::from_shape_vec((n, width), z)
+            .map_err(|e| Error::Train(format!("logistic: {e}")))?;
+        let ys: Array1<usize> = y.iter().map(|&l| usize::from(l)).collect();
+        let ds = Dataset::new(xs, ys);
+        let fitted = LogisticRegression::default()
+            .alpha(params.alpha)
+            .max_iterations(params.max_iterations)
+            .fit(&ds)
+            .map_err(|e| Error::Train(format!("logistic regression: {e}")))?;
+        // linfa calls the majority class "positive"; we want the log-odds of churn (1).
+        let sign = if fitted.labels().pos.class == 1 { 1.0 } else { -1.0 };
+        Ok(LogisticModel {
+            coef: fitted.params().iter().map(|c| sign * c).collect(),
+            intercept: sign * fitted.intercept(),
+            pre,
+        })
+    }
+}
+
+impl Classifier for LogisticModel {
+    fn margin(&self, row: &[f64]) -> f64 {
+        self.intercept
+            + row
+                .iter()
+                .enumerate()
+                .map(|(j, &v)| self.coef[j] * self.pre.standardize(j, v))
+                .sum::<f64>()
+    }
+
+    fn contributions(&self, row: &[f64], out: &mut [f64]) -> f64 {
+        for (j, &v) in row.iter().enumerate() {
+            out[j] = self.coef[j] * self.pre.standardize(j, v);
+        }
+        self.intercept
+    }
+
+    fn importance(&self) -> Vec<f64> {
+        // |coef| on standardised inputs: the effect of one standard deviation.
+        normalise(self.coef.iter().map(|c| c.abs()).collect())
+    }
+}
+
+/// Scales non-negative values to sum to 1 (all zeros stay zeros).
+pub(crate) fn normalise(mut v: Vec<f64>) -> Vec<f64> {
+    let s: f64 = v.iter().sum();
+    if s > 0.0 {
+        v.iter_mut().for_each(|x| *x /= s);
+    }
+    v
+}

@@ -1,0 +1,233 @@
+//! Fitted models behind one small trait, their preprocessing and per-customer explanations.
+//!
+//! Every model scores in log-odds ("margin") space and explains a score as per-feature
+//! contributions that, with a bias, add up to the margin: exact for the logistic model
+//! (coefficient x standardised value), path contributions for trees (how much each split
+//! moved the expected log-odds, Saabas' method, which XGBoost calls approximate SHAP).
+
+mod artifact;
+mod boost;
+mod logistic;
+mod preprocess;
+mod tree;
+
+pub use artifact::{Artifact, Thresholds, ARTIFACT_FORMAT};
+pub use boost::{BoostModel, BoostParams};
+pub use logistic::{LogisticModel, LogisticParams};
+pub use preprocess::Preprocessor;
+pub use tree::{TreeModel, TreeParams};
+
+use serde::{Deserialize, Serialize};
+
+/// The algorithms churnguard trains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Algorithm {
+    Logistic,
+    Tree,
+    Forest,
+    Gbdt,
+}
+
+impl Algorithm {
+    /// Every algorithm, simplest first.
+    pub const ALL: [Algorithm; 4] = [
+        Algorithm::Logistic,
+        Algorithm::Tree,
+        Algorithm::Forest,
+        Algorithm::Gbdt,
+    ];
+
+    /// The name used on the command line and in artifacts.
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::Logistic => "logistic",
+            Algorithm::Tree => "tree",
+            Algorithm::Forest => "forest",
+            Algorithm::Gbdt => "gbdt",
+        }
+    }
+}
+
+impl std::str::FromStr for Algorithm {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> crate::Result<Self> {
+        Algorithm::ALL
+            .into_iter()
+            .find(|a| a.name() == s.trim())
+            .ok_or_else(|| {
+                crate::Error::Config(format!(
+                    "unknown algorithm `{s}` (choose from logistic, tree, forest, gbdt)"
+                ))
+            })
+    }
+}
+
+/// What every fitted model can do. Rows are raw feature vectors in schema order
+/// (NaN where a feature is undefined); the model applies its own preprocessing.
+pub trait Classifier {
+    /// Log-odds of churn.
+    fn margin(&self, row: &[f64]) -> f64;
+    /// Per-feature contributions to the margin, written into `out`; returns the bias
+    /// (the expected margin), so that `bias + sum(out) == margin(row)`.
+    fn contributions(&self, row: &[f64], out: &mut [f64]) -> f64;
+    /// Global importance per feature (non-negative, summing to 1 when any is positive).
+    fn importance(&self) -> Vec<f64>;
+}
+
+/// A fitted model of any algorithm; what the artifact stores.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum FittedModel {
+    Logistic(LogisticModel),
+    Tree(TreeModel),
+    Forest(BoostModel),
+    Gbdt(BoostModel),
+}
+
+impl FittedModel {
+    /// Which algorithm this is.
+    pub fn algorithm(&self) -> Algorithm {
+        match self {
+            FittedModel::Logistic(_) => Algorithm::Logistic,
+            FittedModel::Tree(_) => Algorithm::Tree,
+            FittedModel::Forest(_) => Algorithm::Forest,
+            FittedModel::Gbdt(_) => Algorithm::Gbdt,
+        }
+    }
+
+    fn inner(&self) -> &dyn Classifier {
+        match self {
+            FittedModel::Logistic(m) => m,
+            FittedModel::Tree(m) => m,
+            FittedModel::Forest(m) | FittedModel::Gbdt(m) => m,
+        }
+    }
+
+    /// Restores state that is not serialised (the decoded boosted model).
+    pub fn restore(&mut self) -> crate::Result<()> {
+        match self {
+            FittedModel::Forest(m) | FittedModel::Gbdt(m) => m.restore(),
+            _ => Ok(()),
+        }
+    }
+
+    /// Margins of a row-major matrix, in parallel.
+    pub fn margins(&self, x: &[f64], width: usize) -> Vec<f64> {
+        use rayon::prelude::*;
+        if width == 0 {
+            return Vec::new();
+        }
+        x.par_chunks(width)
+            .with_min_len(1024)
+            .map(|r| self.margin(r))
+            .collect()
+    }
+}
+
+impl Classifier for FittedModel {
+    fn margin(&self, row: &[f64]) -> f64 {
+        self.inner().margin(row)
+    }
+    fn contributions(&self, row: &[f64], out: &mut [f64]) -> f64 {
+        self.inner().contributions(row, out)
+    }
+    fn importance(&self) -> Vec<f64> {
+        self.inner().importance()
+    }
+}
+
+/// The logistic function.
+pub fn sigmoid(x: f64) -> f64 {
+    if x >= 0.0 {
+        1.0 / (1.0 + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (1.0 + e)
+    }
+}
+
+/// Platt scaling: `p = sigmoid(a * margin + b)`, fit on predictions of a split the
+/// model was not trained on.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Platt {
+    pub a: f64,
+    pub b: f64,
+}
+
+impl Default for Platt {
+    fn default() -> Self {
+        Platt { a: 1.0, b: 0.0 }
+    }
+}
+
+impl Platt {
+    /// Fits by Newton's method on the log loss, with Platt's label smoothing
+    /// (targets `(n+ + 1)/(n+ + 2)` and `1/(n- + 2)`) so that a tiny churn count
+    /// cannot push the mapping to 0 or 1.
+    pub fn fit(margins: &[f64], labels: &[bool]) -> Self {
+        let pos = labels.iter().filter(|&&l| l).count() as f64;
+        let neg = labels.len() as f64 - pos;
+        if pos == 0.0 || neg == 0.0 {
+            return Platt::default();
+        }
+        let (t_pos, t_neg) = ((pos + 1.0) / (pos + 2.0), 1.0 / (neg + 2.0));
+        let (mut a, mut b) = (1.0, 0.0);
+        for _ in 0..100 {
+            let (mut g_a, mut g_b, mut h_aa, mut h_ab, mut h_bb) = (0.0, 0.0, 0.0, 0.0, 0.0);
+            for (&m, &y) in margins.iter().zip(labels) {
+                let p = sigmoid(a * m + b);
+                let t = if y { t_pos } else { t_neg };
+                let d = p - t;
+                let w = (p * (1.0 - p)).max(1e-12);
+                g_a += d * m;
+                g_b += d;
+                h_aa += w * m * m;
+                h_ab += w * m;
+                h_bb += w;
+            }
+            h_aa += 1e-9;
+            h_bb += 1e-9;
+            let det = h_aa * h_bb - h_ab * h_ab;
+            if det.abs() < 1e-18 {
+                break;
+            }
+            let da = (h_bb * g_a - h_ab * g_b) / det;
+            let db = (h_aa * g_b - h_ab * g_a) / det;
+            a -= da;
+            b -= db;
+            if da.abs() < 1e-10 && db.abs() < 1e-10 {
+                break;
+            }
+        }
+        Platt { a, b }
+    }
+
+    /// The calibrated probability of a margin.
+    pub fn apply(&self, margin: f64) -> f64 {
+        sigmoid(self.a * margin + self.b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn platt_recovers_a_known_mapping() {
+        // Margins whose true probability is sigmoid(0.5 * m - 1): the fit finds a≈0.5, b≈-1.
+        let mut margins = Vec::new();
+        let mut labels = Vec::new();
+        for i in 0..4000 {
+            let m = (i as f64 / 4000.0) * 8.0 - 4.0;
+            let p = sigmoid(0.5 * m - 1.0);
+            // Deterministic "sampling": label the first p share of each block of 100.
+            for j in 0..10 {
+                margins.push(m);
+                labels.push((j as f64 + 0.5) / 10.0 < p);
+            }
+        }
+        let platt = Platt::fit(&margins, &labels);
+        assert!((platt.a - 0.5).abs() < 0.08, "{platt:?}");
+        assert!((platt.b + 1.0).abs() < 0.1, "{platt:?}");
+    }
+}

@@ -1,1 +1,0 @@
-//! Self-contained HTML reports with inline SVG charts (no scripts, no CDN, open offline).

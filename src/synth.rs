@@ -1,1 +1,0 @@
-//! The synthetic customer base generator: a subscription business that behaves like a real one.

@@ -1,0 +1,564 @@
+//! The trainer: snapshots -> features -> fit every algorithm -> evaluate on the
+//! held-out later snapshots -> pick the champion -> calibrate -> thresholds ->
+//! report -> a new immutable version in the registry.
+//!
+//! Documented rules:
+//! - **Champion**: the algorithm with the highest ROC AUC on the validation snapshots
+//!   (ties broken by PR AUC, then by the simpler algorithm).
+//! - **Calibration**: Platt scaling of the champion's margins, fit on the validation
+//!   snapshots (the model never saw them). Calibrated log loss and Brier are reported
+//!   honestly by two-fold cross-fitting on validation customers. The shipped model is
+//!   the one evaluated: it is *not* refit on validation data, because the calibration
+//!   and the thresholds were learned from that model's validation predictions.
+//! - **Thresholds**: capacity-based on the calibrated validation scores: `high` is the
+//!   top `high_share` (default 5%), `medium` the next band down to `medium_share`
+//!   (default 20%); both overridable with fixed probabilities in the config.
+
+mod report;
+
+use crate::data::CustomerBase;
+use crate::features::{AttributeConfig, Bound, FeatureSpec};
+use crate::labels::{self, Example, LabelConfig, Plan, Split};
+use crate::metrics::{self, Bins, Evaluation};
+use crate::model::{
+    sigmoid, Algorithm, Artifact, BoostModel, BoostParams, Classifier, FittedModel,
+    LogisticModel, LogisticParams, Platt, Preprocessor, Thresholds, TreeModel, TreeParams,
+    ARTIFACT_FORMAT,
+};
+use crate::registry::{Published, Registry};
+use crate::time::{fmt_date, fmt_ts};
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::time::Instant;
+
+/// How risk tiers are chosen.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TierPolicy {
+    /// Share of customers flagged `high` (the retention team's calling capacity).
+    pub high_share: f64,
+    /// Share flagged `medium` or `high`.
+    pub medium_share: f64,
+    /// A fixed probability for `high`, overriding the share.
+    pub high_threshold: Option<f64>,
+    /// A fixed probability for `medium`, overriding the share.
+    pub medium_threshold: Option<f64>,
+}
+
+impl Default for TierPolicy {
+    fn default() -> Self {
+        TierPolicy {
+            high_share: 0.05,
+            medium_share: 0.20,
+            high_threshold: None,
+            medium_threshold: None,
+        }
+    }
+}
+
+/// Everything a training run needs, validated before work starts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub name: String,
+    pub labels: LabelConfig,
+    pub algorithms: Vec<Algorithm>,
+    pub attributes: AttributeConfig,
+    pub promote: bool,
+    pub logistic: LogisticParams,
+    pub tree: TreeParams,
+    pub gbdt: BoostParams,
+    pub forest: BoostParams,
+    pub tiers: TierPolicy,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            name: "churn".into(),
+            labels: LabelConfig::default(),
+            algorithms: Algorithm::ALL.to_vec(),
+            attributes: AttributeConfig {
+                top_levels: 8,
+                top_event_types: 8,
+                ..Default::default()
+            },
+            promote: false,
+            logistic: LogisticParams::default(),
+            tree: TreeParams::default(),
+            gbdt: BoostParams::gbdt(),
+            forest: BoostParams::forest(),
+            tiers: TierPolicy::default(),
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Checks settings before any data is read.
+    pub fn validate(&self) -> Result<()> {
+        self.labels.validate()?;
+        crate::registry::validate_name(&self.name)?;
+        if self.algorithms.is_empty() {
+            return Err(Error::Config("--algorithms names no algorithm".into()));
+        }
+        let t = &self.tiers;
+        if !(0.0 < t.high_share && t.high_share <= t.medium_share && t.medium_share < 1.0) {
+            return Err(Error::Config(
+                "tier shares must satisfy 0 < high_share <= medium_share < 1".into(),
+            ));
+        }
+        for p in [t.high_threshold, t.medium_threshold].into_iter().flatten() {
+            if !(0.0..=1.0).contains(&p) {
+                return Err(Error::Config(format!("tier threshold {p} is not a probability")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One algorithm's result on the validation snapshots.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Candidate {
+    pub algorithm: Algorithm,
+    /// Raw model probabilities (sigmoid of the margin).
+    pub validation: Evaluation,
+    /// Log loss and Brier after Platt calibration, cross-fitted on validation.
+    pub calibrated_log_loss: f64,
+    pub calibrated_brier: f64,
+    pub fit_seconds: f64,
+    /// Global importance per feature, schema order.
+    pub importance: Vec<f64>,
+    /// Hyper-parameters used.
+    pub params: serde_json::Value,
+}
+
+/// Counts of one tier on validation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TierStats {
+    pub tier: String,
+    pub threshold: f64,
+    /// Customers at or above the threshold on the latest validation snapshot.
+    pub flagged_latest: usize,
+    pub precision: f64,
+    pub recall: f64,
+}
+
+/// What a training run produced.
+pub struct TrainOutcome {
+    pub published: Published,
+    pub champion: Algorithm,
+    pub candidates: Vec<Candidate>,
+    pub calibrated: Evaluation,
+    pub report_path: std::path::PathBuf,
+    pub metrics: serde_json::Value,
+}
+
+/// The exact training set the trainer uses: examples, the learned spec and matrices.
+pub struct TrainingSet {
+    pub plan: Plan,
+    pub examples: Vec<Example>,
+    pub spec: FeatureSpec,
+    /// Row-major features of every example, in example order.
+    pub x: Vec<f64>,
+}
+
+impl TrainingSet {
+    /// Builds snapshots, labels, the spec (learned on training rows only) and features.
+    pub fn build(base: &CustomerBase, labels: &LabelConfig, attrs: &AttributeConfig) -> Result<Self> {
+        let plan = labels::plan(base, labels)?;
+        let examples = labels::examples(base, &plan);
+        let train_rows: Vec<(u32, i64)> = examples
+            .iter()
+            .filter(|e| e.split == Split::Train)
+            .map(|e| (e.customer, e.as_of))
+            .collect();
+        let spec = FeatureSpec::learn(base, &train_rows, attrs)?;
+        let rows: Vec<(u32, i64)> = examples.iter().map(|e| (e.customer, e.as_of)).collect();
+        let x = Bound::new(&spec, base).matrix(&rows);
+        Ok(TrainingSet {
+            plan,
+            examples,
+            spec,
+            x,
+        })
+    }
+
+    fn select(&self, pred: impl Fn(&Example) -> bool) -> (Vec<f64>, Vec<bool>, Vec<usize>) {
+        let w = self.spec.len();
+        let mut x = Vec::new();
+        let mut y = Vec::new();
+        let mut idx = Vec::new();
+        for (i, e) in self.examples.iter().enumerate() {
+            if pred(e) {
+                x.extend_from_slice(&self.x[i * w..(i + 1) * w]);
+                y.push(e.label);
+                idx.push(i);
+            }
+        }
+        (x, y, idx)
+    }
+}
+
+fn fit_one(
+    algo: Algorithm,
+    cfg: &TrainConfig,
+    spec: &FeatureSpec,
+    x: &[f64],
+    y: &[bool],
+    early: Option<(&[f64], &[bool])>,
+) -> Result<(FittedModel, serde_json::Value)> {
+    let w = spec.len();
+    let pre = Preprocessor::learn(x, spec.defs());
+    Ok(match algo {
+        Algorithm::Logistic => (
+            FittedModel::Logistic(LogisticModel::fit(x, w, y, pre, &cfg.logistic)?),
+            json!(cfg.logistic),
+        ),
+        Algorithm::Tree => (
+            FittedModel::Tree(TreeModel::fit(x, w, y, pre, &cfg.tree)?),
+            json!(cfg.tree),
+        ),
+        Algorithm::Gbdt => {
+            let m = BoostModel::fit(x, w, y, early, &cfg.gbdt)?;
+            let mut p = json!(cfg.gbdt);
+            p["trees_kept"] = json!(m.n_trees);
+            (FittedModel::Gbdt(m), p)
+        }
+        Algorithm::Forest => (
+            FittedModel::Forest(BoostModel::fit(x, w, y, None, &cfg.forest)?),
+            json!(cfg.forest),
+        ),
+    })
+}
+
+/// Platt calibration cross-fitted over two halves of the validation customers:
+/// calibrated probabilities none of which saw their own label.
+fn cross_fitted(margins: &[f64], labels: &[bool], customers: &[u32]) -> Vec<f64> {
+    let fold = |c: u32| (c.wrapping_mul(2_654_435_761) >> 7) & 1;
+    let mut out = vec![0.0; margins.len()];
+    for f in 0..2 {
+        let (m, l): (Vec<f64>, Vec<bool>) = margins
+            .iter()
+            .zip(labels)
+            .zip(customers)
+            .filter(|(_, &c)| fold(c) != f)
+            .map(|((&m, &l), _)| (m, l))
+            .unzip();
+        let platt = Platt::fit(&m, &l);
+        for i in 0..margins.len() {
+            if fold(customers[i]) == f {
+                out[i] = platt.apply(margins[i]);
+            }
+        }
+    }
+    out
+}
+
+fn quantile_desc(sorted_asc: &[f64], share: f64) -> f64 {
+    if sorted_asc.is_empty() {
+        return 1.0;
+    }
+    let k = ((sorted_asc.len() as f64) * (1.0 - share)).floor() as usize;
+    sorted_asc[k.min(sorted_asc.len() - 1)]
+}
+
+/// Trains, evaluates, calibrates and publishes a new version. `stage` is told what
+/// is happening (for progress output).
+pub fn run(
+    base: &CustomerBase,
+    registry: &Registry,
+    cfg: &TrainConfig,
+    stage: &dyn Fn(&str),
+) -> Result<TrainOutcome> {
+    cfg.validate()?;
+    let started = Instant::now();
+    stage("building snapshots, labels and features");
+    let set = TrainingSet::build(base, &cfg.labels, &cfg.attributes)?;
+    let features_seconds = started.elapsed().as_secs_f64();
+    let spec = &set.spec;
+    let w = spec.len();
+    let (xt, yt, _) = set.select(|e| e.split == Split::Train);
+    let (xv, yv, iv) = set.select(|e| e.split == Split::Validation);
+    let pos_t = yt.iter().filter(|&&l| l).count();
+    let pos_v = yv.iter().filter(|&&l| l).count();
+    if pos_t < 10 || yt.len() - pos_t < 10 {
+        return Err(Error::Train(format!(
+            "the training snapshots hold {} examples of which {pos_t} churned: at least 10 of each class are needed (more history, a longer --horizon-days or more frequent --snapshot-days help)",
+            yt.len()
+        )));
+    }
+    if pos_v < 5 || yv.len() - pos_v < 5 {
+        return Err(Error::Train(format!(
+            "the validation snapshots hold {} examples of which {pos_v} churned: at least 5 of each class are needed to evaluate",
+            yv.len()
+        )));
+    }
+    let val_customers: Vec<u32> = iv.iter().map(|&i| set.examples[i].customer).collect();
+    // Early stopping for gbdt watches the latest training snapshot, fit on the others.
+    let last_train = set
+        .plan
+        .snapshots
+        .iter()
+        .filter(|s| s.split == Split::Train)
+        .map(|s| s.as_of)
+        .max()
+        .expect("the plan has a training snapshot");
+    let n_train_snaps = set.plan.snapshots.iter().filter(|s| s.split == Split::Train).count();
+
+    let mut candidates = Vec::new();
+    let mut fitted = Vec::new();
+    for &algo in &cfg.algorithms {
+        stage(&format!("fitting {}", algo.name()));
+        let t0 = Instant::now();
+        let (model, params) = if algo == Algorithm::Gbdt && n_train_snaps >= 2 {
+            let (xf, yf, _) = set.select(|e| e.split == Split::Train && e.as_of < last_train);
+            let (xe, ye, _) = set.select(|e| e.split == Split::Train && e.as_of == last_train);
+            fit_one(algo, cfg, spec, &xf, &yf, Some((&xe, &ye)))?
+        } else {
+            fit_one(algo, cfg, spec, &xt, &yt, None)?
+        };
+        let fit_seconds = t0.elapsed().as_secs_f64();
+        let margins = model.margins(&xv, w);
+        let raw: Vec<f64> = margins.iter().map(|&m| sigmoid(m)).collect();
+        let calibrated = cross_fitted(&margins, &yv, &val_customers);
+        candidates.push(Candidate {
+            algorithm: algo,
+            validation: metrics::evaluate(&raw, &yv),
+            calibrated_log_loss: metrics::log_loss(&calibrated, &yv),
+            calibrated_brier: metrics::brier(&calibrated, &yv),
+            fit_seconds,
+            importance: model.importance(),
+            params,
+        });
+        fitted.push((model, margins));
+    }
+    // Champion: highest validation ROC AUC, then PR AUC, then the simpler algorithm.
+    let best = (0..candidates.len())
+        .max_by(|&a, &b| {
+            let (ca, cb) = (&candidates[a], &candidates[b]);
+            ca.validation
+                .roc_auc
+                .total_cmp(&cb.validation.roc_auc)
+                .then(ca.validation.pr_auc.total_cmp(&cb.validation.pr_auc))
+                .then(cb.algorithm.cmp(&ca.algorithm))
+        })
+        .expect("at least one algorithm");
+    let champion = candidates[best].algorithm;
+    stage(&format!("calibrating the champion ({})", champion.name()));
+    let (model, margins) = fitted.swap_remove(best);
+    let platt = Platt::fit(&margins, &yv);
+    let calibrated_cv = cross_fitted(&margins, &yv, &val_customers);
+    let calibrated_eval = metrics::evaluate(&calibrated_cv, &yv);
+    let probs: Vec<f64> = margins.iter().map(|&m| platt.apply(m)).collect();
+    let mut sorted = probs.clone();
+    sorted.sort_by(f64::total_cmp);
+
+    // Thresholds and what each tier would flag.
+    let t = &cfg.tiers;
+    let mut high = t.high_threshold.unwrap_or_else(|| quantile_desc(&sorted, t.high_share));
+    let medium = t
+        .medium_threshold
+        .unwrap_or_else(|| quantile_desc(&sorted, t.medium_share))
+        .min(high);
+    if high < medium {
+        high = medium;
+    }
+    let policy = match (t.high_threshold, t.medium_threshold) {
+        (None, None) => format!(
+            "capacity: high = top {:.0}% of validation customers by calibrated probability, medium = top {:.0}%",
+            100.0 * t.high_share,
+            100.0 * t.medium_share
+        ),
+        _ => "fixed probabilities from the configuration".to_string(),
+    };
+    let latest_val = set
+        .plan
+        .snapshots
+        .iter()
+        .map(|s| s.as_of)
+        .max()
+        .expect("the plan has snapshots");
+    let tier_stats: Vec<TierStats> = [("high", high), ("medium", medium)]
+        .iter()
+        .map(|&(name, thr)| {
+            let flagged: Vec<usize> = (0..probs.len()).filter(|&i| probs[i] >= thr).collect();
+            let tp = flagged.iter().filter(|&&i| yv[i]).count() as f64;
+            TierStats {
+                tier: name.into(),
+                threshold: thr,
+                flagged_latest: flagged
+                    .iter()
+                    .filter(|&&i| set.examples[iv[i]].as_of == latest_val)
+                    .count(),
+                precision: if flagged.is_empty() { f64::NAN } else { tp / flagged.len() as f64 },
+                recall: tp / pos_v as f64,
+            }
+        })
+        .collect();
+
+    stage("drift references and report");
+    let health_reference: Vec<f64> = (0..=100)
+        .map(|i| sorted[((sorted.len() - 1) as f64 * i as f64 / 100.0) as usize])
+        .collect();
+    let step = (yt.len() / 200_000).max(1);
+    let feature_bins: Vec<Bins> = (0..w)
+        .map(|j| {
+            let col: Vec<f64> = (0..yt.len()).step_by(step).map(|i| xt[i * w + j]).collect();
+            Bins::learn(&col)
+        })
+        .collect();
+    let train_scores: Vec<f64> = (0..yt.len())
+        .step_by(step)
+        .map(|i| platt.apply(model.margin(&xt[i * w..(i + 1) * w])))
+        .collect();
+    let score_bins = Bins::learn(&train_scores);
+
+    let artifact = Artifact {
+        format: ARTIFACT_FORMAT,
+        spec: spec.clone(),
+        model,
+        calibration: platt,
+        thresholds: Thresholds { high, medium, policy: policy.clone() },
+        definition: set.plan.definition,
+        horizon_days: set.plan.horizon_days,
+        health_reference,
+        feature_bins,
+        score_bins,
+    };
+    let snapshots: Vec<serde_json::Value> = set
+        .plan
+        .snapshots
+        .iter()
+        .map(|s| {
+            let (n, p) = set
+                .examples
+                .iter()
+                .filter(|e| e.as_of == s.as_of)
+                .fold((0usize, 0usize), |(n, p), e| (n + 1, p + usize::from(e.label)));
+            json!({"as_of": fmt_date(s.as_of), "split": s.split.as_str(), "examples": n,
+                   "churned": p, "positive_rate": p as f64 / n.max(1) as f64})
+        })
+        .collect();
+    let metrics_json = json!({
+        "champion": champion.name(),
+        "champion_rule": "highest validation ROC AUC, then PR AUC, then the simpler algorithm",
+        "calibration": {"method": "platt", "a": platt.a, "b": platt.b,
+            "fit_on": "validation snapshots", "evaluated_by": "two-fold cross-fitting over validation customers"},
+        "champion_calibrated": calibrated_eval,
+        "candidates": candidates,
+        "thresholds": {"high": high, "medium": medium, "policy": policy, "tiers": tier_stats},
+        "snapshots": snapshots,
+        "dropped_snapshots": set.plan.dropped,
+        "examples": {"train": yt.len(), "train_churned": pos_t, "validation": yv.len(), "validation_churned": pos_v},
+        "timings_seconds": {"features": features_seconds, "total": started.elapsed().as_secs_f64()},
+    });
+    let html = report::render(base, &set, &artifact, &candidates, &calibrated_eval, &tier_stats, &metrics_json);
+    let defs = spec.defs();
+    let manifest = json!({
+        "algorithm": champion.name(),
+        "hyper_parameters": candidates[best].params,
+        "features": {
+            "schema_hash": spec.schema_hash(),
+            "columns": defs,
+            "event_types": spec.event_types,
+            "categorical": spec.categorical,
+            "numeric": spec.numeric,
+            "rfm_cuts": spec.rfm,
+            "left_out": spec.left_out(),
+            "preprocessing": "signed log1p for log1p features, median imputation and standardisation for logistic; trees see raw values (NaN routed by the model or imputed with the training median)",
+        },
+        "horizon_days": set.plan.horizon_days,
+        "churn_definition": set.plan.definition,
+        "churn_definition_text": set.plan.definition.describe(),
+        "windows": cfg.labels,
+        "thresholds": {"high": high, "medium": medium, "policy": artifact.thresholds.policy},
+        "calibration": {"method": "platt", "a": platt.a, "b": platt.b},
+        "metrics": {
+            "validation_roc_auc": candidates[best].validation.roc_auc,
+            "validation_pr_auc": candidates[best].validation.pr_auc,
+            "validation_log_loss_calibrated": calibrated_eval.log_loss,
+            "validation_brier_calibrated": calibrated_eval.brier,
+            "lift_top_10pct": candidates[best].validation.top.get(1).map(|t| t.lift),
+        },
+        "training_data": fingerprint(base),
+        "snapshots": snapshots,
+    });
+    let files = vec![
+        ("model.bin".to_string(), artifact.to_bytes()?),
+        ("report.html".to_string(), html.into_bytes()),
+        (
+            "metrics.json".to_string(),
+            serde_json::to_vec_pretty(&metrics_json).map_err(|e| Error::Artifact(e.to_string()))?,
+        ),
+    ];
+    stage("publishing");
+    let published = registry.publish(&cfg.name, files, manifest, cfg.promote)?;
+    let report_path = published.dir.join("report.html");
+    Ok(TrainOutcome {
+        published,
+        champion,
+        candidates,
+        calibrated: calibrated_eval,
+        report_path,
+        metrics: metrics_json,
+    })
+}
+
+/// Row counts, time range and a content hash of the customer base as loaded.
+pub fn fingerprint(base: &CustomerBase) -> serde_json::Value {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for (i, id) in base.customers.ids.iter().enumerate() {
+        h.update(id.as_bytes());
+        h.update(base.customers.signup[i].to_le_bytes());
+    }
+    if let Some(g) = &base.logins {
+        g.all().iter().for_each(|t| h.update(t.to_le_bytes()));
+    }
+    if let Some(g) = &base.orders {
+        g.all().iter().for_each(|o| {
+            h.update(o.at.to_le_bytes());
+            h.update(o.amount.to_le_bytes());
+        });
+    }
+    if let Some(g) = &base.tickets {
+        g.all().iter().for_each(|t| {
+            h.update(t.opened.to_le_bytes());
+            h.update(t.closed.unwrap_or(-1).to_le_bytes());
+        });
+    }
+    if let Some(g) = &base.events {
+        g.all().iter().for_each(|e| {
+            h.update(e.at.to_le_bytes());
+            h.update(e.kind.to_le_bytes());
+        });
+    }
+    if let Some(g) = &base.churn {
+        g.all().iter().for_each(|t| h.update(t.to_le_bytes()));
+    }
+    let s = &base.summary;
+    json!({
+        "directory": s.directory,
+        "customers": s.customers,
+        "tables": s.tables.iter().map(|t| json!({"table": t.table, "rows": t.rows, "orphans": t.orphans, "bad_rows": t.bad_rows})).collect::<Vec<_>>(),
+        "missing_tables": s.missing_tables,
+        "time_range": s.time_range.map(|(a, b)| [fmt_ts(a), fmt_ts(b)]),
+        "content_sha256": hex::encode(h.finalize()),
+    })
+}
+
+/// The training set as a frame: `customer_id`, `as_of`, the features, `label`, `split`.
+pub fn training_set_frame(base: &CustomerBase, set: &TrainingSet) -> Result<polars::prelude::DataFrame> {
+    use polars::prelude::*;
+    let customers: Vec<u32> = set.examples.iter().map(|e| e.customer).collect();
+    let as_of: Vec<String> = set.examples.iter().map(|e| fmt_date(e.as_of)).collect();
+    let label: Vec<i32> = set.examples.iter().map(|e| i32::from(e.label)).collect();
+    let split: Vec<&str> = set.examples.iter().map(|e| e.split.as_str()).collect();
+    crate::batch::feature_frame(
+        base,
+        &set.spec,
+        &customers,
+        &set.x,
+        vec![Column::new("as_of".into(), as_of)],
+        vec![Column::new("label".into(), label), Column::new("split".into(), split)],
+    )
+}
