@@ -4,7 +4,7 @@
 
 use crate::alerts::{AlertPolicy, Observation, Outbox, Tier};
 use crate::data::{write, CustomerBase};
-use crate::features::{population, Bound, FeatureSpec, rfm_segment};
+use crate::features::{population, rfm_segment, Bound, FeatureSpec};
 use crate::scoring::{Reason, Scorer};
 use crate::time::{fmt_date, fmt_ts, Ts};
 use crate::{Error, Result};
@@ -110,7 +110,10 @@ pub struct BatchOptions {
 
 /// The path of the run summary written beside a score file.
 pub fn summary_path(out: &Path) -> PathBuf {
-    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     out.with_file_name(format!("{name}.summary.json"))
 }
 
@@ -146,7 +149,12 @@ fn psi_level(p: f64) -> &'static str {
 
 /// Scores every active customer of `base` as of `opts.as_of` with `scorer`, writes the
 /// score file and its summary atomically, then records tiers and alerts in the outbox.
-pub fn run(base: &CustomerBase, scorer: &Scorer, opts: &BatchOptions, stage: &dyn Fn(&str)) -> Result<BatchSummary> {
+pub fn run(
+    base: &CustomerBase,
+    scorer: &Scorer,
+    opts: &BatchOptions,
+    stage: &dyn Fn(&str),
+) -> Result<BatchSummary> {
     let art = &scorer.artifact;
     let spec = &art.spec;
     check_tables(spec, base)?;
@@ -170,7 +178,13 @@ pub fn run(base: &CustomerBase, scorer: &Scorer, opts: &BatchOptions, stage: &dy
                 (Some(r), Some(f)) => Some(rfm_segment(row[r] as u8, row[f] as u8)),
                 _ => None,
             };
-            (s.churn_probability, s.health_score, s.risk_tier, s.reasons, seg)
+            (
+                s.churn_probability,
+                s.health_score,
+                s.risk_tier,
+                s.reasons,
+                seg,
+            )
         })
         .collect();
     seconds.insert("scoring".to_string(), t1.elapsed().as_secs_f64());
@@ -180,35 +194,71 @@ pub fn run(base: &CustomerBase, scorer: &Scorer, opts: &BatchOptions, stage: &dy
     let n = pop.len();
     let as_of = fmt_ts(opts.as_of);
     let mut cols = vec![
-        Column::new("customer_id".into(), pop.iter().map(|&c| base.customers.ids[c as usize].as_str()).collect::<Vec<_>>()),
+        Column::new(
+            "customer_id".into(),
+            pop.iter()
+                .map(|&c| base.customers.ids[c as usize].as_str())
+                .collect::<Vec<_>>(),
+        ),
         Column::new("as_of".into(), vec![as_of.as_str(); n]),
-        Column::new("churn_probability".into(), scored.iter().map(|s| s.0).collect::<Vec<_>>()),
-        Column::new("health_score".into(), scored.iter().map(|s| s.1).collect::<Vec<_>>()),
-        Column::new("risk_tier".into(), scored.iter().map(|s| s.2.as_str()).collect::<Vec<_>>()),
+        Column::new(
+            "churn_probability".into(),
+            scored.iter().map(|s| s.0).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "health_score".into(),
+            scored.iter().map(|s| s.1).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "risk_tier".into(),
+            scored.iter().map(|s| s.2.as_str()).collect::<Vec<_>>(),
+        ),
     ];
     for k in 0..REASONS_PER_CUSTOMER {
         cols.push(Column::new(
             format!("reason_{}", k + 1).into(),
-            scored.iter().map(|s| s.3.get(k).map(|r| r.feature.as_str())).collect::<Vec<_>>(),
+            scored
+                .iter()
+                .map(|s| s.3.get(k).map(|r| r.feature.as_str()))
+                .collect::<Vec<_>>(),
         ));
         cols.push(Column::new(
             format!("reason_{}_value", k + 1).into(),
-            scored.iter().map(|s| s.3.get(k).and_then(|r| r.value)).collect::<Vec<_>>(),
+            scored
+                .iter()
+                .map(|s| s.3.get(k).and_then(|r| r.value))
+                .collect::<Vec<_>>(),
         ));
         cols.push(Column::new(
             format!("reason_{}_contribution", k + 1).into(),
-            scored.iter().map(|s| s.3.get(k).map(|r| r.contribution)).collect::<Vec<_>>(),
+            scored
+                .iter()
+                .map(|s| s.3.get(k).map(|r| r.contribution))
+                .collect::<Vec<_>>(),
         ));
     }
-    cols.push(Column::new("rfm_segment".into(), scored.iter().map(|s| s.4).collect::<Vec<_>>()));
-    cols.push(Column::new("model_name".into(), vec![scorer.name.as_str(); n]));
-    cols.push(Column::new("model_version".into(), vec![scorer.version.as_str(); n]));
-    let mut df = DataFrame::new(n, cols).map_err(|e| Error::polars("building the score table", e))?;
+    cols.push(Column::new(
+        "rfm_segment".into(),
+        scored.iter().map(|s| s.4).collect::<Vec<_>>(),
+    ));
+    cols.push(Column::new(
+        "model_name".into(),
+        vec![scorer.name.as_str(); n],
+    ));
+    cols.push(Column::new(
+        "model_version".into(),
+        vec![scorer.version.as_str(); n],
+    ));
+    let mut df =
+        DataFrame::new(n, cols).map_err(|e| Error::polars("building the score table", e))?;
 
     // Summary: tiers, their change, distribution and drift against training.
     let mut tiers: HashMap<String, usize> = HashMap::new();
     for t in [Tier::Low, Tier::Medium, Tier::High] {
-        tiers.insert(t.as_str().into(), scored.iter().filter(|s| s.2 == t).count());
+        tiers.insert(
+            t.as_str().into(),
+            scored.iter().filter(|s| s.2 == t).count(),
+        );
     }
     let previous: Option<serde_json::Value> = std::fs::read(summary_path(&opts.out))
         .ok()
@@ -251,7 +301,10 @@ pub fn run(base: &CustomerBase, scorer: &Scorer, opts: &BatchOptions, stage: &dy
         .map(|f| format!("feature {} PSI {:.3} ({})", f.0, f.1, f.2))
         .collect();
     if score_psi >= 0.1 {
-        drift_warnings.push(format!("score PSI {score_psi:.3} ({})", psi_level(score_psi)));
+        drift_warnings.push(format!(
+            "score PSI {score_psi:.3} ({})",
+            psi_level(score_psi)
+        ));
     }
     let mut summary = BatchSummary {
         as_of: fmt_date(opts.as_of),
@@ -270,22 +323,38 @@ pub fn run(base: &CustomerBase, scorer: &Scorer, opts: &BatchOptions, stage: &dy
         output: opts.out.display().to_string(),
     };
     write::write_frame(&mut df, &opts.out)?;
-    summary.seconds.insert("writing".into(), t2.elapsed().as_secs_f64());
+    summary
+        .seconds
+        .insert("writing".into(), t2.elapsed().as_secs_f64());
 
     // Alerts: one transaction for every customer's tier; transitions become alerts.
     let t3 = Instant::now();
     stage("alerts");
     let outbox = Outbox::open(&opts.outbox)?;
-    let ids: Vec<&str> = pop.iter().map(|&c| base.customers.ids[c as usize].as_str()).collect();
-    let observations: Vec<Observation> = (0..n)
-        .map(|i| Observation { customer_id: ids[i], tier: scored[i].2, as_of: opts.as_of })
+    let ids: Vec<&str> = pop
+        .iter()
+        .map(|&c| base.customers.ids[c as usize].as_str())
         .collect();
-    let model_ref = crate::alerts::ModelRef { name: scorer.name.clone(), version: scorer.version.clone() };
+    let observations: Vec<Observation> = (0..n)
+        .map(|i| Observation {
+            customer_id: ids[i],
+            tier: scored[i].2,
+            as_of: opts.as_of,
+        })
+        .collect();
+    let model_ref = crate::alerts::ModelRef {
+        name: scorer.name.clone(),
+        version: scorer.version.clone(),
+    };
     let rec = outbox.record_many(&opts.policy, &observations, |tr| {
         let i = tr.index;
         let row = &x[i * w..(i + 1) * w];
         let alert = tr
-            .alert(model_ref.clone(), scored[i].0, crate::alerts::Alert::SOURCE_BATCH)
+            .alert(
+                model_ref.clone(),
+                scored[i].0,
+                crate::alerts::Alert::SOURCE_BATCH,
+            )
             .with_reasons(scored[i].3.iter().map(|r| json!(r)).collect())
             .with_summary(behaviour_summary(spec, row, scored[i].4));
         alert
@@ -294,7 +363,9 @@ pub fn run(base: &CustomerBase, scorer: &Scorer, opts: &BatchOptions, stage: &dy
     summary.alerts_new = rec.inserted;
     let mut sinks: Vec<std::sync::Arc<dyn crate::alerts::sink::AlertSink>> = Vec::new();
     if let Some(log) = &opts.alerts_log {
-        sinks.push(std::sync::Arc::new(crate::alerts::sink::JsonlSink::new(log.clone())));
+        sinks.push(std::sync::Arc::new(crate::alerts::sink::JsonlSink::new(
+            log.clone(),
+        )));
     }
     if let Some((url, secret)) = &opts.webhook {
         sinks.push(std::sync::Arc::new(crate::alerts::sink::WebhookSink::new(
@@ -318,21 +389,42 @@ pub fn run(base: &CustomerBase, scorer: &Scorer, opts: &BatchOptions, stage: &dy
         let stats = rt.block_on(dispatcher.drain());
         summary.alerts_delivered = stats.delivered;
     }
-    summary.seconds.insert("alerts".into(), t3.elapsed().as_secs_f64());
+    summary
+        .seconds
+        .insert("alerts".into(), t3.elapsed().as_secs_f64());
     let bytes = serde_json::to_vec_pretty(&summary).map_err(|e| Error::Data(e.to_string()))?;
     write::write_bytes_atomic(&summary_path(&opts.out), &bytes)?;
     Ok(summary)
 }
 
 /// What an account manager needs next to an alert: recent behaviour from the features.
-pub fn behaviour_summary(spec: &FeatureSpec, row: &[f64], segment: Option<&str>) -> serde_json::Value {
+pub fn behaviour_summary(
+    spec: &FeatureSpec,
+    row: &[f64],
+    segment: Option<&str>,
+) -> serde_json::Value {
     let mut m = serde_json::Map::new();
     for name in [
-        "logins_30d", "days_since_last_login", "login_trend", "tickets_open", "tickets_open_urgent",
-        "csat_mean_90d", "order_recency_days", "overdue_ratio", "revenue_365d", "tenure_days",
+        "logins_30d",
+        "days_since_last_login",
+        "login_trend",
+        "tickets_open",
+        "tickets_open_urgent",
+        "csat_mean_90d",
+        "order_recency_days",
+        "overdue_ratio",
+        "revenue_365d",
+        "tenure_days",
     ] {
         if let Some(j) = spec.index_of(name) {
-            m.insert(name.into(), if row[j].is_finite() { json!(row[j]) } else { serde_json::Value::Null });
+            m.insert(
+                name.into(),
+                if row[j].is_finite() {
+                    json!(row[j])
+                } else {
+                    serde_json::Value::Null
+                },
+            );
         }
     }
     if let Some(s) = segment {
@@ -344,7 +436,10 @@ pub fn behaviour_summary(spec: &FeatureSpec, row: &[f64], segment: Option<&str>)
 /// Loads a score file into a map by customer id, for the service's lookups.
 pub fn read_scores(path: &Path) -> Result<HashMap<String, ScoreRecord>> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let df = if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) {
+    let df = if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
+    {
         CsvReadOptions::default()
             .with_has_header(true)
             .into_reader_with_file_handle(file)
@@ -356,21 +451,35 @@ pub fn read_scores(path: &Path) -> Result<HashMap<String, ScoreRecord>> {
     let ctx = |c: &str| format!("{}: column `{c}`", path.display());
     let s = |c: &str| -> Result<StringChunked> {
         let col = df.column(c).map_err(|e| Error::polars(ctx(c), e))?;
-        let col = col.cast(&DataType::String).map_err(|e| Error::polars(ctx(c), e))?;
+        let col = col
+            .cast(&DataType::String)
+            .map_err(|e| Error::polars(ctx(c), e))?;
         Ok(col.str().map_err(|e| Error::polars(ctx(c), e))?.clone())
     };
     let f = |c: &str| -> Result<Float64Chunked> {
         let col = df.column(c).map_err(|e| Error::polars(ctx(c), e))?;
-        let col = col.cast(&DataType::Float64).map_err(|e| Error::polars(ctx(c), e))?;
+        let col = col
+            .cast(&DataType::Float64)
+            .map_err(|e| Error::polars(ctx(c), e))?;
         Ok(col.f64().map_err(|e| Error::polars(ctx(c), e))?.clone())
     };
     let (ids, as_of, prob, health, tier, seg, mname, mver) = (
-        s("customer_id")?, s("as_of")?, f("churn_probability")?, f("health_score")?,
-        s("risk_tier")?, s("rfm_segment")?, s("model_name")?, s("model_version")?,
+        s("customer_id")?,
+        s("as_of")?,
+        f("churn_probability")?,
+        f("health_score")?,
+        s("risk_tier")?,
+        s("rfm_segment")?,
+        s("model_name")?,
+        s("model_version")?,
     );
     let mut reasons = Vec::new();
     for k in 1..=REASONS_PER_CUSTOMER {
-        reasons.push((s(&format!("reason_{k}"))?, f(&format!("reason_{k}_value"))?, f(&format!("reason_{k}_contribution"))?));
+        reasons.push((
+            s(&format!("reason_{k}"))?,
+            f(&format!("reason_{k}_value"))?,
+            f(&format!("reason_{k}_contribution"))?,
+        ));
     }
     let mut out = HashMap::with_capacity(df.height());
     for i in 0..df.height() {
@@ -391,7 +500,11 @@ pub fn read_scores(path: &Path) -> Result<HashMap<String, ScoreRecord>> {
                 reasons: reasons
                     .iter()
                     .filter_map(|(n, v, c)| {
-                        Some(Reason { feature: n.get(i)?.to_string(), value: v.get(i), contribution: c.get(i)? })
+                        Some(Reason {
+                            feature: n.get(i)?.to_string(),
+                            value: v.get(i),
+                            contribution: c.get(i)?,
+                        })
                     })
                     .collect(),
                 rfm_segment: seg.get(i).map(str::to_string),
@@ -404,7 +517,12 @@ pub fn read_scores(path: &Path) -> Result<HashMap<String, ScoreRecord>> {
 }
 
 /// Features of one snapshot for `churnguard features --as-of`.
-pub fn snapshot_frame(base: &CustomerBase, spec: &FeatureSpec, definition: &crate::features::ChurnDefinition, t: Ts) -> Result<DataFrame> {
+pub fn snapshot_frame(
+    base: &CustomerBase,
+    spec: &FeatureSpec,
+    definition: &crate::features::ChurnDefinition,
+    t: Ts,
+) -> Result<DataFrame> {
     let (pop, x) = snapshot_features(base, spec, definition, t);
     feature_frame(base, spec, &pop, &x, Vec::new(), Vec::new())
 }

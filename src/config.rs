@@ -105,8 +105,7 @@ impl FileConfig {
     /// Reads a config file; an unknown key is an error naming it.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        toml::from_str(&text)
-            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+        toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
     }
 
     /// The file named by `path`, or the defaults when there is none.

@@ -130,7 +130,8 @@ pub fn plan(base: &CustomerBase, cfg: &LabelConfig) -> Result<Plan> {
             cfg.snapshot_days
         )));
     }
-    let n_val = ((dates.len() as f64 * cfg.validation_share).round() as usize).clamp(1, dates.len() - 1);
+    let n_val =
+        ((dates.len() as f64 * cfg.validation_share).round() as usize).clamp(1, dates.len() - 1);
     let val_start = dates[dates.len() - n_val];
     let mut snapshots = Vec::new();
     let mut dropped = Vec::new();

@@ -262,13 +262,22 @@ struct Resolved {
 
 impl Resolved {
     fn data(&self, a: &DataArg) -> PathBuf {
-        a.data.clone().or(self.file.data.clone().map(PathBuf::from)).unwrap_or_else(|| "data/sample".into())
+        a.data
+            .clone()
+            .or(self.file.data.clone().map(PathBuf::from))
+            .unwrap_or_else(|| "data/sample".into())
     }
     fn models(&self, a: &ModelsArg) -> PathBuf {
-        a.models.clone().or(self.file.models.clone().map(PathBuf::from)).unwrap_or_else(|| "models".into())
+        a.models
+            .clone()
+            .or(self.file.models.clone().map(PathBuf::from))
+            .unwrap_or_else(|| "models".into())
     }
     fn name(&self, a: &ModelsArg) -> String {
-        a.name.clone().or(self.file.name.clone()).unwrap_or_else(|| "churn".into())
+        a.name
+            .clone()
+            .or(self.file.name.clone())
+            .unwrap_or_else(|| "churn".into())
     }
     fn labels(&self, w: &WindowArgs) -> labels::LabelConfig {
         let f = &self.file.labels;
@@ -276,7 +285,10 @@ impl Resolved {
         labels::LabelConfig {
             horizon_days: w.horizon_days.or(f.horizon_days).unwrap_or(d.horizon_days),
             active_days: w.active_days.or(f.active_days).unwrap_or(d.active_days),
-            snapshot_days: w.snapshot_days.or(f.snapshot_days).unwrap_or(d.snapshot_days),
+            snapshot_days: w
+                .snapshot_days
+                .or(f.snapshot_days)
+                .unwrap_or(d.snapshot_days),
             max_snapshots: f.max_snapshots.unwrap_or(d.max_snapshots),
             ..d
         }
@@ -284,7 +296,11 @@ impl Resolved {
     fn attributes(&self, w: &WindowArgs) -> churnguard::features::AttributeConfig {
         let f = &self.file.features;
         churnguard::features::AttributeConfig {
-            categorical: w.categorical.clone().or(f.categorical.clone()).unwrap_or_default(),
+            categorical: w
+                .categorical
+                .clone()
+                .or(f.categorical.clone())
+                .unwrap_or_default(),
             numeric: w.numeric.clone().or(f.numeric.clone()).unwrap_or_default(),
             top_levels: f.top_levels.unwrap_or(8),
             top_event_types: f.top_event_types.unwrap_or(8),
@@ -297,7 +313,10 @@ impl Resolved {
             Some("medium") => Tier::Medium,
             Some(other) => bail!("[alerts] tier `{other}` must be high or medium"),
         };
-        Ok(AlertPolicy { alert_tier: tier, cooldown_days: a.cooldown_days.unwrap_or(14) })
+        Ok(AlertPolicy {
+            alert_tier: tier,
+            cooldown_days: a.cooldown_days.unwrap_or(14),
+        })
     }
     fn outbox(&self, flag: &Option<PathBuf>, models: &Path, name: &str) -> PathBuf {
         flag.clone()
@@ -312,7 +331,9 @@ fn spinner() -> Option<ProgressBar> {
         return None;
     }
     let pb = ProgressBar::new_spinner();
-    pb.set_style(ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}").expect("static template"));
+    pb.set_style(
+        ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}").expect("static template"),
+    );
     pb.enable_steady_tick(Duration::from_millis(120));
     Some(pb)
 }
@@ -331,8 +352,13 @@ fn load(data: &Path, skip: bool) -> Result<data::CustomerBase> {
     if let Some(pb) = &pb {
         pb.set_message(format!("loading {}", data.display()));
     }
-    let base = data::load(data, &LoadOptions { skip_bad_rows: skip })
-        .with_context(|| format!("loading the customer base in {}", data.display()))?;
+    let base = data::load(
+        data,
+        &LoadOptions {
+            skip_bad_rows: skip,
+        },
+    )
+    .with_context(|| format!("loading the customer base in {}", data.display()))?;
     if let Some(pb) = pb {
         pb.finish_and_clear();
     }
@@ -351,7 +377,9 @@ fn main() {
 fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CHURNGUARD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,churnguard=info"));
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         b.json().init();
     } else {
@@ -360,7 +388,9 @@ fn init_logging(json: bool) {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    let r = Resolved { file: FileConfig::load_opt(cli.config.as_deref())? };
+    let r = Resolved {
+        file: FileConfig::load_opt(cli.config.as_deref())?,
+    };
     match cli.command {
         Command::Inspect(a) => inspect(&r, a),
         Command::Generate(a) => generate(a),
@@ -404,7 +434,10 @@ fn generate(a: GenerateArgs) -> Result<()> {
 fn generate_into(cfg: &synth::SynthConfig, out: &Path) -> Result<()> {
     let pb = if std::io::stderr().is_terminal() {
         let pb = ProgressBar::new(cfg.customers as u64);
-        pb.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} customers {elapsed}").expect("static template"));
+        pb.set_style(
+            ProgressStyle::with_template("{bar:40} {pos}/{len} customers {elapsed}")
+                .expect("static template"),
+        );
         Some(pb)
     } else {
         None
@@ -418,9 +451,16 @@ fn generate_into(cfg: &synth::SynthConfig, out: &Path) -> Result<()> {
     if let Some(pb) = pb {
         pb.finish_and_clear();
     }
-    println!("wrote {} (monthly churn rate {:.2}%)", out.display(), 100.0 * report.monthly_churn_rate);
+    println!(
+        "wrote {} (monthly churn rate {:.2}%)",
+        out.display(),
+        100.0 * report.monthly_churn_rate
+    );
     for t in &report.tables {
-        println!("  {:<10} {:>12} rows {:>12} bytes", t.table, t.rows, t.bytes);
+        println!(
+            "  {:<10} {:>12} rows {:>12} bytes",
+            t.table, t.rows, t.bytes
+        );
     }
     let base = load(out, false)?;
     print!("{}", base.summary);
@@ -442,26 +482,43 @@ fn features(r: &Resolved, a: FeaturesArgs) -> Result<()> {
         let (spec, def) = match &a.models {
             Some(m) => {
                 let reg = Registry::new(m);
-                let s = Scorer::from_loaded(reg.load(&r.file.name.clone().unwrap_or_else(|| "churn".into()), &Selector::Alias("production".into()))?)?;
+                let s = Scorer::from_loaded(reg.load(
+                    &r.file.name.clone().unwrap_or_else(|| "churn".into()),
+                    &Selector::Alias("production".into()),
+                )?)?;
                 (s.artifact.spec.clone(), s.artifact.definition)
             }
             None => {
-                let def = churnguard::features::ChurnDefinition::for_tables(base.present(), r.labels(&a.windows).active_days)?;
+                let def = churnguard::features::ChurnDefinition::for_tables(
+                    base.present(),
+                    r.labels(&a.windows).active_days,
+                )?;
                 let pop = churnguard::features::population(&base, &def, t);
                 let rows: Vec<(u32, i64)> = pop.iter().map(|&c| (c, t)).collect();
-                (churnguard::features::FeatureSpec::learn(&base, &rows, &attrs)?, def)
+                (
+                    churnguard::features::FeatureSpec::learn(&base, &rows, &attrs)?,
+                    def,
+                )
             }
         };
         batch::snapshot_frame(&base, &spec, &def, t)?
     };
     data::write::write_frame(&mut df, &a.out)?;
-    println!("wrote {} ({} rows, {} columns)", a.out.display(), df.height(), df.width());
+    println!(
+        "wrote {} ({} rows, {} columns)",
+        a.out.display(),
+        df.height(),
+        df.width()
+    );
     Ok(())
 }
 
 fn train(r: &Resolved, a: TrainArgs) -> Result<churnguard::train::TrainOutcome> {
     let algorithms = match &a.algorithms {
-        Some(list) => list.iter().map(|s| s.parse()).collect::<churnguard::Result<Vec<Algorithm>>>()?,
+        Some(list) => list
+            .iter()
+            .map(|s| s.parse())
+            .collect::<churnguard::Result<Vec<Algorithm>>>()?,
         None => Algorithm::ALL.to_vec(),
     };
     let t = &r.file.tiers;
@@ -489,13 +546,21 @@ fn train(r: &Resolved, a: TrainArgs) -> Result<churnguard::train::TrainOutcome> 
     if let Some(pb) = pb {
         pb.finish_and_clear();
     }
-    println!("\n{:<10} {:>8} {:>8} {:>9} {:>8} {:>11} {:>7}", "algorithm", "ROC AUC", "PR AUC", "log loss", "Brier", "lift@10%", "fit s");
+    println!(
+        "\n{:<10} {:>8} {:>8} {:>9} {:>8} {:>11} {:>7}",
+        "algorithm", "ROC AUC", "PR AUC", "log loss", "Brier", "lift@10%", "fit s"
+    );
     for c in &out.candidates {
         let v = &c.validation;
         println!(
             "{:<10} {:>8.4} {:>8.4} {:>9.4} {:>8.4} {:>11.2} {:>7.1}",
-            c.algorithm.name(), v.roc_auc, v.pr_auc, c.calibrated_log_loss, c.calibrated_brier,
-            v.top.get(1).map_or(f64::NAN, |t| t.lift), c.fit_seconds
+            c.algorithm.name(),
+            v.roc_auc,
+            v.pr_auc,
+            c.calibrated_log_loss,
+            c.calibrated_brier,
+            v.top.get(1).map_or(f64::NAN, |t| t.lift),
+            c.fit_seconds
         );
     }
     println!(
@@ -503,9 +568,16 @@ fn train(r: &Resolved, a: TrainArgs) -> Result<churnguard::train::TrainOutcome> 
         out.champion.name(),
         out.published.name,
         format_args!("v{}", out.published.version),
-        if out.published.aliases_set.is_empty() { "none".to_string() } else { out.published.aliases_set.join(", ") }
+        if out.published.aliases_set.is_empty() {
+            "none".to_string()
+        } else {
+            out.published.aliases_set.join(", ")
+        }
     );
-    println!("calibrated validation: ROC AUC {:.4}, Brier {:.4}, log loss {:.4}", out.calibrated.roc_auc, out.calibrated.brier, out.calibrated.log_loss);
+    println!(
+        "calibrated validation: ROC AUC {:.4}, Brier {:.4}, log loss {:.4}",
+        out.calibrated.roc_auc, out.calibrated.brier, out.calibrated.log_loss
+    );
     println!("report: {}", out.report_path.display());
     Ok(out)
 }
@@ -519,7 +591,10 @@ fn models(r: &Resolved, action: ModelsAction) -> Result<()> {
             if versions.is_empty() {
                 println!("no versions of `{name}` in {}", reg.root().display());
             }
-            println!("{:<6} {:<22} {:<10} {:>8} {:>8}  aliases", "version", "created", "algorithm", "ROC AUC", "PR AUC");
+            println!(
+                "{:<6} {:<22} {:<10} {:>8} {:>8}  aliases",
+                "version", "created", "algorithm", "ROC AUC", "PR AUC"
+            );
             for v in versions {
                 let m = &v.manifest;
                 println!(
@@ -527,8 +602,12 @@ fn models(r: &Resolved, action: ModelsAction) -> Result<()> {
                     v.version,
                     v.created_at,
                     m["algorithm"].as_str().unwrap_or("?"),
-                    m.pointer("/metrics/validation_roc_auc").and_then(|x| x.as_f64()).unwrap_or(f64::NAN),
-                    m.pointer("/metrics/validation_pr_auc").and_then(|x| x.as_f64()).unwrap_or(f64::NAN),
+                    m.pointer("/metrics/validation_roc_auc")
+                        .and_then(|x| x.as_f64())
+                        .unwrap_or(f64::NAN),
+                    m.pointer("/metrics/validation_pr_auc")
+                        .and_then(|x| x.as_f64())
+                        .unwrap_or(f64::NAN),
                     v.aliases.join(", ")
                 );
             }
@@ -537,14 +616,21 @@ fn models(r: &Resolved, action: ModelsAction) -> Result<()> {
             let (reg, name) = open(&m);
             let sel: Selector = version.as_deref().unwrap_or("production").parse()?;
             let v = reg.resolve(&name, &sel)?;
-            let info = reg.versions(&name)?.into_iter().find(|i| i.version == v).context("version vanished")?;
+            let info = reg
+                .versions(&name)?
+                .into_iter()
+                .find(|i| i.version == v)
+                .context("version vanished")?;
             println!("{}", serde_json::to_string_pretty(&info.manifest)?);
         }
         ModelsAction::Promote { m, version, alias } => {
             let (reg, name) = open(&m);
             let v = reg.resolve(&name, &version.parse()?)?;
             let prev = reg.promote(&name, v, &alias)?;
-            println!("{name}: {alias} -> v{v} (was {})", prev.map_or("unset".into(), |p| format!("v{p}")));
+            println!(
+                "{name}: {alias} -> v{v} (was {})",
+                prev.map_or("unset".into(), |p| format!("v{p}"))
+            );
         }
         ModelsAction::Rollback(m) => {
             let (reg, name) = open(&m);
@@ -555,11 +641,18 @@ fn models(r: &Resolved, action: ModelsAction) -> Result<()> {
             let (reg, name) = open(&m);
             let versions: Vec<u32> = match version {
                 Some(v) => vec![reg.resolve(&name, &v.parse()?)?],
-                None => reg.versions(&name)?.into_iter().map(|i| i.version).collect(),
+                None => reg
+                    .versions(&name)?
+                    .into_iter()
+                    .map(|i| i.version)
+                    .collect(),
             };
             let mut bad = 0;
             for v in versions {
-                let result = reg.verify(&name, v).and_then(|_| reg.load(&name, &Selector::Version(v))).and_then(Scorer::from_loaded);
+                let result = reg
+                    .verify(&name, v)
+                    .and_then(|_| reg.load(&name, &Selector::Version(v)))
+                    .and_then(Scorer::from_loaded);
                 match result {
                     Ok(_) => println!("v{v}: ok"),
                     Err(e) => {
@@ -578,7 +671,12 @@ fn models(r: &Resolved, action: ModelsAction) -> Result<()> {
 
 fn load_scorer(reg: &Registry, name: &str, version: Option<&str>) -> Result<Scorer> {
     let sel: Selector = version.unwrap_or("production").parse()?;
-    let loaded = reg.load(name, &sel).with_context(|| format!("loading model `{name}` ({})", version.unwrap_or("production")))?;
+    let loaded = reg.load(name, &sel).with_context(|| {
+        format!(
+            "loading model `{name}` ({})",
+            version.unwrap_or("production")
+        )
+    })?;
     Ok(Scorer::from_loaded(loaded)?)
 }
 
@@ -589,7 +687,15 @@ fn score(r: &Resolved, a: ScoreArgs) -> Result<()> {
     let reg = Registry::new(&models);
     let scorer = load_scorer(&reg, &name, a.version.as_deref())?;
     let base = load(&r.data(&a.data), a.data.skip_bad_rows)?;
-    let webhook = a.alert_webhook.or(r.file.serve.alert_webhook.clone()).map(|u| (u, std::env::var("CHURNGUARD_WEBHOOK_SECRET").unwrap_or_default()));
+    let webhook = a
+        .alert_webhook
+        .or(r.file.serve.alert_webhook.clone())
+        .map(|u| {
+            (
+                u,
+                std::env::var("CHURNGUARD_WEBHOOK_SECRET").unwrap_or_default(),
+            )
+        });
     let opts = batch::BatchOptions {
         as_of,
         out: a.out.clone(),
@@ -603,18 +709,36 @@ fn score(r: &Resolved, a: ScoreArgs) -> Result<()> {
     if let Some(pb) = pb {
         pb.finish_and_clear();
     }
-    println!("scored {} customers as of {} with {} -> {}", s.customers_scored, s.as_of, s.model, s.output);
+    println!(
+        "scored {} customers as of {} with {} -> {}",
+        s.customers_scored, s.as_of, s.model, s.output
+    );
     for t in ["high", "medium", "low"] {
-        println!("  {t:<7} {:>9} ({:+})", s.tiers.get(t).unwrap_or(&0), s.tier_change.get(t).unwrap_or(&0));
+        println!(
+            "  {t:<7} {:>9} ({:+})",
+            s.tiers.get(t).unwrap_or(&0),
+            s.tier_change.get(t).unwrap_or(&0)
+        );
     }
-    println!("  alerts: {} raised, {} new, {} delivered", s.alerts_raised, s.alerts_new, s.alerts_delivered);
+    println!(
+        "  alerts: {} raised, {} new, {} delivered",
+        s.alerts_raised, s.alerts_new, s.alerts_delivered
+    );
     println!("  score PSI vs training: {:.3}", s.score_psi);
     for w in &s.drift_warnings {
         println!("  drift: {w}");
     }
     let total: f64 = s.seconds.values().sum();
-    println!("  wall time {total:.2}s; summary: {}", batch::summary_path(&a.out).display());
-    tracing::info!(event = "batch_done", customers = s.customers_scored, high = s.tiers.get("high").copied().unwrap_or(0), "nightly scoring finished");
+    println!(
+        "  wall time {total:.2}s; summary: {}",
+        batch::summary_path(&a.out).display()
+    );
+    tracing::info!(
+        event = "batch_done",
+        customers = s.customers_scored,
+        high = s.tiers.get("high").copied().unwrap_or(0),
+        "nightly scoring finished"
+    );
     Ok(())
 }
 
@@ -625,18 +749,27 @@ fn serve(_r: &Resolved, _a: ServeArgs) -> Result<()> {
 fn demo(r: &Resolved, a: DemoArgs) -> Result<()> {
     let data = PathBuf::from("data/sample");
     if !data.join("customers.parquet").exists() {
-        println!("generating the sample customer base into {} ...", data.display());
+        println!(
+            "generating the sample customer base into {} ...",
+            data.display()
+        );
         generate_into(&synth::SynthConfig::sample(), &data)?;
     }
     let models = r.models(&a.models);
     let name = r.name(&a.models);
     let reg = Registry::new(&models);
-    if reg.resolve(&name, &Selector::Alias("production".into())).is_err() {
+    if reg
+        .resolve(&name, &Selector::Alias("production".into()))
+        .is_err()
+    {
         println!("training `{name}` on the sample ...");
         train(
             r,
             TrainArgs {
-                data: DataArg { data: Some(data.clone()), skip_bad_rows: false },
+                data: DataArg {
+                    data: Some(data.clone()),
+                    skip_bad_rows: false,
+                },
                 models: a.models.clone(),
                 windows: WindowArgs {
                     horizon_days: None,
@@ -651,12 +784,19 @@ fn demo(r: &Resolved, a: DemoArgs) -> Result<()> {
         )?;
     }
     let base = load(&data, false)?;
-    let as_of = base.data_end().context("the sample has no timestamps")?.div_euclid(time::DAY) * time::DAY;
+    let as_of = base
+        .data_end()
+        .context("the sample has no timestamps")?
+        .div_euclid(time::DAY)
+        * time::DAY;
     let out = PathBuf::from("data/scores/latest.parquet");
     score(
         r,
         ScoreArgs {
-            data: DataArg { data: Some(data), skip_bad_rows: false },
+            data: DataArg {
+                data: Some(data),
+                skip_bad_rows: false,
+            },
             models: a.models.clone(),
             as_of: time::fmt_date(as_of),
             out,
@@ -670,5 +810,15 @@ fn demo(r: &Resolved, a: DemoArgs) -> Result<()> {
         return Ok(());
     }
     let _ = a.bind;
-    serve(r, ServeArgs { models: a.models, bind: None, scores: None, api_keys_file: None, alert_webhook: None, outbox: None })
+    serve(
+        r,
+        ServeArgs {
+            models: a.models,
+            bind: None,
+            scores: None,
+            api_keys_file: None,
+            alert_webhook: None,
+            outbox: None,
+        },
+    )
 }

@@ -46,7 +46,9 @@ fn thin(points: Curve) -> Curve {
         return points;
     }
     let step = points.len() as f64 / 200.0;
-    let mut out: Curve = (0..200).map(|i| points[(i as f64 * step) as usize]).collect();
+    let mut out: Curve = (0..200)
+        .map(|i| points[(i as f64 * step) as usize])
+        .collect();
     out.push(*points.last().expect("non-empty"));
     out
 }
@@ -74,7 +76,11 @@ pub fn roc_curve(scores: &[f64], labels: &[bool]) -> Curve {
     let pos = labels.iter().filter(|&&l| l).count().max(1) as f64;
     let neg = (labels.len() as f64 - pos).max(1.0);
     let mut pts = vec![(0.0, 0.0)];
-    pts.extend(sweep(scores, labels).into_iter().map(|(_, tp, fp)| (fp / neg, tp / pos)));
+    pts.extend(
+        sweep(scores, labels)
+            .into_iter()
+            .map(|(_, tp, fp)| (fp / neg, tp / pos)),
+    );
     thin(pts)
 }
 
@@ -157,7 +163,11 @@ pub fn top_k(scores: &[f64], labels: &[bool], share: f64) -> TopK {
     let precision = hits / k as f64;
     TopK {
         share,
-        lift: if base > 0.0 { precision / base } else { f64::NAN },
+        lift: if base > 0.0 {
+            precision / base
+        } else {
+            f64::NAN
+        },
         capture: if pos > 0.0 { hits / pos } else { f64::NAN },
         precision,
     }
@@ -341,7 +351,9 @@ mod tests {
     #[test]
     fn top_share_lift_and_capture() {
         let s: Vec<f64> = (0..10).map(|i| 10.0 - i as f64).collect();
-        let y = [true, false, true, false, false, false, false, false, false, false];
+        let y = [
+            true, false, true, false, false, false, false, false, false, false,
+        ];
         let t = top_k(&s, &y, 0.2);
         assert_eq!((t.precision, t.capture), (0.5, 0.5));
         assert!((t.lift - 2.5).abs() < 1e-12);

@@ -43,9 +43,10 @@ impl Scorer {
     /// Builds a scorer from a verified registry version; refuses a model whose feature
     /// schema does not match the schema hash its manifest recorded.
     pub fn from_loaded(v: LoadedVersion) -> Result<Self> {
-        let bytes = v.files.get("model.bin").ok_or_else(|| {
-            Error::Artifact(format!("{}: model.bin is missing", v.dir.display()))
-        })?;
+        let bytes = v
+            .files
+            .get("model.bin")
+            .ok_or_else(|| Error::Artifact(format!("{}: model.bin is missing", v.dir.display())))?;
         let artifact = Artifact::from_bytes(bytes)
             .map_err(|e| Error::Artifact(format!("{}/model.bin: {e}", v.dir.display())))?;
         let recorded = v
@@ -201,7 +202,11 @@ impl Scorer {
     }
 
     /// Features from a raw `activity` payload as of `t`, through the feature code.
-    pub fn features_from_activity(&self, activity: &Value, t: Ts) -> Result<(Vec<f64>, Vec<String>)> {
+    pub fn features_from_activity(
+        &self,
+        activity: &Value,
+        t: Ts,
+    ) -> Result<(Vec<f64>, Vec<String>)> {
         let (a, ignored) = OwnedActivity::parse(&self.artifact.spec, activity)?;
         Ok((a.features(&self.artifact.spec, t), ignored))
     }

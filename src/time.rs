@@ -119,9 +119,18 @@ mod tests {
 
     #[test]
     fn the_fast_path_agrees_with_chrono() {
-        for s in ["1999-12-31 23:59:59", "2024-02-29", "2000-03-01T12:00:00Z", "1970-01-01"] {
+        for s in [
+            "1999-12-31 23:59:59",
+            "2024-02-29",
+            "2000-03-01T12:00:00Z",
+            "1970-01-01",
+        ] {
             let chrono = NaiveDateTime::parse_from_str(
-                &format!("{} 00:00:00", s).chars().take(19).collect::<String>().replace('T', " "),
+                &format!("{} 00:00:00", s)
+                    .chars()
+                    .take(19)
+                    .collect::<String>()
+                    .replace('T', " "),
                 "%Y-%m-%d %H:%M:%S",
             )
             .unwrap()

@@ -676,7 +676,7 @@ mod tests {
             let alert = record_alerts(&outbox, &["c1"]).remove(0);
             let d = Dispatcher::new(outbox, vec![webhook(&slow_url)], fast_retries())
                 .unwrap()
-                .with_lease(Duration::from_millis(400));
+                .with_lease(Duration::from_millis(1500));
             let pass = tokio::spawn(async move { d.run_once().await });
             while slow.seen().is_empty() {
                 tokio::time::sleep(Duration::from_millis(5)).await;

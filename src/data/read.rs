@@ -509,7 +509,10 @@ fn attr_cells(part: &Part, col: &str) -> Result<Vec<AttrCell>> {
         Ok(f.f64()
             .map_err(polars_err(part, col))?
             .iter()
-            .map(|v| v.filter(|x| x.is_finite()).map_or(AttrCell::Empty, AttrCell::Num))
+            .map(|v| {
+                v.filter(|x| x.is_finite())
+                    .map_or(AttrCell::Empty, AttrCell::Num)
+            })
             .collect())
     } else {
         Ok(strings(part, col)?
@@ -571,11 +574,7 @@ struct Activity {
 const ORPHAN: u32 = u32::MAX;
 
 /// Customer indexes of a part's rows; `ORPHAN` for unknown customers, bad cells reported.
-fn customer_ids(
-    part: &Part,
-    index: &HashMap<String, u32>,
-    errs: &mut Errs,
-) -> Result<Vec<u32>> {
+fn customer_ids(part: &Part, index: &HashMap<String, u32>, errs: &mut Errs) -> Result<Vec<u32>> {
     let ids = strings(part, "customer_id")?;
     let mut out = Vec::with_capacity(ids.len());
     for (i, v) in ids.iter().enumerate() {
@@ -658,11 +657,7 @@ fn read_activity(
                     for i in 0..n {
                         if let (Some(o), Some(c)) = (at[i], closed[i]) {
                             if c < o {
-                                errs.add(
-                                    i,
-                                    "closed_at",
-                                    "closed_at is before opened_at".into(),
-                                )?;
+                                errs.add(i, "closed_at", "closed_at is before opened_at".into())?;
                             }
                         }
                     }

@@ -35,10 +35,7 @@ pub fn write_frame(df: &mut DataFrame, path: &Path) -> Result<()> {
 }
 
 /// Writes through `f` into a temporary file, fsyncs it, then renames it over `path`.
-pub fn write_atomic(
-    path: &Path,
-    f: impl FnOnce(&mut std::fs::File) -> Result<()>,
-) -> Result<()> {
+pub fn write_atomic(path: &Path, f: impl FnOnce(&mut std::fs::File) -> Result<()>) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }

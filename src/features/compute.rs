@@ -92,9 +92,8 @@ impl FeatureSpec {
                     .filter(|x| x.priority >= Priority::High)
                     .count() as f64,
             );
-            let closed_90 = |x: &&crate::data::Ticket| {
-                x.closed.is_some_and(|c| c < t && c >= t - days(90))
-            };
+            let closed_90 =
+                |x: &&crate::data::Ticket| x.closed.is_some_and(|c| c < t && c >= t - days(90));
             let (res, _, _) = mean_std(
                 tk.iter()
                     .filter(closed_90)
@@ -179,9 +178,7 @@ impl FeatureSpec {
         }
         let o = before(view.orders, t);
         let tenure = ((t - view.signup) as f64 / DAY as f64).max(0.0);
-        let recency = o
-            .last()
-            .map_or(tenure, |x| (t - x.at) as f64 / DAY as f64);
+        let recency = o.last().map_or(tenure, |x| (t - x.at) as f64 / DAY as f64);
         let w365 = between(o, t - days(365), t);
         Some((
             recency,

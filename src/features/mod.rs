@@ -142,7 +142,11 @@ impl FeatureSpec {
                 counts[e.kind as usize] += 1;
             }
             let mut order: Vec<usize> = (0..counts.len()).filter(|&k| counts[k] > 0).collect();
-            order.sort_by(|&a, &b| counts[b].cmp(&counts[a]).then(base.event_types[a].cmp(&base.event_types[b])));
+            order.sort_by(|&a, &b| {
+                counts[b]
+                    .cmp(&counts[a])
+                    .then(base.event_types[a].cmp(&base.event_types[b]))
+            });
             event_types = order
                 .into_iter()
                 .take(cfg.top_event_types.min(64))
@@ -185,13 +189,8 @@ impl FeatureSpec {
                 )));
             }
         }
-        let mut spec = FeatureSpec::new(
-            present,
-            event_types,
-            categorical,
-            cfg.numeric.clone(),
-            None,
-        );
+        let mut spec =
+            FeatureSpec::new(present, event_types, categorical, cfg.numeric.clone(), None);
         if present.orders && !train_rows.is_empty() {
             let step = (train_rows.len() / 200_000).max(1);
             let inputs: Vec<(f64, f64, f64)> = train_rows

@@ -115,14 +115,20 @@ impl OwnedActivity {
             .filter(|k| !KNOWN.contains(&k.as_str()))
             .map(|k| format!("activity.{k}"))
             .collect();
-        let customer = obj
-            .get("customer")
-            .ok_or_else(|| bad("activity.customer", "activity.customer is required: an object with at least `signup_at`"))?;
+        let customer = obj.get("customer").ok_or_else(|| {
+            bad(
+                "activity.customer",
+                "activity.customer is required: an object with at least `signup_at`",
+            )
+        })?;
         let customer = object(customer, "activity.customer")?;
         let signup = ts(
-            customer
-                .get("signup_at")
-                .ok_or_else(|| bad("activity.customer.signup_at", "activity.customer.signup_at is required"))?,
+            customer.get("signup_at").ok_or_else(|| {
+                bad(
+                    "activity.customer.signup_at",
+                    "activity.customer.signup_at is required",
+                )
+            })?,
             "activity.customer.signup_at",
         )?;
         let mut a = OwnedActivity {
@@ -152,18 +158,21 @@ impl OwnedActivity {
         for (i, v) in list(obj, "logins")?.iter().enumerate() {
             let field = format!("activity.logins[{i}]");
             a.logins.push(match v {
-                Value::Object(o) => ts(
-                    o.get("at").unwrap_or(&Value::Null),
-                    &format!("{field}.at"),
-                )?,
+                Value::Object(o) => {
+                    ts(o.get("at").unwrap_or(&Value::Null), &format!("{field}.at"))?
+                }
                 v => ts(v, &field)?,
             });
         }
         for (i, v) in list(obj, "tickets")?.iter().enumerate() {
             let field = format!("activity.tickets[{i}]");
             let o = object(v, &field)?;
-            let opened = opt_ts(o, "opened_at", &field)?
-                .ok_or_else(|| bad(format!("{field}.opened_at"), format!("{field}.opened_at is required")))?;
+            let opened = opt_ts(o, "opened_at", &field)?.ok_or_else(|| {
+                bad(
+                    format!("{field}.opened_at"),
+                    format!("{field}.opened_at is required"),
+                )
+            })?;
             let closed = opt_ts(o, "closed_at", &field)?;
             if closed.is_some_and(|c| c < opened) {
                 return Err(bad(

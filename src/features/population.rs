@@ -34,7 +34,7 @@ impl ActivitySource {
 
 /// What "churned" means for this customer base.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
 pub enum ChurnDefinition {
     /// The `churn` table records the end of the relationship. A customer with a churn
     /// row before `T` is gone at `T`, unless they placed an order after that churn

@@ -77,7 +77,8 @@ mod tests {
 
     #[test]
     fn scores_follow_the_quintiles_and_recency_is_reversed() {
-        let rows: Vec<(f64, f64, f64)> = (0..=100).map(|i| (i as f64, i as f64, i as f64)).collect();
+        let rows: Vec<(f64, f64, f64)> =
+            (0..=100).map(|i| (i as f64, i as f64, i as f64)).collect();
         let cuts = RfmCuts::learn(&rows);
         assert_eq!(cuts.frequency, [20.0, 40.0, 60.0, 80.0]);
         assert_eq!(cuts.scores(0.0, 100.0, 50.0), (5, 5, 3));

@@ -166,9 +166,21 @@ impl FeatureSpec {
         let p = self.present;
         let mut out = Vec::new();
         for (present, table, what) in [
-            (p.logins, "logins", "login counts, recency, trend, active days"),
-            (p.tickets, "tickets", "ticket volume, open tickets, resolution, csat"),
-            (p.orders, "orders", "purchase recency/frequency/monetary, intervals, RFM scores"),
+            (
+                p.logins,
+                "logins",
+                "login counts, recency, trend, active days",
+            ),
+            (
+                p.tickets,
+                "tickets",
+                "ticket volume, open tickets, resolution, csat",
+            ),
+            (
+                p.orders,
+                "orders",
+                "purchase recency/frequency/monetary, intervals, RFM scores",
+            ),
             (p.events, "events", "usage event counts and their change"),
         ] {
             if !present {
@@ -262,23 +274,64 @@ impl FeatureSpec {
         }
         if p.orders {
             for (n, t, m, desc) in [
-                ("order_recency_days", Log1p, false, "days since the last order (days since signup if none)"),
+                (
+                    "order_recency_days",
+                    Log1p,
+                    false,
+                    "days since the last order (days since signup if none)",
+                ),
                 ("orders_90d", Log1p, false, "orders in the last 90 days"),
                 ("orders_365d", Log1p, false, "orders in the last 365 days"),
-                ("revenue_90d", Log1p, false, "money from orders in the last 90 days (refunds subtract)"),
-                ("revenue_365d", Log1p, false, "money from orders in the last 365 days (refunds subtract)"),
-                ("interval_mean_days", Log1p, true, "mean days between consecutive orders"),
-                ("interval_std_days", Log1p, true, "standard deviation of days between orders"),
-                ("overdue_ratio", Log1p, true, "days since the last order / mean interval"),
-                ("refunds_365d", Log1p, false, "refunds (negative orders) in the last 365 days"),
+                (
+                    "revenue_90d",
+                    Log1p,
+                    false,
+                    "money from orders in the last 90 days (refunds subtract)",
+                ),
+                (
+                    "revenue_365d",
+                    Log1p,
+                    false,
+                    "money from orders in the last 365 days (refunds subtract)",
+                ),
+                (
+                    "interval_mean_days",
+                    Log1p,
+                    true,
+                    "mean days between consecutive orders",
+                ),
+                (
+                    "interval_std_days",
+                    Log1p,
+                    true,
+                    "standard deviation of days between orders",
+                ),
+                (
+                    "overdue_ratio",
+                    Log1p,
+                    true,
+                    "days since the last order / mean interval",
+                ),
+                (
+                    "refunds_365d",
+                    Log1p,
+                    false,
+                    "refunds (negative orders) in the last 365 days",
+                ),
             ] {
                 add(n.into(), "orders", t, m, desc.into());
             }
             if self.rfm.is_some() {
                 for (n, desc) in [
                     ("rfm_r", "recency quintile score, 5 = most recent"),
-                    ("rfm_f", "frequency quintile score (orders in 365 days), 5 = most"),
-                    ("rfm_m", "monetary quintile score (revenue in 365 days), 5 = most"),
+                    (
+                        "rfm_f",
+                        "frequency quintile score (orders in 365 days), 5 = most",
+                    ),
+                    (
+                        "rfm_m",
+                        "monetary quintile score (revenue in 365 days), 5 = most",
+                    ),
                 ] {
                     add(n.into(), "orders", Identity, false, desc.into());
                 }
@@ -306,7 +359,9 @@ impl FeatureSpec {
                     "events",
                     Log1p,
                     false,
-                    format!("(`{ty}` events in the last 30 days + 1) / (in the 30 days before + 1)"),
+                    format!(
+                        "(`{ty}` events in the last 30 days + 1) / (in the 30 days before + 1)"
+                    ),
                 );
             }
         }

@@ -138,7 +138,9 @@ impl BoostModel {
         params: &BoostParams,
     ) -> Result<Self> {
         if params.rounds == 0 || !(0.0..=1.0).contains(&params.eta) || params.eta == 0.0 {
-            return Err(Error::Config("boosting needs rounds >= 1 and 0 < eta <= 1".into()));
+            return Err(Error::Config(
+                "boosting needs rounds >= 1 and 0 < eta <= 1".into(),
+            ));
         }
         let dtrain = dmatrix(x, width, y)?;
         let mut builder = TrainingParams::builder()
@@ -160,7 +162,11 @@ impl BoostModel {
         };
         let tp = builder.build().map_err(hb)?;
         let rounds = if params.forest { 1 } else { params.rounds };
-        let model = match (early, params.forest, NonZeroUsize::new(params.early_stopping_rounds)) {
+        let model = match (
+            early,
+            params.forest,
+            NonZeroUsize::new(params.early_stopping_rounds),
+        ) {
             (Some((ex, ey)), false, Some(patience)) if !ey.is_empty() => {
                 let dvalid = dmatrix(ex, width, ey)?;
                 Trainer::new(&tp, &dtrain, rounds)
@@ -216,7 +222,8 @@ impl BoostModel {
                 } else {
                     let (l, r) = (nodes[k].left as usize, nodes[k].right as usize);
                     let c = cover[l] + cover[r];
-                    flat.value[k] = (flat.value[l] * cover[l] + flat.value[r] * cover[r]) / c.max(1e-12);
+                    flat.value[k] =
+                        (flat.value[l] * cover[l] + flat.value[r] * cover[r]) / c.max(1e-12);
                     cover[k] = c;
                 }
             }
@@ -227,7 +234,8 @@ impl BoostModel {
         let zero32 = vec![0.0f32; self.n_features];
         let hb_margin = model
             .predict_margin_row(&zero32, Iterations::Best)
-            .map_err(|e| Error::Artifact(format!("boosted model: {e}")))? as f64;
+            .map_err(|e| Error::Artifact(format!("boosted model: {e}")))?
+            as f64;
         let sum: f64 = trees.iter().map(|t| leaf_value(t, &zero)).sum();
         self.state = Some(Arc::new((model, trees, hb_margin - sum)));
         Ok(())
@@ -301,7 +309,9 @@ mod tests {
         let mut y = Vec::new();
         let mut s = 12345u64;
         let mut rnd = || {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             (s >> 11) as f64 / (1u64 << 53) as f64
         };
         for _ in 0..n {
@@ -318,15 +328,25 @@ mod tests {
     fn our_tree_walk_matches_hessboost_and_contributions_add_up() {
         let (x, y) = data(3000);
         for params in [
-            BoostParams { rounds: 40, ..BoostParams::gbdt() },
-            BoostParams { rounds: 20, ..BoostParams::forest() },
+            BoostParams {
+                rounds: 40,
+                ..BoostParams::gbdt()
+            },
+            BoostParams {
+                rounds: 20,
+                ..BoostParams::forest()
+            },
         ] {
             let m = BoostModel::fit(&x, 3, &y, None, &params).unwrap();
             let mut c = [0.0; 3];
             for row in x.chunks(3).take(200) {
                 let ours = m.margin(row);
                 let theirs = m.native_margin(row).unwrap();
-                assert!((ours - theirs).abs() < 1e-3, "{ours} vs {theirs} (forest: {})", params.forest);
+                assert!(
+                    (ours - theirs).abs() < 1e-3,
+                    "{ours} vs {theirs} (forest: {})",
+                    params.forest
+                );
                 let bias = m.contributions(row, &mut c);
                 assert!((bias + c.iter().sum::<f64>() - ours).abs() < 1e-9);
             }
@@ -336,7 +356,17 @@ mod tests {
     #[test]
     fn a_reloaded_model_scores_bit_for_bit_the_same() {
         let (x, y) = data(2000);
-        let m = BoostModel::fit(&x, 3, &y, None, &BoostParams { rounds: 30, ..BoostParams::gbdt() }).unwrap();
+        let m = BoostModel::fit(
+            &x,
+            3,
+            &y,
+            None,
+            &BoostParams {
+                rounds: 30,
+                ..BoostParams::gbdt()
+            },
+        )
+        .unwrap();
         let bytes = postcard::to_allocvec(&m).unwrap();
         let mut back: BoostModel = postcard::from_bytes(&bytes).unwrap();
         back.restore().unwrap();

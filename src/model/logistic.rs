@@ -46,7 +46,9 @@ impl LogisticModel {
         params: &LogisticParams,
     ) -> Result<Self> {
         if !(params.alpha >= 0.0 && params.alpha.is_finite()) {
-            return Err(Error::Config("logistic alpha must be a finite number >= 0".into()));
+            return Err(Error::Config(
+                "logistic alpha must be a finite number >= 0".into(),
+            ));
         }
         let n = y.len();
         let mut z = Vec::with_capacity(n * width);
@@ -63,7 +65,11 @@ impl LogisticModel {
             .fit(&ds)
             .map_err(|e| Error::Train(format!("logistic regression: {e}")))?;
         // linfa calls the majority class "positive"; we want the log-odds of churn (1).
-        let sign = if fitted.labels().pos.class == 1 { 1.0 } else { -1.0 };
+        let sign = if fitted.labels().pos.class == 1 {
+            1.0
+        } else {
+            -1.0
+        };
         Ok(LogisticModel {
             coef: fitted.params().iter().map(|c| sign * c).collect(),
             intercept: sign * fitted.intercept(),

@@ -171,13 +171,28 @@ impl Platt {
             return Platt::default();
         }
         let (t_pos, t_neg) = ((pos + 1.0) / (pos + 2.0), 1.0 / (neg + 2.0));
+        let target = |y: bool| if y { t_pos } else { t_neg };
+        // Cross-entropy against the smoothed targets, computed stably in log space.
+        let loss = |a: f64, b: f64| -> f64 {
+            margins
+                .iter()
+                .zip(labels)
+                .map(|(&m, &y)| {
+                    let z = a * m + b;
+                    let t = target(y);
+                    // -t ln s(z) - (1-t) ln(1 - s(z)) = ln(1 + e^z) - t z
+                    let softplus = if z > 0.0 { z + (-z).exp().ln_1p() } else { z.exp().ln_1p() };
+                    softplus - t * z
+                })
+                .sum()
+        };
         let (mut a, mut b) = (1.0, 0.0);
+        let mut current = loss(a, b);
         for _ in 0..100 {
             let (mut g_a, mut g_b, mut h_aa, mut h_ab, mut h_bb) = (0.0, 0.0, 0.0, 0.0, 0.0);
             for (&m, &y) in margins.iter().zip(labels) {
                 let p = sigmoid(a * m + b);
-                let t = if y { t_pos } else { t_neg };
-                let d = p - t;
+                let d = p - target(y);
                 let w = (p * (1.0 - p)).max(1e-12);
                 g_a += d * m;
                 g_b += d;
@@ -193,9 +208,22 @@ impl Platt {
             }
             let da = (h_bb * g_a - h_ab * g_b) / det;
             let db = (h_aa * g_b - h_ab * g_a) / det;
-            a -= da;
-            b -= db;
-            if da.abs() < 1e-10 && db.abs() < 1e-10 {
+            // Newton step, halved until the loss decreases (plain Newton can overshoot).
+            let mut step = 1.0;
+            let mut improved = false;
+            while step > 1e-6 {
+                let (na, nb) = (a - step * da, b - step * db);
+                let l = loss(na, nb);
+                if l <= current {
+                    a = na;
+                    b = nb;
+                    improved = current - l > 1e-12 * current.abs().max(1.0);
+                    current = l;
+                    break;
+                }
+                step /= 2.0;
+            }
+            if !improved {
                 break;
             }
         }

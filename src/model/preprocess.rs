@@ -25,7 +25,10 @@ impl Preprocessor {
     pub fn learn(x: &[f64], defs: &[FeatureDef]) -> Self {
         let w = defs.len();
         let n = if w == 0 { 0 } else { x.len() / w };
-        let log1p: Vec<bool> = defs.iter().map(|d| d.transform == Transform::Log1p).collect();
+        let log1p: Vec<bool> = defs
+            .iter()
+            .map(|d| d.transform == Transform::Log1p)
+            .collect();
         let mut medians = vec![0.0; w];
         let mut means = vec![0.0; w];
         let mut stds = vec![1.0; w];
@@ -40,7 +43,11 @@ impl Preprocessor {
                 .map(tf)
                 .collect();
             col.sort_by(f64::total_cmp);
-            medians[j] = if col.is_empty() { 0.0 } else { col[col.len() / 2] };
+            medians[j] = if col.is_empty() {
+                0.0
+            } else {
+                col[col.len() / 2]
+            };
             let (mut s, mut s2) = (0.0, 0.0);
             for i in 0..n {
                 let v = x[i * w + j];

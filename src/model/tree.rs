@@ -103,7 +103,10 @@ impl TreeModel {
                 let child = |k: &str| n.get(k).and_then(|v| v.as_u64()).map(|v| v as usize);
                 Node {
                     feature: n.get("split_feature").and_then(|v| v.as_u64()).unwrap_or(0) as usize,
-                    threshold: n.get("split_value").and_then(|v| v.as_f64()).unwrap_or(f64::NAN),
+                    threshold: n
+                        .get("split_value")
+                        .and_then(|v| v.as_f64())
+                        .unwrap_or(f64::NAN),
                     left: child("true_child"),
                     right: child("false_child"),
                     prob: 0.0,
@@ -124,7 +127,11 @@ impl TreeModel {
                 pos[k] += label as usize;
                 match (nodes[k].left, nodes[k].right) {
                     (Some(l), Some(rt)) => {
-                        k = if row[nodes[k].feature] <= nodes[k].threshold { l } else { rt }
+                        k = if row[nodes[k].feature] <= nodes[k].threshold {
+                            l
+                        } else {
+                            rt
+                        }
                     }
                     _ => break,
                 }
@@ -161,7 +168,11 @@ impl TreeModel {
         let mut path = vec![0];
         while let (Some(l), Some(r)) = (self.nodes[k].left, self.nodes[k].right) {
             let f = self.nodes[k].feature;
-            k = if self.pre.impute(f, row[f]) <= self.nodes[k].threshold { l } else { r };
+            k = if self.pre.impute(f, row[f]) <= self.nodes[k].threshold {
+                l
+            } else {
+                r
+            };
             path.push(k);
         }
         path
@@ -180,12 +191,21 @@ impl TreeModel {
         match (n.left, n.right) {
             (Some(l), Some(r)) => {
                 let name = names.get(n.feature).copied().unwrap_or("?");
-                out.push_str(&format!("{pad}if {name} <= {:.4} ({} rows, churn {:.1}%)\n", n.threshold, n.rows, 100.0 * n.prob));
+                out.push_str(&format!(
+                    "{pad}if {name} <= {:.4} ({} rows, churn {:.1}%)\n",
+                    n.threshold,
+                    n.rows,
+                    100.0 * n.prob
+                ));
                 self.write_rules(l, depth + 1, names, out);
                 out.push_str(&format!("{pad}else ({name} > {:.4})\n", n.threshold));
                 self.write_rules(r, depth + 1, names, out);
             }
-            _ => out.push_str(&format!("{pad}-> churn {:.1}% ({} rows)\n", 100.0 * n.prob, n.rows)),
+            _ => out.push_str(&format!(
+                "{pad}-> churn {:.1}% ({} rows)\n",
+                100.0 * n.prob,
+                n.rows
+            )),
         }
     }
 }

@@ -35,7 +35,10 @@ nav.toc a:hover { text-decoration: underline; }
 section { margin-top: 36px; }
 h2 { font-size: 21px; line-height: 1.3; margin: 0 0 12px; padding-bottom: 6px;
   border-bottom: 1px solid #d8dee4; scroll-margin-top: 12px; }
-p { margin: 10px 0; max-width: 75ch; }
+p { margin: 10px 0; max-width: 75ch; white-space: pre-line; }
+pre { margin: 12px 0; padding: 10px 14px; overflow-x: auto; background: #f6f8fa;
+  border: 1px solid #d8dee4; border-radius: 6px; font-size: 13px; line-height: 1.45;
+  font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, "Liberation Mono", monospace; }
 figure.chart { margin: 16px 0 20px; }
 figure.chart svg { display: block; max-width: 100%; height: auto; }
 .reading { margin: 6px 0 16px; padding: 4px 10px; max-width: 75ch; font-size: 14px;
@@ -65,6 +68,7 @@ footer { margin-top: 48px; padding-top: 8px; border-top: 1px solid #d8dee4;
   nav.toc a { color: inherit; }
   h2 { break-after: avoid; }
   figure.chart, .table-wrap, dl.kv, .warning, .reading { break-inside: avoid; }
+  pre { white-space: pre-wrap; overflow: visible; }
   .table-wrap { overflow: visible; }
   thead { display: table-header-group; }
   tbody tr:nth-child(even) { background: none; }
@@ -98,7 +102,10 @@ pub(super) fn render(report: &Report) -> String {
         "<meta name=\"generator\" content=\"churnguard {}\">\n",
         env!("CARGO_PKG_VERSION")
     );
-    put!(out, "<title>{title}</title>\n<style>{STYLESHEET}</style>\n</head>\n");
+    put!(
+        out,
+        "<title>{title}</title>\n<style>{STYLESHEET}</style>\n</head>\n"
+    );
     out.push_str("<body>\n<div class=\"page\">\n<header>\n");
     put!(out, "<h1>{title}</h1>\n");
     if let Some(subtitle) = &report.subtitle {
@@ -186,6 +193,7 @@ fn render_section(out: &mut String, index: usize, section: &Section) {
     while let Some(block) = blocks.next() {
         match block {
             Block::Paragraph(text) => put!(out, "<p>{}</p>\n", escape(text)),
+            Block::Preformatted(text) => put!(out, "<pre>{}</pre>\n", escape(text)),
             Block::Reading(text) => put!(out, "<p class=\"reading\">{}</p>\n", escape(text)),
             Block::Table { header, rows } => render_table(out, header, rows),
             Block::KeyValues(kv) => render_key_values(out, kv),
@@ -203,7 +211,11 @@ fn render_section(out: &mut String, index: usize, section: &Section) {
                 out.push_str(svg.trim());
                 out.push('\n');
                 if let Some(Block::Reading(text)) = blocks.peek() {
-                    put!(out, "<figcaption class=\"reading\">{}</figcaption>\n", escape(text));
+                    put!(
+                        out,
+                        "<figcaption class=\"reading\">{}</figcaption>\n",
+                        escape(text)
+                    );
                     blocks.next();
                 }
                 out.push_str("</figure>\n");
@@ -237,7 +249,12 @@ fn render_key_values(out: &mut String, kv: &[(String, String)]) {
 }
 
 fn render_table(out: &mut String, header: &[String], rows: &[Vec<String>]) {
-    let ncols = rows.iter().map(Vec::len).max().unwrap_or(0).max(header.len());
+    let ncols = rows
+        .iter()
+        .map(Vec::len)
+        .max()
+        .unwrap_or(0)
+        .max(header.len());
     if ncols == 0 {
         return;
     }
@@ -267,13 +284,16 @@ fn render_table(out: &mut String, header: &[String], rows: &[Vec<String>]) {
     }
     out.push_str("<tbody>\n");
     if rows.is_empty() {
-        put!(out, "<tr><td class=\"empty\" colspan=\"{ncols}\">No rows</td></tr>\n");
+        put!(
+            out,
+            "<tr><td class=\"empty\" colspan=\"{ncols}\">No rows</td></tr>\n"
+        );
     }
     for row in rows {
         out.push_str("<tr>");
-        for c in 0..ncols {
+        for (c, numeric) in numeric_column.iter().enumerate() {
             let v = cell(row, c);
-            if looks_numeric(v) || (numeric_column[c] && !v.trim().is_empty()) {
+            if looks_numeric(v) || (*numeric && !v.trim().is_empty()) {
                 put!(out, "<td class=\"num\">{}</td>", escape(v));
             } else {
                 put!(out, "<td>{}</td>", escape(v));
@@ -321,7 +341,16 @@ pub(super) fn looks_numeric(s: &str) -> bool {
 fn is_placeholder(s: &str) -> bool {
     matches!(
         s.trim(),
-        "" | "-" | "\u{2013}" | "\u{2014}" | "n/a" | "N/A" | "NA" | "NaN" | "null" | "none" | "None"
+        "" | "-"
+            | "\u{2013}"
+            | "\u{2014}"
+            | "n/a"
+            | "N/A"
+            | "NA"
+            | "NaN"
+            | "null"
+            | "none"
+            | "None"
     )
 }
 
@@ -384,8 +413,21 @@ mod tests {
     #[test]
     fn numbers_currencies_and_percentages_look_numeric() {
         for s in [
-            "0", "1,234", "-0.5", "+3", "12.3%", "$40", "€1,200.50", "2.1x", "1e-3", "48_210",
-            " 7 ", ".5", "3.5 pp", "−2", "1.2M",
+            "0",
+            "1,234",
+            "-0.5",
+            "+3",
+            "12.3%",
+            "$40",
+            "€1,200.50",
+            "2.1x",
+            "1e-3",
+            "48_210",
+            " 7 ",
+            ".5",
+            "3.5 pp",
+            "−2",
+            "1.2M",
         ] {
             assert!(looks_numeric(s), "{s:?} should look numeric");
         }
@@ -394,8 +436,20 @@ mod tests {
     #[test]
     fn words_dates_and_ranges_do_not_look_numeric() {
         for s in [
-            "", "-", "n/a", "NaN", "inf", "abc", "2024-01-01", "0.1–0.2", "x", "%", "e5", "v12",
-            "1.2.3", "Gold",
+            "",
+            "-",
+            "n/a",
+            "NaN",
+            "inf",
+            "abc",
+            "2024-01-01",
+            "0.1–0.2",
+            "x",
+            "%",
+            "e5",
+            "v12",
+            "1.2.3",
+            "Gold",
         ] {
             assert!(!looks_numeric(s), "{s:?} should not look numeric");
         }
@@ -403,7 +457,9 @@ mod tests {
 
     #[test]
     fn event_handlers_in_chart_markup_are_detected() {
-        assert!(is_safe_svg("<svg viewBox=\"0 0 1 1\"><g font-size=\"11\"></g></svg>"));
+        assert!(is_safe_svg(
+            "<svg viewBox=\"0 0 1 1\"><g font-size=\"11\"></g></svg>"
+        ));
         assert!(!is_safe_svg("<svg><g onclick = \"x()\"></g></svg>"));
         assert!(!is_safe_svg("<svg><a href=\"javascript:x()\"></a></svg>"));
         assert!(!is_safe_svg(""));
@@ -412,7 +468,10 @@ mod tests {
 
     #[test]
     fn section_anchors_are_slugs_with_an_index() {
-        assert_eq!(section_id(0, "Model comparison (validation)"), "s1-model-comparison-validation");
+        assert_eq!(
+            section_id(0, "Model comparison (validation)"),
+            "s1-model-comparison-validation"
+        );
         assert_eq!(section_id(4, "<>"), "s5");
     }
 }

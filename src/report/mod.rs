@@ -57,6 +57,7 @@ pub struct Section {
 #[derive(Debug, Clone, PartialEq)]
 enum Block {
     Paragraph(String),
+    Preformatted(String),
     Reading(String),
     Table {
         header: Vec<String>,
@@ -117,9 +118,16 @@ impl Report {
 }
 
 impl Section {
-    /// A paragraph of plain text (escaped; no markup is interpreted).
+    /// A paragraph of plain text (escaped; no markup is interpreted; line breaks kept).
     pub fn paragraph(&mut self, text: &str) -> &mut Self {
         self.blocks.push(Block::Paragraph(text.to_string()));
+        self
+    }
+
+    /// Monospaced text with its spacing and indentation kept, e.g. a decision tree's rules
+    /// or a configuration excerpt (escaped).
+    pub fn preformatted(&mut self, text: &str) -> &mut Self {
+        self.blocks.push(Block::Preformatted(text.to_string()));
         self
     }
 
@@ -198,7 +206,10 @@ mod tests {
         r.subtitle("model 12 & friends");
         r.section("Data summary")
             .paragraph("48,210 customers, 6.1% churned.")
-            .key_values(&[("customers", "48,210".into()), ("churn rate", "6.1%".into())]);
+            .key_values(&[
+                ("customers", "48,210".into()),
+                ("churn rate", "6.1%".into()),
+            ]);
         r.section("Model comparison")
             .table(
                 &["model", "ROC AUC", "log loss"],
@@ -228,7 +239,10 @@ mod tests {
                 html.contains(&format!(">{heading}</h2>")),
                 "missing heading {heading}"
             );
-            assert!(html.contains(&format!(">{heading}</a>")), "missing toc entry");
+            assert!(
+                html.contains(&format!(">{heading}</a>")),
+                "missing toc entry"
+            );
         }
         assert!(!html.to_ascii_lowercase().contains("<script"));
         assert!(html.starts_with("<!DOCTYPE html>"));
@@ -264,7 +278,10 @@ mod tests {
         let mut r = Report::new("t");
         r.section("s").table(
             &["name", "value"],
-            &[vec!["alpha".into(), "1,234.5".into()], vec!["beta".into(), "-7%".into()]],
+            &[
+                vec!["alpha".into(), "1,234.5".into()],
+                vec!["beta".into(), "-7%".into()],
+            ],
         );
         let html = r.to_html();
         assert!(html.contains("<td class=\"num\">1,234.5</td>"));
@@ -278,7 +295,10 @@ mod tests {
         let mut r = Report::new("t");
         r.section("s").table(
             &["model", "lift"],
-            &[vec!["baseline".into(), "\u{2014}".into()], vec!["boosted".into(), "2.4x".into()]],
+            &[
+                vec!["baseline".into(), "\u{2014}".into()],
+                vec!["boosted".into(), "2.4x".into()],
+            ],
         );
         let html = r.to_html();
         assert!(html.contains("<th class=\"num\">lift</th>"));
@@ -287,10 +307,22 @@ mod tests {
     }
 
     #[test]
+    fn preformatted_text_keeps_its_indentation_and_is_escaped() {
+        let mut r = Report::new("t");
+        r.section("Rules")
+            .preformatted("if tenure < 3:\n    churn (p = 0.4)\nelse:\n    stay");
+        let html = r.to_html();
+        assert!(html.contains("<pre>if tenure &lt; 3:\n    churn (p = 0.4)\nelse:\n    stay</pre>"));
+        check_markup(&html).unwrap();
+    }
+
+    #[test]
     fn a_chart_carrying_script_is_replaced_by_a_warning() {
         let mut r = Report::new("t");
         r.section("s")
-            .chart("<svg xmlns=\"http://www.w3.org/2000/svg\"><script>alert(1)</script></svg>".into())
+            .chart(
+                "<svg xmlns=\"http://www.w3.org/2000/svg\"><script>alert(1)</script></svg>".into(),
+            )
             .chart("<svg onload=\"alert(1)\"></svg>".into())
             .chart("not svg at all".into());
         let html = r.to_html();

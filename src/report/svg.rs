@@ -134,9 +134,9 @@ fn nice_scale(lo: f64, hi: f64, max_ticks: usize) -> (Vec<f64>, f64) {
     let max_ticks = max_ticks.clamp(2, 50);
     // Start a decade below the rough step and walk up 1, 2, 5, 10, 20, 50, ...
     let rough = (hi - lo) / (max_ticks - 1) as f64;
-    let mut e = rough.log10().floor() as i32 - 1;
+    let first = rough.log10().floor() as i32 - 1;
     let mut found = None;
-    'search: for _ in 0..8 {
+    'search: for e in first..first + 8 {
         for m in [1.0, 2.0, 5.0] {
             let step = from_decimal(m, e);
             let k0 = (lo / step + 1e-9).floor();
@@ -146,7 +146,6 @@ fn nice_scale(lo: f64, hi: f64, max_ticks: usize) -> (Vec<f64>, f64) {
                 break 'search;
             }
         }
-        e += 1;
     }
     let Some((m, e, step, k0, k1)) = found else {
         return (vec![lo, hi], hi - lo);
@@ -1008,7 +1007,11 @@ fn vertical_bars(
             let y = y_px(&f, &ya, v);
             let (top_y, h) = (y.min(zero), (y - zero).abs());
             let tip = if g > 1 {
-                format!("{label} \u{2014} {}: {}", series_name(name, j), format_value(v))
+                format!(
+                    "{label} \u{2014} {}: {}",
+                    series_name(name, j),
+                    format_value(v)
+                )
             } else {
                 format!("{label}: {}", format_value(v))
             };
@@ -1025,7 +1028,11 @@ fn vertical_bars(
             if print_values {
                 let text = format_value(v);
                 if text_px(&text, value_size) <= slot - 2.0 {
-                    let ty = if v >= 0.0 { top_y - 4.0 } else { top_y + h + 12.0 };
+                    let ty = if v >= 0.0 {
+                        top_y - 4.0
+                    } else {
+                        top_y + h + 12.0
+                    };
                     Label::new(&text, cx, ty)
                         .size(value_size)
                         .fill(INK)
@@ -1199,7 +1206,11 @@ pub fn histogram(
             .zip(&heights)
             .enumerate()
             .map(|(i, ((name, _), (_, n)))| LegendItem {
-                name: format!("{} (n = {})", series_name(name, i), group_thousands(*n as f64)),
+                name: format!(
+                    "{} (n = {})",
+                    series_name(name, i),
+                    group_thousands(*n as f64)
+                ),
                 colour: colour(i),
                 swatch: Swatch::Box,
             })
@@ -1371,11 +1382,15 @@ pub fn heatmap(
                     text = fmt(v, 0);
                 }
                 if text_px(&text, value_size) <= cell_w - 4.0 {
-                    Label::new(&text, x + cell_w / 2.0, y + cell_h / 2.0 + value_size * 0.35)
-                        .size(value_size)
-                        .anchor(Anchor::Middle)
-                        .fill(if t > 0.5 { "#ffffff" } else { INK })
-                        .draw(&mut out);
+                    Label::new(
+                        &text,
+                        x + cell_w / 2.0,
+                        y + cell_h / 2.0 + value_size * 0.35,
+                    )
+                    .size(value_size)
+                    .anchor(Anchor::Middle)
+                    .fill(if t > 0.5 { "#ffffff" } else { INK })
+                    .draw(&mut out);
                 }
             }
         }
@@ -1399,13 +1414,22 @@ pub fn heatmap(
             escape(&fmt(v, 1))
         );
     }
-    Label::new(&fmt(vmax, 1), key_x + steps as f64 * 22.0 + 6.0, key_y + 9.0).draw(&mut out);
+    Label::new(
+        &fmt(vmax, 1),
+        key_x + steps as f64 * 22.0 + 6.0,
+        key_y + 9.0,
+    )
+    .draw(&mut out);
     close(out)
 }
 
 /// The sequential colour at `t` in `[0, 1]`.
 fn sequential(t: f64) -> String {
-    let t = if t.is_finite() { t.clamp(0.0, 1.0) } else { 0.0 };
+    let t = if t.is_finite() {
+        t.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
     let pos = t * (SEQUENTIAL.len() - 1) as f64;
     let i = (pos.floor() as usize).min(SEQUENTIAL.len() - 2);
     let frac = pos - i as f64;
@@ -1418,6 +1442,11 @@ fn sequential(t: f64) -> String {
 mod tests {
     use super::super::testutil::check_markup;
     use super::*;
+
+    /// Named groups of values, as [`grouped_bar_chart`] and [`histogram`] take them.
+    type Groups = Vec<(String, Vec<f64>)>;
+    /// Heatmap cells, rows of optional values.
+    type Cells = Vec<Vec<Option<f64>>>;
 
     fn labels(names: &[&str]) -> Vec<String> {
         names.iter().map(|s| s.to_string()).collect()
@@ -1466,8 +1495,14 @@ mod tests {
 
     #[test]
     fn nice_ticks_fit_the_data_tightly_instead_of_rounding_the_range_first() {
-        assert_eq!(nice_ticks(0.0, 23.0, 8), vec![0.0, 5.0, 10.0, 15.0, 20.0, 25.0]);
-        assert_eq!(nice_ticks(0.04, 0.06, 6), vec![0.04, 0.045, 0.05, 0.055, 0.06]);
+        assert_eq!(
+            nice_ticks(0.0, 23.0, 8),
+            vec![0.0, 5.0, 10.0, 15.0, 20.0, 25.0]
+        );
+        assert_eq!(
+            nice_ticks(0.04, 0.06, 6),
+            vec![0.04, 0.045, 0.05, 0.055, 0.06]
+        );
         assert_eq!(nice_ticks(-1.0, 1.0, 3), vec![-1.0, 0.0, 1.0]);
     }
 
@@ -1508,27 +1543,55 @@ mod tests {
 
     #[test]
     fn every_line_chart_is_well_formed_xml_for_normal_empty_single_and_nan_inputs() {
-        let roc = Series::new("logistic", (0..=50).map(|i| (i as f64 / 50.0, (i as f64 / 50.0).sqrt())).collect());
+        let roc = Series::new(
+            "logistic",
+            (0..=50)
+                .map(|i| (i as f64 / 50.0, (i as f64 / 50.0).sqrt()))
+                .collect(),
+        );
         let pr = Series::new("boosted", vec![(0.0, 1.0), (0.5, 0.6), (1.0, 0.1)]);
         let cases: Vec<(Axes, Vec<Series>)> = vec![
             (roc_axes(), vec![roc.clone(), pr.clone()]),
             (roc_axes(), vec![]),
             (roc_axes(), vec![Series::new("empty", vec![])]),
-            (Axes::new("one", "x", "y"), vec![Series::new("one", vec![(3.0, 3.0)])]),
-            (Axes::new("flat", "x", "y"), vec![Series::new("flat", vec![(1.0, 2.0), (2.0, 2.0)])]),
+            (
+                Axes::new("one", "x", "y"),
+                vec![Series::new("one", vec![(3.0, 3.0)])],
+            ),
+            (
+                Axes::new("flat", "x", "y"),
+                vec![Series::new("flat", vec![(1.0, 2.0), (2.0, 2.0)])],
+            ),
             (
                 Axes::new("nan", "x", "y"),
                 vec![Series::new(
                     "nan",
-                    vec![(f64::NAN, 1.0), (0.0, f64::INFINITY), (1.0, 2.0), (f64::NEG_INFINITY, 0.0), (2.0, 1.0)],
+                    vec![
+                        (f64::NAN, 1.0),
+                        (0.0, f64::INFINITY),
+                        (1.0, 2.0),
+                        (f64::NEG_INFINITY, 0.0),
+                        (2.0, 1.0),
+                    ],
                 )],
             ),
-            (Axes::new("only nan", "", ""), vec![Series::new("nan", vec![(f64::NAN, f64::NAN)])]),
             (
-                Axes::new("bad ranges", "x", "y").with_x_range(f64::NAN, 1.0).with_y_range(2.0, 2.0),
+                Axes::new("only nan", "", ""),
+                vec![Series::new("nan", vec![(f64::NAN, f64::NAN)])],
+            ),
+            (
+                Axes::new("bad ranges", "x", "y")
+                    .with_x_range(f64::NAN, 1.0)
+                    .with_y_range(2.0, 2.0),
                 vec![roc.clone()],
             ),
-            (Axes::new("big", "x", "y"), vec![Series::new("big", (0..5000).map(|i| (i as f64, (i as f64).sin())).collect())]),
+            (
+                Axes::new("big", "x", "y"),
+                vec![Series::new(
+                    "big",
+                    (0..5000).map(|i| (i as f64, (i as f64).sin())).collect(),
+                )],
+            ),
         ];
         for (axes, series) in &cases {
             for diagonal in [false, true] {
@@ -1547,7 +1610,10 @@ mod tests {
     fn a_line_chart_draws_the_diagonal_a_legend_and_point_tooltips() {
         let svg = line_chart(
             &roc_axes(),
-            &[Series::new("model A", vec![(0.0, 0.0), (0.3, 0.8), (1.0, 1.0)])],
+            &[Series::new(
+                "model A",
+                vec![(0.0, 0.0), (0.3, 0.8), (1.0, 1.0)],
+            )],
             true,
         );
         assert!(svg.contains("stroke-dasharray=\"5 4\""));
@@ -1582,7 +1648,7 @@ mod tests {
     #[test]
     fn every_grouped_bar_chart_is_well_formed_xml_for_normal_empty_single_and_nan_inputs() {
         let segs = labels(&["SMB", "Mid-market", "Enterprise"]);
-        let cases: Vec<(Vec<String>, Vec<(String, Vec<f64>)>)> = vec![
+        let cases: Vec<(Vec<String>, Groups)> = vec![
             (
                 segs.clone(),
                 vec![
@@ -1593,7 +1659,13 @@ mod tests {
             (vec![], vec![]),
             (segs.clone(), vec![]),
             (labels(&["one"]), vec![("g".into(), vec![0.5])]),
-            (segs.clone(), vec![("nan".into(), vec![f64::NAN, 0.1]), ("short".into(), vec![])]),
+            (
+                segs.clone(),
+                vec![
+                    ("nan".into(), vec![f64::NAN, 0.1]),
+                    ("short".into(), vec![]),
+                ],
+            ),
             (segs, vec![("all nan".into(), vec![f64::NAN; 3])]),
         ];
         for (l, g) in &cases {
@@ -1605,15 +1677,31 @@ mod tests {
     fn every_histogram_is_well_formed_xml_for_normal_empty_single_and_nan_inputs() {
         let stay: Vec<f64> = (0..500).map(|i| (i as f64 / 500.0).powi(3)).collect();
         let churn: Vec<f64> = (0..40).map(|i| 1.0 - (i as f64 / 40.0).powi(2)).collect();
-        let cases: Vec<(Vec<(String, Vec<f64>)>, usize, (f64, f64))> = vec![
-            (vec![("stayed".into(), stay), ("churned".into(), churn)], 20, (0.0, 1.0)),
+        let cases: Vec<(Groups, usize, (f64, f64))> = vec![
+            (
+                vec![("stayed".into(), stay), ("churned".into(), churn)],
+                20,
+                (0.0, 1.0),
+            ),
             (vec![], 20, (0.0, 1.0)),
             (vec![("empty".into(), vec![])], 20, (0.0, 1.0)),
             (vec![("one".into(), vec![0.5])], 20, (0.0, 1.0)),
-            (vec![("same".into(), vec![0.3; 10])], 10, (f64::NAN, f64::NAN)),
-            (vec![("nan".into(), vec![f64::NAN, 0.2, f64::INFINITY, 0.4])], 0, (0.0, 1.0)),
+            (
+                vec![("same".into(), vec![0.3; 10])],
+                10,
+                (f64::NAN, f64::NAN),
+            ),
+            (
+                vec![("nan".into(), vec![f64::NAN, 0.2, f64::INFINITY, 0.4])],
+                0,
+                (0.0, 1.0),
+            ),
             (vec![("outside".into(), vec![5.0, 6.0])], 10, (0.0, 1.0)),
-            (vec![("degenerate range".into(), vec![1.0, 2.0])], 10, (1.0, 1.0)),
+            (
+                vec![("degenerate range".into(), vec![1.0, 2.0])],
+                10,
+                (1.0, 1.0),
+            ),
         ];
         for (s, bins, range) in &cases {
             for density in [false, true] {
@@ -1624,7 +1712,13 @@ mod tests {
 
     #[test]
     fn histogram_density_integrates_to_one_and_the_top_edge_is_included() {
-        let svg = histogram("h", &[("s".into(), vec![0.0, 0.5, 1.0, 1.0])], 2, (0.0, 1.0), true);
+        let svg = histogram(
+            "h",
+            &[("s".into(), vec![0.0, 0.5, 1.0, 1.0])],
+            2,
+            (0.0, 1.0),
+            true,
+        );
         // Bin width 0.5: [0, 0.5) holds 1 of 4 values, [0.5, 1] holds 3 -> densities 0.5 and 1.5.
         assert!(svg.contains("s: [0, 0.5): density 0.5</title>"), "{svg}");
         assert!(svg.contains("s: [0.5, 1]: density 1.5</title>"), "{svg}");
@@ -1635,17 +1729,33 @@ mod tests {
         let cohorts: Vec<String> = (1..=12).map(|m| format!("2024-{m:02}")).collect();
         let months: Vec<String> = (0..12).map(|m| format!("M{m}")).collect();
         let triangle: Vec<Vec<Option<f64>>> = (0..12)
-            .map(|r| (0..12).map(|c| (c < 12 - r).then(|| 0.97f64.powi(c as i32))).collect())
+            .map(|r| {
+                (0..12)
+                    .map(|c| (c < 12 - r).then(|| 0.97f64.powi(c)))
+                    .collect()
+            })
             .collect();
         let tall: Vec<Vec<Option<f64>>> = (0..200).map(|r| vec![Some(r as f64), None]).collect();
-        let cases: Vec<(Vec<String>, Vec<String>, Vec<Vec<Option<f64>>>)> = vec![
+        let cases: Vec<(Vec<String>, Vec<String>, Cells)> = vec![
             (cohorts.clone(), months.clone(), triangle),
             (vec![], vec![], vec![]),
             (cohorts.clone(), months.clone(), vec![]),
             (labels(&["only"]), labels(&["cell"]), vec![vec![Some(0.5)]]),
-            (labels(&["a", "b"]), labels(&["x", "y"]), vec![vec![Some(1.0), Some(1.0)], vec![Some(1.0), None]]),
-            (labels(&["a"]), labels(&["x", "y"]), vec![vec![Some(f64::NAN), Some(0.2), Some(f64::INFINITY)]]),
-            (labels(&["a"]), labels(&["x"]), vec![vec![None, Some(f64::NAN)]]),
+            (
+                labels(&["a", "b"]),
+                labels(&["x", "y"]),
+                vec![vec![Some(1.0), Some(1.0)], vec![Some(1.0), None]],
+            ),
+            (
+                labels(&["a"]),
+                labels(&["x", "y"]),
+                vec![vec![Some(f64::NAN), Some(0.2), Some(f64::INFINITY)]],
+            ),
+            (
+                labels(&["a"]),
+                labels(&["x"]),
+                vec![vec![None, Some(f64::NAN)]],
+            ),
             (vec![], vec![], tall),
         ];
         for (rows, cols, cells) in &cases {
@@ -1678,13 +1788,27 @@ mod tests {
         let charts = [
             line_chart(
                 &Axes::new(evil, evil, evil),
-                &[Series::new(evil, vec![(0.0, 1.0)]), Series::new("b", vec![(1.0, 0.0)])],
+                &[
+                    Series::new(evil, vec![(0.0, 1.0)]),
+                    Series::new("b", vec![(1.0, 0.0)]),
+                ],
                 true,
             ),
             bar_chart(evil, &ev, &[1.0], evil, false),
             bar_chart(evil, &ev, &[1.0], evil, true),
-            grouped_bar_chart(evil, &ev, &[(evil.into(), vec![1.0]), ("b".into(), vec![2.0])], evil),
-            histogram(evil, &[(evil.into(), vec![0.5]), ("b".into(), vec![0.2])], 5, (0.0, 1.0), false),
+            grouped_bar_chart(
+                evil,
+                &ev,
+                &[(evil.into(), vec![1.0]), ("b".into(), vec![2.0])],
+                evil,
+            ),
+            histogram(
+                evil,
+                &[(evil.into(), vec![0.5]), ("b".into(), vec![0.2])],
+                5,
+                (0.0, 1.0),
+                false,
+            ),
             heatmap(evil, &ev, &ev, &[vec![Some(0.5)]], true),
             placeholder(evil, evil),
         ];
@@ -1705,7 +1829,11 @@ mod tests {
 
     #[test]
     fn charts_use_no_ids_or_style_elements_so_they_can_share_a_page() {
-        let svg = line_chart(&roc_axes(), &[Series::new("a", vec![(0.0, 0.0), (1.0, 1.0)])], true);
+        let svg = line_chart(
+            &roc_axes(),
+            &[Series::new("a", vec![(0.0, 0.0), (1.0, 1.0)])],
+            true,
+        );
         assert!(!svg.contains(" id=") && !svg.contains("<style"));
     }
 }

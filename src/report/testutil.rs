@@ -120,7 +120,9 @@ fn check_attributes(mut s: &str) -> Result<(), String> {
         if s.is_empty() {
             return Ok(());
         }
-        let eq = s.find('=').ok_or_else(|| format!("attribute without value: {s}"))?;
+        let eq = s
+            .find('=')
+            .ok_or_else(|| format!("attribute without value: {s}"))?;
         let name = s[..eq].trim();
         if name.is_empty() || name.contains(char::is_whitespace) {
             return Err(format!("bad attribute name {name:?}"));
@@ -180,7 +182,9 @@ fn check_text(text: &str) -> Result<(), String> {
 #[test]
 fn the_checker_itself_rejects_broken_markup() {
     assert!(check_markup("<svg><g></g></svg>").is_ok());
-    assert!(check_markup("<!DOCTYPE html><html><head><meta charset=\"utf-8\"></head></html>").is_ok());
+    assert!(
+        check_markup("<!DOCTYPE html><html><head><meta charset=\"utf-8\"></head></html>").is_ok()
+    );
     assert!(check_markup("<svg><g></svg>").is_err());
     assert!(check_markup("<svg><text>a < b</text></svg>").is_err());
     assert!(check_markup("<svg><text>a & b</text></svg>").is_err());

@@ -56,7 +56,9 @@ impl std::str::FromStr for SynthFormat {
         match s.to_ascii_lowercase().as_str() {
             "parquet" => Ok(SynthFormat::Parquet),
             "csv" => Ok(SynthFormat::Csv),
-            _ => Err(Error::Config(format!("unknown format `{s}`: use parquet or csv"))),
+            _ => Err(Error::Config(format!(
+                "unknown format `{s}`: use parquet or csv"
+            ))),
         }
     }
 }
@@ -117,11 +119,7 @@ pub struct SynthReport {
 /// directory never holds a stale copy of a table in the other format); other files are
 /// left alone. `progress` is called from the calling thread with the number of customers
 /// simulated so far.
-pub fn generate(
-    cfg: &SynthConfig,
-    out: &Path,
-    progress: &dyn Fn(usize),
-) -> Result<SynthReport> {
+pub fn generate(cfg: &SynthConfig, out: &Path, progress: &dyn Fn(usize)) -> Result<SynthReport> {
     let world = model::World::new(cfg)?;
     let staging = Staging::create(out)?;
     let (rows, monthly_churn_rate) = run(cfg, &world, &staging.dir, progress)?;
@@ -250,7 +248,9 @@ impl Staging {
         for t in tables::TABLES {
             let from = self.dir.join(format!("{t}.{}", format.extension()));
             let to = out.join(format!("{t}.{}", format.extension()));
-            let bytes = std::fs::metadata(&from).map_err(|e| Error::io(&from, e))?.len();
+            let bytes = std::fs::metadata(&from)
+                .map_err(|e| Error::io(&from, e))?
+                .len();
             std::fs::rename(&from, &to).map_err(|e| Error::io(&to, e))?;
             let stale = out.join(format!("{t}.{}", other.extension()));
             if stale.is_file() {

@@ -66,7 +66,16 @@ const CHANNEL_DECLINE: [f64; 4] = [0.24, 0.36, 0.18, 0.2];
 
 pub(super) const COUNTRIES: [&str; 8] = ["US", "GB", "DE", "FR", "CA", "BR", "IN", "AU"];
 const COUNTRY_MIX: [f64; 8] = [0.38, 0.14, 0.11, 0.07, 0.08, 0.08, 0.08, 0.06];
-const COUNTRY_UTC_OFFSET: [i64; 8] = [-5 * HOUR, 0, HOUR, HOUR, -5 * HOUR, -3 * HOUR, 19_800, 10 * HOUR];
+const COUNTRY_UTC_OFFSET: [i64; 8] = [
+    -5 * HOUR,
+    0,
+    HOUR,
+    HOUR,
+    -5 * HOUR,
+    -3 * HOUR,
+    19_800,
+    10 * HOUR,
+];
 
 pub(super) const EVENT_TYPES: [&str; 8] = [
     "post",
@@ -93,7 +102,7 @@ const MEDIAN_RESOLUTION_HOURS: [f64; 4] = [40.0, 20.0, 8.0, 3.0];
 /// Relative login/ticket intensity by weekday, Monday first.
 const WEEKDAY_WEIGHT: [f64; 7] = [1.0, 1.05, 1.05, 1.0, 0.9, 0.3, 0.25];
 
-const HAZARD_BASE: f64 = -5.6;
+const HAZARD_BASE: f64 = -5.95;
 /// Weekly churn probability that no observable explains.
 const HAZARD_FLOOR: f64 = 0.0012;
 const RETURN_PROBABILITY: f64 = 0.07;
@@ -300,7 +309,12 @@ impl World {
         let frac = (day - self.first_day) as f64 / self.n_days as f64;
         let channel = pick(
             rng,
-            &[0.42 - 0.10 * frac, 0.22 + 0.16 * frac, 0.20 - 0.04 * frac, 0.16 - 0.02 * frac],
+            &[
+                0.42 - 0.10 * frac,
+                0.22 + 0.16 * frac,
+                0.20 - 0.04 * frac,
+                0.16 - 0.02 * frac,
+            ],
         );
         let plan = pick(rng, &PLAN_MIX[channel]);
         let country = pick(rng, &COUNTRY_MIX);
@@ -348,7 +362,10 @@ impl World {
 
         // Monthly churn statistics.
         for (j, &m) in self.months.iter().take(self.n_months()).enumerate() {
-            if intervals[..n_intervals].iter().any(|&(a, z)| a < m && m < z) {
+            if intervals[..n_intervals]
+                .iter()
+                .any(|&(a, z)| a < m && m < z)
+            {
                 b.month_active[j] += 1;
             }
         }
@@ -478,7 +495,10 @@ impl World {
                 low_csat |= (1..=2).contains(&m.csat) && m.closed < ws && m.closed >= ws - 8 * WEEK;
                 n_recent += u32::from(m.opened >= ws - 4 * WEEK && m.opened < ws);
             }
-            let overdue = s.pending.iter().any(|p| p.due != NULL_TS && p.due < ws - 3 * DAY);
+            let overdue = s
+                .pending
+                .iter()
+                .any(|p| p.due != NULL_TS && p.due < ws - 3 * DAY);
             let late_recent = last_late != NULL_TS && last_late >= ws - 8 * WEEK;
             let tenure = if k < 8 {
                 0.8
@@ -512,7 +532,7 @@ impl World {
 
             // Logins and the product events of each session.
             let lambda = LOGIN_RATE[t.plan] * e.exp() * season(ws);
-            let per_session = 0.75 * (0.25 * e).exp();
+            let per_session = 0.65 * (0.25 * e).exp();
             for _ in 0..poisson(rng, lambda) {
                 let at = ws + day_in_week(rng, &day_cum) + local_time_of_day(rng) - t.offset;
                 if at <= seg_start || at >= limit {
@@ -619,7 +639,8 @@ impl World {
                 }
             }
 
-            s.mem.retain(|m| m.opened >= ws - 8 * WEEK || m.closed >= ws - 8 * WEEK);
+            s.mem
+                .retain(|m| m.opened >= ws - 8 * WEEK || m.closed >= ws - 8 * WEEK);
 
             if let Some(c) = churn_at {
                 // Some cancellations come with a refund of the payment just taken.
@@ -649,7 +670,8 @@ impl World {
         if opened <= seg_start || opened >= limit {
             return;
         }
-        let mut hours = MEDIAN_RESOLUTION_HOURS[priority as usize] * slow * (0.9 * normal(rng)).exp();
+        let mut hours =
+            MEDIAN_RESOLUTION_HOURS[priority as usize] * slow * (0.9 * normal(rng)).exp();
         let tail = rng.gen::<f64>();
         if tail < 0.02 {
             hours *= 40.0; // forgotten in the backlog
@@ -677,7 +699,11 @@ impl World {
         });
         s.mem.push(TicketMemory {
             opened,
-            closed: if closed_col == NULL_TS { Ts::MAX } else { closed },
+            closed: if closed_col == NULL_TS {
+                Ts::MAX
+            } else {
+                closed
+            },
             severe: priority >= 2,
             csat,
         });
@@ -890,6 +916,19 @@ pub(super) fn add_months(day: i64, k: u32) -> i64 {
     let total = y * 12 + i64::from(m - 1) + i64::from(k);
     let (y2, m2) = (total.div_euclid(12), (total.rem_euclid(12) + 1) as u32);
     let leap = (y2 % 4 == 0 && y2 % 100 != 0) || y2 % 400 == 0;
-    let dim = [31, 28 + u32::from(leap), 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][(m2 - 1) as usize];
+    let dim = [
+        31,
+        28 + u32::from(leap),
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ][(m2 - 1) as usize];
     days_from_civil(y2, m2, d.min(dim))
 }

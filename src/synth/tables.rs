@@ -9,7 +9,14 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 /// The tables written, in this order.
-pub(super) const TABLES: [&str; 6] = ["customers", "logins", "tickets", "orders", "events", "churn"];
+pub(super) const TABLES: [&str; 6] = [
+    "customers",
+    "logins",
+    "tickets",
+    "orders",
+    "events",
+    "churn",
+];
 
 /// The customer ids of a batch written once into one buffer (`c000123`), so that id
 /// columns are built from `&str` slices without a `String` per row.
@@ -43,7 +50,8 @@ impl IdBook {
 }
 
 fn id_column(ids: &IdBook, c: &[u32]) -> Column {
-    StringChunked::from_iter_values("customer_id".into(), c.iter().map(|&i| ids.get(i))).into_column()
+    StringChunked::from_iter_values("customer_id".into(), c.iter().map(|&i| ids.get(i)))
+        .into_column()
 }
 
 fn ts_column(name: &str, mut secs: Vec<i64>) -> Column {
@@ -65,7 +73,8 @@ fn ts_opt_column(name: &str, secs: &[i64]) -> Column {
 }
 
 fn str_column(name: &str, codes: &[u8], dict: &[&'static str]) -> Column {
-    StringChunked::from_iter_values(name.into(), codes.iter().map(|&c| dict[c as usize])).into_column()
+    StringChunked::from_iter_values(name.into(), codes.iter().map(|&c| dict[c as usize]))
+        .into_column()
 }
 
 /// The six frames of a batch, in [`TABLES`] order.
@@ -74,9 +83,14 @@ pub(super) fn frames(b: Block, digits: usize) -> PolarsResult<[DataFrame; 6]> {
     let customers = DataFrame::new(
         b.len,
         vec![
-            StringChunked::from_iter_values("customer_id".into(), (0..b.len).map(|i| ids.get((b.first + i) as u32)))
+            StringChunked::from_iter_values(
+                "customer_id".into(),
+                (0..b.len).map(|i| ids.get((b.first + i) as u32)),
+            )
+            .into_column(),
+            Int32Chunked::from_vec("signup_at".into(), b.signup_day)
+                .into_date()
                 .into_column(),
-            Int32Chunked::from_vec("signup_at".into(), b.signup_day).into_date().into_column(),
             str_column("plan", &b.plan, &PLANS),
             str_column("channel", &b.channel, &CHANNELS),
             str_column("country", &b.country, &COUNTRIES),
@@ -96,7 +110,9 @@ pub(super) fn frames(b: Block, digits: usize) -> PolarsResult<[DataFrame; 6]> {
             str_column("priority", &b.ticket_priority, &PRIORITIES),
             Int32Chunked::from_iter_options(
                 "csat".into(),
-                b.ticket_csat.iter().map(|&c| (c > 0).then_some(i32::from(c))),
+                b.ticket_csat
+                    .iter()
+                    .map(|&c| (c > 0).then_some(i32::from(c))),
             )
             .into_column(),
         ],
@@ -124,7 +140,10 @@ pub(super) fn frames(b: Block, digits: usize) -> PolarsResult<[DataFrame; 6]> {
     )?;
     let churn = DataFrame::new(
         b.churn_at.len(),
-        vec![id_column(&ids, &b.churn_c), ts_column("churned_at", b.churn_at)],
+        vec![
+            id_column(&ids, &b.churn_c),
+            ts_column("churned_at", b.churn_at),
+        ],
     )?;
     Ok([customers, logins, tickets, orders, events, churn])
 }
@@ -154,7 +173,8 @@ impl Sink {
 
     /// Where table `i` is written.
     pub fn path(&self, i: usize) -> PathBuf {
-        self.dir.join(format!("{}.{}", TABLES[i], self.format.extension()))
+        self.dir
+            .join(format!("{}.{}", TABLES[i], self.format.extension()))
     }
 
     fn open(&mut self, frames: &[DataFrame; 6]) -> Result<()> {

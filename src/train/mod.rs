@@ -21,9 +21,8 @@ use crate::features::{AttributeConfig, Bound, FeatureSpec};
 use crate::labels::{self, Example, LabelConfig, Plan, Split};
 use crate::metrics::{self, Bins, Evaluation};
 use crate::model::{
-    sigmoid, Algorithm, Artifact, BoostModel, BoostParams, Classifier, FittedModel,
-    LogisticModel, LogisticParams, Platt, Preprocessor, Thresholds, TreeModel, TreeParams,
-    ARTIFACT_FORMAT,
+    sigmoid, Algorithm, Artifact, BoostModel, BoostParams, Classifier, FittedModel, LogisticModel,
+    LogisticParams, Platt, Preprocessor, Thresholds, TreeModel, TreeParams, ARTIFACT_FORMAT,
 };
 use crate::registry::{Published, Registry};
 use crate::time::{fmt_date, fmt_ts};
@@ -108,7 +107,9 @@ impl TrainConfig {
         }
         for p in [t.high_threshold, t.medium_threshold].into_iter().flatten() {
             if !(0.0..=1.0).contains(&p) {
-                return Err(Error::Config(format!("tier threshold {p} is not a probability")));
+                return Err(Error::Config(format!(
+                    "tier threshold {p} is not a probability"
+                )));
             }
         }
         Ok(())
@@ -163,7 +164,11 @@ pub struct TrainingSet {
 
 impl TrainingSet {
     /// Builds snapshots, labels, the spec (learned on training rows only) and features.
-    pub fn build(base: &CustomerBase, labels: &LabelConfig, attrs: &AttributeConfig) -> Result<Self> {
+    pub fn build(
+        base: &CustomerBase,
+        labels: &LabelConfig,
+        attrs: &AttributeConfig,
+    ) -> Result<Self> {
         let plan = labels::plan(base, labels)?;
         let examples = labels::examples(base, &plan);
         let train_rows: Vec<(u32, i64)> = examples
@@ -182,7 +187,8 @@ impl TrainingSet {
         })
     }
 
-    fn select(&self, pred: impl Fn(&Example) -> bool) -> (Vec<f64>, Vec<bool>, Vec<usize>) {
+    /// Rows, labels and example indexes of the examples matching `pred`.
+    pub fn select(&self, pred: impl Fn(&Example) -> bool) -> (Vec<f64>, Vec<bool>, Vec<usize>) {
         let w = self.spec.len();
         let mut x = Vec::new();
         let mut y = Vec::new();
@@ -198,7 +204,8 @@ impl TrainingSet {
     }
 }
 
-fn fit_one(
+/// Fits one algorithm on a row-major matrix (preprocessing learned on `x`).
+pub fn fit_algorithm(
     algo: Algorithm,
     cfg: &TrainConfig,
     spec: &FeatureSpec,
@@ -302,7 +309,12 @@ pub fn run(
         .map(|s| s.as_of)
         .max()
         .expect("the plan has a training snapshot");
-    let n_train_snaps = set.plan.snapshots.iter().filter(|s| s.split == Split::Train).count();
+    let n_train_snaps = set
+        .plan
+        .snapshots
+        .iter()
+        .filter(|s| s.split == Split::Train)
+        .count();
 
     let mut candidates = Vec::new();
     let mut fitted = Vec::new();
@@ -312,9 +324,9 @@ pub fn run(
         let (model, params) = if algo == Algorithm::Gbdt && n_train_snaps >= 2 {
             let (xf, yf, _) = set.select(|e| e.split == Split::Train && e.as_of < last_train);
             let (xe, ye, _) = set.select(|e| e.split == Split::Train && e.as_of == last_train);
-            fit_one(algo, cfg, spec, &xf, &yf, Some((&xe, &ye)))?
+            fit_algorithm(algo, cfg, spec, &xf, &yf, Some((&xe, &ye)))?
         } else {
-            fit_one(algo, cfg, spec, &xt, &yt, None)?
+            fit_algorithm(algo, cfg, spec, &xt, &yt, None)?
         };
         let fit_seconds = t0.elapsed().as_secs_f64();
         let margins = model.margins(&xv, w);
@@ -354,7 +366,9 @@ pub fn run(
 
     // Thresholds and what each tier would flag.
     let t = &cfg.tiers;
-    let mut high = t.high_threshold.unwrap_or_else(|| quantile_desc(&sorted, t.high_share));
+    let mut high = t
+        .high_threshold
+        .unwrap_or_else(|| quantile_desc(&sorted, t.high_share));
     let medium = t
         .medium_threshold
         .unwrap_or_else(|| quantile_desc(&sorted, t.medium_share))
@@ -389,7 +403,11 @@ pub fn run(
                     .iter()
                     .filter(|&&i| set.examples[iv[i]].as_of == latest_val)
                     .count(),
-                precision: if flagged.is_empty() { f64::NAN } else { tp / flagged.len() as f64 },
+                precision: if flagged.is_empty() {
+                    f64::NAN
+                } else {
+                    tp / flagged.len() as f64
+                },
                 recall: tp / pos_v as f64,
             }
         })
@@ -417,7 +435,11 @@ pub fn run(
         spec: spec.clone(),
         model,
         calibration: platt,
-        thresholds: Thresholds { high, medium, policy: policy.clone() },
+        thresholds: Thresholds {
+            high,
+            medium,
+            policy: policy.clone(),
+        },
         definition: set.plan.definition,
         horizon_days: set.plan.horizon_days,
         health_reference,
@@ -433,7 +455,9 @@ pub fn run(
                 .examples
                 .iter()
                 .filter(|e| e.as_of == s.as_of)
-                .fold((0usize, 0usize), |(n, p), e| (n + 1, p + usize::from(e.label)));
+                .fold((0usize, 0usize), |(n, p), e| {
+                    (n + 1, p + usize::from(e.label))
+                });
             json!({"as_of": fmt_date(s.as_of), "split": s.split.as_str(), "examples": n,
                    "churned": p, "positive_rate": p as f64 / n.max(1) as f64})
         })
@@ -451,7 +475,15 @@ pub fn run(
         "examples": {"train": yt.len(), "train_churned": pos_t, "validation": yv.len(), "validation_churned": pos_v},
         "timings_seconds": {"features": features_seconds, "total": started.elapsed().as_secs_f64()},
     });
-    let html = report::render(base, &set, &artifact, &candidates, &calibrated_eval, &tier_stats, &metrics_json);
+    let html = report::render(
+        base,
+        &set,
+        &artifact,
+        &candidates,
+        &calibrated_eval,
+        &tier_stats,
+        &metrics_json,
+    );
     let defs = spec.defs();
     let manifest = json!({
         "algorithm": champion.name(),
@@ -547,7 +579,10 @@ pub fn fingerprint(base: &CustomerBase) -> serde_json::Value {
 }
 
 /// The training set as a frame: `customer_id`, `as_of`, the features, `label`, `split`.
-pub fn training_set_frame(base: &CustomerBase, set: &TrainingSet) -> Result<polars::prelude::DataFrame> {
+pub fn training_set_frame(
+    base: &CustomerBase,
+    set: &TrainingSet,
+) -> Result<polars::prelude::DataFrame> {
     use polars::prelude::*;
     let customers: Vec<u32> = set.examples.iter().map(|e| e.customer).collect();
     let as_of: Vec<String> = set.examples.iter().map(|e| fmt_date(e.as_of)).collect();
@@ -559,6 +594,9 @@ pub fn training_set_frame(base: &CustomerBase, set: &TrainingSet) -> Result<pola
         &customers,
         &set.x,
         vec![Column::new("as_of".into(), as_of)],
-        vec![Column::new("label".into(), label), Column::new("split".into(), split)],
+        vec![
+            Column::new("label".into(), label),
+            Column::new("split".into(), split),
+        ],
     )
 }

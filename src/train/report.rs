@@ -36,7 +36,10 @@ pub(super) fn render(
     metrics_json: &serde_json::Value,
 ) -> String {
     let champion = artifact.model.algorithm();
-    let mut r = Report::new(&format!("churnguard training report: {} champion", champion.name()));
+    let mut r = Report::new(&format!(
+        "churnguard training report: {} champion",
+        champion.name()
+    ));
     let s = &base.summary;
 
     // Data.
@@ -57,7 +60,14 @@ pub(super) fn render(
     let rows: Vec<Vec<String>> = s
         .tables
         .iter()
-        .map(|t| vec![t.table.clone(), t.rows.to_string(), t.orphans.to_string(), t.bad_rows.to_string()])
+        .map(|t| {
+            vec![
+                t.table.clone(),
+                t.rows.to_string(),
+                t.orphans.to_string(),
+                t.bad_rows.to_string(),
+            ]
+        })
         .collect();
     sec.table(&["table", "rows", "orphans", "bad rows"], &rows);
     for m in set.spec.left_out() {
@@ -77,18 +87,36 @@ pub(super) fn render(
             .examples
             .iter()
             .filter(|e| e.as_of == snap.as_of)
-            .fold((0usize, 0usize), |(n, p), e| (n + 1, p + usize::from(e.label)));
+            .fold((0usize, 0usize), |(n, p), e| {
+                (n + 1, p + usize::from(e.label))
+            });
         let rate = p as f64 / n.max(1) as f64;
-        snap_rows.push(vec![fmt_date(snap.as_of), snap.split.as_str().into(), n.to_string(), p.to_string(), pct(rate)]);
+        snap_rows.push(vec![
+            fmt_date(snap.as_of),
+            snap.split.as_str().into(),
+            n.to_string(),
+            p.to_string(),
+            pct(rate),
+        ]);
         match snap.split {
             Split::Train => rate_train.push((k as f64, rate)),
             Split::Validation => rate_val.push((k as f64, rate)),
         }
     }
-    sec.table(&["as of", "split", "customers", "churned", "churn rate"], &snap_rows);
+    sec.table(
+        &["as of", "split", "customers", "churned", "churn rate"],
+        &snap_rows,
+    );
     sec.chart(svg::line_chart(
-        &Axes::new("Churn rate per snapshot", "snapshot (oldest first)", "churn rate within the horizon"),
-        &[Series::new("train", rate_train), Series::new("validation", rate_val)],
+        &Axes::new(
+            "Churn rate per snapshot",
+            "snapshot (oldest first)",
+            "churn rate within the horizon",
+        ),
+        &[
+            Series::new("train", rate_train),
+            Series::new("validation", rate_val),
+        ],
         false,
     ));
     sec.reading("The positive rate of every snapshot; validation snapshots are the latest ones, never shuffled with training.");
@@ -107,7 +135,9 @@ pub(super) fn render(
                 f3(v.brier),
                 f3(c.calibrated_log_loss),
                 f3(c.calibrated_brier),
-                v.top.first().map_or("n/a".into(), |t| format!("{:.2}", t.lift)),
+                v.top
+                    .first()
+                    .map_or("n/a".into(), |t| format!("{:.2}", t.lift)),
                 v.top.get(1).map_or("n/a".into(), |t| pct(t.capture)),
                 v.top.get(2).map_or("n/a".into(), |t| pct(t.capture)),
                 format!("{:.1}", c.fit_seconds),
@@ -115,7 +145,19 @@ pub(super) fn render(
         })
         .collect();
     sec.table(
-        &["algorithm", "ROC AUC", "PR AUC", "log loss", "Brier", "log loss (cal.)", "Brier (cal.)", "lift top 5%", "capture top 10%", "capture top 20%", "fit s"],
+        &[
+            "algorithm",
+            "ROC AUC",
+            "PR AUC",
+            "log loss",
+            "Brier",
+            "log loss (cal.)",
+            "Brier (cal.)",
+            "lift top 5%",
+            "capture top 10%",
+            "capture top 20%",
+            "fit s",
+        ],
         &rows,
     );
     sec.paragraph(&format!(
@@ -146,17 +188,27 @@ pub(super) fn render(
     }
     let margins = artifact.model.margins(&xv, w);
     let raw: Vec<f64> = margins.iter().map(|&m| sigmoid(m)).collect();
-    let cal: Vec<f64> = margins.iter().map(|&m| artifact.calibration.apply(m)).collect();
+    let cal: Vec<f64> = margins
+        .iter()
+        .map(|&m| artifact.calibration.apply(m))
+        .collect();
     let base_rate = yv.iter().filter(|&&l| l).count() as f64 / yv.len().max(1) as f64;
     let sec = r.section("Ranking: ROC, precision-recall and gains");
     sec.chart(svg::line_chart(
-        &Axes::new("ROC curve (validation)", "false positive rate", "true positive rate")
-            .with_x_range(0.0, 1.0)
-            .with_y_range(0.0, 1.0),
+        &Axes::new(
+            "ROC curve (validation)",
+            "false positive rate",
+            "true positive rate",
+        )
+        .with_x_range(0.0, 1.0)
+        .with_y_range(0.0, 1.0),
         &[Series::new(champion.name(), metrics::roc_curve(&cal, &yv))],
         true,
     ));
-    sec.reading(&format!("ROC AUC {}: the chance that a churner is ranked above a customer who stays.", f3(metrics::roc_auc(&cal, &yv))));
+    sec.reading(&format!(
+        "ROC AUC {}: the chance that a churner is ranked above a customer who stays.",
+        f3(metrics::roc_auc(&cal, &yv))
+    ));
     sec.chart(svg::line_chart(
         &Axes::new("Precision-recall (validation)", "recall", "precision")
             .with_x_range(0.0, 1.0)
@@ -169,24 +221,51 @@ pub(super) fn render(
     ));
     sec.reading(&format!("PR AUC {} against a base churn rate of {}: how precise the list stays as it reaches more churners.", f3(metrics::pr_auc(&cal, &yv)), pct(base_rate)));
     sec.chart(svg::line_chart(
-        &Axes::new("Cumulative gains (validation)", "share of customers contacted", "share of churners reached")
-            .with_x_range(0.0, 1.0)
-            .with_y_range(0.0, 1.0),
-        &[Series::new(champion.name(), metrics::gains_curve(&cal, &yv))],
+        &Axes::new(
+            "Cumulative gains (validation)",
+            "share of customers contacted",
+            "share of churners reached",
+        )
+        .with_x_range(0.0, 1.0)
+        .with_y_range(0.0, 1.0),
+        &[Series::new(
+            champion.name(),
+            metrics::gains_curve(&cal, &yv),
+        )],
         true,
     ));
     let top10 = metrics::top_k(&cal, &yv, 0.10);
-    sec.reading(&format!("Calling the top 10% reaches {} of churners (lift {:.2}); the diagonal is a random list.", pct(top10.capture), top10.lift));
+    sec.reading(&format!(
+        "Calling the top 10% reaches {} of churners (lift {:.2}); the diagonal is a random list.",
+        pct(top10.capture),
+        top10.lift
+    ));
 
     // Calibration.
     let sec = r.section("Calibration");
     let before = metrics::calibration_table(&raw, &yv, 10);
     let after = calibrated.calibration.clone();
     sec.chart(svg::line_chart(
-        &Axes::new("Calibration (validation deciles)", "mean predicted probability", "observed churn rate"),
+        &Axes::new(
+            "Calibration (validation deciles)",
+            "mean predicted probability",
+            "observed churn rate",
+        ),
         &[
-            Series::new("raw model", before.iter().map(|b| (b.mean_predicted, b.observed_rate)).collect()),
-            Series::new("calibrated (cross-fitted)", after.iter().map(|b| (b.mean_predicted, b.observed_rate)).collect()),
+            Series::new(
+                "raw model",
+                before
+                    .iter()
+                    .map(|b| (b.mean_predicted, b.observed_rate))
+                    .collect(),
+            ),
+            Series::new(
+                "calibrated (cross-fitted)",
+                after
+                    .iter()
+                    .map(|b| (b.mean_predicted, b.observed_rate))
+                    .collect(),
+            ),
         ],
         true,
     ));
@@ -196,14 +275,30 @@ pub(super) fn render(
     ));
     let rows: Vec<Vec<String>> = after
         .iter()
-        .map(|b| vec![pct(b.mean_predicted), pct(b.observed_rate), b.count.to_string()])
+        .map(|b| {
+            vec![
+                pct(b.mean_predicted),
+                pct(b.observed_rate),
+                b.count.to_string(),
+            ]
+        })
         .collect();
     sec.table(&["mean predicted", "observed", "customers"], &rows);
 
     // Score distributions.
     let sec = r.section("Score distribution by class");
-    let churned: Vec<f64> = cal.iter().zip(&yv).filter(|(_, &l)| l).map(|(&p, _)| p).collect();
-    let stayed: Vec<f64> = cal.iter().zip(&yv).filter(|(_, &l)| !l).map(|(&p, _)| p).collect();
+    let churned: Vec<f64> = cal
+        .iter()
+        .zip(&yv)
+        .filter(|(_, &l)| l)
+        .map(|(&p, _)| p)
+        .collect();
+    let stayed: Vec<f64> = cal
+        .iter()
+        .zip(&yv)
+        .filter(|(_, &l)| !l)
+        .map(|(&p, _)| p)
+        .collect();
     let hi = cal.iter().copied().fold(0.0f64, f64::max).max(1e-3);
     sec.chart(svg::histogram(
         "Calibrated churn probability (validation)",
@@ -212,7 +307,9 @@ pub(super) fn render(
         (0.0, hi),
         true,
     ));
-    sec.reading("Densities of the two classes; the less they overlap, the better the model separates them.");
+    sec.reading(
+        "Densities of the two classes; the less they overlap, the better the model separates them.",
+    );
 
     // Importance.
     let sec = r.section("Feature importance");
@@ -223,7 +320,9 @@ pub(super) fn render(
         idx.truncate(15);
         sec.chart(svg::bar_chart(
             &format!("{}: top features", c.algorithm.name()),
-            &idx.iter().map(|&i| names[i].to_string()).collect::<Vec<_>>(),
+            &idx.iter()
+                .map(|&i| names[i].to_string())
+                .collect::<Vec<_>>(),
             &idx.iter().map(|&i| c.importance[i]).collect::<Vec<_>>(),
             "share of importance",
             true,
@@ -240,9 +339,26 @@ pub(super) fn render(
     sec.paragraph(&format!("Policy: {}.", artifact.thresholds.policy));
     let rows: Vec<Vec<String>> = tiers
         .iter()
-        .map(|t| vec![t.tier.clone(), format!("{:.4}", t.threshold), t.flagged_latest.to_string(), pct(t.precision), pct(t.recall)])
+        .map(|t| {
+            vec![
+                t.tier.clone(),
+                format!("{:.4}", t.threshold),
+                t.flagged_latest.to_string(),
+                pct(t.precision),
+                pct(t.recall),
+            ]
+        })
         .collect();
-    sec.table(&["tier (at or above)", "probability threshold", "customers flagged on the latest snapshot", "precision", "recall"], &rows);
+    sec.table(
+        &[
+            "tier (at or above)",
+            "probability threshold",
+            "customers flagged on the latest snapshot",
+            "precision",
+            "recall",
+        ],
+        &rows,
+    );
     sec.reading("Precision and recall over all validation snapshots; the flagged count is what one nightly run would hand the retention team.");
 
     // Features.
@@ -251,7 +367,14 @@ pub(super) fn render(
         .spec
         .defs()
         .iter()
-        .map(|d| vec![d.name.clone(), d.table.clone(), format!("{:?}", d.transform), d.description.clone()])
+        .map(|d| {
+            vec![
+                d.name.clone(),
+                d.table.clone(),
+                format!("{:?}", d.transform),
+                d.description.clone(),
+            ]
+        })
         .collect();
     sec.table(&["feature", "table", "transform", "meaning"], &rows);
     let _ = artifact.model.importance();

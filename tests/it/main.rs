@@ -1,1 +1,8 @@
+//! End-to-end tests: one binary so polars links once.
 
+mod common;
+mod features_golden;
+mod leakage;
+mod loader;
+mod online_vs_batch;
+mod pipeline;

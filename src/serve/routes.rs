@@ -1,0 +1,714 @@
+//! The `/v1` routes, health, readiness, metrics and the OpenAPI document.
+//!
+//! Request bodies are read as JSON values and walked by hand so that every error names
+//! the exact field (`instances[3].features.logins_30d`); unknown fields are ignored and
+//! reported back in `ignored_fields`.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+use super::error::{ApiError, ErrorBody, JsonBody};
+use super::state::{AppState, Recorded, ReloadOutcome};
+use crate::alerts::Tier;
+use crate::features::online::kind;
+use crate::scoring::{Reason, Scorer};
+use crate::time::{parse_as_of, Ts};
+
+/// Reasons returned per score (as many as the nightly file carries).
+pub const N_REASONS: usize = crate::batch::REASONS_PER_CUSTOMER;
+
+/// Longest accepted `customer_id`, in bytes.
+pub const MAX_CUSTOMER_ID_BYTES: usize = 256;
+
+/// One customer to score: `customer_id` and exactly one of `features` or `activity`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"customer_id": "c42", "features": {"logins_30d": 3, "tickets_open": 1}}))]
+pub struct ScoreRequest {
+    /// The customer's id in your systems (1 to 256 bytes). Alerts are keyed on it.
+    pub customer_id: String,
+    /// The instant to score at: RFC 3339, `YYYY-MM-DD HH:MM:SS` (UTC) or `YYYY-MM-DD`.
+    /// Default: now. Used by the `activity` form and for the alert state.
+    #[serde(default)]
+    pub as_of: Option<String>,
+    /// The model's features by name (see `GET /v1/models/{name}`). A feature the model
+    /// marks `may_be_missing` may be absent or null; every other one is required.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub features: Option<Value>,
+    /// Raw activity (`customer`, `logins`, `tickets`, `orders`, `events`); features are
+    /// computed as of `as_of` by the same code as training.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub activity: Option<Value>,
+}
+
+/// The model that scored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ModelId {
+    /// Registry name.
+    pub name: String,
+    /// Version (`v3`).
+    pub version: String,
+}
+
+/// The score of one customer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ScoreResponse {
+    /// As sent.
+    pub customer_id: String,
+    /// Calibrated probability of churning within the model's horizon (higher is worse).
+    pub churn_probability: f64,
+    /// 0-100, higher is healthier: the share of the reference population at higher risk.
+    pub health_score: f64,
+    /// `low`, `medium` or `high`, from the model's thresholds.
+    pub risk_tier: Tier,
+    /// Whether this score raised an alert (a transition into the alerting tier outside
+    /// the cooldown). False too when the outbox could not record it (logged, counted).
+    pub alert: bool,
+    /// The features pushing the risk up the most, largest first.
+    pub reasons: Vec<Reason>,
+    /// The model that scored.
+    pub model: ModelId,
+    /// The instant scored (RFC 3339, UTC).
+    pub as_of: String,
+    /// Request fields that were not used (`features.unknown_thing`), never an error.
+    pub ignored_fields: Vec<String>,
+}
+
+/// Several customers at once.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct BatchRequest {
+    /// Each as in `POST /v1/score`; at most the server's `max_batch` (default 1000).
+    pub instances: Vec<ScoreRequest>,
+}
+
+/// The scores, in the order of the instances.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct BatchResponse {
+    /// One per instance.
+    pub results: Vec<ScoreResponse>,
+    /// Top-level request fields that were not used.
+    pub ignored_fields: Vec<String>,
+}
+
+/// A customer's latest nightly score.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CustomerScore {
+    /// The customer.
+    pub customer_id: String,
+    /// The nightly run's snapshot instant (RFC 3339, UTC).
+    pub as_of: String,
+    /// Calibrated probability of churning within the model's horizon.
+    pub churn_probability: f64,
+    /// 0-100, higher is healthier.
+    pub health_score: f64,
+    /// Risk tier.
+    pub risk_tier: Tier,
+    /// The features pushing the risk up the most.
+    pub reasons: Vec<Reason>,
+    /// RFM segment, when the model has RFM features.
+    pub rfm_segment: Option<String>,
+    /// The model of the nightly run.
+    pub model: ModelId,
+}
+
+/// A served model, in the list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ModelSummary {
+    /// Registry name.
+    pub name: String,
+    /// The version served (the `production` alias).
+    pub version: String,
+    /// The fitted algorithm (`logistic`, `tree`, `forest`, `gbdt`).
+    pub algorithm: Option<String>,
+    /// When the version was written.
+    pub created_at: Option<String>,
+    /// The horizon of `churn_probability`, in days.
+    pub horizon_days: Option<u64>,
+}
+
+/// The served models.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ModelList {
+    /// Empty until a model is loaded.
+    pub models: Vec<ModelSummary>,
+}
+
+/// One version in the registry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct VersionSummary {
+    /// `v3`.
+    pub version: String,
+    /// When it was written.
+    pub created_at: String,
+    /// Aliases pointing at it (`production`, `staging`).
+    pub aliases: Vec<String>,
+}
+
+/// A served model in detail: from its manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ModelDetail {
+    /// Registry name.
+    pub name: String,
+    /// The version served.
+    pub version: String,
+    /// The fitted algorithm.
+    pub algorithm: Option<String>,
+    /// When the version was written.
+    pub created_at: Option<String>,
+    /// The horizon of `churn_probability`, in days.
+    pub horizon_days: Option<u64>,
+    /// What "churned" means for this model, in words.
+    pub churn_definition: Option<String>,
+    /// Validation metrics (ROC AUC, PR AUC, log loss, Brier, lift).
+    #[schema(value_type = Object)]
+    pub metrics: Value,
+    /// Tier thresholds on the calibrated probability and how they were chosen.
+    #[schema(value_type = Object)]
+    pub thresholds: Value,
+    /// The feature schema, in the model's order: name, description, table, transform,
+    /// may_be_missing.
+    #[schema(value_type = Vec<Object>)]
+    pub features: Value,
+    /// Every version in the registry, with its aliases.
+    pub versions: Vec<VersionSummary>,
+}
+
+/// Liveness or readiness.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    /// `ok`, `ready` or `not_ready`.
+    pub status: String,
+    /// The model served, when one is.
+    pub model: Option<ModelId>,
+}
+
+/// What an admin reload did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ReloadResponse {
+    /// The model served now.
+    pub model: ModelId,
+    /// Whether the version changed.
+    pub changed: bool,
+    /// The version served before, when it changed.
+    pub previous: Option<String>,
+}
+
+fn model_id(s: &Scorer) -> ModelId {
+    ModelId {
+        name: s.name.clone(),
+        version: s.version.clone(),
+    }
+}
+
+fn now() -> Ts {
+    chrono::Utc::now().timestamp()
+}
+
+/// A validated instance, ready to score.
+struct Prepared {
+    customer_id: String,
+    as_of: Ts,
+    row: Vec<f64>,
+    ignored: Vec<String>,
+}
+
+const KNOWN_FIELDS: [&str; 4] = ["customer_id", "as_of", "features", "activity"];
+
+/// Validates one instance; `prefix` (`""` or `instances[3].`) prefixes every field named
+/// in an error. Ignored fields are named relative to the instance.
+fn prepare(scorer: &Scorer, v: &Value, prefix: &str, now: Ts) -> Result<Prepared, ApiError> {
+    let field = |name: &str| format!("{prefix}{name}");
+    let obj: &Map<String, Value> = match v.as_object() {
+        Some(o) => o,
+        None if prefix.is_empty() => {
+            return Err(ApiError::malformed(format!(
+                "the request body must be a JSON object, got {}",
+                kind(v)
+            )))
+        }
+        None => {
+            let at = prefix.trim_end_matches('.');
+            return Err(ApiError::invalid(
+                at,
+                format!("{at}: expected an object, got {}", kind(v)),
+            ));
+        }
+    };
+    let mut ignored: Vec<String> = obj
+        .keys()
+        .filter(|k| !KNOWN_FIELDS.contains(&k.as_str()))
+        .cloned()
+        .collect();
+    let customer_id = match obj.get("customer_id") {
+        Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= MAX_CUSTOMER_ID_BYTES => {
+            s.clone()
+        }
+        Some(Value::String(_)) => {
+            return Err(ApiError::invalid(
+                field("customer_id"),
+                format!("customer_id must be 1 to {MAX_CUSTOMER_ID_BYTES} bytes and not blank"),
+            ))
+        }
+        None | Some(Value::Null) => {
+            return Err(ApiError::invalid(
+                field("customer_id"),
+                "customer_id is required",
+            ))
+        }
+        Some(other) => {
+            return Err(ApiError::invalid(
+                field("customer_id"),
+                format!("customer_id must be a string, got {}", kind(other)),
+            ))
+        }
+    };
+    let as_of = match obj.get("as_of") {
+        None | Some(Value::Null) => now,
+        Some(Value::String(s)) => parse_as_of(s).map_err(|e| {
+            ApiError::invalid(field("as_of"), format!("as_of: {}", library_message(e)))
+        })?,
+        Some(other) => {
+            return Err(ApiError::invalid(
+                field("as_of"),
+                format!("as_of must be a date string, got {}", kind(other)),
+            ))
+        }
+    };
+    let present = |k: &str| obj.get(k).filter(|v| !v.is_null());
+    let (row, more) = match (present("features"), present("activity")) {
+        (Some(f), None) => scorer.parse_features(f),
+        (None, Some(a)) => scorer.features_from_activity(a, as_of),
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid(
+                field("features"),
+                "send either `features` or `activity`, not both",
+            ))
+        }
+        (None, None) => {
+            return Err(ApiError::invalid(
+                field("features"),
+                "one of `features` (the model's features) or `activity` (raw activity) is required",
+            ))
+        }
+    }
+    .map_err(|e| ApiError::from_library(e, prefix))?;
+    ignored.extend(more);
+    Ok(Prepared {
+        customer_id,
+        as_of,
+        row,
+        ignored,
+    })
+}
+
+/// The message of a library error without its kind prefix.
+fn library_message(e: crate::Error) -> String {
+    match e {
+        crate::Error::Config(m) | crate::Error::Input { message: m, .. } => m,
+        other => other.to_string(),
+    }
+}
+
+/// Scores prepared instances, records their tiers and builds the answers.
+async fn score_all(
+    state: &AppState,
+    scorer: &Arc<Scorer>,
+    prepared: Vec<Prepared>,
+) -> Vec<ScoreResponse> {
+    let scores: Vec<_> = prepared
+        .iter()
+        .map(|p| scorer.score(&p.row, N_REASONS))
+        .collect();
+    let probabilities: Vec<f64> = scores.iter().map(|s| s.churn_probability).collect();
+    state
+        .metrics
+        .observe_scores(&scorer.name, &scorer.version, &probabilities);
+    let records = prepared
+        .iter()
+        .zip(&scores)
+        .map(|(p, s)| Recorded {
+            customer_id: p.customer_id.clone(),
+            as_of: p.as_of,
+            tier: s.risk_tier,
+            churn_probability: s.churn_probability,
+            reasons: s.reasons.clone(),
+            row: p.row.clone(),
+        })
+        .collect();
+    let alerts = state.record_tiers(scorer, records).await;
+    prepared
+        .into_iter()
+        .zip(scores)
+        .zip(alerts)
+        .map(|((p, s), alert)| ScoreResponse {
+            customer_id: p.customer_id,
+            churn_probability: s.churn_probability,
+            health_score: s.health_score,
+            risk_tier: s.risk_tier,
+            alert,
+            reasons: s.reasons,
+            model: model_id(scorer),
+            as_of: crate::time::fmt_ts(p.as_of),
+            ignored_fields: p.ignored,
+        })
+        .collect()
+}
+
+/// Scores one customer from its features or its raw activity.
+#[utoipa::path(
+    post, path = "/v1/score", tag = "scoring",
+    request_body = ScoreRequest,
+    responses(
+        (status = 200, description = "The score", body = ScoreResponse),
+        (status = 400, description = "The body is not a JSON object", body = ErrorBody),
+        (status = 401, description = "Missing or unknown API key", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "A field breaks the contract; `field` names it", body = ErrorBody),
+        (status = 503, description = "No model loaded yet", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn score(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody,
+) -> Result<Json<ScoreResponse>, ApiError> {
+    let scorer = state.scorer().ok_or_else(ApiError::not_ready)?;
+    let prepared = prepare(&scorer, &body, "", now())?;
+    let mut out = score_all(&state, &scorer, vec![prepared]).await;
+    out.pop().map(Json).ok_or_else(ApiError::internal)
+}
+
+/// Scores up to `max_batch` customers; any invalid instance fails the whole request,
+/// naming it (`instances[3].features.logins_30d`).
+#[utoipa::path(
+    post, path = "/v1/score/batch", tag = "scoring",
+    request_body = BatchRequest,
+    responses(
+        (status = 200, description = "One result per instance, in order", body = BatchResponse),
+        (status = 400, description = "The body is not a JSON object", body = ErrorBody),
+        (status = 401, description = "Missing or unknown API key", body = ErrorBody),
+        (status = 413, description = "Body too large or more instances than `max_batch`", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "An instance breaks the contract; `field` names it", body = ErrorBody),
+        (status = 503, description = "No model loaded yet", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn score_batch(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody,
+) -> Result<Json<BatchResponse>, ApiError> {
+    let Some(obj) = body.as_object() else {
+        return Err(ApiError::malformed(format!(
+            "the request body must be a JSON object with `instances`, got {}",
+            kind(&body)
+        )));
+    };
+    let instances = match obj.get("instances") {
+        Some(Value::Array(a)) => a,
+        None | Some(Value::Null) => {
+            return Err(ApiError::invalid(
+                "instances",
+                "instances is required: an array of score requests",
+            ))
+        }
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "instances",
+                format!("instances must be an array, got {}", kind(other)),
+            ))
+        }
+    };
+    if instances.len() > state.max_batch {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_instances",
+            format!(
+                "{} instances sent; at most {} per request",
+                instances.len(),
+                state.max_batch
+            ),
+        )
+        .with_field("instances"));
+    }
+    let ignored_fields = obj
+        .keys()
+        .filter(|k| k.as_str() != "instances")
+        .cloned()
+        .collect();
+    let scorer = state.scorer().ok_or_else(ApiError::not_ready)?;
+    let t = now();
+    let prepared = instances
+        .iter()
+        .enumerate()
+        .map(|(i, v)| prepare(&scorer, v, &format!("instances[{i}]."), t))
+        .collect::<Result<Vec<_>, _>>()?;
+    let results = score_all(&state, &scorer, prepared).await;
+    Ok(Json(BatchResponse {
+        results,
+        ignored_fields,
+    }))
+}
+
+/// The customer's latest nightly score, with its reasons.
+#[utoipa::path(
+    get, path = "/v1/customers/{id}/score", tag = "scoring",
+    params(("id" = String, Path, description = "The customer id")),
+    responses(
+        (status = 200, description = "The nightly score", body = CustomerScore),
+        (status = 401, description = "Missing or unknown API key", body = ErrorBody),
+        (status = 404, description = "Unknown customer, or no score file configured", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn customer_score(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<CustomerScore>, ApiError> {
+    if !state.has_scores() {
+        return Err(ApiError::not_found(
+            "no nightly score file is configured on this server",
+        ));
+    }
+    let r = state.nightly_score(&id).ok_or_else(|| {
+        ApiError::not_found("no nightly score for this customer").with_field("id")
+    })?;
+    Ok(Json(CustomerScore {
+        customer_id: r.customer_id,
+        as_of: r.as_of,
+        churn_probability: r.churn_probability,
+        health_score: r.health_score,
+        risk_tier: r.risk_tier,
+        reasons: r.reasons,
+        rfm_segment: r.rfm_segment,
+        model: ModelId {
+            name: r.model_name,
+            version: r.model_version,
+        },
+    }))
+}
+
+fn manifest_str(m: &Value, key: &str) -> Option<String> {
+    m.get(key).and_then(Value::as_str).map(str::to_string)
+}
+
+fn summary(s: &Scorer) -> ModelSummary {
+    ModelSummary {
+        name: s.name.clone(),
+        version: s.version.clone(),
+        algorithm: manifest_str(&s.manifest, "algorithm"),
+        created_at: manifest_str(&s.manifest, "created_at"),
+        horizon_days: s.manifest.get("horizon_days").and_then(Value::as_u64),
+    }
+}
+
+/// The models served.
+#[utoipa::path(
+    get, path = "/v1/models", tag = "models",
+    responses(
+        (status = 200, description = "The served models (empty until one loads)", body = ModelList),
+        (status = 401, description = "Missing or unknown API key", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list_models(State(state): State<AppState>) -> Json<ModelList> {
+    Json(ModelList {
+        models: state.scorer().map(|s| summary(&s)).into_iter().collect(),
+    })
+}
+
+/// A served model: version, metrics, feature schema and thresholds from its manifest.
+#[utoipa::path(
+    get, path = "/v1/models/{name}", tag = "models",
+    params(("name" = String, Path, description = "The model's registry name")),
+    responses(
+        (status = 200, description = "The model", body = ModelDetail),
+        (status = 401, description = "Missing or unknown API key", body = ErrorBody),
+        (status = 404, description = "Not a model this server serves", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn model_detail(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<ModelDetail>, ApiError> {
+    let scorer = state
+        .scorer()
+        .filter(|s| s.name == name)
+        .ok_or_else(|| ApiError::not_found("this server serves no model of that name"))?;
+    let st = state.clone();
+    let versions = tokio::task::spawn_blocking(move || st.registry.versions(&st.name))
+        .await
+        .ok()
+        .and_then(|r| {
+            r.map_err(|e| tracing::warn!(error = %e, "could not list the registry's versions"))
+                .ok()
+        })
+        .unwrap_or_default()
+        .into_iter()
+        .map(|v| VersionSummary {
+            version: format!("v{}", v.version),
+            created_at: v.created_at,
+            aliases: v.aliases,
+        })
+        .collect();
+    let m = &scorer.manifest;
+    let s = summary(&scorer);
+    Ok(Json(ModelDetail {
+        name: s.name,
+        version: s.version,
+        algorithm: s.algorithm,
+        created_at: s.created_at,
+        horizon_days: s.horizon_days,
+        churn_definition: manifest_str(m, "churn_definition_text"),
+        metrics: m.get("metrics").cloned().unwrap_or(Value::Null),
+        thresholds: m.get("thresholds").cloned().unwrap_or(Value::Null),
+        features: m
+            .pointer("/features/columns")
+            .cloned()
+            .unwrap_or(Value::Array(Vec::new())),
+        versions,
+    }))
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(
+    get, path = "/healthz", tag = "health",
+    responses((status = 200, description = "Alive", body = Health))
+)]
+pub async fn healthz(State(state): State<AppState>) -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+        model: state.scorer().map(|s| model_id(&s)),
+    })
+}
+
+/// Readiness: a model is loaded.
+#[utoipa::path(
+    get, path = "/readyz", tag = "health",
+    responses(
+        (status = 200, description = "A model is loaded", body = Health),
+        (status = 503, description = "No model loaded yet", body = Health),
+    )
+)]
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
+    match state.scorer() {
+        Some(s) => (
+            StatusCode::OK,
+            Json(Health {
+                status: "ready".into(),
+                model: Some(model_id(&s)),
+            }),
+        ),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(Health {
+                status: "not_ready".into(),
+                model: None,
+            }),
+        ),
+    }
+}
+
+/// Prometheus metrics (text format 0.0.4).
+#[utoipa::path(
+    get, path = "/metrics", tag = "health",
+    responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain", body = String))
+)]
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let scorer = state.scorer();
+    let served = scorer.as_ref().map(|s| (s.name.as_str(), s.version.as_str()));
+    let text = state
+        .metrics
+        .render(served, state.outbox.counters().snapshot());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+/// This document.
+#[utoipa::path(
+    get, path = "/openapi.json", tag = "health",
+    responses((status = 200, description = "The OpenAPI 3.1 document of this service", content_type = "application/json"))
+)]
+pub async fn openapi() -> Response {
+    Json(super::openapi::document()).into_response()
+}
+
+/// Re-reads the `production` alias now (and the score file); loads the new version if it
+/// moved. A version that cannot be loaded answers 409 and the previous one keeps serving.
+#[utoipa::path(
+    post, path = "/v1/admin/reload", tag = "admin",
+    responses(
+        (status = 200, description = "The model served after the reload", body = ReloadResponse),
+        (status = 401, description = "Missing or unknown key", body = ErrorBody),
+        (status = 403, description = "Not the admin key, or admin routes disabled", body = ErrorBody),
+        (status = 409, description = "The production version could not be loaded; the previous one keeps serving", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn admin_reload(State(state): State<AppState>) -> Result<Json<ReloadResponse>, ApiError> {
+    let st = state.clone();
+    let outcome = tokio::task::spawn_blocking(move || {
+        let outcome = st.reload_model(true);
+        st.reload_scores(true);
+        outcome
+    })
+    .await
+    .map_err(|e| {
+        tracing::error!(error = %e, "the reload task failed");
+        ApiError::internal()
+    })?;
+    let conflict = |m: String| ApiError::new(StatusCode::CONFLICT, "reload_failed", m);
+    let (changed, previous) = match outcome {
+        ReloadOutcome::Unchanged { .. } => (false, None),
+        ReloadOutcome::Loaded { previous, .. } => (true, previous),
+        ReloadOutcome::Failed { version, serving } => {
+            return Err(conflict(format!(
+                "the production version{} of `{}` could not be loaded (the server log says why); {}",
+                version.map(|v| format!(" {v}")).unwrap_or_default(),
+                state.name,
+                match serving {
+                    Some(v) => format!("{v} keeps serving"),
+                    None => "no model is served".into(),
+                }
+            )))
+        }
+        ReloadOutcome::NoModel => {
+            return Err(conflict(format!(
+                "the registry has no production version of `{}` yet",
+                state.name
+            )))
+        }
+    };
+    let scorer = state.scorer().ok_or_else(ApiError::not_ready)?;
+    Ok(Json(ReloadResponse {
+        model: model_id(&scorer),
+        changed,
+        previous,
+    }))
+}
+
+/// Answers unknown routes with a JSON 404 in the route family's form.
+pub async fn fallback(uri: axum::http::Uri) -> Response {
+    let e = ApiError::not_found(format!("no route {}", uri.path()));
+    if super::error::is_v2(uri.path()) {
+        e.into_v2().into_response()
+    } else {
+        e.into_response()
+    }
+}

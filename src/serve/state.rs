@@ -1,0 +1,340 @@
+//! What every request shares: the served model (hot-swapped), the nightly scores, the
+//! alert outbox, the keys and the metrics; and the reload logic that swaps them.
+//!
+//! The model lives in a `RwLock<Option<Arc<Scorer>>>`: a request clones the `Arc` and
+//! drops the lock at once, so a reload never waits for requests and a request in flight
+//! finishes on the model it started with. A reload that fails leaves the slot untouched.
+
+use std::collections::HashMap;
+use std::ops::Deref;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::SystemTime;
+
+use serde_json::{json, Value};
+
+use super::auth::Keys;
+use super::metrics::Metrics;
+use super::ServeConfig;
+use crate::alerts::{Alert, AlertPolicy, ModelRef, Observation, Outbox, Tier};
+use crate::batch::{behaviour_summary, read_scores, ScoreRecord};
+use crate::registry::{Registry, Selector, PRODUCTION};
+use crate::scoring::{Reason, Scorer};
+use crate::time::Ts;
+use crate::Result;
+
+/// The shared state of the service; cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+impl Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("name", &self.name)
+            .field("model", &self.scorer().map(|s| s.version.clone()))
+            .field("keys", &self.keys)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`AppState`] points at.
+pub struct Shared {
+    /// The registry name served (`churn`).
+    pub name: String,
+    /// The models directory.
+    pub registry: Registry,
+    /// Requests clone the `Arc` out; reloads swap it.
+    model: RwLock<Option<Arc<Scorer>>>,
+    /// Serialises reloads (background poll and admin route) and remembers failures so
+    /// a broken version is neither retried nor counted every poll.
+    reload: Mutex<ReloadMemo>,
+    /// The nightly score file, when configured.
+    scores_path: Option<PathBuf>,
+    scores: RwLock<Option<Arc<HashMap<String, ScoreRecord>>>>,
+    /// Modification time of the score file last attempted (loaded or failed).
+    scores_seen: Mutex<Option<SystemTime>>,
+    /// Where tiers are recorded and alerts stored.
+    pub outbox: Outbox,
+    /// When a score becomes an alert.
+    pub policy: AlertPolicy,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
+    /// API and admin keys.
+    pub keys: Keys,
+    /// Most instances in one batch request (`/v1/score/batch`, rows of `/v2` infer).
+    pub max_batch: usize,
+}
+
+#[derive(Debug, Default)]
+struct ReloadMemo {
+    /// The version whose load failed last; not retried by polls until the alias moves.
+    failed_version: Option<u32>,
+    /// The last failure's message, so the same failure is logged and counted once.
+    last_error: Option<String>,
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReloadOutcome {
+    /// The production version is already served.
+    Unchanged {
+        /// The served version (`v3`).
+        version: String,
+    },
+    /// A new version is served.
+    Loaded {
+        /// The version served before, if any.
+        previous: Option<String>,
+        /// The version served now.
+        version: String,
+    },
+    /// The production version could not be loaded (or resolved); what was served still is.
+    Failed {
+        /// The version that failed, when it could be resolved.
+        version: Option<String>,
+        /// The version still served, if any.
+        serving: Option<String>,
+    },
+    /// No production version exists yet and nothing is served.
+    NoModel,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl AppState {
+    /// Opens the outbox, loads the production model and the score file if they can be
+    /// (a service without a model starts anyway: `/readyz` answers 503 until one loads).
+    /// Blocking: call from start-up code or `spawn_blocking`.
+    pub fn open(config: &ServeConfig) -> Result<AppState> {
+        crate::registry::validate_name(&config.name)?;
+        let outbox = Outbox::open(&config.outbox)?;
+        let state = AppState(Arc::new(Shared {
+            name: config.name.clone(),
+            registry: Registry::new(&config.models),
+            model: RwLock::new(None),
+            reload: Mutex::default(),
+            scores_path: config.scores.clone(),
+            scores: RwLock::new(None),
+            scores_seen: Mutex::new(None),
+            outbox,
+            policy: config.policy,
+            metrics: Metrics::default(),
+            keys: Keys::new(&config.api_keys, config.admin_key.as_deref()),
+            max_batch: config.max_batch.max(1),
+        }));
+        state.reload_model(false);
+        state.reload_scores(false);
+        Ok(state)
+    }
+
+    /// The model served now, if one is loaded.
+    pub fn scorer(&self) -> Option<Arc<Scorer>> {
+        self.model.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Puts the production version into service if it changed. Polls (`force` false) do
+    /// not retry a version that already failed, and log and count a failure once; the
+    /// admin route (`force` true) always retries and counts. Blocking.
+    pub fn reload_model(&self, force: bool) -> ReloadOutcome {
+        let mut memo = lock(&self.reload);
+        let current = self.scorer();
+        let serving = current.as_ref().map(|s| s.version.clone());
+        let resolved = self
+            .registry
+            .resolve(&self.name, &Selector::Alias(PRODUCTION.into()));
+        let version = match resolved {
+            Ok(v) => v,
+            Err(e) => {
+                let message = e.to_string();
+                let new = memo.last_error.as_deref() != Some(message.as_str());
+                memo.last_error = Some(message);
+                if current.is_none() {
+                    if new {
+                        tracing::warn!(model = %self.name, error = %e,
+                            "no production model to serve yet; /readyz answers 503 until one appears");
+                    }
+                    return ReloadOutcome::NoModel;
+                }
+                if new || force {
+                    self.metrics
+                        .model_reload_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(model = %self.name, error = %e, serving = ?serving,
+                        "could not resolve the production model; the previous model keeps serving");
+                }
+                return ReloadOutcome::Failed {
+                    version: None,
+                    serving,
+                };
+            }
+        };
+        let wanted = format!("v{version}");
+        if serving.as_deref() == Some(wanted.as_str()) {
+            *memo = ReloadMemo::default();
+            return ReloadOutcome::Unchanged { version: wanted };
+        }
+        if !force && memo.failed_version == Some(version) {
+            return ReloadOutcome::Failed {
+                version: Some(wanted),
+                serving,
+            };
+        }
+        let loaded = self
+            .registry
+            .load(&self.name, &Selector::Version(version))
+            .and_then(Scorer::from_loaded);
+        match loaded {
+            Ok(scorer) => {
+                let scorer = Arc::new(scorer);
+                *self.model.write().unwrap_or_else(|e| e.into_inner()) = Some(scorer);
+                *memo = ReloadMemo::default();
+                self.metrics.model_reloads.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(model = %self.name, version = %wanted, previous = ?serving,
+                    "model loaded and serving");
+                ReloadOutcome::Loaded {
+                    previous: serving,
+                    version: wanted,
+                }
+            }
+            Err(e) => {
+                self.metrics
+                    .model_reload_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::error!(model = %self.name, version = %wanted, error = %e, serving = ?serving,
+                    "could not load the production model; the previous model keeps serving");
+                memo.failed_version = Some(version);
+                memo.last_error = Some(e.to_string());
+                ReloadOutcome::Failed {
+                    version: Some(wanted),
+                    serving,
+                }
+            }
+        }
+    }
+
+    /// Reloads the score file when its modification time changed (or `force`). A file
+    /// that cannot be read keeps the previous scores. Blocking.
+    pub fn reload_scores(&self, force: bool) {
+        let Some(path) = &self.scores_path else {
+            return;
+        };
+        let mut seen = lock(&self.scores_seen);
+        let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        let Some(mtime) = mtime else {
+            if seen.is_some() || force {
+                tracing::warn!(path = %path.display(), "the score file is missing; serving the scores loaded before, if any");
+            }
+            *seen = None;
+            return;
+        };
+        if !force && *seen == Some(mtime) {
+            return;
+        }
+        *seen = Some(mtime);
+        match read_scores(path) {
+            Ok(map) => {
+                tracing::info!(path = %path.display(), customers = map.len(), "nightly scores loaded");
+                *self.scores.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(map));
+            }
+            Err(e) => {
+                self.metrics
+                    .scores_reload_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::error!(path = %path.display(), error = %e,
+                    "could not read the score file; the previous scores keep serving");
+            }
+        }
+    }
+
+    /// Whether a score file is configured.
+    pub fn has_scores(&self) -> bool {
+        self.scores_path.is_some()
+    }
+
+    /// The latest nightly score of a customer.
+    pub fn nightly_score(&self, customer_id: &str) -> Option<ScoreRecord> {
+        let scores = self.scores.read().unwrap_or_else(|e| e.into_inner());
+        scores.as_ref()?.get(customer_id).cloned()
+    }
+
+    /// Records the tiers of freshly scored customers in the outbox (one transaction) and
+    /// returns, per item, whether the policy raised an alert. A failing outbox is logged
+    /// and counted, and answers "no alert": the score itself is still served.
+    pub async fn record_tiers(&self, scorer: &Arc<Scorer>, items: Vec<Recorded>) -> Vec<bool> {
+        let n = items.len();
+        if n == 0 {
+            return Vec::new();
+        }
+        let outbox = self.outbox.clone();
+        let policy = self.policy;
+        let scorer = Arc::clone(scorer);
+        let recorded = tokio::task::spawn_blocking(move || {
+            let observations: Vec<Observation<'_>> = items
+                .iter()
+                .map(|r| Observation {
+                    customer_id: &r.customer_id,
+                    tier: r.tier,
+                    as_of: r.as_of,
+                })
+                .collect();
+            let model = ModelRef {
+                name: scorer.name.clone(),
+                version: scorer.version.clone(),
+            };
+            let mut raised = vec![false; items.len()];
+            outbox.record_many(&policy, &observations, |t| {
+                let r = &items[t.index];
+                raised[t.index] = true;
+                t.alert(model.clone(), r.churn_probability, Alert::SOURCE_SERVICE)
+                    .with_reasons(r.reasons.iter().map(|x| json!(x)).collect::<Vec<Value>>())
+                    .with_summary(behaviour_summary(&scorer.artifact.spec, &r.row, None))
+            })?;
+            Ok::<_, crate::Error>(raised)
+        })
+        .await;
+        match recorded {
+            Ok(Ok(raised)) => raised,
+            Ok(Err(e)) => {
+                self.metrics
+                    .alert_record_failures
+                    .fetch_add(n as u64, Ordering::Relaxed);
+                tracing::error!(error = %e, scores = n, "could not record tiers in the alert outbox");
+                vec![false; n]
+            }
+            Err(e) => {
+                self.metrics
+                    .alert_record_failures
+                    .fetch_add(n as u64, Ordering::Relaxed);
+                tracing::error!(error = %e, scores = n, "the outbox recording task failed");
+                vec![false; n]
+            }
+        }
+    }
+}
+
+/// One fresh score to record in the outbox.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    /// The customer scored.
+    pub customer_id: String,
+    /// The instant the score describes.
+    pub as_of: Ts,
+    /// The tier scored.
+    pub tier: Tier,
+    /// The calibrated probability.
+    pub churn_probability: f64,
+    /// Why.
+    pub reasons: Vec<Reason>,
+    /// The feature row (for the alert's behaviour summary).
+    pub row: Vec<f64>,
+}

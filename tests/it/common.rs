@@ -1,0 +1,62 @@
+//! Shared fixtures: a generated sample (once per test process) and file helpers.
+
+use churnguard::data::{load, CustomerBase, LoadOptions};
+use churnguard::synth::{generate, SynthConfig, SynthFormat};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// A directory that lives for the whole test process.
+pub fn scratch(name: &str) -> PathBuf {
+    static ROOT: OnceLock<tempfile::TempDir> = OnceLock::new();
+    let root = ROOT.get_or_init(|| tempfile::tempdir().expect("temp dir"));
+    let p = root.path().join(name);
+    std::fs::create_dir_all(&p).expect("create scratch dir");
+    p
+}
+
+/// A 2,000-customer generated base as CSV (so tests can edit rows as text).
+pub fn sample_csv() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = scratch("sample-csv");
+        let cfg = SynthConfig { customers: 2000, seed: 11, format: SynthFormat::Csv, ..SynthConfig::sample() };
+        generate(&cfg, &dir, &|_| {}).expect("generate csv sample");
+        dir
+    })
+}
+
+/// The same base as Parquet.
+pub fn sample_parquet() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = scratch("sample-parquet");
+        let cfg = SynthConfig { customers: 2000, seed: 11, format: SynthFormat::Parquet, ..SynthConfig::sample() };
+        generate(&cfg, &dir, &|_| {}).expect("generate parquet sample");
+        dir
+    })
+}
+
+/// Loads a directory strictly.
+pub fn load_dir(dir: &Path) -> CustomerBase {
+    load(dir, &LoadOptions::default()).expect("load customer base")
+}
+
+/// Writes `files` (name, content) into a fresh directory.
+pub fn write_tables(name: &str, files: &[(&str, &str)]) -> PathBuf {
+    let dir = scratch(name);
+    for entry in std::fs::read_dir(&dir).expect("read dir") {
+        let p = entry.expect("entry").path();
+        if p.is_file() {
+            std::fs::remove_file(p).expect("clean");
+        }
+    }
+    for (f, content) in files {
+        std::fs::write(dir.join(f), content).expect("write table");
+    }
+    dir
+}
+
+/// Equal, treating NaN as equal to NaN.
+pub fn same(a: f64, b: f64) -> bool {
+    (a.is_nan() && b.is_nan()) || a == b
+}

@@ -1,0 +1,252 @@
+//! Train -> registry -> batch scoring -> alerts, end to end on a generated base.
+
+use crate::common::{load_dir, sample_parquet, scratch};
+use crate::online_vs_batch::payload;
+use churnguard::alerts::AlertPolicy;
+use churnguard::batch::{self, BatchOptions};
+use churnguard::features::AttributeConfig;
+use churnguard::labels::{LabelConfig, Split};
+use churnguard::metrics::roc_auc;
+use churnguard::model::{sigmoid, Algorithm, Classifier};
+use churnguard::registry::{Registry, Selector};
+use churnguard::scoring::Scorer;
+use churnguard::time::parse_ts;
+use churnguard::train::{fit_algorithm, run, TrainConfig, TrainingSet};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+fn attrs() -> AttributeConfig {
+    AttributeConfig {
+        categorical: vec!["plan".into(), "channel".into(), "country".into()],
+        numeric: vec!["monthly_fee".into()],
+        top_levels: 8,
+        top_event_types: 8,
+    }
+}
+
+/// A registry with one trained version (every algorithm compared), shared by the tests.
+fn trained() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let models = scratch("models");
+        let base = load_dir(sample_parquet());
+        let cfg = TrainConfig { attributes: attrs(), ..TrainConfig::default() };
+        let out = run(&base, &Registry::new(&models), &cfg, &|_| {}).expect("training succeeds");
+        assert_eq!(out.published.version, 1);
+        assert_eq!(out.published.aliases_set, ["production"]);
+        models
+    })
+}
+
+fn scorer() -> Scorer {
+    let reg = Registry::new(trained());
+    Scorer::from_loaded(reg.load("churn", &Selector::Alias("production".into())).unwrap()).unwrap()
+}
+
+#[test]
+fn every_algorithm_learns_the_signal_and_not_a_shuffled_label() {
+    let base = load_dir(sample_parquet());
+    let set = TrainingSet::build(&base, &LabelConfig::default(), &attrs()).unwrap();
+    let (xt, yt, _) = set.select(|e| e.split == Split::Train);
+    let (xv, yv, _) = set.select(|e| e.split == Split::Validation);
+    // A deterministic shuffle of the training labels destroys the signal.
+    let mut shuffled = yt.clone();
+    let n = shuffled.len();
+    for i in 0..n {
+        let j = (i.wrapping_mul(2_654_435_761) ^ 0x9e37) % n;
+        shuffled.swap(i, j);
+    }
+    let cfg = TrainConfig::default();
+    for algo in Algorithm::ALL {
+        let (m, _) = fit_algorithm(algo, &cfg, &set.spec, &xt, &yt, None).unwrap();
+        let auc = roc_auc(&m.margins(&xv, set.spec.len()), &yv);
+        assert!(auc > 0.62, "{algo:?} validation AUC {auc}");
+        let (m, _) = fit_algorithm(algo, &cfg, &set.spec, &xt, &shuffled, None).unwrap();
+        let auc = roc_auc(&m.margins(&xv, set.spec.len()), &yv);
+        assert!((auc - 0.5).abs() < 0.06, "{algo:?} on shuffled labels AUC {auc}");
+    }
+}
+
+#[test]
+fn a_saved_and_reloaded_model_gives_bit_identical_probabilities() {
+    let s1 = scorer();
+    let s2 = scorer();
+    let base = load_dir(sample_parquet());
+    let t = parse_ts("2024-12-01").unwrap();
+    let (_, x) = batch::snapshot_features(&base, &s1.artifact.spec, &s1.artifact.definition, t);
+    let p1 = batch::probabilities(&s1, &x);
+    let p2 = batch::probabilities(&s2, &x);
+    assert!(!p1.is_empty());
+    assert!(p1.iter().zip(&p2).all(|(a, b)| a.to_bits() == b.to_bits()));
+}
+
+#[test]
+fn thresholds_follow_the_capacity_policy_on_validation() {
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(trained().join("churn/v1/metrics.json")).unwrap()).unwrap();
+    let tiers = m["thresholds"]["tiers"].as_array().unwrap();
+    let high = &tiers[0];
+    let medium = &tiers[1];
+    assert!(high["threshold"].as_f64().unwrap() >= medium["threshold"].as_f64().unwrap());
+    // The high tier flags about 5% of the latest validation snapshot, medium+high about 20%.
+    let latest = m["snapshots"].as_array().unwrap().last().unwrap()["examples"].as_f64().unwrap();
+    let share_high = high["flagged_latest"].as_f64().unwrap() / latest;
+    let share_medium = medium["flagged_latest"].as_f64().unwrap() / latest;
+    assert!((0.02..0.09).contains(&share_high), "{share_high}");
+    assert!((0.12..0.28).contains(&share_medium), "{share_medium}");
+    assert!(high["precision"].as_f64().unwrap() > medium["precision"].as_f64().unwrap());
+    assert!(trained().join("churn/v1/report.html").exists());
+}
+
+#[test]
+fn calibration_lowers_the_brier_score_of_a_miscalibrated_model() {
+    use churnguard::metrics::brier;
+    use churnguard::model::Platt;
+    let s = scorer();
+    let base = load_dir(sample_parquet());
+    let set = TrainingSet::build(&base, &LabelConfig::default(), &attrs()).unwrap();
+    let (xv, yv, _) = set.select(|e| e.split == Split::Validation);
+    // A deliberately mis-calibrated model: every margin shifted up by 3 (odds x 20).
+    let margins: Vec<f64> = s.artifact.model.margins(&xv, set.spec.len()).iter().map(|m| m + 3.0).collect();
+    let raw: Vec<f64> = margins.iter().map(|&m| sigmoid(m)).collect();
+    let platt = Platt::fit(&margins, &yv);
+    let cal: Vec<f64> = margins.iter().map(|&m| platt.apply(m)).collect();
+    assert!(brier(&cal, &yv) < 0.8 * brier(&raw, &yv), "{} vs {}", brier(&cal, &yv), brier(&raw, &yv));
+}
+
+fn options(name: &str, as_of: &str) -> BatchOptions {
+    let dir = scratch(name);
+    BatchOptions {
+        as_of: parse_ts(as_of).unwrap(),
+        out: dir.join("scores.parquet"),
+        alerts_log: Some(dir.join("alerts.jsonl")),
+        outbox: dir.join("alerts.db"),
+        policy: AlertPolicy::default(),
+        webhook: None,
+    }
+}
+
+#[test]
+fn batch_scores_equal_the_service_path_for_the_same_customers_and_date() {
+    let s = scorer();
+    let base = load_dir(sample_parquet());
+    let opts = options("batch-vs-service", "2024-11-15");
+    batch::run(&base, &s, &opts, &|_| {}).unwrap();
+    let scores = batch::read_scores(&opts.out).unwrap();
+    assert!(scores.len() > 500);
+    let mut checked = 0;
+    for (c, id) in base.customers.ids.iter().enumerate().step_by(7) {
+        let Some(rec) = scores.get(id) else { continue };
+        let (row, _) = s.features_from_activity(&payload(&base, c), opts.as_of).unwrap();
+        let online = s.score(&row, batch::REASONS_PER_CUSTOMER);
+        assert_eq!(online.churn_probability.to_bits(), rec.churn_probability.to_bits(), "{id}");
+        assert_eq!(online.risk_tier, rec.risk_tier);
+        assert_eq!(online.health_score, rec.health_score);
+        assert_eq!(online.reasons.iter().map(|r| &r.feature).collect::<Vec<_>>(), rec.reasons.iter().map(|r| &r.feature).collect::<Vec<_>>());
+        checked += 1;
+    }
+    assert!(checked > 50);
+}
+
+#[test]
+fn rerunning_the_same_night_is_byte_identical_and_raises_no_alert_twice() {
+    let s = scorer();
+    let base = load_dir(sample_parquet());
+    let opts = options("idempotent", "2024-10-01");
+    let first = batch::run(&base, &s, &opts, &|_| {}).unwrap();
+    let bytes1 = std::fs::read(&opts.out).unwrap();
+    let log1 = std::fs::read_to_string(opts.alerts_log.as_ref().unwrap()).unwrap();
+    assert!(first.alerts_new > 0, "the first night raises alerts for the high tier");
+    assert_eq!(log1.lines().count(), first.alerts_new);
+    let second = batch::run(&base, &s, &opts, &|_| {}).unwrap();
+    assert_eq!(std::fs::read(&opts.out).unwrap(), bytes1);
+    assert_eq!(second.alerts_new, 0);
+    assert_eq!(std::fs::read_to_string(opts.alerts_log.as_ref().unwrap()).unwrap(), log1);
+    // The next night only alerts on customers who newly reach the tier.
+    let next = BatchOptions { as_of: opts.as_of + 86_400, ..opts.clone() };
+    let third = batch::run(&base, &s, &next, &|_| {}).unwrap();
+    assert!(third.alerts_new < first.alerts_new);
+}
+
+#[test]
+fn a_failed_run_leaves_the_previous_output_and_alert_state_untouched() {
+    let s = scorer();
+    let base = load_dir(sample_parquet());
+    let opts = options("failure", "2024-10-01");
+    batch::run(&base, &s, &opts, &|_| {}).unwrap();
+    let before = std::fs::read(&opts.out).unwrap();
+    let db_before = std::fs::read(&opts.outbox).unwrap();
+    // A customer base whose orders table is unreadable fails at load, before anything is written.
+    let broken = scratch("broken-base");
+    for f in std::fs::read_dir(sample_parquet()).unwrap() {
+        let p = f.unwrap().path();
+        std::fs::copy(&p, broken.join(p.file_name().unwrap())).unwrap();
+    }
+    std::fs::write(broken.join("orders.parquet"), b"garbage").unwrap();
+    assert!(churnguard::data::load(&broken, &Default::default()).is_err());
+    // A base missing a table the model needs fails before writing too.
+    std::fs::remove_file(broken.join("orders.parquet")).unwrap();
+    let partial = load_dir(&broken);
+    let next = BatchOptions { as_of: opts.as_of + 86_400, ..opts.clone() };
+    let err = batch::run(&partial, &s, &next, &|_| {}).unwrap_err().to_string();
+    assert!(err.contains("orders"), "{err}");
+    assert_eq!(std::fs::read(&opts.out).unwrap(), before);
+    assert_eq!(std::fs::read(&opts.outbox).unwrap(), db_before);
+}
+
+#[test]
+fn drift_flags_a_deliberately_shifted_feature() {
+    let s = scorer();
+    let mut base = load_dir(sample_parquet());
+    // Everyone's monthly fee jumps tenfold: the attribute drifts, nothing else should much.
+    if let Some((_, churnguard::data::Attribute::Numeric(v))) = base.customers.attributes.iter_mut().find(|(n, _)| n == "monthly_fee") {
+        v.iter_mut().for_each(|x| *x *= 10.0);
+    }
+    let opts = options("drift", "2024-09-01");
+    let summary = batch::run(&base, &s, &opts, &|_| {}).unwrap();
+    let fee = summary.feature_psi.iter().find(|f| f.0 == "monthly_fee").unwrap();
+    assert!(fee.1 >= 0.25, "{fee:?}");
+    assert!(summary.drift_warnings.iter().any(|w| w.contains("monthly_fee")));
+    let tenure = summary.feature_psi.iter().find(|f| f.0 == "logins_30d").unwrap();
+    assert!(tenure.1 < 0.25, "{tenure:?}");
+}
+
+#[test]
+fn a_corrupted_model_file_is_refused_by_verify_and_load() {
+    let models = scratch("corrupt-models");
+    let src = trained().join("churn");
+    let dst = models.join("churn");
+    std::fs::create_dir_all(dst.join("v1")).unwrap();
+    for f in std::fs::read_dir(src.join("v1")).unwrap() {
+        let p = f.unwrap().path();
+        std::fs::copy(&p, dst.join("v1").join(p.file_name().unwrap())).unwrap();
+    }
+    std::fs::copy(src.join("aliases.json"), dst.join("aliases.json")).unwrap();
+    let reg = Registry::new(&models);
+    assert!(reg.verify("churn", 1).is_ok());
+    let mut bytes = std::fs::read(dst.join("v1/model.bin")).unwrap();
+    let k = bytes.len() / 2;
+    bytes[k] ^= 0xff;
+    std::fs::write(dst.join("v1/model.bin"), bytes).unwrap();
+    let e = reg.verify("churn", 1).unwrap_err().to_string();
+    assert!(e.contains("model.bin"), "{e}");
+    let e = reg.load("churn", &Selector::Version(1)).unwrap_err().to_string();
+    assert!(e.contains("model.bin") && e.contains("checksum"), "{e}");
+}
+
+#[test]
+fn reasons_point_at_features_that_raise_the_score() {
+    let s = scorer();
+    let base = load_dir(sample_parquet());
+    let t = parse_ts("2024-11-01").unwrap();
+    let (_, x) = batch::snapshot_features(&base, &s.artifact.spec, &s.artifact.definition, t);
+    let w = s.artifact.spec.len();
+    let mut c = vec![0.0; w];
+    for row in x.chunks(w).take(200) {
+        let bias = s.artifact.model.contributions(row, &mut c);
+        assert!((bias + c.iter().sum::<f64>() - s.artifact.model.margin(row)).abs() < 1e-6);
+        let score = s.score(row, 3);
+        assert!(score.reasons.iter().all(|r| r.contribution > 0.0));
+        assert!(score.reasons.windows(2).all(|p| p[0].contribution >= p[1].contribution));
+        assert!((0.0..=100.0).contains(&score.health_score));
+    }
+}
