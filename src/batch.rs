@@ -94,6 +94,9 @@ pub fn feature_frame(
     DataFrame::new(n, cols).map_err(|e| Error::polars("building the feature table", e))
 }
 
+/// One customer's score in a run: probability, health, tier, reasons, RFM segment.
+struct Scored(f64, f64, Tier, Vec<Reason>, Option<&'static str>);
+
 /// Options of a nightly run.
 #[derive(Debug, Clone)]
 pub struct BatchOptions {
@@ -168,7 +171,7 @@ pub fn run(
     let w = spec.len();
     let r_idx = spec.index_of("rfm_r");
     let f_idx = spec.index_of("rfm_f");
-    let scored: Vec<(f64, f64, Tier, Vec<Reason>, Option<&'static str>)> = (0..pop.len())
+    let scored: Vec<Scored> = (0..pop.len())
         .into_par_iter()
         .with_min_len(1024)
         .map(|i| {
@@ -178,7 +181,7 @@ pub fn run(
                 (Some(r), Some(f)) => Some(rfm_segment(row[r] as u8, row[f] as u8)),
                 _ => None,
             };
-            (
+            Scored(
                 s.churn_probability,
                 s.health_score,
                 s.risk_tier,

@@ -52,3 +52,5 @@ pub mod report;
 pub mod scoring;
 pub mod synth;
 pub mod train;
+pub mod serve;
+pub mod retention;

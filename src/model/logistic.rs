@@ -62,6 +62,9 @@ impl LogisticModel {
         let fitted = LogisticRegression::default()
             .alpha(params.alpha)
             .max_iterations(params.max_iterations)
+            // linfa's loss is a sum over rows: a fixed tolerance would demand ever more
+            // precision as data grows. Stop when the mean gradient is below 1e-5.
+            .gradient_tolerance(1e-5 * n.max(1) as f64)
             .fit(&ds)
             .map_err(|e| Error::Train(format!("logistic regression: {e}")))?;
         // linfa calls the majority class "positive"; we want the log-odds of churn (1).

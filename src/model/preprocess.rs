@@ -24,7 +24,7 @@ impl Preprocessor {
     /// Learns from a row-major training matrix.
     pub fn learn(x: &[f64], defs: &[FeatureDef]) -> Self {
         let w = defs.len();
-        let n = if w == 0 { 0 } else { x.len() / w };
+        let n = x.len().checked_div(w).unwrap_or(0);
         let log1p: Vec<bool> = defs
             .iter()
             .map(|d| d.transform == Transform::Log1p)

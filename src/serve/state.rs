@@ -71,6 +71,10 @@ pub struct Shared {
     pub keys: Keys,
     /// Most instances in one batch request (`/v1/score/batch`, rows of `/v2` infer).
     pub max_batch: usize,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// A request still running after this is answered 503.
+    pub request_timeout: std::time::Duration,
 }
 
 #[derive(Debug, Default)]
@@ -131,6 +135,8 @@ impl AppState {
             metrics: Metrics::default(),
             keys: Keys::new(&config.api_keys, config.admin_key.as_deref()),
             max_batch: config.max_batch.max(1),
+            max_body_bytes: config.max_body_bytes,
+            request_timeout: config.request_timeout,
         }));
         state.reload_model(false);
         state.reload_scores(false);
@@ -337,4 +343,13 @@ pub struct Recorded {
     pub reasons: Vec<Reason>,
     /// The feature row (for the alert's behaviour summary).
     pub row: Vec<f64>,
+}
+
+#[allow(dead_code)]
+fn _assert_send_sync() {
+    fn f<T: Send + Sync>() {}
+    f::<Scorer>();
+    f::<Outbox>();
+    f::<Registry>();
+    f::<Shared>();
 }

@@ -629,14 +629,14 @@ async fn run_inference(
     };
 
     let defs = scorer.artifact.spec.defs();
-    let mut rows: Option<(usize, &str)> = None;
+    let mut rows: Option<(usize, String)> = None;
     let mut check_rows = |t: &Tensor<'_>| -> Result<(), V2Error> {
         match rows {
             None => {
-                rows = Some((t.rows, t.name));
+                rows = Some((t.rows, t.name.to_string()));
                 Ok(())
             }
-            Some((n, first)) if n != t.rows => Err(V2Error::bad(format!(
+            Some((n, ref first)) if n != t.rows => Err(V2Error::bad(format!(
                 "every input must have the same number of rows: `{first}` has {n}, `{}` has {}",
                 t.name, t.rows
             ))),

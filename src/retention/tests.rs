@@ -1,0 +1,552 @@
+//! KPIs on hand-built customer bases with values worked out by hand, and the rules.
+
+use super::*;
+use crate::alerts::Tier;
+use crate::batch::ScoreRecord;
+use crate::data::{CustomerBase, Customers, Grouped, Order, Priority, Ticket};
+use crate::features::{Bound, FeatureSpec};
+use crate::scoring::Reason;
+use crate::time::{parse_ts, Ts, DAY};
+use std::collections::HashMap;
+
+fn d(s: &str) -> Ts {
+    parse_ts(s).unwrap()
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() < 1e-9
+}
+
+/// A customer base written row by row; only the tables switched on exist.
+#[derive(Clone, Default)]
+struct Builder {
+    ids: Vec<String>,
+    signup: Vec<Ts>,
+    logins: Option<Vec<(u32, Ts)>>,
+    orders: Option<Vec<(u32, Order)>>,
+    tickets: Option<Vec<(u32, Ticket)>>,
+    churn: Option<Vec<(u32, Ts)>>,
+}
+
+impl Builder {
+    fn new(logins: bool, tickets: bool, orders: bool, churn: bool) -> Self {
+        Builder {
+            logins: logins.then(Vec::new),
+            tickets: tickets.then(Vec::new),
+            orders: orders.then(Vec::new),
+            churn: churn.then(Vec::new),
+            ..Default::default()
+        }
+    }
+    fn customer(&mut self, id: &str, signup: Ts) -> u32 {
+        self.ids.push(id.into());
+        self.signup.push(signup);
+        (self.ids.len() - 1) as u32
+    }
+    fn order(&mut self, c: u32, at: Ts, amount: f64) -> &mut Self {
+        self.orders.as_mut().unwrap().push((c, Order { at, amount }));
+        self
+    }
+    fn churn(&mut self, c: u32, at: Ts) -> &mut Self {
+        self.churn.as_mut().unwrap().push((c, at));
+        self
+    }
+    fn login(&mut self, c: u32, at: Ts) -> &mut Self {
+        self.logins.as_mut().unwrap().push((c, at));
+        self
+    }
+    fn ticket(&mut self, c: u32, opened: Ts, closed: Option<Ts>, priority: Priority) -> &mut Self {
+        self.tickets.as_mut().unwrap().push((
+            c,
+            Ticket {
+                opened,
+                closed,
+                priority,
+                csat: f64::NAN,
+            },
+        ));
+        self
+    }
+    fn build(&self) -> CustomerBase {
+        let n = self.ids.len();
+        fn group<T: crate::data::Timed + Copy + Send + Sync>(
+            n: usize,
+            rows: &Option<Vec<(u32, T)>>,
+        ) -> Option<Grouped<T>> {
+            rows.as_ref().map(|r| {
+                let (c, v): (Vec<u32>, Vec<T>) = r.iter().copied().unzip();
+                Grouped::build(n, &c, v)
+            })
+        }
+        let mut times: Vec<Ts> = self.signup.clone();
+        for r in [&self.logins, &self.churn].into_iter().flatten() {
+            times.extend(r.iter().map(|x| x.1));
+        }
+        times.extend(self.orders.iter().flatten().map(|x| x.1.at));
+        times.extend(self.tickets.iter().flatten().map(|x| x.1.opened));
+        let mut base = CustomerBase {
+            customers: Customers {
+                ids: self.ids.clone(),
+                signup: self.signup.clone(),
+                attributes: Vec::new(),
+                index: self
+                    .ids
+                    .iter()
+                    .enumerate()
+                    .map(|(i, id)| (id.clone(), i as u32))
+                    .collect(),
+            },
+            logins: group(n, &self.logins),
+            tickets: group(n, &self.tickets),
+            orders: group(n, &self.orders),
+            events: None,
+            event_types: Vec::new(),
+            churn: group(n, &self.churn),
+            summary: Default::default(),
+        };
+        base.summary.directory = "hand-built".into();
+        base.summary.customers = n;
+        base.summary.time_range = times
+            .iter()
+            .min()
+            .copied()
+            .zip(times.iter().max().copied());
+        base
+    }
+}
+
+/// Six customers of a subscription business with a `churn` table and orders; `f` signs up
+/// after the as-of date (2024-04-01) and must not count anywhere.
+fn subscription() -> Builder {
+    let mut b = Builder::new(false, false, true, true);
+    let a = b.customer("a", d("2024-01-05"));
+    b.order(a, d("2024-01-10"), 100.0)
+        .order(a, d("2024-02-10"), 50.0)
+        .churn(a, d("2024-02-20"));
+    let bb = b.customer("b", d("2024-01-20"));
+    b.order(bb, d("2024-01-25"), 80.0);
+    let c = b.customer("c", d("2024-02-03"));
+    b.order(c, d("2024-02-05"), 30.0)
+        .order(c, d("2024-03-05"), 30.0)
+        .order(c, d("2024-03-20"), -10.0)
+        .churn(c, d("2024-03-25"));
+    b.customer("d", d("2024-02-15"));
+    let e = b.customer("e", d("2024-03-10"));
+    b.order(e, d("2024-03-12"), 200.0);
+    let f = b.customer("f", d("2024-04-15"));
+    b.order(f, d("2024-04-16"), 999.0).churn(f, d("2024-05-01"));
+    b
+}
+
+fn record(id: &str, p: f64, tier: Tier, segment: &str) -> (String, ScoreRecord) {
+    (
+        id.to_string(),
+        ScoreRecord {
+            customer_id: id.into(),
+            as_of: "2024-04-01T00:00:00Z".into(),
+            churn_probability: p,
+            health_score: 50.0,
+            risk_tier: tier,
+            reasons: vec![Reason {
+                feature: "order_recency_days".into(),
+                value: Some(10.0),
+                contribution: 0.3,
+            }],
+            rfm_segment: Some(segment.into()),
+            model_name: "churn".into(),
+            model_version: "v1".into(),
+        },
+    )
+}
+
+fn scores() -> HashMap<String, ScoreRecord> {
+    [
+        record("b", 0.5, Tier::High, "at risk"),
+        record("c", 0.2, Tier::Medium, "loyal"),
+        record("e", 0.1, Tier::Low, "new"),
+        record("zz", 0.9, Tier::High, "lost"),
+    ]
+    .into_iter()
+    .collect()
+}
+
+#[test]
+fn the_monthly_churn_rate_counts_churn_rows_among_customers_active_on_the_first() {
+    let k = kpis(&subscription().build(), d("2024-04-01"), None).unwrap();
+    let got: Vec<(&str, usize, usize, usize)> = k
+        .monthly
+        .iter()
+        .map(|m| (m.month.as_str(), m.active_at_start, m.churned, m.new_customers))
+        .collect();
+    // January starts with nobody active; February: a and b, a churns; March: b, c, d, c churns.
+    assert_eq!(got, [("2024-02", 2, 1, 2), ("2024-03", 3, 1, 1)]);
+    assert_eq!(k.monthly[0].churn_rate, Some(0.5));
+    assert!(close(k.monthly[1].churn_rate.unwrap(), 1.0 / 3.0));
+    assert!(close(k.monthly[1].retention_rate.unwrap(), 2.0 / 3.0));
+    assert_eq!(k.churn_rate_last_12_months, Some(0.4));
+    assert_eq!(k.customers, 5);
+    assert_eq!(k.active_now, 3); // b, d, e
+}
+
+#[test]
+fn cohort_retention_is_the_share_active_at_each_month_end_after_signup() {
+    let k = kpis(&subscription().build(), d("2024-04-01"), None).unwrap();
+    let got: Vec<(&str, usize, &[usize], &[f64])> = k
+        .cohorts
+        .iter()
+        .map(|c| {
+            (
+                c.cohort.as_str(),
+                c.customers,
+                c.active.as_slice(),
+                c.retention.as_slice(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("2024-01", 2, &[2, 1, 1][..], &[1.0, 0.5, 0.5][..]),
+            ("2024-02", 2, &[2, 1][..], &[1.0, 0.5][..]),
+            ("2024-03", 1, &[1][..], &[1.0][..]),
+        ]
+    );
+}
+
+#[test]
+fn revenue_and_lifetime_value_per_cohort_follow_the_documented_formula() {
+    let k = kpis(&subscription().build(), d("2024-04-01"), None).unwrap();
+    let jan = &k.cohorts[0];
+    assert_eq!(jan.revenue_to_date, Some(230.0));
+    assert_eq!(jan.revenue_per_customer, Some(115.0));
+    assert_eq!(jan.active_customer_months, 4);
+    assert_eq!(jan.monthly_revenue_per_active_customer, Some(57.5));
+    assert!(close(jan.clv.unwrap(), 57.5 / 0.4));
+    let feb = &k.cohorts[1];
+    assert_eq!(feb.revenue_to_date, Some(50.0)); // the refund subtracts
+    assert!(close(feb.monthly_revenue_per_active_customer.unwrap(), 50.0 / 3.0));
+    assert!(close(feb.clv.unwrap(), 50.0 / 3.0 / 0.4));
+    assert_eq!(k.cohorts[2].clv, Some(500.0));
+}
+
+#[test]
+fn the_repeat_purchase_rate_is_buyers_with_two_purchases_over_buyers() {
+    let k = kpis(&subscription().build(), d("2024-04-01"), None).unwrap();
+    let rp = k.repeat_purchase.unwrap();
+    // Buyers a, b, c, e; a and c bought twice (c's refund is not a purchase).
+    assert_eq!((rp.buyers, rp.repeat_buyers, rp.rate), (4, 2, Some(0.5)));
+    let per_cohort: Vec<Option<f64>> = k.cohorts.iter().map(|c| c.repeat_purchase_rate).collect();
+    assert_eq!(per_cohort, [Some(0.5), Some(1.0), Some(0.0)]);
+}
+
+#[test]
+fn revenue_at_risk_is_probability_times_the_revenue_of_the_last_365_days() {
+    let s = scores();
+    let k = kpis(&subscription().build(), d("2024-04-01"), Some(&s)).unwrap();
+    let r = k.revenue_at_risk.unwrap();
+    assert_eq!(r.customers_scored, 3);
+    assert_eq!(r.customers_not_in_base, 1);
+    assert!(close(r.revenue_at_risk, 0.5 * 80.0 + 0.2 * 50.0 + 0.1 * 200.0));
+    assert!(close(r.trailing_revenue, 330.0));
+    assert!(close(r.expected_churners, 0.8));
+    let tiers: Vec<(&str, f64)> = r
+        .by_tier
+        .iter()
+        .map(|g| (g.group.as_str(), g.revenue_at_risk))
+        .collect();
+    assert_eq!(tiers, [("high", 40.0), ("medium", 10.0), ("low", 20.0)]);
+    let segments: Vec<&str> = r.by_segment.iter().map(|g| g.group.as_str()).collect();
+    assert_eq!(segments, ["at risk", "new", "loyal"]);
+    let top: Vec<(&str, f64)> = r
+        .top
+        .iter()
+        .map(|c| (c.customer_id.as_str(), c.revenue_at_risk))
+        .collect();
+    assert_eq!(top, [("b", 40.0), ("e", 20.0), ("c", 10.0)]);
+    assert_eq!(r.top[0].top_reason.as_deref(), Some("order_recency_days"));
+}
+
+#[test]
+fn a_score_file_from_after_the_as_of_date_is_refused() {
+    let s = scores();
+    let err = kpis(&subscription().build(), d("2024-03-15"), Some(&s)).unwrap_err();
+    assert!(err.to_string().contains("future"), "{err}");
+}
+
+#[test]
+fn rows_at_or_after_the_as_of_date_change_nothing() {
+    let s = scores();
+    let as_of = d("2024-04-01");
+    let before = kpis(&subscription().build(), as_of, Some(&s)).unwrap();
+    let mut b = subscription();
+    let (bb, dd, e) = (1, 3, 4);
+    b.churn(bb, as_of)
+        .churn(dd, d("2024-04-20"))
+        .order(bb, as_of, 1_000.0)
+        .order(e, d("2024-06-01"), 5.0)
+        .churn(e, d("2024-06-02"));
+    let after = kpis(&b.build(), as_of, Some(&s)).unwrap();
+    assert_eq!(
+        serde_json::to_value(&before).unwrap(),
+        serde_json::to_value(&after).unwrap()
+    );
+}
+
+#[test]
+fn without_a_churn_table_a_customer_churns_in_the_month_their_activity_lapses() {
+    let mut b = Builder::new(false, false, true, false);
+    let g = b.customer("g", d("2024-01-01"));
+    for m in ["01", "02", "03", "04"] {
+        b.order(g, d(&format!("2024-{m}-10")), 10.0);
+    }
+    let h = b.customer("h", d("2024-01-01"));
+    b.order(h, d("2024-01-15"), 10.0);
+    let k = kpis(&b.build(), d("2024-05-01"), None).unwrap();
+    assert!(matches!(
+        k.churn_definition,
+        crate::features::ChurnDefinition::Inactivity { .. }
+    ));
+    let got: Vec<(&str, usize, usize)> = k
+        .monthly
+        .iter()
+        .map(|m| (m.month.as_str(), m.active_at_start, m.churned))
+        .collect();
+    // h's only order (01-15) leaves the 90-day window during April.
+    assert_eq!(
+        got,
+        [("2024-02", 2, 0), ("2024-03", 2, 0), ("2024-04", 2, 1)]
+    );
+    assert!(close(k.churn_rate_last_12_months.unwrap(), 1.0 / 6.0));
+    assert_eq!(k.cohorts[0].retention, [1.0, 1.0, 1.0, 0.5]);
+    assert!(k.churn_definition_text.contains("inactivity"));
+}
+
+#[test]
+fn the_report_has_every_section_a_reading_per_chart_and_no_script() {
+    let s = scores();
+    let k = kpis(&subscription().build(), d("2024-04-01"), Some(&s)).unwrap();
+    let html = report(&k);
+    for h in [
+        "Monthly churn and retention",
+        "Signup cohorts",
+        "Repeat purchases, revenue and lifetime value",
+        "RFM segments",
+        "Early-warning rules",
+        "Revenue at risk",
+        "Definitions and method",
+    ] {
+        assert!(html.contains(&format!(">{h}</h2>")), "missing {h}");
+    }
+    assert!(html.contains("explicit churn"));
+    assert!(!html.to_ascii_lowercase().contains("<script"));
+    let charts = html.matches("<svg").count();
+    assert!(charts >= 8, "{charts} charts");
+    assert!(html.matches("class=\"reading\"").count() >= charts - 1);
+}
+
+// ---------------------------------------------------------------------------------------
+// Rules
+// ---------------------------------------------------------------------------------------
+
+fn full_spec() -> FeatureSpec {
+    FeatureSpec::new(
+        crate::data::Present {
+            logins: true,
+            tickets: true,
+            orders: true,
+            events: false,
+            churn: true,
+        },
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        None,
+    )
+}
+
+fn row_with(spec: &FeatureSpec, values: &[(&str, f64)]) -> Vec<f64> {
+    let mut row = vec![0.0; spec.len()];
+    for (name, v) in values {
+        row[spec.index_of(name).unwrap()] = *v;
+    }
+    row
+}
+
+fn fired(rules: &[Rule], spec: &FeatureSpec, row: &[f64]) -> Vec<String> {
+    evaluate(rules, spec, row).into_iter().map(|h| h.rule).collect()
+}
+
+#[test]
+fn each_default_rule_fires_just_past_its_threshold_and_not_at_it() {
+    let spec = full_spec();
+    let rules = default_rules();
+    let names: Vec<String> = rules.iter().map(Rule::name).collect();
+    assert_eq!(
+        names,
+        ["no_login_7d", "order_overdue_1_5x", "urgent_tickets_open_2"]
+    );
+    let quiet = [
+        ("days_since_last_login", 7.0),
+        ("overdue_ratio", 1.5),
+        ("tickets_open_urgent", 1.0),
+    ];
+    assert!(fired(&rules, &spec, &row_with(&spec, &quiet)).is_empty());
+    let cases = [
+        ("days_since_last_login", 7.01, "no_login_7d"),
+        ("overdue_ratio", 1.51, "order_overdue_1_5x"),
+        ("tickets_open_urgent", 2.0, "urgent_tickets_open_2"),
+    ];
+    for (feature, value, rule) in cases {
+        let mut values = quiet.to_vec();
+        values.retain(|(f, _)| *f != feature);
+        values.push((feature, value));
+        assert_eq!(
+            fired(&rules, &spec, &row_with(&spec, &values)),
+            [rule],
+            "{feature} = {value}"
+        );
+    }
+    let hit = &evaluate(&rules, &spec, &row_with(&spec, &[("days_since_last_login", 12.0)]))[0];
+    assert_eq!(hit.kind, "no_login_days");
+    assert_eq!((hit.value, hit.threshold), (12.0, 7.0));
+    assert_eq!(hit.message, "no login for 12 days (rule: more than 7)");
+}
+
+#[test]
+fn an_undefined_value_or_a_feature_missing_from_the_spec_never_fires() {
+    let spec = full_spec();
+    let rules = default_rules();
+    let row = row_with(&spec, &[("overdue_ratio", f64::NAN)]);
+    assert!(fired(&rules, &spec, &row).is_empty());
+    // A model built without logins or tickets: only the order rule can fire.
+    let orders_only = FeatureSpec::new(
+        crate::data::Present {
+            orders: true,
+            ..Default::default()
+        },
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        None,
+    );
+    let row = row_with(&orders_only, &[("overdue_ratio", 3.0), ("tenure_days", 400.0)]);
+    assert_eq!(fired(&rules, &orders_only, &row), ["order_overdue_1_5x"]);
+    let silent: Vec<String> = rules_without_feature(&rules, &orders_only)
+        .into_iter()
+        .map(Rule::name)
+        .collect();
+    assert_eq!(silent, ["no_login_7d", "urgent_tickets_open_2"]);
+}
+
+#[test]
+fn default_rules_fire_exactly_for_the_customers_whose_rows_say_so() {
+    let t = d("2024-06-01");
+    let mut b = Builder::new(true, true, true, true);
+    let old = t - 200 * DAY;
+    let add = |b: &mut Builder, id: &str, recent_login: bool| {
+        let c = b.customer(id, old);
+        if recent_login {
+            b.login(c, t - DAY);
+        }
+        c
+    };
+    let p = add(&mut b, "p_login_8d_ago", false);
+    b.login(p, t - 8 * DAY);
+    let q = add(&mut b, "q_login_7d_ago", false);
+    b.login(q, t - 7 * DAY);
+    b.customer("r_new_no_login", t - 3 * DAY);
+    let s = add(&mut b, "s_on_time", true);
+    for days in [100, 70, 40] {
+        b.order(s, t - days * DAY, 10.0); // mean interval 30, 40 days since: 1.33x
+    }
+    let u = add(&mut b, "u_overdue", true);
+    for days in [100, 80, 60] {
+        b.order(u, t - days * DAY, 10.0); // mean interval 20, 60 days since: 3x
+    }
+    let one = add(&mut b, "one_order", true);
+    b.order(one, t - 300 * DAY, 10.0);
+    let v = add(&mut b, "v_two_urgent_open", true);
+    b.ticket(v, t - 5 * DAY, None, Priority::Urgent)
+        .ticket(v, t - 4 * DAY, Some(t + DAY), Priority::High); // closed after T: open at T
+    let w = add(&mut b, "w_one_urgent_open", true);
+    b.ticket(w, t - 5 * DAY, None, Priority::Urgent)
+        .ticket(w, t - 4 * DAY, Some(t - DAY), Priority::Urgent);
+    let x = add(&mut b, "x_three_normal_open", true);
+    for k in 1..=3 {
+        b.ticket(x, t - k * DAY, None, Priority::Normal);
+    }
+    // Rows after T change nothing.
+    b.login(p, t + DAY).order(u, t, 10.0);
+    let base = b.build();
+    let spec = full_spec();
+    let rows: Vec<(u32, Ts)> = (0..base.customers.len() as u32).map(|c| (c, t)).collect();
+    let x = Bound::new(&spec, &base).matrix(&rows);
+    let w = spec.len();
+    let rules = default_rules();
+    let got: Vec<(&str, Vec<String>)> = (0..rows.len())
+        .map(|i| {
+            (
+                base.customers.ids[i].as_str(),
+                fired(&rules, &spec, &x[i * w..(i + 1) * w]),
+            )
+        })
+        .collect();
+    let want = |rule: &str| vec![rule.to_string()];
+    assert_eq!(
+        got,
+        [
+            ("p_login_8d_ago", want("no_login_7d")),
+            ("q_login_7d_ago", vec![]),
+            ("r_new_no_login", vec![]),
+            ("s_on_time", vec![]),
+            ("u_overdue", want("order_overdue_1_5x")),
+            ("one_order", vec![]),
+            ("v_two_urgent_open", want("urgent_tickets_open_2")),
+            ("w_one_urgent_open", vec![]),
+            ("x_three_normal_open", vec![]),
+        ]
+    );
+}
+
+#[test]
+fn rules_read_from_json_take_a_derived_name_when_none_is_given() {
+    let rules = rules_from_json(
+        r#"[{"name": "no_login_7d", "kind": "no_login_days", "days": 7},
+            {"kind": "order_overdue_ratio", "ratio": 1.5},
+            {"kind": "urgent_tickets_open", "count": 2},
+            {"kind": "feature_below", "feature": "csat_mean_90d", "threshold": 2.5}]"#,
+    )
+    .unwrap();
+    let names: Vec<String> = rules.iter().map(Rule::name).collect();
+    assert_eq!(
+        names,
+        [
+            "no_login_7d",
+            "order_overdue_1_5x",
+            "urgent_tickets_open_2",
+            "csat_mean_90d_below_2_5"
+        ]
+    );
+    assert_eq!(rules[1..3], default_rules()[1..3]);
+    let back: Vec<Rule> = serde_json::from_value(serde_json::to_value(&rules).unwrap()).unwrap();
+    assert_eq!(back, rules);
+    let object = rules_from_json(r#"{"rules": [{"kind": "low_csat", "below": 3}]}"#).unwrap();
+    assert_eq!(object[0].name(), "csat_below_3");
+}
+
+#[test]
+fn invalid_rules_are_refused_with_the_rule_named() {
+    for (text, needle) in [
+        (r#"[{"kind": "urgent_tickets_open", "count": 0}]"#, "count"),
+        (r#"[{"kind": "no_login_days", "days": -1}]"#, "days"),
+        (r#"[{"kind": "feature_above", "feature": " ", "threshold": 1}]"#, "feature"),
+        (r#"[{"kind": "teleport", "days": 1}]"#, "rules:"),
+        (
+            r#"[{"kind": "no_login_days", "days": 7}, {"kind": "no_login_days", "days": 7}]"#,
+            "two rules",
+        ),
+    ] {
+        let err = rules_from_json(text).unwrap_err().to_string();
+        assert!(err.contains(needle), "{text}: {err}");
+    }
+}

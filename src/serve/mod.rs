@@ -1,0 +1,348 @@
+//! The HTTP scoring service: `app(state) -> Router`, `run(config, listener, shutdown)`.
+//!
+//! # Layout
+//!
+//! - [`state`]: the shared state, the hot-swapped model and its reload logic.
+//! - [`routes`]: `/v1` scoring, nightly scores, models; health, readiness, metrics, OpenAPI.
+//! - [`v2`]: the Open Inference Protocol (KServe v2 REST).
+//! - [`auth`]: bearer API keys and the admin key.
+//! - [`error`]: the error type and its statuses, the JSON extractor, the guards.
+//! - [`metrics`]: Prometheus metrics.
+//! - [`openapi`]: the OpenAPI document, derived from the handlers.
+//!
+//! # Lifecycle
+//!
+//! [`run`] opens the alert outbox, loads the `production` model (or starts without one:
+//! `/readyz` answers 503 until one loads), starts the alert dispatcher and a task that
+//! every `reload_interval` re-resolves `production` and re-reads the score file when its
+//! modification time changed, then serves until `shutdown` resolves. Shutdown stops
+//! accepting, drains requests in flight, then drains the dispatcher.
+//!
+//! # Statuses
+//!
+//! A 4xx is the caller's (see [`error::ApiError`] for each class); a 5xx is a bug, or
+//! 503 while no model is loaded or when a request outlives `request_timeout`.
+
+pub mod auth;
+pub mod error;
+pub mod metrics;
+pub mod openapi;
+pub mod routes;
+pub mod state;
+pub mod v2;
+
+#[cfg(test)]
+mod tests;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath};
+use axum::http::{Request, StatusCode};
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::routing::{get, post};
+use axum::Router;
+use tokio::sync::watch;
+use tower::ServiceBuilder;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+
+use crate::alerts::{AlertPolicy, AlertSink, Dispatcher, JsonlSink, RetryPolicy, WebhookSink};
+use crate::{Error, Result};
+
+pub use state::AppState;
+
+/// Everything the service needs, validated by the caller (`main`) before it starts.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// The models directory (the registry root).
+    pub models: PathBuf,
+    /// The registry name served; its `production` alias is what is served.
+    pub name: String,
+    /// Where [`serve`] listens. [`run`] takes a bound listener instead.
+    pub bind: SocketAddr,
+    /// Keys accepted on scoring and model routes. Empty: open, and loopback only.
+    pub api_keys: Vec<String>,
+    /// The key of the admin routes; `None` disables them (unless no API key is set).
+    pub admin_key: Option<String>,
+    /// The latest nightly score file, for `GET /v1/customers/{id}/score`.
+    pub scores: Option<PathBuf>,
+    /// The alert outbox (SQLite), shared with the nightly batch.
+    pub outbox: PathBuf,
+    /// Alerts are appended here as JSON lines, when set.
+    pub alert_log: Option<PathBuf>,
+    /// Alerts are POSTed here, signed with the secret, when set: `(url, secret)`.
+    pub webhook: Option<(String, String)>,
+    /// When a score becomes an alert.
+    pub policy: AlertPolicy,
+    /// How often `production` and the score file are checked for changes.
+    pub reload_interval: Duration,
+    /// Most instances per batch request (and rows per `/v2` inference).
+    pub max_batch: usize,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// A request still running after this is answered 503.
+    pub request_timeout: Duration,
+    /// Logs as JSON lines (for log shippers) rather than text.
+    pub log_json: bool,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            models: PathBuf::from("models"),
+            name: "churn".into(),
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            api_keys: Vec::new(),
+            admin_key: None,
+            scores: None,
+            outbox: PathBuf::from("models/churn/alerts.db"),
+            alert_log: None,
+            webhook: None,
+            policy: AlertPolicy::default(),
+            reload_interval: Duration::from_secs(2),
+            max_batch: 1000,
+            max_body_bytes: 1 << 20,
+            request_timeout: Duration::from_secs(30),
+            log_json: false,
+        }
+    }
+}
+
+/// The router with every route and layer, over a ready state. Tests drive it with
+/// `tower::ServiceExt::oneshot`; [`run`] serves it.
+pub fn app(state: AppState) -> Router {
+    let (max_body_bytes, request_timeout) = (state.max_body_bytes, state.request_timeout);
+    let protected = Router::new()
+        .route("/v1/score", post(routes::score))
+        .route("/v1/score/batch", post(routes::score_batch))
+        .route("/v1/customers/{id}/score", get(routes::customer_score))
+        .route("/v1/models", get(routes::list_models))
+        .route("/v1/models/{name}", get(routes::model_detail))
+        .route("/v2/models/{name}", get(v2::model_metadata))
+        .route("/v2/models/{name}/ready", get(v2::model_ready))
+        .route("/v2/models/{name}/infer", post(v2::infer))
+        .route(
+            "/v2/models/{name}/versions/{version}",
+            get(v2::model_metadata_version),
+        )
+        .route(
+            "/v2/models/{name}/versions/{version}/ready",
+            get(v2::model_ready_version),
+        )
+        .route(
+            "/v2/models/{name}/versions/{version}/infer",
+            post(v2::infer_version),
+        )
+        .route_layer(from_fn_with_state(state.clone(), auth::require_api_key));
+    let admin = Router::new()
+        .route("/v1/admin/reload", post(routes::admin_reload))
+        .route_layer(from_fn_with_state(state.clone(), auth::require_admin_key));
+    let open = Router::new()
+        .route("/healthz", get(routes::healthz))
+        .route("/readyz", get(routes::readyz))
+        .route("/metrics", get(routes::metrics))
+        .route("/openapi.json", get(routes::openapi))
+        .route("/v2", get(v2::server_metadata))
+        .route("/v2/health/live", get(v2::live))
+        .route("/v2/health/ready", get(v2::ready));
+    let layers = ServiceBuilder::new()
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &Request<_>| {
+                    let route = req
+                        .extensions()
+                        .get::<MatchedPath>()
+                        .map_or("unmatched", |m| m.as_str());
+                    let request_id = req
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("");
+                    tracing::info_span!("request", method = %req.method(), route, request_id)
+                })
+                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+        )
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(from_fn_with_state(state.clone(), metrics::track))
+        .layer(from_fn(error::json_errors))
+        .layer(from_fn(error::catch_panic))
+        .layer(RequestBodyLimitLayer::new(max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            request_timeout,
+        ))
+        .layer(DefaultBodyLimit::max(max_body_bytes));
+    Router::new()
+        .merge(protected)
+        .merge(admin)
+        .merge(open)
+        .fallback(routes::fallback)
+        .layer(layers)
+        .with_state(state)
+}
+
+/// The alert sinks the configuration asks for.
+fn sinks(config: &ServeConfig) -> Result<Vec<Arc<dyn AlertSink>>> {
+    let mut sinks: Vec<Arc<dyn AlertSink>> = Vec::new();
+    if let Some(log) = &config.alert_log {
+        sinks.push(Arc::new(JsonlSink::new(log.clone())));
+    }
+    if let Some((url, secret)) = &config.webhook {
+        sinks.push(Arc::new(WebhookSink::new(
+            url,
+            secret.as_bytes().to_vec(),
+            Duration::from_secs(10),
+        )?));
+    }
+    Ok(sinks)
+}
+
+/// Refuses to serve a non-loopback address without API keys.
+fn check_exposure(config: &ServeConfig, addr: SocketAddr) -> Result<()> {
+    let keys = auth::Keys::new(&config.api_keys, config.admin_key.as_deref());
+    if keys.is_open() {
+        if !addr.ip().is_loopback() {
+            return Err(Error::Config(format!(
+                "refusing to serve {addr} without API keys: anyone who can reach it could score \
+                 customers and read their scores. Set CHURNGUARD_API_KEYS (or --api-keys-file), \
+                 or bind a loopback address such as 127.0.0.1"
+            )));
+        }
+        tracing::warn!(%addr, "no API key configured: serving loopback without authentication");
+    }
+    Ok(())
+}
+
+/// Serves `config` on `listener` until `shutdown` resolves, then drains requests in flight
+/// and the alert dispatcher. Tests pass a listener bound to `127.0.0.1:0`.
+pub async fn run(
+    config: ServeConfig,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::Config(format!("the listener has no local address: {e}")))?;
+    check_exposure(&config, addr)?;
+    let sinks = sinks(&config)?;
+    let cfg = config.clone();
+    let state = tokio::task::spawn_blocking(move || AppState::open(&cfg))
+        .await
+        .map_err(|e| Error::Config(format!("start-up task failed: {e}")))??;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let dispatcher = if sinks.is_empty() {
+        tracing::info!("no alert sink configured: alerts stay in the outbox for another process to deliver");
+        None
+    } else {
+        Some(Dispatcher::new(state.outbox.clone(), sinks, RetryPolicy::default())?.spawn(stop_rx.clone()))
+    };
+    let reloader = tokio::spawn(reload_loop(
+        state.clone(),
+        config.reload_interval,
+        stop_rx.clone(),
+    ));
+
+    tracing::info!(%addr, model = %config.name, "serving");
+    let router = app(state);
+    let served = axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    tracing::info!("no longer accepting requests; draining alerts");
+    let _ = stop_tx.send(true);
+    let _ = reloader.await;
+    if let Some(d) = dispatcher {
+        let _ = d.await;
+    }
+    served.map_err(|e| Error::Config(format!("serving {addr}: {e}")))
+}
+
+/// Every `interval`, re-resolves `production` and re-reads a changed score file, on the
+/// blocking pool, until `stop` turns true.
+async fn reload_loop(state: AppState, interval: Duration, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(interval.max(Duration::from_millis(10)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await; // the first tick is immediate; start-up just loaded
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            changed = stop.changed() => {
+                if changed.is_err() || *stop.borrow() {
+                    return;
+                }
+            }
+        }
+        let s = state.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            s.reload_model(false);
+            s.reload_scores(false);
+        })
+        .await;
+    }
+}
+
+/// Installs a `tracing` subscriber (text or JSON lines, `RUST_LOG` filter, default
+/// `info`) unless one is installed already.
+pub fn init_logging(json: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// Binds `config.bind`, prints the address, and serves until SIGINT or SIGTERM.
+pub async fn serve(config: ServeConfig) -> Result<()> {
+    init_logging(config.log_json);
+    check_exposure(&config, config.bind)?;
+    let listener = tokio::net::TcpListener::bind(config.bind)
+        .await
+        .map_err(|e| Error::Config(format!("cannot listen on {}: {e}", config.bind)))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::Config(format!("the listener has no local address: {e}")))?;
+    println!("churnguard serving `{}` on http://{addr}", config.name);
+    println!("  try: curl http://{addr}/readyz");
+    run(config, listener, shutdown_signal()).await
+}
+
+/// Resolves on SIGINT (Ctrl-C) or, on Unix, SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutdown signal received");
+}
