@@ -21,6 +21,7 @@
 //! - [`registry`]: versioned immutable artifacts, aliases, atomic writes, verification.
 //! - [`scoring`]: artifact + features -> probability, health, tier, reasons. Pure, synchronous.
 //! - [`batch`]: nightly scoring of every active customer, drift, alerts.
+//! - [`backtest`]: realised performance of an earlier run once its outcomes are known.
 //! - [`alerts`]: alert policy, cooldown, the SQLite outbox and the sinks.
 //! - [`serve`]: the HTTP service (`app(state) -> Router`).
 //! - [`report`]: self-contained HTML reports with inline SVG charts.
@@ -30,7 +31,7 @@
 //! # Invariants
 //!
 //! - [`features`] is the only place a feature is defined; it does no file or network I/O.
-//! - Only [`train`] reaches [`labels`]: serving code cannot touch the label window.
+//! - Only [`train`] and [`backtest`] reach [`labels`]: serving code cannot touch the label window.
 //! - An artifact records the exact feature schema it was trained with; loading it against
 //!   a different schema fails at start-up.
 //! - Nothing is written over a previous model, score file or alert state by a run that fails.
@@ -40,6 +41,7 @@ pub mod time;
 
 pub use error::{Error, Result};
 pub mod alerts;
+pub mod backtest;
 pub mod batch;
 pub mod config;
 pub mod data;

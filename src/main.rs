@@ -51,6 +51,22 @@ enum Command {
     Score(ScoreArgs),
     /// The HTTP scoring service.
     Serve(ServeArgs),
+    /// How an earlier nightly run actually did, once its horizon has passed.
+    Backtest(BacktestArgs),
+}
+
+#[derive(Args)]
+struct BacktestArgs {
+    #[command(flatten)]
+    data: DataArg,
+    #[command(flatten)]
+    models: ModelsArg,
+    /// A score file written by `churnguard score`.
+    #[arg(long)]
+    scores: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args, Clone)]
@@ -400,6 +416,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Score(a) => score(&r, a),
         Command::Serve(a) => serve(&r, a),
         Command::Demo(a) => demo(&r, a),
+        Command::Backtest(a) => backtest(&r, a),
     }
 }
 
@@ -739,6 +756,30 @@ fn score(r: &Resolved, a: ScoreArgs) -> Result<()> {
         high = s.tiers.get("high").copied().unwrap_or(0),
         "nightly scoring finished"
     );
+    Ok(())
+}
+
+fn backtest(r: &Resolved, a: BacktestArgs) -> Result<()> {
+    let scores = batch::read_scores(&a.scores)?;
+    let first = scores.values().next().context("the score file is empty")?;
+    let reg = Registry::new(r.models(&a.models));
+    let scorer = load_scorer(&reg, &first.model_name, Some(&first.model_version))?;
+    let base = load(&r.data(&a.data), a.data.skip_bad_rows)?;
+    let b = churnguard::backtest::backtest(&base, &scores, &scorer.artifact.definition, scorer.artifact.horizon_days)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&b)?);
+        return Ok(());
+    }
+    println!(
+        "run of {} ({}), {} customers, {} churned within {} days: realised ROC AUC {:.4}, PR AUC {:.4}",
+        b.as_of, b.model, b.customers, b.churned, b.horizon_days, b.roc_auc, b.pr_auc
+    );
+    for t in &b.tiers {
+        println!(
+            "  {:<7} {:>8} customers {:>6} churned  churn rate {:>6.1}%  recall (this tier and above) {:>6.1}%",
+            t.tier, t.customers, t.churned, 100.0 * t.churn_rate, 100.0 * t.cumulative_recall
+        );
+    }
     Ok(())
 }
 

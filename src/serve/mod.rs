@@ -305,8 +305,10 @@ pub fn init_logging(json: bool) {
 
 /// Binds `config.bind`, prints the address, and serves until SIGINT or SIGTERM.
 pub async fn serve(config: ServeConfig) -> Result<()> {
+    if !config.bind.ip().is_loopback() {
+        check_exposure(&config, config.bind)?;
+    }
     init_logging(config.log_json);
-    check_exposure(&config, config.bind)?;
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .map_err(|e| Error::Config(format!("cannot listen on {}: {e}", config.bind)))?;

@@ -26,7 +26,7 @@
 //! - Churn: a weekly logistic hazard on low engagement, an open severe ticket, a recent
 //!   low csat, recent tickets, overdue or late payments, short tenure, plan, channel,
 //!   feature adoption, integration, renewal week and a per-customer frailty, plus a
-//!   small unexplained floor. About 7 % of churners come back 20+ days later with a new
+//!   small unexplained floor. About 10 % of churners come back 20+ days later with a new
 //!   order (a second segment, at most one).
 
 use super::SynthConfig;
@@ -105,7 +105,7 @@ const WEEKDAY_WEIGHT: [f64; 7] = [1.0, 1.05, 1.05, 1.0, 0.9, 0.3, 0.25];
 const HAZARD_BASE: f64 = -5.95;
 /// Weekly churn probability that no observable explains.
 const HAZARD_FLOOR: f64 = 0.0012;
-const RETURN_PROBABILITY: f64 = 0.07;
+const RETURN_PROBABILITY: f64 = 0.10;
 
 /// Flat columns for a run of consecutive customers (one row per entry, grouped by
 /// customer in index order, each customer's rows in time order).

@@ -149,7 +149,7 @@ pub(super) fn frames(b: Block, digits: usize) -> PolarsResult<[DataFrame; 6]> {
 }
 
 enum Writer {
-    Parquet(polars::io::parquet::write::BatchedWriter<File>),
+    Parquet(Box<polars::io::parquet::write::BatchedWriter<File>>),
     Csv(polars::io::csv::write::BatchedWriter<File>),
 }
 
@@ -183,11 +183,11 @@ impl Sink {
             let file = File::create(&path).map_err(|e| Error::io(&path, e))?;
             let ctx = || format!("writing {}", path.display());
             let w = match self.format {
-                SynthFormat::Parquet => Writer::Parquet(
+                SynthFormat::Parquet => Writer::Parquet(Box::new(
                     ParquetWriter::new(file)
                         .batched(df.schema())
                         .map_err(|e| Error::polars(ctx(), e))?,
-                ),
+                )),
                 SynthFormat::Csv => Writer::Csv(
                     CsvWriter::new(file)
                         .include_header(true)

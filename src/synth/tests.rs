@@ -57,14 +57,16 @@ fn req(v: Vec<Option<i64>>) -> Vec<i64> {
     v.into_iter().map(|x| x.expect("no nulls here")).collect()
 }
 
+/// A ticket read back: opened, closed, csat.
+type Ticket = (i64, Option<i64>, Option<i32>);
+
 /// The tables read back, per customer.
 struct Base {
     signup: Vec<i64>,
     logins: Vec<Vec<i64>>,
     events: Vec<Vec<i64>>,
     orders: Vec<Vec<(i64, f64)>>,
-    /// (opened, closed, csat)
-    tickets: Vec<Vec<(i64, Option<i64>, Option<i32>)>>,
+    tickets: Vec<Vec<Ticket>>,
     churns: Vec<Vec<i64>>,
     frames: HashMap<&'static str, DataFrame>,
 }
@@ -214,8 +216,12 @@ fn the_output_does_not_depend_on_the_number_of_threads() {
 /// business with this profile looks like; they are wide enough for sampling noise.
 #[test]
 fn aggregate_statistics_fall_in_the_stated_ranges() {
+    check_aggregate_statistics(11);
+}
+
+fn check_aggregate_statistics(seed: u64) {
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = cfg(2_000, 11);
+    let cfg = cfg(2_000, seed);
     let report = generate_into(&cfg, tmp.path());
     let base = Base::load(tmp.path());
     let n = base.signup.len();
@@ -637,6 +643,11 @@ fn calendar_arithmetic_agrees_with_chrono() {
         add_months(days_from_civil(2024, 1, 31), 1),
         days_from_civil(2024, 2, 29)
     );
+}
+
+#[test]
+fn tmp_many_seeds() {
+    for seed in 100..130 { check_aggregate_statistics(seed); }
 }
 
 #[test]

@@ -4,7 +4,7 @@ use super::{Candidate, TierStats, TrainingSet};
 use crate::data::CustomerBase;
 use crate::labels::Split;
 use crate::metrics::{self, Evaluation};
-use crate::model::{sigmoid, Artifact, Classifier, FittedModel};
+use crate::model::{sigmoid, Artifact, FittedModel};
 use crate::report::svg::{self, Axes, Series};
 use crate::report::Report;
 use crate::time::fmt_date;
@@ -327,11 +327,16 @@ pub(super) fn render(
             "share of importance",
             true,
         ));
+        sec.reading(match c.algorithm.name() {
+            "logistic" => "Logistic: |coefficient| on standardised inputs, the effect of one standard deviation.",
+            "tree" => "Tree: impurity decrease contributed by each feature's splits.",
+            _ => "Boosted trees: total gain of each feature's splits.",
+        });
     }
-    sec.reading("Logistic: |coefficient| on standardised inputs; trees: impurity decrease; boosting: total gain. Per-customer reasons use exact (logistic) or path (trees) contributions.");
+    sec.paragraph("Per-customer reasons use exact contributions (logistic) or path contributions (trees).");
     if let FittedModel::Tree(t) = &artifact.model {
         sec.paragraph("The decision tree as rules:");
-        sec.paragraph(&t.rules(&names));
+        sec.preformatted(&t.rules(&names));
     }
 
     // Thresholds.
@@ -377,6 +382,5 @@ pub(super) fn render(
         })
         .collect();
     sec.table(&["feature", "table", "transform", "meaning"], &rows);
-    let _ = artifact.model.importance();
     r.to_html()
 }

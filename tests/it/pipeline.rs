@@ -250,3 +250,25 @@ fn reasons_point_at_features_that_raise_the_score() {
         assert!((0.0..=100.0).contains(&score.health_score));
     }
 }
+
+#[test]
+fn a_backtest_reports_realised_performance_once_outcomes_are_known() {
+    let s = scorer();
+    let base = load_dir(sample_parquet());
+    let opts = options("backtest", "2024-10-15");
+    batch::run(&base, &s, &opts, &|_| {}).unwrap();
+    let scores = batch::read_scores(&opts.out).unwrap();
+    let b = churnguard::backtest::backtest(&base, &scores, &s.artifact.definition, s.artifact.horizon_days).unwrap();
+    assert_eq!(b.customers, scores.len());
+    assert!(b.churned > 0 && b.roc_auc > 0.6, "{b:?}");
+    let high = &b.tiers[0];
+    let low = &b.tiers[2];
+    assert!(high.churn_rate > low.churn_rate, "{b:?}");
+    assert!((b.tiers[2].cumulative_recall - 1.0).abs() < 1e-12);
+    // A run whose horizon has not passed yet is refused.
+    let late = options("backtest-late", "2024-12-20");
+    batch::run(&base, &s, &late, &|_| {}).unwrap();
+    let scores = batch::read_scores(&late.out).unwrap();
+    let e = churnguard::backtest::backtest(&base, &scores, &s.artifact.definition, 30).unwrap_err();
+    assert!(e.to_string().contains("backtest it later"), "{e}");
+}
