@@ -1,3 +1,265 @@
+//! Micro-benchmarks of the per-customer paths (divan).
+//!
+//!   cargo bench --bench online                 # everything
+//!   cargo bench --bench online -- online       # only the online feature path
+//!
+//! * `online_*`: the service's online path for one typical activity payload
+//!   (60 logins, 3 tickets, 12 orders, 80 events, the `activity` form of
+//!   `POST /v1/score`): JSON text -> `serde_json::Value` -> `OwnedActivity::parse`
+//!   -> `features`. Target (issue #3): under 50 µs per customer end to end.
+//! * `score_row` / `margin_row`: scoring one feature row with each model kind
+//!   (logistic, tree, forest, gbdt) fitted on a small generated base:
+//!   `Scorer::score` (probability, health, tier, top-3 reasons) and the bare margin.
+//!
+//! The fixture (a 3,000-customer generated base, its training set and one model of
+//! each kind) is built once, outside the timed closures.
+
+use churnguard::data::{load, LoadOptions};
+use churnguard::features::online::OwnedActivity;
+use churnguard::features::{AttributeConfig, ChurnDefinition, FeatureSpec};
+use churnguard::labels::{LabelConfig, Split};
+use churnguard::metrics::Bins;
+use churnguard::model::{
+    sigmoid, Algorithm, Artifact, Classifier, FittedModel, Platt, Thresholds, ARTIFACT_FORMAT,
+};
+use churnguard::scoring::Scorer;
+use churnguard::synth::{generate, SynthConfig, SynthFormat};
+use churnguard::time::{fmt_ts, parse_ts, Ts, DAY};
+use churnguard::train::{fit_algorithm, TrainConfig, TrainingSet};
+use divan::{black_box, Bencher};
+use serde_json::{json, Value};
+use std::sync::OnceLock;
+
 fn main() {
     divan::main();
+}
+
+struct Fixture {
+    spec: FeatureSpec,
+    t: Ts,
+    text: String,
+    payload: Value,
+    activity: OwnedActivity,
+    /// One scorer per model kind, in `KINDS` order.
+    scorers: Vec<Scorer>,
+    /// Validation rows of the fixture's training set (row-major).
+    rows: Vec<f64>,
+}
+
+const KINDS: [&str; 4] = ["logistic", "tree", "forest", "gbdt"];
+
+/// A deterministic pseudo-random stream (no dependency needed).
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        self.0 >> 33
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// The typical payload of the brief: 60 logins, 3 tickets, 12 orders, 80 events.
+fn typical_payload(spec: &FeatureSpec, t: Ts) -> Value {
+    let mut r = Lcg(42);
+    let mut at = |max_days: u64| fmt_ts(t - 1 - r.below(max_days * DAY as u64) as i64);
+    let logins: Vec<Value> = (0..60).map(|_| json!(at(90))).collect();
+    let tickets = vec![
+        json!({"opened_at": at(120), "closed_at": fmt_ts(t - 20 * DAY), "priority": "high", "csat": 2}),
+        json!({"opened_at": at(60), "closed_at": fmt_ts(t - 3 * DAY), "priority": "normal", "csat": 4}),
+        json!({"opened_at": fmt_ts(t - 2 * DAY), "closed_at": null, "priority": "urgent", "csat": null}),
+    ];
+    let orders: Vec<Value> = (0..12)
+        .map(|i| json!({"at": fmt_ts(t - (i * 30 + 5) * DAY), "amount": if i == 4 { -49.0 } else { 49.0 }}))
+        .collect();
+    let types: Vec<String> = if spec.event_types.is_empty() {
+        vec!["search".into()]
+    } else {
+        spec.event_types.clone()
+    };
+    let mut r2 = Lcg(7);
+    let events: Vec<Value> = (0..80)
+        .map(|_| {
+            let ty = &types[r2.below(types.len() as u64) as usize];
+            json!({"at": fmt_ts(t - 1 - r2.below(60 * DAY as u64) as i64), "event_type": ty, "value": 1})
+        })
+        .collect();
+    json!({
+        "customer": {"signup_at": "2023-03-14", "plan": "pro", "channel": "organic",
+                     "country": "de", "monthly_fee": 49.0},
+        "logins": logins, "tickets": tickets, "orders": orders, "events": events,
+    })
+}
+
+fn fixture() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("churnguard-bench-online-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let cfg = SynthConfig {
+            customers: 3000,
+            seed: 11,
+            format: SynthFormat::Parquet,
+            ..SynthConfig::sample()
+        };
+        generate(&cfg, &dir, &|_| {}).expect("generate the bench base");
+        let base = load(&dir, &LoadOptions::default()).expect("load the bench base");
+        let _ = std::fs::remove_dir_all(&dir);
+        let attrs = AttributeConfig {
+            categorical: vec!["plan".into(), "channel".into(), "country".into()],
+            numeric: vec!["monthly_fee".into()],
+            top_levels: 8,
+            top_event_types: 8,
+        };
+        let set = TrainingSet::build(&base, &LabelConfig::default(), &attrs)
+            .expect("training set of the bench base");
+        let spec = set.spec.clone();
+        let w = spec.len();
+        let (xt, yt, _) = set.select(|e| e.split == Split::Train);
+        let (xv, _, _) = set.select(|e| e.split == Split::Validation);
+        let tcfg = TrainConfig::default();
+        let scorers = KINDS
+            .iter()
+            .map(|k| {
+                let algo: Algorithm = k.parse().expect("known algorithm");
+                let (model, _) =
+                    fit_algorithm(algo, &tcfg, &spec, &xt, &yt, None).expect("fit a bench model");
+                scorer(&spec, model, &xt, &xv, w, k)
+            })
+            .collect();
+        let t = parse_ts("2024-12-01").expect("date");
+        let payload = typical_payload(&spec, t);
+        let text = serde_json::to_string(&payload).expect("payload text");
+        let (activity, ignored) = OwnedActivity::parse(&spec, &payload).expect("parse payload");
+        assert!(ignored.is_empty());
+        assert_eq!(
+            (activity.logins.len(), activity.tickets.len(), activity.orders.len(), activity.events.len()),
+            (60, 3, 12, 80)
+        );
+        eprintln!(
+            "fixture: {} features, payload {} bytes, {} validation rows to score",
+            w,
+            text.len(),
+            xv.len() / w.max(1)
+        );
+        Fixture {
+            spec,
+            t,
+            text,
+            payload,
+            activity,
+            scorers,
+            rows: xv,
+        }
+    })
+}
+
+/// A scorer around a fitted model, with references learned as the trainer does.
+fn scorer(spec: &FeatureSpec, model: FittedModel, xt: &[f64], xv: &[f64], w: usize, kind: &str) -> Scorer {
+    let mut probs: Vec<f64> = xv.chunks(w).map(|r| sigmoid(model.margin(r))).collect();
+    probs.sort_by(f64::total_cmp);
+    let q = |p: f64| probs[((probs.len() - 1) as f64 * p) as usize];
+    let health_reference = (0..=100).map(|i| q(i as f64 / 100.0)).collect();
+    let feature_bins = (0..w)
+        .map(|j| Bins::learn(&xt.chunks(w).map(|r| r[j]).collect::<Vec<_>>()))
+        .collect();
+    let artifact = Artifact {
+        format: ARTIFACT_FORMAT,
+        spec: spec.clone(),
+        model,
+        calibration: Platt::default(),
+        thresholds: Thresholds {
+            high: q(0.95),
+            medium: q(0.80),
+            policy: "bench".into(),
+        },
+        definition: ChurnDefinition::Explicit,
+        horizon_days: 30,
+        health_reference,
+        feature_bins,
+        score_bins: Bins::learn(&probs),
+    };
+    Scorer {
+        name: "bench".into(),
+        version: kind.into(),
+        artifact,
+        manifest: Value::Null,
+    }
+}
+
+/// The whole online path: request text -> JSON -> parsed activity -> features.
+#[divan::bench]
+fn online_end_to_end(b: Bencher) {
+    let f = fixture();
+    b.bench(|| {
+        let v: Value = serde_json::from_str(black_box(&f.text)).expect("json");
+        let (a, _) = OwnedActivity::parse(&f.spec, &v).expect("parse");
+        a.features(&f.spec, black_box(f.t))
+    });
+}
+
+/// JSON text -> `serde_json::Value` only (what axum's extractor does before us).
+#[divan::bench]
+fn online_json_text(b: Bencher) {
+    let f = fixture();
+    b.bench(|| serde_json::from_str::<Value>(black_box(&f.text)).expect("json"));
+}
+
+/// `OwnedActivity::parse` of an already-decoded payload (validation, timestamps, sorting).
+#[divan::bench]
+fn online_parse(b: Bencher) {
+    let f = fixture();
+    b.bench(|| OwnedActivity::parse(&f.spec, black_box(&f.payload)).expect("parse"));
+}
+
+/// `features` of a parsed activity (the shared feature code).
+#[divan::bench]
+fn online_features(b: Bencher) {
+    let f = fixture();
+    b.bench(|| f.activity.features(&f.spec, black_box(f.t)));
+}
+
+/// Online path then scoring with the gbdt model: one `POST /v1/score` minus HTTP.
+#[divan::bench]
+fn online_end_to_end_scored_gbdt(b: Bencher) {
+    let f = fixture();
+    let s = &f.scorers[3];
+    b.bench(|| {
+        let v: Value = serde_json::from_str(black_box(&f.text)).expect("json");
+        let (a, _) = OwnedActivity::parse(&f.spec, &v).expect("parse");
+        s.score(&a.features(&f.spec, f.t), 3)
+    });
+}
+
+/// `Scorer::score` of one feature row (probability, health, tier, top-3 reasons),
+/// cycling over the validation rows; what the nightly batch does per customer.
+#[divan::bench(args = KINDS)]
+fn score_row(b: Bencher, kind: &str) {
+    let f = fixture();
+    let s = &f.scorers[KINDS.iter().position(|k| *k == kind).expect("kind")];
+    let w = f.spec.len();
+    let n = f.rows.len() / w;
+    let mut i = 0usize;
+    b.bench_local(|| {
+        i = (i + 1) % n;
+        s.score(black_box(&f.rows[i * w..(i + 1) * w]), 3)
+    });
+}
+
+/// The bare calibrated probability of one row (comparable to `predict_proba`).
+#[divan::bench(args = KINDS)]
+fn probability_row(b: Bencher, kind: &str) {
+    let f = fixture();
+    let s = &f.scorers[KINDS.iter().position(|k| *k == kind).expect("kind")];
+    let w = f.spec.len();
+    let n = f.rows.len() / w;
+    let mut i = 0usize;
+    b.bench_local(|| {
+        i = (i + 1) % n;
+        s.probability(black_box(&f.rows[i * w..(i + 1) * w]))
+    });
 }

@@ -17,13 +17,16 @@ pub struct LogisticParams {
     /// L2 penalty strength.
     pub alpha: f64,
     pub max_iterations: u64,
+    /// Stop when the mean (per-row) gradient norm falls below this.
+    pub gradient_tolerance: f64,
 }
 
 impl Default for LogisticParams {
     fn default() -> Self {
         LogisticParams {
             alpha: 1.0,
-            max_iterations: 200,
+            max_iterations: 50,
+            gradient_tolerance: 1e-4,
         }
     }
 }
@@ -63,8 +66,8 @@ impl LogisticModel {
             .alpha(params.alpha)
             .max_iterations(params.max_iterations)
             // linfa's loss is a sum over rows: a fixed tolerance would demand ever more
-            // precision as data grows. Stop when the mean gradient is below 1e-5.
-            .gradient_tolerance(1e-5 * n.max(1) as f64)
+            // precision as data grows, so the tolerance is per row.
+            .gradient_tolerance(params.gradient_tolerance * n.max(1) as f64)
             .fit(&ds)
             .map_err(|e| Error::Train(format!("logistic regression: {e}")))?;
         // linfa calls the majority class "positive"; we want the log-odds of churn (1).

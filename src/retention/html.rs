@@ -124,7 +124,7 @@ fn overview(r: &mut Report, k: &RetentionKpis) {
     let s = r.section("Overview");
     s.paragraph(&k.churn_definition_text).key_values(&kv);
     for n in &k.notes {
-        s.warning(n);
+        s.paragraph(&format!("Note: {n}."));
     }
 }
 
@@ -284,10 +284,10 @@ fn revenue(r: &mut Report, k: &RetentionKpis) {
             "customers",
             "revenue to date",
             "per customer",
-            "active customer-months",
-            "monthly revenue per active customer",
+            "customer-months",
+            "monthly per active",
             "CLV",
-            "repeat purchase rate",
+            "repeat rate",
         ],
         &rows,
     );

@@ -144,7 +144,8 @@ pub struct SegmentKpi {
 pub struct TicketRisk {
     /// By `tickets_open_urgent` (high or urgent tickets open at the snapshot): 0, 1, 2, 3+.
     pub by_open_urgent: Vec<RateBand>,
-    /// By `csat_mean_90d` band (mean csat of tickets closed in the 90 days before).
+    /// By `csat_mean_90d` band (mean csat of tickets closed in the 90 days before; `unrated`:
+    /// no rated ticket closed in those 90 days).
     pub by_csat: Vec<RateBand>,
 }
 
@@ -801,7 +802,7 @@ impl Risk {
                 .map(|(n, t)| t.band(n))
                 .collect(),
             by_csat: [
-                "no rated ticket in 90 days",
+                "unrated",
                 "below 2.5",
                 "2.5 to 3.5",
                 "3.5 and above",

@@ -270,7 +270,12 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(|v| {
-                let essence = v.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+                let essence = v
+                    .split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase();
                 essence == "application/json" || essence.ends_with("+json")
             });
         if json_type != Some(true) {
@@ -318,7 +323,11 @@ pub async fn json_errors(req: Request, next: Next) -> Response {
     }
     let (parts, body) = res.into_parts();
     let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
-    let text = String::from_utf8_lossy(&text).trim().chars().take(300).collect::<String>();
+    let text = String::from_utf8_lossy(&text)
+        .trim()
+        .chars()
+        .take(300)
+        .collect::<String>();
     let (code, message) = match status {
         StatusCode::NOT_FOUND => ("not_found", "no such route".to_string()),
         StatusCode::METHOD_NOT_ALLOWED => (

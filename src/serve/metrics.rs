@@ -65,7 +65,11 @@ impl Histogram {
             cumulative += c;
             let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {cumulative}");
         }
-        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}", self.count);
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}",
+            self.count
+        );
         let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum);
         let _ = writeln!(out, "{name}_count{{{labels}}} {}", self.count);
     }
@@ -280,9 +284,15 @@ mod tests {
         let m = Metrics::default();
         m.observe_scores("churn", "v1", &[0.005, 0.5, 0.95, f64::NAN]);
         let text = m.render(None, CountersSnapshot::default());
-        assert!(text.contains("churnguard_score_bucket{model=\"churn\",model_version=\"v1\",le=\"0.01\"} 1"));
-        assert!(text.contains("churnguard_score_bucket{model=\"churn\",model_version=\"v1\",le=\"0.5\"} 2"));
-        assert!(text.contains("churnguard_score_bucket{model=\"churn\",model_version=\"v1\",le=\"+Inf\"} 3"));
+        assert!(text.contains(
+            "churnguard_score_bucket{model=\"churn\",model_version=\"v1\",le=\"0.01\"} 1"
+        ));
+        assert!(text.contains(
+            "churnguard_score_bucket{model=\"churn\",model_version=\"v1\",le=\"0.5\"} 2"
+        ));
+        assert!(text.contains(
+            "churnguard_score_bucket{model=\"churn\",model_version=\"v1\",le=\"+Inf\"} 3"
+        ));
         assert!(text.contains("churnguard_score_count{model=\"churn\",model_version=\"v1\"} 3"));
     }
 

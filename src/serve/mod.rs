@@ -239,10 +239,15 @@ pub async fn run(
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let dispatcher = if sinks.is_empty() {
-        tracing::info!("no alert sink configured: alerts stay in the outbox for another process to deliver");
+        tracing::info!(
+            "no alert sink configured: alerts stay in the outbox for another process to deliver"
+        );
         None
     } else {
-        Some(Dispatcher::new(state.outbox.clone(), sinks, RetryPolicy::default())?.spawn(stop_rx.clone()))
+        Some(
+            Dispatcher::new(state.outbox.clone(), sinks, RetryPolicy::default())?
+                .spawn(stop_rx.clone()),
+        )
     };
     let reloader = tokio::spawn(reload_loop(
         state.clone(),

@@ -283,23 +283,22 @@ fn prepare(scorer: &Scorer, v: &Value, prefix: &str, now: Ts) -> Result<Prepared
         }
     };
     let present = |k: &str| obj.get(k).filter(|v| !v.is_null());
-    let (row, more) = match (present("features"), present("activity")) {
-        (Some(f), None) => scorer.parse_features(f),
-        (None, Some(a)) => scorer.features_from_activity(a, as_of),
-        (Some(_), Some(_)) => {
-            return Err(ApiError::invalid(
-                field("features"),
-                "send either `features` or `activity`, not both",
-            ))
-        }
-        (None, None) => {
-            return Err(ApiError::invalid(
+    let (row, more) =
+        match (present("features"), present("activity")) {
+            (Some(f), None) => scorer.parse_features(f),
+            (None, Some(a)) => scorer.features_from_activity(a, as_of),
+            (Some(_), Some(_)) => {
+                return Err(ApiError::invalid(
+                    field("features"),
+                    "send either `features` or `activity`, not both",
+                ))
+            }
+            (None, None) => return Err(ApiError::invalid(
                 field("features"),
                 "one of `features` (the model's features) or `activity` (raw activity) is required",
-            ))
+            )),
         }
-    }
-    .map_err(|e| ApiError::from_library(e, prefix))?;
+        .map_err(|e| ApiError::from_library(e, prefix))?;
     ignored.extend(more);
     Ok(Prepared {
         customer_id,
@@ -626,7 +625,9 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>)
 )]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let scorer = state.scorer();
-    let served = scorer.as_ref().map(|s| (s.name.as_str(), s.version.as_str()));
+    let served = scorer
+        .as_ref()
+        .map(|s| (s.name.as_str(), s.version.as_str()));
     let text = state
         .metrics
         .render(served, state.outbox.counters().snapshot());
@@ -678,15 +679,16 @@ pub async fn admin_reload(State(state): State<AppState>) -> Result<Json<ReloadRe
         ReloadOutcome::Unchanged { .. } => (false, None),
         ReloadOutcome::Loaded { previous, .. } => (true, previous),
         ReloadOutcome::Failed { version, serving } => {
+            let version = version.map(|v| format!(" {v}")).unwrap_or_default();
+            let serving = match serving {
+                Some(v) => format!("{v} keeps serving"),
+                None => "no model is served".into(),
+            };
             return Err(conflict(format!(
-                "the production version{} of `{}` could not be loaded (the server log says why); {}",
-                version.map(|v| format!(" {v}")).unwrap_or_default(),
-                state.name,
-                match serving {
-                    Some(v) => format!("{v} keeps serving"),
-                    None => "no model is served".into(),
-                }
-            )))
+                "the production version{version} of `{}` could not be loaded \
+                 (the server log says why); {serving}",
+                state.name
+            )));
         }
         ReloadOutcome::NoModel => {
             return Err(conflict(format!(

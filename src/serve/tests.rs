@@ -37,10 +37,8 @@ struct Fixture {
 fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
-        let root = std::env::temp_dir().join(format!(
-            "churnguard-serve-tests-{}",
-            std::process::id()
-        ));
+        let root =
+            std::env::temp_dir().join(format!("churnguard-serve-tests-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         let data = root.join("data");
         let models = root.join("models");
@@ -271,7 +269,10 @@ fn assert_v2_error(a: &Answer, status: StatusCode, mentions: &str) {
     let obj = a.body.as_object().expect("a JSON object");
     assert_eq!(obj.len(), 1, "{}", a.body);
     let msg = obj["error"].as_str().expect("error is a string");
-    assert!(msg.contains(mentions), "`{msg}` should mention `{mentions}`");
+    assert!(
+        msg.contains(mentions),
+        "`{msg}` should mention `{mentions}`"
+    );
 }
 
 // ---------------------------------------------------------------- scoring (/v1)
@@ -334,7 +335,10 @@ async fn unknown_fields_are_ignored_and_reported() {
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
     let ignored = a.body["ignored_fields"].as_array().unwrap();
     assert!(ignored.contains(&json!("colour")), "{ignored:?}");
-    assert!(ignored.contains(&json!("features.not_a_feature")), "{ignored:?}");
+    assert!(
+        ignored.contains(&json!("features.not_a_feature")),
+        "{ignored:?}"
+    );
 
     let mut act = activity();
     act["pets"] = json!([]);
@@ -403,14 +407,24 @@ async fn a_bad_instance_fails_the_batch_naming_its_index_and_field() {
     )
     .await;
     let field = format!("instances[3].features.{feat}");
-    assert_error(&a, StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", Some(&field));
+    assert_error(
+        &a,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_input",
+        Some(&field),
+    );
     assert!(a.body["error"]["message"]
         .as_str()
         .unwrap()
         .starts_with("instances[3]"));
 
     let a = post_json(&app, "/v1/score/batch", &json!({"instances": [1]})).await;
-    assert_error(&a, StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", Some("instances[0]"));
+    assert_error(
+        &a,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_input",
+        Some("instances[0]"),
+    );
     let a = post_json(
         &app,
         "/v1/score/batch",
@@ -433,7 +447,12 @@ async fn more_instances_than_max_batch_is_413() {
         .map(|i| json!({"customer_id": format!("c{i}"), "features": {}}))
         .collect();
     let a = post_json(&app, "/v1/score/batch", &json!({ "instances": instances })).await;
-    assert_error(&a, StatusCode::PAYLOAD_TOO_LARGE, "too_many_instances", Some("instances"));
+    assert_error(
+        &a,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_many_instances",
+        Some("instances"),
+    );
 }
 
 #[tokio::test]
@@ -451,28 +470,160 @@ async fn every_class_of_bad_input_gets_a_4xx_json_error_naming_the_field() {
     let feat_field = format!("features.{feat}");
     let un = StatusCode::UNPROCESSABLE_ENTITY;
     let json_cases: Vec<(&str, Value, StatusCode, &str, Option<&str>)> = vec![
-        ("not an object", json!([1, 2]), StatusCode::BAD_REQUEST, "malformed_json", None),
-        ("no customer_id", json!({"features": features(1.0)}), un, "invalid_input", Some("customer_id")),
-        ("numeric customer_id", json!({"customer_id": 5, "features": features(1.0)}), un, "invalid_input", Some("customer_id")),
-        ("blank customer_id", json!({"customer_id": "  ", "features": features(1.0)}), un, "invalid_input", Some("customer_id")),
-        ("huge customer_id", json!({"customer_id": "x".repeat(300), "features": features(1.0)}), un, "invalid_input", Some("customer_id")),
-        ("missing feature", json!({"customer_id": "c", "features": missing}), un, "invalid_input", Some(&feat_field)),
-        ("string feature", with(&feat, json!("3")), un, "invalid_input", Some(&feat_field)),
-        ("null required feature", with(&feat, Value::Null), un, "invalid_input", Some(&feat_field)),
-        ("object feature", with(&feat, json!({"v": 1})), un, "invalid_input", Some(&feat_field)),
-        ("features not an object", json!({"customer_id": "c", "features": [1]}), un, "invalid_input", Some("features")),
-        ("both forms", json!({"customer_id": "c", "features": features(1.0), "activity": activity()}), un, "invalid_input", Some("features")),
-        ("neither form", json!({"customer_id": "c"}), un, "invalid_input", Some("features")),
-        ("bad as_of", json!({"customer_id": "c", "as_of": "2024-02-30", "features": features(1.0)}), un, "invalid_input", Some("as_of")),
-        ("numeric as_of", json!({"customer_id": "c", "as_of": 20240101, "features": features(1.0)}), un, "invalid_input", Some("as_of")),
-        ("bad login date", json!({"customer_id": "c", "activity": {"customer": {"signup_at": "2023-01-01"}, "logins": ["01/03/2024"]}}), un, "invalid_input", Some("activity.logins[0]")),
-        ("bad signup", json!({"customer_id": "c", "activity": {"customer": {"signup_at": "soon"}}}), un, "invalid_input", Some("activity.customer.signup_at")),
-        ("no customer in activity", json!({"customer_id": "c", "activity": {"logins": []}}), un, "invalid_input", Some("activity.customer")),
-        ("activity list of wrong type", json!({"customer_id": "c", "activity": {"customer": {"signup_at": "2023-01-01"}, "orders": "many"}}), un, "invalid_input", Some("activity.orders")),
-        ("string amount", json!({"customer_id": "c", "activity": {"customer": {"signup_at": "2023-01-01"}, "orders": [{"at": "2024-01-01", "amount": "9"}]}}), un, "invalid_input", Some("activity.orders[0].amount")),
-        ("csat out of range", json!({"customer_id": "c", "activity": {"customer": {"signup_at": "2023-01-01"}, "tickets": [{"opened_at": "2024-01-01", "csat": 9}]}}), un, "invalid_input", Some("activity.tickets[0].csat")),
-        ("closed before opened", json!({"customer_id": "c", "activity": {"customer": {"signup_at": "2023-01-01"}, "tickets": [{"opened_at": "2024-01-05", "closed_at": "2024-01-01"}]}}), un, "invalid_input", Some("activity.tickets[0].closed_at")),
-        ("instances not an array", json!({"instances": {"a": 1}}), un, "invalid_input", Some("instances")),
+        (
+            "not an object",
+            json!([1, 2]),
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            None,
+        ),
+        (
+            "no customer_id",
+            json!({"features": features(1.0)}),
+            un,
+            "invalid_input",
+            Some("customer_id"),
+        ),
+        (
+            "numeric customer_id",
+            json!({"customer_id": 5, "features": features(1.0)}),
+            un,
+            "invalid_input",
+            Some("customer_id"),
+        ),
+        (
+            "blank customer_id",
+            json!({"customer_id": "  ", "features": features(1.0)}),
+            un,
+            "invalid_input",
+            Some("customer_id"),
+        ),
+        (
+            "huge customer_id",
+            json!({"customer_id": "x".repeat(300), "features": features(1.0)}),
+            un,
+            "invalid_input",
+            Some("customer_id"),
+        ),
+        (
+            "missing feature",
+            json!({"customer_id": "c", "features": missing}),
+            un,
+            "invalid_input",
+            Some(&feat_field),
+        ),
+        (
+            "string feature",
+            with(&feat, json!("3")),
+            un,
+            "invalid_input",
+            Some(&feat_field),
+        ),
+        (
+            "null required feature",
+            with(&feat, Value::Null),
+            un,
+            "invalid_input",
+            Some(&feat_field),
+        ),
+        (
+            "object feature",
+            with(&feat, json!({"v": 1})),
+            un,
+            "invalid_input",
+            Some(&feat_field),
+        ),
+        (
+            "features not an object",
+            json!({"customer_id": "c", "features": [1]}),
+            un,
+            "invalid_input",
+            Some("features"),
+        ),
+        (
+            "both forms",
+            json!({"customer_id": "c", "features": features(1.0), "activity": activity()}),
+            un,
+            "invalid_input",
+            Some("features"),
+        ),
+        (
+            "neither form",
+            json!({"customer_id": "c"}),
+            un,
+            "invalid_input",
+            Some("features"),
+        ),
+        (
+            "bad as_of",
+            json!({"customer_id": "c", "as_of": "2024-02-30", "features": features(1.0)}),
+            un,
+            "invalid_input",
+            Some("as_of"),
+        ),
+        (
+            "numeric as_of",
+            json!({"customer_id": "c", "as_of": 20240101, "features": features(1.0)}),
+            un,
+            "invalid_input",
+            Some("as_of"),
+        ),
+        (
+            "bad login date",
+            json!({"customer_id": "c", "activity": {"customer": {"signup_at": "2023-01-01"}, "logins": ["01/03/2024"]}}),
+            un,
+            "invalid_input",
+            Some("activity.logins[0]"),
+        ),
+        (
+            "bad signup",
+            json!({"customer_id": "c", "activity": {"customer": {"signup_at": "soon"}}}),
+            un,
+            "invalid_input",
+            Some("activity.customer.signup_at"),
+        ),
+        (
+            "no customer in activity",
+            json!({"customer_id": "c", "activity": {"logins": []}}),
+            un,
+            "invalid_input",
+            Some("activity.customer"),
+        ),
+        (
+            "activity list of wrong type",
+            json!({"customer_id": "c", "activity": {"customer": {"signup_at": "2023-01-01"}, "orders": "many"}}),
+            un,
+            "invalid_input",
+            Some("activity.orders"),
+        ),
+        (
+            "string amount",
+            json!({"customer_id": "c", "activity": {"customer": {"signup_at": "2023-01-01"}, "orders": [{"at": "2024-01-01", "amount": "9"}]}}),
+            un,
+            "invalid_input",
+            Some("activity.orders[0].amount"),
+        ),
+        (
+            "csat out of range",
+            json!({"customer_id": "c", "activity": {"customer": {"signup_at": "2023-01-01"}, "tickets": [{"opened_at": "2024-01-01", "csat": 9}]}}),
+            un,
+            "invalid_input",
+            Some("activity.tickets[0].csat"),
+        ),
+        (
+            "closed before opened",
+            json!({"customer_id": "c", "activity": {"customer": {"signup_at": "2023-01-01"}, "tickets": [{"opened_at": "2024-01-05", "closed_at": "2024-01-01"}]}}),
+            un,
+            "invalid_input",
+            Some("activity.tickets[0].closed_at"),
+        ),
+        (
+            "instances not an array",
+            json!({"instances": {"a": 1}}),
+            un,
+            "invalid_input",
+            Some("instances"),
+        ),
     ];
     for (what, body, status, code, field) in json_cases {
         let path = if body.get("instances").is_some() {
@@ -488,24 +639,81 @@ async fn every_class_of_bad_input_gets_a_4xx_json_error_naming_the_field() {
         }
     }
     let raw_cases: Vec<(&str, &str, Vec<u8>, StatusCode, &str)> = vec![
-        ("truncated JSON", "application/json", b"{\"customer_id\": ".to_vec(), StatusCode::BAD_REQUEST, "malformed_json"),
-        ("not JSON", "application/json", b"customer_id=c".to_vec(), StatusCode::BAD_REQUEST, "malformed_json"),
-        ("empty body", "application/json", Vec::new(), StatusCode::BAD_REQUEST, "malformed_json"),
-        ("non-finite number", "application/json", format!("{{\"customer_id\": \"c\", \"features\": {{\"{feat}\": 1e999}}}}").into_bytes(), StatusCode::BAD_REQUEST, "malformed_json"),
-        ("NaN literal", "application/json", format!("{{\"customer_id\": \"c\", \"features\": {{\"{feat}\": NaN}}}}").into_bytes(), StatusCode::BAD_REQUEST, "malformed_json"),
-        ("deeply nested", "application/json", format!("{}{}", "[".repeat(10_000), "]".repeat(10_000)).into_bytes(), StatusCode::BAD_REQUEST, "malformed_json"),
-        ("invalid UTF-8", "application/json", vec![b'"', 0xff, 0xfe, b'"'], StatusCode::BAD_REQUEST, "malformed_json"),
-        ("form content type", "application/x-www-form-urlencoded", b"{}".to_vec(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+        (
+            "truncated JSON",
+            "application/json",
+            b"{\"customer_id\": ".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        ),
+        (
+            "not JSON",
+            "application/json",
+            b"customer_id=c".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        ),
+        (
+            "empty body",
+            "application/json",
+            Vec::new(),
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        ),
+        (
+            "non-finite number",
+            "application/json",
+            format!("{{\"customer_id\": \"c\", \"features\": {{\"{feat}\": 1e999}}}}").into_bytes(),
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        ),
+        (
+            "NaN literal",
+            "application/json",
+            format!("{{\"customer_id\": \"c\", \"features\": {{\"{feat}\": NaN}}}}").into_bytes(),
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        ),
+        (
+            "deeply nested",
+            "application/json",
+            format!("{}{}", "[".repeat(10_000), "]".repeat(10_000)).into_bytes(),
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        ),
+        (
+            "invalid UTF-8",
+            "application/json",
+            vec![b'"', 0xff, 0xfe, b'"'],
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        ),
+        (
+            "form content type",
+            "application/x-www-form-urlencoded",
+            b"{}".to_vec(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
     ];
     for (what, ct, bytes, status, code) in raw_cases {
         for path in ["/v1/score", "/v1/score/batch"] {
             let a = call(&app, "POST", path, Some(KEY), Some((ct, bytes.clone()))).await;
             assert_eq!(a.status, status, "{what} on {path}: {}", a.body);
-            assert_eq!(a.body["error"]["code"], code, "{what} on {path}: {}", a.body);
+            assert_eq!(
+                a.body["error"]["code"], code,
+                "{what} on {path}: {}",
+                a.body
+            );
         }
     }
     let a = call(&app, "POST", "/v1/score", Some(KEY), None).await;
-    assert_error(&a, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", None);
+    assert_error(
+        &a,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        None,
+    );
 }
 
 #[tokio::test]
@@ -517,7 +725,12 @@ async fn a_null_may_be_missing_feature_is_undefined_not_an_error() {
     };
     let mut f = features(1.0);
     f[name] = Value::Null;
-    let a = post_json(&app, "/v1/score", &json!({"customer_id": "c", "features": f})).await;
+    let a = post_json(
+        &app,
+        "/v1/score",
+        &json!({"customer_id": "c", "features": f}),
+    )
+    .await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
 }
 
@@ -553,7 +766,12 @@ async fn unknown_routes_and_methods_answer_json() {
     let a = get(&app, "/nowhere").await;
     assert_error(&a, StatusCode::NOT_FOUND, "not_found", None);
     let a = get(&app, "/v1/score").await;
-    assert_error(&a, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", None);
+    assert_error(
+        &a,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        None,
+    );
     let a = get(&app, "/v2/nowhere").await;
     assert_v2_error(&a, StatusCode::NOT_FOUND, "no route");
 }
@@ -582,7 +800,10 @@ async fn a_panicking_handler_answers_a_500_json_error() {
 #[tokio::test]
 async fn a_customer_score_comes_from_the_nightly_file() {
     let env = Env::new();
-    write_scores(&env.path("scores.csv"), &[("c-1", 0.9, "high"), ("c-2", 0.1, "low")]);
+    write_scores(
+        &env.path("scores.csv"),
+        &[("c-1", 0.9, "high"), ("c-2", 0.1, "low")],
+    );
     let (app, _) = router(&env.config());
     let a = get(&app, "/v1/customers/c-1/score").await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
@@ -620,7 +841,13 @@ async fn the_models_routes_describe_the_served_version() {
     let cols = b["features"].as_array().unwrap();
     assert_eq!(cols.len(), fixture().features.len());
     for c in cols {
-        for k in ["name", "description", "table", "transform", "may_be_missing"] {
+        for k in [
+            "name",
+            "description",
+            "table",
+            "transform",
+            "may_be_missing",
+        ] {
             assert!(c.get(k).is_some(), "{k} missing in {c}");
         }
     }
@@ -649,7 +876,12 @@ async fn without_a_model_readiness_is_503_and_scoring_says_why() {
     let a = get(&app, "/readyz").await;
     assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(a.body["status"], "not_ready");
-    let a = post_json(&app, "/v1/score", &json!({"customer_id": "c", "features": {}})).await;
+    let a = post_json(
+        &app,
+        "/v1/score",
+        &json!({"customer_id": "c", "features": {}}),
+    )
+    .await;
     assert_error(&a, StatusCode::SERVICE_UNAVAILABLE, "model_not_ready", None);
     let a = get(&app, "/v2/health/ready").await;
     assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
@@ -673,7 +905,10 @@ async fn readiness_and_liveness_answer_when_a_model_is_loaded() {
 #[tokio::test]
 async fn metrics_use_route_templates_and_never_customer_ids() {
     let env = Env::new();
-    write_scores(&env.path("scores.csv"), &[("secret-customer-123", 0.5, "medium")]);
+    write_scores(
+        &env.path("scores.csv"),
+        &[("secret-customer-123", 0.5, "medium")],
+    );
     let (app, _) = router(&env.config());
     let _ = get(&app, "/v1/customers/secret-customer-123/score").await;
     let _ = get(&app, "/v1/customers/another-secret-456/score").await;
@@ -749,10 +984,20 @@ async fn the_openapi_document_lists_every_route() {
         "/v2/models/{name}/versions/{version}/ready",
         "/v2/models/{name}/versions/{version}/infer",
     ] {
-        assert!(paths.contains_key(p), "{p} missing from the OpenAPI document");
+        assert!(
+            paths.contains_key(p),
+            "{p} missing from the OpenAPI document"
+        );
     }
     let schemas = a.body["components"]["schemas"].as_object().unwrap();
-    for s in ["ScoreRequest", "ScoreResponse", "ErrorBody", "InferenceRequest", "Tier", "Reason"] {
+    for s in [
+        "ScoreRequest",
+        "ScoreResponse",
+        "ErrorBody",
+        "InferenceRequest",
+        "Tier",
+        "Reason",
+    ] {
         assert!(schemas.contains_key(s), "schema {s} missing");
     }
     assert!(a.body["components"]["securitySchemes"]["bearer"].is_object());
@@ -783,11 +1028,22 @@ async fn scoring_needs_an_api_key_and_admin_needs_the_admin_key() {
     let a = call(&app, "POST", "/v1/score", Some(ADMIN), body()).await;
     assert_eq!(a.status, StatusCode::OK, "the admin key also scores");
     // Bad input from an unauthenticated caller learns nothing about the contract.
-    let a = call(&app, "POST", "/v1/score", None, Some(("application/json", b"{".to_vec()))).await;
+    let a = call(
+        &app,
+        "POST",
+        "/v1/score",
+        None,
+        Some(("application/json", b"{".to_vec())),
+    )
+    .await;
     assert_eq!(a.status, StatusCode::UNAUTHORIZED);
 
     for path in ["/v1/models", "/v1/models/churn", "/v1/customers/c/score"] {
-        assert_eq!(call(&app, "GET", path, None, None).await.status, StatusCode::UNAUTHORIZED, "{path}");
+        assert_eq!(
+            call(&app, "GET", path, None, None).await.status,
+            StatusCode::UNAUTHORIZED,
+            "{path}"
+        );
     }
     let a = call(&app, "GET", "/v2/models/churn", None, None).await;
     assert_v2_error(&a, StatusCode::UNAUTHORIZED, "API key");
@@ -800,8 +1056,20 @@ async fn scoring_needs_an_api_key_and_admin_needs_the_admin_key() {
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
     assert_eq!(a.body["changed"], false);
 
-    for path in ["/healthz", "/readyz", "/metrics", "/openapi.json", "/v2", "/v2/health/live", "/v2/health/ready"] {
-        assert_eq!(call(&app, "GET", path, None, None).await.status, StatusCode::OK, "{path}");
+    for path in [
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/openapi.json",
+        "/v2",
+        "/v2/health/live",
+        "/v2/health/ready",
+    ] {
+        assert_eq!(
+            call(&app, "GET", path, None, None).await.status,
+            StatusCode::OK,
+            "{path}"
+        );
     }
 
     let mut cfg = env.config();
@@ -823,7 +1091,10 @@ async fn without_api_keys_loopback_is_open_and_other_addresses_are_refused() {
         "POST",
         "/v1/score",
         None,
-        Some(("application/json", serde_json::to_vec(&json!({"customer_id": "c", "features": features(1.0)})).unwrap())),
+        Some((
+            "application/json",
+            serde_json::to_vec(&json!({"customer_id": "c", "features": features(1.0)})).unwrap(),
+        )),
     )
     .await;
     assert_eq!(a.status, StatusCode::OK);
@@ -859,9 +1130,19 @@ async fn v2_server_and_model_metadata_follow_the_protocol() {
     assert_eq!(a.status, StatusCode::OK);
     assert_eq!(a.body["name"], "churnguard");
     assert!(a.body["version"].is_string() && a.body["extensions"].is_array());
-    assert_eq!(get(&app, "/v2/health/live").await.body, json!({"live": true}));
-    assert_eq!(get(&app, "/v2/health/ready").await.body, json!({"ready": true}));
-    for path in ["/v2/models/churn", "/v2/models/churn/versions/v1", "/v2/models/churn/versions/1"] {
+    assert_eq!(
+        get(&app, "/v2/health/live").await.body,
+        json!({"live": true})
+    );
+    assert_eq!(
+        get(&app, "/v2/health/ready").await.body,
+        json!({"ready": true})
+    );
+    for path in [
+        "/v2/models/churn",
+        "/v2/models/churn/versions/v1",
+        "/v2/models/churn/versions/1",
+    ] {
         let a = get(&app, path).await;
         assert_eq!(a.status, StatusCode::OK, "{path}: {}", a.body);
         assert_eq!(a.body["name"], "churn");
@@ -869,7 +1150,10 @@ async fn v2_server_and_model_metadata_follow_the_protocol() {
         assert_eq!(a.body["platform"], "churnguard_logistic");
         let inputs = a.body["inputs"].as_array().unwrap();
         assert_eq!(inputs.len(), fixture().features.len());
-        assert_eq!(inputs[0], json!({"name": fixture().features[0].0, "datatype": "FP64", "shape": [-1]}));
+        assert_eq!(
+            inputs[0],
+            json!({"name": fixture().features[0].0, "datatype": "FP64", "shape": [-1]})
+        );
         assert_eq!(
             a.body["outputs"],
             json!([
@@ -881,11 +1165,30 @@ async fn v2_server_and_model_metadata_follow_the_protocol() {
     }
     let a = get(&app, "/v2/models/churn/ready").await;
     assert_eq!(a.body, json!({"name": "churn", "ready": true}));
-    assert_eq!(get(&app, "/v2/models/churn/versions/v1/ready").await.status, StatusCode::OK);
-    assert_v2_error(&get(&app, "/v2/models/churn/versions/v2").await, StatusCode::NOT_FOUND, "v2");
-    assert_v2_error(&get(&app, "/v2/models/churn/versions/v2/ready").await, StatusCode::NOT_FOUND, "v2");
-    assert_v2_error(&get(&app, "/v2/models/churn/versions/staging").await, StatusCode::NOT_FOUND, "staging");
-    assert_v2_error(&get(&app, "/v2/models/other").await, StatusCode::NOT_FOUND, "other");
+    assert_eq!(
+        get(&app, "/v2/models/churn/versions/v1/ready").await.status,
+        StatusCode::OK
+    );
+    assert_v2_error(
+        &get(&app, "/v2/models/churn/versions/v2").await,
+        StatusCode::NOT_FOUND,
+        "v2",
+    );
+    assert_v2_error(
+        &get(&app, "/v2/models/churn/versions/v2/ready").await,
+        StatusCode::NOT_FOUND,
+        "v2",
+    );
+    assert_v2_error(
+        &get(&app, "/v2/models/churn/versions/staging").await,
+        StatusCode::NOT_FOUND,
+        "staging",
+    );
+    assert_v2_error(
+        &get(&app, "/v2/models/other").await,
+        StatusCode::NOT_FOUND,
+        "other",
+    );
 }
 
 #[tokio::test]
@@ -899,7 +1202,10 @@ async fn v2_infer_round_trips_and_agrees_with_v1() {
     assert_eq!(b["model_version"], "v1");
     assert_eq!(b["id"], "req-1");
     let outputs = b["outputs"].as_array().unwrap();
-    let names: Vec<&str> = outputs.iter().map(|o| o["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = outputs
+        .iter()
+        .map(|o| o["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["churn_probability", "risk_tier", "reasons"]);
     for o in outputs {
         assert_eq!(o["shape"], json!([3]));
@@ -909,17 +1215,19 @@ async fn v2_infer_round_trips_and_agrees_with_v1() {
     assert_eq!(outputs[1]["datatype"], "BYTES");
     let reasons: Value = serde_json::from_str(outputs[2]["data"][1].as_str().unwrap()).unwrap();
     assert!(reasons.is_array());
-    for i in 0..3 {
+    let probabilities = outputs[0]["data"].as_array().unwrap();
+    for (i, p) in probabilities.iter().enumerate() {
         let v1 = post_json(
             &app,
             "/v1/score",
             &json!({"customer_id": "c", "features": features(i as f64)}),
         )
         .await;
-        assert_eq!(outputs[0]["data"][i], v1.body["churn_probability"], "row {i}");
+        assert_eq!(p, &v1.body["churn_probability"], "row {i}");
         assert_eq!(outputs[1]["data"][i], v1.body["risk_tier"], "row {i}");
         let v1_reasons: Value = v1.body["reasons"].clone();
-        let v2_reasons: Value = serde_json::from_str(outputs[2]["data"][i].as_str().unwrap()).unwrap();
+        let v2_reasons: Value =
+            serde_json::from_str(outputs[2]["data"][i].as_str().unwrap()).unwrap();
         assert_eq!(v1_reasons, v2_reasons, "row {i}");
     }
 
@@ -940,7 +1248,10 @@ async fn v2_infer_round_trips_and_agrees_with_v1() {
 
     // Extra inputs are ignored and reported; zero rows are fine.
     let mut req = infer_request(0, 0.0);
-    req["inputs"].as_array_mut().unwrap().push(json!({"name": "shoe_size", "datatype": "FP64", "shape": [0], "data": []}));
+    req["inputs"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "shoe_size", "datatype": "FP64", "shape": [0], "data": []}));
     let a = post_json(&app, "/v2/models/churn/infer", &req).await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
     assert_eq!(a.body["outputs"][0]["shape"], json!([0]));
@@ -966,26 +1277,151 @@ async fn v2_infer_refuses_bad_requests_with_the_protocol_error_form() {
             .unwrap()
     };
     let cases: Vec<(&str, Value, &str)> = vec![
-        ("missing input", edit(&|r| { let i = input(r, &feat); r["inputs"].as_array_mut().unwrap().remove(i); }), feat.as_str()),
-        ("rows differ", edit(&|r| { let i = input(r, &feat); r["inputs"][i]["shape"] = json!([3]); r["inputs"][i]["data"] = json!([1, 2, 3]); }), "same number of rows"),
-        ("shape vs data", edit(&|r| { let i = input(r, &feat); r["inputs"][i]["shape"] = json!([3]); }), "holds 3 elements"),
-        ("bytes datatype", edit(&|r| { let i = input(r, &feat); r["inputs"][i]["datatype"] = json!("BYTES"); r["inputs"][i]["data"] = json!(["a", "b"]); }), "datatype BYTES"),
-        ("string element", edit(&|r| { let i = input(r, &feat); r["inputs"][i]["data"] = json!([1, "2"]); }), "element 1"),
-        ("null element", edit(&|r| { let i = input(r, &fixture().features.iter().find(|f| !f.1).unwrap().0); r["inputs"][i]["data"] = json!([1, null]); }), "may_be_missing"),
-        ("negative uint", edit(&|r| { let i = input(r, &feat); r["inputs"][i]["datatype"] = json!("UINT8"); r["inputs"][i]["data"] = json!([1, -2]); }), "non-negative"),
-        ("fractional int", edit(&|r| { let i = input(r, &feat); r["inputs"][i]["datatype"] = json!("INT32"); r["inputs"][i]["data"] = json!([1, 2.5]); }), "integer"),
-        ("2-D shape", edit(&|r| { let i = input(r, &feat); r["inputs"][i]["shape"] = json!([1, 2]); r["inputs"][i]["data"] = json!([[1, 2]]); }), "shape must be [N]"),
-        ("too deep", edit(&|r| { let i = input(r, &feat); r["inputs"][i]["data"] = json!([[1], [2]]); }), "deeper"),
-        ("negative shape", edit(&|r| { let i = input(r, &feat); r["inputs"][i]["shape"] = json!([-2]); }), "non-negative"),
-        ("duplicate input", edit(&|r| { let first = r["inputs"][0].clone(); r["inputs"].as_array_mut().unwrap().push(first); }), "twice"),
-        ("content type", edit(&|r| { r["parameters"]["content_type"] = json!("np"); }), "content_type"),
-        ("object parameter", edit(&|r| { r["parameters"]["x"] = json!({"a": 1}); }), "parameters.x"),
-        ("bad as_of", edit(&|r| { r["parameters"]["as_of"] = json!("tomorrow"); }), "as_of"),
-        ("numeric id", edit(&|r| { r["id"] = json!(42); }), "id"),
-        ("unknown output", edit(&|r| { r["outputs"] = json!([{"name": "lifetime_value"}]); }), "lifetime_value"),
+        (
+            "missing input",
+            edit(&|r| {
+                let i = input(r, &feat);
+                r["inputs"].as_array_mut().unwrap().remove(i);
+            }),
+            feat.as_str(),
+        ),
+        (
+            "rows differ",
+            edit(&|r| {
+                let i = input(r, &feat);
+                r["inputs"][i]["shape"] = json!([3]);
+                r["inputs"][i]["data"] = json!([1, 2, 3]);
+            }),
+            "same number of rows",
+        ),
+        (
+            "shape vs data",
+            edit(&|r| {
+                let i = input(r, &feat);
+                r["inputs"][i]["shape"] = json!([3]);
+            }),
+            "holds 3 elements",
+        ),
+        (
+            "bytes datatype",
+            edit(&|r| {
+                let i = input(r, &feat);
+                r["inputs"][i]["datatype"] = json!("BYTES");
+                r["inputs"][i]["data"] = json!(["a", "b"]);
+            }),
+            "datatype BYTES",
+        ),
+        (
+            "string element",
+            edit(&|r| {
+                let i = input(r, &feat);
+                r["inputs"][i]["data"] = json!([1, "2"]);
+            }),
+            "element 1",
+        ),
+        (
+            "null element",
+            edit(&|r| {
+                let i = input(r, &fixture().features.iter().find(|f| !f.1).unwrap().0);
+                r["inputs"][i]["data"] = json!([1, null]);
+            }),
+            "may_be_missing",
+        ),
+        (
+            "negative uint",
+            edit(&|r| {
+                let i = input(r, &feat);
+                r["inputs"][i]["datatype"] = json!("UINT8");
+                r["inputs"][i]["data"] = json!([1, -2]);
+            }),
+            "non-negative",
+        ),
+        (
+            "fractional int",
+            edit(&|r| {
+                let i = input(r, &feat);
+                r["inputs"][i]["datatype"] = json!("INT32");
+                r["inputs"][i]["data"] = json!([1, 2.5]);
+            }),
+            "integer",
+        ),
+        (
+            "2-D shape",
+            edit(&|r| {
+                let i = input(r, &feat);
+                r["inputs"][i]["shape"] = json!([1, 2]);
+                r["inputs"][i]["data"] = json!([[1, 2]]);
+            }),
+            "shape must be [N]",
+        ),
+        (
+            "too deep",
+            edit(&|r| {
+                let i = input(r, &feat);
+                r["inputs"][i]["data"] = json!([[1], [2]]);
+            }),
+            "deeper",
+        ),
+        (
+            "negative shape",
+            edit(&|r| {
+                let i = input(r, &feat);
+                r["inputs"][i]["shape"] = json!([-2]);
+            }),
+            "non-negative",
+        ),
+        (
+            "duplicate input",
+            edit(&|r| {
+                let first = r["inputs"][0].clone();
+                r["inputs"].as_array_mut().unwrap().push(first);
+            }),
+            "twice",
+        ),
+        (
+            "content type",
+            edit(&|r| {
+                r["parameters"]["content_type"] = json!("np");
+            }),
+            "content_type",
+        ),
+        (
+            "object parameter",
+            edit(&|r| {
+                r["parameters"]["x"] = json!({"a": 1});
+            }),
+            "parameters.x",
+        ),
+        (
+            "bad as_of",
+            edit(&|r| {
+                r["parameters"]["as_of"] = json!("tomorrow");
+            }),
+            "as_of",
+        ),
+        (
+            "numeric id",
+            edit(&|r| {
+                r["id"] = json!(42);
+            }),
+            "id",
+        ),
+        (
+            "unknown output",
+            edit(&|r| {
+                r["outputs"] = json!([{"name": "lifetime_value"}]);
+            }),
+            "lifetime_value",
+        ),
         ("no inputs", json!({"inputs": []}), "inputs"),
         ("not an object", json!([1]), "JSON object"),
-        ("customer ids not strings", edit(&|r| { r["inputs"].as_array_mut().unwrap().push(json!({"name": "customer_id", "datatype": "BYTES", "shape": [2], "data": ["a", 3]})); }), "customer_id"),
+        (
+            "customer ids not strings",
+            edit(&|r| {
+                r["inputs"].as_array_mut().unwrap().push(json!({"name": "customer_id", "datatype": "BYTES", "shape": [2], "data": ["a", 3]}));
+            }),
+            "customer_id",
+        ),
         ("too many rows", infer_request(51, 0.0), "at most 50"),
     ];
     for (what, body, mentions) in cases {
@@ -993,9 +1429,21 @@ async fn v2_infer_refuses_bad_requests_with_the_protocol_error_form() {
         assert_eq!(a.status, StatusCode::BAD_REQUEST, "{what}: {}", a.body);
         assert_v2_error(&a, StatusCode::BAD_REQUEST, mentions);
     }
-    let a = call(&app, "POST", "/v2/models/churn/infer", Some(KEY), Some(("application/json", b"{oops".to_vec()))).await;
+    let a = call(
+        &app,
+        "POST",
+        "/v2/models/churn/infer",
+        Some(KEY),
+        Some(("application/json", b"{oops".to_vec())),
+    )
+    .await;
     assert_v2_error(&a, StatusCode::BAD_REQUEST, "not valid JSON");
-    let a = post_json(&app, "/v2/models/churn/versions/v2/infer", &infer_request(1, 0.0)).await;
+    let a = post_json(
+        &app,
+        "/v2/models/churn/versions/v2/infer",
+        &infer_request(1, 0.0),
+    )
+    .await;
     assert_v2_error(&a, StatusCode::NOT_FOUND, "v2");
     let a = post_json(&app, "/v2/models/nope/infer", &infer_request(1, 0.0)).await;
     assert_v2_error(&a, StatusCode::NOT_FOUND, "nope");
@@ -1013,7 +1461,8 @@ async fn every_scoring_route_records_tiers_and_raises_alerts_through_the_outbox(
         cooldown_days: 14,
     };
     let (app, state) = router(&cfg);
-    let body = |id: &str| json!({"customer_id": id, "as_of": "2024-06-01", "features": features(1.0)});
+    let body =
+        |id: &str| json!({"customer_id": id, "as_of": "2024-06-01", "features": features(1.0)});
     let a = post_json(&app, "/v1/score", &body("alice")).await;
     assert_eq!(a.body["alert"], true, "{}", a.body);
     let a = post_json(&app, "/v1/score", &body("alice")).await;
@@ -1024,13 +1473,23 @@ async fn every_scoring_route_records_tiers_and_raises_alerts_through_the_outbox(
         &json!({"instances": [body("alice"), body("bob")]}),
     )
     .await;
-    let alerts: Vec<&Value> = a.body["results"].as_array().unwrap().iter().map(|r| &r["alert"]).collect();
+    let alerts: Vec<&Value> = a.body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["alert"])
+        .collect();
     assert_eq!(alerts, [&json!(false), &json!(true)]);
     let mut req = infer_request(2, 1.0);
-    req["inputs"].as_array_mut().unwrap().push(json!({"name": "customer_id", "datatype": "BYTES", "shape": [2], "data": ["bob", "carol"]}));
+    req["inputs"].as_array_mut().unwrap().push(
+        json!({"name": "customer_id", "datatype": "BYTES", "shape": [2], "data": ["bob", "carol"]}),
+    );
     let a = post_json(&app, "/v2/models/churn/infer", &req).await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
-    assert!(state.outbox.state("carol").unwrap().is_some(), "v2 infer records tiers");
+    assert!(
+        state.outbox.state("carol").unwrap().is_some(),
+        "v2 infer records tiers"
+    );
     let pending = state.outbox.pending(10).unwrap();
     let mut who: Vec<&str> = pending.iter().map(|a| a.customer_id.as_str()).collect();
     who.sort_unstable();
@@ -1101,7 +1560,10 @@ impl Server {
             .json()
             .await
             .unwrap();
-        v["model"]["version"].as_str().unwrap_or_default().to_string()
+        v["model"]["version"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 
     async fn metric(&self, name: &str) -> f64 {
@@ -1150,7 +1612,8 @@ where
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alerts_reach_the_jsonl_log_and_a_signed_webhook() {
     use std::sync::{Arc, Mutex};
-    let seen: Arc<Mutex<Vec<(HeaderMap, Vec<u8>)>>> = Arc::default();
+    type Seen = Arc<Mutex<Vec<(HeaderMap, Vec<u8>)>>>;
+    let seen: Seen = Arc::default();
     let receiver = {
         let seen = Arc::clone(&seen);
         Router::new().route(
@@ -1183,7 +1646,10 @@ async fn alerts_reach_the_jsonl_log_and_a_signed_webhook() {
 
     let log = env.path("alerts.jsonl");
     assert!(
-        eventually(10, || async { std::fs::read_to_string(&log).is_ok_and(|t| t.contains("\"dave\"")) }).await,
+        eventually(10, || async {
+            std::fs::read_to_string(&log).is_ok_and(|t| t.contains("\"dave\""))
+        })
+        .await,
         "the alert reaches the JSONL log"
     );
     assert!(
@@ -1200,7 +1666,12 @@ async fn alerts_reach_the_jsonl_log_and_a_signed_webhook() {
     ));
     let alert: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(alert["customer_id"], "dave");
-    assert!(eventually(10, || async { server.metric("churnguard_alerts_delivered_total").await >= 2.0 }).await);
+    assert!(
+        eventually(10, || async {
+            server.metric("churnguard_alerts_delivered_total").await >= 2.0
+        })
+        .await
+    );
     assert_eq!(server.metric("churnguard_alerts_raised_total").await, 1.0);
     server.stop().await.unwrap();
     hook_task.abort();
@@ -1230,7 +1701,8 @@ async fn a_promotion_during_a_stream_of_requests_fails_none_of_them() {
                 } else {
                     versions.insert(body["model"]["version"].as_str().unwrap().to_string());
                 }
-                if versions.contains("v2") && i >= 50 || started.elapsed() > Duration::from_secs(20) {
+                if versions.contains("v2") && i >= 50 || started.elapsed() > Duration::from_secs(20)
+                {
                     break;
                 }
             }
@@ -1245,13 +1717,23 @@ async fn a_promotion_during_a_stream_of_requests_fails_none_of_them() {
     let mut seen = std::collections::BTreeSet::new();
     for w in workers {
         let (versions, failures) = w.await.unwrap();
-        assert!(failures.is_empty(), "failed requests during the reload: {failures:?}");
+        assert!(
+            failures.is_empty(),
+            "failed requests during the reload: {failures:?}"
+        );
         seen.extend(versions);
     }
     assert!(seen.contains("v1") && seen.contains("v2"), "{seen:?}");
     assert_eq!(server.served_version().await, "v2");
-    assert_eq!(server.metric("churnguard_model_reload_failures_total").await, 0.0);
-    let server = std::sync::Arc::try_unwrap(server).ok().expect("workers are done");
+    assert_eq!(
+        server
+            .metric("churnguard_model_reload_failures_total")
+            .await,
+        0.0
+    );
+    let server = std::sync::Arc::try_unwrap(server)
+        .ok()
+        .expect("workers are done");
     server.stop().await.unwrap();
 }
 
@@ -1265,12 +1747,23 @@ async fn a_corrupt_new_version_is_refused_and_the_old_one_keeps_serving() {
     std::fs::write(&model, bytes).unwrap();
     env.force_production("v2");
     assert!(
-        eventually(10, || async { server.metric("churnguard_model_reload_failures_total").await >= 1.0 }).await,
+        eventually(10, || async {
+            server
+                .metric("churnguard_model_reload_failures_total")
+                .await
+                >= 1.0
+        })
+        .await,
         "the failed reload is counted"
     );
     // Several more polls: the same broken version is neither retried nor counted again.
     tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(server.metric("churnguard_model_reload_failures_total").await, 1.0);
+    assert_eq!(
+        server
+            .metric("churnguard_model_reload_failures_total")
+            .await,
+        1.0
+    );
     assert_eq!(server.served_version().await, "v1");
     let res = server.score("erin").await;
     assert_eq!(res.status(), 200);
@@ -1288,13 +1781,36 @@ async fn a_corrupt_new_version_is_refused_and_the_old_one_keeps_serving() {
     let v: Value = res.json().await.unwrap();
     assert_eq!(v["error"]["code"], "reload_failed");
     let msg = v["error"]["message"].as_str().unwrap();
-    assert!(msg.contains("v2") && msg.contains("v1 keeps serving"), "{msg}");
-    assert!(!msg.contains(env.dir.path().to_str().unwrap()), "no paths leak: {msg}");
-    assert_eq!(server.metric("churnguard_model_reload_failures_total").await, 2.0);
+    assert!(
+        msg.contains("v2") && msg.contains("v1 keeps serving"),
+        "{msg}"
+    );
+    assert!(
+        !msg.contains(env.dir.path().to_str().unwrap()),
+        "no paths leak: {msg}"
+    );
+    assert_eq!(
+        server
+            .metric("churnguard_model_reload_failures_total")
+            .await,
+        2.0
+    );
 
     // A half-written aliases file is a failure too; the model keeps serving.
-    std::fs::write(env.models().join("churn/aliases.json"), b"{\"production\": \"v").unwrap();
-    assert!(eventually(10, || async { server.metric("churnguard_model_reload_failures_total").await >= 3.0 }).await);
+    std::fs::write(
+        env.models().join("churn/aliases.json"),
+        b"{\"production\": \"v",
+    )
+    .unwrap();
+    assert!(
+        eventually(10, || async {
+            server
+                .metric("churnguard_model_reload_failures_total")
+                .await
+                >= 3.0
+        })
+        .await
+    );
     assert_eq!(server.score("erin").await.status(), 200);
     server.stop().await.unwrap();
 }
@@ -1316,7 +1832,12 @@ async fn a_version_whose_schema_does_not_match_its_manifest_is_refused() {
             serving: Some("v1".into())
         }
     );
-    let a = post_json(&app, "/v1/score", &json!({"customer_id": "c", "features": features(1.0)})).await;
+    let a = post_json(
+        &app,
+        "/v1/score",
+        &json!({"customer_id": "c", "features": features(1.0)}),
+    )
+    .await;
     assert_eq!(a.status, StatusCode::OK);
     assert_eq!(a.body["model"]["version"], "v1");
     // Rolling production back clears the failure.
@@ -1370,8 +1891,20 @@ async fn the_score_file_is_reloaded_when_it_changes_and_kept_when_it_breaks() {
     assert_eq!(lookup("c-1").await.1["churn_probability"], 0.2);
     tokio::time::sleep(Duration::from_millis(20)).await;
     std::fs::write(&scores, b"customer_id\n\"unterminated").unwrap();
-    assert!(eventually(10, || async { server.metric("churnguard_scores_reload_failures_total").await >= 1.0 }).await);
-    assert_eq!(lookup("c-2").await.0, 200, "the previous scores keep serving");
+    assert!(
+        eventually(10, || async {
+            server
+                .metric("churnguard_scores_reload_failures_total")
+                .await
+                >= 1.0
+        })
+        .await
+    );
+    assert_eq!(
+        lookup("c-2").await.0,
+        200,
+        "the previous scores keep serving"
+    );
     server.stop().await.unwrap();
 }
 
@@ -1386,7 +1919,13 @@ async fn shutdown_finishes_requests_in_flight_then_stops() {
         .map(|_| {
             let (client, url, batch) = (client.clone(), url.clone(), batch.clone());
             tokio::spawn(async move {
-                client.post(url).bearer_auth(KEY).json(&batch).send().await.map(|r| r.status().as_u16())
+                client
+                    .post(url)
+                    .bearer_auth(KEY)
+                    .json(&batch)
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
             })
         })
         .collect();
@@ -1395,7 +1934,10 @@ async fn shutdown_finishes_requests_in_flight_then_stops() {
     for r in inflight {
         match r.await.unwrap() {
             Ok(status) => assert_eq!(status, 200, "an accepted request completes"),
-            Err(e) => assert!(e.is_connect() || e.is_request(), "only refused connections: {e}"),
+            Err(e) => assert!(
+                e.is_connect() || e.is_request(),
+                "only refused connections: {e}"
+            ),
         }
     }
 }
@@ -1465,4 +2007,16 @@ mod hostile {
             prop_assert!(a.body.is_object(), "{}", a.body);
         }
     }
+}
+
+#[tokio::test]
+async fn probe_extreme_values() {
+    let env = Env::new();
+    let (app, _) = router(&env.config());
+    let mut f = features(0.0);
+    for (i, (name, _)) in fixture().features.iter().enumerate() {
+        f[name] = json!(if i % 2 == 0 { 1e308 } else { -1e308 });
+    }
+    let a = post_json(&app, "/v1/score", &json!({"customer_id": "c", "features": f})).await;
+    eprintln!("PROBE {} {}", a.status, a.body);
 }

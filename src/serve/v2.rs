@@ -399,7 +399,10 @@ struct Tensor<'a> {
 }
 
 /// Checks a `$parameters` object: values are strings, numbers or booleans.
-fn parameters<'a>(v: Option<&'a Value>, at: &str) -> Result<Option<&'a Map<String, Value>>, V2Error> {
+fn parameters<'a>(
+    v: Option<&'a Value>,
+    at: &str,
+) -> Result<Option<&'a Map<String, Value>>, V2Error> {
     match v {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Object(m)) => {
@@ -421,7 +424,12 @@ fn parameters<'a>(v: Option<&'a Value>, at: &str) -> Result<Option<&'a Map<Strin
 }
 
 /// Flattens nested row-major data, refusing anything deeper than the shape allows.
-fn flatten<'a>(v: &'a Value, depth: usize, out: &mut Vec<&'a Value>, at: &str) -> Result<(), V2Error> {
+fn flatten<'a>(
+    v: &'a Value,
+    depth: usize,
+    out: &mut Vec<&'a Value>,
+    at: &str,
+) -> Result<(), V2Error> {
     match v {
         Value::Array(items) if depth > 0 => {
             for item in items {
@@ -451,7 +459,11 @@ fn parse_input<'a>(v: &'a Value, i: usize) -> Result<Tensor<'a>, V2Error> {
     let at = format!("input `{name}`");
     let datatype = match obj.get("datatype") {
         Some(Value::String(s)) => s.as_str(),
-        _ => return Err(V2Error::bad(format!("{at}: datatype is required: a string"))),
+        _ => {
+            return Err(V2Error::bad(format!(
+                "{at}: datatype is required: a string"
+            )))
+        }
     };
     let shape: Vec<u64> = match obj.get("shape") {
         Some(Value::Array(dims)) if !dims.is_empty() => dims
@@ -508,7 +520,13 @@ fn parse_input<'a>(v: &'a Value, i: usize) -> Result<Tensor<'a>, V2Error> {
 }
 
 /// The value of one element of a feature input, coerced to f64 per its datatype.
-fn element(t: &Tensor<'_>, j: usize, v: &Value, binary: bool, may_be_missing: bool) -> Result<f64, V2Error> {
+fn element(
+    t: &Tensor<'_>,
+    j: usize,
+    v: &Value,
+    binary: bool,
+    may_be_missing: bool,
+) -> Result<f64, V2Error> {
     let at = || format!("input `{}`, element {j}", t.name);
     let got = |what: &str| V2Error::bad(format!("{}: expected {what}, got {}", at(), kind(v)));
     if v.is_null() {
@@ -606,10 +624,9 @@ async fn run_inference(
         Some(Value::Array(outs)) => {
             let mut names = Vec::new();
             for (i, o) in outs.iter().enumerate() {
-                let name = o
-                    .get("name")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| V2Error::bad(format!("outputs[{i}].name is required: a string")))?;
+                let name = o.get("name").and_then(Value::as_str).ok_or_else(|| {
+                    V2Error::bad(format!("outputs[{i}].name is required: a string"))
+                })?;
                 parameters(o.get("parameters"), &format!("outputs[{i}].parameters"))?;
                 if !OUTPUTS.iter().any(|(n, _)| *n == name) {
                     return Err(V2Error::bad(format!(
@@ -760,9 +777,8 @@ async fn run_inference(
             }
         })
         .collect();
-    let parameters = (!ignored.is_empty()).then(|| {
-        serde_json::json!({ "ignored_inputs": ignored.join(",") })
-    });
+    let parameters =
+        (!ignored.is_empty()).then(|| serde_json::json!({ "ignored_inputs": ignored.join(",") }));
     Ok(InferenceResponse {
         model_name: scorer.name.clone(),
         model_version: scorer.version.clone(),

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Executes every notebook in notebooks/ headless against churnguard's own outputs on a small
+# generated customer base, and fails on any cell error (or on a notebook committed with outputs).
+#
+#   bash tests/notebooks.sh
+#
+# Idempotent: the Python environment (notebooks/.venv, git-ignored) is reused while
+# notebooks/requirements.txt is unchanged; the work directory is rebuilt on every run.
+# Environment: CHURNGUARD_BIN (a churnguard binary; default: build target/release/churnguard),
+# NOTEBOOKS_VENV, NOTEBOOKS_WORK (default: $TMPDIR/churnguard-notebooks), PYTHON (default python3).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+BIN="${CHURNGUARD_BIN:-}"
+VENV="${NOTEBOOKS_VENV:-$ROOT/notebooks/.venv}"
+WORK="${NOTEBOOKS_WORK:-${TMPDIR:-/tmp}/churnguard-notebooks}"
+PYTHON="${PYTHON:-python3}"
+# The caller's churnguard settings must not change what the binary does here.
+for v in $(compgen -v CHURNGUARD_ || true); do unset "$v"; done
+export CHURNGUARD_LOG=warn
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "notebooks are committed without outputs"
+"$PYTHON" - notebooks/*.ipynb <<'PY'
+import json, sys
+bad = []
+for path in sys.argv[1:]:
+    nb = json.load(open(path))
+    for i, cell in enumerate(nb["cells"]):
+        if cell["cell_type"] == "code" and (cell.get("outputs") or cell.get("execution_count") is not None):
+            bad.append(f"{path}: cell {i} has outputs (clear them before committing)")
+if bad:
+    sys.exit("\n".join(bad))
+print(f"{len(sys.argv) - 1} notebooks, no outputs")
+PY
+
+step "python environment ($VENV)"
+req="$ROOT/notebooks/requirements.txt"
+want="$(sha256sum "$req" | cut -d' ' -f1)"
+if [ ! -x "$VENV/bin/jupyter" ] || [ "$(cat "$VENV/.requirements.sha256" 2>/dev/null)" != "$want" ]; then
+    rm -rf "$VENV"
+    "$PYTHON" -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$req"
+    echo "$want" > "$VENV/.requirements.sha256"
+else
+    echo "up to date"
+fi
+
+step "churnguard binary"
+if [ -z "$BIN" ]; then
+    cargo build --release --quiet --bin churnguard
+    BIN="$ROOT/target/release/churnguard"
+fi
+"$BIN" --version
+
+step "sample outputs ($WORK)"
+rm -rf "$WORK"
+mkdir -p "$WORK/scores" "$WORK/executed"
+DATA="$WORK/data"
+MODELS="$WORK/models"
+ATTRS=(--categorical plan,channel,country --numeric monthly_fee)
+"$BIN" generate --customers 3000 --seed 7 --out "$DATA" > "$WORK/generate.log"
+"$BIN" train --data "$DATA" --models "$MODELS" "${ATTRS[@]}" > "$WORK/train-v1.log"
+# A second version, so that the comparison notebook compares something.
+"$BIN" train --data "$DATA" --models "$MODELS" "${ATTRS[@]}" --algorithms logistic,gbdt > "$WORK/train-v2.log"
+# Two nightly runs: the latest validation snapshot (labels known, for the capacity curve) and
+# the last day of data.
+read -r VAL_DATE END_DATE < <("$VENV/bin/python" - "$MODELS/churn/v1/manifest.json" <<'PY'
+import json, sys
+m = json.load(open(sys.argv[1]))
+val = [s["as_of"] for s in m["snapshots"] if s["split"] == "validation"][-1]
+print(val[:10], m["training_data"]["time_range"][1][:10])
+PY
+)
+for d in "$VAL_DATE" "$END_DATE"; do
+    "$BIN" score --data "$DATA" --models "$MODELS" --as-of "$d" --out "$WORK/scores/$d.parquet" \
+        --outbox "$WORK/alerts.db" > "$WORK/score-$d.log"
+done
+"$BIN" features --data "$DATA" --models "$MODELS" --as-of "$END_DATE" --out "$WORK/features.parquet"
+"$BIN" features --data "$DATA" --training-set "${ATTRS[@]}" --out "$WORK/training_set.parquet"
+
+step "executing notebooks"
+export CHURNGUARD_DATA="$DATA" CHURNGUARD_MODELS="$MODELS" CHURNGUARD_NAME=churn
+export CHURNGUARD_NB_FEATURES="$WORK/features.parquet"
+export CHURNGUARD_NB_TRAINING_SET="$WORK/training_set.parquet"
+export CHURNGUARD_NB_SCORES_DIR="$WORK/scores"
+passed=0
+failed=0
+for nb in notebooks/*.ipynb; do
+    if "$VENV/bin/jupyter" nbconvert --to notebook --execute --log-level=WARN \
+        --ExecutePreprocessor.timeout=600 --output-dir "$WORK/executed" "$nb"; then
+        echo "ok   $nb"
+        passed=$((passed + 1))
+    else
+        echo "FAIL $nb"
+        failed=$((failed + 1))
+    fi
+done
+echo "executed notebooks: $WORK/executed"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
