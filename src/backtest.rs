@@ -51,8 +51,12 @@ pub fn backtest(
         .values()
         .next()
         .ok_or_else(|| Error::Data("the score file is empty".into()))?;
-    let as_of = parse_ts(&first.as_of)
-        .ok_or_else(|| Error::Data(format!("score file as_of `{}` is not a timestamp", first.as_of)))?;
+    let as_of = parse_ts(&first.as_of).ok_or_else(|| {
+        Error::Data(format!(
+            "score file as_of `{}` is not a timestamp",
+            first.as_of
+        ))
+    })?;
     let end = base.data_end().unwrap_or(i64::MIN).div_euclid(DAY) * DAY;
     if as_of + horizon_days as i64 * DAY > end {
         return Err(Error::Data(format!(
@@ -75,13 +79,22 @@ pub fn backtest(
             continue;
         };
         probs.push(r.churn_probability);
-        labels.push(label(&base.view(c as usize), definition, as_of, horizon_days));
+        labels.push(label(
+            &base.view(c as usize),
+            definition,
+            as_of,
+            horizon_days,
+        ));
         tiers.push(r.risk_tier);
     }
     let churned = labels.iter().filter(|&&l| l).count();
     let mut outcomes = Vec::new();
     let mut found = 0usize;
-    for t in [crate::alerts::Tier::High, crate::alerts::Tier::Medium, crate::alerts::Tier::Low] {
+    for t in [
+        crate::alerts::Tier::High,
+        crate::alerts::Tier::Medium,
+        crate::alerts::Tier::Low,
+    ] {
         let idx: Vec<usize> = (0..tiers.len()).filter(|&i| tiers[i] == t).collect();
         let hit = idx.iter().filter(|&&i| labels[i]).count();
         found += hit;
@@ -89,8 +102,16 @@ pub fn backtest(
             tier: t.as_str().into(),
             customers: idx.len(),
             churned: hit,
-            churn_rate: if idx.is_empty() { f64::NAN } else { hit as f64 / idx.len() as f64 },
-            cumulative_recall: if churned == 0 { f64::NAN } else { found as f64 / churned as f64 },
+            churn_rate: if idx.is_empty() {
+                f64::NAN
+            } else {
+                hit as f64 / idx.len() as f64
+            },
+            cumulative_recall: if churned == 0 {
+                f64::NAN
+            } else {
+                found as f64 / churned as f64
+            },
         });
     }
     Ok(Backtest {

@@ -765,7 +765,12 @@ fn backtest(r: &Resolved, a: BacktestArgs) -> Result<()> {
     let reg = Registry::new(r.models(&a.models));
     let scorer = load_scorer(&reg, &first.model_name, Some(&first.model_version))?;
     let base = load(&r.data(&a.data), a.data.skip_bad_rows)?;
-    let b = churnguard::backtest::backtest(&base, &scores, &scorer.artifact.definition, scorer.artifact.horizon_days)?;
+    let b = churnguard::backtest::backtest(
+        &base,
+        &scores,
+        &scorer.artifact.definition,
+        scorer.artifact.horizon_days,
+    )?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&b)?);
         return Ok(());

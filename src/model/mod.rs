@@ -181,7 +181,11 @@ impl Platt {
                     let z = a * m + b;
                     let t = target(y);
                     // -t ln s(z) - (1-t) ln(1 - s(z)) = ln(1 + e^z) - t z
-                    let softplus = if z > 0.0 { z + (-z).exp().ln_1p() } else { z.exp().ln_1p() };
+                    let softplus = if z > 0.0 {
+                        z + (-z).exp().ln_1p()
+                    } else {
+                        z.exp().ln_1p()
+                    };
                     softplus - t * z
                 })
                 .sum()

@@ -333,7 +333,9 @@ pub(super) fn render(
             _ => "Boosted trees: total gain of each feature's splits.",
         });
     }
-    sec.paragraph("Per-customer reasons use exact contributions (logistic) or path contributions (trees).");
+    sec.paragraph(
+        "Per-customer reasons use exact contributions (logistic) or path contributions (trees).",
+    );
     if let FittedModel::Tree(t) = &artifact.model {
         sec.paragraph("The decision tree as rules:");
         sec.preformatted(&t.rules(&names));

@@ -19,7 +19,12 @@ pub fn sample_csv() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = scratch("sample-csv");
-        let cfg = SynthConfig { customers: 2000, seed: 11, format: SynthFormat::Csv, ..SynthConfig::sample() };
+        let cfg = SynthConfig {
+            customers: 2000,
+            seed: 11,
+            format: SynthFormat::Csv,
+            ..SynthConfig::sample()
+        };
         generate(&cfg, &dir, &|_| {}).expect("generate csv sample");
         dir
     })
@@ -30,7 +35,12 @@ pub fn sample_parquet() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = scratch("sample-parquet");
-        let cfg = SynthConfig { customers: 2000, seed: 11, format: SynthFormat::Parquet, ..SynthConfig::sample() };
+        let cfg = SynthConfig {
+            customers: 2000,
+            seed: 11,
+            format: SynthFormat::Parquet,
+            ..SynthConfig::sample()
+        };
         generate(&cfg, &dir, &|_| {}).expect("generate parquet sample");
         dir
     })

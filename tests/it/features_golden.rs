@@ -72,12 +72,21 @@ fn features(t: &str, customer: &str) -> Vec<(String, f64)> {
     let c = base.customers.index[customer] as usize;
     let mut out = vec![0.0; spec.len()];
     Bound::new(&spec, &base).compute(c, parse_ts(t).unwrap(), &mut out);
-    spec.names().into_iter().map(String::from).zip(out).collect()
+    spec.names()
+        .into_iter()
+        .map(String::from)
+        .zip(out)
+        .collect()
 }
 
 fn check(t: &str, customer: &str, expected: &[(&str, f64)]) {
     let got = features(t, customer);
-    assert_eq!(got.len(), expected.len(), "schema: {:?}", got.iter().map(|g| &g.0).collect::<Vec<_>>());
+    assert_eq!(
+        got.len(),
+        expected.len(),
+        "schema: {:?}",
+        got.iter().map(|g| &g.0).collect::<Vec<_>>()
+    );
     for ((name, value), (ename, evalue)) in got.iter().zip(expected) {
         assert_eq!(name, ename);
         let ok = (value.is_nan() && evalue.is_nan()) || (value - evalue).abs() < 1e-9;
@@ -89,7 +98,11 @@ const NAN: f64 = f64::NAN;
 
 #[test]
 fn every_feature_of_customer_a_at_the_first_snapshot() {
-    let intervals_std = (((31.0f64 - 74.0 / 3.0).powi(2) + (29.0f64 - 74.0 / 3.0).powi(2) + (14.0f64 - 74.0 / 3.0).powi(2)) / 3.0).sqrt();
+    let intervals_std = (((31.0f64 - 74.0 / 3.0).powi(2)
+        + (29.0f64 - 74.0 / 3.0).powi(2)
+        + (14.0f64 - 74.0 / 3.0).powi(2))
+        / 3.0)
+        .sqrt();
     check(
         "2024-04-01",
         "a",
@@ -225,10 +238,21 @@ fn a_customer_without_rows_gets_defined_values_not_nan() {
     );
     // c: no rows at all before T1, an empty numeric attribute.
     let got = features("2024-04-01", "c");
-    let nan: Vec<&str> = got.iter().filter(|(_, v)| v.is_nan()).map(|(n, _)| n.as_str()).collect();
+    let nan: Vec<&str> = got
+        .iter()
+        .filter(|(_, v)| v.is_nan())
+        .map(|(n, _)| n.as_str())
+        .collect();
     assert_eq!(
         nan,
-        ["monthly_fee", "resolution_hours_90d", "csat_mean_90d", "interval_mean_days", "interval_std_days", "overdue_ratio"],
+        [
+            "monthly_fee",
+            "resolution_hours_90d",
+            "csat_mean_90d",
+            "interval_mean_days",
+            "interval_std_days",
+            "overdue_ratio"
+        ],
         "only features declared may_be_missing are undefined"
     );
     let get = |n: &str| got.iter().find(|g| g.0 == n).unwrap().1;
@@ -255,10 +279,18 @@ fn populations_and_labels_at_both_snapshots() {
         let t = parse_ts(t).unwrap();
         population(&base, &def, t)
             .into_iter()
-            .map(|c| (base.customers.ids[c as usize].clone(), label(&base.view(c as usize), &def, t, 30)))
+            .map(|c| {
+                (
+                    base.customers.ids[c as usize].clone(),
+                    label(&base.view(c as usize), &def, t, 30),
+                )
+            })
             .collect()
     };
-    assert_eq!(ids("2024-04-01"), [("a".into(), false), ("b".into(), true), ("c".into(), false)]);
+    assert_eq!(
+        ids("2024-04-01"),
+        [("a".into(), false), ("b".into(), true), ("c".into(), false)]
+    );
     // b churned on 04-20 and placed no order since: gone at T2. c churns on 05-10.
     assert_eq!(ids("2024-05-01"), [("a".into(), false), ("c".into(), true)]);
 }
@@ -267,7 +299,11 @@ fn populations_and_labels_at_both_snapshots() {
 fn without_a_churn_table_churn_is_inactivity_among_recent_buyers() {
     let dir = write_tables(
         "golden-inactivity",
-        &[("customers.csv", CUSTOMERS), ("logins.csv", LOGINS), ("orders.csv", ORDERS)],
+        &[
+            ("customers.csv", CUSTOMERS),
+            ("logins.csv", LOGINS),
+            ("orders.csv", ORDERS),
+        ],
     );
     let base = load_dir(&dir);
     let def = ChurnDefinition::for_tables(base.present(), 90).unwrap();
@@ -275,7 +311,12 @@ fn without_a_churn_table_churn_is_inactivity_among_recent_buyers() {
     let t = parse_ts("2024-04-01").unwrap();
     let got: Vec<(String, bool)> = population(&base, &def, t)
         .into_iter()
-        .map(|c| (base.customers.ids[c as usize].clone(), label(&base.view(c as usize), &def, t, 30)))
+        .map(|c| {
+            (
+                base.customers.ids[c as usize].clone(),
+                label(&base.view(c as usize), &def, t, 30),
+            )
+        })
         .collect();
     // c never ordered: not in the population. a orders on 04-01 (inside [T, T+30)); b does not.
     assert_eq!(got, [("a".into(), false), ("b".into(), true)]);

@@ -8,7 +8,10 @@ use std::path::Path;
 
 /// Copies a CSV customer base, applying `edit` to every row of every table:
 /// `edit(table, header, fields)` returns the row to write, or `None` to drop it.
-fn rewrite(from: &Path, to: &Path, edit: &dyn Fn(&str, &[&str], Vec<String>) -> Option<Vec<String>>) {
+/// Rewrites one row: `(table, header, fields)` -> the row to keep, or `None` to drop it.
+type RowEdit<'a> = &'a dyn Fn(&str, &[&str], Vec<String>) -> Option<Vec<String>>;
+
+fn rewrite(from: &Path, to: &Path, edit: RowEdit) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let p = entry.unwrap().path();
@@ -53,7 +56,10 @@ fn check_no_leak(t: Ts, mode: u8, case: &str) {
     let pop = population(&original, &def, t);
     let rows: Vec<(u32, Ts)> = pop.iter().map(|&c| (c, t)).collect();
     let spec = FeatureSpec::learn(&original, &rows, &Default::default()).unwrap();
-    let ids: Vec<String> = pop.iter().map(|&c| original.customers.ids[c as usize].clone()).collect();
+    let ids: Vec<String> = pop
+        .iter()
+        .map(|&c| original.customers.ids[c as usize].clone())
+        .collect();
     let edited = scratch(&format!("leak-{case}"));
     rewrite(sample_csv(), &edited, &|table, header, mut f| {
         let col = |name: &str| header.iter().position(|h| *h == name);
@@ -81,7 +87,11 @@ fn check_no_leak(t: Ts, mode: u8, case: &str) {
         // A ticket closed at or after T: its closure is unknown at T.
         if let Some(c) = col("closed_at") {
             if at_or_after(&f[c], t) {
-                f[c] = if mode == 0 { String::new() } else { "2099-01-01".into() };
+                f[c] = if mode == 0 {
+                    String::new()
+                } else {
+                    "2099-01-01".into()
+                };
                 if let Some(s) = col("csat") {
                     f[s] = if mode == 0 { String::new() } else { "5".into() };
                 }
@@ -93,7 +103,12 @@ fn check_no_leak(t: Ts, mode: u8, case: &str) {
     let b = snapshot(&edited, &spec, &ids, t);
     for (i, (ra, rb)) in a.iter().zip(&b).enumerate() {
         for (j, (x, y)) in ra.iter().zip(rb).enumerate() {
-            assert!(same(*x, *y), "customer {} feature {} differs: {x} vs {y} (T {t})", ids[i], spec.names()[j]);
+            assert!(
+                same(*x, *y),
+                "customer {} feature {} differs: {x} vs {y} (T {t})",
+                ids[i],
+                spec.names()[j]
+            );
         }
     }
 }

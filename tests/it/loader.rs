@@ -21,41 +21,92 @@ fn assert_names(msg: &str, table: &str, row: &str, column: &str) {
 
 #[test]
 fn a_bad_timestamp_names_table_row_and_column() {
-    let m = err("bad-ts", &[("customers.csv", CUSTOMERS), ("logins.csv", "customer_id,at\nc1,2024-02-01\nc2,yesterday\n")]);
+    let m = err(
+        "bad-ts",
+        &[
+            ("customers.csv", CUSTOMERS),
+            (
+                "logins.csv",
+                "customer_id,at\nc1,2024-02-01\nc2,yesterday\n",
+            ),
+        ],
+    );
     assert_names(&m, "logins", "row 2", "at");
     assert!(m.contains("yesterday"), "{m}");
 }
 
 #[test]
 fn a_non_numeric_amount_names_table_row_and_column() {
-    let m = err("bad-amount", &[("customers.csv", CUSTOMERS), ("orders.csv", "customer_id,at,amount\nc1,2024-02-01,10\nc1,2024-02-02,ten\n")]);
+    let m = err(
+        "bad-amount",
+        &[
+            ("customers.csv", CUSTOMERS),
+            (
+                "orders.csv",
+                "customer_id,at,amount\nc1,2024-02-01,10\nc1,2024-02-02,ten\n",
+            ),
+        ],
+    );
     assert_names(&m, "orders", "row 2", "amount");
 }
 
 #[test]
 fn an_empty_customer_id_names_table_row_and_column() {
-    let m = err("empty-id", &[("customers.csv", CUSTOMERS), ("tickets.csv", "customer_id,opened_at\nc1,2024-02-01\n,2024-02-03\n")]);
+    let m = err(
+        "empty-id",
+        &[
+            ("customers.csv", CUSTOMERS),
+            (
+                "tickets.csv",
+                "customer_id,opened_at\nc1,2024-02-01\n,2024-02-03\n",
+            ),
+        ],
+    );
     assert_names(&m, "tickets", "row 2", "customer_id");
 }
 
 #[test]
 fn a_duplicate_customer_is_an_error_naming_both_rows() {
-    let m = err("dup", &[("customers.csv", "customer_id,signup_at\nc1,2024-01-01\nc2,2024-01-01\nc1,2024-02-01\n")]);
+    let m = err(
+        "dup",
+        &[(
+            "customers.csv",
+            "customer_id,signup_at\nc1,2024-01-01\nc2,2024-01-01\nc1,2024-02-01\n",
+        )],
+    );
     assert_names(&m, "customers", "row 3", "customer_id");
-    assert!(m.contains("duplicate") && m.contains("first at row 1"), "{m}");
+    assert!(
+        m.contains("duplicate") && m.contains("first at row 1"),
+        "{m}"
+    );
 }
 
 #[test]
 fn a_missing_required_column_is_named() {
-    let m = err("missing-col", &[("customers.csv", CUSTOMERS), ("orders.csv", "customer_id,at\nc1,2024-02-01\n")]);
-    assert!(m.contains("table `orders`") && m.contains("missing required column `amount`"), "{m}");
+    let m = err(
+        "missing-col",
+        &[
+            ("customers.csv", CUSTOMERS),
+            ("orders.csv", "customer_id,at\nc1,2024-02-01\n"),
+        ],
+    );
+    assert!(
+        m.contains("table `orders`") && m.contains("missing required column `amount`"),
+        "{m}"
+    );
     let m = err("no-customers", &[("orders.csv", "customer_id,at,amount\n")]);
     assert!(m.contains("no `customers` table"), "{m}");
 }
 
 #[test]
 fn an_unreadable_file_is_an_error_naming_it() {
-    let m = err("unreadable", &[("customers.csv", CUSTOMERS), ("orders.parquet", "this is not parquet")]);
+    let m = err(
+        "unreadable",
+        &[
+            ("customers.csv", CUSTOMERS),
+            ("orders.parquet", "this is not parquet"),
+        ],
+    );
     assert!(m.contains("orders.parquet"), "{m}");
 }
 
@@ -70,8 +121,19 @@ fn skip_bad_rows_counts_and_skips_and_orphans_are_reported() {
             ("_SUCCESS", ""),
         ],
     );
-    let base = load(&dir, &LoadOptions { skip_bad_rows: true }).unwrap();
-    let orders = base.summary.tables.iter().find(|t| t.table == "orders").unwrap();
+    let base = load(
+        &dir,
+        &LoadOptions {
+            skip_bad_rows: true,
+        },
+    )
+    .unwrap();
+    let orders = base
+        .summary
+        .tables
+        .iter()
+        .find(|t| t.table == "orders")
+        .unwrap();
     assert_eq!((orders.rows, orders.bad_rows, orders.orphans), (1, 2, 1));
     assert_eq!(base.summary.ignored_files, ["notes.txt"]);
     assert_eq!(base.summary.bad_row_examples.len(), 2);
@@ -85,19 +147,45 @@ fn csv_and_parquet_give_identical_customer_bases() {
     assert_eq!(a.customers.ids, b.customers.ids);
     assert_eq!(a.customers.signup, b.customers.signup);
     assert_eq!(a.customers.attributes, b.customers.attributes);
-    assert_eq!(a.logins.as_ref().unwrap().all(), b.logins.as_ref().unwrap().all());
-    assert_eq!(a.orders.as_ref().unwrap().all(), b.orders.as_ref().unwrap().all());
+    assert_eq!(
+        a.logins.as_ref().unwrap().all(),
+        b.logins.as_ref().unwrap().all()
+    );
+    assert_eq!(
+        a.orders.as_ref().unwrap().all(),
+        b.orders.as_ref().unwrap().all()
+    );
     let ta = a.tickets.as_ref().unwrap().all();
     let tb = b.tickets.as_ref().unwrap().all();
     assert_eq!(ta.len(), tb.len());
     for (x, y) in ta.iter().zip(tb) {
-        assert_eq!((x.opened, x.closed, x.priority), (y.opened, y.closed, y.priority));
+        assert_eq!(
+            (x.opened, x.closed, x.priority),
+            (y.opened, y.closed, y.priority)
+        );
         assert!(crate::common::same(x.csat, y.csat));
     }
-    let ea: Vec<(i64, &str)> = a.events.as_ref().unwrap().all().iter().map(|e| (e.at, a.event_types[e.kind as usize].as_str())).collect();
-    let eb: Vec<(i64, &str)> = b.events.as_ref().unwrap().all().iter().map(|e| (e.at, b.event_types[e.kind as usize].as_str())).collect();
+    let ea: Vec<(i64, &str)> = a
+        .events
+        .as_ref()
+        .unwrap()
+        .all()
+        .iter()
+        .map(|e| (e.at, a.event_types[e.kind as usize].as_str()))
+        .collect();
+    let eb: Vec<(i64, &str)> = b
+        .events
+        .as_ref()
+        .unwrap()
+        .all()
+        .iter()
+        .map(|e| (e.at, b.event_types[e.kind as usize].as_str()))
+        .collect();
     assert_eq!(ea, eb);
-    assert_eq!(a.churn.as_ref().unwrap().all(), b.churn.as_ref().unwrap().all());
+    assert_eq!(
+        a.churn.as_ref().unwrap().all(),
+        b.churn.as_ref().unwrap().all()
+    );
     assert_eq!(a.summary.time_range, b.summary.time_range);
 }
 
@@ -109,7 +197,11 @@ fn a_table_may_be_a_directory_of_parquet_parts() {
     std::fs::create_dir_all(dir.join("logins")).unwrap();
     for (i, day) in ["2024-02-01", "2024-02-02"].iter().enumerate() {
         let mut df = df!("customer_id" => ["c1"], "at" => [*day]).unwrap();
-        write_frame(&mut df, &dir.join("logins").join(format!("part-{i}.parquet"))).unwrap();
+        write_frame(
+            &mut df,
+            &dir.join("logins").join(format!("part-{i}.parquet")),
+        )
+        .unwrap();
     }
     std::fs::write(dir.join("logins").join("_SUCCESS"), "").unwrap();
     let base = load_dir(&dir);

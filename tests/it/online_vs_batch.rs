@@ -12,7 +12,13 @@ pub fn payload(base: &churnguard::data::CustomerBase, c: usize) -> Value {
     let v = base.view(c);
     let attr = |name: &str| match base.customers.attribute(name) {
         Some(churnguard::data::Attribute::Categorical(x)) => json!(x[c]),
-        Some(churnguard::data::Attribute::Numeric(x)) => if x[c].is_finite() { json!(x[c]) } else { Value::Null },
+        Some(churnguard::data::Attribute::Numeric(x)) => {
+            if x[c].is_finite() {
+                json!(x[c])
+            } else {
+                Value::Null
+            }
+        }
         None => Value::Null,
     };
     let ts = |t: Ts| {
@@ -61,11 +67,18 @@ fn online_features_equal_batch_features_for_every_customer_of_the_sample() {
             assert!(
                 same(online[j], batch[i * w + j]),
                 "customer {} feature {}: online {} vs batch {}",
-                base.customers.ids[c as usize], spec.names()[j], online[j], batch[i * w + j]
+                base.customers.ids[c as usize],
+                spec.names()[j],
+                online[j],
+                batch[i * w + j]
             );
         }
     }
-    assert!(pop.len() > 500, "the sample has an active population ({})", pop.len());
+    assert!(
+        pop.len() > 500,
+        "the sample has an active population ({})",
+        pop.len()
+    );
 }
 
 #[test]
@@ -78,5 +91,8 @@ fn a_bad_date_in_an_activity_payload_names_the_field() {
     assert!(err.contains("activity.orders[1].at"), "{err}");
     p["orders"] = json!([{"at": "2024-01-01", "amount": "5"}]);
     let err = OwnedActivity::parse(&spec, &p).unwrap_err().to_string();
-    assert!(err.contains("activity.orders[0].amount") && err.contains("a string"), "{err}");
+    assert!(
+        err.contains("activity.orders[0].amount") && err.contains("a string"),
+        "{err}"
+    );
 }

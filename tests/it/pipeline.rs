@@ -30,7 +30,10 @@ fn trained() -> &'static Path {
     DIR.get_or_init(|| {
         let models = scratch("models");
         let base = load_dir(sample_parquet());
-        let cfg = TrainConfig { attributes: attrs(), ..TrainConfig::default() };
+        let cfg = TrainConfig {
+            attributes: attrs(),
+            ..TrainConfig::default()
+        };
         let out = run(&base, &Registry::new(&models), &cfg, &|_| {}).expect("training succeeds");
         assert_eq!(out.published.version, 1);
         assert_eq!(out.published.aliases_set, ["production"]);
@@ -40,7 +43,11 @@ fn trained() -> &'static Path {
 
 fn scorer() -> Scorer {
     let reg = Registry::new(trained());
-    Scorer::from_loaded(reg.load("churn", &Selector::Alias("production".into())).unwrap()).unwrap()
+    Scorer::from_loaded(
+        reg.load("churn", &Selector::Alias("production".into()))
+            .unwrap(),
+    )
+    .unwrap()
 }
 
 #[test]
@@ -63,7 +70,10 @@ fn every_algorithm_learns_the_signal_and_not_a_shuffled_label() {
         assert!(auc > 0.62, "{algo:?} validation AUC {auc}");
         let (m, _) = fit_algorithm(algo, &cfg, &set.spec, &xt, &shuffled, None).unwrap();
         let auc = roc_auc(&m.margins(&xv, set.spec.len()), &yv);
-        assert!((auc - 0.5).abs() < 0.06, "{algo:?} on shuffled labels AUC {auc}");
+        assert!(
+            (auc - 0.5).abs() < 0.06,
+            "{algo:?} on shuffled labels AUC {auc}"
+        );
     }
 }
 
@@ -82,13 +92,17 @@ fn a_saved_and_reloaded_model_gives_bit_identical_probabilities() {
 
 #[test]
 fn thresholds_follow_the_capacity_policy_on_validation() {
-    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(trained().join("churn/v1/metrics.json")).unwrap()).unwrap();
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(trained().join("churn/v1/metrics.json")).unwrap())
+            .unwrap();
     let tiers = m["thresholds"]["tiers"].as_array().unwrap();
     let high = &tiers[0];
     let medium = &tiers[1];
     assert!(high["threshold"].as_f64().unwrap() >= medium["threshold"].as_f64().unwrap());
     // The high tier flags about 5% of the latest validation snapshot, medium+high about 20%.
-    let latest = m["snapshots"].as_array().unwrap().last().unwrap()["examples"].as_f64().unwrap();
+    let latest = m["snapshots"].as_array().unwrap().last().unwrap()["examples"]
+        .as_f64()
+        .unwrap();
     let share_high = high["flagged_latest"].as_f64().unwrap() / latest;
     let share_medium = medium["flagged_latest"].as_f64().unwrap() / latest;
     assert!((0.02..0.09).contains(&share_high), "{share_high}");
@@ -106,11 +120,22 @@ fn calibration_lowers_the_brier_score_of_a_miscalibrated_model() {
     let set = TrainingSet::build(&base, &LabelConfig::default(), &attrs()).unwrap();
     let (xv, yv, _) = set.select(|e| e.split == Split::Validation);
     // A deliberately mis-calibrated model: every margin shifted up by 3 (odds x 20).
-    let margins: Vec<f64> = s.artifact.model.margins(&xv, set.spec.len()).iter().map(|m| m + 3.0).collect();
+    let margins: Vec<f64> = s
+        .artifact
+        .model
+        .margins(&xv, set.spec.len())
+        .iter()
+        .map(|m| m + 3.0)
+        .collect();
     let raw: Vec<f64> = margins.iter().map(|&m| sigmoid(m)).collect();
     let platt = Platt::fit(&margins, &yv);
     let cal: Vec<f64> = margins.iter().map(|&m| platt.apply(m)).collect();
-    assert!(brier(&cal, &yv) < 0.8 * brier(&raw, &yv), "{} vs {}", brier(&cal, &yv), brier(&raw, &yv));
+    assert!(
+        brier(&cal, &yv) < 0.8 * brier(&raw, &yv),
+        "{} vs {}",
+        brier(&cal, &yv),
+        brier(&raw, &yv)
+    );
 }
 
 fn options(name: &str, as_of: &str) -> BatchOptions {
@@ -136,12 +161,25 @@ fn batch_scores_equal_the_service_path_for_the_same_customers_and_date() {
     let mut checked = 0;
     for (c, id) in base.customers.ids.iter().enumerate().step_by(7) {
         let Some(rec) = scores.get(id) else { continue };
-        let (row, _) = s.features_from_activity(&payload(&base, c), opts.as_of).unwrap();
+        let (row, _) = s
+            .features_from_activity(&payload(&base, c), opts.as_of)
+            .unwrap();
         let online = s.score(&row, batch::REASONS_PER_CUSTOMER);
-        assert_eq!(online.churn_probability.to_bits(), rec.churn_probability.to_bits(), "{id}");
+        assert_eq!(
+            online.churn_probability.to_bits(),
+            rec.churn_probability.to_bits(),
+            "{id}"
+        );
         assert_eq!(online.risk_tier, rec.risk_tier);
         assert_eq!(online.health_score, rec.health_score);
-        assert_eq!(online.reasons.iter().map(|r| &r.feature).collect::<Vec<_>>(), rec.reasons.iter().map(|r| &r.feature).collect::<Vec<_>>());
+        assert_eq!(
+            online
+                .reasons
+                .iter()
+                .map(|r| &r.feature)
+                .collect::<Vec<_>>(),
+            rec.reasons.iter().map(|r| &r.feature).collect::<Vec<_>>()
+        );
         checked += 1;
     }
     assert!(checked > 50);
@@ -155,14 +193,23 @@ fn rerunning_the_same_night_is_byte_identical_and_raises_no_alert_twice() {
     let first = batch::run(&base, &s, &opts, &|_| {}).unwrap();
     let bytes1 = std::fs::read(&opts.out).unwrap();
     let log1 = std::fs::read_to_string(opts.alerts_log.as_ref().unwrap()).unwrap();
-    assert!(first.alerts_new > 0, "the first night raises alerts for the high tier");
+    assert!(
+        first.alerts_new > 0,
+        "the first night raises alerts for the high tier"
+    );
     assert_eq!(log1.lines().count(), first.alerts_new);
     let second = batch::run(&base, &s, &opts, &|_| {}).unwrap();
     assert_eq!(std::fs::read(&opts.out).unwrap(), bytes1);
     assert_eq!(second.alerts_new, 0);
-    assert_eq!(std::fs::read_to_string(opts.alerts_log.as_ref().unwrap()).unwrap(), log1);
+    assert_eq!(
+        std::fs::read_to_string(opts.alerts_log.as_ref().unwrap()).unwrap(),
+        log1
+    );
     // The next night only alerts on customers who newly reach the tier.
-    let next = BatchOptions { as_of: opts.as_of + 86_400, ..opts.clone() };
+    let next = BatchOptions {
+        as_of: opts.as_of + 86_400,
+        ..opts.clone()
+    };
     let third = batch::run(&base, &s, &next, &|_| {}).unwrap();
     assert!(third.alerts_new < first.alerts_new);
 }
@@ -186,8 +233,13 @@ fn a_failed_run_leaves_the_previous_output_and_alert_state_untouched() {
     // A base missing a table the model needs fails before writing too.
     std::fs::remove_file(broken.join("orders.parquet")).unwrap();
     let partial = load_dir(&broken);
-    let next = BatchOptions { as_of: opts.as_of + 86_400, ..opts.clone() };
-    let err = batch::run(&partial, &s, &next, &|_| {}).unwrap_err().to_string();
+    let next = BatchOptions {
+        as_of: opts.as_of + 86_400,
+        ..opts.clone()
+    };
+    let err = batch::run(&partial, &s, &next, &|_| {})
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("orders"), "{err}");
     assert_eq!(std::fs::read(&opts.out).unwrap(), before);
     assert_eq!(std::fs::read(&opts.outbox).unwrap(), db_before);
@@ -198,15 +250,31 @@ fn drift_flags_a_deliberately_shifted_feature() {
     let s = scorer();
     let mut base = load_dir(sample_parquet());
     // Everyone's monthly fee jumps tenfold: the attribute drifts, nothing else should much.
-    if let Some((_, churnguard::data::Attribute::Numeric(v))) = base.customers.attributes.iter_mut().find(|(n, _)| n == "monthly_fee") {
+    if let Some((_, churnguard::data::Attribute::Numeric(v))) = base
+        .customers
+        .attributes
+        .iter_mut()
+        .find(|(n, _)| n == "monthly_fee")
+    {
         v.iter_mut().for_each(|x| *x *= 10.0);
     }
     let opts = options("drift", "2024-09-01");
     let summary = batch::run(&base, &s, &opts, &|_| {}).unwrap();
-    let fee = summary.feature_psi.iter().find(|f| f.0 == "monthly_fee").unwrap();
+    let fee = summary
+        .feature_psi
+        .iter()
+        .find(|f| f.0 == "monthly_fee")
+        .unwrap();
     assert!(fee.1 >= 0.25, "{fee:?}");
-    assert!(summary.drift_warnings.iter().any(|w| w.contains("monthly_fee")));
-    let tenure = summary.feature_psi.iter().find(|f| f.0 == "logins_30d").unwrap();
+    assert!(summary
+        .drift_warnings
+        .iter()
+        .any(|w| w.contains("monthly_fee")));
+    let tenure = summary
+        .feature_psi
+        .iter()
+        .find(|f| f.0 == "logins_30d")
+        .unwrap();
     assert!(tenure.1 < 0.25, "{tenure:?}");
 }
 
@@ -229,7 +297,10 @@ fn a_corrupted_model_file_is_refused_by_verify_and_load() {
     std::fs::write(dst.join("v1/model.bin"), bytes).unwrap();
     let e = reg.verify("churn", 1).unwrap_err().to_string();
     assert!(e.contains("model.bin"), "{e}");
-    let e = reg.load("churn", &Selector::Version(1)).unwrap_err().to_string();
+    let e = reg
+        .load("churn", &Selector::Version(1))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("model.bin") && e.contains("checksum"), "{e}");
 }
 
@@ -246,7 +317,10 @@ fn reasons_point_at_features_that_raise_the_score() {
         assert!((bias + c.iter().sum::<f64>() - s.artifact.model.margin(row)).abs() < 1e-6);
         let score = s.score(row, 3);
         assert!(score.reasons.iter().all(|r| r.contribution > 0.0));
-        assert!(score.reasons.windows(2).all(|p| p[0].contribution >= p[1].contribution));
+        assert!(score
+            .reasons
+            .windows(2)
+            .all(|p| p[0].contribution >= p[1].contribution));
         assert!((0.0..=100.0).contains(&score.health_score));
     }
 }
@@ -258,7 +332,13 @@ fn a_backtest_reports_realised_performance_once_outcomes_are_known() {
     let opts = options("backtest", "2024-10-15");
     batch::run(&base, &s, &opts, &|_| {}).unwrap();
     let scores = batch::read_scores(&opts.out).unwrap();
-    let b = churnguard::backtest::backtest(&base, &scores, &s.artifact.definition, s.artifact.horizon_days).unwrap();
+    let b = churnguard::backtest::backtest(
+        &base,
+        &scores,
+        &s.artifact.definition,
+        s.artifact.horizon_days,
+    )
+    .unwrap();
     assert_eq!(b.customers, scores.len());
     assert!(b.churned > 0 && b.roc_auc > 0.6, "{b:?}");
     let high = &b.tiers[0];
