@@ -102,37 +102,25 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<CustomerBase> {
     summary.bad_row_examples.extend(bad_examples);
 
     let n = customers.len();
-    let read = |t: Table| -> Result<Option<Activity>> {
-        match find(t) {
-            None => Ok(None),
-            Some(src) => read_activity(src, &customers.index, opts).map(Some),
-        }
-    };
-    // The activity tables are independent once customers are known: read them in parallel.
-    let ((logins, tickets), ((orders, events), churn)) = rayon::join(
-        || rayon::join(|| read(Table::Logins), || read(Table::Tickets)),
-        || {
-            rayon::join(
-                || rayon::join(|| read(Table::Orders), || read(Table::Events)),
-                || read(Table::Churn),
-            )
-        },
-    );
     let mut base = CustomerBase {
         customers,
         ..CustomerBase::default()
     };
-    for (t, act) in [
-        (Table::Logins, logins?),
-        (Table::Tickets, tickets?),
-        (Table::Orders, orders?),
-        (Table::Events, events?),
-        (Table::Churn, churn?),
+    // One table at a time: each is grouped (and its frame and row vectors freed) before
+    // the next is read, which bounds peak memory on large bases. Reading, conversion and
+    // grouping each use every core.
+    for t in [
+        Table::Logins,
+        Table::Tickets,
+        Table::Orders,
+        Table::Events,
+        Table::Churn,
     ] {
-        let Some(act) = act else {
+        let Some(src) = find(t) else {
             summary.missing_tables.push(t.name().to_string());
             continue;
         };
+        let act = read_activity(src, &base.customers.index, opts)?;
         if let Some((a, b)) = act.range {
             summary.widen(a);
             summary.widen(b);
@@ -304,7 +292,11 @@ fn strings(part: &Part, col: &str) -> Result<StringChunked> {
 }
 
 /// A timestamp column: text in one of the three contract forms, or a Parquet date/datetime.
-fn timestamps(part: &Part, col: &str, errs: &mut Errs) -> Result<Vec<Option<Ts>>> {
+/// Marks an empty or bad timestamp cell (8 bytes per row instead of 16 for `Option`).
+const MISSING: Ts = Ts::MIN;
+
+/// A timestamp column; [`MISSING`] where empty or bad.
+fn timestamps(part: &Part, col: &str, errs: &mut Errs) -> Result<Vec<Ts>> {
     let c = part.df.column(col).map_err(polars_err(part, col))?;
     let s = c.as_materialized_series();
     match s.dtype().clone() {
@@ -314,8 +306,8 @@ fn timestamps(part: &Part, col: &str, errs: &mut Errs) -> Result<Vec<Option<Ts>>
             for (i, v) in ca.iter().enumerate() {
                 let v = v.map(str::trim).filter(|v| !v.is_empty());
                 match v.map(|v| (v, parse_ts(v))) {
-                    None => out.push(None),
-                    Some((_, Some(t))) => out.push(Some(t)),
+                    None => out.push(MISSING),
+                    Some((_, Some(t))) => out.push(t),
                     Some((raw, None)) => {
                         errs.add(
                             i,
@@ -324,7 +316,7 @@ fn timestamps(part: &Part, col: &str, errs: &mut Errs) -> Result<Vec<Option<Ts>>
                                 "`{raw}` is not a timestamp (use RFC 3339, `YYYY-MM-DD HH:MM:SS` or `YYYY-MM-DD`)"
                             ),
                         )?;
-                        out.push(None);
+                        out.push(MISSING);
                     }
                 }
             }
@@ -340,7 +332,7 @@ fn timestamps(part: &Part, col: &str, errs: &mut Errs) -> Result<Vec<Option<Ts>>
             let ca = phys.i64().map_err(polars_err(part, col))?;
             Ok(ca
                 .iter()
-                .map(|v| v.map(|v| v.div_euclid(per_sec)))
+                .map(|v| v.map_or(MISSING, |v| v.div_euclid(per_sec)))
                 .collect())
         }
         DataType::Date => {
@@ -348,7 +340,7 @@ fn timestamps(part: &Part, col: &str, errs: &mut Errs) -> Result<Vec<Option<Ts>>
             let ca = phys.i32().map_err(polars_err(part, col))?;
             Ok(ca
                 .iter()
-                .map(|v| v.map(|d| d as i64 * crate::time::DAY))
+                .map(|v| v.map_or(MISSING, |d| d as i64 * crate::time::DAY))
                 .collect())
         }
         other => Err(Error::Data(format!(
@@ -359,8 +351,9 @@ fn timestamps(part: &Part, col: &str, errs: &mut Errs) -> Result<Vec<Option<Ts>>
     }
 }
 
-/// A numeric column: numbers, or text holding numbers.
-fn numbers(part: &Part, col: &str, errs: &mut Errs) -> Result<Vec<Option<f64>>> {
+/// A numeric column: numbers, or text holding numbers; NaN where empty or bad
+/// (non-finite input is refused, so NaN only ever means "no value").
+fn numbers(part: &Part, col: &str, errs: &mut Errs) -> Result<Vec<f64>> {
     let c = part.df.column(col).map_err(polars_err(part, col))?;
     let s = c.as_materialized_series();
     if matches!(s.dtype(), DataType::String) {
@@ -369,12 +362,12 @@ fn numbers(part: &Part, col: &str, errs: &mut Errs) -> Result<Vec<Option<f64>>> 
         for (i, v) in ca.iter().enumerate() {
             let v = v.map(str::trim).filter(|v| !v.is_empty());
             match v {
-                None => out.push(None),
+                None => out.push(f64::NAN),
                 Some(raw) => match raw.parse::<f64>() {
-                    Ok(x) if x.is_finite() => out.push(Some(x)),
+                    Ok(x) if x.is_finite() => out.push(x),
                     _ => {
                         errs.add(i, col, format!("`{raw}` is not a finite number"))?;
-                        out.push(None);
+                        out.push(f64::NAN);
                     }
                 },
             }
@@ -388,9 +381,9 @@ fn numbers(part: &Part, col: &str, errs: &mut Errs) -> Result<Vec<Option<f64>>> 
             match v {
                 Some(x) if !x.is_finite() => {
                     errs.add(i, col, format!("`{x}` is not a finite number"))?;
-                    out.push(None);
+                    out.push(f64::NAN);
                 }
-                v => out.push(v),
+                v => out.push(v.unwrap_or(f64::NAN)),
             }
         }
         Ok(out)
@@ -430,7 +423,7 @@ fn read_customers(
         }
         let signup = timestamps(part, "signup_at", &mut errs)?;
         for (i, s) in signup.iter().enumerate() {
-            if s.is_none() && !errs.bad[i] {
+            if *s == MISSING && !errs.bad[i] {
                 errs.add(i, "signup_at", "empty signup_at (required)".into())?;
             }
         }
@@ -466,7 +459,7 @@ fn read_customers(
             customers.ids.push(id);
             customers
                 .signup
-                .push(signup[i].expect("rows without signup were marked bad"));
+                .push(signup[i]);
             for (k, name) in extra.iter().enumerate() {
                 let pos = match attr_names.iter().position(|n| n == name) {
                     Some(p) => p,
@@ -574,16 +567,28 @@ struct Activity {
 const ORPHAN: u32 = u32::MAX;
 
 /// Customer indexes of a part's rows; `ORPHAN` for unknown customers, bad cells reported.
-fn customer_ids(part: &Part, index: &HashMap<String, u32>, errs: &mut Errs) -> Result<Vec<u32>> {
+fn customer_ids(part: &Part, index: &IdIndex, errs: &mut Errs) -> Result<Vec<u32>> {
+    use rayon::prelude::*;
+    const EMPTY: u32 = u32::MAX - 1;
     let ids = strings(part, "customer_id")?;
-    let mut out = Vec::with_capacity(ids.len());
-    for (i, v) in ids.iter().enumerate() {
-        match v.map(str::trim).filter(|v| !v.is_empty()) {
-            None => {
-                errs.add(i, "customer_id", "empty customer_id".into())?;
-                out.push(ORPHAN);
-            }
-            Some(id) => out.push(index.get(id).copied().unwrap_or(ORPHAN)),
+    // Look ids up chunk by chunk on every core (Parquet row groups arrive as chunks).
+    let chunks: Vec<_> = ids.downcast_iter().collect();
+    let looked_up: Vec<Vec<u32>> = chunks
+        .par_iter()
+        .map(|arr| {
+            arr.iter()
+                .map(|v| match v.map(str::trim).filter(|v| !v.is_empty()) {
+                    None => EMPTY,
+                    Some(id) => index.get(id).copied().unwrap_or(ORPHAN),
+                })
+                .collect()
+        })
+        .collect();
+    let mut out = looked_up.concat();
+    for (i, c) in out.iter_mut().enumerate() {
+        if *c == EMPTY {
+            errs.add(i, "customer_id", "empty customer_id".into())?;
+            *c = ORPHAN;
         }
     }
     Ok(out)
@@ -591,7 +596,7 @@ fn customer_ids(part: &Part, index: &HashMap<String, u32>, errs: &mut Errs) -> R
 
 fn read_activity(
     src: &Source,
-    index: &HashMap<String, u32>,
+    index: &IdIndex,
     opts: &LoadOptions,
 ) -> Result<Activity> {
     let table = src.table;
@@ -638,24 +643,25 @@ fn read_activity(
         let ids = customer_ids(&part, index, &mut errs)?;
         let at = timestamps(&part, time_col, &mut errs)?;
         for (i, t) in at.iter().enumerate() {
-            if t.is_none() && !errs.bad[i] {
+            if *t == MISSING && !errs.bad[i] {
                 errs.add(i, time_col, format!("empty {time_col} (required)"))?;
             }
         }
         let n = part.df.height();
         // Table-specific columns.
-        let mut closed = vec![None; n];
+        let mut closed = vec![MISSING; n];
         let mut priority = vec![Priority::Normal; n];
-        let mut csat = vec![None; n];
-        let mut amount = vec![None; n];
-        let mut value = vec![None; n];
+        let mut csat = vec![f64::NAN; n];
+        let mut amount = vec![f64::NAN; n];
+        let mut value = vec![f64::NAN; n];
         let mut kind = vec![0u32; n];
         match table {
             Table::Tickets => {
                 if has(&part.df, "closed_at") {
                     closed = timestamps(&part, "closed_at", &mut errs)?;
                     for i in 0..n {
-                        if let (Some(o), Some(c)) = (at[i], closed[i]) {
+                        let (o, c) = (at[i], closed[i]);
+                        if o != MISSING && c != MISSING {
                             if c < o {
                                 errs.add(i, "closed_at", "closed_at is before opened_at".into())?;
                             }
@@ -671,10 +677,8 @@ fn read_activity(
                 if has(&part.df, "csat") {
                     csat = numbers(&part, "csat", &mut errs)?;
                     for (i, c) in csat.iter().enumerate() {
-                        if let Some(c) = c {
-                            if !(1.0..=5.0).contains(c) {
-                                errs.add(i, "csat", format!("csat {c} is outside 1..5"))?;
-                            }
+                        if !c.is_nan() && !(1.0..=5.0).contains(c) {
+                            errs.add(i, "csat", format!("csat {c} is outside 1..5"))?;
                         }
                     }
                 }
@@ -682,7 +686,7 @@ fn read_activity(
             Table::Orders => {
                 amount = numbers(&part, "amount", &mut errs)?;
                 for (i, a) in amount.iter().enumerate() {
-                    if a.is_none() && !errs.bad[i] {
+                    if a.is_nan() && !errs.bad[i] {
                         errs.add(i, "amount", "empty amount (required)".into())?;
                     }
                 }
@@ -711,6 +715,17 @@ fn read_activity(
             }
             _ => {}
         }
+        // The frame is no longer needed: free it before the rows are assembled.
+        drop(part);
+        let kept = (0..n).filter(|&i| !errs.bad[i] && ids[i] != ORPHAN).count();
+        cust.reserve(kept);
+        match table {
+            Table::Logins => logins.reserve(kept),
+            Table::Tickets => tickets.reserve(kept),
+            Table::Orders => orders.reserve(kept),
+            Table::Events => events.reserve(kept),
+            _ => churn.reserve(kept),
+        }
         for i in 0..n {
             if errs.bad[i] {
                 continue;
@@ -719,25 +734,25 @@ fn read_activity(
                 summary.orphans += 1;
                 continue;
             }
-            let t = at[i].expect("rows without a time were marked bad");
+            let t = at[i];
             widen(t);
             cust.push(ids[i]);
             match table {
                 Table::Logins => logins.push(t),
                 Table::Tickets => tickets.push(Ticket {
                     opened: t,
-                    closed: closed[i],
+                    closed: (closed[i] != MISSING).then_some(closed[i]),
                     priority: priority[i],
-                    csat: csat[i].unwrap_or(f64::NAN),
+                    csat: csat[i],
                 }),
                 Table::Orders => orders.push(Order {
                     at: t,
-                    amount: amount[i].expect("rows without an amount were marked bad"),
+                    amount: amount[i],
                 }),
                 Table::Events => events.push(Event {
                     at: t,
                     kind: kind[i],
-                    value: value[i].unwrap_or(1.0),
+                    value: if value[i].is_nan() { 1.0 } else { value[i] as f32 },
                 }),
                 Table::Churn => churn.push(t),
                 Table::Customers => unreachable!("customers are read by read_customers"),

@@ -244,7 +244,7 @@ impl OwnedActivity {
             a.events.push(Event {
                 at,
                 kind: kind as u32,
-                value,
+                value: value as f32,
             });
         }
         a.logins.sort_unstable();

@@ -56,12 +56,12 @@ fn every_algorithm_learns_the_signal_and_not_a_shuffled_label() {
     let set = TrainingSet::build(&base, &LabelConfig::default(), &attrs()).unwrap();
     let (xt, yt, _) = set.select(|e| e.split == Split::Train);
     let (xv, yv, _) = set.select(|e| e.split == Split::Validation);
-    // A deterministic shuffle of the training labels destroys the signal.
+    // A seeded random permutation of the training labels destroys the signal.
     let mut shuffled = yt.clone();
-    let n = shuffled.len();
-    for i in 0..n {
-        let j = (i.wrapping_mul(2_654_435_761) ^ 0x9e37) % n;
-        shuffled.swap(i, j);
+    {
+        use rand::seq::SliceRandom;
+        use rand::SeedableRng;
+        shuffled.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(3));
     }
     let cfg = TrainConfig::default();
     for algo in Algorithm::ALL {
