@@ -98,7 +98,8 @@ fn typical_payload(spec: &FeatureSpec, t: Ts) -> Value {
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("churnguard-bench-online-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("churnguard-bench-online-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let cfg = SynthConfig {
             customers: 3000,
@@ -137,14 +138,27 @@ fn fixture() -> &'static Fixture {
         let (activity, ignored) = OwnedActivity::parse(&spec, &payload).expect("parse payload");
         assert!(ignored.is_empty());
         assert_eq!(
-            (activity.logins.len(), activity.tickets.len(), activity.orders.len(), activity.events.len()),
+            (
+                activity.logins.len(),
+                activity.tickets.len(),
+                activity.orders.len(),
+                activity.events.len()
+            ),
             (60, 3, 12, 80)
         );
+        let trees: Vec<String> = scorers
+            .iter()
+            .filter_map(|s: &Scorer| match &s.artifact.model {
+                FittedModel::Gbdt(m) | FittedModel::Forest(m) => Some(format!("{} {} trees", s.version, m.n_trees)),
+                _ => None,
+            })
+            .collect();
         eprintln!(
-            "fixture: {} features, payload {} bytes, {} validation rows to score",
+            "fixture: {} features, payload {} bytes, {} validation rows to score, {}",
             w,
             text.len(),
-            xv.len() / w.max(1)
+            xv.len() / w.max(1),
+            trees.join(", ")
         );
         Fixture {
             spec,
@@ -159,7 +173,14 @@ fn fixture() -> &'static Fixture {
 }
 
 /// A scorer around a fitted model, with references learned as the trainer does.
-fn scorer(spec: &FeatureSpec, model: FittedModel, xt: &[f64], xv: &[f64], w: usize, kind: &str) -> Scorer {
+fn scorer(
+    spec: &FeatureSpec,
+    model: FittedModel,
+    xt: &[f64],
+    xv: &[f64],
+    w: usize,
+    kind: &str,
+) -> Scorer {
     let mut probs: Vec<f64> = xv.chunks(w).map(|r| sigmoid(model.margin(r))).collect();
     probs.sort_by(f64::total_cmp);
     let q = |p: f64| probs[((probs.len() - 1) as f64 * p) as usize];

@@ -414,8 +414,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Train(a) => train(&r, a).map(|_| ()),
         Command::Models(a) => models(&r, a.action),
         Command::Score(a) => score(&r, a),
-        Command::Serve(a) => serve(&r, a),
-        Command::Demo(a) => demo(&r, a),
+        Command::Serve(a) => serve(&r, a, cli.log_json),
+        Command::Demo(a) => demo(&r, a, cli.log_json),
         Command::Backtest(a) => backtest(&r, a),
     }
 }
@@ -788,11 +788,85 @@ fn backtest(r: &Resolved, a: BacktestArgs) -> Result<()> {
     Ok(())
 }
 
-fn serve(_r: &Resolved, _a: ServeArgs) -> Result<()> {
-    bail!("the HTTP service is being built (issue #6)")
+/// Service settings from flags, environment and the config file.
+fn serve_config(
+    r: &Resolved,
+    a: ServeArgs,
+    log_json: bool,
+) -> Result<churnguard::serve::ServeConfig> {
+    let f = &r.file.serve;
+    let models = r.models(&a.models);
+    let name = r.name(&a.models);
+    let d = churnguard::serve::ServeConfig::default();
+    let bind = a
+        .bind
+        .or(f.bind.clone())
+        .unwrap_or_else(|| "127.0.0.1:8080".into());
+    let bind = bind
+        .parse()
+        .with_context(|| format!("--bind `{bind}` is not an address like 127.0.0.1:8080"))?;
+    let mut api_keys: Vec<String> = std::env::var("CHURNGUARD_API_KEYS")
+        .unwrap_or_default()
+        .split(',')
+        .map(|k| k.trim().to_string())
+        .filter(|k| !k.is_empty())
+        .collect();
+    if let Some(file) = a
+        .api_keys_file
+        .or(f.api_keys_file.clone().map(PathBuf::from))
+    {
+        let text = std::fs::read_to_string(&file)
+            .with_context(|| format!("reading API keys from {}", file.display()))?;
+        api_keys.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(String::from),
+        );
+    }
+    let webhook = match a.alert_webhook.or(f.alert_webhook.clone()) {
+        None => None,
+        Some(url) => {
+            let secret = std::env::var("CHURNGUARD_WEBHOOK_SECRET").unwrap_or_default();
+            if secret.is_empty() {
+                bail!("--alert-webhook needs CHURNGUARD_WEBHOOK_SECRET: alerts are signed so the receiver can trust them");
+            }
+            Some((url, secret))
+        }
+    };
+    Ok(churnguard::serve::ServeConfig {
+        outbox: r.outbox(&a.outbox, &models, &name),
+        models,
+        name,
+        bind,
+        api_keys,
+        admin_key: std::env::var("CHURNGUARD_ADMIN_KEY")
+            .ok()
+            .filter(|k| !k.is_empty()),
+        scores: a.scores.or(f.scores.clone().map(PathBuf::from)),
+        alert_log: r.file.alerts.log.clone().map(PathBuf::from),
+        webhook,
+        policy: r.policy()?,
+        reload_interval: f
+            .reload_seconds
+            .map_or(d.reload_interval, Duration::from_secs),
+        max_batch: f.max_batch.unwrap_or(d.max_batch),
+        max_body_bytes: f.max_body_bytes.unwrap_or(d.max_body_bytes),
+        log_json,
+        ..d
+    })
 }
 
-fn demo(r: &Resolved, a: DemoArgs) -> Result<()> {
+fn serve(r: &Resolved, a: ServeArgs, log_json: bool) -> Result<()> {
+    let cfg = serve_config(r, a, log_json)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(churnguard::serve::serve(cfg))?;
+    Ok(())
+}
+
+fn demo(r: &Resolved, a: DemoArgs, log_json: bool) -> Result<()> {
     let data = PathBuf::from("data/sample");
     if !data.join("customers.parquet").exists() {
         println!(
@@ -855,16 +929,56 @@ fn demo(r: &Resolved, a: DemoArgs) -> Result<()> {
     if a.no_serve {
         return Ok(());
     }
-    let _ = a.bind;
+    // A fresh key, and a ready-to-paste request for the riskiest customer of the night.
+    let key = format!("cg_{}", uuid::Uuid::new_v4().simple());
+    std::env::set_var("CHURNGUARD_API_KEYS", &key);
+    let scorer = load_scorer(&reg, &name, None)?;
+    let (pop, x) = batch::snapshot_features(
+        &base,
+        &scorer.artifact.spec,
+        &scorer.artifact.definition,
+        as_of,
+    );
+    let w = scorer.artifact.spec.len();
+    let probs = batch::probabilities(&scorer, &x);
+    let best = (0..pop.len())
+        .max_by(|&i, &j| probs[i].total_cmp(&probs[j]))
+        .context("nobody is active in the sample")?;
+    let id = base.customers.ids[pop[best] as usize].clone();
+    let features: serde_json::Map<String, serde_json::Value> = scorer
+        .feature_names()
+        .iter()
+        .zip(&x[best * w..(best + 1) * w])
+        .map(|(n, v)| {
+            (
+                n.to_string(),
+                if v.is_finite() {
+                    serde_json::json!(v)
+                } else {
+                    serde_json::Value::Null
+                },
+            )
+        })
+        .collect();
+    let request = PathBuf::from("data/scores/example_request.json");
+    std::fs::write(
+        &request,
+        serde_json::to_vec_pretty(&serde_json::json!({"customer_id": id, "features": features}))?,
+    )?;
+    println!("\nAPI key for this demo: {key}");
+    println!("score a customer:   curl -s -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' -d @{} http://{}/v1/score", request.display(), a.bind);
+    println!("last night's score: curl -s -H 'Authorization: Bearer {key}' http://{}/v1/customers/{id}/score", a.bind);
+    println!("metrics:            curl -s http://{}/metrics\n", a.bind);
     serve(
         r,
         ServeArgs {
             models: a.models,
-            bind: None,
-            scores: None,
+            bind: Some(a.bind),
+            scores: Some(PathBuf::from("data/scores/latest.parquet")),
             api_keys_file: None,
             alert_webhook: None,
             outbox: None,
         },
+        log_json,
     )
 }

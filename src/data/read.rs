@@ -457,9 +457,7 @@ fn read_customers(
             let idx = customers.ids.len() as u32;
             customers.index.insert(id.clone(), idx);
             customers.ids.push(id);
-            customers
-                .signup
-                .push(signup[i]);
+            customers.signup.push(signup[i]);
             for (k, name) in extra.iter().enumerate() {
                 let pos = match attr_names.iter().position(|n| n == name) {
                     Some(p) => p,
@@ -594,11 +592,7 @@ fn customer_ids(part: &Part, index: &IdIndex, errs: &mut Errs) -> Result<Vec<u32
     Ok(out)
 }
 
-fn read_activity(
-    src: &Source,
-    index: &IdIndex,
-    opts: &LoadOptions,
-) -> Result<Activity> {
+fn read_activity(src: &Source, index: &IdIndex, opts: &LoadOptions) -> Result<Activity> {
     let table = src.table;
     let mut summary = TableSummary {
         table: table.name().into(),
@@ -661,10 +655,8 @@ fn read_activity(
                     closed = timestamps(&part, "closed_at", &mut errs)?;
                     for i in 0..n {
                         let (o, c) = (at[i], closed[i]);
-                        if o != MISSING && c != MISSING {
-                            if c < o {
-                                errs.add(i, "closed_at", "closed_at is before opened_at".into())?;
-                            }
+                        if o != MISSING && c != MISSING && c < o {
+                            errs.add(i, "closed_at", "closed_at is before opened_at".into())?;
                         }
                     }
                 }
@@ -752,7 +744,11 @@ fn read_activity(
                 Table::Events => events.push(Event {
                     at: t,
                     kind: kind[i],
-                    value: if value[i].is_nan() { 1.0 } else { value[i] as f32 },
+                    value: if value[i].is_nan() {
+                        1.0
+                    } else {
+                        value[i] as f32
+                    },
                 }),
                 Table::Churn => churn.push(t),
                 Table::Customers => unreachable!("customers are read by read_customers"),

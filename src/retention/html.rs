@@ -59,6 +59,12 @@ fn date(ts: &str) -> &str {
     ts.get(..10).unwrap_or(ts)
 }
 
+/// Writes [`report`] to `path` atomically (a temporary file, then a rename), so a failed
+/// run never leaves a truncated report over a previous one.
+pub fn save_report(k: &RetentionKpis, path: &std::path::Path) -> crate::Result<()> {
+    crate::data::write::write_bytes_atomic(path, report(k).as_bytes())
+}
+
 /// The retention report as one self-contained HTML document (inline SVG, no scripts).
 pub fn report(k: &RetentionKpis) -> String {
     let mut r = Report::new("Retention report");
@@ -67,7 +73,11 @@ pub fn report(k: &RetentionKpis) -> String {
         date(&k.as_of),
         count(k.customers),
         count(k.active_now),
-        if k.data.is_empty() { "customer base" } else { &k.data }
+        if k.data.is_empty() {
+            "customer base"
+        } else {
+            &k.data
+        }
     ));
     overview(&mut r, k);
     monthly(&mut r, k);
@@ -388,7 +398,11 @@ fn tickets(r: &mut Report, k: &RetentionKpis) {
     let s = r.section("Ticket-driven risk");
     s.paragraph(&horizon_text(k));
     let labels = |b: &[RateBand]| b.iter().map(|x| x.band.clone()).collect::<Vec<_>>();
-    let values = |b: &[RateBand]| b.iter().map(|x| pct_value(x.churn_rate)).collect::<Vec<_>>();
+    let values = |b: &[RateBand]| {
+        b.iter()
+            .map(|x| pct_value(x.churn_rate))
+            .collect::<Vec<_>>()
+    };
     s.chart(svg::bar_chart(
         "Churn rate by open high or urgent tickets",
         &labels(&t.by_open_urgent),
@@ -398,7 +412,12 @@ fn tickets(r: &mut Report, k: &RetentionKpis) {
     ))
     .reading("Churn within the horizon by how many high or urgent tickets the customer had open at the snapshot; a rising staircase means unresolved escalations drive churn.");
     s.table(
-        &["open high/urgent tickets", "customer-snapshots", "churned", "churn rate"],
+        &[
+            "open high/urgent tickets",
+            "customer-snapshots",
+            "churned",
+            "churn rate",
+        ],
         &band_rows(&t.by_open_urgent),
     );
     s.chart(svg::bar_chart(
@@ -410,7 +429,12 @@ fn tickets(r: &mut Report, k: &RetentionKpis) {
     ))
     .reading("Churn within the horizon by the mean csat of tickets closed in the 90 days before the snapshot (1 = worst, 5 = best); compare unhappy raters with the rest.");
     s.table(
-        &["mean csat, 90 days", "customer-snapshots", "churned", "churn rate"],
+        &[
+            "mean csat, 90 days",
+            "customer-snapshots",
+            "churned",
+            "churn rate",
+        ],
         &band_rows(&t.by_csat),
     );
 }
@@ -420,7 +444,7 @@ fn rules(r: &mut Report, k: &RetentionKpis) {
         return;
     }
     let s = r.section("Early-warning rules");
-    s.paragraph("Plain rules that run beside the model on the same features; each hit is shown next to the model's probability in batch and service outputs.");
+    s.paragraph("Plain rules that run beside the model on the same features; each hit is shown next to the model's probability in batch and service outputs. \"now\": active customers the rule fires for today; \"fired before\": customer-snapshots it fired for in the past snapshots, with the churn rate after them (\"churn if fired\") and among the rest (\"if not\"); lift = churn if fired / overall churn rate.");
     if k.forward.is_some() {
         let labels: Vec<String> = k.rules.iter().map(|x| x.rule.clone()).collect();
         s.chart(svg::grouped_bar_chart(
@@ -456,7 +480,10 @@ fn rules(r: &mut Report, k: &RetentionKpis) {
                 if x.usable {
                     x.description.clone()
                 } else {
-                    format!("{} (feature `{}` not built: never fires)", x.description, x.feature)
+                    format!(
+                        "{} (feature `{}` not built: never fires)",
+                        x.description, x.feature
+                    )
                 },
                 count(x.firing_now),
                 pct(x.share_now),
@@ -472,11 +499,11 @@ fn rules(r: &mut Report, k: &RetentionKpis) {
         &[
             "rule",
             "fires when",
-            "firing now",
-            "share of active",
-            "fired (past snapshots)",
-            "churn rate when fired",
-            "when not fired",
+            "now",
+            "share now",
+            "fired before",
+            "churn if fired",
+            "if not",
             "lift",
         ],
         &rows,
@@ -505,10 +532,10 @@ const GROUP_HEADER: [&str; 7] = [
     "",
     "customers",
     "expected churners",
-    "mean health score",
-    "revenue, last 12 months",
-    "revenue at risk",
-    "share of revenue at risk",
+    "mean health",
+    "revenue 12m",
+    "at risk",
+    "share",
 ];
 
 fn revenue_at_risk(r: &mut Report, k: &RetentionKpis) {
@@ -516,7 +543,7 @@ fn revenue_at_risk(r: &mut Report, k: &RetentionKpis) {
         return;
     };
     let s = r.section("Revenue at risk");
-    s.paragraph("Revenue at risk of a customer = churn probability (from the score file) x revenue of the 365 days before the score (refunds subtract, floored at zero). Expected churners = the sum of probabilities. Health scores come from the score file (0-100, higher is healthier).");
+    s.paragraph("Revenue at risk of a customer = churn probability (from the score file) x revenue of the 365 days before the score (\"revenue 12m\"; refunds subtract, floored at zero). Expected churners = the sum of probabilities. Health scores come from the score file (0-100, higher is healthier). \"share\" is the group's share of all revenue at risk.");
     s.key_values(&[
         ("scores as of", rar.scores_as_of.join(", ")),
         ("model", rar.models.join(", ")),
@@ -580,12 +607,12 @@ fn revenue_at_risk(r: &mut Report, k: &RetentionKpis) {
     .table(
         &[
             "customer",
-            "revenue at risk",
-            "churn probability",
-            "health score",
+            "at risk",
+            "probability",
+            "health",
             "tier",
             "segment",
-            "revenue, last 12 months",
+            "revenue 12m",
             "top reason",
         ],
         &rows,

@@ -328,10 +328,16 @@ fn churned_in_month(view: &CustomerView, def: &ChurnDefinition, m0: Ts, m1: Ts) 
 // The computation
 // ---------------------------------------------------------------------------------------
 
-/// The default as-of instant of a customer base: midnight after its last timestamp (so the
-/// last day of data counts).
-pub fn default_as_of(base: &CustomerBase) -> Option<Ts> {
-    base.data_end().map(|end| end.div_euclid(DAY) * DAY + DAY)
+/// The default as-of instant of a report: the date of the score file when one is given
+/// (its latest `as_of`), else midnight after the customer base's last timestamp (so the last
+/// day of data counts). `None` when there is neither.
+pub fn default_as_of(
+    base: &CustomerBase,
+    scores: Option<&HashMap<String, ScoreRecord>>,
+) -> Option<Ts> {
+    scores
+        .and_then(|s| s.values().filter_map(|r| parse_ts(&r.as_of)).max())
+        .or_else(|| base.data_end().map(|end| end.div_euclid(DAY) * DAY + DAY))
 }
 
 /// The KPIs of `base` as of `as_of` with the default options; `scores` (a nightly score
@@ -430,7 +436,13 @@ pub fn kpis_with(
         ));
     }
     let revenue_at_risk = match scores {
-        Some(s) => Some(revenue_at_risk(base, as_of, s, opts.top_customers, &mut notes)?),
+        Some(s) => Some(revenue_at_risk(
+            base,
+            as_of,
+            s,
+            opts.top_customers,
+            &mut notes,
+        )?),
         None => None,
     };
 
@@ -748,7 +760,11 @@ impl Risk {
             if let Some(seg) = self.now.segment(i) {
                 let e = now.entry(seg).or_default();
                 e.0 += 1;
-                e.1 += self.now.value(i, rev).filter(|v| v.is_finite()).unwrap_or(0.0);
+                e.1 += self
+                    .now
+                    .value(i, rev)
+                    .filter(|v| v.is_finite())
+                    .unwrap_or(0.0);
             }
         }
         let mut past: HashMap<&str, Tally> = HashMap::new();
@@ -801,16 +817,11 @@ impl Risk {
                 .zip(urgent)
                 .map(|(n, t)| t.band(n))
                 .collect(),
-            by_csat: [
-                "unrated",
-                "below 2.5",
-                "2.5 to 3.5",
-                "3.5 and above",
-            ]
-            .iter()
-            .zip(csat)
-            .map(|(n, t)| t.band(n))
-            .collect(),
+            by_csat: ["unrated", "below 2.5", "2.5 to 3.5", "3.5 and above"]
+                .iter()
+                .zip(csat)
+                .map(|(n, t)| t.band(n))
+                .collect(),
         })
     }
 
@@ -819,7 +830,12 @@ impl Risk {
         let columns = |spec: &FeatureSpec| -> Vec<(usize, &Condition)> {
             rules
                 .iter()
-                .map(|r| (spec.index_of(r.feature()).unwrap_or(usize::MAX), &r.condition))
+                .map(|r| {
+                    (
+                        spec.index_of(r.feature()).unwrap_or(usize::MAX),
+                        &r.condition,
+                    )
+                })
                 .collect()
         };
         let mut now = vec![0usize; rules.len()];

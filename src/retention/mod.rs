@@ -34,11 +34,11 @@ mod rules;
 #[cfg(test)]
 mod tests;
 
-pub use html::report;
+pub use html::{report, save_report};
 pub use kpis::{
-    default_as_of, kpis, kpis_with, AtRiskCustomer, CohortKpi, ForwardChurn, MonthKpi,
-    RateBand, RepeatPurchase, RetentionKpis, RetentionOptions, RevenueAtRisk, RiskGroup,
-    RuleKpi, SegmentKpi, TicketRisk, CLV_FORMULA,
+    default_as_of, kpis, kpis_with, AtRiskCustomer, CohortKpi, ForwardChurn, MonthKpi, RateBand,
+    RepeatPurchase, RetentionKpis, RetentionOptions, RevenueAtRisk, RiskGroup, RuleKpi, SegmentKpi,
+    TicketRisk, CLV_FORMULA,
 };
 pub use rules::{
     default_rules, evaluate, rules_from_json, rules_without_feature, Condition, Rule, RuleHit,

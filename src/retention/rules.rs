@@ -134,9 +134,8 @@ impl Condition {
             Condition::OrderOverdueRatio { ratio } | Condition::LoginDrop { ratio } => *ratio,
             Condition::UrgentTicketsOpen { count } => f64::from(*count),
             Condition::LowCsat { below } => *below,
-            Condition::FeatureAbove { threshold, .. } | Condition::FeatureBelow { threshold, .. } => {
-                *threshold
-            }
+            Condition::FeatureAbove { threshold, .. }
+            | Condition::FeatureBelow { threshold, .. } => *threshold,
         }
     }
 
@@ -147,9 +146,9 @@ impl Condition {
             | Condition::OrderOverdueRatio { .. }
             | Condition::FeatureAbove { .. } => Cmp::Above,
             Condition::UrgentTicketsOpen { .. } => Cmp::AtLeast,
-            Condition::LowCsat { .. } | Condition::LoginDrop { .. } | Condition::FeatureBelow { .. } => {
-                Cmp::Below
-            }
+            Condition::LowCsat { .. }
+            | Condition::LoginDrop { .. }
+            | Condition::FeatureBelow { .. } => Cmp::Below,
         }
     }
 
@@ -308,8 +307,11 @@ pub fn rules_from_json(text: &str) -> Result<Vec<Rule>> {
         List(Vec<Rule>),
         Object { rules: Vec<Rule> },
     }
-    let doc: Doc = serde_json::from_str(text)
-        .map_err(|e| Error::Config(format!("rules: {e} (expected a list of rules, each with a `kind`)")))?;
+    let doc: Doc = serde_json::from_str(text).map_err(|e| {
+        Error::Config(format!(
+            "rules: {e} (expected a list of rules, each with a `kind`)"
+        ))
+    })?;
     let rules = match doc {
         Doc::List(r) | Doc::Object { rules: r } => r,
     };

@@ -44,7 +44,10 @@ impl Builder {
         (self.ids.len() - 1) as u32
     }
     fn order(&mut self, c: u32, at: Ts, amount: f64) -> &mut Self {
-        self.orders.as_mut().unwrap().push((c, Order { at, amount }));
+        self.orders
+            .as_mut()
+            .unwrap()
+            .push((c, Order { at, amount }));
         self
     }
     fn churn(&mut self, c: u32, at: Ts) -> &mut Self {
@@ -106,11 +109,7 @@ impl Builder {
         };
         base.summary.directory = "hand-built".into();
         base.summary.customers = n;
-        base.summary.time_range = times
-            .iter()
-            .min()
-            .copied()
-            .zip(times.iter().max().copied());
+        base.summary.time_range = times.iter().min().copied().zip(times.iter().max().copied());
         base
     }
 }
@@ -176,7 +175,14 @@ fn the_monthly_churn_rate_counts_churn_rows_among_customers_active_on_the_first(
     let got: Vec<(&str, usize, usize, usize)> = k
         .monthly
         .iter()
-        .map(|m| (m.month.as_str(), m.active_at_start, m.churned, m.new_customers))
+        .map(|m| {
+            (
+                m.month.as_str(),
+                m.active_at_start,
+                m.churned,
+                m.new_customers,
+            )
+        })
         .collect();
     // January starts with nobody active; February: a and b, a churns; March: b, c, d, c churns.
     assert_eq!(got, [("2024-02", 2, 1, 2), ("2024-03", 3, 1, 1)]);
@@ -224,7 +230,10 @@ fn revenue_and_lifetime_value_per_cohort_follow_the_documented_formula() {
     assert!(close(jan.clv.unwrap(), 57.5 / 0.4));
     let feb = &k.cohorts[1];
     assert_eq!(feb.revenue_to_date, Some(50.0)); // the refund subtracts
-    assert!(close(feb.monthly_revenue_per_active_customer.unwrap(), 50.0 / 3.0));
+    assert!(close(
+        feb.monthly_revenue_per_active_customer.unwrap(),
+        50.0 / 3.0
+    ));
     assert!(close(feb.clv.unwrap(), 50.0 / 3.0 / 0.4));
     assert_eq!(k.cohorts[2].clv, Some(500.0));
 }
@@ -246,7 +255,10 @@ fn revenue_at_risk_is_probability_times_the_revenue_of_the_last_365_days() {
     let r = k.revenue_at_risk.unwrap();
     assert_eq!(r.customers_scored, 3);
     assert_eq!(r.customers_not_in_base, 1);
-    assert!(close(r.revenue_at_risk, 0.5 * 80.0 + 0.2 * 50.0 + 0.1 * 200.0));
+    assert!(close(
+        r.revenue_at_risk,
+        0.5 * 80.0 + 0.2 * 50.0 + 0.1 * 200.0
+    ));
     assert!(close(r.trailing_revenue, 330.0));
     assert!(close(r.expected_churners, 0.8));
     let tiers: Vec<(&str, f64)> = r
@@ -264,6 +276,14 @@ fn revenue_at_risk_is_probability_times_the_revenue_of_the_last_365_days() {
         .collect();
     assert_eq!(top, [("b", 40.0), ("e", 20.0), ("c", 10.0)]);
     assert_eq!(r.top[0].top_reason.as_deref(), Some("order_recency_days"));
+}
+
+#[test]
+fn the_default_as_of_is_the_score_date_else_midnight_after_the_last_row() {
+    let base = subscription().build();
+    // The last row is f's churn on 2024-05-01 (midnight): the day after.
+    assert_eq!(default_as_of(&base, None), Some(d("2024-05-02")));
+    assert_eq!(default_as_of(&base, Some(&scores())), Some(d("2024-04-01")));
 }
 
 #[test]
@@ -339,9 +359,12 @@ fn the_report_has_every_section_a_reading_per_chart_and_no_script() {
     }
     assert!(html.contains("explicit churn"));
     assert!(!html.to_ascii_lowercase().contains("<script"));
-    let charts = html.matches("<svg").count();
+    let charts = html.matches("<figure").count();
     assert!(charts >= 8, "{charts} charts");
-    assert!(html.matches("class=\"reading\"").count() >= charts - 1);
+    assert_eq!(
+        html.matches("<figcaption class=\"reading\">").count(),
+        charts
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -373,7 +396,10 @@ fn row_with(spec: &FeatureSpec, values: &[(&str, f64)]) -> Vec<f64> {
 }
 
 fn fired(rules: &[Rule], spec: &FeatureSpec, row: &[f64]) -> Vec<String> {
-    evaluate(rules, spec, row).into_iter().map(|h| h.rule).collect()
+    evaluate(rules, spec, row)
+        .into_iter()
+        .map(|h| h.rule)
+        .collect()
 }
 
 #[test]
@@ -406,7 +432,11 @@ fn each_default_rule_fires_just_past_its_threshold_and_not_at_it() {
             "{feature} = {value}"
         );
     }
-    let hit = &evaluate(&rules, &spec, &row_with(&spec, &[("days_since_last_login", 12.0)]))[0];
+    let hit = &evaluate(
+        &rules,
+        &spec,
+        &row_with(&spec, &[("days_since_last_login", 12.0)]),
+    )[0];
     assert_eq!(hit.kind, "no_login_days");
     assert_eq!((hit.value, hit.threshold), (12.0, 7.0));
     assert_eq!(hit.message, "no login for 12 days (rule: more than 7)");
@@ -429,7 +459,10 @@ fn an_undefined_value_or_a_feature_missing_from_the_spec_never_fires() {
         Vec::new(),
         None,
     );
-    let row = row_with(&orders_only, &[("overdue_ratio", 3.0), ("tenure_days", 400.0)]);
+    let row = row_with(
+        &orders_only,
+        &[("overdue_ratio", 3.0), ("tenure_days", 400.0)],
+    );
     assert_eq!(fired(&rules, &orders_only, &row), ["order_overdue_1_5x"]);
     let silent: Vec<String> = rules_without_feature(&rules, &orders_only)
         .into_iter()
@@ -466,11 +499,19 @@ fn default_rules_fire_exactly_for_the_customers_whose_rows_say_so() {
     let one = add(&mut b, "one_order", true);
     b.order(one, t - 300 * DAY, 10.0);
     let v = add(&mut b, "v_two_urgent_open", true);
-    b.ticket(v, t - 5 * DAY, None, Priority::Urgent)
-        .ticket(v, t - 4 * DAY, Some(t + DAY), Priority::High); // closed after T: open at T
+    b.ticket(v, t - 5 * DAY, None, Priority::Urgent).ticket(
+        v,
+        t - 4 * DAY,
+        Some(t + DAY),
+        Priority::High,
+    ); // closed after T: open at T
     let w = add(&mut b, "w_one_urgent_open", true);
-    b.ticket(w, t - 5 * DAY, None, Priority::Urgent)
-        .ticket(w, t - 4 * DAY, Some(t - DAY), Priority::Urgent);
+    b.ticket(w, t - 5 * DAY, None, Priority::Urgent).ticket(
+        w,
+        t - 4 * DAY,
+        Some(t - DAY),
+        Priority::Urgent,
+    );
     let x = add(&mut b, "x_three_normal_open", true);
     for k in 1..=3 {
         b.ticket(x, t - k * DAY, None, Priority::Normal);
@@ -539,7 +580,10 @@ fn invalid_rules_are_refused_with_the_rule_named() {
     for (text, needle) in [
         (r#"[{"kind": "urgent_tickets_open", "count": 0}]"#, "count"),
         (r#"[{"kind": "no_login_days", "days": -1}]"#, "days"),
-        (r#"[{"kind": "feature_above", "feature": " ", "threshold": 1}]"#, "feature"),
+        (
+            r#"[{"kind": "feature_above", "feature": " ", "threshold": 1}]"#,
+            "feature",
+        ),
         (r#"[{"kind": "teleport", "days": 1}]"#, "rules:"),
         (
             r#"[{"kind": "no_login_days", "days": 7}, {"kind": "no_login_days", "days": 7}]"#,
@@ -563,7 +607,7 @@ fn a_real_customer_base_renders_a_report() {
     let base = crate::data::load(data.as_ref(), &Default::default()).unwrap();
     let as_of = var("RETENTION_AS_OF")
         .map(|s| parse_ts(&s).unwrap())
-        .or_else(|| default_as_of(&base))
+        .or_else(|| default_as_of(&base, None))
         .unwrap();
     let scores = var("RETENTION_SCORES").map(|p| crate::batch::read_scores(p.as_ref()).unwrap());
     let started = std::time::Instant::now();
@@ -577,4 +621,29 @@ fn a_real_customer_base_renders_a_report() {
         serde_json::to_string_pretty(&k).unwrap(),
     )
     .unwrap();
+}
+
+#[test]
+fn a_base_without_orders_reports_churn_and_cohorts_but_no_revenue() {
+    let mut b = Builder::new(true, false, false, true);
+    let a = b.customer("a", d("2024-01-05"));
+    b.login(a, d("2024-01-06")).churn(a, d("2024-02-20"));
+    let c = b.customer("c", d("2024-01-10"));
+    b.login(c, d("2024-03-01"));
+    let s = scores();
+    let k = kpis(&b.build(), d("2024-04-01"), Some(&s)).unwrap();
+    let got: Vec<(&str, usize, usize)> = k
+        .monthly
+        .iter()
+        .map(|m| (m.month.as_str(), m.active_at_start, m.churned))
+        .collect();
+    assert_eq!(got, [("2024-02", 2, 1), ("2024-03", 1, 0)]);
+    assert_eq!(k.cohorts[0].retention, [1.0, 0.5, 0.5]);
+    assert_eq!(k.cohorts[0].revenue_to_date, None);
+    assert!(k.repeat_purchase.is_none() && k.rfm_segments.is_empty());
+    let r = k.revenue_at_risk.as_ref().unwrap();
+    assert!(!r.revenue_available && r.revenue_at_risk == 0.0);
+    assert!(k.notes.iter().any(|n| n.contains("no `orders` table")));
+    let html = report(&k);
+    assert!(!html.contains(">RFM segments</h2>"));
 }

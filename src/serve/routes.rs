@@ -214,6 +214,9 @@ fn now() -> Ts {
 
 /// A validated instance, ready to score.
 struct Prepared {
+    /// The field that carried the features (`features`, `instances[3].activity`), named
+    /// when the model cannot score them.
+    form: String,
     customer_id: String,
     as_of: Ts,
     row: Vec<f64>,
@@ -283,24 +286,28 @@ fn prepare(scorer: &Scorer, v: &Value, prefix: &str, now: Ts) -> Result<Prepared
         }
     };
     let present = |k: &str| obj.get(k).filter(|v| !v.is_null());
-    let (row, more) =
-        match (present("features"), present("activity")) {
-            (Some(f), None) => scorer.parse_features(f),
-            (None, Some(a)) => scorer.features_from_activity(a, as_of),
-            (Some(_), Some(_)) => {
-                return Err(ApiError::invalid(
-                    field("features"),
-                    "send either `features` or `activity`, not both",
-                ))
-            }
-            (None, None) => return Err(ApiError::invalid(
+    let (features, activity) = (present("features"), present("activity"));
+    let (form, parsed) = match (features, activity) {
+        (Some(f), None) => (field("features"), scorer.parse_features(f)),
+        (None, Some(a)) => (field("activity"), scorer.features_from_activity(a, as_of)),
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid(
                 field("features"),
-                "one of `features` (the model's features) or `activity` (raw activity) is required",
-            )),
+                "send either `features` or `activity`, not both",
+            ))
         }
-        .map_err(|e| ApiError::from_library(e, prefix))?;
+        (None, None) => {
+            return Err(ApiError::invalid(
+                field("features"),
+                "one of `features` (the model's features) or `activity` (raw activity) \
+                 is required",
+            ))
+        }
+    };
+    let (row, more) = parsed.map_err(|e| ApiError::from_library(e, prefix))?;
     ignored.extend(more);
     Ok(Prepared {
+        form,
         customer_id,
         as_of,
         row,
@@ -321,11 +328,24 @@ async fn score_all(
     state: &AppState,
     scorer: &Arc<Scorer>,
     prepared: Vec<Prepared>,
-) -> Vec<ScoreResponse> {
-    let scores: Vec<_> = prepared
+) -> Result<Vec<ScoreResponse>, ApiError> {
+    let scores = prepared
         .iter()
-        .map(|p| scorer.score(&p.row, N_REASONS))
-        .collect();
+        .map(|p| {
+            let s = scorer.score(&p.row, N_REASONS);
+            if finite(&s) {
+                Ok(s)
+            } else {
+                Err(ApiError::invalid(
+                    p.form.clone(),
+                    format!(
+                        "{}: the model cannot score these values (they overflow it): check for extreme values",
+                        p.form
+                    ),
+                ))
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let probabilities: Vec<f64> = scores.iter().map(|s| s.churn_probability).collect();
     state
         .metrics
@@ -343,7 +363,7 @@ async fn score_all(
         })
         .collect();
     let alerts = state.record_tiers(scorer, records).await;
-    prepared
+    Ok(prepared
         .into_iter()
         .zip(scores)
         .zip(alerts)
@@ -358,7 +378,15 @@ async fn score_all(
             as_of: crate::time::fmt_ts(p.as_of),
             ignored_fields: p.ignored,
         })
-        .collect()
+        .collect())
+}
+
+/// Whether a score is fit to answer: extreme (finite) inputs can overflow a model's
+/// margin, and a NaN must never reach a caller as `null`.
+pub fn finite(s: &crate::scoring::Score) -> bool {
+    s.churn_probability.is_finite()
+        && s.health_score.is_finite()
+        && s.reasons.iter().all(|r| r.contribution.is_finite())
 }
 
 /// Scores one customer from its features or its raw activity.
@@ -382,7 +410,7 @@ pub async fn score(
 ) -> Result<Json<ScoreResponse>, ApiError> {
     let scorer = state.scorer().ok_or_else(ApiError::not_ready)?;
     let prepared = prepare(&scorer, &body, "", now())?;
-    let mut out = score_all(&state, &scorer, vec![prepared]).await;
+    let mut out = score_all(&state, &scorer, vec![prepared]).await?;
     out.pop().map(Json).ok_or_else(ApiError::internal)
 }
 
@@ -451,7 +479,7 @@ pub async fn score_batch(
         .enumerate()
         .map(|(i, v)| prepare(&scorer, v, &format!("instances[{i}]."), t))
         .collect::<Result<Vec<_>, _>>()?;
-    let results = score_all(&state, &scorer, prepared).await;
+    let results = score_all(&state, &scorer, prepared).await?;
     Ok(Json(BatchResponse {
         results,
         ignored_fields,

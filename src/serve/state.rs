@@ -344,12 +344,3 @@ pub struct Recorded {
     /// The feature row (for the alert's behaviour summary).
     pub row: Vec<f64>,
 }
-
-#[allow(dead_code)]
-fn _assert_send_sync() {
-    fn f<T: Send + Sync>() {}
-    f::<Scorer>();
-    f::<Outbox>();
-    f::<Registry>();
-    f::<Shared>();
-}

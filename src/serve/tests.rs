@@ -27,9 +27,11 @@ use crate::train::TrainConfig;
 const KEY: &str = "test-api-key";
 const ADMIN: &str = "test-admin-key";
 
-/// The trained registry shared (read-only) by every test of this process.
+/// The trained registry shared (read-only) by every test of this process, kept in memory
+/// so that nothing is left behind in the temporary directory.
 struct Fixture {
-    models: PathBuf,
+    /// Every file of the models directory: (path relative to it, content).
+    files: Vec<(PathBuf, Vec<u8>)>,
     /// Feature names in the model's order, with `may_be_missing`.
     features: Vec<(String, bool)>,
 }
@@ -37,11 +39,9 @@ struct Fixture {
 fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
-        let root =
-            std::env::temp_dir().join(format!("churnguard-serve-tests-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        let data = root.join("data");
-        let models = root.join("models");
+        let root = tempfile::tempdir().expect("temporary directory");
+        let data = root.path().join("data");
+        let models = root.path().join("models");
         crate::synth::generate(
             &SynthConfig {
                 customers: 2000,
@@ -60,7 +60,6 @@ fn fixture() -> &'static Fixture {
         for _ in 0..2 {
             crate::train::run(&base, &registry, &cfg, &|_| {}).expect("train");
         }
-        let _ = std::fs::remove_dir_all(&data);
         let scorer = Scorer::from_loaded(
             registry
                 .load("churn", &Selector::Alias("production".into()))
@@ -74,19 +73,20 @@ fn fixture() -> &'static Fixture {
             .iter()
             .map(|d| (d.name.clone(), d.may_be_missing))
             .collect();
-        Fixture { models, features }
+        let mut files = Vec::new();
+        read_tree(&models, Path::new(""), &mut files);
+        Fixture { files, features }
     })
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
+fn read_tree(root: &Path, rel: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
+    for entry in std::fs::read_dir(root.join(rel)).unwrap() {
         let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
+        let rel = rel.join(entry.file_name());
         if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
+            read_tree(root, &rel, out);
         } else {
-            std::fs::copy(entry.path(), &target).unwrap();
+            out.push((rel, std::fs::read(entry.path()).unwrap()));
         }
     }
 }
@@ -99,7 +99,12 @@ struct Env {
 impl Env {
     fn new() -> Env {
         let dir = tempfile::tempdir().unwrap();
-        copy_dir(&fixture().models, &dir.path().join("models"));
+        let models = dir.path().join("models");
+        for (rel, bytes) in &fixture().files {
+            let path = models.join(rel);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, bytes).unwrap();
+        }
         Env { dir }
     }
 
@@ -2010,13 +2015,102 @@ mod hostile {
 }
 
 #[tokio::test]
-async fn probe_extreme_values() {
+async fn extreme_feature_values_never_yield_a_null_score() {
     let env = Env::new();
     let (app, _) = router(&env.config());
-    let mut f = features(0.0);
-    for (i, (name, _)) in fixture().features.iter().enumerate() {
-        f[name] = json!(if i % 2 == 0 { 1e308 } else { -1e308 });
+    for pattern in 0..4 {
+        let mut f = features(0.0);
+        for (i, (name, _)) in fixture().features.iter().enumerate() {
+            let sign = match pattern {
+                0 => 1.0,
+                1 => -1.0,
+                2 if i % 2 == 0 => 1.0,
+                2 => -1.0,
+                _ if i % 3 == 0 => -1.0,
+                _ => 1.0,
+            };
+            f[name] = json!(sign * 1e308);
+        }
+        let a = post_json(
+            &app,
+            "/v1/score",
+            &json!({"customer_id": "c", "features": f}),
+        )
+        .await;
+        match a.status {
+            StatusCode::OK => {
+                assert!(a.body["churn_probability"].is_number(), "{}", a.body);
+                assert!(a.body["health_score"].is_number(), "{}", a.body);
+                for r in a.body["reasons"].as_array().unwrap() {
+                    assert!(r["contribution"].is_number(), "{}", a.body);
+                }
+            }
+            _ => assert_error(
+                &a,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_input",
+                Some("features"),
+            ),
+        }
     }
-    let a = post_json(&app, "/v1/score", &json!({"customer_id": "c", "features": f})).await;
-    eprintln!("PROBE {} {}", a.status, a.body);
+}
+
+#[test]
+fn the_shared_state_is_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<AppState>();
+    check::<Scorer>();
+}
+
+#[tokio::test]
+async fn a_request_past_the_timeout_answers_a_json_503() {
+    let app = Router::new()
+        .route(
+            "/v1/slow",
+            axum::routing::get(|| async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                "late"
+            }),
+        )
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(axum::middleware::from_fn(error::json_errors))
+                .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Duration::from_millis(50),
+                )),
+        );
+    let a = call(&app, "GET", "/v1/slow", None, None).await;
+    assert_error(&a, StatusCode::SERVICE_UNAVAILABLE, "timeout", None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_the_wire_a_large_body_is_refused_and_request_ids_are_echoed() {
+    let env = Env::new();
+    let server = Server::start(env.config()).await;
+    let res = server
+        .client
+        .post(server.url("/v1/score"))
+        .bearer_auth(KEY)
+        .header("x-request-id", "trace-me-42")
+        .json(&json!({"customer_id": "c", "features": features(1.0)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["x-request-id"], "trace-me-42");
+    let res = server
+        .client
+        .post(server.url("/v1/score"))
+        .bearer_auth(KEY)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(vec![b' '; 100 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 413);
+    assert!(res.headers().contains_key("x-request-id"));
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "payload_too_large");
+    server.stop().await.unwrap();
 }

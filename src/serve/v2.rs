@@ -722,9 +722,18 @@ async fn run_inference(
         .collect();
     ignored.sort_unstable();
 
-    let scores: Vec<_> = (0..n)
-        .map(|j| scorer.score(&x[j * w..(j + 1) * w], N_REASONS))
-        .collect();
+    let scores = (0..n)
+        .map(|j| {
+            let s = scorer.score(&x[j * w..(j + 1) * w], N_REASONS);
+            if super::routes::finite(&s) {
+                Ok(s)
+            } else {
+                Err(V2Error::bad(format!(
+                    "row {j}: the model cannot score these values (they overflow it): check for extreme values"
+                )))
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let probabilities: Vec<f64> = scores.iter().map(|s| s.churn_probability).collect();
     state
         .metrics

@@ -116,13 +116,7 @@ impl Base {
         }
         let t = &frames["tickets"];
         let mut tickets = vec![Vec::new(); n];
-        let csat: Vec<Option<i32>> = t
-            .column("csat")
-            .unwrap()
-            .i32()
-            .unwrap()
-            .iter()
-            .collect();
+        let csat: Vec<Option<i32>> = t.column("csat").unwrap().i32().unwrap().iter().collect();
         for (((c, op), cl), cs) in ids(t)
             .into_iter()
             .zip(req(secs(t, "opened_at")))
@@ -643,60 +637,4 @@ fn calendar_arithmetic_agrees_with_chrono() {
         add_months(days_from_civil(2024, 1, 31), 1),
         days_from_civil(2024, 2, 29)
     );
-}
-
-#[test]
-fn tmp_many_seeds() {
-    for seed in 100..130 { check_aggregate_statistics(seed); }
-}
-
-#[test]
-fn tmp_measure_stats() {
-    for (n, seed) in [(2_000usize, 11u64), (2_000, 5), (20_000, 42)] {
-        let tmp = tempfile::tempdir().unwrap();
-        let cfg = cfg(n, seed);
-        let t0 = std::time::Instant::now();
-        let report = generate_into(&cfg, tmp.path());
-        eprintln!("n={n} seed={seed} {:?} churn={:.4}", t0.elapsed(), report.monthly_churn_rate);
-        for t in &report.tables { eprintln!("  {:<10} {:>10} {:>10}", t.table, t.rows, t.bytes); }
-        let base = Base::load(tmp.path());
-        let customer_months: f64 = (0..n).flat_map(|c| base.intervals(c, cfg.end)).map(|(a, z)| (z - a) as f64 / (30.44 * DAY as f64)).sum();
-        let pm = |rows: usize| rows as f64 / customer_months;
-        let returned = base.churns.iter().zip(&base.orders).filter(|(ch, o)| ch.first().is_some_and(|&c| o.iter().any(|x| x.0 > c))).count();
-        let churned = base.churns.iter().filter(|v| !v.is_empty()).count();
-        let all: Vec<_> = base.tickets.iter().flatten().collect();
-        let open = all.iter().filter(|t| t.1.is_none()).count();
-        let rated = all.iter().filter(|t| t.2.is_some()).count();
-        let refunds = base.orders.iter().flatten().filter(|o| o.1 < 0.0).count();
-        let mut months = vec![];
-        let mut d = days_from_civil(2023, 1, 1);
-        while d * DAY <= cfg.end { months.push(d * DAY); d = add_months(d, 1); }
-        let mut line = String::new();
-        for w in months.windows(2) {
-            let active = (0..n).filter(|&c| base.intervals(c, cfg.end).iter().any(|&(a, z)| a < w[0] && w[0] < z)).count();
-            let churned: usize = base.churns.iter().map(|v| v.iter().filter(|&&t| t >= w[0] && t < w[1]).count()).sum();
-            line += &format!(" {:.3}", churned as f64 / active.max(1) as f64);
-        }
-        eprintln!("  months:{line}");
-        // Signal: logins in the 30 days before churn vs 30 days before a random 'as of' for survivors.
-        let mut a = (0.0, 0usize); let mut b = (0.0, 0usize);
-        for c in 0..n {
-            let lg = &base.logins[c];
-            let cnt = |t: i64| lg.iter().filter(|&&x| x >= t - 30 * DAY && x < t).count() as f64;
-            if let Some(&ch) = base.churns[c].first() { if ch - base.signup[c] > 120 * DAY { a.0 += cnt(ch); a.1 += 1; } }
-            else if cfg.end - 60 * DAY - base.signup[c] > 120 * DAY { b.0 += cnt(cfg.end - 60 * DAY); b.1 += 1; }
-        }
-        eprintln!("  logins 30d before churn {:.2} (n={}) vs survivors {:.2} (n={})", a.0 / a.1 as f64, a.1, b.0 / b.1 as f64, b.1);
-        eprintln!("  cust-months {customer_months:.0} logins/cm {:.2} events/cm {:.2} tickets/cm {:.3} orders/cm {:.3} returned {returned} churned {churned} open {open}/{} rated {rated} refunds {refunds}",
-            pm(base.logins.iter().map(Vec::len).sum()), pm(base.events.iter().map(Vec::len).sum()), pm(all.len()), pm(base.orders.iter().map(Vec::len).sum()), all.len());
-    }
-}
-
-#[test]
-fn tmp_measure_one_million() {
-    let Ok(out) = std::env::var("CG_TMP_OUT") else { return };
-    let t0 = std::time::Instant::now();
-    let report = generate(&cfg(1_000_000, 7), Path::new(&out), &|n| if n % 131072 == 0 { eprintln!("{n} {:?}", t0.elapsed()) }).unwrap();
-    eprintln!("1M: {:?} churn={:.4}", t0.elapsed(), report.monthly_churn_rate);
-    for t in &report.tables { eprintln!("  {:<10} {:>10} {:>12}", t.table, t.rows, t.bytes); }
 }
