@@ -356,6 +356,12 @@ pub fn run(
         .expect("at least one algorithm");
     let champion = candidates[best].algorithm;
     stage(&format!("calibrating the champion ({})", champion.name()));
+    // Every candidate's validation margins, for the report's curves.
+    let curves: Vec<(Algorithm, Vec<f64>)> = candidates
+        .iter()
+        .zip(&fitted)
+        .map(|(c, (_, m))| (c.algorithm, m.clone()))
+        .collect();
     let (model, margins) = fitted.swap_remove(best);
     let platt = Platt::fit(&margins, &yv);
     let calibrated_cv = cross_fitted(&margins, &yv, &val_customers);
@@ -480,6 +486,7 @@ pub fn run(
         &set,
         &artifact,
         &candidates,
+        &curves,
         &calibrated_eval,
         &tier_stats,
         &metrics_json,

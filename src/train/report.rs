@@ -31,6 +31,7 @@ pub(super) fn render(
     set: &TrainingSet,
     artifact: &Artifact,
     candidates: &[Candidate],
+    curves: &[(crate::model::Algorithm, Vec<f64>)],
     calibrated: &Evaluation,
     tiers: &[TierStats],
     metrics_json: &serde_json::Value,
@@ -202,21 +203,28 @@ pub(super) fn render(
         )
         .with_x_range(0.0, 1.0)
         .with_y_range(0.0, 1.0),
-        &[Series::new(champion.name(), metrics::roc_curve(&cal, &yv))],
+        &curves
+            .iter()
+            .map(|(a, m)| Series::new(a.name(), metrics::roc_curve(m, &yv)))
+            .collect::<Vec<_>>(),
         true,
     ));
     sec.reading(&format!(
-        "ROC AUC {}: the chance that a churner is ranked above a customer who stays.",
+        "Every algorithm on the same validation snapshots; the champion's ROC AUC {} is the chance that a churner is ranked above a customer who stays.",
         f3(metrics::roc_auc(&cal, &yv))
     ));
     sec.chart(svg::line_chart(
         &Axes::new("Precision-recall (validation)", "recall", "precision")
             .with_x_range(0.0, 1.0)
             .with_y_range(0.0, 1.0),
-        &[
-            Series::new(champion.name(), metrics::pr_curve(&cal, &yv)),
-            Series::new("base rate", vec![(0.0, base_rate), (1.0, base_rate)]),
-        ],
+        &curves
+            .iter()
+            .map(|(a, m)| Series::new(a.name(), metrics::pr_curve(m, &yv)))
+            .chain([Series::new(
+                "base rate",
+                vec![(0.0, base_rate), (1.0, base_rate)],
+            )])
+            .collect::<Vec<_>>(),
         false,
     ));
     sec.reading(&format!("PR AUC {} against a base churn rate of {}: how precise the list stays as it reaches more churners.", f3(metrics::pr_auc(&cal, &yv)), pct(base_rate)));
@@ -228,10 +236,10 @@ pub(super) fn render(
         )
         .with_x_range(0.0, 1.0)
         .with_y_range(0.0, 1.0),
-        &[Series::new(
-            champion.name(),
-            metrics::gains_curve(&cal, &yv),
-        )],
+        &curves
+            .iter()
+            .map(|(a, m)| Series::new(a.name(), metrics::gains_curve(m, &yv)))
+            .collect::<Vec<_>>(),
         true,
     ));
     let top10 = metrics::top_k(&cal, &yv, 0.10);
