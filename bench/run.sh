@@ -11,6 +11,9 @@
 #            --no-micro     skip `cargo bench --bench online`
 #            --with-5m      attempt the 2M and 5M-customer scoring even when the 1M peak
 #                           RSS projects past the memory available (skipped otherwise)
+#            --from STAGE   resume at STAGE (build data trainset train score big peers
+#                           micro report), reusing the work dir of an earlier run; the
+#                           binary is rebuilt only when STAGE is build
 # Env:       CG_BENCH_DIR   work directory for data, models and logs
 #                           [default: /tmp/churnguard-bench]; needs ~10 GB free (full run)
 #            CG_BIN         use this churnguard binary instead of building one
@@ -24,23 +27,31 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
-QUICK=0 PYTHON=1 MICRO=1 FORCE5M=0
-for arg in "$@"; do
-    case "$arg" in
+QUICK=0 PYTHON=1 MICRO=1 FORCE5M=0 FROM=build
+STAGES="build data trainset train score big peers micro report"
+while [[ $# -gt 0 ]]; do
+    case "$1" in
         --quick) QUICK=1 ;;
         --no-python) PYTHON=0 ;;
         --no-micro) MICRO=0 ;;
         --with-5m) FORCE5M=1 ;;
-        -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
-        *) echo "unknown option $arg (see --help)" >&2; exit 2 ;;
+        --from) FROM="$2"; shift ;;
+        -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
+        *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
+    shift
 done
+[[ " $STAGES " == *" $FROM "* ]] || { echo "--from: one of $STAGES" >&2; exit 2; }
+# stage NAME: true when NAME is at or after --from (earlier stages reuse the work dir).
+stage() { local seen=0 s; for s in $STAGES; do [[ $s == "$FROM" ]] && seen=1; [[ $s == "$1" ]] && return $((1 - seen)); done; return 1; }
 W="${CG_BENCH_DIR:-/tmp/churnguard-bench}"
 mkdir -p "$W/logs"
 RESULTS="$W/results.tsv"
 NOTES="$W/notes.txt"
-: > "$NOTES"
-printf "name\twall_s\tpeak_rss_mib\tcpu_pct\tuser_s\tsys_s\tload1_before\tcommand\n" > "$RESULTS"
+if [[ $FROM == build || ! -f "$RESULTS" ]]; then
+    : > "$NOTES"
+    printf "name\twall_s\tpeak_rss_mib\tcpu_pct\tuser_s\tsys_s\tload1_before\tcommand\n" > "$RESULTS"
+fi
 
 if [[ ! -x /usr/bin/time ]]; then
     echo "needs GNU time at /usr/bin/time (apt-get install -y time)" >&2
@@ -75,126 +86,153 @@ fit_seconds() { awk -v a="$2" '$1==a && NF>=7 {print $NF}' "$W/logs/$1.out" | ta
 
 ATTRS=(--categorical plan,channel,country --numeric monthly_fee)
 AS_OF=2024-12-01
-date -u +"run started %Y-%m-%dT%H:%M:%SZ" | tee -a "$NOTES"
+date -u +"run started %Y-%m-%dT%H:%M:%SZ (from stage $FROM)" | tee -a "$NOTES"
 note "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
 note "commit: $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo ' + uncommitted changes in the work tree')"
 note "mode: $([[ $QUICK == 1 ]] && echo quick || echo full); work dir $W; load at start: $(cat /proc/loadavg)"
 
-# ---------------------------------------------------------------- build once
-if [[ -n "${CG_BIN:-}" ]]; then
-    note "binary: CG_BIN=$CG_BIN (not rebuilt)"
-    cp "$CG_BIN" "$W/churnguard"
+# Sizes: --quick compares training sets on a 100k base and trains on the 20k sample;
+# the full run uses the 1M base, and a 230k-customer base for ~1M training rows
+# (~1.0M rows in its training snapshots, ~0.7M more in validation).
+if [[ $QUICK == 1 ]]; then
+    TSN=100k TSDIR="$W/d100k" TRN=20k TRDIR="$W/s20k"
 else
-    echo ">> cargo build --release (shared target dir; waits for its lock)"
-    cargo build --release --quiet
-    cp target/release/churnguard "$W/churnguard"
+    TSN=1m TSDIR="$W/d1m" TRN=230k TRDIR="$W/d230k"
 fi
 BIN="$W/churnguard"
+PY="$ROOT/bench/.venv/bin/python"
+
+# ---------------------------------------------------------------- build once
+if stage build; then
+    if [[ -n "${CG_BIN:-}" ]]; then
+        note "binary: CG_BIN=$CG_BIN (not rebuilt)"
+        cp "$CG_BIN" "$BIN"
+    else
+        echo ">> cargo build --release (shared target dir; waits for its lock)"
+        cargo build --release --quiet
+        cp target/release/churnguard "$BIN"
+    fi
+fi
 note "binary: $("$BIN" --version), sha256 $(sha256sum "$BIN" | cut -c1-12)"
-
-# ---------------------------------------------------------------- #2: generate and load 1M
-rm -rf "$W/d1m"
-measure generate_1m "$BIN" generate --customers 1000000 --seed 7 --out "$W/d1m"
-{
-    echo "rows and bytes written by generate --customers 1000000 (from its report):"
-    sed -n '/^  customers /,/^  churn /p' "$W/logs/generate_1m.out" | head -6
-    echo "bytes on disk: $(du -sb "$W/d1m" | cut -f1) ($(du -sh "$W/d1m" | cut -f1))"
-} | tee -a "$NOTES"
-measure inspect_1m "$BIN" inspect --data "$W/d1m"
-
-# ---------------------------------------------------------------- #3: features
-measure features_snapshot_1m "$BIN" features --data "$W/d1m" --as-of "$AS_OF" --out "$W/f1m_snapshot.parquet" "${ATTRS[@]}"
-note "features_snapshot_1m: $(tail -1 "$W/logs/features_snapshot_1m.out")"
-
-rm -rf "$W/s20k"
-"$BIN" generate --customers 20000 --seed 42 --out "$W/s20k" > "$W/logs/generate_20k.out" 2>&1
-measure training_set_20k "$BIN" features --data "$W/s20k" --training-set --out "$W/ts20k.parquet" "${ATTRS[@]}"
-note "training_set_20k: $(tail -1 "$W/logs/training_set_20k.out")"
-printf '[labels]\nmax_snapshots = 12\n' > "$W/twelve.toml"
-measure training_set_20k_12snap "$BIN" --config "$W/twelve.toml" features --data "$W/s20k" --training-set --out "$W/ts20k_12.parquet" "${ATTRS[@]}"
-note "training_set_20k_12snap: $(tail -1 "$W/logs/training_set_20k_12snap.out")"
-
 if [[ $PYTHON == 1 ]]; then
     bash bench/python/setup.sh
-    PY="$ROOT/bench/.venv/bin/python"
 fi
 
-# The training-set comparison with the Python-polars reference, on the same files.
-if [[ $QUICK == 1 ]]; then
-    TSN=100k; rm -rf "$W/d100k"
-    "$BIN" generate --customers 100000 --seed 7 --out "$W/d100k" > "$W/logs/generate_100k.out" 2>&1
-    TSDIR="$W/d100k"
-else
-    TSN=1m; TSDIR="$W/d1m"
+# ---------------------------------------------------------------- #2 and #3: 1M base
+if stage data; then
+    rm -rf "$W/d1m"
+    measure generate_1m "$BIN" generate --customers 1000000 --seed 7 --out "$W/d1m"
+    {
+        echo "rows and bytes written by generate --customers 1000000 (from its report):"
+        sed -n '/^  customers /,/^  churn /p' "$W/logs/generate_1m.out" | head -6
+        echo "bytes on disk: $(du -sb "$W/d1m" | cut -f1) ($(du -sh "$W/d1m" | cut -f1))"
+    } | tee -a "$NOTES"
+    measure inspect_1m "$BIN" inspect --data "$W/d1m"
+    measure features_snapshot_1m "$BIN" features --data "$W/d1m" --as-of "$AS_OF" --out "$W/f1m_snapshot.parquet" "${ATTRS[@]}"
+    note "features_snapshot_1m: $(tail -1 "$W/logs/features_snapshot_1m.out")"
 fi
-measure "training_set_$TSN" "$BIN" features --data "$TSDIR" --training-set --out "$W/ts_$TSN.parquet" "${ATTRS[@]}"
-note "training_set_$TSN: $(tail -1 "$W/logs/training_set_$TSN.out")"
-if [[ $PYTHON == 1 ]]; then
-    measure "polars_reference_$TSN" "$PY" bench/python/features_reference.py "$TSDIR" --out "$W/ref_$TSN.parquet"
-    note "polars_reference_$TSN: $(grep '^seconds:' "$W/logs/polars_reference_$TSN.out")"
-    # Correctness of the reference on the 20k sample (every common column must agree).
-    "$PY" bench/python/features_reference.py "$W/s20k" --check "$W/ts20k.parquet" > "$W/logs/reference_check_20k.out" 2>&1 \
-        && note "reference check on the 20k sample: $(tail -1 "$W/logs/reference_check_20k.out")" \
-        || note "reference check on the 20k sample FAILED: see $W/logs/reference_check_20k.out"
+
+# ---------------------------------------------------------------- #3: training sets
+if stage trainset; then
+    rm -rf "$W/s20k"
+    "$BIN" generate --customers 20000 --seed 42 --out "$W/s20k" > "$W/logs/generate_20k.out" 2>&1
+    measure training_set_20k "$BIN" features --data "$W/s20k" --training-set --out "$W/ts20k.parquet" "${ATTRS[@]}"
+    note "training_set_20k: $(tail -1 "$W/logs/training_set_20k.out")"
+    printf '[labels]\nmax_snapshots = 12\n' > "$W/twelve.toml"
+    measure training_set_20k_12snap "$BIN" --config "$W/twelve.toml" features --data "$W/s20k" --training-set --out "$W/ts20k_12.parquet" "${ATTRS[@]}"
+    note "training_set_20k_12snap: $(tail -1 "$W/logs/training_set_20k_12snap.out")"
+    # The training-set comparison with the Python-polars reference, on the same files.
+    if [[ $QUICK == 1 ]]; then
+        rm -rf "$W/d100k"
+        "$BIN" generate --customers 100000 --seed 7 --out "$W/d100k" > "$W/logs/generate_100k.out" 2>&1
+    fi
+    measure "training_set_$TSN" "$BIN" features --data "$TSDIR" --training-set --out "$W/ts_$TSN.parquet" "${ATTRS[@]}"
+    note "training_set_$TSN: $(tail -1 "$W/logs/training_set_$TSN.out")"
+    if [[ $PYTHON == 1 ]]; then
+        measure "polars_reference_$TSN" "$PY" bench/python/features_reference.py "$TSDIR" --out "$W/ref_$TSN.parquet"
+        note "polars_reference_$TSN: $(grep '^seconds:' "$W/logs/polars_reference_$TSN.out")"
+        # Correctness of the reference on the 20k sample (every common column must agree).
+        "$PY" bench/python/features_reference.py "$W/s20k" --check "$W/ts20k.parquet" > "$W/logs/reference_check_20k.out" 2>&1 \
+            && note "reference check on the 20k sample: $(tail -1 "$W/logs/reference_check_20k.out")" \
+            || note "reference check on the 20k sample FAILED: see $W/logs/reference_check_20k.out"
+    fi
+    rm -f "$W/ts_$TSN.parquet" "$W/ref_$TSN.parquet"
 fi
 
 # ---------------------------------------------------------------- #4: training time
-# ~1M training rows: a 230k-customer base gives ~1.0M rows in its training snapshots
-# (~1.7M examples with validation; the 20k sample gives 87k + 61k). --quick trains on
-# the 20k sample instead.
-if [[ $QUICK == 1 ]]; then
-    TRN=20k; TRDIR="$W/s20k"
-else
-    TRN=230k; TRDIR="$W/d230k"; rm -rf "$TRDIR"
-    "$BIN" generate --customers 230000 --seed 7 --out "$TRDIR" > "$W/logs/generate_135k.out" 2>&1
+if stage train; then
+    if [[ $QUICK == 0 ]]; then
+        rm -rf "$TRDIR"
+        "$BIN" generate --customers 230000 --seed 7 --out "$TRDIR" > "$W/logs/generate_230k.out" 2>&1
+    fi
+    rm -rf "$W/models-logistic" "$W/models-gbdt" "$W/models-all"
+    measure "train_logistic_$TRN" "$BIN" train --data "$TRDIR" --models "$W/models-logistic" --algorithms logistic "${ATTRS[@]}"
+    measure "train_gbdt_$TRN" "$BIN" train --data "$TRDIR" --models "$W/models-gbdt" --algorithms gbdt "${ATTRS[@]}"
+    note "train_logistic_$TRN: fit $(fit_seconds "train_logistic_$TRN" logistic)s; train_gbdt_$TRN: fit $(fit_seconds "train_gbdt_$TRN" gbdt)s ($(json "$W/models-gbdt/churn/v1/metrics.json" "next(c['params']['trees_kept'] for c in d['candidates'] if c['algorithm'] == 'gbdt')") trees kept); examples: $(json "$W/models-gbdt/churn/v1/metrics.json" "d['examples']")"
+    measure train_all_20k "$BIN" train --data "$W/s20k" --models "$W/models-all" "${ATTRS[@]}"
+    "$BIN" features --data "$TRDIR" --training-set --out "$W/ts_train_$TRN.parquet" "${ATTRS[@]}" > "$W/logs/ts_train_$TRN.out" 2>&1
 fi
-rm -rf "$W/models-logistic" "$W/models-gbdt" "$W/models-all"
-measure "train_logistic_$TRN" "$BIN" train --data "$TRDIR" --models "$W/models-logistic" --algorithms logistic "${ATTRS[@]}"
-measure "train_gbdt_$TRN" "$BIN" train --data "$TRDIR" --models "$W/models-gbdt" --algorithms gbdt "${ATTRS[@]}"
-note "train_logistic_$TRN: fit $(fit_seconds "train_logistic_$TRN" logistic)s; train_gbdt_$TRN: fit $(fit_seconds "train_gbdt_$TRN" gbdt)s; examples: $(json "$W/models-gbdt/churn/v1/metrics.json" "d['examples']")"
-measure train_all_20k "$BIN" train --data "$W/s20k" --models "$W/models-all" "${ATTRS[@]}"
-"$BIN" features --data "$TRDIR" --training-set --out "$W/ts_train_$TRN.parquet" "${ATTRS[@]}" > "$W/logs/ts_train_$TRN.out" 2>&1
 
 # ---------------------------------------------------------------- #7: batch scoring
-[[ -d "$W/d100k" ]] || "$BIN" generate --customers 100000 --seed 7 --out "$W/d100k" > "$W/logs/generate_100k.out" 2>&1
-score() { # score NAME DATA MODELS
+score() { # score NAME DATA MODELS [timeout-seconds]
     rm -f "$W/$1.parquet" "$W/$1.parquet.summary.json"
-    measure "$1" "$BIN" score --data "$2" --models "$3" --as-of "$AS_OF" --out "$W/$1.parquet" --outbox "$W/$1.outbox.db"
+    local t=()
+    [[ -n "${4:-}" ]] && t=(timeout --signal=KILL "$4")
+    measure "$1" "${t[@]}" "$BIN" score --data "$2" --models "$3" --as-of "$AS_OF" --out "$W/$1.parquet" --outbox "$W/$1.outbox.db"
+    local rc=$?
     rm -f "$W/$1.outbox.db"
+    return $rc
 }
-score score_100k_gbdt "$W/d100k" "$W/models-gbdt"
-if [[ $QUICK == 0 ]]; then
-    rm -rf "$W/d300k"
-    "$BIN" generate --customers 300000 --seed 7 --out "$W/d300k" > "$W/logs/generate_300k.out" 2>&1
-    score score_300k_gbdt "$W/d300k" "$W/models-gbdt"
-    rm -rf "$W/d300k"
-fi
-score score_1m_gbdt "$W/d1m" "$W/models-gbdt"
-score score_1m_logistic "$W/d1m" "$W/models-logistic"
-RSS1M="$(get score_1m_gbdt peak_rss_mib)"
-avail_mib() { awk '/MemAvailable/ {printf "%.0f", $2/1024}' /proc/meminfo; }
-DISK_MIB="$(df -Pm "$W" | awk 'NR==2 {print $4}')"
-# Larger bases only when the 1M peak, scaled linearly, fits in 90% of the memory
-# available right now (other engineers share the machine: an OOM kill could hit them).
-for big in 2m:2000000:2 5m:5000000:5; do
-    IFS=: read -r tag n mult <<< "$big"
-    need=$((RSS1M * mult))
-    if [[ $QUICK == 1 ]]; then
-        note "score_${tag}: skipped (--quick)"
-    elif [[ $FORCE5M == 0 && $need -gt $(( $(avail_mib) * 9 / 10 )) ]]; then
-        note "score_${tag}: skipped: the 1M run peaked at ${RSS1M} MiB, so ${tag} projects to ~${need} MiB, more than 90% of the $(avail_mib) MiB available now (of $(awk '/MemTotal/ {printf "%.0f", $2/1024}' /proc/meminfo) MiB; --with-5m forces it)"
-    elif [[ $DISK_MIB -lt $((mult * 1500)) ]]; then
-        note "score_${tag}: skipped: only ${DISK_MIB} MiB free in $W"
-    else
-        rm -rf "$W/d$tag"
-        measure "generate_$tag" "$BIN" generate --customers "$n" --seed 7 --out "$W/d$tag"
-        score "score_${tag}_gbdt" "$W/d$tag" "$W/models-gbdt"
-        rm -rf "$W/d$tag"
+if stage score; then
+    [[ -d "$W/d100k" ]] || "$BIN" generate --customers 100000 --seed 7 --out "$W/d100k" > "$W/logs/generate_100k.out" 2>&1
+    score score_100k_gbdt "$W/d100k" "$W/models-gbdt"
+    if [[ $QUICK == 0 ]]; then
+        rm -rf "$W/d300k"
+        "$BIN" generate --customers 300000 --seed 7 --out "$W/d300k" > "$W/logs/generate_300k.out" 2>&1
+        score score_300k_gbdt "$W/d300k" "$W/models-gbdt"
+        rm -rf "$W/d300k"
     fi
-done
+    score score_1m_gbdt "$W/d1m" "$W/models-gbdt"
+    score score_1m_logistic "$W/d1m" "$W/models-logistic"
+fi
+
+# ---------------------------------------------------------------- 2M and 5M bases
+# Only when the 1M peak RSS, scaled linearly, fits in 90% of the memory available now
+# (other engineers share the machine: an OOM kill could hit them), and each command
+# gets 4x its linear time projection from 1M, then is killed and reported (a
+# superlinear step shows up as such instead of hanging the run).
+if stage big; then
+    RSS1M="$(get score_1m_gbdt peak_rss_mib)"
+    GEN1M="$(get generate_1m wall_s)"
+    SC1M="$(get score_1m_gbdt wall_s)"
+    avail_mib() { awk '/MemAvailable/ {printf "%.0f", $2/1024}' /proc/meminfo; }
+    for big in 2m:2000000:2 5m:5000000:5; do
+        IFS=: read -r tag n mult <<< "$big"
+        need=$((RSS1M * mult))
+        disk="$(df -Pm "$W" | awk 'NR==2 {print $4}')"
+        if [[ $QUICK == 1 ]]; then
+            note "score_${tag}: skipped (--quick)"
+        elif [[ $FORCE5M == 0 && $need -gt $(( $(avail_mib) * 9 / 10 )) ]]; then
+            note "score_${tag}: skipped: the 1M run peaked at ${RSS1M} MiB, so ${tag} projects to ~${need} MiB, more than 90% of the $(avail_mib) MiB available now (of $(awk '/MemTotal/ {printf "%.0f", $2/1024}' /proc/meminfo) MiB; --with-5m forces it)"
+        elif [[ $disk -lt $((mult * 1500)) ]]; then
+            note "score_${tag}: skipped: only ${disk} MiB free in $W"
+        else
+            rm -rf "$W/d$tag"
+            limit="$(python3 -c "print(int(4 * $mult * $GEN1M) + 60)")"
+            if measure "generate_$tag" timeout --signal=KILL "$limit" "$BIN" generate --customers "$n" --seed 7 --out "$W/d$tag"; then
+                limit="$(python3 -c "print(int(4 * $mult * $SC1M) + 60)")"
+                score "score_${tag}_gbdt" "$W/d$tag" "$W/models-gbdt" "$limit" \
+                    || note "score_${tag}_gbdt: FAILED or killed after ${limit}s (4x the linear projection from 1M); see $W/logs/score_${tag}_gbdt.err"
+            else
+                note "generate_$tag: FAILED or killed after ${limit}s (4x the linear projection from 1M: generate loads the base it wrote); files written: $(du -sh "$W/d$tag" 2>/dev/null | cut -f1); see $W/logs/generate_$tag.out"
+            fi
+            rm -rf "$W/d$tag"
+        fi
+    done
+fi
 
 # ---------------------------------------------------------------- Python peers
-if [[ $PYTHON == 1 ]]; then
+if stage peers && [[ $PYTHON == 1 ]]; then
     "$BIN" features --data "$W/d1m" --as-of "$AS_OF" --models "$W/models-gbdt" --out "$W/score_matrix_1m.parquet" > "$W/logs/score_matrix_1m.out" 2>&1
     measure "compare_models_$TRN" "$PY" bench/python/compare_models.py "$W/ts_train_$TRN.parquet" \
         "$W/models-logistic/churn/v1/metrics.json" "$W/models-gbdt/churn/v1/metrics.json" --json "$W/compare_$TRN.json"
@@ -205,13 +243,13 @@ if [[ $PYTHON == 1 ]]; then
 fi
 
 # ---------------------------------------------------------------- micro-benchmarks
-if [[ $MICRO == 1 ]]; then
+if stage micro && [[ $MICRO == 1 ]]; then
     echo ">> cargo bench --bench online (load $(load1))"
     note "micro: load before cargo bench: $(load1)"
     cargo bench --quiet --bench online > "$W/logs/micro_online.out" 2> "$W/logs/micro_online.err" \
         || { tail -20 "$W/logs/micro_online.err"; exit 1; }
+    note "micro: load after cargo bench: $(load1); $(grep '^fixture' "$W/logs/micro_online.err" | tail -1)"
 fi
-
 # ---------------------------------------------------------------- report
 echo
 echo "================================================================ results ($W)"

@@ -149,7 +149,9 @@ fn fixture() -> &'static Fixture {
         let trees: Vec<String> = scorers
             .iter()
             .filter_map(|s: &Scorer| match &s.artifact.model {
-                FittedModel::Gbdt(m) | FittedModel::Forest(m) => Some(format!("{} {} trees", s.version, m.n_trees)),
+                FittedModel::Gbdt(m) | FittedModel::Forest(m) => {
+                    Some(format!("{} {} trees", s.version, m.n_trees))
+                }
                 _ => None,
             })
             .collect();

@@ -29,6 +29,9 @@ pub struct ScoreRecord {
     pub risk_tier: Tier,
     pub reasons: Vec<Reason>,
     pub rfm_segment: Option<String>,
+    /// Names of the early-warning rules that fired.
+    #[serde(default)]
+    pub early_warnings: Vec<String>,
     pub model_name: String,
     pub model_version: String,
 }
@@ -95,7 +98,14 @@ pub fn feature_frame(
 }
 
 /// One customer's score in a run: probability, health, tier, reasons, RFM segment.
-struct Scored(f64, f64, Tier, Vec<Reason>, Option<&'static str>);
+struct Scored(
+    f64,
+    f64,
+    Tier,
+    Vec<Reason>,
+    Option<&'static str>,
+    Vec<String>,
+);
 
 /// Options of a nightly run.
 #[derive(Debug, Clone)]
@@ -187,6 +197,7 @@ pub fn run(
                 s.risk_tier,
                 s.reasons,
                 seg,
+                s.early_warnings.into_iter().map(|h| h.rule).collect(),
             )
         })
         .collect();
@@ -243,6 +254,10 @@ pub fn run(
     cols.push(Column::new(
         "rfm_segment".into(),
         scored.iter().map(|s| s.4).collect::<Vec<_>>(),
+    ));
+    cols.push(Column::new(
+        "early_warnings".into(),
+        scored.iter().map(|s| s.5.join(",")).collect::<Vec<_>>(),
     ));
     cols.push(Column::new(
         "model_name".into(),
@@ -476,6 +491,16 @@ pub fn read_scores(path: &Path) -> Result<HashMap<String, ScoreRecord>> {
         s("model_name")?,
         s("model_version")?,
     );
+    // Older score files have no early_warnings column.
+    let warnings = if df
+        .get_column_names()
+        .iter()
+        .any(|c| c.as_str() == "early_warnings")
+    {
+        Some(s("early_warnings")?)
+    } else {
+        None
+    };
     let mut reasons = Vec::new();
     for k in 1..=REASONS_PER_CUSTOMER {
         reasons.push((
@@ -511,6 +536,16 @@ pub fn read_scores(path: &Path) -> Result<HashMap<String, ScoreRecord>> {
                     })
                     .collect(),
                 rfm_segment: seg.get(i).map(str::to_string),
+                early_warnings: warnings
+                    .as_ref()
+                    .and_then(|w| w.get(i))
+                    .map(|w| {
+                        w.split(',')
+                            .filter(|x| !x.is_empty())
+                            .map(String::from)
+                            .collect()
+                    })
+                    .unwrap_or_default(),
                 model_name: mname.get(i).unwrap_or_default().to_string(),
                 model_version: mver.get(i).unwrap_or_default().to_string(),
             },

@@ -53,6 +53,32 @@ enum Command {
     Serve(ServeArgs),
     /// How an earlier nightly run actually did, once its horizon has passed.
     Backtest(BacktestArgs),
+    /// Retention KPIs, revenue at risk and early-warning rules as a self-contained HTML report.
+    Retention(RetentionArgs),
+}
+
+#[derive(Args)]
+struct RetentionArgs {
+    #[command(flatten)]
+    data: DataArg,
+    /// HTML report to write (self-contained, opens offline).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// As of this date [default: the score file's date, else midnight after the last row].
+    #[arg(long)]
+    as_of: Option<String>,
+    /// Nightly score file (`churnguard score --out`) for revenue at risk.
+    #[arg(long)]
+    scores: Option<PathBuf>,
+    /// Print the KPIs as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Active window of the inactivity definition [default: 90].
+    #[arg(long, env = "CHURNGUARD_ACTIVE_DAYS")]
+    active_days: Option<u32>,
+    /// JSON list of early-warning rules to measure [default: built-in rules].
+    #[arg(long, env = "CHURNGUARD_RULES")]
+    rules: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -383,16 +409,25 @@ fn load(data: &Path, skip: bool) -> Result<data::CustomerBase> {
 
 fn main() {
     let cli = Cli::parse();
-    init_logging(cli.log_json);
+    // The long-running commands log what they do; one-shot commands print results instead.
+    let service = matches!(cli.command, Command::Serve(_) | Command::Demo(_));
+    init_logging(
+        cli.log_json,
+        if service {
+            "warn,churnguard=info"
+        } else {
+            "warn"
+        },
+    );
     if let Err(e) = run(cli) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
 }
 
-fn init_logging(json: bool) {
+fn init_logging(json: bool, default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CHURNGUARD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,churnguard=info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -417,6 +452,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Serve(a) => serve(&r, a, cli.log_json),
         Command::Demo(a) => demo(&r, a, cli.log_json),
         Command::Backtest(a) => backtest(&r, a),
+        Command::Retention(a) => retention(&r, a),
     }
 }
 
@@ -750,12 +786,57 @@ fn score(r: &Resolved, a: ScoreArgs) -> Result<()> {
         "  wall time {total:.2}s; summary: {}",
         batch::summary_path(&a.out).display()
     );
-    tracing::info!(
-        event = "batch_done",
-        customers = s.customers_scored,
-        high = s.tiers.get("high").copied().unwrap_or(0),
-        "nightly scoring finished"
+    // The line a scheduler's log watcher keys on (always printed, whatever the log level).
+    eprintln!(
+        "batch_done as_of={} customers={} high={} alerts_new={}",
+        s.as_of,
+        s.customers_scored,
+        s.tiers.get("high").copied().unwrap_or(0),
+        s.alerts_new
     );
+    Ok(())
+}
+
+fn retention(r: &Resolved, a: RetentionArgs) -> Result<()> {
+    use churnguard::retention as ret;
+    if a.out.is_none() && !a.json {
+        bail!("give --out FILE.html, --json, or both");
+    }
+    let base = load(&r.data(&a.data), a.data.skip_bad_rows)?;
+    let scores = a
+        .scores
+        .as_deref()
+        .map(batch::read_scores)
+        .transpose()
+        .context("reading --scores")?;
+    let as_of = match &a.as_of {
+        Some(s) => time::parse_as_of(s)?,
+        None => ret::default_as_of(&base, scores.as_ref())
+            .context("no timestamps in the data; give --as-of")?,
+    };
+    let mut opts = ret::RetentionOptions::default();
+    if let Some(d) = a.active_days.or(r.file.labels.active_days) {
+        opts.active_days = d;
+    }
+    if let Some(p) = &a.rules {
+        opts.rules = ret::rules_from_json(
+            &std::fs::read_to_string(p).with_context(|| p.display().to_string())?,
+        )?;
+    }
+    let k = ret::kpis_with(&base, as_of, scores.as_ref(), &opts)?;
+    if let Some(out) = &a.out {
+        ret::save_report(&k, out)?;
+        eprintln!(
+            "wrote {} (as of {}, {} active, monthly churn {:.2}% over the last 12 months)",
+            out.display(),
+            &k.as_of[..10.min(k.as_of.len())],
+            k.active_now,
+            100.0 * k.churn_rate_last_12_months.unwrap_or(f64::NAN)
+        );
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&k)?);
+    }
     Ok(())
 }
 

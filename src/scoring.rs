@@ -27,6 +27,8 @@ pub struct Score {
     pub health_score: f64,
     pub risk_tier: Tier,
     pub reasons: Vec<Reason>,
+    /// Early-warning rules that fire on the same features (shown beside the model).
+    pub early_warnings: Vec<crate::retention::RuleHit>,
 }
 
 /// A loaded, verified model ready to score.
@@ -37,6 +39,8 @@ pub struct Scorer {
     pub artifact: Artifact,
     /// The manifest as written by the trainer and the registry.
     pub manifest: Value,
+    /// Rule-based early warnings evaluated beside the model (the defaults unless set).
+    pub rules: Vec<crate::retention::Rule>,
 }
 
 impl Scorer {
@@ -66,6 +70,7 @@ impl Scorer {
             version: format!("v{}", v.version),
             artifact,
             manifest: v.manifest,
+            rules: crate::retention::default_rules(),
         })
     }
 
@@ -116,6 +121,7 @@ impl Scorer {
             health_score: self.health(p),
             risk_tier: self.tier(p),
             reasons: self.reasons(row, n_reasons),
+            early_warnings: crate::retention::evaluate(&self.rules, &self.artifact.spec, row),
         }
     }
 

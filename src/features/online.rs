@@ -16,6 +16,7 @@ use crate::data::{CustomerView, Event, Order, Priority, Ticket};
 use crate::time::{parse_ts, Ts};
 use crate::{Error, Result};
 use serde_json::{Map, Value};
+use std::fmt::Display;
 
 /// A customer's activity parsed from a request, owning its rows.
 #[derive(Debug, Clone, Default)]
@@ -32,6 +33,25 @@ pub struct OwnedActivity {
     event_slot: Vec<Option<usize>>,
 }
 
+/// `activity.<list>[<index>]`, formatted only when an error needs it (a payload holds
+/// hundreds of rows; naming each eagerly was most of the parsing time).
+struct Item(&'static str, usize);
+
+impl Display for Item {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "activity.{}[{}]", self.0, self.1)
+    }
+}
+
+/// `<field>.<key>`, formatted lazily.
+struct Key<'a>(&'a dyn Display, &'a str);
+
+impl Display for Key<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.0, self.1)
+    }
+}
+
 fn bad(field: impl Into<String>, message: impl Into<String>) -> Error {
     Error::Input {
         field: field.into(),
@@ -39,33 +59,33 @@ fn bad(field: impl Into<String>, message: impl Into<String>) -> Error {
     }
 }
 
-fn ts(v: &Value, field: &str) -> Result<Ts> {
+fn ts(v: &Value, field: &dyn Display) -> Result<Ts> {
     match v {
         Value::String(s) => parse_ts(s).ok_or_else(|| {
             bad(
-                field,
+                field.to_string(),
                 format!("{field}: `{s}` is not a timestamp (use RFC 3339, `YYYY-MM-DD HH:MM:SS` or `YYYY-MM-DD`)"),
             )
         }),
         other => Err(bad(
-            field,
+            field.to_string(),
             format!("{field}: expected a timestamp string, got {}", kind(other)),
         )),
     }
 }
 
-fn opt_ts(obj: &Map<String, Value>, key: &str, field: &str) -> Result<Option<Ts>> {
+fn opt_ts(obj: &Map<String, Value>, key: &str, field: &dyn Display) -> Result<Option<Ts>> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),
-        Some(v) => ts(v, &format!("{field}.{key}")).map(Some),
+        Some(v) => ts(v, &Key(field, key)).map(Some),
     }
 }
 
-fn num(v: &Value, field: &str) -> Result<f64> {
+fn num(v: &Value, field: &dyn Display) -> Result<f64> {
     match v.as_f64() {
         Some(x) if x.is_finite() => Ok(x),
         _ => Err(bad(
-            field,
+            field.to_string(),
             format!("{field}: expected a finite number, got {}", kind(v)),
         )),
     }
@@ -94,10 +114,10 @@ fn list<'a>(obj: &'a Map<String, Value>, key: &str) -> Result<&'a [Value]> {
     }
 }
 
-fn object<'a>(v: &'a Value, field: &str) -> Result<&'a Map<String, Value>> {
+fn object<'a>(v: &'a Value, field: &dyn Display) -> Result<&'a Map<String, Value>> {
     v.as_object().ok_or_else(|| {
         bad(
-            field,
+            field.to_string(),
             format!("{field}: expected an object, got {}", kind(v)),
         )
     })
@@ -109,7 +129,7 @@ impl OwnedActivity {
     /// Parses an `activity` object against a spec. Returns the activity and the names of
     /// keys that were ignored (reported back to the caller, never an error).
     pub fn parse(spec: &FeatureSpec, activity: &Value) -> Result<(Self, Vec<String>)> {
-        let obj = object(activity, "activity")?;
+        let obj = object(activity, &"activity")?;
         let ignored: Vec<String> = obj
             .keys()
             .filter(|k| !KNOWN.contains(&k.as_str()))
@@ -121,7 +141,7 @@ impl OwnedActivity {
                 "activity.customer is required: an object with at least `signup_at`",
             )
         })?;
-        let customer = object(customer, "activity.customer")?;
+        let customer = object(customer, &"activity.customer")?;
         let signup = ts(
             customer.get("signup_at").ok_or_else(|| {
                 bad(
@@ -129,7 +149,7 @@ impl OwnedActivity {
                     "activity.customer.signup_at is required",
                 )
             })?,
-            "activity.customer.signup_at",
+            &"activity.customer.signup_at",
         )?;
         let mut a = OwnedActivity {
             signup,
@@ -156,16 +176,14 @@ impl OwnedActivity {
             });
         }
         for (i, v) in list(obj, "logins")?.iter().enumerate() {
-            let field = format!("activity.logins[{i}]");
+            let field = Item("logins", i);
             a.logins.push(match v {
-                Value::Object(o) => {
-                    ts(o.get("at").unwrap_or(&Value::Null), &format!("{field}.at"))?
-                }
+                Value::Object(o) => ts(o.get("at").unwrap_or(&Value::Null), &Key(&field, "at"))?,
                 v => ts(v, &field)?,
             });
         }
         for (i, v) in list(obj, "tickets")?.iter().enumerate() {
-            let field = format!("activity.tickets[{i}]");
+            let field = Item("tickets", i);
             let o = object(v, &field)?;
             let opened = opt_ts(o, "opened_at", &field)?.ok_or_else(|| {
                 bad(
@@ -193,7 +211,7 @@ impl OwnedActivity {
             let csat = match o.get("csat") {
                 None | Some(Value::Null) => f64::NAN,
                 Some(v) => {
-                    let c = num(v, &format!("{field}.csat"))?;
+                    let c = num(v, &Key(&field, "csat"))?;
                     if !(1.0..=5.0).contains(&c) {
                         return Err(bad(
                             format!("{field}.csat"),
@@ -211,19 +229,19 @@ impl OwnedActivity {
             });
         }
         for (i, v) in list(obj, "orders")?.iter().enumerate() {
-            let field = format!("activity.orders[{i}]");
+            let field = Item("orders", i);
             let o = object(v, &field)?;
             let at = opt_ts(o, "at", &field)?
                 .ok_or_else(|| bad(format!("{field}.at"), format!("{field}.at is required")))?;
             let amount = num(
                 o.get("amount").unwrap_or(&Value::Null),
-                &format!("{field}.amount"),
+                &Key(&field, "amount"),
             )?;
             a.orders.push(Order { at, amount });
         }
         let n = spec.event_types.len();
         for (i, v) in list(obj, "events")?.iter().enumerate() {
-            let field = format!("activity.events[{i}]");
+            let field = Item("events", i);
             let o = object(v, &field)?;
             let at = opt_ts(o, "at", &field)?
                 .ok_or_else(|| bad(format!("{field}.at"), format!("{field}.at is required")))?;
@@ -238,7 +256,7 @@ impl OwnedActivity {
             };
             let value = match o.get("value") {
                 None | Some(Value::Null) => 1.0,
-                Some(v) => num(v, &format!("{field}.value"))?,
+                Some(v) => num(v, &Key(&field, "value"))?,
             };
             let kind = spec.event_types.iter().position(|t| t == ty).unwrap_or(n);
             a.events.push(Event {

@@ -67,28 +67,54 @@ impl BoostParams {
     }
 }
 
-/// One tree in a flat form for scoring and explaining.
-#[derive(Debug, Clone)]
-struct FlatTree {
-    feature: Vec<u32>,
-    cond: Vec<f32>,
-    default_left: Vec<bool>,
-    left: Vec<i32>,
-    right: Vec<i32>,
-    /// Leaf value for leaves; cover-weighted expected value for every node.
-    value: Vec<f64>,
-    weight: f64,
+/// One node of the forest, laid out contiguously (all trees in one array) so a
+/// row's walk through hundreds of trees stays in cache.
+#[derive(Debug, Clone, Copy)]
+struct FlatNode {
+    cond: f32,
+    feature: u32,
+    /// Absolute indexes of the children; `LEAF` for a leaf.
+    left: u32,
+    right: u32,
+    default_left: bool,
+    /// Leaf value for leaves, cover-weighted expected value for inner nodes; both
+    /// already multiplied by the tree's weight.
+    value: f64,
 }
 
-impl FlatTree {
+const LEAF: u32 = u32::MAX;
+
+/// Every tree's nodes, and where each tree's root is.
+#[derive(Debug, Clone, Default)]
+struct Forest {
+    nodes: Vec<FlatNode>,
+    roots: Vec<u32>,
+}
+
+impl Forest {
+    #[inline]
     fn next(&self, k: usize, row: &[f64]) -> usize {
-        let v = row[self.feature[k] as usize];
+        let n = &self.nodes[k];
+        let v = row[n.feature as usize];
         let left = if v.is_nan() {
-            self.default_left[k]
+            n.default_left
         } else {
-            (v as f32) < self.cond[k]
+            (v as f32) < n.cond
         };
-        (if left { self.left[k] } else { self.right[k] }) as usize
+        (if left { n.left } else { n.right }) as usize
+    }
+
+    /// The sum of the leaf values a row reaches.
+    fn sum(&self, row: &[f64]) -> f64 {
+        let mut total = 0.0;
+        for &root in &self.roots {
+            let mut k = root as usize;
+            while self.nodes[k].left != LEAF {
+                k = self.next(k, row);
+            }
+            total += self.nodes[k].value;
+        }
+        total
     }
 }
 
@@ -102,7 +128,7 @@ pub struct BoostModel {
     /// hessboost's native binary model.
     pub bytes: Vec<u8>,
     #[serde(skip)]
-    state: Option<Arc<(BoostedModel, Vec<FlatTree>, f64)>>,
+    state: Option<Arc<(BoostedModel, Forest, f64)>>,
 }
 
 impl std::fmt::Debug for BoostModel {
@@ -200,34 +226,38 @@ impl BoostModel {
         let model = BoostedModel::decode(&self.bytes, ModelFormat::Binary)
             .map_err(|e| Error::Artifact(format!("boosted model does not decode: {e}")))?;
         let weights: Vec<f32> = model.tree_weights().collect();
-        let mut trees = Vec::with_capacity(self.n_trees);
+        let mut forest = Forest::default();
         for (t, tree) in model.trees().iter().take(self.n_trees).enumerate() {
             let nodes = tree.nodes();
             let n = nodes.len();
-            let mut flat = FlatTree {
-                feature: nodes.iter().map(|x| x.split_feature).collect(),
-                cond: nodes.iter().map(|x| x.split_cond).collect(),
-                default_left: nodes.iter().map(|x| x.default_left).collect(),
-                left: nodes.iter().map(|x| x.left).collect(),
-                right: nodes.iter().map(|x| x.right).collect(),
-                value: vec![0.0; n],
-                weight: weights.get(t).copied().unwrap_or(1.0) as f64,
-            };
+            let weight = weights.get(t).copied().unwrap_or(1.0) as f64;
             // Expected values bottom-up: children always follow their parent.
+            let mut value = vec![0.0f64; n];
             let mut cover = vec![0.0f64; n];
             for k in (0..n).rev() {
                 if nodes[k].is_leaf() {
-                    flat.value[k] = nodes[k].leaf_value as f64;
+                    value[k] = nodes[k].leaf_value as f64;
                     cover[k] = (nodes[k].sum_hess as f64).max(1e-12);
                 } else {
                     let (l, r) = (nodes[k].left as usize, nodes[k].right as usize);
                     let c = cover[l] + cover[r];
-                    flat.value[k] =
-                        (flat.value[l] * cover[l] + flat.value[r] * cover[r]) / c.max(1e-12);
+                    value[k] = (value[l] * cover[l] + value[r] * cover[r]) / c.max(1e-12);
                     cover[k] = c;
                 }
             }
-            trees.push(flat);
+            let base = forest.nodes.len() as u32;
+            forest.roots.push(base);
+            let child = |c: i32| if c < 0 { LEAF } else { base + c as u32 };
+            forest
+                .nodes
+                .extend(nodes.iter().zip(&value).map(|(x, &v)| FlatNode {
+                    cond: x.split_cond,
+                    feature: x.split_feature,
+                    left: if x.is_leaf() { LEAF } else { child(x.left) },
+                    right: if x.is_leaf() { LEAF } else { child(x.right) },
+                    default_left: x.default_left,
+                    value: weight * v,
+                }));
         }
         // The intercept is whatever hessboost adds on top of the trees.
         let zero = vec![0.0f64; self.n_features];
@@ -236,12 +266,12 @@ impl BoostModel {
             .predict_margin_row(&zero32, Iterations::Best)
             .map_err(|e| Error::Artifact(format!("boosted model: {e}")))?
             as f64;
-        let sum: f64 = trees.iter().map(|t| leaf_value(t, &zero)).sum();
-        self.state = Some(Arc::new((model, trees, hb_margin - sum)));
+        let sum = forest.sum(&zero);
+        self.state = Some(Arc::new((model, forest, hb_margin - sum)));
         Ok(())
     }
 
-    fn state(&self) -> &(BoostedModel, Vec<FlatTree>, f64) {
+    fn state(&self) -> &(BoostedModel, Forest, f64) {
         self.state
             .as_deref()
             .expect("BoostModel::restore runs when the model is fitted or loaded")
@@ -258,30 +288,23 @@ impl BoostModel {
     }
 }
 
-fn leaf_value(t: &FlatTree, row: &[f64]) -> f64 {
-    let mut k = 0;
-    while t.left[k] >= 0 {
-        k = t.next(k, row);
-    }
-    t.weight * t.value[k]
-}
-
 impl Classifier for BoostModel {
     fn margin(&self, row: &[f64]) -> f64 {
-        let (_, trees, bias) = self.state();
-        bias + trees.iter().map(|t| leaf_value(t, row)).sum::<f64>()
+        let (_, forest, bias) = self.state();
+        bias + forest.sum(row)
     }
 
     fn contributions(&self, row: &[f64], out: &mut [f64]) -> f64 {
-        let (_, trees, bias) = self.state();
+        let (_, forest, bias) = self.state();
         out.iter_mut().for_each(|c| *c = 0.0);
         let mut expected = *bias;
-        for t in trees {
-            expected += t.weight * t.value[0];
-            let mut k = 0;
-            while t.left[k] >= 0 {
-                let next = t.next(k, row);
-                out[t.feature[k] as usize] += t.weight * (t.value[next] - t.value[k]);
+        let nodes = &forest.nodes;
+        for &root in &forest.roots {
+            let mut k = root as usize;
+            expected += nodes[k].value;
+            while nodes[k].left != LEAF {
+                let next = forest.next(k, row);
+                out[nodes[k].feature as usize] += nodes[next].value - nodes[k].value;
                 k = next;
             }
         }

@@ -152,6 +152,7 @@ fn record(id: &str, p: f64, tier: Tier, segment: &str) -> (String, ScoreRecord) 
                 contribution: 0.3,
             }],
             rfm_segment: Some(segment.into()),
+            early_warnings: Vec::new(),
             model_name: "churn".into(),
             model_version: "v1".into(),
         },
@@ -593,34 +594,6 @@ fn invalid_rules_are_refused_with_the_rule_named() {
         let err = rules_from_json(text).unwrap_err().to_string();
         assert!(err.contains(needle), "{text}: {err}");
     }
-}
-
-/// A smoke run on a real base, for the people building the report:
-/// `RETENTION_DATA=/tmp/s20 RETENTION_AS_OF=2025-01-01 RETENTION_SCORES=/tmp/scores.parquet
-/// RETENTION_OUT=/tmp/retention cargo test --release --lib retention -- --ignored`
-/// writes `$RETENTION_OUT.html` and `$RETENTION_OUT.json`.
-#[test]
-#[ignore = "needs a customer base on disk (RETENTION_DATA)"]
-fn a_real_customer_base_renders_a_report() {
-    let var = |k: &str| std::env::var(k).ok();
-    let data = var("RETENTION_DATA").expect("RETENTION_DATA");
-    let base = crate::data::load(data.as_ref(), &Default::default()).unwrap();
-    let as_of = var("RETENTION_AS_OF")
-        .map(|s| parse_ts(&s).unwrap())
-        .or_else(|| default_as_of(&base, None))
-        .unwrap();
-    let scores = var("RETENTION_SCORES").map(|p| crate::batch::read_scores(p.as_ref()).unwrap());
-    let started = std::time::Instant::now();
-    let k = kpis(&base, as_of, scores.as_ref()).unwrap();
-    let html = report(&k);
-    eprintln!("kpis + report in {:.2}s", started.elapsed().as_secs_f64());
-    let out = var("RETENTION_OUT").unwrap_or_else(|| "/tmp/retention".into());
-    std::fs::write(format!("{out}.html"), html).unwrap();
-    std::fs::write(
-        format!("{out}.json"),
-        serde_json::to_string_pretty(&k).unwrap(),
-    )
-    .unwrap();
 }
 
 #[test]

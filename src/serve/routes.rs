@@ -74,6 +74,9 @@ pub struct ScoreResponse {
     pub alert: bool,
     /// The features pushing the risk up the most, largest first.
     pub reasons: Vec<Reason>,
+    /// Rule-based early warnings that fire on the same features (no login in 7 days,
+    /// an order overdue by 1.5x the usual interval, 2+ urgent tickets open).
+    pub early_warnings: Vec<crate::retention::RuleHit>,
     /// The model that scored.
     pub model: ModelId,
     /// The instant scored (RFC 3339, UTC).
@@ -374,6 +377,7 @@ async fn score_all(
             risk_tier: s.risk_tier,
             alert,
             reasons: s.reasons,
+            early_warnings: s.early_warnings,
             model: model_id(scorer),
             as_of: crate::time::fmt_ts(p.as_of),
             ignored_fields: p.ignored,
