@@ -123,7 +123,7 @@ fn fixture() -> &'static Fixture {
         let (xt, yt, _) = set.select(|e| e.split == Split::Train);
         let (xv, _, _) = set.select(|e| e.split == Split::Validation);
         let tcfg = TrainConfig::default();
-        let scorers = KINDS
+        let scorers: Vec<Scorer> = KINDS
             .iter()
             .map(|k| {
                 let algo: Algorithm = k.parse().expect("known algorithm");
@@ -211,6 +211,7 @@ fn scorer(
         version: kind.into(),
         artifact,
         manifest: Value::Null,
+        rules: churnguard::retention::default_rules(),
     }
 }
 

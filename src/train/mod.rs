@@ -485,11 +485,13 @@ pub fn run(
         base,
         &set,
         &artifact,
-        &candidates,
-        &curves,
-        &calibrated_eval,
-        &tier_stats,
-        &metrics_json,
+        &report::Evidence {
+            candidates: &candidates,
+            curves: &curves,
+            calibrated: &calibrated_eval,
+            tiers: &tier_stats,
+            metrics_json: &metrics_json,
+        },
     );
     let defs = spec.defs();
     let manifest = json!({

@@ -25,17 +25,30 @@ fn pct(x: f64) -> String {
     }
 }
 
+/// The evaluation results a report shows.
+pub(super) struct Evidence<'a> {
+    pub candidates: &'a [Candidate],
+    /// Every candidate's validation margins.
+    pub curves: &'a [(crate::model::Algorithm, Vec<f64>)],
+    pub calibrated: &'a Evaluation,
+    pub tiers: &'a [TierStats],
+    pub metrics_json: &'a serde_json::Value,
+}
+
 /// Renders `report.html`.
 pub(super) fn render(
     base: &CustomerBase,
     set: &TrainingSet,
     artifact: &Artifact,
-    candidates: &[Candidate],
-    curves: &[(crate::model::Algorithm, Vec<f64>)],
-    calibrated: &Evaluation,
-    tiers: &[TierStats],
-    metrics_json: &serde_json::Value,
+    evidence: &Evidence,
 ) -> String {
+    let Evidence {
+        candidates,
+        curves,
+        calibrated,
+        tiers,
+        metrics_json,
+    } = *evidence;
     let champion = artifact.model.algorithm();
     let mut r = Report::new(&format!(
         "churnguard training report: {} champion",
