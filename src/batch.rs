@@ -88,10 +88,11 @@ pub fn feature_frame(
     )];
     cols.extend(leading);
     for (j, d) in spec.defs().iter().enumerate() {
-        let v: Vec<Option<f64>> = (0..n)
+        // Straight into a polars array (no intermediate Vec<Option<f64>> per column).
+        let ca: Float64Chunked = (0..n)
             .map(|i| Some(x[i * w + j]).filter(|v| v.is_finite()))
             .collect();
-        cols.push(Column::new(d.name.as_str().into(), v));
+        cols.push(ca.with_name(d.name.as_str().into()).into_column());
     }
     cols.extend(trailing);
     DataFrame::new(n, cols).map_err(|e| Error::polars("building the feature table", e))

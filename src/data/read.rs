@@ -408,7 +408,8 @@ fn read_customers(
     };
     let mut examples = Vec::new();
     // (part, row) of each id, to name both rows of a duplicate.
-    let mut first_seen: HashMap<String, (usize, usize)> = HashMap::new();
+    let mut first_seen: HashMap<String, (usize, usize), std::hash::BuildHasherDefault<FxHasher>> =
+        HashMap::default();
     let mut attr_names: Vec<String> = Vec::new();
     let mut attr_raw: Vec<Vec<AttrCell>> = Vec::new();
     for (pi, part) in parts.iter().enumerate() {
@@ -613,7 +614,7 @@ fn read_activity(src: &Source, index: &IdIndex, opts: &LoadOptions) -> Result<Ac
     let mut events = Vec::new();
     let mut churn: Vec<Ts> = Vec::new();
     let mut types: Vec<String> = Vec::new();
-    let mut type_index: HashMap<String, u32> = HashMap::new();
+    let mut type_index = IdIndex::default();
     for path in &src.parts {
         let part = Part {
             table,
