@@ -11,6 +11,13 @@
 //!   (logistic, tree, forest, gbdt) fitted on a small generated base:
 //!   `Scorer::score` (probability, health, tier, top-3 reasons) and the bare margin.
 //!
+//! * `logistic_fit_layout` (ignored by default; `cargo bench --bench online -- --ignored`):
+//!   the linfa-logistic fit churnguard's trainer runs, on a row-major (C order, what
+//!   `src/model/logistic.rs` builds) versus a column-major (Fortran order) copy of the
+//!   same standardised design matrix; evidence for a performance problem reported in
+//!   BENCHMARKS.md (linfa's gradient `x.t().dot(..)` walks a C-order matrix by strided
+//!   columns).
+//!
 //! The fixture (a 3,000-customer generated base, its training set and one model of
 //! each kind) is built once, outside the timed closures.
 
@@ -42,8 +49,9 @@ struct Fixture {
     activity: OwnedActivity,
     /// One scorer per model kind, in `KINDS` order.
     scorers: Vec<Scorer>,
-    /// Validation rows of the fixture's training set (row-major).
+    /// Validation rows of the fixture's training set (row-major) and their labels.
     rows: Vec<f64>,
+    labels: Vec<bool>,
 }
 
 const KINDS: [&str; 4] = ["logistic", "tree", "forest", "gbdt"];
@@ -121,7 +129,7 @@ fn fixture() -> &'static Fixture {
         let spec = set.spec.clone();
         let w = spec.len();
         let (xt, yt, _) = set.select(|e| e.split == Split::Train);
-        let (xv, _, _) = set.select(|e| e.split == Split::Validation);
+        let (xv, yv, _) = set.select(|e| e.split == Split::Validation);
         let tcfg = TrainConfig::default();
         let scorers: Vec<Scorer> = KINDS
             .iter()
@@ -170,6 +178,7 @@ fn fixture() -> &'static Fixture {
             activity,
             scorers,
             rows: xv,
+            labels: yv,
         }
     })
 }
@@ -222,6 +231,17 @@ fn online_end_to_end(b: Bencher) {
     b.bench(|| {
         let v: Value = serde_json::from_str(black_box(&f.text)).expect("json");
         let (a, _) = OwnedActivity::parse(&f.spec, &v).expect("parse");
+        a.features(&f.spec, black_box(f.t))
+    });
+}
+
+/// The online path as issue #3 defines it: `OwnedActivity::parse` of the decoded payload
+/// then `features` (the request's JSON text is decoded by the HTTP layer before this).
+#[divan::bench]
+fn online_parse_and_features(b: Bencher) {
+    let f = fixture();
+    b.bench(|| {
+        let (a, _) = OwnedActivity::parse(&f.spec, black_box(&f.payload)).expect("parse");
         a.features(&f.spec, black_box(f.t))
     });
 }
@@ -285,5 +305,55 @@ fn probability_row(b: Bencher, kind: &str) {
     b.bench_local(|| {
         i = (i + 1) % n;
         s.probability(black_box(&f.rows[i * w..(i + 1) * w]))
+    });
+}
+
+/// The standardised training rows of the fixture, tiled to `rows` rows (row-major).
+fn design(rows: usize) -> (Vec<f64>, Vec<usize>, usize) {
+    let f = fixture();
+    let s = &f.scorers[0];
+    let FittedModel::Logistic(m) = &s.artifact.model else {
+        unreachable!("the first scorer is logistic")
+    };
+    let w = f.spec.len();
+    let n0 = f.rows.len() / w;
+    let mut z = Vec::with_capacity(rows * w);
+    let mut y = Vec::with_capacity(rows);
+    for i in 0..rows {
+        let r = &f.rows[(i % n0) * w..(i % n0 + 1) * w];
+        z.extend(r.iter().enumerate().map(|(j, &v)| m.pre.standardize(j, v)));
+        y.push(usize::from(f.labels[i % n0]));
+    }
+    (z, y, w)
+}
+
+/// linfa-logistic fit (alpha 1, 50 iterations, tolerance 1e-4 per row, as the trainer)
+/// on 200k rows x the schema, C order versus Fortran order.
+#[divan::bench(args = ["c_order", "f_order"], sample_count = 1, sample_size = 1, ignore)]
+fn logistic_fit_layout(b: Bencher, layout: &str) {
+    use linfa::prelude::*;
+    use ndarray::{Array1, Array2, ShapeBuilder};
+    let (z, y, w) = design(200_000);
+    let n = y.len();
+    let x = match layout {
+        "c_order" => Array2::from_shape_vec((n, w), z).expect("shape"),
+        _ => {
+            let mut f = Array2::<f64>::zeros((n, w).f());
+            for (i, row) in z.chunks(w).enumerate() {
+                for (j, &v) in row.iter().enumerate() {
+                    f[[i, j]] = v;
+                }
+            }
+            f
+        }
+    };
+    let ds = Dataset::new(x, y.into_iter().collect::<Array1<usize>>());
+    b.bench_local(|| {
+        linfa_logistic::LogisticRegression::default()
+            .alpha(1.0)
+            .max_iterations(50)
+            .gradient_tolerance(1e-4 * n as f64)
+            .fit(black_box(&ds))
+            .expect("fit")
     });
 }
