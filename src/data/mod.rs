@@ -374,7 +374,11 @@ mod tests {
         low.sort_unstable();
         low.dedup();
         // 100k ids into 65,536 low-bit buckets: a good hash fills most of them.
-        assert!(low.len() > 50_000, "{} distinct low 16-bit values", low.len());
+        assert!(
+            low.len() > 50_000,
+            "{} distinct low 16-bit values",
+            low.len()
+        );
     }
 
     #[test]
