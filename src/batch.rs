@@ -375,7 +375,11 @@ pub fn run(
                 crate::alerts::Alert::SOURCE_BATCH,
             )
             .with_reasons(scored[i].3.iter().map(|r| json!(r)).collect())
-            .with_summary(behaviour_summary(spec, row, scored[i].4));
+            .with_summary({
+                let mut summary = behaviour_summary(spec, row, scored[i].4);
+                summary["early_warnings"] = json!(scored[i].5);
+                summary
+            });
         alert
     })?;
     summary.alerts_raised = rec.raised;

@@ -198,6 +198,10 @@ fn rerunning_the_same_night_is_byte_identical_and_raises_no_alert_twice() {
         "the first night raises alerts for the high tier"
     );
     assert_eq!(log1.lines().count(), first.alerts_new);
+    let alert: serde_json::Value = serde_json::from_str(log1.lines().next().unwrap()).unwrap();
+    assert_eq!(alert["tier"], "high");
+    assert!(alert["summary"]["early_warnings"].is_array(), "{alert}");
+    assert!(!alert["reasons"].as_array().unwrap().is_empty());
     let second = batch::run(&base, &s, &opts, &|_| {}).unwrap();
     assert_eq!(std::fs::read(&opts.out).unwrap(), bytes1);
     assert_eq!(second.alerts_new, 0);
