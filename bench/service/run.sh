@@ -55,7 +55,11 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 ROUNDS=3 DURATION=15 CONNS="16 1 64" CUSTOMERS=256 COLD=5 APPEND=1 VARIANTS=1 NOTE=""
 ARGS=""
-for a in "$@"; do [[ $a == *[[:space:]]* ]] && ARGS+=" '$a'" || ARGS+=" $a"; done
+for a in "$@"; do
+    if [[ $a != *[[:space:]\'\"\$]* ]]; then ARGS+=" $a"
+    elif [[ $a != *\'* ]]; then ARGS+=" '$a'"
+    else a="${a//\\/\\\\}"; a="${a//\"/\\\"}"; a="${a//\$/\\\$}"; ARGS+=" \"$a\""; fi
+done
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --rounds) ROUNDS="$2"; shift ;;
@@ -66,7 +70,7 @@ while [[ $# -gt 0 ]]; do
         --no-append) APPEND=0 ;;
         --no-variants) VARIANTS=0 ;;
         --note) NOTE="$2"; shift ;;
-        -h|--help) sed -n '2,52p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,51p' "$0"; exit 0 ;;
         *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -112,6 +116,9 @@ if [[ ! -x "$VENV/bin/python" || ! -f "$VENV/.requirements.sha256" || "$(cat "$V
 fi
 PY="$VENV/bin/python"
 
+case "$W" in
+    "" | / | "$ROOT" | "$HOME") echo "refusing to wipe CG_SERVICE_BENCH_DIR=$W" >&2; exit 2 ;;
+esac
 rm -rf "$W"
 mkdir -p "$W/logs" "$W/outbox-unique"
 cp "$SRC_BIN" "$W/churnguard"
@@ -130,7 +137,7 @@ meta command "bash bench/service/run.sh$ARGS"
 meta date "$(date -u +%Y-%m-%dT%H:%MZ)"
 meta loadavg_start "$(loadavg)"
 meta commit "$(git -C "$ROOT" rev-parse --short HEAD 2> /dev/null || echo unknown)$(git -C "$ROOT" diff --quiet HEAD -- src Cargo.toml 2> /dev/null || echo ' (src modified)')"
-meta churnguard "$("$BIN" --version)"
+meta churnguard "$("$BIN" --version) (binary built $(date -u -r "$SRC_BIN" +%Y-%m-%dT%H:%MZ), sha256 $(sha256sum "$BIN" | cut -c1-12))"
 meta wrk "$(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
 meta python "$("$PY" -c 'import sys, fastapi, uvicorn, sklearn, numpy, polars, pydantic; print(f"Python {sys.version.split()[0]}, fastapi {fastapi.__version__}, uvicorn {uvicorn.__version__}, pydantic {pydantic.__version__}, scikit-learn {sklearn.__version__}, numpy {numpy.__version__}, polars {polars.__version__}")')"
 meta machine "$(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB"
