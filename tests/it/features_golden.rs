@@ -45,6 +45,16 @@ b,2024-04-20
 c,2024-05-10
 ";
 
+/// Every table of the hand-built base.
+const ALL_TABLES: [(&str, &str); 6] = [
+    ("customers.csv", CUSTOMERS),
+    ("logins.csv", LOGINS),
+    ("tickets.csv", TICKETS),
+    ("orders.csv", ORDERS),
+    ("events.csv", EVENTS),
+    ("churn.csv", CHURN),
+];
+
 fn spec(base: &churnguard::data::CustomerBase) -> FeatureSpec {
     FeatureSpec::new(
         base.present(),
@@ -56,17 +66,7 @@ fn spec(base: &churnguard::data::CustomerBase) -> FeatureSpec {
 }
 
 fn features(t: &str, customer: &str) -> Vec<(String, f64)> {
-    let dir = write_tables(
-        "golden",
-        &[
-            ("customers.csv", CUSTOMERS),
-            ("logins.csv", LOGINS),
-            ("tickets.csv", TICKETS),
-            ("orders.csv", ORDERS),
-            ("events.csv", EVENTS),
-            ("churn.csv", CHURN),
-        ],
-    );
+    let dir = write_tables("golden", &ALL_TABLES);
     let base = load_dir(&dir);
     let spec = spec(&base);
     let c = base.customers.index[customer] as usize;
@@ -262,17 +262,7 @@ fn a_customer_without_rows_gets_defined_values_not_nan() {
 
 #[test]
 fn populations_and_labels_at_both_snapshots() {
-    let dir = write_tables(
-        "golden-labels",
-        &[
-            ("customers.csv", CUSTOMERS),
-            ("logins.csv", LOGINS),
-            ("tickets.csv", TICKETS),
-            ("orders.csv", ORDERS),
-            ("events.csv", EVENTS),
-            ("churn.csv", CHURN),
-        ],
-    );
+    let dir = write_tables("golden-labels", &ALL_TABLES);
     let base = load_dir(&dir);
     let def = ChurnDefinition::Explicit;
     let ids = |t: &str| -> Vec<(String, bool)> {
