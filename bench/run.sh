@@ -2,9 +2,9 @@
 # End-to-end benchmarks of churnguard against the targets of issues #2, #3, #4 and #7,
 # with the Python peers (polars, scikit-learn, LightGBM) measured in the same run.
 #
-#   bash bench/run.sh            # full run (~30-40 min on the 2-core machine)
-#   bash bench/run.sh --quick    # no 5M scoring; the training-set comparison and the
-#                                # training-time runs use smaller bases (~10 min)
+#   bash bench/run.sh            # full run (~35-45 min on the 2-core machine)
+#   bash bench/run.sh --quick    # no 2M/5M scoring; the training-set comparison and
+#                                # the training-time runs use smaller bases (~10 min)
 #
 # Options:   --quick        as above
 #            --no-python    skip the Python peers (no venv needed)
@@ -26,6 +26,7 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+SELF="$ROOT/bench/run.sh"
 cd "$ROOT"
 QUICK=0 PYTHON=1 MICRO=1 FORCE5M=0 FROM=build
 STAGES="build data trainset train score big peers micro report"
@@ -36,7 +37,7 @@ while [[ $# -gt 0 ]]; do
         --no-micro) MICRO=0 ;;
         --with-5m) FORCE5M=1 ;;
         --from) FROM="$2"; shift ;;
-        -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
+        -h|--help) awk 'NR > 1 && /^#/ {print; next} NR > 1 {exit}' "$SELF"; exit 0 ;;
         *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
