@@ -453,14 +453,7 @@ impl Outbox {
             for index in order {
                 let obs = &observations[index];
                 let last = get
-                    .query_row([obs.customer_id], |r| {
-                        Ok(CustomerState {
-                            last_tier: r.get(0)?,
-                            last_scored_at: r.get(1)?,
-                            last_alert_at: r.get(2)?,
-                            last_alert_tier: r.get(3)?,
-                        })
-                    })
+                    .query_row([obs.customer_id], state_from_row)
                     .optional()
                     .ctx("reading a customer's state")?;
                 let decision = policy.decide(last.as_ref(), obs.tier, obs.as_of);
@@ -529,14 +522,7 @@ impl Outbox {
     pub fn state(&self, customer_id: &str) -> Result<Option<CustomerState>> {
         let db = self.lock();
         db.conn
-            .query_row(GET_STATE, [customer_id], |r| {
-                Ok(CustomerState {
-                    last_tier: r.get(0)?,
-                    last_scored_at: r.get(1)?,
-                    last_alert_at: r.get(2)?,
-                    last_alert_tier: r.get(3)?,
-                })
-            })
+            .query_row(GET_STATE, [customer_id], state_from_row)
             .optional()
             .ctx("reading a customer's state")
     }
@@ -863,6 +849,16 @@ fn close_if_done(tx: &Transaction<'_>, key: &str, now: Ts) -> Result<()> {
         .execute(params![key, now])
         .ctx("closing a finished alert")?;
     Ok(())
+}
+
+/// A customer's state from a `GET_STATE` row.
+fn state_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CustomerState> {
+    Ok(CustomerState {
+        last_tier: r.get(0)?,
+        last_scored_at: r.get(1)?,
+        last_alert_at: r.get(2)?,
+        last_alert_tier: r.get(3)?,
+    })
 }
 
 #[cfg(test)]

@@ -235,7 +235,8 @@ fn format_value(v: f64) -> String {
     }
 }
 
-fn group_thousands(v: f64) -> String {
+/// A whole number with thousands separated by commas (`-1,234,568`).
+pub fn group_thousands(v: f64) -> String {
     let digits = format!("{:.0}", v.abs());
     let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
     if v < 0.0 {

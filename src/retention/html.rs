@@ -17,26 +17,8 @@ fn pct_value(x: Option<f64>) -> f64 {
     x.map_or(f64::NAN, |v| (10_000.0 * v).round() / 100.0)
 }
 
-fn thousands(digits: &str) -> String {
-    let (neg, digits) = match digits.strip_prefix('-') {
-        Some(d) => (true, d),
-        None => (false, digits),
-    };
-    let mut out = String::new();
-    if neg {
-        out.push('-');
-    }
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 fn count(n: usize) -> String {
-    thousands(&n.to_string())
+    crate::report::svg::group_thousands(n as f64)
 }
 
 /// Money in the data's one currency: whole units with thousands grouped, cents below 100.
@@ -45,7 +27,7 @@ fn money(x: f64) -> String {
         return "\u{2014}".into();
     }
     if x.abs() >= 100.0 {
-        thousands(&format!("{x:.0}"))
+        crate::report::svg::group_thousands(x)
     } else {
         format!("{x:.2}")
     }
