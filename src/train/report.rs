@@ -189,18 +189,18 @@ pub(super) fn render(
         ));
     }
 
-    // Curves: recompute each candidate's validation scores is not possible here (models
-    // other than the champion are not kept), so the curves are the champion's; the
-    // comparison table above holds every candidate's numbers.
-    let w = set.spec.len();
-    let (mut xv, mut yv) = (Vec::new(), Vec::new());
-    for (i, e) in set.examples.iter().enumerate() {
-        if e.split == Split::Validation {
-            xv.extend_from_slice(&set.x[i * w..(i + 1) * w]);
-            yv.push(e.label);
-        }
-    }
-    let margins = artifact.model.margins(&xv, w);
+    // Validation labels in example order, matching every candidate's margins.
+    let yv: Vec<bool> = set
+        .examples
+        .iter()
+        .filter(|e| e.split == Split::Validation)
+        .map(|e| e.label)
+        .collect();
+    let margins = &curves
+        .iter()
+        .find(|(a, _)| *a == champion)
+        .expect("the champion is one of the candidates")
+        .1;
     let raw: Vec<f64> = margins.iter().map(|&m| sigmoid(m)).collect();
     let cal: Vec<f64> = margins
         .iter()
