@@ -3,6 +3,7 @@
 use churnguard::data::{load, CustomerBase, LoadOptions};
 use churnguard::synth::{generate, SynthConfig, SynthFormat};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 /// A directory that lives for the whole test process.
@@ -51,15 +52,12 @@ pub fn load_dir(dir: &Path) -> CustomerBase {
     load(dir, &LoadOptions::default()).expect("load customer base")
 }
 
-/// Writes `files` (name, content) into a fresh directory.
+/// Writes `files` (name, content) into a fresh directory of its own, so tests
+/// running in parallel with the same `name` never share (or clean) one.
 pub fn write_tables(name: &str, files: &[(&str, &str)]) -> PathBuf {
-    let dir = scratch(name);
-    for entry in std::fs::read_dir(&dir).expect("read dir") {
-        let p = entry.expect("entry").path();
-        if p.is_file() {
-            std::fs::remove_file(p).expect("clean");
-        }
-    }
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let dir = scratch(&format!("{name}-{n}"));
     for (f, content) in files {
         std::fs::write(dir.join(f), content).expect("write table");
     }
