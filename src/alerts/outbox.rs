@@ -3,16 +3,24 @@
 //!
 //! Recording a score updates the customer's state and stores the alert it raises in one
 //! transaction, committed (fsynced) before `record` returns: once a caller has been told
-//! about an alert, the alert survives a crash. Delivery rows are created lazily, per sink,
+//! about an alert, the alert survives a crash. A score that changes neither the tier nor
+//! the alert history is not written at all ([`CustomerState::changes`]), and a small
+//! recording (the service's) that changes state without raising an alert commits with
+//! `synchronous=NORMAL`: WAL keeps it consistent, a process crash keeps it, and only a
+//! power cut before the next fsync (the next alert, or a checkpoint) can lose it. So the
+//! steady state of a scoring service touches the disk only to store alerts. Delivery rows are created lazily, per sink,
 //! by the dispatcher for every alert still pending, so alerts recorded by a process that
 //! has no sinks (the nightly batch) are delivered by the one that has (the service).
 //!
-//! One connection per [`Outbox`], behind a mutex: call it from async code through
-//! `tokio::task::spawn_blocking` (or [`Outbox::record_async`]). Several processes may
-//! open the same file; writers wait for each other up to [`BUSY_TIMEOUT`].
+//! One writing connection per [`Outbox`], behind a mutex: call writers from async code
+//! through `tokio::task::spawn_blocking` (or [`Outbox::record_async`]). A few read-only
+//! connections answer [`Outbox::needs_recording`] and [`Outbox::state`] beside it (WAL
+//! readers never wait for the writer). Several processes may open the same file;
+//! writers wait for each other up to [`BUSY_TIMEOUT`].
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -27,6 +35,15 @@ use crate::{Error, Result};
 
 /// How long a writer waits for another process's transaction before failing.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Read-only connections per [`Outbox`]: enough that the service's worker threads
+/// rarely wait for one.
+const READERS: usize = 4;
+
+/// Recordings of at most this many scores (the service's) try `synchronous=NORMAL`
+/// first and switch to FULL only when they store an alert; bigger ones (the nightly
+/// run, one transaction) commit with FULL directly.
+const SMALL_RECORDING: usize = 64;
 
 /// Version of the file layout, in SQLite's `user_version`.
 const SCHEMA_VERSION: i64 = 1;
@@ -207,6 +224,8 @@ pub struct RecordSummary {
     pub inserted: usize,
     /// Observations ignored because the customer has a newer score.
     pub stale: usize,
+    /// Observations that confirmed the stored state and were not written.
+    pub unchanged: usize,
 }
 
 /// A delivery that is due now, claimed for one sink.
@@ -251,11 +270,15 @@ struct Db {
     conn: Connection,
     /// Per sink, the highest alert `seq` already fanned out into `deliveries`.
     fanned_out: HashMap<String, i64>,
+    /// Whether `conn` is at `synchronous=FULL` (else NORMAL).
+    full_sync: bool,
 }
 
 struct Inner {
     path: PathBuf,
     db: Mutex<Db>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
     counters: Arc<AlertCounters>,
     notify: Arc<Notify>,
 }
@@ -327,13 +350,24 @@ impl Outbox {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)
             .ctx(&shown)?;
         tx.commit().ctx(&shown)?;
+        let readers = (0..READERS)
+            .map(|_| {
+                let reader = Connection::open(&path).ctx(&format!("opening {shown}"))?;
+                reader.busy_timeout(BUSY_TIMEOUT).ctx(&shown)?;
+                reader.pragma_update(None, "query_only", true).ctx(&shown)?;
+                Ok(Mutex::new(reader))
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(Outbox {
             inner: Arc::new(Inner {
                 path,
                 db: Mutex::new(Db {
                     conn,
                     fanned_out: HashMap::new(),
+                    full_sync: true,
                 }),
+                readers,
+                next_reader: AtomicUsize::new(0),
                 counters: Arc::default(),
                 notify: Arc::default(),
             }),
@@ -359,6 +393,54 @@ impl Outbox {
         // A panic while holding the lock rolled its transaction back (Transaction's Drop):
         // the connection is consistent, so the poison carries no information.
         self.inner.db.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A read-only connection: the first free one from a rotating start, else wait for one.
+    fn reader(&self) -> MutexGuard<'_, Connection> {
+        let readers = &self.inner.readers;
+        let start = self.inner.next_reader.fetch_add(1, Ordering::Relaxed);
+        for i in 0..readers.len() {
+            match readers[(start + i) % readers.len()].try_lock() {
+                Ok(guard) => return guard,
+                Err(std::sync::TryLockError::Poisoned(e)) => return e.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => {}
+            }
+        }
+        readers[start % readers.len()]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether recording these scores would write anything (a new tier, an alert), read
+    /// without taking the writer: when it says no, [`Outbox::record_many`] would only
+    /// have confirmed the stored states, and a caller may skip it. A writer racing with
+    /// this check is serialised after it, which is a valid order of the two.
+    pub fn needs_recording(
+        &self,
+        policy: &AlertPolicy,
+        observations: &[Observation<'_>],
+    ) -> Result<bool> {
+        let conn = self.reader();
+        let mut get = conn.prepare_cached(GET_STATE).ctx("preparing")?;
+        for (i, obs) in observations.iter().enumerate() {
+            if observations[..i]
+                .iter()
+                .any(|o| o.customer_id == obs.customer_id)
+            {
+                // Listed twice: the second decision depends on the first's write.
+                return Ok(true);
+            }
+            let last = get
+                .query_row([obs.customer_id], state_from_row)
+                .optional()
+                .ctx("reading a customer's state")?;
+            let decision = policy.decide(last.as_ref(), obs.tier, obs.as_of);
+            let next = AlertPolicy::next_state(last.as_ref(), obs.tier, obs.as_of, decision);
+            if decision.is_raise() || next.is_some_and(|n| n.changes(last.as_ref())) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Records one score: in one committed transaction, updates the customer's state and,
@@ -431,14 +513,47 @@ impl Outbox {
         observations: &[Observation<'_>],
         build: &mut dyn FnMut(&Transition<'_>) -> Alert,
     ) -> Result<RecordSummary> {
+        let mut db = self.lock();
+        let mut full_sync = observations.len() > SMALL_RECORDING;
+        loop {
+            if db.full_sync != full_sync {
+                // Outside any transaction: SQLite refuses to change it inside one.
+                db.conn
+                    .pragma_update(
+                        None,
+                        "synchronous",
+                        if full_sync { "FULL" } else { "NORMAL" },
+                    )
+                    .ctx("setting the commit durability")?;
+                db.full_sync = full_sync;
+            }
+            match Self::try_record(&mut db.conn, policy, observations, build, full_sync)? {
+                Some(summary) => {
+                    drop(db);
+                    self.after_insert(summary.inserted);
+                    return Ok(summary);
+                }
+                // An alert under NORMAL: rolled back, redone with an fsynced commit.
+                None => full_sync = true,
+            }
+        }
+    }
+
+    /// One recording transaction; `None` (rolled back) if it would store an alert
+    /// without `full_sync`.
+    fn try_record(
+        conn: &mut Connection,
+        policy: &AlertPolicy,
+        observations: &[Observation<'_>],
+        build: &mut dyn FnMut(&Transition<'_>) -> Alert,
+        full_sync: bool,
+    ) -> Result<Option<RecordSummary>> {
         let now = now_secs();
         let mut summary = RecordSummary {
             observed: observations.len(),
             ..RecordSummary::default()
         };
-        let mut db = self.lock();
-        let tx = db
-            .conn
+        let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .ctx("starting the recording transaction")?;
         {
@@ -457,12 +572,19 @@ impl Outbox {
                     .optional()
                     .ctx("reading a customer's state")?;
                 let decision = policy.decide(last.as_ref(), obs.tier, obs.as_of);
+                if decision.is_raise() && !full_sync {
+                    return Ok(None);
+                }
                 let Some(next) =
                     AlertPolicy::next_state(last.as_ref(), obs.tier, obs.as_of, decision)
                 else {
                     summary.stale += 1;
                     continue;
                 };
+                if !next.changes(last.as_ref()) {
+                    summary.unchanged += 1;
+                    continue;
+                }
                 put.execute(params![
                     obs.customer_id,
                     next.last_tier,
@@ -491,9 +613,7 @@ impl Outbox {
             }
         }
         tx.commit().ctx("committing the recorded scores")?;
-        drop(db);
-        self.after_insert(summary.inserted);
-        Ok(summary)
+        Ok(Some(summary))
     }
 
     fn after_insert(&self, inserted: usize) {
@@ -520,9 +640,10 @@ impl Outbox {
 
     /// The stored state of one customer.
     pub fn state(&self, customer_id: &str) -> Result<Option<CustomerState>> {
-        let db = self.lock();
-        db.conn
-            .query_row(GET_STATE, [customer_id], state_from_row)
+        self.reader()
+            .prepare_cached(GET_STATE)
+            .ctx("preparing")?
+            .query_row([customer_id], state_from_row)
             .optional()
             .ctx("reading a customer's state")
     }
@@ -972,6 +1093,81 @@ mod tests {
         assert_eq!((first.raised, first.inserted), (1, 1));
         assert_eq!((again.raised, again.inserted), (0, 0));
         assert_eq!(outbox.counts().unwrap().pending, 1);
+    }
+
+    fn sync_level(outbox: &Outbox) -> i64 {
+        outbox
+            .lock()
+            .conn
+            .pragma_query_value(None, "synchronous", |r| r.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_score_that_confirms_the_stored_tier_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(dir.path().join("a.db")).unwrap();
+        let p = AlertPolicy::default();
+        let t = night("2024-03-01");
+        let first = outbox
+            .record_many(&p, &[obs("c1", Tier::Medium, t)], build)
+            .unwrap();
+        assert_eq!((first.observed, first.unchanged, first.stale), (1, 0, 0));
+        let stored = outbox.state("c1").unwrap().unwrap();
+        assert_eq!((stored.last_tier, stored.last_scored_at), (Tier::Medium, t));
+        // A later score at the same tier: nothing to write, the stored time stays.
+        let confirm = [obs("c1", Tier::Medium, t + DAY)];
+        assert!(!outbox.needs_recording(&p, &confirm).unwrap());
+        let again = outbox.record_many(&p, &confirm, build).unwrap();
+        assert_eq!((again.unchanged, again.raised), (1, 0));
+        assert_eq!(outbox.state("c1").unwrap().unwrap(), stored);
+        // A change of tier, a new customer, an alert or a repeated id all need writing.
+        for batch in [
+            vec![obs("c1", Tier::Low, t + DAY)],
+            vec![obs("c2", Tier::Low, t + DAY)],
+            vec![obs("c1", Tier::High, t + DAY)],
+            vec![
+                obs("c1", Tier::Medium, t + DAY),
+                obs("c1", Tier::Medium, t + 2 * DAY),
+            ],
+        ] {
+            assert!(outbox.needs_recording(&p, &batch).unwrap(), "{batch:?}");
+        }
+        // A stale score needs nothing either.
+        assert!(!outbox
+            .needs_recording(&p, &[obs("c1", Tier::High, t - DAY)])
+            .unwrap());
+    }
+
+    #[test]
+    fn only_commits_that_store_an_alert_are_fsynced() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(dir.path().join("a.db")).unwrap();
+        let p = AlertPolicy::default();
+        let t = night("2024-03-01");
+        // A state-only change from the service: NORMAL.
+        outbox
+            .record(&p, obs("c1", Tier::Medium, t), build)
+            .unwrap();
+        assert_eq!(sync_level(&outbox), 1, "NORMAL");
+        // An alert: the NORMAL attempt is rolled back and redone under FULL, once.
+        let alert = outbox
+            .record(&p, obs("c1", Tier::High, t + DAY), build)
+            .unwrap()
+            .expect("entering high alerts");
+        assert_eq!(sync_level(&outbox), 2, "FULL");
+        assert_eq!(alert.previous_tier, Some(Tier::Medium));
+        assert_eq!(outbox.counts().unwrap().pending, 1);
+        assert_eq!(outbox.counters().snapshot().raised, 1);
+        // A nightly-sized recording commits with FULL whatever it holds.
+        let ids: Vec<String> = (0..=SMALL_RECORDING).map(|i| format!("n{i}")).collect();
+        let night_obs: Vec<_> = ids.iter().map(|c| obs(c, Tier::Low, t)).collect();
+        outbox
+            .record(&p, obs("c2", Tier::Medium, t), build)
+            .unwrap();
+        assert_eq!(sync_level(&outbox), 1);
+        outbox.record_many(&p, &night_obs, build).unwrap();
+        assert_eq!(sync_level(&outbox), 2);
     }
 
     #[test]

@@ -13,12 +13,26 @@ use crate::time::{Ts, DAY};
 pub struct CustomerState {
     /// Tier of the most recent score: transitions are measured from it.
     pub last_tier: Tier,
-    /// `as_of` of that score; a score older than this is stale and changes nothing.
+    /// `as_of` of the last score that changed this state (see [`CustomerState::changes`]);
+    /// a score older than this is stale and changes nothing.
     pub last_scored_at: Ts,
     /// `as_of` of the last alert raised, for the cooldown.
     pub last_alert_at: Option<Ts>,
     /// Tier of that alert: only a higher tier breaks through the cooldown.
     pub last_alert_tier: Option<Tier>,
+}
+
+impl CustomerState {
+    /// Whether storing `self` over `last` changes anything a later decision reads
+    /// besides the time: the tier, or the alert history. A score that only confirms the
+    /// stored tier is not written, so a steady stream of scores costs no disk write;
+    /// `last_scored_at` is then the `as_of` of the last score that changed the state.
+    pub fn changes(&self, last: Option<&CustomerState>) -> bool {
+        last.is_none_or(|l| {
+            (l.last_tier, l.last_alert_at, l.last_alert_tier)
+                != (self.last_tier, self.last_alert_at, self.last_alert_tier)
+        })
+    }
 }
 
 /// Which scores raise an alert.
