@@ -215,13 +215,7 @@ fn scorer(
         feature_bins,
         score_bins: Bins::learn(&probs),
     };
-    Scorer {
-        name: "bench".into(),
-        version: kind.into(),
-        artifact,
-        manifest: Value::Null,
-        rules: churnguard::retention::default_rules(),
-    }
+    Scorer::new("bench".into(), kind.into(), artifact, Value::Null)
 }
 
 /// The whole online path: request text -> JSON -> parsed activity -> features.

@@ -1,7 +1,11 @@
 //! Artifact + features -> churn probability, health score, risk tier and reasons.
 //! Synchronous and pure: the service wraps it, the batch calls it.
 
+use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
+
 use crate::alerts::Tier;
+use crate::data::FxHasher;
 use crate::features::online::{kind, OwnedActivity};
 use crate::model::{Artifact, Classifier};
 use crate::registry::LoadedVersion;
@@ -41,6 +45,8 @@ pub struct Scorer {
     pub manifest: Value,
     /// Rule-based early warnings evaluated beside the model (the defaults unless set).
     pub rules: Vec<crate::retention::Rule>,
+    /// Feature name -> position in the row, for request parsing.
+    feature_index: HashMap<String, usize, BuildHasherDefault<FxHasher>>,
 }
 
 impl Scorer {
@@ -65,13 +71,31 @@ impl Scorer {
                 v.dir.display()
             )));
         }
-        Ok(Scorer {
-            name: v.name,
-            version: format!("v{}", v.version),
+        Ok(Scorer::new(
+            v.name,
+            format!("v{}", v.version),
             artifact,
-            manifest: v.manifest,
+            v.manifest,
+        ))
+    }
+
+    /// A scorer over an artifact already checked, with the default early-warning rules.
+    pub fn new(name: String, version: String, artifact: Artifact, manifest: Value) -> Self {
+        let feature_index = artifact
+            .spec
+            .defs()
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (d.name.clone(), i))
+            .collect();
+        Scorer {
+            name,
+            version,
+            artifact,
+            manifest,
             rules: crate::retention::default_rules(),
-        })
+            feature_index,
+        }
     }
 
     /// Feature names in the model's order.
@@ -115,12 +139,14 @@ impl Scorer {
 
     /// Scores a feature row with the top `n_reasons` reasons.
     pub fn score(&self, row: &[f64], n_reasons: usize) -> Score {
-        let p = self.probability(row);
+        let mut c = vec![0.0; row.len()];
+        let margin = self.artifact.model.margin_and_contributions(row, &mut c);
+        let p = self.artifact.calibration.apply(margin);
         Score {
             churn_probability: p,
             health_score: self.health(p),
             risk_tier: self.tier(p),
-            reasons: self.reasons(row, n_reasons),
+            reasons: self.top_reasons(row, &c, n_reasons),
             early_warnings: crate::retention::evaluate(&self.rules, &self.artifact.spec, row),
         }
     }
@@ -130,10 +156,21 @@ impl Scorer {
     pub fn reasons(&self, row: &[f64], n: usize) -> Vec<Reason> {
         let mut c = vec![0.0; row.len()];
         self.artifact.model.contributions(row, &mut c);
+        self.top_reasons(row, &c, n)
+    }
+
+    /// The `n` largest positive contributions `c` of `row`, largest first (ties: schema order).
+    fn top_reasons(&self, row: &[f64], c: &[f64], n: usize) -> Vec<Reason> {
         // Platt's slope scales every contribution alike; keep them in calibrated log-odds.
         let a = self.artifact.calibration.a;
         let mut idx: Vec<usize> = (0..row.len()).filter(|&j| c[j] * a > 1e-9).collect();
-        idx.sort_by(|&x, &y| (c[y] * a).total_cmp(&(c[x] * a)));
+        let order = |x: &usize, y: &usize| (c[*y] * a).total_cmp(&(c[*x] * a)).then(x.cmp(y));
+        if n < idx.len() {
+            // Only the first n need sorting: select them, then order those few.
+            idx.select_nth_unstable_by(n, order);
+            idx.truncate(n);
+        }
+        idx.sort_unstable_by(order);
         let names = self.artifact.spec.defs();
         idx.into_iter()
             .take(n)
@@ -158,19 +195,23 @@ impl Scorer {
         })?;
         let defs = self.artifact.spec.defs();
         let mut row = Vec::with_capacity(defs.len());
+        // Names are only formatted on the error path: this loop runs on every request.
+        let mut found = 0;
         for d in defs {
-            let field = format!("features.{}", d.name);
-            let v = match obj.get(&d.name) {
+            let field = || format!("features.{}", d.name);
+            let value = obj.get(&d.name);
+            found += usize::from(value.is_some());
+            let v = match value {
                 None | Some(Value::Null) if d.may_be_missing => f64::NAN,
                 None => {
                     return Err(Error::Input {
-                        field,
+                        field: field(),
                         message: format!("missing required feature `{}`", d.name),
                     })
                 }
                 Some(Value::Null) => {
                     return Err(Error::Input {
-                        field,
+                        field: field(),
                         message: format!("feature `{}` cannot be null", d.name),
                     })
                 }
@@ -181,14 +222,14 @@ impl Scorer {
                     Some(x) if x.is_finite() => x,
                     _ => {
                         return Err(Error::Input {
-                            field,
+                            field: field(),
                             message: format!("feature `{}` is not a finite number", d.name),
                         })
                     }
                 },
                 Some(other) => {
                     return Err(Error::Input {
-                        field,
+                        field: field(),
                         message: format!(
                             "feature `{}` must be a number, got {}",
                             d.name,
@@ -199,12 +240,21 @@ impl Scorer {
             };
             row.push(v);
         }
-        let ignored = obj
-            .keys()
-            .filter(|k| self.artifact.spec.index_of(k).is_none())
-            .map(|k| format!("features.{k}"))
-            .collect();
+        // Every key matched a feature unless the object has more keys than matches.
+        let ignored = if obj.len() == found {
+            Vec::new()
+        } else {
+            obj.keys()
+                .filter(|k| self.artifact.spec.index_of(k).is_none())
+                .map(|k| format!("features.{k}"))
+                .collect()
+        };
         Ok((row, ignored))
+    }
+
+    /// Position of a feature in the model's row.
+    pub fn feature_position(&self, name: &str) -> Option<usize> {
+        self.feature_index.get(name).copied()
     }
 
     /// Features from a raw `activity` payload as of `t`, through the feature code.

@@ -110,6 +110,12 @@ impl Classifier for LogisticModel {
         self.intercept
     }
 
+    fn margin_and_contributions(&self, row: &[f64], out: &mut [f64]) -> f64 {
+        self.contributions(row, out);
+        // The same products summed in the same order as `margin`: the same bits.
+        self.intercept + out.iter().copied().sum::<f64>()
+    }
+
     fn importance(&self) -> Vec<f64> {
         // |coef| on standardised inputs: the effect of one standard deviation.
         normalise(self.coef.iter().map(|c| c.abs()).collect())

@@ -73,6 +73,12 @@ pub trait Classifier {
     fn contributions(&self, row: &[f64], out: &mut [f64]) -> f64;
     /// Global importance per feature (non-negative, summing to 1 when any is positive).
     fn importance(&self) -> Vec<f64>;
+    /// [`Classifier::contributions`] into `out` and the margin, bit for bit what the two
+    /// calls give; a model overrides it when one pass yields both.
+    fn margin_and_contributions(&self, row: &[f64], out: &mut [f64]) -> f64 {
+        self.contributions(row, out);
+        self.margin(row)
+    }
 }
 
 /// A fitted model of any algorithm; what the artifact stores.
@@ -130,6 +136,9 @@ impl Classifier for FittedModel {
     }
     fn contributions(&self, row: &[f64], out: &mut [f64]) -> f64 {
         self.inner().contributions(row, out)
+    }
+    fn margin_and_contributions(&self, row: &[f64], out: &mut [f64]) -> f64 {
+        self.inner().margin_and_contributions(row, out)
     }
     fn importance(&self) -> Vec<f64> {
         self.inner().importance()

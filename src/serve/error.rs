@@ -265,18 +265,28 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let JsonBytes(bytes) = JsonBytes::from_request(req, state).await?;
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+/// The bytes of a request body sent as JSON (415 and 413 as for [`JsonBody`]), not
+/// parsed yet: for routes with a fast path that reads them directly.
+#[derive(Debug, Clone)]
+pub struct JsonBytes(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for JsonBytes {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let json_type = req
             .headers()
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(|v| {
-                let essence = v
-                    .split(';')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .to_ascii_lowercase();
-                essence == "application/json" || essence.ends_with("+json")
+                let essence = v.split(';').next().unwrap_or("").trim();
+                essence.eq_ignore_ascii_case("application/json")
+                    || essence.to_ascii_lowercase().ends_with("+json")
             });
         if json_type != Some(true) {
             return Err(ApiError::new(
@@ -285,17 +295,23 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
                 "send the body as JSON with `Content-Type: application/json`",
             ));
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|r| {
-            if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::too_large()
-            } else {
-                ApiError::malformed("the request body could not be read")
-            }
-        })?;
-        serde_json::from_slice::<Value>(&bytes)
-            .map(JsonBody)
-            .map_err(|e| ApiError::malformed(format!("the request body is not valid JSON: {e}")))
+        Bytes::from_request(req, state)
+            .await
+            .map(JsonBytes)
+            .map_err(|r| {
+                if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::too_large()
+                } else {
+                    ApiError::malformed("the request body could not be read")
+                }
+            })
     }
+}
+
+/// Parses a JSON body into a value; 400 naming the syntax error when it does not parse.
+pub fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice::<Value>(bytes)
+        .map_err(|e| ApiError::malformed(format!("the request body is not valid JSON: {e}")))
 }
 
 /// Whether a path belongs to the Open Inference Protocol routes (their own error form).

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
-use super::error::{ApiError, ErrorBody, JsonBody};
+use super::error::{parse_json, ApiError, ErrorBody, JsonBody, JsonBytes};
 use super::state::{AppState, Recorded, ReloadOutcome};
 use crate::alerts::Tier;
 use crate::features::online::kind;
@@ -216,21 +216,26 @@ fn now() -> Ts {
 }
 
 /// A validated instance, ready to score.
-struct Prepared {
+pub(super) struct Prepared {
     /// The field that carried the features (`features`, `instances[3].activity`), named
     /// when the model cannot score them.
-    form: String,
-    customer_id: String,
-    as_of: Ts,
-    row: Vec<f64>,
-    ignored: Vec<String>,
+    pub(super) form: String,
+    pub(super) customer_id: String,
+    pub(super) as_of: Ts,
+    pub(super) row: Vec<f64>,
+    pub(super) ignored: Vec<String>,
 }
 
 const KNOWN_FIELDS: [&str; 4] = ["customer_id", "as_of", "features", "activity"];
 
 /// Validates one instance; `prefix` (`""` or `instances[3].`) prefixes every field named
 /// in an error. Ignored fields are named relative to the instance.
-fn prepare(scorer: &Scorer, v: &Value, prefix: &str, now: Ts) -> Result<Prepared, ApiError> {
+pub(super) fn prepare(
+    scorer: &Scorer,
+    v: &Value,
+    prefix: &str,
+    now: Ts,
+) -> Result<Prepared, ApiError> {
     let field = |name: &str| format!("{prefix}{name}");
     let obj: &Map<String, Value> = match v.as_object() {
         Some(o) => o,
@@ -410,10 +415,24 @@ pub fn finite(s: &crate::scoring::Score) -> bool {
 )]
 pub async fn score(
     State(state): State<AppState>,
-    JsonBody(body): JsonBody,
+    JsonBytes(body): JsonBytes,
 ) -> Result<Json<ScoreResponse>, ApiError> {
-    let scorer = state.scorer().ok_or_else(ApiError::not_ready)?;
-    let prepared = prepare(&scorer, &body, "", now())?;
+    let Some(scorer) = state.scorer() else {
+        // Malformed JSON is still a 400 before a model is loaded.
+        parse_json(&body)?;
+        return Err(ApiError::not_ready());
+    };
+    let now = now();
+    let prepared = match super::fast::prepare(&scorer, &body, now) {
+        Some(fast) => Prepared {
+            form: "features".to_string(),
+            customer_id: fast.customer_id,
+            as_of: fast.as_of,
+            row: fast.row,
+            ignored: fast.ignored,
+        },
+        None => prepare(&scorer, &parse_json(&body)?, "", now)?,
+    };
     let mut out = score_all(&state, &scorer, vec![prepared]).await?;
     out.pop().map(Json).ok_or_else(ApiError::internal)
 }
