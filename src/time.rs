@@ -86,9 +86,29 @@ pub fn parse_as_of(s: &str) -> crate::Result<Ts> {
 
 /// Formats a timestamp as RFC 3339 in UTC (`2024-03-01T00:00:00Z`).
 pub fn fmt_ts(t: Ts) -> String {
-    DateTime::from_timestamp(t, 0)
-        .map(|d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string())
-        .unwrap_or_else(|| t.to_string())
+    // Years 0-9999 by hand (every answer of the service carries one); chrono otherwise.
+    if !(-62_167_219_200..253_402_300_800).contains(&t) {
+        return DateTime::from_timestamp(t, 0)
+            .map(|d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+            .unwrap_or_else(|| t.to_string());
+    }
+    let (days, secs) = (t.div_euclid(DAY), t.rem_euclid(DAY));
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
 }
 
 /// Formats a timestamp's UTC date (`2024-03-01`).
@@ -106,6 +126,23 @@ pub fn days_between(a: Ts, b: Ts) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn formatting_by_hand_matches_chrono() {
+        let chrono_fmt = |t: Ts| {
+            DateTime::from_timestamp(t, 0)
+                .unwrap()
+                .format("%Y-%m-%dT%H:%M:%SZ")
+                .to_string()
+        };
+        let mut t = -62_167_219_200; // 0000-01-01
+        while t < 253_402_300_800 {
+            assert_eq!(fmt_ts(t), chrono_fmt(t), "{t}");
+            assert_eq!(fmt_ts(t + DAY - 1), chrono_fmt(t + DAY - 1));
+            t += 7 * DAY + 3_601;
+        }
+        assert_eq!(fmt_ts(1_709_251_200), "2024-03-01T00:00:00Z");
+    }
 
     #[test]
     fn the_three_timestamp_forms_parse_to_the_same_instant() {

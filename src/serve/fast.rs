@@ -208,8 +208,14 @@ impl<'de> Visitor<'de> for FeaturesSeed<'_, '_> {
 
     fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<Self::Value, A::Error> {
         let defs = self.scorer.artifact.spec.defs();
+        // Clients usually send features in the model's order: try the next one first.
+        let mut next = 0;
         while let Some(Str(key)) = map.next_key::<Str<'de>>()? {
-            let Some(i) = self.scorer.feature_position(&key) else {
+            let position = match defs.get(next) {
+                Some(d) if d.name == key.as_ref() => Some(next),
+                _ => self.scorer.feature_position(&key),
+            };
+            let Some(i) = position else {
                 map.next_value::<IgnoredAny>()?;
                 self.ignored.push(key.into_owned());
                 continue;
@@ -217,6 +223,7 @@ impl<'de> Visitor<'de> for FeaturesSeed<'_, '_> {
             if std::mem::replace(&mut self.seen[i], true) {
                 return Err(refuse());
             }
+            next = i + 1;
             self.row[i] = match map.next_value::<Scalar>()? {
                 Scalar::Null => None,
                 Scalar::Bool(b) if defs[i].transform == Transform::Binary => {

@@ -16,6 +16,7 @@ use utoipa::ToSchema;
 
 use super::error::{parse_json, ApiError, ErrorBody, JsonBody, JsonBytes};
 use super::state::{AppState, Recorded, ReloadOutcome};
+use crate::alerts::outbox::Observation;
 use crate::alerts::Tier;
 use crate::features::online::kind;
 use crate::scoring::{Reason, Scorer};
@@ -358,19 +359,32 @@ async fn score_all(
     state
         .metrics
         .observe_scores(&scorer.name, &scorer.version, &probabilities);
-    let records = prepared
+    let observations: Vec<Observation<'_>> = prepared
         .iter()
         .zip(&scores)
-        .map(|(p, s)| Recorded {
-            customer_id: p.customer_id.clone(),
-            as_of: p.as_of,
+        .map(|(p, s)| Observation {
+            customer_id: &p.customer_id,
             tier: s.risk_tier,
-            churn_probability: s.churn_probability,
-            reasons: s.reasons.clone(),
-            row: p.row.clone(),
+            as_of: p.as_of,
         })
         .collect();
-    let alerts = state.record_tiers(scorer, records).await;
+    let alerts = if state.nothing_to_record(&observations) {
+        vec![false; prepared.len()]
+    } else {
+        let records = prepared
+            .iter()
+            .zip(&scores)
+            .map(|(p, s)| Recorded {
+                customer_id: p.customer_id.clone(),
+                as_of: p.as_of,
+                tier: s.risk_tier,
+                churn_probability: s.churn_probability,
+                reasons: s.reasons.clone(),
+                row: p.row.clone(),
+            })
+            .collect();
+        state.record_tiers(scorer, records).await
+    };
     Ok(prepared
         .into_iter()
         .zip(scores)

@@ -273,6 +273,19 @@ impl AppState {
         scores.as_ref()?.get(customer_id).cloned()
     }
 
+    /// Whether these fresh scores certainly change nothing in the outbox (they confirm
+    /// the stored tiers), so [`AppState::record_tiers`] can be skipped. Usually a score
+    /// only confirms: for a few scores, one indexed read each (microseconds, no writer,
+    /// no disk) settles it on the calling thread; bigger batches, or a failing read,
+    /// answer `false` and go the whole way.
+    pub fn nothing_to_record(&self, observations: &[Observation<'_>]) -> bool {
+        observations.len() <= QUICK_CHECK_MAX
+            && matches!(
+                self.outbox.needs_recording(&self.policy, observations),
+                Ok(false)
+            )
+    }
+
     /// Records the tiers of freshly scored customers in the outbox (one transaction) and
     /// returns, per item, whether the policy raised an alert. A failing outbox is logged
     /// and counted, and answers "no alert": the score itself is still served.
@@ -282,21 +295,6 @@ impl AppState {
             return Vec::new();
         }
         let policy = self.policy;
-        if n <= QUICK_CHECK_MAX {
-            // Usually a score only confirms the customer's stored tier: one indexed read
-            // (microseconds, no writer, no disk) settles it on this thread.
-            let observations: Vec<Observation<'_>> = items
-                .iter()
-                .map(|r| Observation {
-                    customer_id: &r.customer_id,
-                    tier: r.tier,
-                    as_of: r.as_of,
-                })
-                .collect();
-            if let Ok(false) = self.outbox.needs_recording(&policy, &observations) {
-                return vec![false; n];
-            }
-        }
         let outbox = self.outbox.clone();
         let scorer = Arc::clone(scorer);
         let recorded = tokio::task::spawn_blocking(move || {

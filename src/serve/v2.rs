@@ -35,6 +35,7 @@ use utoipa::ToSchema;
 use super::error::{JsonBody, V2Error, V2ErrorBody};
 use super::routes::N_REASONS;
 use super::state::{AppState, Recorded};
+use crate::alerts::outbox::Observation;
 use crate::features::online::kind;
 use crate::features::Transform;
 use crate::registry::Selector;
@@ -738,7 +739,19 @@ async fn run_inference(
     state
         .metrics
         .observe_scores(&scorer.name, &scorer.version, &probabilities);
-    if let Some(ids) = customers {
+    let quiet = customers.as_ref().is_none_or(|ids| {
+        let observations: Vec<Observation<'_>> = ids
+            .iter()
+            .zip(&scores)
+            .map(|(customer_id, s)| Observation {
+                customer_id,
+                tier: s.risk_tier,
+                as_of,
+            })
+            .collect();
+        state.nothing_to_record(&observations)
+    });
+    if let Some(ids) = customers.filter(|_| !quiet) {
         let records = ids
             .into_iter()
             .zip(&scores)
