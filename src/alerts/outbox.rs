@@ -19,10 +19,11 @@
 //! writers wait for each other up to [`BUSY_TIMEOUT`].
 
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
 use rusqlite::{params, Connection, OptionalExtension, ToSql, Transaction, TransactionBehavior};
@@ -30,6 +31,7 @@ use tokio::sync::Notify;
 
 use super::policy::{AlertPolicy, CustomerState, Decision};
 use super::{now_secs, Alert, AlertCounters, ModelRef, Tier};
+use crate::data::FxHasher;
 use crate::time::Ts;
 use crate::{Error, Result};
 
@@ -274,11 +276,31 @@ struct Db {
     full_sync: bool,
 }
 
+/// Customer states read recently by [`Outbox::needs_recording`], so that a customer
+/// scored again and again costs no database read. Emptied whenever this process writes
+/// states and whenever the file's `data_version` shows another connection's commit
+/// (checked at most every [`CACHE_CHECK`]); capped at [`CACHE_MAX`] customers.
+#[derive(Default)]
+struct StateCache {
+    states: HashMap<String, Option<CustomerState>, BuildHasherDefault<FxHasher>>,
+    /// Bumped at every emptying: a read that started before one is not cached.
+    generation: u64,
+    /// The file's `data_version` as last seen, and when.
+    data_version: Option<i64>,
+    checked: Option<Instant>,
+}
+
+/// How stale a cached state may be with respect to another process's commit.
+const CACHE_CHECK: Duration = Duration::from_millis(100);
+/// Most customers kept in the state cache.
+const CACHE_MAX: usize = 262_144;
+
 struct Inner {
     path: PathBuf,
     db: Mutex<Db>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
+    cache: Mutex<StateCache>,
     counters: Arc<AlertCounters>,
     notify: Arc<Notify>,
 }
@@ -368,6 +390,7 @@ impl Outbox {
                 }),
                 readers,
                 next_reader: AtomicUsize::new(0),
+                cache: Mutex::default(),
                 counters: Arc::default(),
                 notify: Arc::default(),
             }),
@@ -420,8 +443,7 @@ impl Outbox {
         policy: &AlertPolicy,
         observations: &[Observation<'_>],
     ) -> Result<bool> {
-        let conn = self.reader();
-        let mut get = conn.prepare_cached(GET_STATE).ctx("preparing")?;
+        self.check_foreign_commits()?;
         for (i, obs) in observations.iter().enumerate() {
             if observations[..i]
                 .iter()
@@ -430,10 +452,7 @@ impl Outbox {
                 // Listed twice: the second decision depends on the first's write.
                 return Ok(true);
             }
-            let last = get
-                .query_row([obs.customer_id], state_from_row)
-                .optional()
-                .ctx("reading a customer's state")?;
+            let last = self.cached_state(obs.customer_id)?;
             let decision = policy.decide(last.as_ref(), obs.tier, obs.as_of);
             let next = AlertPolicy::next_state(last.as_ref(), obs.tier, obs.as_of, decision);
             if decision.is_raise() || next.is_some_and(|n| n.changes(last.as_ref())) {
@@ -441,6 +460,63 @@ impl Outbox {
             }
         }
         Ok(false)
+    }
+
+    fn cache(&self) -> MutexGuard<'_, StateCache> {
+        self.inner.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A customer's state from the cache, else from a reader (then cached, unless the
+    /// cache was emptied meanwhile: the read may predate that write).
+    fn cached_state(&self, customer_id: &str) -> Result<Option<CustomerState>> {
+        let generation = {
+            let cache = self.cache();
+            if let Some(state) = cache.states.get(customer_id) {
+                return Ok(*state);
+            }
+            cache.generation
+        };
+        let state = self.state(customer_id)?;
+        let mut cache = self.cache();
+        if cache.generation == generation {
+            if cache.states.len() >= CACHE_MAX {
+                cache.states.clear();
+            }
+            cache.states.insert(customer_id.to_owned(), state);
+        }
+        Ok(state)
+    }
+
+    /// Empties the cache (after this process wrote states).
+    fn forget_states(&self) {
+        let mut cache = self.cache();
+        cache.states.clear();
+        cache.generation += 1;
+    }
+
+    /// Empties the cache when another connection (another process, or this one's
+    /// writer) committed since the last look; looks at most every [`CACHE_CHECK`].
+    fn check_foreign_commits(&self) -> Result<()> {
+        let now = Instant::now();
+        if self
+            .cache()
+            .checked
+            .is_some_and(|at| now.duration_since(at) < CACHE_CHECK)
+        {
+            return Ok(());
+        }
+        let version: i64 = self
+            .reader()
+            .pragma_query_value(None, "data_version", |r| r.get(0))
+            .ctx("reading the outbox's data version")?;
+        let mut cache = self.cache();
+        if cache.data_version != Some(version) {
+            cache.states.clear();
+            cache.generation += 1;
+            cache.data_version = Some(version);
+        }
+        cache.checked = Some(now);
+        Ok(())
     }
 
     /// Records one score: in one committed transaction, updates the customer's state and,
@@ -530,6 +606,9 @@ impl Outbox {
             match Self::try_record(&mut db.conn, policy, observations, build, full_sync)? {
                 Some(summary) => {
                     drop(db);
+                    if summary.observed > summary.stale + summary.unchanged {
+                        self.forget_states();
+                    }
                     self.after_insert(summary.inserted);
                     return Ok(summary);
                 }
@@ -1137,6 +1216,33 @@ mod tests {
         assert!(!outbox
             .needs_recording(&p, &[obs("c1", Tier::High, t - DAY)])
             .unwrap());
+    }
+
+    #[test]
+    fn the_state_cache_follows_this_process_at_once_and_others_within_the_check_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.db");
+        let (service, nightly) = (Outbox::open(&path).unwrap(), Outbox::open(&path).unwrap());
+        let p = AlertPolicy::default();
+        let t = night("2024-03-01");
+        let medium = [obs("c1", Tier::Medium, t + DAY)];
+        service
+            .record(&p, obs("c1", Tier::Medium, t), build)
+            .unwrap();
+        assert!(!service.needs_recording(&p, &medium).unwrap());
+        assert!(service.cache().states.contains_key("c1"), "cached");
+        // This process's own write is seen at once.
+        service.record(&p, obs("c1", Tier::Low, t), build).unwrap();
+        assert!(service.needs_recording(&p, &medium).unwrap());
+        service.record(&p, medium[0], build).unwrap();
+        assert!(!service.needs_recording(&p, &medium).unwrap());
+        // Another connection's write is seen once the check interval has passed.
+        nightly
+            .record_many(&p, &[obs("c1", Tier::Low, t + DAY)], build)
+            .unwrap();
+        std::thread::sleep(CACHE_CHECK + Duration::from_millis(20));
+        assert!(service.needs_recording(&p, &medium).unwrap());
+        assert_eq!(service.state("c1").unwrap().unwrap().last_tier, Tier::Low);
     }
 
     #[test]
