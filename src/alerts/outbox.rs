@@ -277,9 +277,10 @@ struct Db {
 }
 
 /// Customer states read recently by [`Outbox::needs_recording`], so that a customer
-/// scored again and again costs no database read. Emptied whenever this process writes
-/// states and whenever the file's `data_version` shows another connection's commit
-/// (checked at most every [`CACHE_CHECK`]); capped at [`CACHE_MAX`] customers.
+/// scored again and again costs no database read. A customer's entry goes when this
+/// process writes their state; everything goes when the file's `data_version` shows
+/// another process's commit (checked at most every [`CACHE_CHECK`]); capped at
+/// [`CACHE_MAX`] customers.
 #[derive(Default)]
 struct StateCache {
     states: HashMap<String, Option<CustomerState>, BuildHasherDefault<FxHasher>>,
@@ -487,15 +488,23 @@ impl Outbox {
         Ok(state)
     }
 
-    /// Empties the cache (after this process wrote states).
-    fn forget_states(&self) {
+    /// Drops the cached states of customers this process just wrote (all of them for a
+    /// big recording), so that reads in flight are not cached either.
+    fn forget_states(&self, observations: &[Observation<'_>]) {
         let mut cache = self.cache();
-        cache.states.clear();
+        if observations.len() > SMALL_RECORDING {
+            cache.states.clear();
+        } else {
+            for obs in observations {
+                cache.states.remove(obs.customer_id);
+            }
+        }
         cache.generation += 1;
     }
 
-    /// Empties the cache when another connection (another process, or this one's
-    /// writer) committed since the last look; looks at most every [`CACHE_CHECK`].
+    /// Empties the cache when another process committed since the last look; looks at
+    /// most every [`CACHE_CHECK`]. The writer's connection asks: its `data_version`
+    /// moves only with other connections' commits, not with this process's own.
     fn check_foreign_commits(&self) -> Result<()> {
         let now = Instant::now();
         if self
@@ -505,10 +514,17 @@ impl Outbox {
         {
             return Ok(());
         }
-        let version: i64 = self
-            .reader()
+        // A writer busy committing is not waited for: the next call looks again.
+        let db = match self.inner.db.try_lock() {
+            Ok(db) => db,
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return Ok(()),
+        };
+        let version: i64 = db
+            .conn
             .pragma_query_value(None, "data_version", |r| r.get(0))
             .ctx("reading the outbox's data version")?;
+        drop(db);
         let mut cache = self.cache();
         if cache.data_version != Some(version) {
             cache.states.clear();
@@ -607,7 +623,7 @@ impl Outbox {
                 Some(summary) => {
                     drop(db);
                     if summary.observed > summary.stale + summary.unchanged {
-                        self.forget_states();
+                        self.forget_states(observations);
                     }
                     self.after_insert(summary.inserted);
                     return Ok(summary);
@@ -1230,9 +1246,14 @@ mod tests {
             .record(&p, obs("c1", Tier::Medium, t), build)
             .unwrap();
         assert!(!service.needs_recording(&p, &medium).unwrap());
+        service.record(&p, obs("c2", Tier::Low, t), build).unwrap();
+        assert!(!service
+            .needs_recording(&p, &[obs("c2", Tier::Low, t + DAY)])
+            .unwrap());
         assert!(service.cache().states.contains_key("c1"), "cached");
-        // This process's own write is seen at once.
+        // This process's own write is seen at once, and leaves other customers cached.
         service.record(&p, obs("c1", Tier::Low, t), build).unwrap();
+        assert!(service.cache().states.contains_key("c2"));
         assert!(service.needs_recording(&p, &medium).unwrap());
         service.record(&p, medium[0], build).unwrap();
         assert!(!service.needs_recording(&p, &medium).unwrap());
