@@ -143,39 +143,11 @@ pub struct Grouped<T> {
 impl<T: Timed + Copy + Send + Sync> Grouped<T> {
     /// Groups `(customer index, row)` pairs for `n` customers, sorting each group by time.
     pub fn build(n: usize, customer: &[u32], rows: Vec<T>) -> Self {
-        use rayon::prelude::*;
-        let mut offsets = vec![0usize; n + 1];
-        for &c in customer {
-            offsets[c as usize + 1] += 1;
+        let mut g = Grouper::new(n);
+        for (&c, r) in customer.iter().zip(rows) {
+            g.push(c, r);
         }
-        for i in 0..n {
-            offsets[i + 1] += offsets[i];
-        }
-        // A counting sort through a u32 permutation: one extra copy of the rows at most.
-        let mut next = offsets.clone();
-        let mut order = vec![0u32; rows.len()];
-        for (i, &c) in customer.iter().enumerate() {
-            let at = &mut next[c as usize];
-            order[*at] = i as u32;
-            *at += 1;
-        }
-        drop(next);
-        let mut items: Vec<T> = order.par_iter().map(|&i| rows[i as usize]).collect();
-        drop(order);
-        drop(rows);
-        // Sort each customer's slice in parallel; the slices are disjoint.
-        let mut rest: &mut [T] = &mut items;
-        let mut chunks = Vec::with_capacity(n);
-        for w in offsets.windows(2) {
-            let (head, tail) = rest.split_at_mut(w[1] - w[0]);
-            chunks.push(head);
-            rest = tail;
-        }
-        chunks
-            .into_par_iter()
-            .with_min_len(256)
-            .for_each(|c| c.sort_by_key(|r| r.time()));
-        Grouped { offsets, items }
+        g.finish()
     }
 
     /// The rows of customer `c`, sorted by time.
@@ -196,6 +168,121 @@ impl<T: Timed + Copy + Send + Sync> Grouped<T> {
     /// Whether there are no rows.
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
+    }
+}
+
+/// Customers per bucket of a [`Grouper`] at most: rows are kept in about 64 buckets of
+/// consecutive customers, so that grouping needs one bucket's permutation, not the
+/// whole table's, on top of the rows themselves.
+const BUCKETS: usize = 64;
+
+/// Builds a [`Grouped`] from rows arriving in any order, one at a time (a table read in
+/// batches): each row is appended to the bucket of its customer's index range, and
+/// [`Grouper::finish`] sorts the buckets one after the other into the final slice,
+/// freeing each bucket as it goes. Peak memory is the rows, their customer indexes (4
+/// bytes a row) and one bucket's permutation, instead of two copies of the table.
+#[derive(Debug)]
+pub struct Grouper<T> {
+    n: usize,
+    /// log2 of the customers per bucket.
+    shift: u32,
+    customers: Vec<Vec<u32>>,
+    rows: Vec<Vec<T>>,
+    len: usize,
+}
+
+impl<T: Timed + Copy + Send + Sync> Grouper<T> {
+    /// A grouper for customer indexes `0..n`.
+    pub fn new(n: usize) -> Self {
+        let per = n.div_ceil(BUCKETS).max(1).next_power_of_two();
+        let shift = per.trailing_zeros();
+        let buckets = n.div_ceil(per).max(1);
+        Grouper {
+            n,
+            shift,
+            customers: vec![Vec::new(); buckets],
+            rows: (0..buckets).map(|_| Vec::new()).collect(),
+            len: 0,
+        }
+    }
+
+    /// Adds a row of customer `c` (`c < n`); rows of one customer keep their order
+    /// among equal times.
+    pub fn push(&mut self, c: u32, row: T) {
+        let b = (c >> self.shift) as usize;
+        self.customers[b].push(c);
+        self.rows[b].push(row);
+        self.len += 1;
+    }
+
+    /// Rows added so far.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no row was added.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Groups the rows by customer, each group sorted by time (a stable sort: the
+    /// same result as a counting sort of the whole table followed by a stable sort of
+    /// each group).
+    pub fn finish(self) -> Grouped<T> {
+        use rayon::prelude::*;
+        let Grouper {
+            n,
+            shift,
+            customers,
+            rows,
+            len,
+        } = self;
+        let per = 1usize << shift;
+        let mut offsets = vec![0usize; n + 1];
+        let mut items: Vec<T> = Vec::with_capacity(len);
+        for (b, (cust, rows)) in customers.into_iter().zip(rows).enumerate() {
+            let first = b * per;
+            let last = ((b + 1) * per).min(n);
+            let base = items.len();
+            // A counting sort of this bucket through a u32 permutation.
+            let mut next = vec![0usize; last - first + 1];
+            for &c in &cust {
+                next[c as usize - first + 1] += 1;
+            }
+            for i in 0..last - first {
+                next[i + 1] += next[i];
+            }
+            for (i, &start) in next[..last - first].iter().enumerate() {
+                offsets[first + i] = base + start;
+            }
+            let mut order = vec![0u32; rows.len()];
+            for (i, &c) in cust.iter().enumerate() {
+                let at = &mut next[c as usize - first];
+                order[*at] = i as u32;
+                *at += 1;
+            }
+            drop(next);
+            drop(cust);
+            items.par_extend(order.par_iter().map(|&i| rows[i as usize]));
+            drop(order);
+            drop(rows);
+            // Sort each customer's slice in parallel; the slices are disjoint.
+            let end = items.len();
+            let mut rest: &mut [T] = &mut items[base..];
+            let mut chunks = Vec::with_capacity(last - first);
+            for c in first..last {
+                let stop = if c + 1 < last { offsets[c + 1] } else { end };
+                let (head, tail) = rest.split_at_mut(stop - offsets[c]);
+                chunks.push(head);
+                rest = tail;
+            }
+            chunks
+                .into_par_iter()
+                .with_min_len(256)
+                .for_each(|c| c.sort_by_key(|r| r.time()));
+        }
+        offsets[n] = items.len();
+        Grouped { offsets, items }
     }
 }
 
@@ -362,6 +449,56 @@ mod tests {
         assert_eq!(g.of(0), &[5]);
         assert_eq!(g.of(1), &[] as &[i64]);
         assert_eq!(g.of(2), &[10, 20, 30]);
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    struct Row(i64, u32);
+    impl Timed for Row {
+        fn time(&self) -> Ts {
+            self.0
+        }
+    }
+
+    #[test]
+    fn the_grouper_groups_like_a_stable_sort_for_any_number_of_customers() {
+        for n in [1usize, 3, 63, 64, 65, 200, 1000] {
+            // Pseudo-random customers and times with many ties; the second field numbers
+            // the rows, so that equal times must keep their order.
+            let mut x = 12345u64 + n as u64;
+            let mut step = || {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x
+            };
+            let len = 5 * n + 7;
+            let customer: Vec<u32> = (0..len).map(|_| (step() % n as u64) as u32).collect();
+            let rows: Vec<Row> = (0..len)
+                .map(|i| Row((step() % 4) as i64, i as u32))
+                .collect();
+            // The obvious way: append per customer, then a stable sort by time.
+            let mut want = vec![Vec::new(); n];
+            for (&c, &r) in customer.iter().zip(&rows) {
+                want[c as usize].push(r);
+            }
+            for w in &mut want {
+                w.sort_by_key(|r| r.0);
+            }
+            let mut g = Grouper::new(n);
+            for (&c, &r) in customer.iter().zip(&rows) {
+                g.push(c, r);
+            }
+            assert_eq!(g.len(), len);
+            let g = g.finish();
+            assert_eq!(g.len(), len);
+            for (c, w) in want.iter().enumerate() {
+                assert_eq!(g.of(c), w.as_slice(), "n {n}, customer {c}");
+            }
+            assert_eq!(Grouped::build(n, &customer, rows).all(), g.all());
+        }
+        let empty = Grouper::<Row>::new(4).finish();
+        assert!(empty.is_empty());
+        assert!((0..4).all(|c| empty.of(c).is_empty()));
     }
 
     #[test]
