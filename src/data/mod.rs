@@ -143,7 +143,7 @@ pub struct Grouped<T> {
 impl<T: Timed + Copy + Send + Sync> Grouped<T> {
     /// Groups `(customer index, row)` pairs for `n` customers, sorting each group by time.
     pub fn build(n: usize, customer: &[u32], rows: Vec<T>) -> Self {
-        let mut g = Grouper::new(n);
+        let mut g = Grouper::with_capacity(n, customer.len());
         for (&c, r) in customer.iter().zip(rows) {
             g.push(c, r);
         }
@@ -171,37 +171,63 @@ impl<T: Timed + Copy + Send + Sync> Grouped<T> {
     }
 }
 
-/// Customers per bucket of a [`Grouper`] at most: rows are kept in about 64 buckets of
-/// consecutive customers, so that grouping needs one bucket's permutation, not the
-/// whole table's, on top of the rows themselves.
+/// Buckets of a [`Grouper`] at most: rows are kept in buckets of consecutive
+/// customers, so that grouping sorts one bucket at a time into the final slice.
 const BUCKETS: usize = 64;
+
+/// Rows a bucket of a [`Grouper`] reserves at least, when the table's size is known:
+/// 32 MiB of customer indexes. Allocations that large are memory-mapped by the system
+/// allocator, so that each bucket's memory goes back to the system as soon as the
+/// bucket is grouped, instead of staying in the heap beside the grouped table.
+const BUCKET_ROWS: usize = 1 << 23;
 
 /// Builds a [`Grouped`] from rows arriving in any order, one at a time (a table read in
 /// batches): each row is appended to the bucket of its customer's index range, and
-/// [`Grouper::finish`] sorts the buckets one after the other into the final slice,
-/// freeing each bucket as it goes. Peak memory is the rows, their customer indexes (4
-/// bytes a row) and one bucket's permutation, instead of two copies of the table.
+/// [`Grouper::finish`] counting-sorts the buckets one after the other into the final
+/// slice, freeing each bucket as it goes. Peak memory is the rows and their customer
+/// indexes (4 bytes a row), instead of two copies of the table and a permutation of
+/// all of it.
 #[derive(Debug)]
 pub struct Grouper<T> {
     n: usize,
     /// log2 of the customers per bucket.
     shift: u32,
-    customers: Vec<Vec<u32>>,
-    rows: Vec<Vec<T>>,
+    /// Each bucket's customer indexes and rows, in arrival order.
+    buckets: Vec<(Vec<u32>, Vec<T>)>,
     len: usize,
 }
 
 impl<T: Timed + Copy + Send + Sync> Grouper<T> {
     /// A grouper for customer indexes `0..n`.
     pub fn new(n: usize) -> Self {
-        let per = n.div_ceil(BUCKETS).max(1).next_power_of_two();
+        Self::with_capacity(n, 0)
+    }
+
+    /// A grouper for customer indexes `0..n` expecting about `rows` rows (spread over
+    /// the customers): buckets of at least [`BUCKET_ROWS`] rows each reserve their share
+    /// up front, so that they grow without reallocating (copies, and freed blocks the
+    /// allocator keeps), and are handed back to the system once grouped.
+    pub fn with_capacity(n: usize, rows: usize) -> Self {
+        let buckets = if rows == 0 {
+            BUCKETS
+        } else {
+            rows.div_ceil(BUCKET_ROWS).clamp(1, BUCKETS)
+        };
+        let per = n.div_ceil(buckets).max(1).next_power_of_two();
         let shift = per.trailing_zeros();
         let buckets = n.div_ceil(per).max(1);
+        let share = rows / buckets;
+        let reserve = if share == 0 {
+            0
+        } else {
+            share + share / 8 + 64
+        };
         Grouper {
             n,
             shift,
-            customers: vec![Vec::new(); buckets],
-            rows: (0..buckets).map(|_| Vec::new()).collect(),
+            buckets: (0..buckets)
+                .map(|_| (Vec::with_capacity(reserve), Vec::with_capacity(reserve)))
+                .collect(),
             len: 0,
         }
     }
@@ -209,9 +235,9 @@ impl<T: Timed + Copy + Send + Sync> Grouper<T> {
     /// Adds a row of customer `c` (`c < n`); rows of one customer keep their order
     /// among equal times.
     pub fn push(&mut self, c: u32, row: T) {
-        let b = (c >> self.shift) as usize;
-        self.customers[b].push(c);
-        self.rows[b].push(row);
+        let (cs, rs) = &mut self.buckets[(c >> self.shift) as usize];
+        cs.push(c);
+        rs.push(row);
         self.len += 1;
     }
 
@@ -225,53 +251,57 @@ impl<T: Timed + Copy + Send + Sync> Grouper<T> {
         self.len == 0
     }
 
-    /// Groups the rows by customer, each group sorted by time (a stable sort: the
-    /// same result as a counting sort of the whole table followed by a stable sort of
-    /// each group).
+    /// Groups the rows by customer, each group sorted by time (stably: rows of one
+    /// customer at the same time keep their arrival order).
     pub fn finish(self) -> Grouped<T> {
         use rayon::prelude::*;
         let Grouper {
             n,
             shift,
-            customers,
-            rows,
+            buckets,
             len,
         } = self;
         let per = 1usize << shift;
         let mut offsets = vec![0usize; n + 1];
         let mut items: Vec<T> = Vec::with_capacity(len);
-        for (b, (cust, rows)) in customers.into_iter().zip(rows).enumerate() {
+        for (b, bucket) in buckets.into_iter().enumerate() {
             let first = b * per;
             let last = ((b + 1) * per).min(n);
             let base = items.len();
-            // A counting sort of this bucket through a u32 permutation.
+            // A counting sort of this bucket, scattering into its part of `items`.
             let mut next = vec![0usize; last - first + 1];
-            for &c in &cust {
+            for &c in &bucket.0 {
                 next[c as usize - first + 1] += 1;
             }
             for i in 0..last - first {
                 next[i + 1] += next[i];
             }
+            let m = next[last - first];
             for (i, &start) in next[..last - first].iter().enumerate() {
                 offsets[first + i] = base + start;
             }
-            let mut order = vec![0u32; rows.len()];
-            for (i, &c) in cust.iter().enumerate() {
+            let (cs, rs) = bucket;
+            let Some(&fill) = rs.first() else {
+                continue;
+            };
+            items.resize(base + m, fill);
+            let slots = &mut items[base..];
+            for (&c, &r) in cs.iter().zip(&rs) {
                 let at = &mut next[c as usize - first];
-                order[*at] = i as u32;
+                slots[*at] = r;
                 *at += 1;
             }
-            drop(next);
-            drop(cust);
-            items.par_extend(order.par_iter().map(|&i| rows[i as usize]));
-            drop(order);
-            drop(rows);
+            drop(cs);
+            drop(rs);
             // Sort each customer's slice in parallel; the slices are disjoint.
-            let end = items.len();
-            let mut rest: &mut [T] = &mut items[base..];
+            let mut rest: &mut [T] = slots;
             let mut chunks = Vec::with_capacity(last - first);
             for c in first..last {
-                let stop = if c + 1 < last { offsets[c + 1] } else { end };
+                let stop = if c + 1 < last {
+                    offsets[c + 1]
+                } else {
+                    base + m
+                };
                 let (head, tail) = rest.split_at_mut(stop - offsets[c]);
                 chunks.push(head);
                 rest = tail;

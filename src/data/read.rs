@@ -972,11 +972,21 @@ fn read_activity(
             Some((a, b)) => (a.min(t), b.max(t)),
         })
     };
+    // Rows to expect: Parquet footers say (CSV files are only counted when read).
+    let expected: usize = src
+        .parts
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .filter_map(|p| {
+            let file = std::fs::File::open(p).ok()?;
+            ParquetReader::new(file).num_rows().ok()
+        })
+        .sum();
     let mut rows = match table {
-        Table::Logins => Rows::Logins(Grouper::new(n)),
-        Table::Tickets => Rows::Tickets(Grouper::new(n)),
-        Table::Orders => Rows::Orders(Grouper::new(n)),
-        Table::Events => Rows::Events(Grouper::new(n), Vec::new()),
+        Table::Logins => Rows::Logins(Grouper::with_capacity(n, expected)),
+        Table::Tickets => Rows::Tickets(Grouper::with_capacity(n, expected)),
+        Table::Orders => Rows::Orders(Grouper::with_capacity(n, expected)),
+        Table::Events => Rows::Events(Grouper::with_capacity(n, expected), Vec::new()),
         Table::Churn => Rows::Churn(Vec::new(), Vec::new()),
         Table::Customers => unreachable!("customers are read by read_customers"),
     };
