@@ -41,6 +41,8 @@ struct Errs {
     bad: Vec<bool>,
     /// The first problem of each bad row, with the check that found it; at most 20 per check.
     list: Vec<(usize, BadRow)>,
+    /// Examples kept per check.
+    kept: Vec<usize>,
     count: usize,
 }
 
@@ -57,6 +59,7 @@ impl Errs {
             phase: 0,
             bad: vec![false; part.df.height()],
             list: Vec::new(),
+            kept: Vec::new(),
             count: 0,
         }
     }
@@ -89,7 +92,11 @@ impl Errs {
             self.bad[row] = true;
             self.count += 1;
             let phase = self.phase;
-            if self.list.iter().filter(|(p, _)| *p == phase).count() < EXAMPLES {
+            if self.kept.len() <= phase {
+                self.kept.resize(phase + 1, 0);
+            }
+            if self.kept[phase] < EXAMPLES {
+                self.kept[phase] += 1;
                 self.list.push((
                     phase,
                     BadRow {
