@@ -143,39 +143,11 @@ pub struct Grouped<T> {
 impl<T: Timed + Copy + Send + Sync> Grouped<T> {
     /// Groups `(customer index, row)` pairs for `n` customers, sorting each group by time.
     pub fn build(n: usize, customer: &[u32], rows: Vec<T>) -> Self {
-        use rayon::prelude::*;
-        let mut offsets = vec![0usize; n + 1];
-        for &c in customer {
-            offsets[c as usize + 1] += 1;
+        let mut g = Grouper::with_capacity(n, customer.len());
+        for (&c, r) in customer.iter().zip(rows) {
+            g.push(c, r);
         }
-        for i in 0..n {
-            offsets[i + 1] += offsets[i];
-        }
-        // A counting sort through a u32 permutation: one extra copy of the rows at most.
-        let mut next = offsets.clone();
-        let mut order = vec![0u32; rows.len()];
-        for (i, &c) in customer.iter().enumerate() {
-            let at = &mut next[c as usize];
-            order[*at] = i as u32;
-            *at += 1;
-        }
-        drop(next);
-        let mut items: Vec<T> = order.par_iter().map(|&i| rows[i as usize]).collect();
-        drop(order);
-        drop(rows);
-        // Sort each customer's slice in parallel; the slices are disjoint.
-        let mut rest: &mut [T] = &mut items;
-        let mut chunks = Vec::with_capacity(n);
-        for w in offsets.windows(2) {
-            let (head, tail) = rest.split_at_mut(w[1] - w[0]);
-            chunks.push(head);
-            rest = tail;
-        }
-        chunks
-            .into_par_iter()
-            .with_min_len(256)
-            .for_each(|c| c.sort_by_key(|r| r.time()));
-        Grouped { offsets, items }
+        g.finish()
     }
 
     /// The rows of customer `c`, sorted by time.
@@ -196,6 +168,151 @@ impl<T: Timed + Copy + Send + Sync> Grouped<T> {
     /// Whether there are no rows.
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
+    }
+}
+
+/// Buckets of a [`Grouper`] at most: rows are kept in buckets of consecutive
+/// customers, so that grouping sorts one bucket at a time into the final slice.
+const BUCKETS: usize = 64;
+
+/// Rows a bucket of a [`Grouper`] reserves at least, when the table's size is known:
+/// 32 MiB of customer indexes. Allocations that large are memory-mapped by the system
+/// allocator, so that each bucket's memory goes back to the system as soon as the
+/// bucket is grouped, instead of staying in the heap beside the grouped table.
+const BUCKET_ROWS: usize = 1 << 23;
+
+/// Builds a [`Grouped`] from rows arriving in any order, one at a time (a table read in
+/// batches): each row is appended to the bucket of its customer's index range, and
+/// [`Grouper::finish`] counting-sorts the buckets one after the other into the final
+/// slice, freeing each bucket as it goes. Peak memory is the rows and their customer
+/// indexes (4 bytes a row), instead of two copies of the table and a permutation of
+/// all of it.
+#[derive(Debug)]
+pub struct Grouper<T> {
+    n: usize,
+    /// log2 of the customers per bucket.
+    shift: u32,
+    /// Each bucket's customer indexes and rows, in arrival order.
+    buckets: Vec<(Vec<u32>, Vec<T>)>,
+    len: usize,
+}
+
+impl<T: Timed + Copy + Send + Sync> Grouper<T> {
+    /// A grouper for customer indexes `0..n`.
+    pub fn new(n: usize) -> Self {
+        Self::with_capacity(n, 0)
+    }
+
+    /// A grouper for customer indexes `0..n` expecting about `rows` rows (spread over
+    /// the customers): buckets of at least [`BUCKET_ROWS`] rows each reserve their share
+    /// up front, so that they grow without reallocating (copies, and freed blocks the
+    /// allocator keeps), and are handed back to the system once grouped.
+    pub fn with_capacity(n: usize, rows: usize) -> Self {
+        let buckets = if rows == 0 {
+            BUCKETS
+        } else {
+            rows.div_ceil(BUCKET_ROWS).clamp(1, BUCKETS)
+        };
+        let per = n.div_ceil(buckets).max(1).next_power_of_two();
+        let shift = per.trailing_zeros();
+        let buckets = n.div_ceil(per).max(1);
+        let share = rows / buckets;
+        let reserve = if share == 0 {
+            0
+        } else {
+            share + share / 8 + 64
+        };
+        Grouper {
+            n,
+            shift,
+            buckets: (0..buckets)
+                .map(|_| (Vec::with_capacity(reserve), Vec::with_capacity(reserve)))
+                .collect(),
+            len: 0,
+        }
+    }
+
+    /// Adds a row of customer `c` (`c < n`); rows of one customer keep their order
+    /// among equal times.
+    pub fn push(&mut self, c: u32, row: T) {
+        let (cs, rs) = &mut self.buckets[(c >> self.shift) as usize];
+        cs.push(c);
+        rs.push(row);
+        self.len += 1;
+    }
+
+    /// Rows added so far.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no row was added.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Groups the rows by customer, each group sorted by time (stably: rows of one
+    /// customer at the same time keep their arrival order).
+    pub fn finish(self) -> Grouped<T> {
+        use rayon::prelude::*;
+        let Grouper {
+            n,
+            shift,
+            buckets,
+            len,
+        } = self;
+        let per = 1usize << shift;
+        let mut offsets = vec![0usize; n + 1];
+        let mut items: Vec<T> = Vec::with_capacity(len);
+        for (b, bucket) in buckets.into_iter().enumerate() {
+            let first = b * per;
+            let last = ((b + 1) * per).min(n);
+            let base = items.len();
+            // A counting sort of this bucket, scattering into its part of `items`.
+            let mut next = vec![0usize; last - first + 1];
+            for &c in &bucket.0 {
+                next[c as usize - first + 1] += 1;
+            }
+            for i in 0..last - first {
+                next[i + 1] += next[i];
+            }
+            let m = next[last - first];
+            for (i, &start) in next[..last - first].iter().enumerate() {
+                offsets[first + i] = base + start;
+            }
+            let (cs, rs) = bucket;
+            let Some(&fill) = rs.first() else {
+                continue;
+            };
+            items.resize(base + m, fill);
+            let slots = &mut items[base..];
+            for (&c, &r) in cs.iter().zip(&rs) {
+                let at = &mut next[c as usize - first];
+                slots[*at] = r;
+                *at += 1;
+            }
+            drop(cs);
+            drop(rs);
+            // Sort each customer's slice in parallel; the slices are disjoint.
+            let mut rest: &mut [T] = slots;
+            let mut chunks = Vec::with_capacity(last - first);
+            for c in first..last {
+                let stop = if c + 1 < last {
+                    offsets[c + 1]
+                } else {
+                    base + m
+                };
+                let (head, tail) = rest.split_at_mut(stop - offsets[c]);
+                chunks.push(head);
+                rest = tail;
+            }
+            chunks
+                .into_par_iter()
+                .with_min_len(256)
+                .for_each(|c| c.sort_by_key(|r| r.time()));
+        }
+        offsets[n] = items.len();
+        Grouped { offsets, items }
     }
 }
 
@@ -362,6 +479,56 @@ mod tests {
         assert_eq!(g.of(0), &[5]);
         assert_eq!(g.of(1), &[] as &[i64]);
         assert_eq!(g.of(2), &[10, 20, 30]);
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    struct Row(i64, u32);
+    impl Timed for Row {
+        fn time(&self) -> Ts {
+            self.0
+        }
+    }
+
+    #[test]
+    fn the_grouper_groups_like_a_stable_sort_for_any_number_of_customers() {
+        for n in [1usize, 3, 63, 64, 65, 200, 1000] {
+            // Pseudo-random customers and times with many ties; the second field numbers
+            // the rows, so that equal times must keep their order.
+            let mut x = 12345u64 + n as u64;
+            let mut step = || {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x
+            };
+            let len = 5 * n + 7;
+            let customer: Vec<u32> = (0..len).map(|_| (step() % n as u64) as u32).collect();
+            let rows: Vec<Row> = (0..len)
+                .map(|i| Row((step() % 4) as i64, i as u32))
+                .collect();
+            // The obvious way: append per customer, then a stable sort by time.
+            let mut want = vec![Vec::new(); n];
+            for (&c, &r) in customer.iter().zip(&rows) {
+                want[c as usize].push(r);
+            }
+            for w in &mut want {
+                w.sort_by_key(|r| r.0);
+            }
+            let mut g = Grouper::new(n);
+            for (&c, &r) in customer.iter().zip(&rows) {
+                g.push(c, r);
+            }
+            assert_eq!(g.len(), len);
+            let g = g.finish();
+            assert_eq!(g.len(), len);
+            for (c, w) in want.iter().enumerate() {
+                assert_eq!(g.of(c), w.as_slice(), "n {n}, customer {c}");
+            }
+            assert_eq!(Grouped::build(n, &customer, rows).all(), g.all());
+        }
+        let empty = Grouper::<Row>::new(4).finish();
+        assert!(empty.is_empty());
+        assert!((0..4).all(|c| empty.of(c).is_empty()));
     }
 
     #[test]
