@@ -51,7 +51,7 @@ fi
 step "churnguard binary"
 if [ -z "$BIN" ]; then
     cargo build --release --quiet --bin churnguard
-    BIN="$ROOT/target/release/churnguard"
+    BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/churnguard"
 fi
 "$BIN" --version
 
