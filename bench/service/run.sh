@@ -36,10 +36,10 @@
 #     average before and after, the server's CPU use, and non-2xx answers / socket errors.
 #     Variants at 16 connections, in the same rotation (unless --no-variants):
 #       churnguard-logistic-unique        every request a customer id never sent before
-#                                         (score.lua UNIQUE=1): churnguard commits a changed
-#                                         customer state to its outbox (fsync) on every request,
-#                                         where the 256-customer rotation mostly re-records
-#                                         unchanged rows;
+#                                         (score.lua UNIQUE=1): churnguard writes a new customer
+#                                         state to its outbox on every request (an fsynced commit
+#                                         for the ~5% that alert), where the 256-customer rotation
+#                                         settles after one pass and writes nothing;
 #       churnguard-logistic-tmpfs         diagnostic: the same rotation with --outbox on /dev/shm
 #                                         (fsync costs nothing there; not a deployable setup);
 #       churnguard-logistic-tmpfs-unique  diagnostic: new ids and the outbox on /dev/shm.
