@@ -1463,6 +1463,14 @@ mod tests {
 
     /// Measures the nightly workload: `n` customers in one `record_many` transaction,
     /// first night (inserts) and second night (updates), in a shuffled id order.
+    fn tier_of(i: usize, night: usize) -> Tier {
+        match (i * 7 + night * 13) % 100 {
+            0..=79 => Tier::Low,
+            80..=94 => Tier::Medium,
+            _ => Tier::High,
+        }
+    }
+
     fn measure(n: usize) -> (Duration, Duration, RecordSummary) {
         use rand::seq::SliceRandom;
         use rand::SeedableRng;
@@ -1471,11 +1479,6 @@ mod tests {
         let p = AlertPolicy::default();
         let mut ids: Vec<String> = (0..n).map(|i| format!("cust-{i:08}")).collect();
         ids.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(7));
-        let tier = |i: usize, night: usize| match (i * 7 + night * 13) % 100 {
-            0..=79 => Tier::Low,
-            80..=94 => Tier::Medium,
-            _ => Tier::High,
-        };
         let mut times = Vec::new();
         let mut last = RecordSummary::default();
         for night_i in 0..2 {
@@ -1483,7 +1486,7 @@ mod tests {
             let batch: Vec<Observation<'_>> = ids
                 .iter()
                 .enumerate()
-                .map(|(i, id)| obs(id, tier(i, night_i), as_of))
+                .map(|(i, id)| obs(id, tier_of(i, night_i), as_of))
                 .collect();
             let started = std::time::Instant::now();
             last = outbox.record_many(&p, &batch, build).unwrap();
@@ -1494,9 +1497,16 @@ mod tests {
     }
 
     #[test]
-    fn recording_fifty_thousand_scores_in_one_transaction_is_fast() {
-        let (first, second, s) = measure(50_000);
+    fn a_second_night_of_fifty_thousand_writes_only_the_changed_tiers() {
+        let n = 50_000;
+        let (first, second, s) = measure(n);
         eprintln!("50k scores: first night {first:?}, second night {second:?}, {s:?}");
-        assert!(s.inserted > 0);
+        let same = (0..n).filter(|&i| tier_of(i, 0) == tier_of(i, 1)).count();
+        let entering_high = (0..n)
+            .filter(|&i| tier_of(i, 1) == Tier::High && tier_of(i, 0) != Tier::High)
+            .count();
+        assert!(entering_high > 0 && same > 0);
+        assert_eq!((s.unchanged, s.stale), (same, 0));
+        assert_eq!((s.raised, s.inserted), (entering_high, entering_high));
     }
 }
