@@ -634,6 +634,9 @@ fn train(r: &Resolved, a: TrainArgs) -> Result<churnguard::train::TrainOutcome> 
         out.calibrated.roc_auc, out.calibrated.brier, out.calibrated.log_loss
     );
     println!("report: {}", out.report_path.display());
+    for w in &out.warnings {
+        println!("warning: {w}");
+    }
     Ok(out)
 }
 

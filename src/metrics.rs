@@ -10,6 +10,20 @@ fn order_desc(scores: &[f64]) -> Vec<usize> {
     idx
 }
 
+/// Standard error of a ROC AUC estimated on `positives` and `negatives` examples
+/// (Hanley & McNeil, 1982): how far a validation AUC can be trusted when churners are few.
+pub fn roc_auc_standard_error(auc: f64, positives: usize, negatives: usize) -> f64 {
+    let (n1, n2) = (positives as f64, negatives as f64);
+    if positives == 0 || negatives == 0 || !auc.is_finite() {
+        return f64::NAN;
+    }
+    let q1 = auc / (2.0 - auc);
+    let q2 = 2.0 * auc * auc / (1.0 + auc);
+    let var = (auc * (1.0 - auc) + (n1 - 1.0) * (q1 - auc * auc) + (n2 - 1.0) * (q2 - auc * auc))
+        / (n1 * n2);
+    var.max(0.0).sqrt()
+}
+
 /// Area under the ROC curve (ties count one half). NaN when one class is absent.
 pub fn roc_auc(scores: &[f64], labels: &[bool]) -> f64 {
     let pos = labels.iter().filter(|&&l| l).count() as f64;
@@ -320,6 +334,15 @@ impl Bins {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_auc_standard_error_matches_hanley_and_mcneil_and_shrinks_with_data() {
+        // A = 0.8 on 50 + 50 cases: Q1 = 2/3, Q2 = 32/45, variance 4.95111 / 2500.
+        let se = roc_auc_standard_error(0.8, 50, 50);
+        assert!((se - (4.951_111_f64 / 2500.0).sqrt()).abs() < 1e-6, "{se}");
+        assert!(roc_auc_standard_error(0.8, 500, 5000) < se / 3.0);
+        assert!(roc_auc_standard_error(0.8, 0, 10).is_nan());
+    }
 
     #[test]
     fn auc_matches_hand_computed_values_with_ties() {

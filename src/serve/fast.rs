@@ -11,7 +11,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 
 use super::routes::MAX_CUSTOMER_ID_BYTES;
 use crate::features::Transform;
@@ -171,12 +171,12 @@ impl<'de> Visitor<'de> for BodySeed<'_> {
                 }
                 // A non-null `activity` takes the careful path (and is slower anyway).
                 "activity" => {
-                    if map.next_value::<Option<IgnoredAny>>()?.is_some() {
+                    if map.next_value::<Option<Ignored>>()?.is_some() {
                         return Err(refuse());
                     }
                 }
                 _ => {
-                    map.next_value::<IgnoredAny>()?;
+                    map.next_value::<Ignored>()?;
                     p.ignored.push(key.into_owned());
                 }
             }
@@ -216,7 +216,7 @@ impl<'de> Visitor<'de> for FeaturesSeed<'_, '_> {
                 _ => self.scorer.feature_position(&key),
             };
             let Some(i) = position else {
-                map.next_value::<IgnoredAny>()?;
+                map.next_value::<Ignored>()?;
                 self.ignored.push(key.into_owned());
                 continue;
             };
@@ -234,6 +234,17 @@ impl<'de> Visitor<'de> for FeaturesSeed<'_, '_> {
             };
         }
         Ok(self.row)
+    }
+}
+
+/// A value the request does not use, parsed as strictly as the careful path's JSON
+/// tree parses it (`serde::de::IgnoredAny` would let `1e999` through, which the tree
+/// refuses as out of range).
+struct Ignored;
+
+impl<'de> de::Deserialize<'de> for Ignored {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        serde_json::Value::deserialize(d).map(|_| Ignored)
     }
 }
 

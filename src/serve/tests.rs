@@ -2124,7 +2124,8 @@ mod fast_path {
                 .ok()
                 .and_then(|v| crate::serve::routes::prepare(scorer, &v, "", now).ok());
             if let Some(f) = fast {
-                let c = careful.expect("the careful path accepts what the fast path does");
+                prop_assert!(careful.is_some(), "the careful path refuses what the fast path accepts: {}", text);
+                let c = careful.unwrap();
                 prop_assert_eq!(&f.customer_id, &c.customer_id);
                 prop_assert_eq!(f.as_of, c.as_of);
                 prop_assert_eq!(&f.ignored, &c.ignored);

@@ -151,6 +151,9 @@ pub struct TrainOutcome {
     pub calibrated: Evaluation,
     pub report_path: std::path::PathBuf,
     pub metrics: serde_json::Value,
+    /// Reasons to doubt this version's evidence (also in metrics.json, the manifest and
+    /// the report).
+    pub warnings: Vec<String>,
 }
 
 /// The exact training set the trainer uses: examples, the learned spec and matrices.
@@ -468,7 +471,9 @@ pub fn run(
                    "churned": p, "positive_rate": p as f64 / n.max(1) as f64})
         })
         .collect();
+    let warnings = evidence_warnings(calibrated_eval.roc_auc, pos_v, yv.len() - pos_v);
     let metrics_json = json!({
+        "warnings": warnings,
         "champion": champion.name(),
         "champion_rule": "highest validation ROC AUC, then PR AUC, then the simpler algorithm",
         "calibration": {"method": "platt", "a": platt.a, "b": platt.b,
@@ -522,6 +527,7 @@ pub fn run(
         },
         "training_data": fingerprint(base),
         "snapshots": snapshots,
+        "warnings": warnings,
     });
     let files = vec![
         ("model.bin".to_string(), artifact.to_bytes()?),
@@ -541,7 +547,35 @@ pub fn run(
         calibrated: calibrated_eval,
         report_path,
         metrics: metrics_json,
+        warnings,
     })
+}
+
+/// Validation churners below this make every validation metric shaky.
+const FEW_VALIDATION_CHURNERS: usize = 50;
+
+/// What a data team must know before trusting this version's numbers: few churners in
+/// validation, or a champion whose calibrated AUC is not clearly better than chance.
+fn evidence_warnings(auc: f64, positives: usize, negatives: usize) -> Vec<String> {
+    let half_width = 1.96 * crate::metrics::roc_auc_standard_error(auc, positives, negatives);
+    let mut out = Vec::new();
+    if positives < FEW_VALIDATION_CHURNERS {
+        out.push(format!(
+            "validation holds only {positives} churned examples (of {}): every validation \
+             metric is uncertain, the ROC AUC by about ±{half_width:.3}",
+            positives + negatives
+        ));
+    }
+    if auc - half_width <= 0.5 {
+        out.push(format!(
+            "the champion's calibrated validation ROC AUC {auc:.3} is not distinguishable from \
+             chance (95% interval {:.3}..{:.3}): do not act on its scores before it is retrained \
+             on more history",
+            auc - half_width,
+            (auc + half_width).min(1.0)
+        ));
+    }
+    out
 }
 
 /// Row counts, time range and a content hash of the customer base as loaded.
@@ -608,4 +642,21 @@ pub fn training_set_frame(
             Column::new("split".into(), split),
         ],
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn evidence_warnings_flag_few_churners_and_a_chance_level_champion() {
+        assert!(evidence_warnings(0.70, 500, 5000).is_empty());
+        let few = evidence_warnings(0.70, 20, 500);
+        assert_eq!(few.len(), 1);
+        assert!(few[0].starts_with("validation holds only 20 churned examples (of 520)"));
+        let chance = evidence_warnings(0.51, 1000, 10_000);
+        assert_eq!(chance.len(), 1);
+        assert!(chance[0].contains("not distinguishable from chance"));
+        assert_eq!(evidence_warnings(0.45, 15, 450).len(), 2);
+    }
 }

@@ -56,6 +56,16 @@ pub(super) fn render(
     ));
     let s = &base.summary;
 
+    if let Some(warnings) = metrics_json["warnings"]
+        .as_array()
+        .filter(|w| !w.is_empty())
+    {
+        let sec = r.section("Before you rely on this model");
+        for w in warnings.iter().filter_map(|w| w.as_str()) {
+            sec.warning(&format!("{w}."));
+        }
+    }
+
     // Data.
     let sec = r.section("Data");
     let mut kv = vec![
