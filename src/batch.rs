@@ -106,6 +106,8 @@ struct Scored(
     Vec<Reason>,
     Option<&'static str>,
     Vec<String>,
+    /// The tier the alert policy sees (raised by rules marked `alert`).
+    Tier,
 );
 
 /// Options of a nightly run.
@@ -192,6 +194,7 @@ pub fn run(
                 (Some(r), Some(f)) => Some(rfm_segment(row[r] as u8, row[f] as u8)),
                 _ => None,
             };
+            let alerting = crate::retention::alerting_tier(s.risk_tier, &s.early_warnings);
             Scored(
                 s.churn_probability,
                 s.health_score,
@@ -199,6 +202,7 @@ pub fn run(
                 s.reasons,
                 seg,
                 s.early_warnings.into_iter().map(|h| h.rule).collect(),
+                alerting,
             )
         })
         .collect();
@@ -357,7 +361,7 @@ pub fn run(
     let observations: Vec<Observation> = (0..n)
         .map(|i| Observation {
             customer_id: ids[i],
-            tier: scored[i].2,
+            tier: scored[i].6,
             as_of: opts.as_of,
         })
         .collect();

@@ -99,6 +99,8 @@ pub struct AlertsSection {
     pub cooldown_days: Option<u32>,
     pub outbox: Option<String>,
     pub log: Option<String>,
+    /// Early-warning rules file (JSON) for `score` and `serve`.
+    pub rules: Option<String>,
 }
 
 impl FileConfig {

@@ -274,6 +274,16 @@ struct ScoreArgs {
     /// Deliver alerts to this webhook too (signed with CHURNGUARD_WEBHOOK_SECRET).
     #[arg(long, env = "CHURNGUARD_ALERT_WEBHOOK")]
     alert_webhook: Option<String>,
+    #[command(flatten)]
+    rules: RulesArg,
+}
+
+#[derive(Args, Clone, Default)]
+struct RulesArg {
+    /// Early-warning rules (JSON list) evaluated beside the model instead of the
+    /// built-in three; a rule with `"alert": true` raises alerts on its own.
+    #[arg(long, env = "CHURNGUARD_RULES")]
+    rules: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -295,6 +305,8 @@ struct ServeArgs {
     /// The alert state and outbox database [default: <models>/<name>/alerts.db].
     #[arg(long, env = "CHURNGUARD_OUTBOX")]
     outbox: Option<PathBuf>,
+    #[command(flatten)]
+    rules: RulesArg,
 }
 
 /// Settings resolved from flags, environment and the config file.
@@ -303,6 +315,23 @@ struct Resolved {
 }
 
 impl Resolved {
+    /// The early-warning rules: `--rules` / CHURNGUARD_RULES, else `[alerts] rules` in the
+    /// config file; `None` keeps the built-in ones.
+    fn rules(&self, a: &RulesArg) -> Result<Option<Vec<churnguard::retention::Rule>>> {
+        let Some(path) = a
+            .rules
+            .clone()
+            .or(self.file.alerts.rules.clone().map(PathBuf::from))
+        else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading rules from {}", path.display()))?;
+        let rules = churnguard::retention::rules_from_json(&text)
+            .with_context(|| format!("rules in {}", path.display()))?;
+        Ok(Some(rules))
+    }
+
     fn data(&self, a: &DataArg) -> PathBuf {
         a.data
             .clone()
@@ -743,7 +772,17 @@ fn score(r: &Resolved, a: ScoreArgs) -> Result<()> {
     let models = r.models(&a.models);
     let name = r.name(&a.models);
     let reg = Registry::new(&models);
-    let scorer = load_scorer(&reg, &name, a.version.as_deref())?;
+    let mut scorer = load_scorer(&reg, &name, a.version.as_deref())?;
+    if let Some(rules) = r.rules(&a.rules)? {
+        scorer.rules = rules;
+    }
+    for rule in churnguard::retention::rules_without_feature(&scorer.rules, &scorer.artifact.spec) {
+        println!(
+            "note: rule `{}` reads `{}`, which this model does not have: it never fires",
+            rule.name(),
+            rule.feature()
+        );
+    }
     let base = load(&r.data(&a.data), a.data.skip_bad_rows)?;
     let webhook = a
         .alert_webhook
@@ -939,6 +978,7 @@ fn serve_config(
         max_batch: f.max_batch.unwrap_or(d.max_batch),
         max_body_bytes: f.max_body_bytes.unwrap_or(d.max_body_bytes),
         log_json,
+        rules: r.rules(&a.rules)?,
         ..d
     })
 }
@@ -1010,6 +1050,7 @@ fn demo(r: &Resolved, a: DemoArgs, log_json: bool) -> Result<()> {
             version: None,
             outbox: None,
             alert_webhook: None,
+            rules: RulesArg::default(),
         },
     )?;
     if a.no_serve {
@@ -1064,6 +1105,7 @@ fn demo(r: &Resolved, a: DemoArgs, log_json: bool) -> Result<()> {
             api_keys_file: None,
             alert_webhook: None,
             outbox: None,
+            rules: RulesArg::default(),
         },
         log_json,
     )

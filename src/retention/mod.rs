@@ -41,5 +41,6 @@ pub use kpis::{
     TicketRisk, CLV_FORMULA,
 };
 pub use rules::{
-    default_rules, evaluate, rules_from_json, rules_without_feature, Condition, Rule, RuleHit,
+    alerting_tier, default_rules, evaluate, rules_from_json, rules_without_feature, Condition,
+    Rule, RuleHit,
 };

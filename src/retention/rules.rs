@@ -31,6 +31,10 @@ pub struct Rule {
     /// What fires the rule.
     #[serde(flatten)]
     pub condition: Condition,
+    /// Whether a hit raises an alert on its own: the customer counts as `high` for the
+    /// alert policy (transitions, cooldown) while the rule fires, whatever the model says.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub alert: bool,
 }
 
 /// The condition of a [`Rule`], tagged by `kind`. Each reads one feature of the row.
@@ -78,6 +82,19 @@ pub struct RuleHit {
     pub threshold: f64,
     /// A sentence for an account manager, e.g. "no login for 12 days (rule: more than 7)".
     pub message: String,
+    /// Whether this rule raises alerts on its own (see [`Rule::alert`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub alert: bool,
+}
+
+/// The tier the alert policy sees for a score: the model's tier, raised to `high` while
+/// a rule marked `alert` fires.
+pub fn alerting_tier(model_tier: crate::alerts::Tier, hits: &[RuleHit]) -> crate::alerts::Tier {
+    if hits.iter().any(|h| h.alert) {
+        model_tier.max(crate::alerts::Tier::High)
+    } else {
+        model_tier
+    }
 }
 
 /// How a condition compares its feature to its threshold.
@@ -234,6 +251,7 @@ impl Rule {
         Rule {
             name: None,
             condition,
+            alert: false,
         }
     }
 
@@ -242,6 +260,7 @@ impl Rule {
         Rule {
             name: Some(name.to_string()),
             condition,
+            alert: false,
         }
     }
 
@@ -301,20 +320,26 @@ pub fn default_rules() -> Vec<Rule> {
 /// Reads rules from JSON: a list of rules, or an object `{"rules": [...]}`; validates
 /// each one and refuses two rules with the same name.
 pub fn rules_from_json(text: &str) -> Result<Vec<Rule>> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Doc {
-        List(Vec<Rule>),
-        Object { rules: Vec<Rule> },
-    }
-    let doc: Doc = serde_json::from_str(text).map_err(|e| {
-        Error::Config(format!(
-            "rules: {e} (expected a list of rules, each with a `kind`)"
-        ))
-    })?;
-    let rules = match doc {
-        Doc::List(r) | Doc::Object { rules: r } => r,
+    let bad = |m: String| Error::Config(format!("rules: {m}"));
+    let doc: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| bad(format!("not JSON: {e}")))?;
+    let list = match doc {
+        serde_json::Value::Object(mut o) if o.contains_key("rules") => o.remove("rules"),
+        other => Some(other),
     };
+    let Some(serde_json::Value::Array(items)) = list else {
+        return Err(bad(
+            "expected a list of rules (or {\"rules\": [...]}), each with a `kind`".into(),
+        ));
+    };
+    // Rule by rule, so that an error names the one at fault.
+    let rules = items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            serde_json::from_value::<Rule>(item).map_err(|e| bad(format!("rule {}: {e}", i + 1)))
+        })
+        .collect::<Result<Vec<Rule>>>()?;
     let mut seen = std::collections::HashSet::new();
     for r in &rules {
         r.validate()?;
@@ -351,6 +376,7 @@ pub fn evaluate(rules: &[Rule], spec: &FeatureSpec, row: &[f64]) -> Vec<RuleHit>
                 value,
                 threshold: r.condition.threshold(),
                 message: r.condition.message(value),
+                alert: r.alert,
             })
         })
         .collect()

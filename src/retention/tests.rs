@@ -620,3 +620,42 @@ fn a_base_without_orders_reports_churn_and_cohorts_but_no_revenue() {
     let html = report(&k);
     assert!(!html.contains(">RFM segments</h2>"));
 }
+
+#[test]
+fn a_rule_marked_alert_raises_the_alerting_tier_to_high_and_only_then() {
+    use crate::alerts::Tier;
+    let rules = rules_from_json(
+        r#"[{"kind": "no_login_days", "days": 7, "alert": true}, {"kind": "urgent_tickets_open", "count": 2}]"#,
+    )
+    .unwrap();
+    assert!(rules[0].alert && !rules[1].alert);
+    // Written back, only the alerting rule carries the flag.
+    let text = serde_json::to_string(&rules).unwrap();
+    assert_eq!(text.matches("\"alert\":true").count(), 1, "{text}");
+    let hit = |alert: bool| crate::retention::RuleHit {
+        rule: "r".into(),
+        kind: "no_login_days".into(),
+        feature: "days_since_last_login".into(),
+        value: 9.0,
+        threshold: 7.0,
+        message: String::new(),
+        alert,
+    };
+    assert_eq!(crate::retention::alerting_tier(Tier::Low, &[]), Tier::Low);
+    assert_eq!(
+        crate::retention::alerting_tier(Tier::Low, &[hit(false)]),
+        Tier::Low
+    );
+    assert_eq!(
+        crate::retention::alerting_tier(Tier::Low, &[hit(true)]),
+        Tier::High
+    );
+    assert_eq!(
+        crate::retention::alerting_tier(Tier::Medium, &[hit(true)]),
+        Tier::High
+    );
+    assert_eq!(
+        crate::retention::alerting_tier(Tier::High, &[hit(false)]),
+        Tier::High
+    );
+}

@@ -93,6 +93,8 @@ pub struct ServeConfig {
     pub request_timeout: Duration,
     /// Logs as JSON lines (for log shippers) rather than text.
     pub log_json: bool,
+    /// Early-warning rules evaluated beside every model served (`None`: the built-in ones).
+    pub rules: Option<Vec<crate::retention::Rule>>,
 }
 
 impl Default for ServeConfig {
@@ -113,6 +115,7 @@ impl Default for ServeConfig {
             max_body_bytes: 1 << 20,
             request_timeout: Duration::from_secs(30),
             log_json: false,
+            rules: None,
         }
     }
 }

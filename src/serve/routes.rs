@@ -364,7 +364,7 @@ async fn score_all(
         .zip(&scores)
         .map(|(p, s)| Observation {
             customer_id: &p.customer_id,
-            tier: s.risk_tier,
+            tier: crate::retention::alerting_tier(s.risk_tier, &s.early_warnings),
             as_of: p.as_of,
         })
         .collect();
@@ -377,9 +377,10 @@ async fn score_all(
             .map(|(p, s)| Recorded {
                 customer_id: p.customer_id.clone(),
                 as_of: p.as_of,
-                tier: s.risk_tier,
+                tier: crate::retention::alerting_tier(s.risk_tier, &s.early_warnings),
                 churn_probability: s.churn_probability,
                 reasons: s.reasons.clone(),
+                early_warnings: s.early_warnings.clone(),
                 row: p.row.clone(),
             })
             .collect();

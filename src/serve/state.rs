@@ -65,6 +65,8 @@ pub struct Shared {
     pub outbox: Outbox,
     /// When a score becomes an alert.
     pub policy: AlertPolicy,
+    /// Early-warning rules given to every model loaded (`None`: each keeps the built-in).
+    rules: Option<Vec<crate::retention::Rule>>,
     /// Prometheus metrics.
     pub metrics: Metrics,
     /// API and admin keys.
@@ -132,6 +134,7 @@ impl AppState {
             scores_seen: Mutex::new(None),
             outbox,
             policy: config.policy,
+            rules: config.rules.clone(),
             metrics: Metrics::default(),
             keys: Keys::new(&config.api_keys, config.admin_key.as_deref()),
             max_batch: config.max_batch.max(1),
@@ -200,7 +203,10 @@ impl AppState {
             .load(&self.name, &Selector::Version(version))
             .and_then(Scorer::from_loaded);
         match loaded {
-            Ok(scorer) => {
+            Ok(mut scorer) => {
+                if let Some(rules) = &self.rules {
+                    scorer.rules.clone_from(rules);
+                }
                 let scorer = Arc::new(scorer);
                 *self.model.write().unwrap_or_else(|e| e.into_inner()) = Some(scorer);
                 *memo = ReloadMemo::default();
@@ -316,7 +322,11 @@ impl AppState {
                 raised[t.index] = true;
                 t.alert(model.clone(), r.churn_probability, Alert::SOURCE_SERVICE)
                     .with_reasons(r.reasons.iter().map(|x| json!(x)).collect::<Vec<Value>>())
-                    .with_summary(behaviour_summary(&scorer.artifact.spec, &r.row, None))
+                    .with_summary({
+                        let mut summary = behaviour_summary(&scorer.artifact.spec, &r.row, None);
+                        summary["early_warnings"] = json!(r.early_warnings);
+                        summary
+                    })
             })?;
             Ok::<_, crate::Error>(raised)
         })
@@ -352,12 +362,14 @@ pub struct Recorded {
     pub customer_id: String,
     /// The instant the score describes.
     pub as_of: Ts,
-    /// The tier scored.
+    /// The tier the alert policy sees (the model's, raised by alerting rules).
     pub tier: Tier,
     /// The calibrated probability.
     pub churn_probability: f64,
     /// Why.
     pub reasons: Vec<Reason>,
+    /// Early-warning rules that fired (in the alert's summary, as the batch does).
+    pub early_warnings: Vec<crate::retention::RuleHit>,
     /// The feature row (for the alert's behaviour summary).
     pub row: Vec<f64>,
 }

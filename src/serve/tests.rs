@@ -137,6 +137,7 @@ impl Env {
             max_body_bytes: 64 * 1024,
             request_timeout: Duration::from_secs(20),
             log_json: false,
+            rules: None,
         }
     }
 
@@ -2161,6 +2162,41 @@ mod fast_path {
             vec!["note".to_string(), "features.zz".to_string()]
         );
     }
+}
+
+#[tokio::test]
+async fn a_rule_marked_alert_raises_an_alert_for_a_customer_the_model_rates_low() {
+    let env = Env::new();
+    let mut config = env.config();
+    config.rules = Some(
+        crate::retention::rules_from_json(
+            r#"[{"name": "any_customer", "kind": "feature_above", "feature": "tenure_days", "threshold": -1, "alert": true}]"#,
+        )
+        .unwrap(),
+    );
+    let (app, state) = router(&config);
+    let body = json!({"customer_id": "ruled", "features": features(0.0)});
+    let a = post_json(&app, "/v1/score", &body).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_ne!(
+        a.body["risk_tier"], "high",
+        "the model alone would not alert: {}",
+        a.body
+    );
+    assert_eq!(a.body["alert"], true, "{}", a.body);
+    assert_eq!(a.body["early_warnings"][0]["rule"], "any_customer");
+    assert_eq!(a.body["early_warnings"][0]["alert"], true);
+    let stored = state.outbox.pending(10).unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].tier, Tier::High);
+    assert_eq!(
+        stored[0].summary["early_warnings"][0]["rule"],
+        "any_customer"
+    );
+    // Scored again: no transition, no second alert.
+    let again = post_json(&app, "/v1/score", &body).await;
+    assert_eq!(again.body["alert"], false);
+    assert_eq!(state.outbox.pending(10).unwrap().len(), 1);
 }
 
 #[tokio::test]

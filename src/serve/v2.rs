@@ -745,7 +745,7 @@ async fn run_inference(
             .zip(&scores)
             .map(|(customer_id, s)| Observation {
                 customer_id,
-                tier: s.risk_tier,
+                tier: crate::retention::alerting_tier(s.risk_tier, &s.early_warnings),
                 as_of,
             })
             .collect();
@@ -759,9 +759,10 @@ async fn run_inference(
             .map(|(j, (customer_id, s))| Recorded {
                 customer_id,
                 as_of,
-                tier: s.risk_tier,
+                tier: crate::retention::alerting_tier(s.risk_tier, &s.early_warnings),
                 churn_probability: s.churn_probability,
                 reasons: s.reasons.clone(),
+                early_warnings: s.early_warnings.clone(),
                 row: x[j * w..(j + 1) * w].to_vec(),
             })
             .collect();

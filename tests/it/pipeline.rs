@@ -356,3 +356,44 @@ fn a_backtest_reports_realised_performance_once_outcomes_are_known() {
     let e = churnguard::backtest::backtest(&base, &scores, &s.artifact.definition, 30).unwrap_err();
     assert!(e.to_string().contains("backtest it later"), "{e}");
 }
+
+#[test]
+fn a_rule_marked_alert_raises_alerts_through_the_same_policy() {
+    let base = load_dir(sample_parquet());
+    let plain = scorer();
+    let mut ruled = scorer();
+    ruled.rules = churnguard::retention::rules_from_json(
+        r#"[{"name": "silent_30d", "kind": "no_login_days", "days": 30, "alert": true}]"#,
+    )
+    .unwrap();
+    let without = batch::run(&base, &plain, &options("rules-off", "2024-10-01"), &|_| {}).unwrap();
+    let opts = options("rules-on", "2024-10-01");
+    let with = batch::run(&base, &ruled, &opts, &|_| {}).unwrap();
+    // Every customer the model puts in `high` alerts either way (a first night); the
+    // rule adds the silent customers the model does not.
+    let records = batch::read_scores(&opts.out).unwrap();
+    let silent_not_high = records
+        .values()
+        .filter(|r| r.risk_tier != churnguard::alerts::Tier::High)
+        .filter(|r| r.early_warnings.iter().any(|w| w == "silent_30d"))
+        .count();
+    assert!(silent_not_high > 0);
+    assert_eq!(with.alerts_raised, without.alerts_raised + silent_not_high);
+    let log = std::fs::read_to_string(opts.alerts_log.as_ref().unwrap()).unwrap();
+    let by_rule: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|a| {
+            records[a["customer_id"].as_str().unwrap()].risk_tier != churnguard::alerts::Tier::High
+        })
+        .collect();
+    assert_eq!(by_rule.len(), silent_not_high);
+    for a in &by_rule {
+        assert_eq!(a["tier"], "high", "the policy sees the rule's tier: {a}");
+        let hits = a["summary"]["early_warnings"].as_array().unwrap();
+        assert!(hits.iter().any(|h| h == "silent_30d"), "{a}");
+    }
+    // Re-running the night raises nothing again: the same cooldown and transitions.
+    let again = batch::run(&base, &ruled, &opts, &|_| {}).unwrap();
+    assert_eq!(again.alerts_new, 0);
+}
