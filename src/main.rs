@@ -555,10 +555,15 @@ fn features(r: &Resolved, a: FeaturesArgs) -> Result<()> {
     let dir = r.data(&a.data);
     let base = load(&dir, a.data.skip_bad_rows)?;
     let attrs = r.attributes(&a.windows);
-    let mut df = if a.training_set {
+    if a.training_set {
         let set = TrainingSet::build(&base, &r.labels(&a.windows), &attrs)?;
-        churnguard::train::training_set_frame(&base, &set)?
-    } else {
+        // Half a million rows a frame: the matrix is not held a second time as one frame.
+        let chunks = churnguard::train::training_set_chunks(&base, &set, 500_000);
+        let (rows, cols) = data::write::write_frames(&a.out, chunks)?;
+        println!("wrote {} ({rows} rows, {cols} columns)", a.out.display());
+        return Ok(());
+    }
+    let mut df = {
         let Some(as_of) = &a.as_of else {
             bail!("give --as-of DATE for one snapshot, or --training-set");
         };

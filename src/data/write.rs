@@ -34,6 +34,57 @@ pub fn write_frame(df: &mut DataFrame, path: &Path) -> Result<()> {
     })
 }
 
+/// Like [`write_frame`], for a table produced in row chunks of one schema (the first
+/// chunk's), so that only one chunk is in memory as a frame at a time. Returns the rows
+/// and columns written.
+pub fn write_frames(
+    path: &Path,
+    chunks: impl IntoIterator<Item = Result<DataFrame>>,
+) -> Result<(usize, usize)> {
+    let csv = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+    let shown = || format!("writing {}", path.display());
+    let mut written = (0, 0);
+    write_atomic(path, |file| {
+        let mut chunks = chunks.into_iter();
+        let first = chunks.next().unwrap_or_else(|| {
+            Err(Error::Input {
+                field: "rows".into(),
+                message: format!("{}: nothing to write", path.display()),
+            })
+        })?;
+        let schema = first.schema().as_ref().clone();
+        written.1 = first.width();
+        let rest = std::iter::once(Ok(first)).chain(chunks);
+        if csv {
+            let mut w = CsvWriter::new(file)
+                .include_header(true)
+                .batched(&schema)
+                .map_err(|e| Error::polars(shown(), e))?;
+            for df in rest {
+                let df = df?;
+                written.0 += df.height();
+                w.write_batch(&df).map_err(|e| Error::polars(shown(), e))?;
+            }
+            w.finish().map_err(|e| Error::polars(shown(), e))
+        } else {
+            let mut w = ParquetWriter::new(file)
+                .batched(&schema)
+                .map_err(|e| Error::polars(shown(), e))?;
+            for df in rest {
+                let df = df?;
+                written.0 += df.height();
+                w.write_batch(&df).map_err(|e| Error::polars(shown(), e))?;
+            }
+            w.finish()
+                .map(|_| ())
+                .map_err(|e| Error::polars(shown(), e))
+        }
+    })?;
+    Ok(written)
+}
+
 /// Writes through `f` into a temporary file, fsyncs it, then renames it over `path`.
 pub fn write_atomic(path: &Path, f: impl FnOnce(&mut std::fs::File) -> Result<()>) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -62,4 +113,45 @@ pub fn write_atomic(path: &Path, f: impl FnOnce(&mut std::fs::File) -> Result<()
 pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     write_atomic(path, |f| f.write_all(bytes).map_err(|e| Error::io(path, e)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(from: i64, n: i64) -> DataFrame {
+        let ids: Vec<String> = (from..from + n).map(|i| format!("c{i}")).collect();
+        let xs: Vec<Option<f64>> = (from..from + n)
+            .map(|i| (i % 3 != 0).then_some(i as f64 / 2.0))
+            .collect();
+        df!("customer_id" => ids, "x" => xs).unwrap()
+    }
+
+    #[test]
+    fn chunks_write_the_same_table_as_one_frame() {
+        let dir = tempfile::tempdir().unwrap();
+        for ext in ["parquet", "csv"] {
+            let whole = dir.path().join(format!("whole.{ext}"));
+            let parts = dir.path().join(format!("parts.{ext}"));
+            write_frame(&mut frame(0, 10), &whole).unwrap();
+            let chunks = [frame(0, 4), frame(4, 4), frame(8, 2)].map(Ok);
+            assert_eq!(write_frames(&parts, chunks).unwrap(), (10, 2));
+            let read = |p: &Path| -> DataFrame {
+                if ext == "csv" {
+                    CsvReadOptions::default()
+                        .try_into_reader_with_file_path(Some(p.to_path_buf()))
+                        .unwrap()
+                        .finish()
+                        .unwrap()
+                } else {
+                    ParquetReader::new(std::fs::File::open(p).unwrap())
+                        .finish()
+                        .unwrap()
+                }
+            };
+            assert!(read(&whole).equals_missing(&read(&parts)), "{ext}");
+        }
+        assert!(write_frames(&dir.path().join("none.parquet"), []).is_err());
+        assert!(!dir.path().join("none.parquet").exists());
+    }
 }

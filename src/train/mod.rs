@@ -626,16 +626,39 @@ pub fn training_set_frame(
     base: &CustomerBase,
     set: &TrainingSet,
 ) -> Result<polars::prelude::DataFrame> {
+    training_set_rows(base, set, 0..set.examples.len())
+}
+
+/// [`training_set_frame`] in frames of at most `rows` examples each (at least one frame),
+/// for writing a large training set without holding it twice.
+pub fn training_set_chunks<'a>(
+    base: &'a CustomerBase,
+    set: &'a TrainingSet,
+    rows: usize,
+) -> impl Iterator<Item = Result<polars::prelude::DataFrame>> + 'a {
+    let n = set.examples.len();
+    let rows = rows.max(1);
+    (0..n.div_ceil(rows).max(1))
+        .map(move |k| training_set_rows(base, set, k * rows..((k + 1) * rows).min(n)))
+}
+
+fn training_set_rows(
+    base: &CustomerBase,
+    set: &TrainingSet,
+    range: std::ops::Range<usize>,
+) -> Result<polars::prelude::DataFrame> {
     use polars::prelude::*;
-    let customers: Vec<u32> = set.examples.iter().map(|e| e.customer).collect();
-    let as_of: Vec<String> = set.examples.iter().map(|e| fmt_date(e.as_of)).collect();
-    let label: Vec<i32> = set.examples.iter().map(|e| i32::from(e.label)).collect();
-    let split: Vec<&str> = set.examples.iter().map(|e| e.split.as_str()).collect();
+    let examples = &set.examples[range.clone()];
+    let w = set.spec.len();
+    let customers: Vec<u32> = examples.iter().map(|e| e.customer).collect();
+    let as_of: Vec<String> = examples.iter().map(|e| fmt_date(e.as_of)).collect();
+    let label: Vec<i32> = examples.iter().map(|e| i32::from(e.label)).collect();
+    let split: Vec<&str> = examples.iter().map(|e| e.split.as_str()).collect();
     crate::batch::feature_frame(
         base,
         &set.spec,
         &customers,
-        &set.x,
+        &set.x[range.start * w..range.end * w],
         vec![Column::new("as_of".into(), as_of)],
         vec![
             Column::new("label".into(), label),
