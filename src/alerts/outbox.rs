@@ -599,14 +599,43 @@ impl Outbox {
         self.record_in_tx(policy, observations, &mut build)
     }
 
+    /// [`Outbox::record_many`] for scores gathered from concurrent requests (the
+    /// service's group commit): whatever their number, the transaction commits without
+    /// fsync unless it stores an alert.
+    pub fn record_group<F>(
+        &self,
+        policy: &AlertPolicy,
+        observations: &[Observation<'_>],
+        mut build: F,
+    ) -> Result<RecordSummary>
+    where
+        F: FnMut(&Transition<'_>) -> Alert,
+    {
+        self.record_with(policy, observations, &mut build, false)
+    }
+
     fn record_in_tx(
         &self,
         policy: &AlertPolicy,
         observations: &[Observation<'_>],
         build: &mut dyn FnMut(&Transition<'_>) -> Alert,
     ) -> Result<RecordSummary> {
+        self.record_with(
+            policy,
+            observations,
+            build,
+            observations.len() > SMALL_RECORDING,
+        )
+    }
+
+    fn record_with(
+        &self,
+        policy: &AlertPolicy,
+        observations: &[Observation<'_>],
+        build: &mut dyn FnMut(&Transition<'_>) -> Alert,
+        mut full_sync: bool,
+    ) -> Result<RecordSummary> {
         let mut db = self.lock();
-        let mut full_sync = observations.len() > SMALL_RECORDING;
         loop {
             if db.full_sync != full_sync {
                 // Outside any transaction: SQLite refuses to change it inside one.

@@ -28,6 +28,7 @@ pub mod error;
 pub mod fast;
 pub mod metrics;
 pub mod openapi;
+pub mod recorder;
 pub mod routes;
 pub mod state;
 pub mod v2;

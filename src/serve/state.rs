@@ -12,13 +12,11 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 
-use serde_json::{json, Value};
-
 use super::auth::Keys;
 use super::metrics::Metrics;
 use super::ServeConfig;
-use crate::alerts::{Alert, AlertPolicy, ModelRef, Observation, Outbox, Tier};
-use crate::batch::{behaviour_summary, read_scores, ScoreRecord};
+use crate::alerts::{AlertPolicy, Observation, Outbox, Tier};
+use crate::batch::{read_scores, ScoreRecord};
 use crate::registry::{Registry, Selector, PRODUCTION};
 use crate::scoring::{Reason, Scorer};
 use crate::time::Ts;
@@ -63,6 +61,8 @@ pub struct Shared {
     scores_seen: Mutex<Option<SystemTime>>,
     /// Where tiers are recorded and alerts stored.
     pub outbox: Outbox,
+    /// The group-commit writer in front of the outbox.
+    recorder: super::recorder::Recorder,
     /// When a score becomes an alert.
     pub policy: AlertPolicy,
     /// Early-warning rules given to every model loaded (`None`: each keeps the built-in).
@@ -124,6 +124,8 @@ impl AppState {
     pub fn open(config: &ServeConfig) -> Result<AppState> {
         crate::registry::validate_name(&config.name)?;
         let outbox = Outbox::open(&config.outbox)?;
+        let recorder = super::recorder::Recorder::start(outbox.clone(), config.policy)
+            .map_err(|e| crate::Error::Outbox(format!("starting the outbox writer: {e}")))?;
         let state = AppState(Arc::new(Shared {
             name: config.name.clone(),
             registry: Registry::new(&config.models),
@@ -133,6 +135,7 @@ impl AppState {
             scores: RwLock::new(None),
             scores_seen: Mutex::new(None),
             outbox,
+            recorder,
             policy: config.policy,
             rules: config.rules.clone(),
             metrics: Metrics::default(),
@@ -292,59 +295,22 @@ impl AppState {
             )
     }
 
-    /// Records the tiers of freshly scored customers in the outbox (one transaction) and
-    /// returns, per item, whether the policy raised an alert. A failing outbox is logged
+    /// Records the tiers of freshly scored customers in the outbox (through the group
+    /// commit of [`super::recorder`]) and returns, per item, whether the policy raised an
+    /// alert. A failing outbox is logged
     /// and counted, and answers "no alert": the score itself is still served.
     pub async fn record_tiers(&self, scorer: &Arc<Scorer>, items: Vec<Recorded>) -> Vec<bool> {
         let n = items.len();
         if n == 0 {
             return Vec::new();
         }
-        let policy = self.policy;
-        let outbox = self.outbox.clone();
-        let scorer = Arc::clone(scorer);
-        let recorded = tokio::task::spawn_blocking(move || {
-            let observations: Vec<Observation<'_>> = items
-                .iter()
-                .map(|r| Observation {
-                    customer_id: &r.customer_id,
-                    tier: r.tier,
-                    as_of: r.as_of,
-                })
-                .collect();
-            let model = ModelRef {
-                name: scorer.name.clone(),
-                version: scorer.version.clone(),
-            };
-            let mut raised = vec![false; items.len()];
-            outbox.record_many(&policy, &observations, |t| {
-                let r = &items[t.index];
-                raised[t.index] = true;
-                t.alert(model.clone(), r.churn_probability, Alert::SOURCE_SERVICE)
-                    .with_reasons(r.reasons.iter().map(|x| json!(x)).collect::<Vec<Value>>())
-                    .with_summary({
-                        let mut summary = behaviour_summary(&scorer.artifact.spec, &r.row, None);
-                        summary["early_warnings"] = json!(r.early_warnings);
-                        summary
-                    })
-            })?;
-            Ok::<_, crate::Error>(raised)
-        })
-        .await;
-        match recorded {
-            Ok(Ok(raised)) => raised,
-            Ok(Err(e)) => {
-                self.metrics
-                    .alert_record_failures
-                    .fetch_add(n as u64, Ordering::Relaxed);
-                tracing::error!(error = %e, scores = n, "could not record tiers in the alert outbox");
-                vec![false; n]
-            }
+        match self.recorder.record(Arc::clone(scorer), items).await {
+            Ok(raised) => raised,
             Err(e) => {
                 self.metrics
                     .alert_record_failures
                     .fetch_add(n as u64, Ordering::Relaxed);
-                tracing::error!(error = %e, scores = n, "the outbox recording task failed");
+                tracing::error!(error = %e, scores = n, "could not record tiers in the alert outbox");
                 vec![false; n]
             }
         }

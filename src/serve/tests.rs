@@ -2199,6 +2199,48 @@ async fn a_rule_marked_alert_raises_an_alert_for_a_customer_the_model_rates_low(
     assert_eq!(state.outbox.pending(10).unwrap().len(), 1);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_new_customers_each_alert_exactly_once_through_the_group_commit() {
+    let env = Env::new();
+    let mut cfg = env.config();
+    // Every first score alerts, so each customer must raise exactly one alert however
+    // the concurrent requests are grouped into transactions.
+    cfg.policy = crate::alerts::AlertPolicy {
+        alert_tier: Tier::Low,
+        cooldown_days: 14,
+    };
+    let (app, state) = router(&cfg);
+    let customers = 60;
+    let mut tasks = Vec::new();
+    for round in 0..2 {
+        for c in 0..customers {
+            let app = app.clone();
+            tasks.push(tokio::spawn(async move {
+                let body = json!({"customer_id": format!("g{c}"), "as_of": "2024-06-01",
+                                  "features": features(f64::from(c % 7))});
+                (round, c, post_json(&app, "/v1/score", &body).await)
+            }));
+        }
+    }
+    let mut alerts_per_customer = vec![0; customers as usize];
+    for t in tasks {
+        let (_, c, a) = t.await.unwrap();
+        assert_eq!(a.status, 200, "{}", a.body);
+        if a.body["alert"] == true {
+            alerts_per_customer[c as usize] += 1;
+        }
+    }
+    assert!(
+        alerts_per_customer.iter().all(|&n| n == 1),
+        "{alerts_per_customer:?}"
+    );
+    let stored = state.outbox.pending(1000).unwrap();
+    assert_eq!(stored.len(), customers as usize);
+    for c in 0..customers {
+        assert!(state.outbox.state(&format!("g{c}")).unwrap().is_some());
+    }
+}
+
 #[tokio::test]
 async fn extreme_feature_values_never_yield_a_null_score() {
     let env = Env::new();
