@@ -8,12 +8,15 @@
 //! recording (the service's) that changes state without raising an alert commits with
 //! `synchronous=NORMAL`: WAL keeps it consistent, a process crash keeps it, and only a
 //! power cut before the next fsync (the next alert, or a checkpoint) can lose it. So the
-//! steady state of a scoring service touches the disk only to store alerts. Delivery rows are created lazily, per sink,
-//! by the dispatcher for every alert still pending, so alerts recorded by a process that
-//! has no sinks (the nightly batch) are delivered by the one that has (the service).
+//! steady state of a scoring service touches the disk only to store alerts.
+//!
+//! Delivery rows are created lazily, per sink, by the dispatcher for every alert still
+//! pending, so alerts recorded by a process that has no sinks (the nightly batch) are
+//! delivered by the one that has (the service).
 //!
 //! One writing connection per [`Outbox`], behind a mutex: call writers from async code
-//! through `tokio::task::spawn_blocking` (or [`Outbox::record_async`]). A few read-only
+//! through `tokio::task::spawn_blocking` (the service goes through
+//! `serve::recorder`, one writer thread with group commit). A few read-only
 //! connections answer [`Outbox::needs_recording`] and [`Outbox::state`] beside it (WAL
 //! readers never wait for the writer). Several processes may open the same file;
 //! writers wait for each other up to [`BUSY_TIMEOUT`].
@@ -29,7 +32,7 @@ use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRe
 use rusqlite::{params, Connection, OptionalExtension, ToSql, Transaction, TransactionBehavior};
 use tokio::sync::Notify;
 
-use super::policy::{AlertPolicy, CustomerState, Decision};
+use super::policy::{AlertPolicy, CustomerState, Decision, Step};
 use super::{now_secs, Alert, AlertCounters, ModelRef, Tier};
 use crate::data::FxHasher;
 use crate::time::Ts;
@@ -454,9 +457,7 @@ impl Outbox {
                 return Ok(true);
             }
             let last = self.cached_state(obs.customer_id)?;
-            let decision = policy.decide(last.as_ref(), obs.tier, obs.as_of);
-            let next = AlertPolicy::next_state(last.as_ref(), obs.tier, obs.as_of, decision);
-            if decision.is_raise() || next.is_some_and(|n| n.changes(last.as_ref())) {
+            if let Step::Write { .. } = policy.step(last.as_ref(), obs.tier, obs.as_of) {
                 return Ok(true);
             }
         }
@@ -550,38 +551,14 @@ impl Outbox {
     {
         let mut build = Some(build);
         let mut raised = None;
-        let summary = self.record_in_tx(policy, std::slice::from_ref(&obs), &mut |t| {
+        let mut one = |t: &Transition<'_>| {
             let alert = (build.take().expect("one observation, one transition"))(t);
             raised = Some(alert.clone());
             alert
-        })?;
+        };
+        let summary = self.record_with(policy, std::slice::from_ref(&obs), &mut one, false)?;
         debug_assert!(summary.raised <= 1);
         Ok(raised)
-    }
-
-    /// [`Outbox::record`] for async callers (the service): runs on the blocking pool.
-    pub async fn record_async<F>(
-        &self,
-        policy: AlertPolicy,
-        customer_id: String,
-        tier: Tier,
-        as_of: Ts,
-        build: F,
-    ) -> Result<Option<Alert>>
-    where
-        F: FnOnce(&Transition<'_>) -> Alert + Send + 'static,
-    {
-        let outbox = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let obs = Observation {
-                customer_id: &customer_id,
-                tier,
-                as_of,
-            };
-            outbox.record(&policy, obs, build)
-        })
-        .await
-        .map_err(|e| Error::Outbox(format!("recording task failed: {e}")))?
     }
 
     /// Records many scores (the nightly run) in ONE transaction: either every state and
@@ -596,7 +573,12 @@ impl Outbox {
     where
         F: FnMut(&Transition<'_>) -> Alert,
     {
-        self.record_in_tx(policy, observations, &mut build)
+        self.record_with(
+            policy,
+            observations,
+            &mut build,
+            observations.len() > SMALL_RECORDING,
+        )
     }
 
     /// [`Outbox::record_many`] for scores gathered from concurrent requests (the
@@ -612,20 +594,6 @@ impl Outbox {
         F: FnMut(&Transition<'_>) -> Alert,
     {
         self.record_with(policy, observations, &mut build, false)
-    }
-
-    fn record_in_tx(
-        &self,
-        policy: &AlertPolicy,
-        observations: &[Observation<'_>],
-        build: &mut dyn FnMut(&Transition<'_>) -> Alert,
-    ) -> Result<RecordSummary> {
-        self.record_with(
-            policy,
-            observations,
-            build,
-            observations.len() > SMALL_RECORDING,
-        )
     }
 
     fn record_with(
@@ -695,19 +663,19 @@ impl Outbox {
                     .query_row([obs.customer_id], state_from_row)
                     .optional()
                     .ctx("reading a customer's state")?;
-                let decision = policy.decide(last.as_ref(), obs.tier, obs.as_of);
+                let (next, decision) = match policy.step(last.as_ref(), obs.tier, obs.as_of) {
+                    Step::Stale => {
+                        summary.stale += 1;
+                        continue;
+                    }
+                    Step::Unchanged => {
+                        summary.unchanged += 1;
+                        continue;
+                    }
+                    Step::Write { next, decision } => (next, decision),
+                };
                 if decision.is_raise() && !full_sync {
                     return Ok(None);
-                }
-                let Some(next) =
-                    AlertPolicy::next_state(last.as_ref(), obs.tier, obs.as_of, decision)
-                else {
-                    summary.stale += 1;
-                    continue;
-                };
-                if !next.changes(last.as_ref()) {
-                    summary.unchanged += 1;
-                    continue;
                 }
                 put.execute(params![
                     obs.customer_id,
@@ -1126,6 +1094,13 @@ mod tests {
         t.alert(model(), 0.91, Alert::SOURCE_BATCH)
     }
 
+    /// An empty outbox in its own temporary directory (kept alive by the first value).
+    fn fresh() -> (tempfile::TempDir, Outbox) {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(dir.path().join("a.db")).unwrap();
+        (dir, outbox)
+    }
+
     fn obs(customer_id: &str, tier: Tier, as_of: Ts) -> Observation<'_> {
         Observation {
             customer_id,
@@ -1153,8 +1128,7 @@ mod tests {
 
     #[test]
     fn a_score_that_crosses_into_the_alert_tier_stores_one_pending_alert() {
-        let dir = tempfile::tempdir().unwrap();
-        let outbox = Outbox::open(dir.path().join("a.db")).unwrap();
+        let (_dir, outbox) = fresh();
         let p = AlertPolicy::default();
         assert_eq!(
             outbox
@@ -1181,8 +1155,7 @@ mod tests {
 
     #[test]
     fn recording_the_same_key_twice_inserts_it_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let outbox = Outbox::open(dir.path().join("a.db")).unwrap();
+        let (_dir, outbox) = fresh();
         // No cooldown, so a customer flapping within one day raises twice with one key.
         let p = AlertPolicy {
             alert_tier: Tier::High,
@@ -1207,8 +1180,7 @@ mod tests {
 
     #[test]
     fn rerunning_the_same_night_raises_nothing_new() {
-        let dir = tempfile::tempdir().unwrap();
-        let outbox = Outbox::open(dir.path().join("a.db")).unwrap();
+        let (_dir, outbox) = fresh();
         let p = AlertPolicy::default();
         let t = night("2024-03-01");
         let batch = [obs("c1", Tier::High, t), obs("c2", Tier::Low, t)];
@@ -1229,8 +1201,7 @@ mod tests {
 
     #[test]
     fn a_score_that_confirms_the_stored_tier_writes_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let outbox = Outbox::open(dir.path().join("a.db")).unwrap();
+        let (_dir, outbox) = fresh();
         let p = AlertPolicy::default();
         let t = night("2024-03-01");
         let first = outbox
@@ -1297,8 +1268,7 @@ mod tests {
 
     #[test]
     fn only_commits_that_store_an_alert_are_fsynced() {
-        let dir = tempfile::tempdir().unwrap();
-        let outbox = Outbox::open(dir.path().join("a.db")).unwrap();
+        let (_dir, outbox) = fresh();
         let p = AlertPolicy::default();
         let t = night("2024-03-01");
         // A state-only change from the service: NORMAL.
@@ -1363,8 +1333,7 @@ mod tests {
 
     #[test]
     fn a_stale_score_leaves_the_state_alone() {
-        let dir = tempfile::tempdir().unwrap();
-        let outbox = Outbox::open(dir.path().join("a.db")).unwrap();
+        let (_dir, outbox) = fresh();
         let p = AlertPolicy::default();
         let t = night("2024-03-10");
         outbox
@@ -1379,8 +1348,7 @@ mod tests {
 
     #[test]
     fn an_alert_built_for_another_customer_is_refused_and_nothing_is_stored() {
-        let dir = tempfile::tempdir().unwrap();
-        let outbox = Outbox::open(dir.path().join("a.db")).unwrap();
+        let (_dir, outbox) = fresh();
         let t = night("2024-03-01");
         let err = outbox
             .record_many(
@@ -1397,8 +1365,7 @@ mod tests {
 
     #[test]
     fn a_failed_delivery_is_retried_then_dead_lettered_after_max_attempts() {
-        let dir = tempfile::tempdir().unwrap();
-        let outbox = Outbox::open(dir.path().join("a.db")).unwrap();
+        let (_dir, outbox) = fresh();
         let alert = Alert::new(model(), "c1", 0.9, Tier::High, None, 0, "batch");
         outbox.insert(&alert).unwrap();
         let key = &alert.idempotency_key;
@@ -1450,8 +1417,7 @@ mod tests {
 
     #[test]
     fn an_alert_is_delivered_once_every_sink_accepted_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let outbox = Outbox::open(dir.path().join("a.db")).unwrap();
+        let (_dir, outbox) = fresh();
         let alert = Alert::new(model(), "c1", 0.9, Tier::High, None, 0, "batch");
         outbox.insert(&alert).unwrap();
         let key = &alert.idempotency_key;
@@ -1472,8 +1438,7 @@ mod tests {
 
     #[test]
     fn marking_an_unknown_key_is_an_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let outbox = Outbox::open(dir.path().join("a.db")).unwrap();
+        let (_dir, outbox) = fresh();
         assert!(outbox.mark_delivered("nope", "a").is_err());
         assert!(outbox.mark_failed("nope", "a", "x", 0, 8).is_err());
     }
@@ -1503,8 +1468,7 @@ mod tests {
     fn measure(n: usize) -> (Duration, Duration, RecordSummary) {
         use rand::seq::SliceRandom;
         use rand::SeedableRng;
-        let dir = tempfile::tempdir().unwrap();
-        let outbox = Outbox::open(dir.path().join("a.db")).unwrap();
+        let (_dir, outbox) = fresh();
         let p = AlertPolicy::default();
         let mut ids: Vec<String> = (0..n).map(|i| format!("cust-{i:08}")).collect();
         ids.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(7));

@@ -75,6 +75,22 @@ impl Decision {
     }
 }
 
+/// What recording one score does to the customer's stored state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Older than the stored score: nothing changes.
+    Stale,
+    /// It confirms the stored state (same tier, no alert): nothing is written.
+    Unchanged,
+    /// Store `next`; `decision` says whether an alert goes with it.
+    Write {
+        /// The state to store.
+        next: CustomerState,
+        /// The policy's decision for this score.
+        decision: Decision,
+    },
+}
+
 /// The score is older than the customer's last recorded score: state is left alone.
 pub const SUPPRESS_STALE: &str = "stale score: older than the customer's last score";
 /// The new tier is below the alert tier.
@@ -117,6 +133,17 @@ impl AlertPolicy {
         }
         Decision::Raise {
             previous: Some(last.last_tier),
+        }
+    }
+
+    /// The decision for a score of `new_tier` at `now` and what it writes: the one rule
+    /// both the outbox's transaction and its read-only pre-check follow.
+    pub fn step(&self, last: Option<&CustomerState>, new_tier: Tier, now: Ts) -> Step {
+        let decision = self.decide(last, new_tier, now);
+        match Self::next_state(last, new_tier, now, decision) {
+            None => Step::Stale,
+            Some(next) if !decision.is_raise() && !next.changes(last) => Step::Unchanged,
+            Some(next) => Step::Write { next, decision },
         }
     }
 

@@ -57,26 +57,27 @@ pub fn write_frames(
         let schema = first.schema().as_ref().clone();
         written.1 = first.width();
         let rest = std::iter::once(Ok(first)).chain(chunks);
+        // Both formats take the chunks the same way; only the writer differs.
+        let feed = |write: &mut dyn FnMut(&DataFrame) -> PolarsResult<()>| {
+            for df in rest {
+                let df = df?;
+                written.0 += df.height();
+                write(&df).map_err(|e| Error::polars(shown(), e))?;
+            }
+            Ok::<_, Error>(())
+        };
         if csv {
             let mut w = CsvWriter::new(file)
                 .include_header(true)
                 .batched(&schema)
                 .map_err(|e| Error::polars(shown(), e))?;
-            for df in rest {
-                let df = df?;
-                written.0 += df.height();
-                w.write_batch(&df).map_err(|e| Error::polars(shown(), e))?;
-            }
+            feed(&mut |df| w.write_batch(df))?;
             w.finish().map_err(|e| Error::polars(shown(), e))
         } else {
             let mut w = ParquetWriter::new(file)
                 .batched(&schema)
                 .map_err(|e| Error::polars(shown(), e))?;
-            for df in rest {
-                let df = df?;
-                written.0 += df.height();
-                w.write_batch(&df).map_err(|e| Error::polars(shown(), e))?;
-            }
+            feed(&mut |df| w.write_batch(df))?;
             w.finish()
                 .map(|_| ())
                 .map_err(|e| Error::polars(shown(), e))

@@ -52,12 +52,14 @@ pub fn prepare(scorer: &Scorer, body: &[u8], now: Ts) -> Option<FastRequest> {
         Some(s) => parse_ts(&s)?,
         None => now,
     };
-    let mut row = row?;
-    for (d, x) in scorer.artifact.spec.defs().iter().zip(row.iter_mut()) {
-        if x.is_none() && !d.may_be_missing {
-            return None;
-        }
-        let _ = x.get_or_insert(f64::NAN);
+    let row = row?;
+    let defs = scorer.artifact.spec.defs();
+    if defs
+        .iter()
+        .zip(&row)
+        .any(|(d, x)| x.is_none() && !d.may_be_missing)
+    {
+        return None;
     }
     ignored.sort_unstable();
     ignored.dedup();

@@ -318,7 +318,7 @@ impl AppState {
 }
 
 /// Up to this many scores, [`AppState::record_tiers`] first checks on the request's
-/// thread whether anything needs writing (a bigger batch goes to the blocking pool).
+/// thread whether anything needs writing (a bigger batch goes straight to the writer).
 const QUICK_CHECK_MAX: usize = 8;
 
 /// One fresh score to record in the outbox.

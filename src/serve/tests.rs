@@ -141,6 +141,18 @@ impl Env {
         }
     }
 
+    /// [`Env::config`] with alerts from the lowest tier: every customer's first score
+    /// alerts, whatever the model says.
+    fn config_alerting_on_every_first_score(&self) -> ServeConfig {
+        ServeConfig {
+            policy: crate::alerts::AlertPolicy {
+                alert_tier: Tier::Low,
+                cooldown_days: 14,
+            },
+            ..self.config()
+        }
+    }
+
     /// Points `production` at `version` by rewriting `aliases.json` directly (as a
     /// careless operator or a half-finished copy would), bypassing the registry's checks.
     fn force_production(&self, version: &str) {
@@ -1460,13 +1472,7 @@ async fn v2_infer_refuses_bad_requests_with_the_protocol_error_form() {
 #[tokio::test]
 async fn every_scoring_route_records_tiers_and_raises_alerts_through_the_outbox() {
     let env = Env::new();
-    let mut cfg = env.config();
-    // Alert from the lowest tier so that every first score alerts, whatever the model says.
-    cfg.policy = crate::alerts::AlertPolicy {
-        alert_tier: Tier::Low,
-        cooldown_days: 14,
-    };
-    let (app, state) = router(&cfg);
+    let (app, state) = router(&env.config_alerting_on_every_first_score());
     let body =
         |id: &str| json!({"customer_id": id, "as_of": "2024-06-01", "features": features(1.0)});
     let a = post_json(&app, "/v1/score", &body("alice")).await;
@@ -2202,14 +2208,9 @@ async fn a_rule_marked_alert_raises_an_alert_for_a_customer_the_model_rates_low(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_new_customers_each_alert_exactly_once_through_the_group_commit() {
     let env = Env::new();
-    let mut cfg = env.config();
-    // Every first score alerts, so each customer must raise exactly one alert however
-    // the concurrent requests are grouped into transactions.
-    cfg.policy = crate::alerts::AlertPolicy {
-        alert_tier: Tier::Low,
-        cooldown_days: 14,
-    };
-    let (app, state) = router(&cfg);
+    // Each customer must raise exactly one alert however the concurrent requests are
+    // grouped into transactions.
+    let (app, state) = router(&env.config_alerting_on_every_first_score());
     let customers = 60;
     let mut tasks = Vec::new();
     for round in 0..2 {

@@ -30,7 +30,7 @@
 //!   order (a second segment, at most one).
 
 use super::SynthConfig;
-use crate::time::{Ts, DAY};
+use crate::time::{civil_from_days, days_from_civil, Ts, DAY};
 use crate::{Error, Result};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -883,31 +883,6 @@ fn ceil_div(a: i64, b: i64) -> i64 {
 /// Monday = 0 for a day number (days since 1970-01-01, a Thursday).
 pub(super) fn weekday(day: i64) -> usize {
     (day + 3).rem_euclid(7) as usize
-}
-
-/// (year, month, day) of a day number (Howard Hinnant's algorithm).
-pub(super) fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
-/// Day number of a (year, month, day).
-pub(super) fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (i64::from(m) + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 /// The same day of the month `k` months later (clamped to the month's last day).

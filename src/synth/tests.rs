@@ -1,6 +1,7 @@
-use super::model::{add_months, civil_from_days, days_from_civil};
+use super::model::add_months;
 use super::*;
 use crate::time::DAY;
+use crate::time::{civil_from_days, days_from_civil};
 use polars::prelude::*;
 use std::collections::HashMap;
 use std::fs::File;
