@@ -463,10 +463,7 @@ pub fn behaviour_summary(
 /// Loads a score file into a map by customer id, for the service's lookups.
 pub fn read_scores(path: &Path) -> Result<HashMap<String, ScoreRecord>> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let df = if path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
-    {
+    let df = if crate::data::is_csv(path) {
         CsvReadOptions::default()
             .with_has_header(true)
             .into_reader_with_file_handle(file)

@@ -989,7 +989,10 @@ fn serve_config(
 }
 
 fn serve(r: &Resolved, a: ServeArgs, log_json: bool) -> Result<()> {
-    let cfg = serve_config(r, a, log_json)?;
+    run_service(serve_config(r, a, log_json)?)
+}
+
+fn run_service(cfg: churnguard::serve::ServeConfig) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -1063,7 +1066,6 @@ fn demo(r: &Resolved, a: DemoArgs, log_json: bool) -> Result<()> {
     }
     // A fresh key, and a ready-to-paste request for the riskiest customer of the night.
     let key = format!("cg_{}", uuid::Uuid::new_v4().simple());
-    std::env::set_var("CHURNGUARD_API_KEYS", &key);
     let scorer = load_scorer(&reg, &name, None)?;
     let (pop, x) = batch::snapshot_features(
         &base,
@@ -1101,7 +1103,7 @@ fn demo(r: &Resolved, a: DemoArgs, log_json: bool) -> Result<()> {
     println!("score a customer:   curl -s -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' -d @{} http://{}/v1/score", request.display(), a.bind);
     println!("last night's score: curl -s -H 'Authorization: Bearer {key}' http://{}/v1/customers/{id}/score", a.bind);
     println!("metrics:            curl -s http://{}/metrics\n", a.bind);
-    serve(
+    let mut cfg = serve_config(
         r,
         ServeArgs {
             models: a.models,
@@ -1113,5 +1115,8 @@ fn demo(r: &Resolved, a: DemoArgs, log_json: bool) -> Result<()> {
             rules: RulesArg::default(),
         },
         log_json,
-    )
+    )?;
+    // Handed over directly: setting the environment with threads running is unsound.
+    cfg.api_keys.push(key);
+    run_service(cfg)
 }

@@ -14,6 +14,13 @@ pub use summary::{BadRow, Summary, TableSummary};
 
 use crate::time::Ts;
 use std::collections::HashMap;
+use std::path::Path;
+
+/// Whether a file is (to be) CSV: a `.csv` extension in any case; anything else is Parquet.
+pub fn is_csv(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
+}
 
 /// The tables of the data contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]

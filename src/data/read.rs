@@ -277,9 +277,7 @@ fn read_parts(src: &Source) -> Result<Vec<Part>> {
 /// Reads one CSV (every column as text, parsed by us for precise errors) or Parquet file.
 fn read_file(path: &Path) -> Result<DataFrame> {
     let ctx = || format!("reading {}", path.display());
-    let is_csv = path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+    let is_csv = super::is_csv(path);
     if is_csv {
         CsvReadOptions::default()
             .with_has_header(true)
@@ -672,9 +670,7 @@ struct BatchFile {
 impl BatchFile {
     /// Opens `path`; Parquet batches hold whole row groups, about `batch_rows` rows.
     fn open(path: &Path, batch_rows: usize) -> Result<BatchFile> {
-        let is_csv = path
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+        let is_csv = super::is_csv(path);
         if is_csv {
             // CSV is read whole (every column as text): one batch.
             let df = read_file(path)?;

@@ -16,9 +16,7 @@ pub fn temp_path(path: &Path) -> PathBuf {
 /// Writes `df` to `path` as Parquet or CSV (by extension: `.csv` is CSV, anything else
 /// Parquet), so that readers see either the old file or the complete new one.
 pub fn write_frame(df: &mut DataFrame, path: &Path) -> Result<()> {
-    let csv = path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+    let csv = super::is_csv(path);
     write_atomic(path, |file| {
         if csv {
             CsvWriter::new(file)
@@ -41,9 +39,7 @@ pub fn write_frames(
     path: &Path,
     chunks: impl IntoIterator<Item = Result<DataFrame>>,
 ) -> Result<(usize, usize)> {
-    let csv = path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+    let csv = super::is_csv(path);
     let shown = || format!("writing {}", path.display());
     let mut written = (0, 0);
     write_atomic(path, |file| {

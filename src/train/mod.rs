@@ -621,16 +621,9 @@ pub fn fingerprint(base: &CustomerBase) -> serde_json::Value {
     })
 }
 
-/// The training set as a frame: `customer_id`, `as_of`, the features, `label`, `split`.
-pub fn training_set_frame(
-    base: &CustomerBase,
-    set: &TrainingSet,
-) -> Result<polars::prelude::DataFrame> {
-    training_set_rows(base, set, 0..set.examples.len())
-}
-
-/// [`training_set_frame`] in frames of at most `rows` examples each (at least one frame),
-/// for writing a large training set without holding it twice.
+/// The training set as frames of at most `rows` examples each (at least one frame):
+/// `customer_id`, `as_of`, the features, `label`, `split`; in frames so that a large
+/// training set is never held twice.
 pub fn training_set_chunks<'a>(
     base: &'a CustomerBase,
     set: &'a TrainingSet,
