@@ -98,17 +98,18 @@ pub fn feature_frame(
     DataFrame::new(n, cols).map_err(|e| Error::polars("building the feature table", e))
 }
 
-/// One customer's score in a run: probability, health, tier, reasons, RFM segment.
-struct Scored(
-    f64,
-    f64,
-    Tier,
-    Vec<Reason>,
-    Option<&'static str>,
-    Vec<String>,
+/// One customer's score in a run.
+struct Scored {
+    probability: f64,
+    health: f64,
+    risk_tier: Tier,
+    reasons: Vec<Reason>,
+    segment: Option<&'static str>,
+    /// Names of the early-warning rules that fired.
+    warnings: Vec<String>,
     /// The tier the alert policy sees (raised by rules marked `alert`).
-    Tier,
-);
+    alert_tier: Tier,
+}
 
 /// Options of a nightly run.
 #[derive(Debug, Clone)]
@@ -195,15 +196,15 @@ pub fn run(
                 _ => None,
             };
             let alerting = crate::retention::alerting_tier(s.risk_tier, &s.early_warnings);
-            Scored(
-                s.churn_probability,
-                s.health_score,
-                s.risk_tier,
-                s.reasons,
-                seg,
-                s.early_warnings.into_iter().map(|h| h.rule).collect(),
-                alerting,
-            )
+            Scored {
+                probability: s.churn_probability,
+                health: s.health_score,
+                risk_tier: s.risk_tier,
+                reasons: s.reasons,
+                segment: seg,
+                warnings: s.early_warnings.into_iter().map(|h| h.rule).collect(),
+                alert_tier: alerting,
+            }
         })
         .collect();
     seconds.insert("scoring".to_string(), t1.elapsed().as_secs_f64());
@@ -222,15 +223,18 @@ pub fn run(
         Column::new("as_of".into(), vec![as_of.as_str(); n]),
         Column::new(
             "churn_probability".into(),
-            scored.iter().map(|s| s.0).collect::<Vec<_>>(),
+            scored.iter().map(|s| s.probability).collect::<Vec<_>>(),
         ),
         Column::new(
             "health_score".into(),
-            scored.iter().map(|s| s.1).collect::<Vec<_>>(),
+            scored.iter().map(|s| s.health).collect::<Vec<_>>(),
         ),
         Column::new(
             "risk_tier".into(),
-            scored.iter().map(|s| s.2.as_str()).collect::<Vec<_>>(),
+            scored
+                .iter()
+                .map(|s| s.risk_tier.as_str())
+                .collect::<Vec<_>>(),
         ),
     ];
     for k in 0..REASONS_PER_CUSTOMER {
@@ -238,31 +242,34 @@ pub fn run(
             format!("reason_{}", k + 1).into(),
             scored
                 .iter()
-                .map(|s| s.3.get(k).map(|r| r.feature.as_str()))
+                .map(|s| s.reasons.get(k).map(|r| r.feature.as_str()))
                 .collect::<Vec<_>>(),
         ));
         cols.push(Column::new(
             format!("reason_{}_value", k + 1).into(),
             scored
                 .iter()
-                .map(|s| s.3.get(k).and_then(|r| r.value))
+                .map(|s| s.reasons.get(k).and_then(|r| r.value))
                 .collect::<Vec<_>>(),
         ));
         cols.push(Column::new(
             format!("reason_{}_contribution", k + 1).into(),
             scored
                 .iter()
-                .map(|s| s.3.get(k).map(|r| r.contribution))
+                .map(|s| s.reasons.get(k).map(|r| r.contribution))
                 .collect::<Vec<_>>(),
         ));
     }
     cols.push(Column::new(
         "rfm_segment".into(),
-        scored.iter().map(|s| s.4).collect::<Vec<_>>(),
+        scored.iter().map(|s| s.segment).collect::<Vec<_>>(),
     ));
     cols.push(Column::new(
         "early_warnings".into(),
-        scored.iter().map(|s| s.5.join(",")).collect::<Vec<_>>(),
+        scored
+            .iter()
+            .map(|s| s.warnings.join(","))
+            .collect::<Vec<_>>(),
     ));
     cols.push(Column::new(
         "model_name".into(),
@@ -280,7 +287,7 @@ pub fn run(
     for t in [Tier::Low, Tier::Medium, Tier::High] {
         tiers.insert(
             t.as_str().into(),
-            scored.iter().filter(|s| s.2 == t).count(),
+            scored.iter().filter(|s| s.risk_tier == t).count(),
         );
     }
     let previous: Option<serde_json::Value> = std::fs::read(summary_path(&opts.out))
@@ -297,7 +304,7 @@ pub fn run(
             (k.clone(), v as i64 - before)
         })
         .collect();
-    let mut probs: Vec<f64> = scored.iter().map(|s| s.0).collect();
+    let mut probs: Vec<f64> = scored.iter().map(|s| s.probability).collect();
     let score_psi = art.score_bins.psi(&probs);
     probs.sort_by(f64::total_cmp);
     let score_quantiles = if probs.is_empty() {
@@ -361,7 +368,7 @@ pub fn run(
     let observations: Vec<Observation> = (0..n)
         .map(|i| Observation {
             customer_id: ids[i],
-            tier: scored[i].6,
+            tier: scored[i].alert_tier,
             as_of: opts.as_of,
         })
         .collect();
@@ -375,13 +382,13 @@ pub fn run(
         let alert = tr
             .alert(
                 model_ref.clone(),
-                scored[i].0,
+                scored[i].probability,
                 crate::alerts::Alert::SOURCE_BATCH,
             )
-            .with_reasons(scored[i].3.iter().map(|r| json!(r)).collect())
+            .with_reasons(scored[i].reasons.iter().map(|r| json!(r)).collect())
             .with_summary({
-                let mut summary = behaviour_summary(spec, row, scored[i].4);
-                summary["early_warnings"] = json!(scored[i].5);
+                let mut summary = behaviour_summary(spec, row, scored[i].segment);
+                summary["early_warnings"] = json!(scored[i].warnings);
                 summary
             });
         alert
