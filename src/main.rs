@@ -76,9 +76,8 @@ struct RetentionArgs {
     /// Active window of the inactivity definition [default: 90].
     #[arg(long, env = "CHURNGUARD_ACTIVE_DAYS")]
     active_days: Option<u32>,
-    /// JSON list of early-warning rules to measure [default: built-in rules].
-    #[arg(long, env = "CHURNGUARD_RULES")]
-    rules: Option<PathBuf>,
+    #[command(flatten)]
+    rules: RulesArg,
 }
 
 #[derive(Args)]
@@ -867,10 +866,8 @@ fn retention(r: &Resolved, a: RetentionArgs) -> Result<()> {
     if let Some(d) = a.active_days.or(r.file.labels.active_days) {
         opts.active_days = d;
     }
-    if let Some(p) = &a.rules {
-        opts.rules = ret::rules_from_json(
-            &std::fs::read_to_string(p).with_context(|| p.display().to_string())?,
-        )?;
+    if let Some(rules) = r.rules(&a.rules)? {
+        opts.rules = rules;
     }
     let k = ret::kpis_with(&base, as_of, scores.as_ref(), &opts)?;
     if let Some(out) = &a.out {
