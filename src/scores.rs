@@ -191,18 +191,16 @@ pub fn read(path: &Path) -> Result<HashMap<String, ScoreRecord>> {
     }
     .map_err(|e| Error::polars(format!("reading {}", path.display()), e))?;
     let ctx = |c: &str| format!("{}: column `{c}`", path.display());
-    let s = |c: &str| -> Result<StringChunked> {
+    let cast = |c: &str, to: DataType| -> Result<Column> {
         let col = df.column(c).map_err(|e| Error::polars(ctx(c), e))?;
-        let col = col
-            .cast(&DataType::String)
-            .map_err(|e| Error::polars(ctx(c), e))?;
+        col.cast(&to).map_err(|e| Error::polars(ctx(c), e))
+    };
+    let s = |c: &str| -> Result<StringChunked> {
+        let col = cast(c, DataType::String)?;
         Ok(col.str().map_err(|e| Error::polars(ctx(c), e))?.clone())
     };
     let f = |c: &str| -> Result<Float64Chunked> {
-        let col = df.column(c).map_err(|e| Error::polars(ctx(c), e))?;
-        let col = col
-            .cast(&DataType::Float64)
-            .map_err(|e| Error::polars(ctx(c), e))?;
+        let col = cast(c, DataType::Float64)?;
         Ok(col.f64().map_err(|e| Error::polars(ctx(c), e))?.clone())
     };
     let (ids, as_of, prob, health, tier, seg, mname, mver) = (

@@ -335,19 +335,13 @@ mod tests {
     #[test]
     fn a_behaviour_summary_holds_the_known_features_the_rfm_segment_and_full_rule_hits() {
         let orders = || (0..10).map(|i| (f64::from(i), f64::from(i), f64::from(i)));
-        let spec = FeatureSpec::new(
-            crate::data::Present {
-                logins: true,
-                orders: true,
-                ..Default::default()
-            },
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
-            Some(crate::features::RfmCuts::learn(
-                &orders().collect::<Vec<_>>(),
-            )),
-        );
+        let present = crate::data::Present {
+            logins: true,
+            orders: true,
+            ..Default::default()
+        };
+        let cuts = crate::features::RfmCuts::learn(&orders().collect::<Vec<_>>());
+        let spec = crate::scoring::rules::tests::spec_of(present, Some(cuts));
         let mut row = vec![0.0; spec.len()];
         let at = |name: &str| spec.index_of(name).unwrap();
         row[at("logins_30d")] = 2.0;

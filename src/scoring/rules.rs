@@ -398,21 +398,24 @@ pub(crate) mod tests {
 
     use super::*;
 
+    /// A schema of the tables in `present`, without attributes or event types.
+    pub(crate) fn spec_of(
+        present: crate::data::Present,
+        rfm: Option<crate::features::RfmCuts>,
+    ) -> FeatureSpec {
+        FeatureSpec::new(present, Vec::new(), Vec::new(), Vec::new(), rfm)
+    }
+
     /// A schema with logins, tickets, orders and a churn table: every default rule can fire.
     pub(crate) fn full_spec() -> FeatureSpec {
-        FeatureSpec::new(
-            crate::data::Present {
-                logins: true,
-                tickets: true,
-                orders: true,
-                events: false,
-                churn: true,
-            },
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
-            None,
-        )
+        let present = crate::data::Present {
+            logins: true,
+            tickets: true,
+            orders: true,
+            events: false,
+            churn: true,
+        };
+        spec_of(present, None)
     }
 
     /// A row of `spec` with every feature 0 but the ones given.
@@ -479,16 +482,11 @@ pub(crate) mod tests {
         let row = row_with(&spec, &[("overdue_ratio", f64::NAN)]);
         assert!(fired(&rules, &spec, &row).is_empty());
         // A model built without logins or tickets: only the order rule can fire.
-        let orders_only = FeatureSpec::new(
-            crate::data::Present {
-                orders: true,
-                ..Default::default()
-            },
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
-            None,
-        );
+        let present = crate::data::Present {
+            orders: true,
+            ..Default::default()
+        };
+        let orders_only = spec_of(present, None);
         let row = row_with(
             &orders_only,
             &[("overdue_ratio", 3.0), ("tenure_days", 400.0)],

@@ -846,17 +846,7 @@ async fn a_customer_score_answers_the_record_of_the_score_file_early_warnings_in
     use crate::scores::{self, ScoreRow};
     use crate::scoring::{default_rules, evaluate, ModelRef, Reason, Score};
     let env = Env::new();
-    let spec = crate::features::FeatureSpec::new(
-        crate::data::Present {
-            logins: true,
-            orders: true,
-            ..Default::default()
-        },
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        None,
-    );
+    let spec = crate::scoring::rules::tests::full_spec();
     let mut row = vec![0.0; spec.len()];
     row[spec.index_of("days_since_last_login").unwrap()] = 12.0;
     row[spec.index_of("overdue_ratio").unwrap()] = 3.0;
