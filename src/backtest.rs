@@ -2,11 +2,11 @@
 //! its horizon, how well did its scores and tiers pick the customers who churned?
 //! Like the trainer, this reaches [`crate::labels`]; serving code never does.
 
-use crate::batch::ScoreRecord;
 use crate::data::CustomerBase;
 use crate::features::ChurnDefinition;
 use crate::labels::label;
 use crate::metrics::{pr_auc, roc_auc};
+use crate::scores::ScoreRecord;
 use crate::time::{fmt_date, parse_ts, DAY};
 use crate::{Error, Result};
 use serde::Serialize;
@@ -91,9 +91,9 @@ pub fn backtest(
     let mut outcomes = Vec::new();
     let mut found = 0usize;
     for t in [
-        crate::alerts::Tier::High,
-        crate::alerts::Tier::Medium,
-        crate::alerts::Tier::Low,
+        crate::scoring::Tier::High,
+        crate::scoring::Tier::Medium,
+        crate::scoring::Tier::Low,
     ] {
         let idx: Vec<usize> = (0..tiers.len()).filter(|&i| tiers[i] == t).collect();
         let hit = idx.iter().filter(|&&i| labels[i]).count();
@@ -117,7 +117,7 @@ pub fn backtest(
     Ok(Backtest {
         as_of: fmt_date(as_of),
         horizon_days,
-        model: format!("{} {}", first.model_name, first.model_version),
+        model: format!("{} {}", first.model.name, first.model.version),
         customers: probs.len(),
         churned,
         roc_auc: roc_auc(&probs, &labels),

@@ -2,12 +2,23 @@
 //!
 //! # Layout
 //!
-//! Dependencies point one way, from the edges to the data:
+//! Dependencies point one way, from the edges to the data. A module uses only modules of
+//! the rows below its own, never one of its own row (so none of the jobs imports
+//! another); `src/layering.rs` tests it.
 //!
 //! ```text
-//! main -> train | batch | serve | report | retention -> scoring -> features -> data
-//!                                  \-> model, registry          alerts <- batch, serve
+//! main (the binary)
+//!   -> batch | serve | train | backtest | retention     the jobs
+//!   -> alerts | scores | report                         what the jobs share
+//!   -> scoring                                          probability, tier, reasons, rules
+//!   -> model | labels | registry
+//!   -> features
+//!   -> data | metrics | synth | config
+//!   -> time | error
 //! ```
+//!
+//! Two more limits: only [`train`] and [`backtest`] use [`labels`], and only the binary
+//! uses [`synth`] (tests aside).
 //!
 //! - [`error`]: the library's error type.
 //! - [`time`]: timestamps of the data contract (UTC seconds) and their parsing.
@@ -19,13 +30,15 @@
 //! - [`model`]: preprocessing, the fitted-model enum and per-customer explanations.
 //! - [`train`]: fitting, comparison, calibration, thresholds; writes an artifact.
 //! - [`registry`]: versioned immutable artifacts, aliases, atomic writes, verification.
-//! - [`scoring`]: artifact + features -> probability, health, tier, reasons. Pure, synchronous.
+//! - [`scoring`]: artifact + features -> probability, health, tier, reasons, early warnings.
+//!   Pure, synchronous. Owns [`scoring::Tier`] and the early-warning rules.
+//! - [`scores`]: the score file: [`scores::ScoreRecord`], its columns, its writer and reader.
 //! - [`batch`]: nightly scoring of every active customer, drift, alerts.
 //! - [`backtest`]: realised performance of an earlier run once its outcomes are known.
 //! - [`alerts`]: alert policy, cooldown, the SQLite outbox and the sinks.
 //! - [`serve`]: the HTTP service (`app(state) -> Router`).
 //! - [`report`]: self-contained HTML reports with inline SVG charts.
-//! - [`retention`]: retention KPIs, revenue at risk, early-warning rules.
+//! - [`retention`]: retention KPIs, revenue at risk, how well the early-warning rules did.
 //! - [`synth`]: the synthetic customer base generator.
 //!
 //! # Invariants
@@ -52,7 +65,11 @@ pub mod model;
 pub mod registry;
 pub mod report;
 pub mod retention;
+pub mod scores;
 pub mod scoring;
 pub mod serve;
 pub mod synth;
 pub mod train;
+
+#[cfg(test)]
+mod layering;

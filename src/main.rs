@@ -8,7 +8,7 @@ use churnguard::model::Algorithm;
 use churnguard::registry::{Registry, Selector};
 use churnguard::scoring::Scorer;
 use churnguard::train::{TrainConfig, TrainingSet};
-use churnguard::{batch, labels, synth, time};
+use churnguard::{batch, features, labels, scores, scoring, synth, time};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
@@ -316,7 +316,7 @@ struct Resolved {
 impl Resolved {
     /// The early-warning rules: `--rules` / CHURNGUARD_RULES, else `[alerts] rules` in the
     /// config file; `None` keeps the built-in ones.
-    fn rules(&self, a: &RulesArg) -> Result<Option<Vec<churnguard::retention::Rule>>> {
+    fn rules(&self, a: &RulesArg) -> Result<Option<Vec<churnguard::scoring::Rule>>> {
         let Some(path) = a
             .rules
             .clone()
@@ -326,7 +326,7 @@ impl Resolved {
         };
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("reading rules from {}", path.display()))?;
-        let rules = churnguard::retention::rules_from_json(&text)
+        let rules = churnguard::scoring::rules_from_json(&text)
             .with_context(|| format!("rules in {}", path.display()))?;
         Ok(Some(rules))
     }
@@ -589,7 +589,7 @@ fn features(r: &Resolved, a: FeaturesArgs) -> Result<()> {
                 )
             }
         };
-        batch::snapshot_frame(&base, &spec, &def, t)?
+        features::snapshot_frame(&base, &spec, &def, t)?
     };
     data::write::write_frame(&mut df, &a.out)?;
     println!(
@@ -780,7 +780,7 @@ fn score(r: &Resolved, a: ScoreArgs) -> Result<()> {
     if let Some(rules) = r.rules(&a.rules)? {
         scorer.rules = rules;
     }
-    for rule in churnguard::retention::rules_without_feature(&scorer.rules, &scorer.artifact.spec) {
+    for rule in churnguard::scoring::rules_without_feature(&scorer.rules, &scorer.artifact.spec) {
         println!(
             "note: rule `{}` reads `{}`, which this model does not have: it never fires",
             rule.name(),
@@ -854,7 +854,7 @@ fn retention(r: &Resolved, a: RetentionArgs) -> Result<()> {
     let scores = a
         .scores
         .as_deref()
-        .map(batch::read_scores)
+        .map(scores::read)
         .transpose()
         .context("reading --scores")?;
     let as_of = match &a.as_of {
@@ -887,10 +887,10 @@ fn retention(r: &Resolved, a: RetentionArgs) -> Result<()> {
 }
 
 fn backtest(r: &Resolved, a: BacktestArgs) -> Result<()> {
-    let scores = batch::read_scores(&a.scores)?;
+    let scores = scores::read(&a.scores)?;
     let first = scores.values().next().context("the score file is empty")?;
     let reg = Registry::new(r.models(&a.models));
-    let scorer = load_scorer(&reg, &first.model_name, Some(&first.model_version))?;
+    let scorer = load_scorer(&reg, &first.model.name, Some(&first.model.version))?;
     let base = load(&r.data(&a.data), a.data.skip_bad_rows)?;
     let b = churnguard::backtest::backtest(
         &base,
@@ -1064,14 +1064,14 @@ fn demo(r: &Resolved, a: DemoArgs, log_json: bool) -> Result<()> {
     // A fresh key, and a ready-to-paste request for the riskiest customer of the night.
     let key = format!("cg_{}", uuid::Uuid::new_v4().simple());
     let scorer = load_scorer(&reg, &name, None)?;
-    let (pop, x) = batch::snapshot_features(
+    let (pop, x) = features::snapshot_features(
         &base,
         &scorer.artifact.spec,
         &scorer.artifact.definition,
         as_of,
     );
     let w = scorer.artifact.spec.len();
-    let probs = batch::probabilities(&scorer, &x);
+    let probs = scoring::probabilities(&scorer, &x);
     let best = (0..pop.len())
         .max_by(|&i, &j| probs[i].total_cmp(&probs[j]))
         .context("nobody is active in the sample")?;

@@ -26,14 +26,15 @@ pub mod outbox;
 pub mod policy;
 pub mod sink;
 
-use std::fmt;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
+use crate::features::FeatureSpec;
+use crate::scoring::{RfmColumns, Score, Scorer};
 use crate::time::{fmt_date, fmt_ts, Ts};
 
 pub use dispatch::{DispatchStats, Dispatcher, RetryPolicy};
@@ -46,64 +47,8 @@ pub use sink::{
     sign, verify_signature, AlertSink, DeliveryFuture, JsonlSink, LogSink, SinkError, WebhookSink,
 };
 
-/// A customer's risk tier, ordered from the least to the most at risk.
-#[derive(
-    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Debug, Hash, ToSchema,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Tier {
-    /// Healthy: nothing to do.
-    Low,
-    /// Worth watching.
-    Medium,
-    /// Likely to churn within the model's horizon.
-    High,
-}
-
-impl Tier {
-    /// Every tier, lowest first.
-    pub const ALL: [Tier; 3] = [Tier::Low, Tier::Medium, Tier::High];
-
-    /// The lowercase name used in JSON, the API and the outbox (`"high"`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Tier::Low => "low",
-            Tier::Medium => "medium",
-            Tier::High => "high",
-        }
-    }
-}
-
-impl fmt::Display for Tier {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Tier {
-    type Err = crate::Error;
-
-    /// Parses `low`, `medium` or `high`, ignoring case and surrounding spaces.
-    fn from_str(s: &str) -> crate::Result<Tier> {
-        let t = s.trim();
-        Tier::ALL
-            .into_iter()
-            .find(|tier| tier.as_str().eq_ignore_ascii_case(t))
-            .ok_or_else(|| crate::Error::Input {
-                field: "tier".into(),
-                message: format!("`{s}` is not a risk tier: use low, medium or high"),
-            })
-    }
-}
-
-/// The model that produced a score, as named in the registry.
-#[derive(Clone, Serialize, Deserialize, Debug, PartialEq, Eq, Hash, ToSchema)]
-pub struct ModelRef {
-    /// Registry name (`churn`); part of the idempotency key.
-    pub name: String,
-    /// Version (`v3`); not part of the key, so promoting a model mid-night does not re-alert.
-    pub version: String,
-}
+// Scoring owns the tier and the model reference; alerts carry both.
+pub use crate::scoring::{ModelRef, Tier};
 
 /// One alert for an account manager, exactly as the sinks receive it (JSON).
 #[derive(Clone, Serialize, Deserialize, Debug, PartialEq, ToSchema)]
@@ -122,7 +67,8 @@ pub struct Alert {
     pub previous_tier: Option<Tier>,
     /// Why: `[{"feature", "value", "contribution"}]` as computed by scoring.
     pub reasons: Vec<serde_json::Value>,
-    /// Recent behaviour for the account manager (logins, open tickets, last order...).
+    /// Recent behaviour for the account manager (logins, open tickets, last order...),
+    /// the RFM segment and the early-warning rules that fired: see [`behaviour_summary`].
     pub summary: serde_json::Value,
     /// The model that scored.
     pub model: ModelRef,
@@ -178,6 +124,65 @@ impl Alert {
         self.summary = summary;
         self
     }
+
+    /// The alert for a scored customer's transition, in one shape whoever raised it (the
+    /// batch or the service): the score's reasons, and the [`behaviour_summary`] of the
+    /// feature row that was scored.
+    pub fn for_score(
+        transition: &Transition<'_>,
+        scorer: &Scorer,
+        score: &Score,
+        row: &[f64],
+        source: &str,
+    ) -> Alert {
+        transition
+            .alert(scorer.model_ref(), score.churn_probability, source)
+            .with_reasons(score.reasons.iter().map(|r| json!(r)).collect())
+            .with_summary(behaviour_summary(
+                &scorer.artifact.spec,
+                row,
+                &score.early_warnings,
+            ))
+    }
+}
+
+/// Features an account manager reads first, in an alert's summary when the model has them.
+const SUMMARY_FEATURES: [&str; 10] = [
+    "logins_30d",
+    "days_since_last_login",
+    "login_trend",
+    "tickets_open",
+    "tickets_open_urgent",
+    "csat_mean_90d",
+    "order_recency_days",
+    "overdue_ratio",
+    "revenue_365d",
+    "tenure_days",
+];
+
+/// What an account manager needs next to an alert: recent behaviour from the feature row
+/// (`null` where undefined), the RFM segment when the model has RFM features, and the
+/// early-warning rules that fired, as full hits (rule, feature, value, threshold, message).
+pub fn behaviour_summary(
+    spec: &FeatureSpec,
+    row: &[f64],
+    early_warnings: &[crate::scoring::RuleHit],
+) -> Value {
+    let mut m = serde_json::Map::new();
+    for name in SUMMARY_FEATURES {
+        if let Some(j) = spec.index_of(name) {
+            let v = row[j];
+            m.insert(
+                name.into(),
+                if v.is_finite() { json!(v) } else { Value::Null },
+            );
+        }
+    }
+    if let Some(s) = RfmColumns::of(spec).segment(row) {
+        m.insert("rfm_segment".into(), json!(s));
+    }
+    m.insert("early_warnings".into(), json!(early_warnings));
+    Value::Object(m)
 }
 
 /// The stable key of an alert: hex SHA-256 of model name, customer id, tier and the UTC
@@ -249,21 +254,6 @@ mod tests {
             name: "churn".into(),
             version: "v1".into(),
         }
-    }
-
-    #[test]
-    fn tiers_are_ordered_from_low_to_high() {
-        assert!(Tier::Low < Tier::Medium && Tier::Medium < Tier::High);
-    }
-
-    #[test]
-    fn a_tier_round_trips_through_its_name_and_json() {
-        for t in Tier::ALL {
-            assert_eq!(t.as_str().parse::<Tier>().unwrap(), t);
-            assert_eq!(serde_json::to_string(&t).unwrap(), format!("\"{t}\""));
-        }
-        assert_eq!(" HIGH ".parse::<Tier>().unwrap(), Tier::High);
-        assert!("critical".parse::<Tier>().is_err());
     }
 
     #[test]
@@ -340,5 +330,38 @@ mod tests {
         assert_eq!(v["model"]["name"], "churn");
         let back: Alert = serde_json::from_value(v).unwrap();
         assert_eq!(back, a);
+    }
+
+    #[test]
+    fn a_behaviour_summary_holds_the_known_features_the_rfm_segment_and_full_rule_hits() {
+        let orders = || (0..10).map(|i| (f64::from(i), f64::from(i), f64::from(i)));
+        let present = crate::data::Present {
+            logins: true,
+            orders: true,
+            ..Default::default()
+        };
+        let cuts = crate::features::RfmCuts::learn(&orders().collect::<Vec<_>>());
+        let spec = crate::scoring::rules::tests::spec_of(present, Some(cuts));
+        let mut row = vec![0.0; spec.len()];
+        let at = |name: &str| spec.index_of(name).unwrap();
+        row[at("logins_30d")] = 2.0;
+        row[at("overdue_ratio")] = f64::NAN;
+        row[at("rfm_r")] = 1.0;
+        row[at("rfm_f")] = 5.0;
+        row[at("days_since_last_login")] = 12.0;
+        let hits = crate::scoring::evaluate(&crate::scoring::default_rules(), &spec, &row);
+        assert_eq!(hits.len(), 1);
+        let s = behaviour_summary(&spec, &row, &hits);
+        assert_eq!(s["logins_30d"], 2.0);
+        assert_eq!(s["days_since_last_login"], 12.0);
+        assert_eq!(s["overdue_ratio"], Value::Null);
+        assert!(s.get("tickets_open").is_none(), "no tickets table: {s}");
+        assert_eq!(s["rfm_segment"], crate::features::rfm_segment(1, 5));
+        assert_eq!(s["early_warnings"], json!(hits));
+        assert_eq!(s["early_warnings"][0]["rule"], "no_login_7d");
+        assert_eq!(
+            s["early_warnings"][0]["message"],
+            "no login for 12 days (rule: more than 7)"
+        );
     }
 }

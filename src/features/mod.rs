@@ -12,10 +12,12 @@ mod compute;
 pub mod online;
 mod population;
 mod rfm;
+mod snapshot;
 mod spec;
 
 pub use population::{active_at, population, ActivitySource, ChurnDefinition};
 pub use rfm::{rfm_segment, RfmCuts, RFM_SEGMENTS};
+pub use snapshot::{check_tables, feature_frame, snapshot_features, snapshot_frame};
 pub use spec::{AttributeConfig, FeatureDef, FeatureSpec, Transform};
 
 use crate::data::{Attribute, CustomerBase, CustomerView};

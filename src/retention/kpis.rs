@@ -1,13 +1,13 @@
 //! The retention KPIs, computed from the customer base as of one instant.
 
-use super::rules::{self, Condition, Rule};
-use crate::alerts::Tier;
-use crate::batch::ScoreRecord;
 use crate::data::{before, between, CustomerBase, CustomerView};
 use crate::features::{
     active_at, population, rfm_segment, ActivitySource, AttributeConfig, Bound, ChurnDefinition,
     FeatureSpec, RFM_SEGMENTS,
 };
+use crate::scores::ScoreRecord;
+use crate::scoring::rules::{self, Condition, Rule};
+use crate::scoring::Tier;
 use crate::time::{fmt_date, fmt_ts, parse_ts, Ts, DAY};
 use crate::{Error, Result};
 use chrono::{DateTime, Datelike, NaiveDate};
@@ -341,7 +341,7 @@ pub fn default_as_of(
 }
 
 /// The KPIs of `base` as of `as_of` with the default options; `scores` (a nightly score
-/// file read by [`crate::batch::read_scores`]) adds revenue at risk.
+/// file read by [`crate::scores::read`]) adds revenue at risk.
 pub fn kpis(
     base: &CustomerBase,
     as_of: Ts,
@@ -929,7 +929,7 @@ fn revenue_at_risk(
             )));
         }
         dates.insert(fmt_date(t));
-        models.insert(format!("{} {}", rec.model_name, rec.model_version));
+        models.insert(format!("{} {}", rec.model.name, rec.model.version));
         rows.push((c, t));
         records.push(rec);
     }

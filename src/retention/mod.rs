@@ -1,6 +1,6 @@
 //! Retention analytics for the business: churn and retention over time, signup cohorts,
 //! repeat purchases and lifetime value, RFM segments, ticket-driven risk, revenue at risk,
-//! and the rule-based early warnings that run beside the model.
+//! and how well the early-warning rules ([`crate::scoring::rules`]) have predicted churn.
 //!
 //! [`kpis`] computes [`RetentionKpis`] (serde, for `--json`) from a loaded customer base as
 //! of one instant, optionally with a nightly score file for revenue at risk; [`report`]
@@ -30,7 +30,6 @@
 
 mod html;
 mod kpis;
-mod rules;
 #[cfg(test)]
 mod tests;
 
@@ -39,8 +38,4 @@ pub use kpis::{
     default_as_of, kpis, kpis_with, AtRiskCustomer, CohortKpi, ForwardChurn, MonthKpi, RateBand,
     RepeatPurchase, RetentionKpis, RetentionOptions, RevenueAtRisk, RiskGroup, RuleKpi, SegmentKpi,
     TicketRisk, CLV_FORMULA,
-};
-pub use rules::{
-    alerting_tier, default_rules, evaluate, rules_from_json, rules_without_feature, Condition,
-    Rule, RuleHit,
 };

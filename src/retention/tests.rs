@@ -1,11 +1,12 @@
-//! KPIs on hand-built customer bases with values worked out by hand, and the rules.
+//! KPIs on hand-built customer bases with values worked out by hand, and the default
+//! early-warning rules on feature rows computed from such a base.
 
 use super::*;
-use crate::alerts::Tier;
-use crate::batch::ScoreRecord;
 use crate::data::{CustomerBase, Customers, Grouped, Order, Priority, Ticket};
-use crate::features::{Bound, FeatureSpec};
-use crate::scoring::Reason;
+use crate::features::Bound;
+use crate::scores::ScoreRecord;
+use crate::scoring::rules::tests::{fired, full_spec};
+use crate::scoring::{default_rules, ModelRef, Reason, Tier};
 use crate::time::{parse_ts, Ts, DAY};
 use std::collections::HashMap;
 
@@ -153,8 +154,10 @@ fn record(id: &str, p: f64, tier: Tier, segment: &str) -> (String, ScoreRecord) 
             }],
             rfm_segment: Some(segment.into()),
             early_warnings: Vec::new(),
-            model_name: "churn".into(),
-            model_version: "v1".into(),
+            model: ModelRef {
+                name: "churn".into(),
+                version: "v1".into(),
+            },
         },
     )
 }
@@ -368,110 +371,6 @@ fn the_report_has_every_section_a_reading_per_chart_and_no_script() {
     );
 }
 
-// ---------------------------------------------------------------------------------------
-// Rules
-// ---------------------------------------------------------------------------------------
-
-fn full_spec() -> FeatureSpec {
-    FeatureSpec::new(
-        crate::data::Present {
-            logins: true,
-            tickets: true,
-            orders: true,
-            events: false,
-            churn: true,
-        },
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        None,
-    )
-}
-
-fn row_with(spec: &FeatureSpec, values: &[(&str, f64)]) -> Vec<f64> {
-    let mut row = vec![0.0; spec.len()];
-    for (name, v) in values {
-        row[spec.index_of(name).unwrap()] = *v;
-    }
-    row
-}
-
-fn fired(rules: &[Rule], spec: &FeatureSpec, row: &[f64]) -> Vec<String> {
-    evaluate(rules, spec, row)
-        .into_iter()
-        .map(|h| h.rule)
-        .collect()
-}
-
-#[test]
-fn each_default_rule_fires_just_past_its_threshold_and_not_at_it() {
-    let spec = full_spec();
-    let rules = default_rules();
-    let names: Vec<String> = rules.iter().map(Rule::name).collect();
-    assert_eq!(
-        names,
-        ["no_login_7d", "order_overdue_1_5x", "urgent_tickets_open_2"]
-    );
-    let quiet = [
-        ("days_since_last_login", 7.0),
-        ("overdue_ratio", 1.5),
-        ("tickets_open_urgent", 1.0),
-    ];
-    assert!(fired(&rules, &spec, &row_with(&spec, &quiet)).is_empty());
-    let cases = [
-        ("days_since_last_login", 7.01, "no_login_7d"),
-        ("overdue_ratio", 1.51, "order_overdue_1_5x"),
-        ("tickets_open_urgent", 2.0, "urgent_tickets_open_2"),
-    ];
-    for (feature, value, rule) in cases {
-        let mut values = quiet.to_vec();
-        values.retain(|(f, _)| *f != feature);
-        values.push((feature, value));
-        assert_eq!(
-            fired(&rules, &spec, &row_with(&spec, &values)),
-            [rule],
-            "{feature} = {value}"
-        );
-    }
-    let hit = &evaluate(
-        &rules,
-        &spec,
-        &row_with(&spec, &[("days_since_last_login", 12.0)]),
-    )[0];
-    assert_eq!(hit.kind, "no_login_days");
-    assert_eq!((hit.value, hit.threshold), (12.0, 7.0));
-    assert_eq!(hit.message, "no login for 12 days (rule: more than 7)");
-}
-
-#[test]
-fn an_undefined_value_or_a_feature_missing_from_the_spec_never_fires() {
-    let spec = full_spec();
-    let rules = default_rules();
-    let row = row_with(&spec, &[("overdue_ratio", f64::NAN)]);
-    assert!(fired(&rules, &spec, &row).is_empty());
-    // A model built without logins or tickets: only the order rule can fire.
-    let orders_only = FeatureSpec::new(
-        crate::data::Present {
-            orders: true,
-            ..Default::default()
-        },
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        None,
-    );
-    let row = row_with(
-        &orders_only,
-        &[("overdue_ratio", 3.0), ("tenure_days", 400.0)],
-    );
-    assert_eq!(fired(&rules, &orders_only, &row), ["order_overdue_1_5x"]);
-    let silent: Vec<String> = rules_without_feature(&rules, &orders_only)
-        .into_iter()
-        .map(Rule::name)
-        .collect();
-    assert_eq!(silent, ["no_login_7d", "urgent_tickets_open_2"]);
-}
-
 #[test]
 fn default_rules_fire_exactly_for_the_customers_whose_rows_say_so() {
     let t = d("2024-06-01");
@@ -551,52 +450,6 @@ fn default_rules_fire_exactly_for_the_customers_whose_rows_say_so() {
 }
 
 #[test]
-fn rules_read_from_json_take_a_derived_name_when_none_is_given() {
-    let rules = rules_from_json(
-        r#"[{"name": "no_login_7d", "kind": "no_login_days", "days": 7},
-            {"kind": "order_overdue_ratio", "ratio": 1.5},
-            {"kind": "urgent_tickets_open", "count": 2},
-            {"kind": "feature_below", "feature": "csat_mean_90d", "threshold": 2.5}]"#,
-    )
-    .unwrap();
-    let names: Vec<String> = rules.iter().map(Rule::name).collect();
-    assert_eq!(
-        names,
-        [
-            "no_login_7d",
-            "order_overdue_1_5x",
-            "urgent_tickets_open_2",
-            "csat_mean_90d_below_2_5"
-        ]
-    );
-    assert_eq!(rules[1..3], default_rules()[1..3]);
-    let back: Vec<Rule> = serde_json::from_value(serde_json::to_value(&rules).unwrap()).unwrap();
-    assert_eq!(back, rules);
-    let object = rules_from_json(r#"{"rules": [{"kind": "low_csat", "below": 3}]}"#).unwrap();
-    assert_eq!(object[0].name(), "csat_below_3");
-}
-
-#[test]
-fn invalid_rules_are_refused_with_the_rule_named() {
-    for (text, needle) in [
-        (r#"[{"kind": "urgent_tickets_open", "count": 0}]"#, "count"),
-        (r#"[{"kind": "no_login_days", "days": -1}]"#, "days"),
-        (
-            r#"[{"kind": "feature_above", "feature": " ", "threshold": 1}]"#,
-            "feature",
-        ),
-        (r#"[{"kind": "teleport", "days": 1}]"#, "rules:"),
-        (
-            r#"[{"kind": "no_login_days", "days": 7}, {"kind": "no_login_days", "days": 7}]"#,
-            "two rules",
-        ),
-    ] {
-        let err = rules_from_json(text).unwrap_err().to_string();
-        assert!(err.contains(needle), "{text}: {err}");
-    }
-}
-
-#[test]
 fn a_base_without_orders_reports_churn_and_cohorts_but_no_revenue() {
     let mut b = Builder::new(true, false, false, true);
     let a = b.customer("a", d("2024-01-05"));
@@ -619,43 +472,4 @@ fn a_base_without_orders_reports_churn_and_cohorts_but_no_revenue() {
     assert!(k.notes.iter().any(|n| n.contains("no `orders` table")));
     let html = report(&k);
     assert!(!html.contains(">RFM segments</h2>"));
-}
-
-#[test]
-fn a_rule_marked_alert_raises_the_alerting_tier_to_high_and_only_then() {
-    use crate::alerts::Tier;
-    let rules = rules_from_json(
-        r#"[{"kind": "no_login_days", "days": 7, "alert": true}, {"kind": "urgent_tickets_open", "count": 2}]"#,
-    )
-    .unwrap();
-    assert!(rules[0].alert && !rules[1].alert);
-    // Written back, only the alerting rule carries the flag.
-    let text = serde_json::to_string(&rules).unwrap();
-    assert_eq!(text.matches("\"alert\":true").count(), 1, "{text}");
-    let hit = |alert: bool| crate::retention::RuleHit {
-        rule: "r".into(),
-        kind: "no_login_days".into(),
-        feature: "days_since_last_login".into(),
-        value: 9.0,
-        threshold: 7.0,
-        message: String::new(),
-        alert,
-    };
-    assert_eq!(crate::retention::alerting_tier(Tier::Low, &[]), Tier::Low);
-    assert_eq!(
-        crate::retention::alerting_tier(Tier::Low, &[hit(false)]),
-        Tier::Low
-    );
-    assert_eq!(
-        crate::retention::alerting_tier(Tier::Low, &[hit(true)]),
-        Tier::High
-    );
-    assert_eq!(
-        crate::retention::alerting_tier(Tier::Medium, &[hit(true)]),
-        Tier::High
-    );
-    assert_eq!(
-        crate::retention::alerting_tier(Tier::High, &[hit(false)]),
-        Tier::High
-    );
 }

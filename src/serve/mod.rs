@@ -95,7 +95,7 @@ pub struct ServeConfig {
     /// Logs as JSON lines (for log shippers) rather than text.
     pub log_json: bool,
     /// Early-warning rules evaluated beside every model served (`None`: the built-in ones).
-    pub rules: Option<Vec<crate::retention::Rule>>,
+    pub rules: Option<Vec<crate::scoring::Rule>>,
 }
 
 impl Default for ServeConfig {

@@ -8,13 +8,11 @@
 
 use std::sync::Arc;
 
-use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
 
 use super::state::Recorded;
 use crate::alerts::outbox::{Observation, Outbox};
-use crate::alerts::{Alert, AlertPolicy, ModelRef};
-use crate::batch::behaviour_summary;
+use crate::alerts::{Alert, AlertPolicy};
 use crate::scoring::Scorer;
 
 /// Most scores recorded in one transaction.
@@ -109,7 +107,7 @@ fn write_group(outbox: &Outbox, policy: &AlertPolicy, jobs: Vec<Job>) {
                 let r = &jobs[k].items[i];
                 Observation {
                     customer_id: &r.customer_id,
-                    tier: r.tier,
+                    tier: r.score.alerting_tier(),
                     as_of: r.as_of,
                 }
             })
@@ -118,17 +116,7 @@ fn write_group(outbox: &Outbox, policy: &AlertPolicy, jobs: Vec<Job>) {
             let (k, i) = index[t.index];
             raised[k][i] = true;
             let (r, scorer) = (&jobs[k].items[i], &jobs[k].scorer);
-            let model = ModelRef {
-                name: scorer.name.clone(),
-                version: scorer.version.clone(),
-            };
-            t.alert(model, r.churn_probability, Alert::SOURCE_SERVICE)
-                .with_reasons(r.reasons.iter().map(|x| json!(x)).collect::<Vec<Value>>())
-                .with_summary({
-                    let mut summary = behaviour_summary(&scorer.artifact.spec, &r.row, None);
-                    summary["early_warnings"] = json!(r.early_warnings);
-                    summary
-                })
+            Alert::for_score(t, scorer, &r.score, &r.row, Alert::SOURCE_SERVICE)
         })
     };
     match result {

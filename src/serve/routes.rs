@@ -17,13 +17,13 @@ use utoipa::ToSchema;
 use super::error::{parse_json, ApiError, ErrorBody, JsonBody, JsonBytes};
 use super::state::{AppState, Recorded, ReloadOutcome};
 use crate::alerts::outbox::Observation;
-use crate::alerts::Tier;
 use crate::features::online::kind;
-use crate::scoring::{Reason, Scorer};
+use crate::scores::ScoreRecord;
+use crate::scoring::{ModelRef, Reason, RuleHit, Scorer, Tier};
 use crate::time::{parse_as_of, Ts};
 
 /// Reasons returned per score (as many as the nightly file carries).
-pub const N_REASONS: usize = crate::batch::REASONS_PER_CUSTOMER;
+pub const N_REASONS: usize = crate::scores::REASONS_PER_CUSTOMER;
 
 /// Longest accepted `customer_id`, in bytes.
 pub const MAX_CUSTOMER_ID_BYTES: usize = 256;
@@ -50,15 +50,6 @@ pub struct ScoreRequest {
     pub activity: Option<Value>,
 }
 
-/// The model that scored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct ModelId {
-    /// Registry name.
-    pub name: String,
-    /// Version (`v3`).
-    pub version: String,
-}
-
 /// The score of one customer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ScoreResponse {
@@ -77,9 +68,9 @@ pub struct ScoreResponse {
     pub reasons: Vec<Reason>,
     /// Rule-based early warnings that fire on the same features (no login in 7 days,
     /// an order overdue by 1.5x the usual interval, 2+ urgent tickets open).
-    pub early_warnings: Vec<crate::retention::RuleHit>,
+    pub early_warnings: Vec<RuleHit>,
     /// The model that scored.
-    pub model: ModelId,
+    pub model: ModelRef,
     /// The instant scored (RFC 3339, UTC).
     pub as_of: String,
     /// Request fields that were not used (`features.unknown_thing`), never an error.
@@ -100,27 +91,6 @@ pub struct BatchResponse {
     pub results: Vec<ScoreResponse>,
     /// Top-level request fields that were not used.
     pub ignored_fields: Vec<String>,
-}
-
-/// A customer's latest nightly score.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct CustomerScore {
-    /// The customer.
-    pub customer_id: String,
-    /// The nightly run's snapshot instant (RFC 3339, UTC).
-    pub as_of: String,
-    /// Calibrated probability of churning within the model's horizon.
-    pub churn_probability: f64,
-    /// 0-100, higher is healthier.
-    pub health_score: f64,
-    /// Risk tier.
-    pub risk_tier: Tier,
-    /// The features pushing the risk up the most.
-    pub reasons: Vec<Reason>,
-    /// RFM segment, when the model has RFM features.
-    pub rfm_segment: Option<String>,
-    /// The model of the nightly run.
-    pub model: ModelId,
 }
 
 /// A served model, in the list.
@@ -191,25 +161,18 @@ pub struct Health {
     /// `ok`, `ready` or `not_ready`.
     pub status: String,
     /// The model served, when one is.
-    pub model: Option<ModelId>,
+    pub model: Option<ModelRef>,
 }
 
 /// What an admin reload did.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ReloadResponse {
     /// The model served now.
-    pub model: ModelId,
+    pub model: ModelRef,
     /// Whether the version changed.
     pub changed: bool,
     /// The version served before, when it changed.
     pub previous: Option<String>,
-}
-
-fn model_id(s: &Scorer) -> ModelId {
-    ModelId {
-        name: s.name.clone(),
-        version: s.version.clone(),
-    }
 }
 
 fn now() -> Ts {
@@ -364,7 +327,7 @@ async fn score_all(
         .zip(&scores)
         .map(|(p, s)| Observation {
             customer_id: &p.customer_id,
-            tier: crate::retention::alerting_tier(s.risk_tier, &s.early_warnings),
+            tier: s.alerting_tier(),
             as_of: p.as_of,
         })
         .collect();
@@ -377,10 +340,7 @@ async fn score_all(
             .map(|(p, s)| Recorded {
                 customer_id: p.customer_id.clone(),
                 as_of: p.as_of,
-                tier: crate::retention::alerting_tier(s.risk_tier, &s.early_warnings),
-                churn_probability: s.churn_probability,
-                reasons: s.reasons.clone(),
-                early_warnings: s.early_warnings.clone(),
+                score: s.clone(),
                 row: p.row.clone(),
             })
             .collect();
@@ -398,7 +358,7 @@ async fn score_all(
             alert,
             reasons: s.reasons,
             early_warnings: s.early_warnings,
-            model: model_id(scorer),
+            model: scorer.model_ref(),
             as_of: crate::time::fmt_ts(p.as_of),
             ignored_fields: p.ignored,
         })
@@ -529,7 +489,7 @@ pub async fn score_batch(
     get, path = "/v1/customers/{id}/score", tag = "scoring",
     params(("id" = String, Path, description = "The customer id")),
     responses(
-        (status = 200, description = "The nightly score", body = CustomerScore),
+        (status = 200, description = "The nightly score, as the score file holds it", body = ScoreRecord),
         (status = 401, description = "Missing or unknown API key", body = ErrorBody),
         (status = 404, description = "Unknown customer, or no score file configured", body = ErrorBody),
     ),
@@ -538,7 +498,7 @@ pub async fn score_batch(
 pub async fn customer_score(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<CustomerScore>, ApiError> {
+) -> Result<Json<ScoreRecord>, ApiError> {
     if !state.has_scores() {
         return Err(ApiError::not_found(
             "no nightly score file is configured on this server",
@@ -547,19 +507,7 @@ pub async fn customer_score(
     let r = state.nightly_score(&id).ok_or_else(|| {
         ApiError::not_found("no nightly score for this customer").with_field("id")
     })?;
-    Ok(Json(CustomerScore {
-        customer_id: r.customer_id,
-        as_of: r.as_of,
-        churn_probability: r.churn_probability,
-        health_score: r.health_score,
-        risk_tier: r.risk_tier,
-        reasons: r.reasons,
-        rfm_segment: r.rfm_segment,
-        model: ModelId {
-            name: r.model_name,
-            version: r.model_version,
-        },
-    }))
+    Ok(Json(r))
 }
 
 fn manifest_str(m: &Value, key: &str) -> Option<String> {
@@ -653,7 +601,7 @@ pub async fn model_detail(
 pub async fn healthz(State(state): State<AppState>) -> Json<Health> {
     Json(Health {
         status: "ok".into(),
-        model: state.scorer().map(|s| model_id(&s)),
+        model: state.scorer().map(|s| s.model_ref()),
     })
 }
 
@@ -671,7 +619,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>)
             StatusCode::OK,
             Json(Health {
                 status: "ready".into(),
-                model: Some(model_id(&s)),
+                model: Some(s.model_ref()),
             }),
         ),
         None => (
@@ -765,7 +713,7 @@ pub async fn admin_reload(State(state): State<AppState>) -> Result<Json<ReloadRe
     };
     let scorer = state.scorer().ok_or_else(ApiError::not_ready)?;
     Ok(Json(ReloadResponse {
-        model: model_id(&scorer),
+        model: scorer.model_ref(),
         changed,
         previous,
     }))

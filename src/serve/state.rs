@@ -15,10 +15,10 @@ use std::time::SystemTime;
 use super::auth::Keys;
 use super::metrics::Metrics;
 use super::ServeConfig;
-use crate::alerts::{AlertPolicy, Observation, Outbox, Tier};
-use crate::batch::{read_scores, ScoreRecord};
+use crate::alerts::{AlertPolicy, Observation, Outbox};
 use crate::registry::{Registry, Selector, PRODUCTION};
-use crate::scoring::{Reason, Scorer};
+use crate::scores::ScoreRecord;
+use crate::scoring::{Rule, Score, Scorer};
 use crate::time::Ts;
 use crate::Result;
 
@@ -66,7 +66,7 @@ pub struct Shared {
     /// When a score becomes an alert.
     pub policy: AlertPolicy,
     /// Early-warning rules given to every model loaded (`None`: each keeps the built-in).
-    rules: Option<Vec<crate::retention::Rule>>,
+    rules: Option<Vec<Rule>>,
     /// Prometheus metrics.
     pub metrics: Metrics,
     /// API and admin keys.
@@ -256,7 +256,7 @@ impl AppState {
             return;
         }
         *seen = Some(mtime);
-        match read_scores(path) {
+        match crate::scores::read(path) {
             Ok(map) => {
                 tracing::info!(path = %path.display(), customers = map.len(), "nightly scores loaded");
                 *self.scores.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(map));
@@ -328,14 +328,8 @@ pub struct Recorded {
     pub customer_id: String,
     /// The instant the score describes.
     pub as_of: Ts,
-    /// The tier the alert policy sees (the model's, raised by alerting rules).
-    pub tier: Tier,
-    /// The calibrated probability.
-    pub churn_probability: f64,
-    /// Why.
-    pub reasons: Vec<Reason>,
-    /// Early-warning rules that fired (in the alert's summary, as the batch does).
-    pub early_warnings: Vec<crate::retention::RuleHit>,
+    /// The score: its alerting tier is what the policy sees, and an alert is built from it.
+    pub score: Score,
     /// The feature row (for the alert's behaviour summary).
     pub row: Vec<f64>,
 }

@@ -842,6 +842,51 @@ async fn a_customer_score_comes_from_the_nightly_file() {
 }
 
 #[tokio::test]
+async fn a_customer_score_answers_the_record_of_the_score_file_early_warnings_included() {
+    use crate::scores::{self, ScoreRow};
+    use crate::scoring::{default_rules, evaluate, ModelRef, Reason, Score};
+    let env = Env::new();
+    let spec = crate::scoring::rules::tests::full_spec();
+    let mut row = vec![0.0; spec.len()];
+    row[spec.index_of("days_since_last_login").unwrap()] = 12.0;
+    row[spec.index_of("overdue_ratio").unwrap()] = 3.0;
+    let score = Score {
+        churn_probability: 0.75,
+        health_score: 8.0,
+        risk_tier: Tier::High,
+        reasons: vec![Reason {
+            feature: "days_since_last_login".into(),
+            value: Some(12.0),
+            contribution: 0.5,
+        }],
+        early_warnings: evaluate(&default_rules(), &spec, &row),
+    };
+    let path = env.path("scores.csv");
+    let model = ModelRef {
+        name: "churn".into(),
+        version: "v1".into(),
+    };
+    let rows = [ScoreRow {
+        customer_id: "c-7",
+        score: &score,
+        rfm_segment: Some("at risk"),
+    }];
+    let as_of = crate::time::parse_ts("2024-06-01").unwrap();
+    scores::write(&path, as_of, &model, &rows).unwrap();
+    let record = scores::read(&path).unwrap().remove("c-7").unwrap();
+    assert_eq!(record.early_warnings, ["no_login_7d", "order_overdue_1_5x"]);
+    let (app, _) = router(&env.config());
+    let a = get(&app, "/v1/customers/c-7/score").await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(a.body, serde_json::to_value(&record).unwrap());
+    assert_eq!(
+        a.body["early_warnings"],
+        json!(["no_login_7d", "order_overdue_1_5x"])
+    );
+    assert_eq!(a.body["model"], json!({"name": "churn", "version": "v1"}));
+}
+
+#[tokio::test]
 async fn the_models_routes_describe_the_served_version() {
     let env = Env::new();
     let (app, _) = router(&env.config());
@@ -2175,7 +2220,7 @@ async fn a_rule_marked_alert_raises_an_alert_for_a_customer_the_model_rates_low(
     let env = Env::new();
     let mut config = env.config();
     config.rules = Some(
-        crate::retention::rules_from_json(
+        crate::scoring::rules_from_json(
             r#"[{"name": "any_customer", "kind": "feature_above", "feature": "tenure_days", "threshold": -1, "alert": true}]"#,
         )
         .unwrap(),

@@ -745,7 +745,7 @@ async fn run_inference(
             .zip(&scores)
             .map(|(customer_id, s)| Observation {
                 customer_id,
-                tier: crate::retention::alerting_tier(s.risk_tier, &s.early_warnings),
+                tier: s.alerting_tier(),
                 as_of,
             })
             .collect();
@@ -759,10 +759,7 @@ async fn run_inference(
             .map(|(j, (customer_id, s))| Recorded {
                 customer_id,
                 as_of,
-                tier: crate::retention::alerting_tier(s.risk_tier, &s.early_warnings),
-                churn_probability: s.churn_probability,
-                reasons: s.reasons.clone(),
-                early_warnings: s.early_warnings.clone(),
+                score: s.clone(),
                 row: x[j * w..(j + 1) * w].to_vec(),
             })
             .collect();

@@ -647,7 +647,7 @@ fn training_set_rows(
     let as_of: Vec<String> = examples.iter().map(|e| fmt_date(e.as_of)).collect();
     let label: Vec<i32> = examples.iter().map(|e| i32::from(e.label)).collect();
     let split: Vec<&str> = examples.iter().map(|e| e.split.as_str()).collect();
-    crate::batch::feature_frame(
+    crate::features::feature_frame(
         base,
         &set.spec,
         &customers,

@@ -4,12 +4,14 @@ use crate::common::{load_dir, sample_parquet, scratch};
 use crate::online_vs_batch::payload;
 use churnguard::alerts::AlertPolicy;
 use churnguard::batch::{self, BatchOptions};
+use churnguard::features::snapshot_features;
 use churnguard::features::AttributeConfig;
 use churnguard::labels::{LabelConfig, Split};
 use churnguard::metrics::roc_auc;
 use churnguard::model::{sigmoid, Algorithm, Classifier};
 use churnguard::registry::{Registry, Selector};
-use churnguard::scoring::Scorer;
+use churnguard::scores::{self, REASONS_PER_CUSTOMER};
+use churnguard::scoring::{probabilities, Scorer, Tier};
 use churnguard::time::parse_ts;
 use churnguard::train::{fit_algorithm, run, TrainConfig, TrainingSet};
 use std::path::{Path, PathBuf};
@@ -83,9 +85,9 @@ fn a_saved_and_reloaded_model_gives_bit_identical_probabilities() {
     let s2 = scorer();
     let base = load_dir(sample_parquet());
     let t = parse_ts("2024-12-01").unwrap();
-    let (_, x) = batch::snapshot_features(&base, &s1.artifact.spec, &s1.artifact.definition, t);
-    let p1 = batch::probabilities(&s1, &x);
-    let p2 = batch::probabilities(&s2, &x);
+    let (_, x) = snapshot_features(&base, &s1.artifact.spec, &s1.artifact.definition, t);
+    let p1 = probabilities(&s1, &x);
+    let p2 = probabilities(&s2, &x);
     assert!(!p1.is_empty());
     assert!(p1.iter().zip(&p2).all(|(a, b)| a.to_bits() == b.to_bits()));
 }
@@ -156,7 +158,7 @@ fn batch_scores_equal_the_service_path_for_the_same_customers_and_date() {
     let base = load_dir(sample_parquet());
     let opts = options("batch-vs-service", "2024-11-15");
     batch::run(&base, &s, &opts, &|_| {}).unwrap();
-    let scores = batch::read_scores(&opts.out).unwrap();
+    let scores = scores::read(&opts.out).unwrap();
     assert!(scores.len() > 500);
     let mut checked = 0;
     for (c, id) in base.customers.ids.iter().enumerate().step_by(7) {
@@ -164,7 +166,7 @@ fn batch_scores_equal_the_service_path_for_the_same_customers_and_date() {
         let (row, _) = s
             .features_from_activity(&payload(&base, c), opts.as_of)
             .unwrap();
-        let online = s.score(&row, batch::REASONS_PER_CUSTOMER);
+        let online = s.score(&row, REASONS_PER_CUSTOMER);
         assert_eq!(
             online.churn_probability.to_bits(),
             rec.churn_probability.to_bits(),
@@ -313,7 +315,7 @@ fn reasons_point_at_features_that_raise_the_score() {
     let s = scorer();
     let base = load_dir(sample_parquet());
     let t = parse_ts("2024-11-01").unwrap();
-    let (_, x) = batch::snapshot_features(&base, &s.artifact.spec, &s.artifact.definition, t);
+    let (_, x) = snapshot_features(&base, &s.artifact.spec, &s.artifact.definition, t);
     let w = s.artifact.spec.len();
     let mut c = vec![0.0; w];
     for row in x.chunks(w).take(200) {
@@ -335,7 +337,7 @@ fn a_backtest_reports_realised_performance_once_outcomes_are_known() {
     let base = load_dir(sample_parquet());
     let opts = options("backtest", "2024-10-15");
     batch::run(&base, &s, &opts, &|_| {}).unwrap();
-    let scores = batch::read_scores(&opts.out).unwrap();
+    let scores = scores::read(&opts.out).unwrap();
     let b = churnguard::backtest::backtest(
         &base,
         &scores,
@@ -352,7 +354,7 @@ fn a_backtest_reports_realised_performance_once_outcomes_are_known() {
     // A run whose horizon has not passed yet is refused.
     let late = options("backtest-late", "2024-12-20");
     batch::run(&base, &s, &late, &|_| {}).unwrap();
-    let scores = batch::read_scores(&late.out).unwrap();
+    let scores = scores::read(&late.out).unwrap();
     let e = churnguard::backtest::backtest(&base, &scores, &s.artifact.definition, 30).unwrap_err();
     assert!(e.to_string().contains("backtest it later"), "{e}");
 }
@@ -362,7 +364,7 @@ fn a_rule_marked_alert_raises_alerts_through_the_same_policy() {
     let base = load_dir(sample_parquet());
     let plain = scorer();
     let mut ruled = scorer();
-    ruled.rules = churnguard::retention::rules_from_json(
+    ruled.rules = churnguard::scoring::rules_from_json(
         r#"[{"name": "silent_30d", "kind": "no_login_days", "days": 30, "alert": true}]"#,
     )
     .unwrap();
@@ -371,10 +373,10 @@ fn a_rule_marked_alert_raises_alerts_through_the_same_policy() {
     let with = batch::run(&base, &ruled, &opts, &|_| {}).unwrap();
     // Every customer the model puts in `high` alerts either way (a first night); the
     // rule adds the silent customers the model does not.
-    let records = batch::read_scores(&opts.out).unwrap();
+    let records = scores::read(&opts.out).unwrap();
     let silent_not_high = records
         .values()
-        .filter(|r| r.risk_tier != churnguard::alerts::Tier::High)
+        .filter(|r| r.risk_tier != Tier::High)
         .filter(|r| r.early_warnings.iter().any(|w| w == "silent_30d"))
         .count();
     assert!(silent_not_high > 0);
@@ -383,17 +385,116 @@ fn a_rule_marked_alert_raises_alerts_through_the_same_policy() {
     let by_rule: Vec<serde_json::Value> = log
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|a| {
-            records[a["customer_id"].as_str().unwrap()].risk_tier != churnguard::alerts::Tier::High
-        })
+        .filter(|a| records[a["customer_id"].as_str().unwrap()].risk_tier != Tier::High)
         .collect();
     assert_eq!(by_rule.len(), silent_not_high);
     for a in &by_rule {
         assert_eq!(a["tier"], "high", "the policy sees the rule's tier: {a}");
         let hits = a["summary"]["early_warnings"].as_array().unwrap();
-        assert!(hits.iter().any(|h| h == "silent_30d"), "{a}");
+        assert!(hits.iter().any(|h| h["rule"] == "silent_30d"), "{a}");
     }
     // Re-running the night raises nothing again: the same cooldown and transitions.
     let again = batch::run(&base, &ruled, &opts, &|_| {}).unwrap();
     assert_eq!(again.alerts_new, 0);
+}
+
+/// The body of an answer of the service's router.
+async fn answer(
+    app: &axum::Router,
+    req: axum::http::Request<axum::body::Body>,
+) -> serde_json::Value {
+    use tower::ServiceExt;
+    let res = app.clone().oneshot(req).await.unwrap();
+    let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+#[test]
+fn a_batch_alert_and_a_service_alert_for_the_same_customer_have_one_shape() {
+    use axum::body::Body;
+    use axum::http::Request;
+    use churnguard::alerts::{Alert, Outbox};
+    use churnguard::serve::{app, AppState, ServeConfig};
+    let s = scorer();
+    let base = load_dir(sample_parquet());
+    // No sink: the batch's alerts stay pending in its outbox, where they are read back.
+    let opts = BatchOptions {
+        alerts_log: None,
+        ..options("one-shape-batch", "2024-11-15")
+    };
+    batch::run(&base, &s, &opts, &|_| {}).unwrap();
+    let batch_alerts = Outbox::open(&opts.outbox)
+        .unwrap()
+        .pending(usize::MAX)
+        .unwrap();
+    let warned = |a: &Alert| {
+        a.summary["early_warnings"]
+            .as_array()
+            .is_some_and(|w| !w.is_empty())
+    };
+    let batch_alert = batch_alerts
+        .iter()
+        .find(|a| warned(a))
+        .expect("an alert with warnings");
+    let id = batch_alert.customer_id.clone();
+    let c = base.customers.ids.iter().position(|x| *x == id).unwrap();
+
+    let dir = scratch("one-shape-service");
+    let config = ServeConfig {
+        models: trained().to_path_buf(),
+        api_keys: vec!["k".into()],
+        scores: Some(opts.out.clone()),
+        outbox: dir.join("alerts.db"),
+        ..ServeConfig::default()
+    };
+    let state = AppState::open(&config).unwrap();
+    let router = app(state);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let request = |method: &str, uri: String, body: Body| {
+        Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("authorization", "Bearer k")
+            .header("content-type", "application/json")
+            .body(body)
+            .unwrap()
+    };
+    let body = serde_json::json!({"customer_id": id, "as_of": "2024-11-15", "activity": payload(&base, c)});
+    let scored = rt.block_on(answer(
+        &router,
+        request("POST", "/v1/score".into(), Body::from(body.to_string())),
+    ));
+    assert_eq!(scored["alert"], true, "{scored}");
+    let nightly = rt.block_on(answer(
+        &router,
+        request("GET", format!("/v1/customers/{id}/score"), Body::empty()),
+    ));
+    let record = &scores::read(&opts.out).unwrap()[&id];
+    assert!(!record.early_warnings.is_empty());
+    assert_eq!(nightly, serde_json::to_value(record).unwrap());
+
+    let service_alerts = Outbox::open(&config.outbox).unwrap().pending(10).unwrap();
+    let service_alert = service_alerts.iter().find(|a| a.customer_id == id).unwrap();
+    assert_eq!(service_alert.source, Alert::SOURCE_SERVICE);
+    assert_eq!(batch_alert.source, Alert::SOURCE_BATCH);
+    // Same keys, the same early warnings as full rule hits, the same everything but who
+    // raised it and when.
+    let shape = |a: &Alert| {
+        let mut v = serde_json::to_value(a).unwrap();
+        let o = v.as_object_mut().unwrap();
+        o.remove("source");
+        o.remove("raised_at");
+        v
+    };
+    let hits = &service_alert.summary["early_warnings"];
+    assert!(
+        hits.as_array()
+            .unwrap()
+            .iter()
+            .all(|h| h["rule"].is_string() && h["message"].is_string()),
+        "{hits}"
+    );
+    assert_eq!(shape(service_alert), shape(batch_alert));
 }

@@ -18,6 +18,7 @@
 //! `name` is optional; without it a name is derived from the kind and threshold
 //! (`order_overdue_1_5x`, `urgent_tickets_open_2`).
 
+use super::Tier;
 use crate::features::FeatureSpec;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -89,9 +90,9 @@ pub struct RuleHit {
 
 /// The tier the alert policy sees for a score: the model's tier, raised to `high` while
 /// a rule marked `alert` fires.
-pub fn alerting_tier(model_tier: crate::alerts::Tier, hits: &[RuleHit]) -> crate::alerts::Tier {
+pub fn alerting_tier(model_tier: Tier, hits: &[RuleHit]) -> Tier {
     if hits.iter().any(|h| h.alert) {
-        model_tier.max(crate::alerts::Tier::High)
+        model_tier.max(Tier::High)
     } else {
         model_tier
     }
@@ -388,4 +389,186 @@ pub(crate) fn fired(rules: &[(usize, &Condition)], row: &[f64]) -> Vec<bool> {
         .iter()
         .map(|&(j, c)| row.get(j).is_some_and(|&v| c.fires(v)))
         .collect()
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    //! The rules on hand-written feature rows; `retention`'s tests run them on rows
+    //! computed from a hand-built customer base.
+
+    use super::*;
+
+    /// A schema of the tables in `present`, without attributes or event types.
+    pub(crate) fn spec_of(
+        present: crate::data::Present,
+        rfm: Option<crate::features::RfmCuts>,
+    ) -> FeatureSpec {
+        FeatureSpec::new(present, Vec::new(), Vec::new(), Vec::new(), rfm)
+    }
+
+    /// A schema with logins, tickets, orders and a churn table: every default rule can fire.
+    pub(crate) fn full_spec() -> FeatureSpec {
+        let present = crate::data::Present {
+            logins: true,
+            tickets: true,
+            orders: true,
+            events: false,
+            churn: true,
+        };
+        spec_of(present, None)
+    }
+
+    /// A row of `spec` with every feature 0 but the ones given.
+    pub(crate) fn row_with(spec: &FeatureSpec, values: &[(&str, f64)]) -> Vec<f64> {
+        let mut row = vec![0.0; spec.len()];
+        for (name, v) in values {
+            row[spec.index_of(name).unwrap()] = *v;
+        }
+        row
+    }
+
+    /// The names of the rules that fire for `row`.
+    pub(crate) fn fired(rules: &[Rule], spec: &FeatureSpec, row: &[f64]) -> Vec<String> {
+        evaluate(rules, spec, row)
+            .into_iter()
+            .map(|h| h.rule)
+            .collect()
+    }
+
+    #[test]
+    fn each_default_rule_fires_just_past_its_threshold_and_not_at_it() {
+        let spec = full_spec();
+        let rules = default_rules();
+        let names: Vec<String> = rules.iter().map(Rule::name).collect();
+        assert_eq!(
+            names,
+            ["no_login_7d", "order_overdue_1_5x", "urgent_tickets_open_2"]
+        );
+        let quiet = [
+            ("days_since_last_login", 7.0),
+            ("overdue_ratio", 1.5),
+            ("tickets_open_urgent", 1.0),
+        ];
+        assert!(fired(&rules, &spec, &row_with(&spec, &quiet)).is_empty());
+        let cases = [
+            ("days_since_last_login", 7.01, "no_login_7d"),
+            ("overdue_ratio", 1.51, "order_overdue_1_5x"),
+            ("tickets_open_urgent", 2.0, "urgent_tickets_open_2"),
+        ];
+        for (feature, value, rule) in cases {
+            let mut values = quiet.to_vec();
+            values.retain(|(f, _)| *f != feature);
+            values.push((feature, value));
+            assert_eq!(
+                fired(&rules, &spec, &row_with(&spec, &values)),
+                [rule],
+                "{feature} = {value}"
+            );
+        }
+        let hit = &evaluate(
+            &rules,
+            &spec,
+            &row_with(&spec, &[("days_since_last_login", 12.0)]),
+        )[0];
+        assert_eq!(hit.kind, "no_login_days");
+        assert_eq!((hit.value, hit.threshold), (12.0, 7.0));
+        assert_eq!(hit.message, "no login for 12 days (rule: more than 7)");
+    }
+
+    #[test]
+    fn an_undefined_value_or_a_feature_missing_from_the_spec_never_fires() {
+        let spec = full_spec();
+        let rules = default_rules();
+        let row = row_with(&spec, &[("overdue_ratio", f64::NAN)]);
+        assert!(fired(&rules, &spec, &row).is_empty());
+        // A model built without logins or tickets: only the order rule can fire.
+        let present = crate::data::Present {
+            orders: true,
+            ..Default::default()
+        };
+        let orders_only = spec_of(present, None);
+        let row = row_with(
+            &orders_only,
+            &[("overdue_ratio", 3.0), ("tenure_days", 400.0)],
+        );
+        assert_eq!(fired(&rules, &orders_only, &row), ["order_overdue_1_5x"]);
+        let silent: Vec<String> = rules_without_feature(&rules, &orders_only)
+            .into_iter()
+            .map(Rule::name)
+            .collect();
+        assert_eq!(silent, ["no_login_7d", "urgent_tickets_open_2"]);
+    }
+
+    #[test]
+    fn rules_read_from_json_take_a_derived_name_when_none_is_given() {
+        let rules = rules_from_json(
+            r#"[{"name": "no_login_7d", "kind": "no_login_days", "days": 7},
+                {"kind": "order_overdue_ratio", "ratio": 1.5},
+                {"kind": "urgent_tickets_open", "count": 2},
+                {"kind": "feature_below", "feature": "csat_mean_90d", "threshold": 2.5}]"#,
+        )
+        .unwrap();
+        let names: Vec<String> = rules.iter().map(Rule::name).collect();
+        assert_eq!(
+            names,
+            [
+                "no_login_7d",
+                "order_overdue_1_5x",
+                "urgent_tickets_open_2",
+                "csat_mean_90d_below_2_5"
+            ]
+        );
+        assert_eq!(rules[1..3], default_rules()[1..3]);
+        let back: Vec<Rule> =
+            serde_json::from_value(serde_json::to_value(&rules).unwrap()).unwrap();
+        assert_eq!(back, rules);
+        let object = rules_from_json(r#"{"rules": [{"kind": "low_csat", "below": 3}]}"#).unwrap();
+        assert_eq!(object[0].name(), "csat_below_3");
+    }
+
+    #[test]
+    fn invalid_rules_are_refused_with_the_rule_named() {
+        for (text, needle) in [
+            (r#"[{"kind": "urgent_tickets_open", "count": 0}]"#, "count"),
+            (r#"[{"kind": "no_login_days", "days": -1}]"#, "days"),
+            (
+                r#"[{"kind": "feature_above", "feature": " ", "threshold": 1}]"#,
+                "feature",
+            ),
+            (r#"[{"kind": "teleport", "days": 1}]"#, "rules:"),
+            (
+                r#"[{"kind": "no_login_days", "days": 7}, {"kind": "no_login_days", "days": 7}]"#,
+                "two rules",
+            ),
+        ] {
+            let err = rules_from_json(text).unwrap_err().to_string();
+            assert!(err.contains(needle), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_rule_marked_alert_raises_the_alerting_tier_to_high_and_only_then() {
+        let rules = rules_from_json(
+            r#"[{"kind": "no_login_days", "days": 7, "alert": true}, {"kind": "urgent_tickets_open", "count": 2}]"#,
+        )
+        .unwrap();
+        assert!(rules[0].alert && !rules[1].alert);
+        // Written back, only the alerting rule carries the flag.
+        let text = serde_json::to_string(&rules).unwrap();
+        assert_eq!(text.matches("\"alert\":true").count(), 1, "{text}");
+        let hit = |alert: bool| RuleHit {
+            rule: "r".into(),
+            kind: "no_login_days".into(),
+            feature: "days_since_last_login".into(),
+            value: 9.0,
+            threshold: 7.0,
+            message: String::new(),
+            alert,
+        };
+        assert_eq!(alerting_tier(Tier::Low, &[]), Tier::Low);
+        assert_eq!(alerting_tier(Tier::Low, &[hit(false)]), Tier::Low);
+        assert_eq!(alerting_tier(Tier::Low, &[hit(true)]), Tier::High);
+        assert_eq!(alerting_tier(Tier::Medium, &[hit(true)]), Tier::High);
+        assert_eq!(alerting_tier(Tier::High, &[hit(false)]), Tier::High);
+    }
 }

@@ -1,18 +1,30 @@
-//! Artifact + features -> churn probability, health score, risk tier and reasons.
-//! Synchronous and pure: the service wraps it, the batch calls it.
+//! Artifact + features -> churn probability, health score, risk tier, reasons and the
+//! early warnings. Synchronous and pure: the service wraps it, the batch calls it.
+//!
+//! - [`Tier`]: the risk tier a probability falls in (and its parsing).
+//! - [`rules`]: the rule-based early warnings evaluated beside the model on the same row.
+
+pub mod rules;
+mod tier;
 
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 
-use crate::alerts::Tier;
 use crate::data::FxHasher;
 use crate::features::online::{kind, OwnedActivity};
+use crate::features::{rfm_segment, FeatureSpec};
 use crate::model::{Artifact, Classifier};
 use crate::registry::LoadedVersion;
 use crate::time::Ts;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+
+pub use rules::{
+    alerting_tier, default_rules, evaluate, rules_from_json, rules_without_feature, Condition,
+    Rule, RuleHit,
+};
+pub use tier::Tier;
 
 /// One reason behind a score: a feature pushing the churn log-odds up.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -32,7 +44,42 @@ pub struct Score {
     pub risk_tier: Tier,
     pub reasons: Vec<Reason>,
     /// Early-warning rules that fire on the same features (shown beside the model).
-    pub early_warnings: Vec<crate::retention::RuleHit>,
+    pub early_warnings: Vec<RuleHit>,
+}
+
+impl Score {
+    /// The tier the alert policy sees: [`Score::risk_tier`], raised by rules marked `alert`.
+    pub fn alerting_tier(&self) -> Tier {
+        alerting_tier(self.risk_tier, &self.early_warnings)
+    }
+}
+
+/// The model that produced a score, as named in the registry.
+// Named `ModelId` in the OpenAPI document, as it was before scores and alerts shared it.
+#[derive(Clone, Serialize, Deserialize, Debug, PartialEq, Eq, Hash, utoipa::ToSchema)]
+#[schema(as = ModelId)]
+pub struct ModelRef {
+    /// Registry name (`churn`); part of an alert's idempotency key.
+    pub name: String,
+    /// Version (`v3`); not part of an alert's key, so promoting a model mid-night does not
+    /// re-alert.
+    pub version: String,
+}
+
+/// Where a feature schema keeps the RFM scores, to name a row's RFM segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RfmColumns(Option<(usize, usize)>);
+
+impl RfmColumns {
+    /// The positions of `rfm_r` and `rfm_f` in `spec` (none without RFM features).
+    pub fn of(spec: &FeatureSpec) -> Self {
+        RfmColumns(spec.index_of("rfm_r").zip(spec.index_of("rfm_f")))
+    }
+
+    /// The RFM segment of a row in the schema's order; `None` without RFM features.
+    pub fn segment(self, row: &[f64]) -> Option<&'static str> {
+        self.0.map(|(r, f)| rfm_segment(row[r] as u8, row[f] as u8))
+    }
 }
 
 /// A loaded, verified model ready to score.
@@ -44,7 +91,7 @@ pub struct Scorer {
     /// The manifest as written by the trainer and the registry.
     pub manifest: Value,
     /// Rule-based early warnings evaluated beside the model (the defaults unless set).
-    pub rules: Vec<crate::retention::Rule>,
+    pub rules: Vec<Rule>,
     /// Feature name -> position in the row, for request parsing.
     feature_index: HashMap<String, usize, BuildHasherDefault<FxHasher>>,
 }
@@ -93,8 +140,16 @@ impl Scorer {
             version,
             artifact,
             manifest,
-            rules: crate::retention::default_rules(),
+            rules: default_rules(),
             feature_index,
+        }
+    }
+
+    /// The registry name and version of the model, as scores and alerts carry them.
+    pub fn model_ref(&self) -> ModelRef {
+        ModelRef {
+            name: self.name.clone(),
+            version: self.version.clone(),
         }
     }
 
@@ -147,7 +202,7 @@ impl Scorer {
             health_score: self.health(p),
             risk_tier: self.tier(p),
             reasons: self.top_reasons(row, &c, n_reasons),
-            early_warnings: crate::retention::evaluate(&self.rules, &self.artifact.spec, row),
+            early_warnings: evaluate(&self.rules, &self.artifact.spec, row),
         }
     }
 
@@ -266,4 +321,17 @@ impl Scorer {
         let (a, ignored) = OwnedActivity::parse(&self.artifact.spec, activity)?;
         Ok((a.features(&self.artifact.spec, t), ignored))
     }
+}
+
+/// Calibrated probabilities of a row-major feature matrix in the scorer's schema; the
+/// benchmark and tests compare scoring paths with it.
+pub fn probabilities(scorer: &Scorer, x: &[f64]) -> Vec<f64> {
+    let w = scorer.artifact.spec.len();
+    scorer
+        .artifact
+        .model
+        .margins(x, w)
+        .into_iter()
+        .map(|m| scorer.artifact.calibration.apply(m))
+        .collect()
 }

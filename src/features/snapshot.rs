@@ -1,0 +1,83 @@
+//! The features of a whole snapshot: every customer in the population at `T`, as the
+//! nightly batch scores them, `churnguard features --as-of` writes them and the trainer
+//! lays out its training set.
+
+use polars::prelude::*;
+
+use super::{population, Bound, ChurnDefinition, FeatureSpec};
+use crate::data::CustomerBase;
+use crate::time::Ts;
+use crate::{Error, Result};
+
+/// Checks that a customer base has every table a model's features need.
+pub fn check_tables(spec: &FeatureSpec, base: &CustomerBase) -> Result<()> {
+    let (need, have) = (spec.present, base.present());
+    for (n, h, t) in [
+        (need.logins, have.logins, "logins"),
+        (need.tickets, have.tickets, "tickets"),
+        (need.orders, have.orders, "orders"),
+        (need.events, have.events, "events"),
+    ] {
+        if n && !h {
+            return Err(Error::Data(format!(
+                "the model was trained with the `{t}` table but {} has none",
+                base.summary.directory
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Customers in the population at `t` and their feature matrix (row-major).
+pub fn snapshot_features(
+    base: &CustomerBase,
+    spec: &FeatureSpec,
+    definition: &ChurnDefinition,
+    t: Ts,
+) -> (Vec<u32>, Vec<f64>) {
+    let pop = population(base, definition, t);
+    let rows: Vec<(u32, Ts)> = pop.iter().map(|&c| (c, t)).collect();
+    let x = Bound::new(spec, base).matrix(&rows);
+    (pop, x)
+}
+
+/// A frame of `customer_id`, optional leading columns, then one column per feature.
+pub fn feature_frame(
+    base: &CustomerBase,
+    spec: &FeatureSpec,
+    customers: &[u32],
+    x: &[f64],
+    leading: Vec<Column>,
+    trailing: Vec<Column>,
+) -> Result<DataFrame> {
+    let n = customers.len();
+    let w = spec.len();
+    let mut cols = vec![Column::new(
+        "customer_id".into(),
+        customers
+            .iter()
+            .map(|&c| base.customers.ids[c as usize].as_str())
+            .collect::<Vec<_>>(),
+    )];
+    cols.extend(leading);
+    for (j, d) in spec.defs().iter().enumerate() {
+        // Straight into a polars array (no intermediate Vec<Option<f64>> per column).
+        let ca: Float64Chunked = (0..n)
+            .map(|i| Some(x[i * w + j]).filter(|v| v.is_finite()))
+            .collect();
+        cols.push(ca.with_name(d.name.as_str().into()).into_column());
+    }
+    cols.extend(trailing);
+    DataFrame::new(n, cols).map_err(|e| Error::polars("building the feature table", e))
+}
+
+/// Features of one snapshot for `churnguard features --as-of`.
+pub fn snapshot_frame(
+    base: &CustomerBase,
+    spec: &FeatureSpec,
+    definition: &ChurnDefinition,
+    t: Ts,
+) -> Result<DataFrame> {
+    let (pop, x) = snapshot_features(base, spec, definition, t);
+    feature_frame(base, spec, &pop, &x, Vec::new(), Vec::new())
+}
