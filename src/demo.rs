@@ -11,8 +11,8 @@ use crate::registry::{Registry, Selector, PRODUCTION};
 use crate::scoring::Scorer;
 use crate::serve::ServeConfig;
 use crate::settings::{
-    DataFlags, DataSource, ModelFlags, ModelRef, RulesFlags, ScoreSettings, ServeFlags,
-    Settings, TrainSettings, WindowFlags,
+    DataFlags, DataSource, DemoFlags, ModelFlags, ModelRef, ScoreFlags, ScoreSettings, ServeFlags,
+    Settings, TrainFlags, TrainSettings, WindowFlags,
 };
 use crate::time::{self, Ts};
 use crate::{data::CustomerBase, Error, Result};
@@ -44,8 +44,9 @@ pub struct Example {
 }
 
 impl Demo {
-    /// The demo's paths; `bind` is the `--bind` flag.
-    pub fn new(settings: &Settings, model: &ModelFlags, bind: Option<String>) -> Demo {
+    /// The demo's paths and model.
+    pub fn new(settings: &Settings, flags: &DemoFlags) -> Demo {
+        let (model, bind) = (&flags.models, flags.bind.clone());
         let scores_dir = PathBuf::from("data/scores");
         Demo {
             data: PathBuf::from(crate::settings::DEFAULT_DATA_DIR),
@@ -74,10 +75,7 @@ impl Demo {
     /// Whether to train first: only when the model or its `production` alias does not
     /// exist. A corrupt or unreadable registry is returned as the error it is.
     pub fn needs_training(&self) -> Result<bool> {
-        needs_training(
-            &Registry::new(&self.model.models),
-            &self.model.name,
-        )
+        needs_training(&Registry::new(&self.model.models), &self.model.name)
     }
 
     fn data_flags(&self) -> DataFlags {
@@ -94,24 +92,33 @@ impl Demo {
             numeric: Some(vec!["monthly_fee".into()]),
             ..WindowFlags::default()
         };
-        settings.train(&self.data_flags(), &self.flags, &windows, None, false)
+        settings.train(&TrainFlags {
+            data: self.data_flags(),
+            models: self.flags.clone(),
+            windows,
+            ..TrainFlags::default()
+        })
     }
 
-    /// The night's scoring of the sample.
-    pub fn score_settings(&self, settings: &Settings) -> Result<ScoreSettings> {
-        settings.score(
-            &self.data_flags(),
-            &self.flags,
-            None,
-            None,
-            Some(&self.alerts),
-            None,
-            &RulesFlags::default(),
-        )
+    /// The night's scoring of the sample, as of `as_of`.
+    pub fn score_settings(&self, settings: &Settings, as_of: Ts) -> Result<ScoreSettings> {
+        settings.score(&ScoreFlags {
+            data: self.data_flags(),
+            models: self.flags.clone(),
+            as_of: time::fmt_date(as_of),
+            out: self.scores.clone(),
+            alerts: Some(self.alerts.clone()),
+            ..ScoreFlags::default()
+        })
     }
 
     /// The service over the night's scores, accepting `key`.
-    pub fn serve_config(&self, settings: &Settings, key: String, log_json: bool) -> Result<ServeConfig> {
+    pub fn serve_config(
+        &self,
+        settings: &Settings,
+        key: String,
+        log_json: bool,
+    ) -> Result<ServeConfig> {
         let flags = ServeFlags {
             models: self.flags.clone(),
             bind: self.bind.clone(),
@@ -128,9 +135,8 @@ impl Demo {
     /// request of the riskiest one to [`Demo::request`].
     pub fn write_example(&self, base: &CustomerBase, as_of: Ts) -> Result<Example> {
         let reg = Registry::new(&self.model.models);
-        let scorer = Scorer::from_loaded(
-            reg.load(&self.model.name, &Selector::Alias(PRODUCTION.into()))?,
-        )?;
+        let scorer =
+            Scorer::from_loaded(reg.load(&self.model.name, &Selector::Alias(PRODUCTION.into()))?)?;
         let (customer_id, body) = riskiest_request(base, &scorer, as_of)?;
         let bytes = serde_json::to_vec_pretty(&body)
             .map_err(|e| Error::Config(format!("example request: {e}")))?;
@@ -212,13 +218,20 @@ mod tests {
 
         let name_dir = dir.path().join("models").join("churn");
         std::fs::create_dir_all(&name_dir).unwrap();
-        assert!(needs_training(&reg, "churn").unwrap(), "no production alias yet");
+        assert!(
+            needs_training(&reg, "churn").unwrap(),
+            "no production alias yet"
+        );
 
         std::fs::write(name_dir.join("aliases.json"), b"{\"production\": \"v").unwrap();
         let before = std::fs::read_dir(&name_dir).unwrap().count();
         let err = needs_training(&reg, "churn").unwrap_err();
         assert!(err.to_string().contains("corrupt"), "{err}");
         assert!(matches!(err, Error::Corrupt { .. }));
-        assert_eq!(std::fs::read_dir(&name_dir).unwrap().count(), before, "nothing written");
+        assert_eq!(
+            std::fs::read_dir(&name_dir).unwrap().count(),
+            before,
+            "nothing written"
+        );
     }
 }

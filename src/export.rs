@@ -34,10 +34,7 @@ pub fn snapshot_schema(
     let def = ChurnDefinition::for_tables(base.present(), settings.labels.active_days)?;
     let pop = crate::features::population(base, &def, as_of);
     let rows: Vec<(u32, i64)> = pop.iter().map(|&c| (c, as_of)).collect();
-    Ok((
-        FeatureSpec::learn(base, &rows, &settings.attributes)?,
-        def,
-    ))
+    Ok((FeatureSpec::learn(base, &rows, &settings.attributes)?, def))
 }
 
 /// Writes the features of the customers active at `as_of` to `out` (.parquet or .csv);
@@ -64,4 +61,12 @@ pub fn write_training_set(
     let set = TrainingSet::build(base, &settings.labels, &settings.attributes)?;
     let chunks = crate::train::training_set_chunks(base, &set, TRAINING_SET_CHUNK);
     crate::data::write::write_frames(out, chunks)
+}
+
+/// Writes what `settings` asks for: one snapshot, or the training set.
+pub fn write(base: &CustomerBase, settings: &FeatureSettings) -> Result<(usize, usize)> {
+    match settings.as_of {
+        Some(t) => write_snapshot(base, settings, t, &settings.out),
+        None => write_training_set(base, settings, &settings.out),
+    }
 }

@@ -105,7 +105,10 @@ mod tests {
         write_atomic(&path, b"previous night").unwrap();
         let err = write_atomic_with(&path, |f| {
             f.write_all(b"half a fi").unwrap();
-            Err(Error::io(&path, std::io::Error::other("disk full (simulated)")))
+            Err(Error::io(
+                &path,
+                std::io::Error::other("disk full (simulated)"),
+            ))
         })
         .unwrap_err();
         assert!(err.to_string().contains("disk full"), "{err}");

@@ -7,11 +7,17 @@
 //! ```text
 //! main -> train | batch | serve | report | retention -> scoring -> features -> data
 //!                                  \-> model, registry          alerts <- batch, serve
+//! settings -> config, train, serve (the defaults they own)     manifest, fsutil, error: leaves
 //! ```
 //!
 //! - [`error`]: the library's error type.
 //! - [`time`]: timestamps of the data contract (UTC seconds) and their parsing.
-//! - [`config`]: settings from a TOML file, then `CHURNGUARD_*` environment overrides.
+//! - [`config`]: the TOML config file's schema.
+//! - [`settings`]: defaults, then the file, then `CHURNGUARD_*`, then flags, resolved once
+//!   into typed settings per command (the flag groups live here too).
+//! - [`logging`]: the one `tracing` set-up (`CHURNGUARD_LOG`), for the binary and the service.
+//! - [`fsutil`]: the one atomic file replace (temporary, fsync, rename, fsync directory).
+//! - [`manifest`]: `manifest.json` as a typed struct, written by the trainer and the registry.
 //! - [`data`]: the data contract: reading and validating the customer tables.
 //! - [`features`]: THE feature definitions, used by training, batch and the service.
 //! - [`labels`]: what "churned" means at a snapshot; snapshots and the time split. Trainer only.
@@ -27,6 +33,8 @@
 //! - [`report`]: self-contained HTML reports with inline SVG charts.
 //! - [`retention`]: retention KPIs, revenue at risk, early-warning rules.
 //! - [`synth`]: the synthetic customer base generator.
+//! - [`export`]: `churnguard features`: a snapshot's feature table or the training set.
+//! - [`demo`]: `churnguard demo`'s steps (train only when no model exists, the example request).
 //!
 //! # Invariants
 //!

@@ -8,11 +8,12 @@ use churnguard::demo::Demo;
 use churnguard::registry::{Registry, Selector};
 use churnguard::scoring::Scorer;
 use churnguard::settings::{
-    DataFlags, DataSource, Env, ModelFlags, RulesFlags, ScoreSettings, ServeFlags, Settings,
-    TrainSettings, WindowFlags,
+    BacktestFlags, BacktestSettings, DataSource, DemoFlags, Env, FeaturesFlags, GenerateFlags,
+    InspectFlags, ModelFlags, ModelsAction, RetentionFlags, RetentionSettings, ScoreFlags,
+    ScoreSettings, ServeFlags, Settings, TrainFlags, TrainSettings,
 };
-use churnguard::{batch, data, logging, synth, time};
-use clap::{Args, Parser, Subcommand};
+use churnguard::{batch, data, logging, synth};
+use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -39,185 +40,28 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// The whole job on the embedded sample: generate, train, batch-score, serve.
-    Demo {
-        #[command(flatten)]
-        models: ModelFlags,
-        /// Address to serve on (loopback only without API keys) [env: CHURNGUARD_BIND] [default: 127.0.0.1:8080].
-        #[arg(long)]
-        bind: Option<String>,
-        /// Stop after training and batch scoring instead of serving.
-        #[arg(long)]
-        no_serve: bool,
-    },
+    Demo(DemoFlags),
     /// Validate a customer base against the data contract and print its summary.
-    Inspect {
-        #[command(flatten)]
-        data: DataFlags,
-        /// Print the summary as JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    Inspect(InspectFlags),
     /// Write a realistic synthetic customer base.
-    Generate(GenerateArgs),
+    Generate(GenerateFlags),
     /// Write the feature table of one snapshot, or the whole training set.
-    Features {
-        #[command(flatten)]
-        data: DataFlags,
-        #[command(flatten)]
-        windows: WindowFlags,
-        /// The snapshot date: features of the customers active then (no label).
-        #[arg(long, conflicts_with = "training_set")]
-        as_of: Option<String>,
-        /// Write every training snapshot with as_of, label and split, exactly as `train` uses them.
-        #[arg(long)]
-        training_set: bool,
-        /// Use the schema of this registry's production model for `--as-of` (else it is learned from the snapshot) [env: CHURNGUARD_MODELS].
-        #[arg(long)]
-        models: Option<PathBuf>,
-        /// Output file: .parquet or .csv.
-        #[arg(long)]
-        out: PathBuf,
-    },
+    Features(FeaturesFlags),
     /// Fit, evaluate and calibrate models; write a new model version.
-    Train {
-        #[command(flatten)]
-        data: DataFlags,
-        #[command(flatten)]
-        models: ModelFlags,
-        #[command(flatten)]
-        windows: WindowFlags,
-        /// Algorithms to compare (comma-separated): logistic, tree, forest, gbdt [env: CHURNGUARD_ALGORITHMS] [default: all].
-        #[arg(long, value_delimiter = ',')]
-        algorithms: Option<Vec<String>>,
-        /// Make the new version `production` right away (else the first version is production and later ones staging).
-        #[arg(long)]
-        promote: bool,
-    },
+    Train(TrainFlags),
     /// The model registry: list, show, promote, rollback, verify.
     Models {
         #[command(subcommand)]
         action: ModelsAction,
     },
     /// Nightly batch scoring of every active customer.
-    Score(ScoreArgs),
+    Score(ScoreFlags),
     /// The HTTP scoring service.
     Serve(ServeFlags),
     /// How an earlier nightly run actually did, once its horizon has passed.
-    Backtest {
-        #[command(flatten)]
-        data: DataFlags,
-        #[command(flatten)]
-        models: ModelFlags,
-        /// A score file written by `churnguard score`.
-        #[arg(long)]
-        scores: PathBuf,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    Backtest(BacktestFlags),
     /// Retention KPIs, revenue at risk and early-warning rules as a self-contained HTML report.
-    Retention {
-        #[command(flatten)]
-        data: DataFlags,
-        /// HTML report to write (self-contained, opens offline).
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// As of this date [default: the score file's date, else midnight after the last row].
-        #[arg(long)]
-        as_of: Option<String>,
-        /// Nightly score file (`churnguard score --out`) for revenue at risk.
-        #[arg(long)]
-        scores: Option<PathBuf>,
-        /// Print the KPIs as JSON on stdout.
-        #[arg(long)]
-        json: bool,
-        /// Active window of the inactivity definition [env: CHURNGUARD_ACTIVE_DAYS] [default: 90].
-        #[arg(long)]
-        active_days: Option<u32>,
-        #[command(flatten)]
-        rules: RulesFlags,
-    },
-}
-
-#[derive(Args)]
-struct GenerateArgs {
-    /// Number of customers.
-    #[arg(long, default_value_t = 20_000)]
-    customers: usize,
-    /// Random seed; the same seed writes the same data.
-    #[arg(long, default_value_t = 42)]
-    seed: u64,
-    /// Output directory.
-    #[arg(long)]
-    out: PathBuf,
-    /// parquet or csv.
-    #[arg(long, default_value = "parquet")]
-    format: String,
-    /// First day of the simulated business (YYYY-MM-DD).
-    #[arg(long, default_value = "2023-01-01")]
-    start: String,
-    /// Day the data ends (exclusive, YYYY-MM-DD).
-    #[arg(long, default_value = "2025-01-01")]
-    end: String,
-}
-
-#[derive(Subcommand)]
-enum ModelsAction {
-    /// List versions with algorithm, metrics and aliases.
-    List(ModelFlags),
-    /// Show one version's manifest (default: production).
-    Show {
-        #[command(flatten)]
-        m: ModelFlags,
-        /// vN, N, production or staging.
-        version: Option<String>,
-    },
-    /// Point an alias (production by default) at a version.
-    Promote {
-        #[command(flatten)]
-        m: ModelFlags,
-        version: String,
-        /// The alias to move: production or staging.
-        #[arg(long, default_value = "production")]
-        alias: String,
-    },
-    /// Move production back to the version it pointed to before.
-    Rollback(ModelFlags),
-    /// Check every checksum and that the model deserialises.
-    Verify {
-        #[command(flatten)]
-        m: ModelFlags,
-        /// vN (default: every version).
-        version: Option<String>,
-    },
-}
-
-#[derive(Args)]
-struct ScoreArgs {
-    #[command(flatten)]
-    data: DataFlags,
-    #[command(flatten)]
-    models: ModelFlags,
-    /// Score as of this date (YYYY-MM-DD or RFC 3339).
-    #[arg(long)]
-    as_of: String,
-    /// Score file: .parquet or .csv; a run summary is written beside it.
-    #[arg(long)]
-    out: PathBuf,
-    /// Append alerts (customers newly reaching the alert tier) to this JSON-lines file.
-    #[arg(long)]
-    alerts: Option<PathBuf>,
-    /// Score with this version instead of production (vN, N, staging).
-    #[arg(long)]
-    version: Option<String>,
-    /// The alert state and outbox database [env: CHURNGUARD_OUTBOX] [default: <models>/<name>/alerts.db].
-    #[arg(long)]
-    outbox: Option<PathBuf>,
-    /// Deliver alerts to this webhook too, signed with CHURNGUARD_WEBHOOK_SECRET [env: CHURNGUARD_ALERT_WEBHOOK].
-    #[arg(long)]
-    alert_webhook: Option<String>,
-    #[command(flatten)]
-    rules: RulesFlags,
+    Retention(RetentionFlags),
 }
 
 /// A spinner on a terminal, nothing otherwise.
@@ -271,45 +115,21 @@ fn main() {
 fn run(cli: Cli) -> Result<()> {
     let s = Settings::load(cli.config.as_deref(), Env::from_process())?;
     match cli.command {
-        Command::Inspect { data, json } => inspect(&s.data(&data), json),
-        Command::Generate(a) => generate(a),
-        Command::Features { data, windows, as_of, training_set, models, out } => {
-            let fs = s.features(&data, &windows, models.as_deref())?;
-            let base = load(&fs.data)?;
-            let (rows, cols) = match (training_set, as_of) {
-                (true, _) => churnguard::export::write_training_set(&base, &fs, &out)?,
-                (false, Some(t)) => {
-                    churnguard::export::write_snapshot(&base, &fs, time::parse_as_of(&t)?, &out)?
-                }
-                (false, None) => bail!("give --as-of DATE for one snapshot, or --training-set"),
-            };
-            println!("wrote {} ({rows} rows, {cols} columns)", out.display());
+        Command::Inspect(a) => inspect(&s.data(&a.data), a.json),
+        Command::Generate(a) => generate_into(&a.config()?, &a.out),
+        Command::Features(a) => {
+            let fs = s.features(&a)?;
+            let (rows, cols) = churnguard::export::write(&load(&fs.data)?, &fs)?;
+            println!("wrote {} ({rows} rows, {cols} columns)", fs.out.display());
             Ok(())
         }
-        Command::Train { data, models, windows, algorithms, promote } => {
-            train(s.train(&data, &models, &windows, algorithms.as_deref(), promote)?)
-        }
+        Command::Train(a) => train(s.train(&a)?),
         Command::Models { action } => models(&s, action),
-        Command::Score(a) => {
-            let settings = s.score(
-                &a.data,
-                &a.models,
-                a.version.as_deref(),
-                a.outbox.as_deref(),
-                a.alerts.as_deref(),
-                a.alert_webhook.as_deref(),
-                &a.rules,
-            )?;
-            score(settings, time::parse_as_of(&a.as_of)?, a.out)
-        }
+        Command::Score(a) => score(s.score(&a)?),
         Command::Serve(a) => run_service(s.serve(&a, cli.log_json)?),
-        Command::Demo { models, bind, no_serve } => demo(&s, Demo::new(&s, &models, bind), no_serve, cli.log_json),
-        Command::Backtest { data, models, scores, json } => {
-            backtest(&s.data(&data), &s.model(&models).models, &scores, json)
-        }
-        Command::Retention { data, out, as_of, scores, json, active_days, rules } => {
-            retention(s.retention(&data, active_days, &rules)?, out, as_of, scores, json)
-        }
+        Command::Demo(a) => demo(&s, Demo::new(&s, &a), a.no_serve, cli.log_json),
+        Command::Backtest(a) => backtest(s.backtest(&a)),
+        Command::Retention(a) => retention(s.retention(&a)?),
     }
 }
 
@@ -322,22 +142,6 @@ fn inspect(src: &DataSource, json: bool) -> Result<()> {
         println!("valid: yes");
     }
     Ok(())
-}
-
-fn generate(a: GenerateArgs) -> Result<()> {
-    let format = match a.format.as_str() {
-        "parquet" => synth::SynthFormat::Parquet,
-        "csv" => synth::SynthFormat::Csv,
-        other => bail!("--format {other}: choose parquet or csv"),
-    };
-    let cfg = synth::SynthConfig {
-        customers: a.customers,
-        seed: a.seed,
-        start: time::parse_as_of(&a.start)?,
-        end: time::parse_as_of(&a.end)?,
-        format,
-    };
-    generate_into(&cfg, &a.out)
 }
 
 fn generate_into(cfg: &synth::SynthConfig, out: &Path) -> Result<()> {
@@ -362,9 +166,15 @@ fn generate_into(cfg: &synth::SynthConfig, out: &Path) -> Result<()> {
         100.0 * report.monthly_churn_rate
     );
     for t in &report.tables {
-        println!("  {:<10} {:>12} rows {:>12} bytes", t.table, t.rows, t.bytes);
+        println!(
+            "  {:<10} {:>12} rows {:>12} bytes",
+            t.table, t.rows, t.bytes
+        );
     }
-    let base = load(&DataSource { dir: out.to_path_buf(), skip_bad_rows: false })?;
+    let base = load(&DataSource {
+        dir: out.to_path_buf(),
+        skip_bad_rows: false,
+    })?;
     print!("{}", base.summary);
     Ok(())
 }
@@ -378,41 +188,7 @@ fn train(t: TrainSettings) -> Result<()> {
     if let Some(pb) = pb {
         pb.finish_and_clear();
     }
-    println!(
-        "\n{:<10} {:>8} {:>8} {:>9} {:>8} {:>11} {:>7}",
-        "algorithm", "ROC AUC", "PR AUC", "log loss", "Brier", "lift@10%", "fit s"
-    );
-    for c in &out.candidates {
-        let v = &c.validation;
-        println!(
-            "{:<10} {:>8.4} {:>8.4} {:>9.4} {:>8.4} {:>11.2} {:>7.1}",
-            c.algorithm.name(),
-            v.roc_auc,
-            v.pr_auc,
-            c.calibrated_log_loss,
-            c.calibrated_brier,
-            v.top.get(1).map_or(f64::NAN, |t| t.lift),
-            c.fit_seconds
-        );
-    }
-    let aliases = match out.published.aliases_set.as_slice() {
-        [] => "none".to_string(),
-        set => set.join(", "),
-    };
-    println!(
-        "\nchampion: {} -> {} v{} (aliases: {aliases})",
-        out.champion.name(),
-        out.published.name,
-        out.published.version,
-    );
-    println!(
-        "calibrated validation: ROC AUC {:.4}, Brier {:.4}, log loss {:.4}",
-        out.calibrated.roc_auc, out.calibrated.brier, out.calibrated.log_loss
-    );
-    println!("report: {}", out.report_path.display());
-    for w in &out.warnings {
-        println!("warning: {w}");
-    }
+    print!("{out}");
     Ok(())
 }
 
@@ -438,7 +214,11 @@ fn models(s: &Settings, action: ModelsAction) -> Result<()> {
                     "v{:<5} {:<22} {:<10} {:>8.4} {:>8.4}  {}",
                     v.version,
                     v.created_at,
-                    if m.algorithm.is_empty() { "?" } else { &m.algorithm },
+                    if m.algorithm.is_empty() {
+                        "?"
+                    } else {
+                        &m.algorithm
+                    },
                     m.metrics.validation_roc_auc.unwrap_or(f64::NAN),
                     m.metrics.validation_pr_auc.unwrap_or(f64::NAN),
                     v.aliases.join(", ")
@@ -451,7 +231,10 @@ fn models(s: &Settings, action: ModelsAction) -> Result<()> {
             let v = reg.resolve(&name, &sel)?;
             let info = reg.versions(&name)?.into_iter().find(|i| i.version == v);
             let info = info.context("version vanished")?;
-            println!("{}", serde_json::to_string_pretty(&info.manifest.to_json()?)?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&info.manifest.to_json()?)?
+            );
         }
         ModelsAction::Promote { m, version, alias } => {
             let (reg, name) = open(&m);
@@ -469,7 +252,11 @@ fn models(s: &Settings, action: ModelsAction) -> Result<()> {
             let (reg, name) = open(&m);
             let versions: Vec<u32> = match version {
                 Some(v) => vec![reg.resolve(&name, &v.parse()?)?],
-                None => reg.versions(&name)?.into_iter().map(|i| i.version).collect(),
+                None => reg
+                    .versions(&name)?
+                    .into_iter()
+                    .map(|i| i.version)
+                    .collect(),
             };
             let mut bad = 0;
             for v in versions {
@@ -501,7 +288,7 @@ fn load_scorer(reg: &Registry, name: &str, version: Option<&str>) -> Result<Scor
     Ok(Scorer::from_loaded(loaded)?)
 }
 
-fn score(s: ScoreSettings, as_of: time::Ts, out: PathBuf) -> Result<()> {
+fn score(s: ScoreSettings) -> Result<()> {
     let reg = Registry::new(&s.model.models);
     let mut scorer = load_scorer(&reg, &s.model.name, s.version.as_deref())?;
     if let Some(rules) = s.rules {
@@ -515,8 +302,9 @@ fn score(s: ScoreSettings, as_of: time::Ts, out: PathBuf) -> Result<()> {
         );
     }
     let base = load(&s.data)?;
+    let out = s.out;
     let opts = batch::BatchOptions {
-        as_of,
+        as_of: s.as_of,
         out: out.clone(),
         alerts_log: s.alerts_log,
         outbox: s.outbox,
@@ -533,7 +321,10 @@ fn score(s: ScoreSettings, as_of: time::Ts, out: PathBuf) -> Result<()> {
         r.customers_scored, r.as_of, r.model, r.output
     );
     for t in ["high", "medium", "low"] {
-        let (n, change) = (r.tiers.get(t).unwrap_or(&0), r.tier_change.get(t).unwrap_or(&0));
+        let (n, change) = (
+            r.tiers.get(t).unwrap_or(&0),
+            r.tier_change.get(t).unwrap_or(&0),
+        );
         println!("  {t:<7} {n:>9} ({change:+})");
     }
     println!(
@@ -545,7 +336,10 @@ fn score(s: ScoreSettings, as_of: time::Ts, out: PathBuf) -> Result<()> {
         println!("  drift: {w}");
     }
     let total: f64 = r.seconds.values().sum();
-    println!("  wall time {total:.2}s; summary: {}", batch::summary_path(&out).display());
+    println!(
+        "  wall time {total:.2}s; summary: {}",
+        batch::summary_path(&out).display()
+    );
     // The line a scheduler's log watcher keys on (always printed, whatever the log level).
     eprintln!(
         "batch_done as_of={} customers={} high={} alerts_new={}",
@@ -557,22 +351,13 @@ fn score(s: ScoreSettings, as_of: time::Ts, out: PathBuf) -> Result<()> {
     Ok(())
 }
 
-fn retention(
-    s: churnguard::settings::RetentionSettings,
-    out: Option<PathBuf>,
-    as_of: Option<String>,
-    scores: Option<PathBuf>,
-    json: bool,
-) -> Result<()> {
+fn retention(s: RetentionSettings) -> Result<()> {
     use churnguard::retention as ret;
-    if out.is_none() && !json {
-        bail!("give --out FILE.html, --json, or both");
-    }
     let base = load(&s.data)?;
-    let scores = scores.as_deref().map(batch::read_scores).transpose();
+    let scores = s.scores.as_deref().map(batch::read_scores).transpose();
     let scores = scores.context("reading --scores")?;
-    let as_of = match &as_of {
-        Some(t) => time::parse_as_of(t)?,
+    let as_of = match s.as_of {
+        Some(t) => t,
         None => ret::default_as_of(&base, scores.as_ref())
             .context("no timestamps in the data; give --as-of")?,
     };
@@ -584,7 +369,7 @@ fn retention(
         opts.rules = rules;
     }
     let k = ret::kpis_with(&base, as_of, scores.as_ref(), &opts)?;
-    if let Some(out) = &out {
+    if let Some(out) = &s.out {
         ret::save_report(&k, out)?;
         eprintln!(
             "wrote {} (as of {}, {} active, monthly churn {:.2}% over the last 12 months)",
@@ -594,21 +379,21 @@ fn retention(
             100.0 * k.churn_rate_last_12_months.unwrap_or(f64::NAN)
         );
     }
-    if json {
+    if s.json {
         println!("{}", serde_json::to_string_pretty(&k)?);
     }
     Ok(())
 }
 
-fn backtest(data: &DataSource, models: &Path, scores: &Path, json: bool) -> Result<()> {
-    let scores = batch::read_scores(scores)?;
+fn backtest(s: BacktestSettings) -> Result<()> {
+    let scores = batch::read_scores(&s.scores)?;
     let first = scores.values().next().context("the score file is empty")?;
-    let reg = Registry::new(models);
+    let reg = Registry::new(&s.models);
     let scorer = load_scorer(&reg, &first.model_name, Some(&first.model_version))?;
-    let base = load(data)?;
+    let base = load(&s.data)?;
     let art = &scorer.artifact;
     let b = churnguard::backtest::backtest(&base, &scores, &art.definition, art.horizon_days)?;
-    if json {
+    if s.json {
         println!("{}", serde_json::to_string_pretty(&b)?);
         return Ok(());
     }
@@ -635,7 +420,10 @@ fn run_service(cfg: churnguard::serve::ServeConfig) -> Result<()> {
 
 fn demo(s: &Settings, d: Demo, no_serve: bool, log_json: bool) -> Result<()> {
     if d.sample_missing() {
-        println!("generating the sample customer base into {} ...", d.data.display());
+        println!(
+            "generating the sample customer base into {} ...",
+            d.data.display()
+        );
         generate_into(&synth::SynthConfig::sample(), &d.data)?;
     }
     if d.needs_training()? {
@@ -644,7 +432,7 @@ fn demo(s: &Settings, d: Demo, no_serve: bool, log_json: bool) -> Result<()> {
     }
     let base = load(&d.source())?;
     let as_of = churnguard::demo::as_of(&base)?;
-    score(d.score_settings(s)?, as_of, d.scores.clone())?;
+    score(d.score_settings(s, as_of)?)?;
     if no_serve {
         return Ok(());
     }

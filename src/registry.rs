@@ -690,8 +690,8 @@ impl Registry {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Aliases::default()),
             Err(e) => return Err(Error::io(&path, e)),
         };
-        let value: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::corrupt(&path, "aliases file", e))?;
+        let value: Value =
+            serde_json::from_slice(&bytes).map_err(|e| Error::corrupt(&path, "aliases file", e))?;
         Aliases::from_json(&value, &path)
     }
 
@@ -732,9 +732,19 @@ impl Registry {
         let manifest_path = dir.join(MANIFEST_FILE);
         let manifest = self.read_manifest(name, version)?;
         let bad = |what: String| {
-            Error::corrupt(&manifest_path, format!("manifest of {name} v{version}"), what)
+            Error::corrupt(
+                &manifest_path,
+                format!("manifest of {name} v{version}"),
+                what,
+            )
         };
-        let shown = |s: &str| if s.is_empty() { "none".to_string() } else { s.to_string() };
+        let shown = |s: &str| {
+            if s.is_empty() {
+                "none".to_string()
+            } else {
+                s.to_string()
+            }
+        };
         if manifest.name != name {
             return Err(bad(format!(
                 "manifest names model \"{}\", expected \"{name}\"",
@@ -1475,9 +1485,15 @@ mod tests {
             );
         }
         // A missing model and a missing alias are the cases publishing fixes.
-        assert!(reg.resolve("other", &"production".parse().unwrap()).unwrap_err().is_missing_model());
+        assert!(reg
+            .resolve("other", &"production".parse().unwrap())
+            .unwrap_err()
+            .is_missing_model());
         fs::remove_file(&aliases).unwrap();
-        assert!(reg.resolve("churn", &"production".parse().unwrap()).unwrap_err().is_missing_model());
+        assert!(reg
+            .resolve("churn", &"production".parse().unwrap())
+            .unwrap_err()
+            .is_missing_model());
     }
 
     #[test]
@@ -1493,7 +1509,9 @@ mod tests {
         let path = p.dir.join(MANIFEST_FILE);
         let mut old: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
         let obj = old.as_object_mut().unwrap();
-        obj.retain(|k, _| ["name", "version", "files", "created_at", "algorithm"].contains(&k.as_str()));
+        obj.retain(|k, _| {
+            ["name", "version", "files", "created_at", "algorithm"].contains(&k.as_str())
+        });
         fs::write(&path, serde_json::to_vec_pretty(&old).unwrap()).unwrap();
         let loaded = reg.load("churn", &Selector::Version(1)).unwrap();
         assert_eq!(loaded.manifest.horizon_days, 0);

@@ -1,8 +1,8 @@
 //! Writing frames to Parquet or CSV atomically (through [`crate::fsutil`]).
 
+use crate::fsutil::write_atomic_with as write_atomic;
 use crate::{Error, Result};
 use polars::prelude::*;
-use crate::fsutil::write_atomic_with as write_atomic;
 use std::path::Path;
 
 /// Writes `df` to `path` as Parquet or CSV (by extension: `.csv` is CSV, anything else

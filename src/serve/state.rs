@@ -399,7 +399,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let models = dir.path().join("models");
         std::fs::create_dir_all(models.join("churn")).unwrap();
-        std::fs::write(models.join("churn").join("aliases.json"), b"{\"production\": ").unwrap();
+        std::fs::write(
+            models.join("churn").join("aliases.json"),
+            b"{\"production\": ",
+        )
+        .unwrap();
         let (state, logs) = open_logged(&models, &dir.path().join("alerts.db"));
         assert!(state.scorer().is_none());
         assert!(logs.contains("corrupt"), "{logs}");

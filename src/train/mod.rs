@@ -160,6 +160,52 @@ pub struct TrainOutcome {
     pub warnings: Vec<String>,
 }
 
+/// The candidate table and the champion, as `churnguard train` prints them.
+impl std::fmt::Display for TrainOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "\n{:<10} {:>8} {:>8} {:>9} {:>8} {:>11} {:>7}",
+            "algorithm", "ROC AUC", "PR AUC", "log loss", "Brier", "lift@10%", "fit s"
+        )?;
+        for c in &self.candidates {
+            let v = &c.validation;
+            writeln!(
+                f,
+                "{:<10} {:>8.4} {:>8.4} {:>9.4} {:>8.4} {:>11.2} {:>7.1}",
+                c.algorithm.name(),
+                v.roc_auc,
+                v.pr_auc,
+                c.calibrated_log_loss,
+                c.calibrated_brier,
+                v.top.get(1).map_or(f64::NAN, |t| t.lift),
+                c.fit_seconds
+            )?;
+        }
+        let aliases = match self.published.aliases_set.as_slice() {
+            [] => "none".to_string(),
+            set => set.join(", "),
+        };
+        writeln!(
+            f,
+            "\nchampion: {} -> {} v{} (aliases: {aliases})",
+            self.champion.name(),
+            self.published.name,
+            self.published.version,
+        )?;
+        writeln!(
+            f,
+            "calibrated validation: ROC AUC {:.4}, Brier {:.4}, log loss {:.4}",
+            self.calibrated.roc_auc, self.calibrated.brier, self.calibrated.log_loss
+        )?;
+        writeln!(f, "report: {}", self.report_path.display())?;
+        for w in &self.warnings {
+            writeln!(f, "warning: {w}")?;
+        }
+        Ok(())
+    }
+}
+
 /// The exact training set the trainer uses: examples, the learned spec and matrices.
 pub struct TrainingSet {
     pub plan: Plan,

@@ -12,7 +12,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::Args;
+mod flags;
+pub use flags::*;
 
 use crate::alerts::{AlertPolicy, Tier};
 use crate::config::FileConfig;
@@ -21,6 +22,8 @@ use crate::labels::LabelConfig;
 use crate::model::Algorithm;
 use crate::retention::Rule;
 use crate::serve::ServeConfig;
+use crate::synth::{SynthConfig, SynthFormat};
+use crate::time::Ts;
 use crate::train::{TierPolicy, TrainConfig};
 use crate::{Error, Result};
 
@@ -49,7 +52,10 @@ impl Env {
 
     /// The value of `name`; an empty variable counts as unset.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(String::as_str).filter(|v| !v.is_empty())
+        self.0
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
     }
 
     fn string(&self, name: &str) -> Option<String> {
@@ -86,57 +92,6 @@ impl Env {
     }
 }
 
-/// `--data`, `--skip-bad-rows`.
-#[derive(Args, Clone, Debug, Default)]
-pub struct DataFlags {
-    /// Directory of the customer tables (CSV or Parquet) [env: CHURNGUARD_DATA] [default: data/sample].
-    #[arg(long)]
-    pub data: Option<PathBuf>,
-    /// Count and skip unparseable rows instead of stopping at the first [env: CHURNGUARD_SKIP_BAD_ROWS].
-    #[arg(long)]
-    pub skip_bad_rows: bool,
-}
-
-/// `--models`, `--name`.
-#[derive(Args, Clone, Debug, Default)]
-pub struct ModelFlags {
-    /// Model registry directory [env: CHURNGUARD_MODELS] [default: models].
-    #[arg(long)]
-    pub models: Option<PathBuf>,
-    /// Model name [env: CHURNGUARD_NAME] [default: churn].
-    #[arg(long)]
-    pub name: Option<String>,
-}
-
-/// The label windows and attribute columns of training and of `features`.
-#[derive(Args, Clone, Debug, Default)]
-pub struct WindowFlags {
-    /// Label horizon in days: churn within [T, T+H) [env: CHURNGUARD_HORIZON_DAYS] [default: 30].
-    #[arg(long)]
-    pub horizon_days: Option<u32>,
-    /// Active window for the inactivity definition of churn [env: CHURNGUARD_ACTIVE_DAYS] [default: 90].
-    #[arg(long)]
-    pub active_days: Option<u32>,
-    /// Days between rolling training snapshots [env: CHURNGUARD_SNAPSHOT_DAYS] [default: 30].
-    #[arg(long)]
-    pub snapshot_days: Option<u32>,
-    /// Categorical attributes of `customers` to one-hot encode, comma-separated [env: CHURNGUARD_CATEGORICAL].
-    #[arg(long, value_delimiter = ',')]
-    pub categorical: Option<Vec<String>>,
-    /// Numeric attributes of `customers` to use, comma-separated [env: CHURNGUARD_NUMERIC].
-    #[arg(long, value_delimiter = ',')]
-    pub numeric: Option<Vec<String>>,
-}
-
-/// `--rules`.
-#[derive(Args, Clone, Debug, Default)]
-pub struct RulesFlags {
-    /// Early-warning rules (JSON list) evaluated beside the model instead of the
-    /// built-in three; a rule with `"alert": true` raises alerts on its own [env: CHURNGUARD_RULES].
-    #[arg(long)]
-    pub rules: Option<PathBuf>,
-}
-
 /// Where the customer tables are and how strictly they are read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DataSource {
@@ -166,10 +121,13 @@ pub struct TrainSettings {
     pub config: TrainConfig,
 }
 
-/// What `score` runs with, apart from its own `--as-of` and `--out`.
+/// What `score` runs with.
 #[derive(Debug, Clone)]
 pub struct ScoreSettings {
     pub data: DataSource,
+    pub as_of: Ts,
+    /// The score file; the run summary is written beside it.
+    pub out: PathBuf,
     pub model: ModelRef,
     /// `None`: production.
     pub version: Option<String>,
@@ -190,6 +148,9 @@ pub struct FeatureSettings {
     pub attributes: AttributeConfig,
     /// Use this registry's production model's schema for one snapshot.
     pub model: Option<ModelRef>,
+    /// One snapshot (`Some`) or the whole training set (`None`).
+    pub as_of: Option<Ts>,
+    pub out: PathBuf,
 }
 
 /// What `retention` runs with.
@@ -199,6 +160,22 @@ pub struct RetentionSettings {
     /// `None`: the retention module's default.
     pub active_days: Option<u32>,
     pub rules: Option<Vec<Rule>>,
+    /// `None`: the score file's date, else midnight after the last row.
+    pub as_of: Option<Ts>,
+    pub out: Option<PathBuf>,
+    pub scores: Option<PathBuf>,
+    /// Print the KPIs as JSON.
+    pub json: bool,
+}
+
+/// What `backtest` runs with.
+#[derive(Debug, Clone)]
+pub struct BacktestSettings {
+    pub data: DataSource,
+    /// The registry holding the model that wrote the score file.
+    pub models: PathBuf,
+    pub scores: PathBuf,
+    pub json: bool,
 }
 
 /// The file and environment layers; each command adds its flags.
@@ -380,17 +357,11 @@ impl Settings {
     }
 
     /// `train`.
-    pub fn train(
-        &self,
-        data: &DataFlags,
-        model: &ModelFlags,
-        windows: &WindowFlags,
-        algorithms: Option<&[String]>,
-        promote: bool,
-    ) -> Result<TrainSettings> {
-        let m = self.model(model);
-        let algorithms = match algorithms
-            .map(<[String]>::to_vec)
+    pub fn train(&self, f: &TrainFlags) -> Result<TrainSettings> {
+        let m = self.model(&f.models);
+        let algorithms = match f
+            .algorithms
+            .clone()
             .or_else(|| self.env.list("CHURNGUARD_ALGORITHMS"))
         {
             Some(list) => list.iter().map(|s| s.parse()).collect::<Result<_>>()?,
@@ -398,83 +369,101 @@ impl Settings {
         };
         let config = TrainConfig {
             name: m.name,
-            labels: self.labels(windows)?,
+            labels: self.labels(&f.windows)?,
             algorithms,
-            attributes: self.attributes(windows),
-            promote,
+            attributes: self.attributes(&f.windows),
+            promote: f.promote,
             tiers: self.tiers(),
             ..TrainConfig::default()
         };
         config.validate()?;
         Ok(TrainSettings {
-            data: self.data(data),
+            data: self.data(&f.data),
             models: m.models,
             config,
         })
     }
 
-    /// `score`, apart from its `--as-of` and `--out`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn score(
-        &self,
-        data: &DataFlags,
-        model: &ModelFlags,
-        version: Option<&str>,
-        outbox: Option<&Path>,
-        alerts_log: Option<&Path>,
-        webhook: Option<&str>,
-        rules: &RulesFlags,
-    ) -> Result<ScoreSettings> {
-        let model = self.model(model);
+    /// `score`.
+    pub fn score(&self, f: &ScoreFlags) -> Result<ScoreSettings> {
+        let model = self.model(&f.models);
         Ok(ScoreSettings {
-            data: self.data(data),
-            version: version.map(str::to_string),
-            outbox: self.outbox(outbox, &model),
-            alerts_log: alerts_log
-                .map(Path::to_path_buf)
+            data: self.data(&f.data),
+            as_of: crate::time::parse_as_of(&f.as_of)?,
+            out: f.out.clone(),
+            version: f.version.clone(),
+            outbox: self.outbox(f.outbox.as_deref(), &model),
+            alerts_log: f
+                .alerts
+                .clone()
                 .or_else(|| self.file.alerts.log.clone().map(PathBuf::from)),
             policy: self.policy()?,
-            webhook: self.webhook(webhook)?,
-            rules: self.rules(rules)?,
+            webhook: self.webhook(f.alert_webhook.as_deref())?,
+            rules: self.rules(&f.rules)?,
             model,
         })
     }
 
-    /// `features`: `models` is the registry flag (`--models`), whose production model's
-    /// schema is used when given (by flag or environment).
-    pub fn features(
-        &self,
-        data: &DataFlags,
-        windows: &WindowFlags,
-        models: Option<&Path>,
-    ) -> Result<FeatureSettings> {
-        let model = models
-            .map(Path::to_path_buf)
+    /// `features`: with a registry (`--models` or the environment), its production
+    /// model's schema is used.
+    pub fn features(&self, f: &FeaturesFlags) -> Result<FeatureSettings> {
+        let model = f
+            .models
+            .clone()
             .or_else(|| self.env.path("CHURNGUARD_MODELS"))
             .map(|models| ModelRef {
-                models: models.clone(),
+                models,
                 name: self.model(&ModelFlags::default()).name,
             });
+        let as_of = match (&f.as_of, f.training_set) {
+            (_, true) => None,
+            (Some(t), false) => Some(crate::time::parse_as_of(t)?),
+            (None, false) => {
+                return Err(Error::Config(
+                    "give --as-of DATE for one snapshot, or --training-set".into(),
+                ))
+            }
+        };
         Ok(FeatureSettings {
-            data: self.data(data),
-            labels: self.labels(windows)?,
-            attributes: self.attributes(windows),
+            data: self.data(&f.data),
+            labels: self.labels(&f.windows)?,
+            attributes: self.attributes(&f.windows),
             model,
+            as_of,
+            out: f.out.clone(),
         })
     }
 
     /// `retention`.
-    pub fn retention(
-        &self,
-        data: &DataFlags,
-        active_days: Option<u32>,
-        rules: &RulesFlags,
-    ) -> Result<RetentionSettings> {
+    pub fn retention(&self, f: &RetentionFlags) -> Result<RetentionSettings> {
+        if f.out.is_none() && !f.json {
+            return Err(Error::Config(
+                "give --out FILE.html, --json, or both".into(),
+            ));
+        }
         Ok(RetentionSettings {
-            data: self.data(data),
-            active_days: self.active_days(active_days)?,
-            rules: self.rules(rules)?,
+            data: self.data(&f.data),
+            active_days: self.active_days(f.active_days)?,
+            rules: self.rules(&f.rules)?,
+            as_of: f
+                .as_of
+                .as_deref()
+                .map(crate::time::parse_as_of)
+                .transpose()?,
+            out: f.out.clone(),
+            scores: f.scores.clone(),
+            json: f.json,
         })
+    }
+
+    /// `backtest`.
+    pub fn backtest(&self, f: &BacktestFlags) -> BacktestSettings {
+        BacktestSettings {
+            data: self.data(&f.data),
+            models: self.model(&f.models).models,
+            scores: f.scores.clone(),
+            json: f.json,
+        }
     }
 
     /// `serve`: every service setting, validated before it starts.
@@ -529,28 +518,26 @@ impl Settings {
     }
 }
 
-/// The flags of `serve` (and of the service `demo` starts).
-#[derive(Args, Clone, Debug, Default)]
-pub struct ServeFlags {
-    #[command(flatten)]
-    pub models: ModelFlags,
-    /// Address to listen on [env: CHURNGUARD_BIND] [default: 127.0.0.1:8080].
-    #[arg(long)]
-    pub bind: Option<String>,
-    /// Latest nightly score file, for GET /v1/customers/{id}/score [env: CHURNGUARD_SCORES].
-    #[arg(long)]
-    pub scores: Option<PathBuf>,
-    /// File with one API key per line, in addition to CHURNGUARD_API_KEYS [env: CHURNGUARD_API_KEYS_FILE].
-    #[arg(long)]
-    pub api_keys_file: Option<PathBuf>,
-    /// Webhook receiving alerts, signed with CHURNGUARD_WEBHOOK_SECRET [env: CHURNGUARD_ALERT_WEBHOOK].
-    #[arg(long)]
-    pub alert_webhook: Option<String>,
-    /// The alert state and outbox database [env: CHURNGUARD_OUTBOX] [default: <models>/<name>/alerts.db].
-    #[arg(long)]
-    pub outbox: Option<PathBuf>,
-    #[command(flatten)]
-    pub rules: RulesFlags,
+impl GenerateFlags {
+    /// The generator's settings.
+    pub fn config(&self) -> Result<SynthConfig> {
+        let format = match self.format.as_str() {
+            "parquet" => SynthFormat::Parquet,
+            "csv" => SynthFormat::Csv,
+            other => {
+                return Err(Error::Config(format!(
+                    "--format {other}: choose parquet or csv"
+                )))
+            }
+        };
+        Ok(SynthConfig {
+            customers: self.customers,
+            seed: self.seed,
+            start: crate::time::parse_as_of(&self.start)?,
+            end: crate::time::parse_as_of(&self.end)?,
+            format,
+        })
+    }
 }
 
 fn parse_bind(text: &str) -> Result<SocketAddr> {
@@ -594,11 +581,17 @@ outbox = "file.db"
         let m = s.model(&ModelFlags::default());
         assert_eq!(m.models, PathBuf::from("models"));
         assert_eq!(m.name, "churn");
-        assert_eq!(s.data(&DataFlags::default()).dir, PathBuf::from("data/sample"));
+        assert_eq!(
+            s.data(&DataFlags::default()).dir,
+            PathBuf::from("data/sample")
+        );
         assert_eq!(s.outbox(None, &m), PathBuf::from("models/churn/alerts.db"));
         assert_eq!(s.policy().unwrap(), AlertPolicy::default());
         assert_eq!(s.policy().unwrap().cooldown_days, 14);
-        assert_eq!(s.labels(&WindowFlags::default()).unwrap(), LabelConfig::default());
+        assert_eq!(
+            s.labels(&WindowFlags::default()).unwrap(),
+            LabelConfig::default()
+        );
         let a = s.attributes(&WindowFlags::default());
         assert_eq!((a.top_levels, a.top_event_types), (8, 8));
         let cfg = s.serve(&ServeFlags::default(), false).unwrap();
@@ -611,10 +604,19 @@ outbox = "file.db"
     fn the_file_wins_over_the_defaults() {
         let s = settings(FILE, &[]);
         let m = s.model(&ModelFlags::default());
-        assert_eq!((m.models, m.name.as_str()), (PathBuf::from("file-models"), "file-name"));
-        assert_eq!(s.data(&DataFlags::default()).dir, PathBuf::from("from-file"));
+        assert_eq!(
+            (m.models, m.name.as_str()),
+            (PathBuf::from("file-models"), "file-name")
+        );
+        assert_eq!(
+            s.data(&DataFlags::default()).dir,
+            PathBuf::from("from-file")
+        );
         let l = s.labels(&WindowFlags::default()).unwrap();
-        assert_eq!((l.horizon_days, l.active_days, l.snapshot_days), (60, 45, 30));
+        assert_eq!(
+            (l.horizon_days, l.active_days, l.snapshot_days),
+            (60, 45, 30)
+        );
         assert_eq!(s.attributes(&WindowFlags::default()).categorical, ["plan"]);
         assert_eq!(s.policy().unwrap().cooldown_days, 3);
         let cfg = s.serve(&ServeFlags::default(), false).unwrap();
@@ -640,7 +642,10 @@ outbox = "file.db"
             ],
         );
         let m = s.model(&ModelFlags::default());
-        assert_eq!((m.models, m.name.as_str()), (PathBuf::from("env-models"), "env-name"));
+        assert_eq!(
+            (m.models, m.name.as_str()),
+            (PathBuf::from("env-models"), "env-name")
+        );
         let d = s.data(&DataFlags::default());
         assert_eq!((d.dir, d.skip_bad_rows), (PathBuf::from("from-env"), true));
         let l = s.labels(&WindowFlags::default()).unwrap();
@@ -653,7 +658,11 @@ outbox = "file.db"
         assert_eq!(cfg.bind.port(), 7002);
         assert_eq!(cfg.outbox, PathBuf::from("env.db"));
         assert_eq!(cfg.scores, None, "an empty variable is unset");
-        assert_eq!(s.retention(&DataFlags::default(), None, &RulesFlags::default()).unwrap().active_days, Some(33));
+        let retention = RetentionFlags {
+            json: true,
+            ..RetentionFlags::default()
+        };
+        assert_eq!(s.retention(&retention).unwrap().active_days, Some(33));
     }
 
     #[test]
@@ -674,7 +683,10 @@ outbox = "file.db"
             skip_bad_rows: false,
         };
         let d = s.data(&data);
-        assert_eq!((d.dir, d.skip_bad_rows), (PathBuf::from("from-flag"), false));
+        assert_eq!(
+            (d.dir, d.skip_bad_rows),
+            (PathBuf::from("from-flag"), false)
+        );
         let model = ModelFlags {
             models: None,
             name: Some("flag-name".into()),
@@ -690,11 +702,20 @@ outbox = "file.db"
             ..ServeFlags::default()
         };
         assert_eq!(s.serve(&serve, false).unwrap().bind.port(), 7003);
-        let t = s.train(&data, &model, &w, None, false).unwrap();
-        assert_eq!(t.config.algorithms, [Algorithm::Tree], "the environment, no flag given");
-        let t = s
-            .train(&data, &model, &w, Some(&["logistic".to_string()]), false)
-            .unwrap();
+        let mut train = TrainFlags {
+            data: data.clone(),
+            models: model.clone(),
+            windows: w.clone(),
+            ..TrainFlags::default()
+        };
+        let t = s.train(&train).unwrap();
+        assert_eq!(
+            t.config.algorithms,
+            [Algorithm::Tree],
+            "the environment, no flag given"
+        );
+        train.algorithms = Some(vec!["logistic".into()]);
+        let t = s.train(&train).unwrap();
         assert_eq!(t.config.algorithms, [Algorithm::Logistic]);
         assert_eq!(t.config.name, "flag-name");
         assert_eq!(t.models, PathBuf::from("file-models"));
@@ -702,25 +723,36 @@ outbox = "file.db"
 
     #[test]
     fn a_webhook_without_a_secret_is_refused_for_score_and_serve_alike() {
-        let s = settings("[serve]\nalert_webhook = \"https://crm.example/hook\"\n", &[]);
-        let none = RulesFlags::default();
-        let df = DataFlags::default();
-        let mf = ModelFlags::default();
-        let score = s.score(&df, &mf, None, None, None, None, &none).unwrap_err();
+        let s = settings(
+            "[serve]\nalert_webhook = \"https://crm.example/hook\"\n",
+            &[],
+        );
+        let flags = ScoreFlags {
+            as_of: "2024-12-01".into(),
+            out: "scores.parquet".into(),
+            ..ScoreFlags::default()
+        };
+        let score = s.score(&flags).unwrap_err();
         let serve = s.serve(&ServeFlags::default(), false).unwrap_err();
         for e in [score, serve] {
-            assert!(e.to_string().contains("needs CHURNGUARD_WEBHOOK_SECRET"), "{e}");
+            assert!(
+                e.to_string().contains("needs CHURNGUARD_WEBHOOK_SECRET"),
+                "{e}"
+            );
         }
         let s = Settings {
             env: Env::from_pairs([("CHURNGUARD_WEBHOOK_SECRET", "s3cret")]),
             ..s
         };
-        let score = s.score(&df, &mf, None, None, None, None, &none).unwrap();
+        let score = s.score(&flags).unwrap();
         assert_eq!(
             score.webhook,
             Some(("https://crm.example/hook".into(), "s3cret".into()))
         );
-        assert_eq!(s.serve(&ServeFlags::default(), false).unwrap().webhook, score.webhook);
+        assert_eq!(
+            s.serve(&ServeFlags::default(), false).unwrap().webhook,
+            score.webhook
+        );
     }
 
     #[test]
