@@ -170,22 +170,10 @@ impl AppState {
                 let message = e.to_string();
                 let new = memo.last_error.as_deref() != Some(message.as_str());
                 memo.last_error = Some(message);
-                if !e.is_missing_model() {
-                    // A corrupt or unreadable registry: an operator must look, so it is
-                    // an error whether or not a model is served, never "no model yet".
-                    if new || force {
-                        self.metrics
-                            .model_reload_failures
-                            .fetch_add(1, Ordering::Relaxed);
-                        tracing::error!(model = %self.name, error = %e, serving = ?serving,
-                            "the model registry is corrupt or unreadable; nothing new is loaded until it is fixed");
-                    }
-                    return ReloadOutcome::Failed {
-                        version: None,
-                        serving,
-                    };
-                }
-                if current.is_none() {
+                // A missing model or alias is "not yet"; anything else (a corrupt or
+                // unreadable registry) needs an operator, whether or not a model is served.
+                let missing = e.is_missing_model();
+                if missing && current.is_none() {
                     if new {
                         tracing::warn!(model = %self.name, error = %e,
                             "no production model to serve yet; /readyz answers 503 until one appears");
@@ -196,8 +184,13 @@ impl AppState {
                     self.metrics
                         .model_reload_failures
                         .fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(model = %self.name, error = %e, serving = ?serving,
-                        "could not resolve the production model; the previous model keeps serving");
+                    if missing {
+                        tracing::error!(model = %self.name, error = %e, serving = ?serving,
+                            "could not resolve the production model; the previous model keeps serving");
+                    } else {
+                        tracing::error!(model = %self.name, error = %e, serving = ?serving,
+                            "the model registry is corrupt or unreadable; nothing new is loaded until it is fixed");
+                    }
                 }
                 return ReloadOutcome::Failed {
                     version: None,
