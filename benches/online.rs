@@ -215,7 +215,7 @@ fn scorer(
         feature_bins,
         score_bins: Bins::learn(&probs),
     };
-    Scorer::new("bench".into(), kind.into(), artifact, Value::Null)
+    Scorer::new("bench".into(), kind.into(), artifact, Default::default())
 }
 
 /// The whole online path: request text -> JSON -> parsed activity -> features.

@@ -27,9 +27,44 @@ pub enum Error {
     /// Invalid settings or arguments, found before any work starts.
     #[error("invalid configuration: {0}")]
     Config(String),
-    /// A model artifact is missing, corrupt or does not match what is expected.
+    /// A model artifact does not match what is expected (an invalid name or version,
+    /// a schema that differs from its manifest, nothing to roll back to...).
     #[error("model artifact: {0}")]
     Artifact(String),
+    /// The registry has no model of this name: nothing was ever published under it.
+    #[error("model artifact: {}: no model named `{name}`", models_dir.join(name).display())]
+    ModelNotFound { name: String, models_dir: PathBuf },
+    /// The model exists but the alias (e.g. `production`) is not set.
+    #[error("model artifact: {}: model {name} has no alias `{alias}` (aliases: {set})", file.display())]
+    AliasMissing {
+        name: String,
+        alias: String,
+        /// The alias file read.
+        file: PathBuf,
+        /// The aliases that are set, comma-separated, or `none`.
+        set: String,
+    },
+    /// The model exists but not this version.
+    #[error("model artifact: {}: model {name} has no version v{version} ({known})", dir.display())]
+    VersionNotFound {
+        name: String,
+        version: u32,
+        /// The model's directory.
+        dir: PathBuf,
+        /// The versions there are, in words.
+        known: String,
+    },
+    /// A registry file exists but cannot be trusted: an unparsable or inconsistent
+    /// `aliases.json` or manifest, a missing listed file, a checksum mismatch, a model
+    /// file that does not decode. Never a reason to publish over it.
+    #[error("model artifact: {}: corrupt {what}: {source}", path.display())]
+    Corrupt {
+        path: PathBuf,
+        /// What the file is (`aliases file`, `manifest of churn v3`...).
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// Training could not produce a model (too few examples, a fit that failed...).
     #[error("training: {0}")]
     Train(String),
@@ -58,6 +93,28 @@ impl Error {
             path: path.into(),
             source,
         }
+    }
+
+    /// A corrupt registry file; `source` says what is wrong with it.
+    pub fn corrupt(
+        path: impl Into<PathBuf>,
+        what: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Error::Corrupt {
+            path: path.into(),
+            what: what.into(),
+            source: source.into(),
+        }
+    }
+
+    /// The model or the asked alias does not exist yet: publishing one would fix it.
+    /// A corrupt registry is not "missing".
+    pub fn is_missing_model(&self) -> bool {
+        matches!(
+            self,
+            Error::ModelNotFound { .. } | Error::AliasMissing { .. }
+        )
     }
 
     /// A polars error with what we were doing at the time.

@@ -8,21 +8,29 @@
 //!
 //! ```text
 //! main (the binary)
+//!   -> demo | export                                    command orchestration
+//!   -> settings                                         defaults < file < env < flags
 //!   -> batch | serve | train | backtest | retention     the jobs
 //!   -> alerts | scores | report                         what the jobs share
 //!   -> scoring                                          probability, tier, reasons, rules
 //!   -> model | labels | registry
 //!   -> features
-//!   -> data | metrics | synth | config
-//!   -> time | error
+//!   -> churn                                            the one churn definition
+//!   -> data | metrics | synth | config | manifest
+//!   -> time | error | fsutil | logging
 //! ```
 //!
-//! Two more limits: only [`train`] and [`backtest`] use [`labels`], and only the binary
-//! uses [`synth`] (tests aside).
+//! Two more limits: only [`train`], [`backtest`] and [`settings`] (the trainer's windows)
+//! use [`labels`], and only the binary, [`demo`] and [`settings`] use [`synth`] (tests aside).
 //!
 //! - [`error`]: the library's error type.
 //! - [`time`]: timestamps of the data contract (UTC seconds) and their parsing.
-//! - [`config`]: settings from a TOML file, then `CHURNGUARD_*` environment overrides.
+//! - [`config`]: the TOML config file's schema.
+//! - [`settings`]: defaults, then the file, then `CHURNGUARD_*`, then flags, resolved once
+//!   into typed settings per command (the flag groups live here too).
+//! - [`logging`]: the one `tracing` set-up (`CHURNGUARD_LOG`), for the binary and the service.
+//! - [`fsutil`]: the one atomic file replace (temporary, fsync, rename, fsync directory).
+//! - [`manifest`]: `manifest.json` as a typed struct, written by the trainer and the registry.
 //! - [`data`]: the data contract: reading and validating the customer tables.
 //! - [`features`]: THE feature definitions, used by training, batch and the service.
 //! - [`labels`]: what "churned" means at a snapshot; snapshots and the time split. Trainer only.
@@ -40,6 +48,8 @@
 //! - [`report`]: self-contained HTML reports with inline SVG charts.
 //! - [`retention`]: retention KPIs, revenue at risk, how well the early-warning rules did.
 //! - [`synth`]: the synthetic customer base generator.
+//! - [`export`]: `churnguard features`: a snapshot's feature table or the training set.
+//! - [`demo`]: `churnguard demo`'s steps (train only when no model exists, the example request).
 //!
 //! # Invariants
 //!
@@ -58,8 +68,13 @@ pub mod backtest;
 pub mod batch;
 pub mod config;
 pub mod data;
+pub mod demo;
+pub mod export;
 pub mod features;
+pub mod fsutil;
 pub mod labels;
+pub mod logging;
+pub mod manifest;
 pub mod metrics;
 pub mod model;
 pub mod registry;
@@ -68,6 +83,7 @@ pub mod retention;
 pub mod scores;
 pub mod scoring;
 pub mod serve;
+pub mod settings;
 pub mod synth;
 pub mod train;
 

@@ -13,22 +13,23 @@
 //!   .tmp-<uuid>/          a version being written; never listed, removed when stale
 //! ```
 //!
-//! The registry does not know what a model is: the trainer hands it files and a manifest
-//! object. The registry owns version numbers, checksums, aliases, atomicity and
-//! verification.
+//! The registry does not know what a model is: the trainer hands it files and a
+//! [`Manifest`]. The registry owns version numbers, checksums, aliases, atomicity and
+//! verification. A file that exists but cannot be trusted is [`Error::Corrupt`]; a model
+//! or alias that does not exist is [`Error::ModelNotFound`] / [`Error::AliasMissing`].
 //!
 //! # Atomicity
 //!
 //! A version is written into `.tmp-<uuid>/` (every file fsynced), then, under the lock,
 //! its number is allocated, `manifest.json` is written last, the directory is renamed to
 //! `vN` and the parent directory is fsynced. `aliases.json` is replaced by
-//! write-to-temp + fsync + rename under the same lock. A crash at any point leaves either
+//! [`crate::fsutil::write_atomic`] under the same lock. A crash at any point leaves either
 //! no `vN` at all or a complete one; versions are never modified after the rename.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::{Duration, SystemTime};
@@ -36,8 +37,14 @@ use std::time::{Duration, SystemTime};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
+use crate::fsutil::{sync_dir, write_new_synced as write_synced, TMP_PREFIX};
+use crate::manifest::Manifest;
 use crate::{Error, Result};
 
+/// The models directory when none is configured.
+pub const DEFAULT_MODELS_DIR: &str = "models";
+/// The model name when none is configured.
+pub const DEFAULT_NAME: &str = "churn";
 /// The alias served by default; the only one [`Registry::rollback`] moves.
 pub const PRODUCTION: &str = "production";
 /// The alias a new, non-promoted version receives.
@@ -47,7 +54,6 @@ pub const MANIFEST_FILE: &str = "manifest.json";
 /// The alias file of a model name.
 pub const ALIASES_FILE: &str = "aliases.json";
 const LOCK_FILE: &str = ".lock";
-const TMP_PREFIX: &str = ".tmp-";
 /// Temporary entries older than this are removed by the next publish.
 const STALE_AFTER: Duration = Duration::from_secs(3600);
 /// The key of `aliases.json` that holds the history rather than an alias.
@@ -116,7 +122,7 @@ pub struct LoadedVersion {
     pub name: String,
     pub version: u32,
     pub dir: PathBuf,
-    pub manifest: Value,
+    pub manifest: Manifest,
     /// Every file listed in the manifest, by file name (`manifest.json` excluded).
     pub files: BTreeMap<String, Vec<u8>>,
 }
@@ -126,7 +132,7 @@ pub struct LoadedVersion {
 pub struct VersionInfo {
     pub version: u32,
     pub created_at: String,
-    pub manifest: Value,
+    pub manifest: Manifest,
     /// The aliases pointing at this version, sorted.
     pub aliases: Vec<String>,
 }
@@ -226,7 +232,7 @@ impl Aliases {
 
     /// Parses `aliases.json`; `file` names it in errors. A missing `history` is empty.
     pub fn from_json(value: &Value, file: &Path) -> Result<Self> {
-        let bad = |what: String| Error::Artifact(format!("{}: {what}", file.display()));
+        let bad = |what: String| Error::corrupt(file, "aliases file", what);
         let obj = value
             .as_object()
             .ok_or_else(|| bad("expected a JSON object".into()))?;
@@ -321,16 +327,16 @@ impl Registry {
         self.root.join(name).join(version_dir(version))
     }
 
-    /// Writes a new immutable version. Adds to `manifest` (an object): "name", "version"
-    /// ("vN"), "created_at" (RFC 3339 UTC), "crate_version" and "files": {file name:
-    /// sha256 hex} for every file, replacing any keys of those names. The first version of
+    /// Writes a new immutable version. Sets the registry's part of `manifest`: `name`,
+    /// `version` ("vN"), `created_at` (RFC 3339 UTC), `crate_version` and `files` (file
+    /// name -> sha256 hex of every file). The first version of
     /// a name (no `production` yet) becomes `production`; later ones `staging`, unless
     /// `promote` (then `production`).
     pub fn publish(
         &self,
         name: &str,
         files: Vec<(String, Vec<u8>)>,
-        manifest: Value,
+        manifest: Manifest,
         promote: bool,
     ) -> Result<Published> {
         self.publish_with_hook(name, files, manifest, promote, &|_| Ok(()))
@@ -342,16 +348,11 @@ impl Registry {
         &self,
         name: &str,
         files: Vec<(String, Vec<u8>)>,
-        manifest: Value,
+        mut manifest: Manifest,
         promote: bool,
         before_write: &dyn Fn(&str) -> io::Result<()>,
     ) -> Result<Published> {
         validate_name(name)?;
-        let Value::Object(mut manifest) = manifest else {
-            return Err(Error::Artifact(format!(
-                "publish {name}: the manifest must be a JSON object"
-            )));
-        };
         if files.is_empty() {
             return Err(Error::Artifact(format!(
                 "publish {name}: a version needs at least one file"
@@ -377,12 +378,12 @@ impl Registry {
 
         // Write the files outside the lock: they can be large, and nothing sees them yet.
         let tmp = TmpDir::create(&name_dir)?;
-        let mut checksums = Map::new();
+        let mut checksums = BTreeMap::new();
         for (file, bytes) in &files {
             let path = tmp.path.join(file);
             before_write(file).map_err(|e| Error::io(&path, e))?;
             write_synced(&path, bytes)?;
-            checksums.insert(file.clone(), Value::String(sha256_hex(bytes)));
+            checksums.insert(file.clone(), sha256_hex(bytes));
         }
         drop(files);
 
@@ -392,15 +393,13 @@ impl Registry {
         let version = self.next_version(name, &aliases)?;
         let vdir = version_dir(version);
         let created_at = now_rfc3339();
-        manifest.insert("name".into(), Value::String(name.to_string()));
-        manifest.insert("version".into(), Value::String(vdir.clone()));
-        manifest.insert("created_at".into(), Value::String(created_at));
-        manifest.insert(
-            "crate_version".into(),
-            Value::String(env!("CARGO_PKG_VERSION").to_string()),
-        );
-        manifest.insert("files".into(), Value::Object(checksums));
-        let manifest_bytes = serde_json::to_vec_pretty(&Value::Object(manifest))
+        manifest.name = name.to_string();
+        manifest.version.clone_from(&vdir);
+        manifest.created_at = created_at;
+        manifest.crate_version = env!("CARGO_PKG_VERSION").to_string();
+        manifest.files = checksums;
+        let manifest_bytes = manifest
+            .to_pretty_bytes()
             .map_err(|e| Error::Artifact(format!("publish {name} {vdir}: manifest: {e}")))?;
         write_synced(&tmp.path.join(MANIFEST_FILE), &manifest_bytes)?;
         sync_dir(&tmp.path)?;
@@ -447,11 +446,7 @@ impl Registry {
             .into_iter()
             .map(|version| {
                 let manifest = self.read_manifest(name, version)?;
-                let created_at = manifest
-                    .get("created_at")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string();
+                let created_at = manifest.created_at.clone();
                 Ok(VersionInfo {
                     version,
                     created_at,
@@ -506,35 +501,40 @@ impl Registry {
                 if versions.contains(v) {
                     Ok(*v)
                 } else {
-                    Err(Error::Artifact(format!(
-                        "{}: model {name} has no version v{v} ({})",
-                        self.root.join(name).display(),
-                        known()
-                    )))
+                    Err(Error::VersionNotFound {
+                        name: name.to_string(),
+                        version: *v,
+                        dir: self.root.join(name),
+                        known: known(),
+                    })
                 }
             }
             Selector::Alias(alias) => {
                 let aliases = self.read_aliases(name)?;
                 let Some(v) = aliases.get(alias) else {
                     let set: Vec<_> = aliases.current.keys().map(String::as_str).collect();
-                    return Err(Error::Artifact(format!(
-                        "{}: model {name} has no alias `{alias}` (aliases: {})",
-                        self.root.join(name).join(ALIASES_FILE).display(),
-                        if set.is_empty() {
+                    return Err(Error::AliasMissing {
+                        name: name.to_string(),
+                        alias: alias.clone(),
+                        file: self.root.join(name).join(ALIASES_FILE),
+                        set: if set.is_empty() {
                             "none".to_string()
                         } else {
                             set.join(", ")
-                        }
-                    )));
+                        },
+                    });
                 };
                 if versions.contains(&v) {
                     Ok(v)
                 } else {
-                    Err(Error::Artifact(format!(
-                        "{}: alias `{alias}` of model {name} points to v{v}, which does not exist ({})",
-                        self.root.join(name).join(ALIASES_FILE).display(),
-                        known()
-                    )))
+                    Err(Error::corrupt(
+                        self.root.join(name).join(ALIASES_FILE),
+                        "aliases file",
+                        format!(
+                            "alias `{alias}` of model {name} points to v{v}, which does not exist ({})",
+                            known()
+                        ),
+                    ))
                 }
             }
         }
@@ -607,10 +607,10 @@ impl Registry {
     // ----- internals -------------------------------------------------------------------
 
     fn no_model(&self, name: &str) -> Error {
-        Error::Artifact(format!(
-            "{}: no model named `{name}`",
-            self.root.join(name).display()
-        ))
+        Error::ModelNotFound {
+            name: name.to_string(),
+            models_dir: self.root.clone(),
+        }
     }
 
     /// Takes the exclusive lock of `name`, creating the lock file if needed.
@@ -690,58 +690,36 @@ impl Registry {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Aliases::default()),
             Err(e) => return Err(Error::io(&path, e)),
         };
-        let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
-            Error::Artifact(format!("{}: unparsable aliases file: {e}", path.display()))
-        })?;
+        let value: Value =
+            serde_json::from_slice(&bytes).map_err(|e| Error::corrupt(&path, "aliases file", e))?;
         Aliases::from_json(&value, &path)
     }
 
     /// Replaces `aliases.json` atomically. The caller holds the lock.
     fn write_aliases(&self, name: &str, aliases: &Aliases) -> Result<()> {
-        let dir = self.root.join(name);
-        let path = dir.join(ALIASES_FILE);
-        let tmp = dir.join(format!(
-            "{TMP_PREFIX}{}.{ALIASES_FILE}",
-            uuid::Uuid::new_v4().simple()
-        ));
+        let path = self.root.join(name).join(ALIASES_FILE);
         let bytes = serde_json::to_vec_pretty(&aliases.to_json())
             .map_err(|e| Error::Artifact(format!("{}: {e}", path.display())))?;
-        let result = write_synced(&tmp, &bytes).and_then(|()| {
-            fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
-            sync_dir(&dir)
-        });
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        result
+        crate::fsutil::write_atomic(&path, &bytes)
     }
 
     /// Reads and parses `manifest.json` of a version; it must be a JSON object.
-    fn read_manifest(&self, name: &str, version: u32) -> Result<Value> {
+    fn read_manifest(&self, name: &str, version: u32) -> Result<Manifest> {
         let path = self.version_dir(name, version).join(MANIFEST_FILE);
+        let what = || format!("manifest of {name} v{version}");
         let bytes = match fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(Error::Artifact(format!(
-                    "{}: missing manifest of {name} v{version}",
-                    path.display()
-                )))
+                return Err(Error::corrupt(&path, what(), "the file is missing"))
             }
             Err(e) => return Err(Error::io(&path, e)),
         };
-        let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
-            Error::Artifact(format!(
-                "{}: unparsable manifest of {name} v{version}: {e}",
-                path.display()
-            ))
-        })?;
+        let value: Value =
+            serde_json::from_slice(&bytes).map_err(|e| Error::corrupt(&path, what(), e))?;
         if !value.is_object() {
-            return Err(Error::Artifact(format!(
-                "{}: manifest of {name} v{version} is not a JSON object",
-                path.display()
-            )));
+            return Err(Error::corrupt(&path, what(), "not a JSON object"));
         }
-        Ok(value)
+        serde_json::from_value(value).map_err(|e| Error::corrupt(&path, what(), e))
     }
 
     /// Reads the manifest and every file it lists, checking name, version and checksums.
@@ -749,34 +727,37 @@ impl Registry {
         &self,
         name: &str,
         version: u32,
-    ) -> Result<(Value, BTreeMap<String, Vec<u8>>)> {
+    ) -> Result<(Manifest, BTreeMap<String, Vec<u8>>)> {
         let dir = self.version_dir(name, version);
         let manifest_path = dir.join(MANIFEST_FILE);
         let manifest = self.read_manifest(name, version)?;
         let bad = |what: String| {
-            Error::Artifact(format!(
-                "{}: {what} (model {name} v{version})",
-                manifest_path.display()
-            ))
+            Error::corrupt(
+                &manifest_path,
+                format!("manifest of {name} v{version}"),
+                what,
+            )
         };
-        let says_name = manifest.get("name").and_then(Value::as_str);
-        if says_name != Some(name) {
+        let shown = |s: &str| {
+            if s.is_empty() {
+                "none".to_string()
+            } else {
+                s.to_string()
+            }
+        };
+        if manifest.name != name {
             return Err(bad(format!(
                 "manifest names model \"{}\", expected \"{name}\"",
-                says_name.unwrap_or("none")
+                shown(&manifest.name)
             )));
         }
-        let says_version = manifest.get("version").and_then(Value::as_str);
-        if says_version.and_then(parse_version_dir) != Some(version) {
+        if parse_version_dir(&manifest.version) != Some(version) {
             return Err(bad(format!(
                 "manifest says version \"{}\", expected \"v{version}\"",
-                says_version.unwrap_or("none")
+                shown(&manifest.version)
             )));
         }
-        let listed = manifest
-            .get("files")
-            .and_then(Value::as_object)
-            .ok_or_else(|| bad("manifest has no `files` checksums".into()))?;
+        let listed = &manifest.files;
         if listed.is_empty() {
             return Err(bad("manifest lists no files".into()));
         }
@@ -785,27 +766,30 @@ impl Registry {
             if let Err(m) = validate_file_name(file) {
                 return Err(bad(m));
             }
-            let expected = expected
-                .as_str()
-                .filter(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()))
-                .ok_or_else(|| bad(format!("checksum of `{file}` is not a SHA-256 hex string")))?;
+            if !(expected.len() == 64 && expected.bytes().all(|b| b.is_ascii_hexdigit())) {
+                return Err(bad(format!(
+                    "checksum of `{file}` is not a SHA-256 hex string"
+                )));
+            }
             let path = dir.join(file);
             let bytes = match fs::read(&path) {
                 Ok(b) => b,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    return Err(Error::Artifact(format!(
-                        "{}: missing file of {name} v{version} (listed in its manifest)",
-                        path.display()
-                    )))
+                    return Err(Error::corrupt(
+                        &path,
+                        format!("file of {name} v{version}"),
+                        "missing (listed in its manifest)",
+                    ))
                 }
                 Err(e) => return Err(Error::io(&path, e)),
             };
             let actual = sha256_hex(&bytes);
             if !actual.eq_ignore_ascii_case(expected) {
-                return Err(Error::Artifact(format!(
-                    "{}: checksum mismatch in {name} v{version} (manifest says {expected}, file is {actual})",
-                    path.display()
-                )));
+                return Err(Error::corrupt(
+                    &path,
+                    format!("file of {name} v{version}"),
+                    format!("checksum mismatch (manifest says {expected}, file is {actual})"),
+                ));
             }
             files.insert(file.clone(), bytes);
         }
@@ -882,32 +866,6 @@ fn newest_mtime(path: &Path) -> Option<SystemTime> {
         }
     }
     Some(newest)
-}
-
-/// Creates `path` (which must not exist), writes `bytes` and fsyncs it.
-fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .map_err(|e| Error::io(path, e))?;
-    f.write_all(bytes).map_err(|e| Error::io(path, e))?;
-    f.sync_all().map_err(|e| Error::io(path, e))
-}
-
-/// Fsyncs a directory so that renames and creations inside it are durable.
-fn sync_dir(dir: &Path) -> Result<()> {
-    #[cfg(unix)]
-    {
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| Error::io(dir, e))
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = dir;
-        Ok(())
-    }
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -1003,8 +961,12 @@ mod tests {
         ]
     }
 
-    fn manifest() -> Value {
-        json!({"algorithm": "gbdt", "horizon_days": 30})
+    fn manifest() -> Manifest {
+        Manifest {
+            algorithm: "gbdt".into(),
+            horizon_days: 30,
+            ..Manifest::default()
+        }
     }
 
     fn registry() -> (tempfile::TempDir, Registry) {
@@ -1034,7 +996,11 @@ mod tests {
 
     fn artifact_message(err: Error) -> String {
         match err {
-            Error::Artifact(m) => m,
+            Error::Artifact(_)
+            | Error::ModelNotFound { .. }
+            | Error::AliasMissing { .. }
+            | Error::VersionNotFound { .. }
+            | Error::Corrupt { .. } => err.to_string(),
             other => panic!("expected an artifact error, got {other:?}"),
         }
     }
@@ -1081,7 +1047,7 @@ mod tests {
         let loaded = reg.load("churn", &"production".parse().unwrap()).unwrap();
         assert_eq!(loaded.version, 1);
         assert_eq!(loaded.files["model.bin"], b"weights");
-        assert_eq!(loaded.manifest, m);
+        assert_eq!(loaded.manifest.to_json().unwrap(), m);
         reg.verify("churn", 1).unwrap();
         assert_eq!(reg.names().unwrap(), vec!["churn".to_string()]);
     }
@@ -1428,33 +1394,46 @@ mod tests {
     #[test]
     fn load_refuses_a_missing_alias_version_file_or_an_unparsable_manifest_with_a_clear_message() {
         let (_tmp, reg) = registry();
-        let msg = artifact_message(reg.load("churn", &Selector::Version(1)).unwrap_err());
+        let err = reg.load("churn", &Selector::Version(1)).unwrap_err();
+        assert!(matches!(&err, Error::ModelNotFound { name, .. } if name == "churn"));
+        let msg = artifact_message(err);
         assert!(msg.contains("no model named `churn`"), "{msg}");
 
         reg.publish("churn", files(b"w"), manifest(), false)
             .unwrap();
-        let msg = artifact_message(reg.load("churn", &"staging".parse().unwrap()).unwrap_err());
+        let err = reg.load("churn", &"staging".parse().unwrap()).unwrap_err();
+        assert!(matches!(&err, Error::AliasMissing { alias, .. } if alias == "staging"));
+        let msg = artifact_message(err);
         assert!(
             msg.contains("no alias `staging`") && msg.contains("production"),
             "{msg}"
         );
-        let msg = artifact_message(reg.load("churn", &"v7".parse().unwrap()).unwrap_err());
+        let err = reg.load("churn", &"v7".parse().unwrap()).unwrap_err();
+        assert!(matches!(err, Error::VersionNotFound { version: 7, .. }));
+        let msg = artifact_message(err);
         assert!(msg.contains("no version v7") && msg.contains("v1"), "{msg}");
 
         let v1 = reg.root().join("churn").join("v1");
         fs::remove_file(v1.join("report.html")).unwrap();
-        let msg = artifact_message(reg.load("churn", &Selector::Version(1)).unwrap_err());
+        let err = reg.load("churn", &Selector::Version(1)).unwrap_err();
+        assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
+        let msg = artifact_message(err);
         assert!(
             msg.contains("v1/report.html") && msg.contains("missing"),
             "{msg}"
         );
 
         fs::write(v1.join("manifest.json"), b"{not json").unwrap();
-        let msg = artifact_message(reg.load("churn", &Selector::Version(1)).unwrap_err());
+        let err = reg.load("churn", &Selector::Version(1)).unwrap_err();
+        assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
+        let msg = artifact_message(err);
         assert!(
-            msg.contains("v1/manifest.json") && msg.contains("unparsable"),
+            msg.contains("v1/manifest.json") && msg.contains("corrupt manifest of churn v1"),
             "{msg}"
         );
+        fs::write(v1.join("manifest.json"), b"[1, 2]").unwrap();
+        let msg = artifact_message(reg.load("churn", &Selector::Version(1)).unwrap_err());
+        assert!(msg.contains("not a JSON object"), "{msg}");
         assert!(reg.versions("churn").is_err());
 
         // A manifest copied from another version is refused.
@@ -1484,6 +1463,59 @@ mod tests {
                 .version,
             3
         );
+    }
+
+    #[test]
+    fn a_corrupt_aliases_file_is_reported_as_corrupt_never_as_a_missing_model() {
+        let (_tmp, reg) = registry();
+        reg.publish("churn", files(b"w"), manifest(), false)
+            .unwrap();
+        let aliases = reg.root().join("churn").join(ALIASES_FILE);
+        let bad: [&[u8]; 3] = [b"{\"production\": ", b"{\"production\": 3}", b"[]"];
+        for bad in bad {
+            fs::write(&aliases, bad).unwrap();
+            let err = reg
+                .resolve("churn", &Selector::Alias(PRODUCTION.into()))
+                .unwrap_err();
+            assert!(!err.is_missing_model(), "{err:?}");
+            let msg = err.to_string();
+            assert!(
+                msg.contains("aliases.json") && msg.contains("corrupt aliases file"),
+                "{msg}"
+            );
+        }
+        // A missing model and a missing alias are the cases publishing fixes.
+        assert!(reg
+            .resolve("other", &"production".parse().unwrap())
+            .unwrap_err()
+            .is_missing_model());
+        fs::remove_file(&aliases).unwrap();
+        assert!(reg
+            .resolve("churn", &"production".parse().unwrap())
+            .unwrap_err()
+            .is_missing_model());
+    }
+
+    #[test]
+    fn a_manifest_keeps_the_keys_of_a_newer_trainer_and_old_minimal_ones_load() {
+        let (_tmp, reg) = registry();
+        let mut m = manifest();
+        m.extra.insert("experiment".into(), json!({"owner": "ds"}));
+        let p = reg.publish("churn", files(b"w"), m, false).unwrap();
+        let loaded = reg.load("churn", &Selector::Version(1)).unwrap();
+        assert_eq!(loaded.manifest.extra["experiment"]["owner"], "ds");
+        assert_eq!(loaded.manifest.algorithm, "gbdt");
+        // What an older binary wrote: only some keys, the rest defaulted.
+        let path = p.dir.join(MANIFEST_FILE);
+        let mut old: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+        let obj = old.as_object_mut().unwrap();
+        obj.retain(|k, _| {
+            ["name", "version", "files", "created_at", "algorithm"].contains(&k.as_str())
+        });
+        fs::write(&path, serde_json::to_vec_pretty(&old).unwrap()).unwrap();
+        let loaded = reg.load("churn", &Selector::Version(1)).unwrap();
+        assert_eq!(loaded.manifest.horizon_days, 0);
+        assert_eq!(loaded.manifest.algorithm, "gbdt");
     }
 
     #[test]
@@ -1534,9 +1566,6 @@ mod tests {
         for f in bad_files {
             assert!(reg.publish("churn", f, manifest(), false).is_err());
         }
-        assert!(reg
-            .publish("churn", files(b"w"), json!([1, 2]), false)
-            .is_err());
         assert!(!reg.root().join("churn").exists());
         assert_eq!(reg.names().unwrap(), vec!["x".repeat(64)]);
         assert!(reg.versions("../x").is_err());

@@ -103,17 +103,8 @@ impl Report {
 
     /// Writes [`Report::to_html`] to `path` atomically: a temporary file next to it, then a
     /// rename, so a failed run never leaves a truncated report over a previous one.
-    pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        let mut tmp_name = path
-            .file_name()
-            .map(|n| n.to_os_string())
-            .unwrap_or_else(|| "report.html".into());
-        tmp_name.push(".tmp");
-        let tmp = path.with_file_name(tmp_name);
-        std::fs::write(&tmp, self.to_html())?;
-        std::fs::rename(&tmp, path).inspect_err(|_| {
-            let _ = std::fs::remove_file(&tmp);
-        })
+    pub fn save(&self, path: &Path) -> crate::Result<()> {
+        crate::fsutil::write_atomic(path, self.to_html().as_bytes())
     }
 }
 
@@ -358,6 +349,10 @@ mod tests {
         sample_report().save(&path).unwrap();
         let written = std::fs::read_to_string(&path).unwrap();
         assert_eq!(written, sample_report().to_html());
-        assert!(!dir.path().join("report.html.tmp").exists());
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["report.html"], "no temporary file is left");
     }
 }

@@ -13,6 +13,7 @@ use std::hash::BuildHasherDefault;
 use crate::data::FxHasher;
 use crate::features::online::{kind, OwnedActivity};
 use crate::features::{rfm_segment, FeatureSpec};
+use crate::manifest::Manifest;
 use crate::model::{Artifact, Classifier};
 use crate::registry::LoadedVersion;
 use crate::time::Ts;
@@ -89,7 +90,7 @@ pub struct Scorer {
     pub version: String,
     pub artifact: Artifact,
     /// The manifest as written by the trainer and the registry.
-    pub manifest: Value,
+    pub manifest: Manifest,
     /// Rule-based early warnings evaluated beside the model (the defaults unless set).
     pub rules: Vec<Rule>,
     /// Feature name -> position in the row, for request parsing.
@@ -100,17 +101,14 @@ impl Scorer {
     /// Builds a scorer from a verified registry version; refuses a model whose feature
     /// schema does not match the schema hash its manifest recorded.
     pub fn from_loaded(v: LoadedVersion) -> Result<Self> {
+        let path = v.dir.join("model.bin");
+        let what = || format!("model file of {} v{}", v.name, v.version);
         let bytes = v
             .files
             .get("model.bin")
-            .ok_or_else(|| Error::Artifact(format!("{}: model.bin is missing", v.dir.display())))?;
-        let artifact = Artifact::from_bytes(bytes)
-            .map_err(|e| Error::Artifact(format!("{}/model.bin: {e}", v.dir.display())))?;
-        let recorded = v
-            .manifest
-            .pointer("/features/schema_hash")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
+            .ok_or_else(|| Error::corrupt(&path, what(), "not listed in the manifest"))?;
+        let artifact = Artifact::from_bytes(bytes).map_err(|e| Error::corrupt(&path, what(), e))?;
+        let recorded = v.manifest.features.schema_hash.as_str();
         let actual = artifact.spec.schema_hash();
         if recorded != actual {
             return Err(Error::Artifact(format!(
@@ -127,7 +125,7 @@ impl Scorer {
     }
 
     /// A scorer over an artifact already checked, with the default early-warning rules.
-    pub fn new(name: String, version: String, artifact: Artifact, manifest: Value) -> Self {
+    pub fn new(name: String, version: String, artifact: Artifact, manifest: Manifest) -> Self {
         let feature_index = artifact
             .spec
             .defs()

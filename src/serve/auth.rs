@@ -14,6 +14,30 @@ use subtle::ConstantTimeEq;
 use super::error::{is_v2, ApiError};
 use super::state::AppState;
 
+/// Keys from a comma-separated list (`CHURNGUARD_API_KEYS`); blanks are dropped.
+pub fn split_key_list(list: &str) -> Vec<String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// Keys from a key file: one per line; blank lines and `#` comments are skipped.
+pub fn parse_key_file(text: &str) -> Vec<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(String::from)
+        .collect()
+}
+
+/// Reads and parses a key file ([`parse_key_file`]).
+pub fn read_key_file(path: &std::path::Path) -> crate::Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).map_err(|e| crate::Error::io(path, e))?;
+    Ok(parse_key_file(&text))
+}
+
 /// The configured keys, kept only as SHA-256 digests: comparing digests of equal length
 /// in constant time leaks neither a key's content nor its length.
 #[derive(Clone)]

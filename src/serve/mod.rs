@@ -101,13 +101,15 @@ pub struct ServeConfig {
 impl Default for ServeConfig {
     fn default() -> Self {
         ServeConfig {
-            models: PathBuf::from("models"),
-            name: "churn".into(),
+            models: PathBuf::from(crate::registry::DEFAULT_MODELS_DIR),
+            name: crate::registry::DEFAULT_NAME.into(),
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
             api_keys: Vec::new(),
             admin_key: None,
             scores: None,
-            outbox: PathBuf::from("models/churn/alerts.db"),
+            outbox: PathBuf::from(crate::registry::DEFAULT_MODELS_DIR)
+                .join(crate::registry::DEFAULT_NAME)
+                .join("alerts.db"),
             alert_log: None,
             webhook: None,
             policy: AlertPolicy::default(),
@@ -332,28 +334,12 @@ async fn reload_loop(state: AppState, interval: Duration, mut stop: watch::Recei
     }
 }
 
-/// Installs a `tracing` subscriber (text or JSON lines, `RUST_LOG` filter, default
-/// `info`) unless one is installed already.
-pub fn init_logging(json: bool) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    let _ = if json {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
-    };
-}
-
 /// Binds `config.bind`, prints the address, and serves until SIGINT or SIGTERM.
 pub async fn serve(config: ServeConfig) -> Result<()> {
     if !config.bind.ip().is_loopback() {
         check_exposure(&config, config.bind)?;
     }
-    init_logging(config.log_json);
+    crate::logging::init(config.log_json, "info");
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .map_err(|e| Error::Config(format!("cannot listen on {}: {e}", config.bind)))?;

@@ -510,18 +510,24 @@ pub async fn customer_score(
     Ok(Json(r))
 }
 
-fn manifest_str(m: &Value, key: &str) -> Option<String> {
-    m.get(key).and_then(Value::as_str).map(str::to_string)
+/// A manifest text field, `None` when an older manifest did not record it.
+fn recorded(s: &str) -> Option<String> {
+    (!s.is_empty()).then(|| s.to_string())
 }
 
 fn summary(s: &Scorer) -> ModelSummary {
     ModelSummary {
         name: s.name.clone(),
         version: s.version.clone(),
-        algorithm: manifest_str(&s.manifest, "algorithm"),
-        created_at: manifest_str(&s.manifest, "created_at"),
-        horizon_days: s.manifest.get("horizon_days").and_then(Value::as_u64),
+        algorithm: recorded(&s.manifest.algorithm),
+        created_at: recorded(&s.manifest.created_at),
+        horizon_days: (s.manifest.horizon_days > 0).then_some(u64::from(s.manifest.horizon_days)),
     }
+}
+
+/// A part of the manifest as JSON (keys sorted, as written on disk).
+fn as_json(part: &impl Serialize) -> Value {
+    serde_json::to_value(part).unwrap_or(Value::Null)
 }
 
 /// The models served.
@@ -582,13 +588,13 @@ pub async fn model_detail(
         algorithm: s.algorithm,
         created_at: s.created_at,
         horizon_days: s.horizon_days,
-        churn_definition: manifest_str(m, "churn_definition_text"),
-        metrics: m.get("metrics").cloned().unwrap_or(Value::Null),
-        thresholds: m.get("thresholds").cloned().unwrap_or(Value::Null),
-        features: m
-            .pointer("/features/columns")
-            .cloned()
-            .unwrap_or(Value::Array(Vec::new())),
+        churn_definition: recorded(&m.churn_definition_text),
+        metrics: as_json(&m.metrics),
+        thresholds: as_json(&m.thresholds),
+        features: match &m.features.columns {
+            Value::Null => Value::Array(Vec::new()),
+            columns => columns.clone(),
+        },
         versions,
     }))
 }

@@ -170,7 +170,10 @@ impl AppState {
                 let message = e.to_string();
                 let new = memo.last_error.as_deref() != Some(message.as_str());
                 memo.last_error = Some(message);
-                if current.is_none() {
+                // A missing model or alias is "not yet"; anything else (a corrupt or
+                // unreadable registry) needs an operator, whether or not a model is served.
+                let missing = e.is_missing_model();
+                if missing && current.is_none() {
                     if new {
                         tracing::warn!(model = %self.name, error = %e,
                             "no production model to serve yet; /readyz answers 503 until one appears");
@@ -181,8 +184,13 @@ impl AppState {
                     self.metrics
                         .model_reload_failures
                         .fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(model = %self.name, error = %e, serving = ?serving,
-                        "could not resolve the production model; the previous model keeps serving");
+                    if missing {
+                        tracing::error!(model = %self.name, error = %e, serving = ?serving,
+                            "could not resolve the production model; the previous model keeps serving");
+                    } else {
+                        tracing::error!(model = %self.name, error = %e, serving = ?serving,
+                            "the model registry is corrupt or unreadable; nothing new is loaded until it is fixed");
+                    }
                 }
                 return ReloadOutcome::Failed {
                     version: None,
@@ -332,4 +340,76 @@ pub struct Recorded {
     pub score: Score,
     /// The feature row (for the alert's behaviour summary).
     pub row: Vec<f64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// Log lines captured for one test.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            lock(&self.0).extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Opens a state over `models` and returns it with what it logged.
+    fn open_logged(models: &std::path::Path, outbox: &std::path::Path) -> (AppState, String) {
+        let logs = Captured::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let state = tracing::subscriber::with_default(subscriber, || {
+            AppState::open(&ServeConfig {
+                models: models.to_path_buf(),
+                outbox: outbox.to_path_buf(),
+                ..ServeConfig::default()
+            })
+            .unwrap()
+        });
+        let text = String::from_utf8(lock(&logs.0).clone()).unwrap();
+        (state, text)
+    }
+
+    #[test]
+    fn a_corrupt_registry_is_logged_as_corrupt_not_as_no_production_model() {
+        let dir = tempfile::tempdir().unwrap();
+        let models = dir.path().join("models");
+        std::fs::create_dir_all(models.join("churn")).unwrap();
+        std::fs::write(
+            models.join("churn").join("aliases.json"),
+            b"{\"production\": ",
+        )
+        .unwrap();
+        let (state, logs) = open_logged(&models, &dir.path().join("alerts.db"));
+        assert!(state.scorer().is_none());
+        assert!(logs.contains("corrupt"), "{logs}");
+        assert!(logs.contains("aliases.json"), "{logs}");
+        assert!(!logs.contains("no production model"), "{logs}");
+        assert_eq!(
+            state.reload_model(true),
+            ReloadOutcome::Failed {
+                version: None,
+                serving: None
+            }
+        );
+    }
+
+    #[test]
+    fn an_empty_registry_is_no_model_yet() {
+        let dir = tempfile::tempdir().unwrap();
+        let (state, logs) = open_logged(&dir.path().join("models"), &dir.path().join("alerts.db"));
+        assert!(logs.contains("no production model to serve yet"), "{logs}");
+        assert_eq!(state.reload_model(true), ReloadOutcome::NoModel);
+    }
 }

@@ -253,11 +253,10 @@ fn served(state: &AppState, name: &str, version: Option<&str>) -> Result<Arc<Sco
 }
 
 fn metadata(scorer: &Scorer) -> ModelMetadata {
-    let algorithm = scorer
-        .manifest
-        .get("algorithm")
-        .and_then(Value::as_str)
-        .unwrap_or("model");
+    let algorithm = match scorer.manifest.algorithm.as_str() {
+        "" => "model",
+        a => a,
+    };
     ModelMetadata {
         name: scorer.name.clone(),
         versions: vec![scorer.version.clone()],

@@ -258,9 +258,8 @@ impl Staging {
             }
             sizes.push(bytes);
         }
-        if let Ok(d) = std::fs::File::open(out) {
-            let _ = d.sync_all();
-        }
+        // Best effort, like every atomic replace (see `fsutil`).
+        let _ = crate::fsutil::sync_dir(out);
         Ok(sizes)
     }
 }

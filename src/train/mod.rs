@@ -19,6 +19,10 @@ mod report;
 use crate::data::CustomerBase;
 use crate::features::{AttributeConfig, Bound, FeatureSpec};
 use crate::labels::{self, Example, LabelConfig, Plan, Split};
+use crate::manifest::{
+    finite, Calibration, FeatureSchema, Manifest, ManifestMetrics, ManifestThresholds,
+    SnapshotSummary, TableCount, TrainingData,
+};
 use crate::metrics::{self, Bins, Evaluation};
 use crate::model::{
     sigmoid, Algorithm, Artifact, BoostModel, BoostParams, Classifier, FittedModel, LogisticModel,
@@ -73,7 +77,7 @@ pub struct TrainConfig {
 impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
-            name: "churn".into(),
+            name: crate::registry::DEFAULT_NAME.into(),
             labels: LabelConfig::default(),
             algorithms: Algorithm::ALL.to_vec(),
             attributes: AttributeConfig {
@@ -154,6 +158,52 @@ pub struct TrainOutcome {
     /// Reasons to doubt this version's evidence (also in metrics.json, the manifest and
     /// the report).
     pub warnings: Vec<String>,
+}
+
+/// The candidate table and the champion, as `churnguard train` prints them.
+impl std::fmt::Display for TrainOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "\n{:<10} {:>8} {:>8} {:>9} {:>8} {:>11} {:>7}",
+            "algorithm", "ROC AUC", "PR AUC", "log loss", "Brier", "lift@10%", "fit s"
+        )?;
+        for c in &self.candidates {
+            let v = &c.validation;
+            writeln!(
+                f,
+                "{:<10} {:>8.4} {:>8.4} {:>9.4} {:>8.4} {:>11.2} {:>7.1}",
+                c.algorithm.name(),
+                v.roc_auc,
+                v.pr_auc,
+                c.calibrated_log_loss,
+                c.calibrated_brier,
+                v.top.get(1).map_or(f64::NAN, |t| t.lift),
+                c.fit_seconds
+            )?;
+        }
+        let aliases = match self.published.aliases_set.as_slice() {
+            [] => "none".to_string(),
+            set => set.join(", "),
+        };
+        writeln!(
+            f,
+            "\nchampion: {} -> {} v{} (aliases: {aliases})",
+            self.champion.name(),
+            self.published.name,
+            self.published.version,
+        )?;
+        writeln!(
+            f,
+            "calibrated validation: ROC AUC {:.4}, Brier {:.4}, log loss {:.4}",
+            self.calibrated.roc_auc, self.calibrated.brier, self.calibrated.log_loss
+        )?;
+        writeln!(f, "report: {}", self.report_path.display())?;
+        for w in &self.warnings {
+            writeln!(f, "warning: {w}")?;
+        }
+        Ok(())
+    }
 }
 
 /// The exact training set the trainer uses: examples, the learned spec and matrices.
@@ -455,7 +505,7 @@ pub fn run(
         feature_bins,
         score_bins,
     };
-    let snapshots: Vec<serde_json::Value> = set
+    let snapshots: Vec<SnapshotSummary> = set
         .plan
         .snapshots
         .iter()
@@ -467,8 +517,13 @@ pub fn run(
                 .fold((0usize, 0usize), |(n, p), e| {
                     (n + 1, p + usize::from(e.label))
                 });
-            json!({"as_of": fmt_date(s.as_of), "split": s.split.as_str(), "examples": n,
-                   "churned": p, "positive_rate": p as f64 / n.max(1) as f64})
+            SnapshotSummary {
+                as_of: fmt_date(s.as_of),
+                split: s.split.as_str().to_string(),
+                examples: n,
+                churned: p,
+                positive_rate: p as f64 / n.max(1) as f64,
+            }
         })
         .collect();
     let warnings = evidence_warnings(calibrated_eval.roc_auc, pos_v, yv.len() - pos_v);
@@ -498,37 +553,49 @@ pub fn run(
             metrics_json: &metrics_json,
         },
     );
-    let defs = spec.defs();
-    let manifest = json!({
-        "algorithm": champion.name(),
-        "hyper_parameters": candidates[best].params,
-        "features": {
-            "schema_hash": spec.schema_hash(),
-            "columns": defs,
-            "event_types": spec.event_types,
-            "categorical": spec.categorical,
-            "numeric": spec.numeric,
-            "rfm_cuts": spec.rfm,
-            "left_out": spec.left_out(),
-            "preprocessing": "signed log1p for log1p features, median imputation and standardisation for logistic; trees see raw values (NaN routed by the model or imputed with the training median)",
+    let recorded = |what: &str, v: Result<serde_json::Value, serde_json::Error>| {
+        v.map_err(|e| Error::Artifact(format!("manifest: {what}: {e}")))
+    };
+    let best_eval = &candidates[best].validation;
+    let manifest = Manifest {
+        algorithm: champion.name().to_string(),
+        hyper_parameters: candidates[best].params.clone(),
+        features: FeatureSchema {
+            schema_hash: spec.schema_hash(),
+            columns: recorded("features", serde_json::to_value(spec.defs()))?,
+            event_types: spec.event_types.clone(),
+            categorical: spec.categorical.clone(),
+            numeric: spec.numeric.clone(),
+            rfm_cuts: recorded("rfm cuts", serde_json::to_value(&spec.rfm))?,
+            left_out: spec.left_out(),
+            preprocessing: "signed log1p for log1p features, median imputation and standardisation for logistic; trees see raw values (NaN routed by the model or imputed with the training median)".into(),
         },
-        "horizon_days": set.plan.horizon_days,
-        "churn_definition": set.plan.definition,
-        "churn_definition_text": set.plan.definition.describe(),
-        "windows": cfg.labels,
-        "thresholds": {"high": high, "medium": medium, "policy": artifact.thresholds.policy},
-        "calibration": {"method": "platt", "a": platt.a, "b": platt.b},
-        "metrics": {
-            "validation_roc_auc": candidates[best].validation.roc_auc,
-            "validation_pr_auc": candidates[best].validation.pr_auc,
-            "validation_log_loss_calibrated": calibrated_eval.log_loss,
-            "validation_brier_calibrated": calibrated_eval.brier,
-            "lift_top_10pct": candidates[best].validation.top.get(1).map(|t| t.lift),
+        horizon_days: set.plan.horizon_days,
+        churn_definition: recorded("churn definition", serde_json::to_value(set.plan.definition))?,
+        churn_definition_text: set.plan.definition.describe(),
+        windows: recorded("windows", serde_json::to_value(&cfg.labels))?,
+        thresholds: ManifestThresholds {
+            high: finite(high),
+            medium: finite(medium),
+            policy: artifact.thresholds.policy.clone(),
         },
-        "training_data": fingerprint(base),
-        "snapshots": snapshots,
-        "warnings": warnings,
-    });
+        calibration: Calibration {
+            method: "platt".into(),
+            a: finite(platt.a),
+            b: finite(platt.b),
+        },
+        metrics: ManifestMetrics {
+            validation_roc_auc: finite(best_eval.roc_auc),
+            validation_pr_auc: finite(best_eval.pr_auc),
+            validation_log_loss_calibrated: finite(calibrated_eval.log_loss),
+            validation_brier_calibrated: finite(calibrated_eval.brier),
+            lift_top_10pct: best_eval.top.get(1).and_then(|t| finite(t.lift)),
+        },
+        training_data: fingerprint(base),
+        snapshots,
+        warnings: warnings.clone(),
+        ..Manifest::default()
+    };
     let files = vec![
         ("model.bin".to_string(), artifact.to_bytes()?),
         ("report.html".to_string(), html.into_bytes()),
@@ -579,7 +646,7 @@ fn evidence_warnings(auc: f64, positives: usize, negatives: usize) -> Vec<String
 }
 
 /// Row counts, time range and a content hash of the customer base as loaded.
-pub fn fingerprint(base: &CustomerBase) -> serde_json::Value {
+pub fn fingerprint(base: &CustomerBase) -> TrainingData {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     for (i, id) in base.customers.ids.iter().enumerate() {
@@ -611,14 +678,23 @@ pub fn fingerprint(base: &CustomerBase) -> serde_json::Value {
         g.all().iter().for_each(|t| h.update(t.to_le_bytes()));
     }
     let s = &base.summary;
-    json!({
-        "directory": s.directory,
-        "customers": s.customers,
-        "tables": s.tables.iter().map(|t| json!({"table": t.table, "rows": t.rows, "orphans": t.orphans, "bad_rows": t.bad_rows})).collect::<Vec<_>>(),
-        "missing_tables": s.missing_tables,
-        "time_range": s.time_range.map(|(a, b)| [fmt_ts(a), fmt_ts(b)]),
-        "content_sha256": hex::encode(h.finalize()),
-    })
+    TrainingData {
+        directory: s.directory.clone(),
+        customers: s.customers,
+        tables: s
+            .tables
+            .iter()
+            .map(|t| TableCount {
+                table: t.table.clone(),
+                rows: t.rows,
+                orphans: t.orphans,
+                bad_rows: t.bad_rows,
+            })
+            .collect(),
+        missing_tables: s.missing_tables.clone(),
+        time_range: s.time_range.map(|(a, b)| [fmt_ts(a), fmt_ts(b)]),
+        content_sha256: hex::encode(h.finalize()),
+    }
 }
 
 /// The training set as frames of at most `rows` examples each (at least one frame):

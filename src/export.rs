@@ -1,0 +1,72 @@
+//! `churnguard features`: the feature table of one snapshot, or the whole training set,
+//! exactly as training and scoring compute them, for a data scientist's own analysis.
+
+use std::path::Path;
+
+use polars::prelude::DataFrame;
+
+use crate::data::CustomerBase;
+use crate::features::{ChurnDefinition, FeatureSpec};
+use crate::registry::{Registry, Selector, PRODUCTION};
+use crate::scoring::Scorer;
+use crate::settings::FeatureSettings;
+use crate::time::Ts;
+use crate::train::TrainingSet;
+use crate::Result;
+
+/// Rows per frame when the training set is written: the matrix is never held a second
+/// time as one frame.
+const TRAINING_SET_CHUNK: usize = 500_000;
+
+/// The schema and churn definition of a snapshot at `as_of`: the production model's
+/// when a registry is configured (so the table matches what the model scores), else
+/// learned from the snapshot's own population.
+pub fn snapshot_schema(
+    base: &CustomerBase,
+    settings: &FeatureSettings,
+    as_of: Ts,
+) -> Result<(FeatureSpec, ChurnDefinition)> {
+    if let Some(m) = &settings.model {
+        let reg = Registry::new(&m.models);
+        let s = Scorer::from_loaded(reg.load(&m.name, &Selector::Alias(PRODUCTION.into()))?)?;
+        return Ok((s.artifact.spec.clone(), s.artifact.definition));
+    }
+    let def = ChurnDefinition::for_tables(base.present(), settings.labels.active_days)?;
+    let pop = crate::features::population(base, &def, as_of);
+    let rows: Vec<(u32, i64)> = pop.iter().map(|&c| (c, as_of)).collect();
+    Ok((FeatureSpec::learn(base, &rows, &settings.attributes)?, def))
+}
+
+/// Writes the features of the customers active at `as_of` to `out` (.parquet or .csv);
+/// returns the rows and columns written.
+pub fn write_snapshot(
+    base: &CustomerBase,
+    settings: &FeatureSettings,
+    as_of: Ts,
+    out: &Path,
+) -> Result<(usize, usize)> {
+    let (spec, def) = snapshot_schema(base, settings, as_of)?;
+    let mut df: DataFrame = crate::features::snapshot_frame(base, &spec, &def, as_of)?;
+    crate::data::write::write_frame(&mut df, out)?;
+    Ok((df.height(), df.width()))
+}
+
+/// Writes every training snapshot with `as_of`, label and split to `out`, exactly as
+/// `train` uses them; returns the rows and columns written.
+pub fn write_training_set(
+    base: &CustomerBase,
+    settings: &FeatureSettings,
+    out: &Path,
+) -> Result<(usize, usize)> {
+    let set = TrainingSet::build(base, &settings.labels, &settings.attributes)?;
+    let chunks = crate::train::training_set_chunks(base, &set, TRAINING_SET_CHUNK);
+    crate::data::write::write_frames(out, chunks)
+}
+
+/// Writes what `settings` asks for: one snapshot, or the training set.
+pub fn write(base: &CustomerBase, settings: &FeatureSettings) -> Result<(usize, usize)> {
+    match settings.as_of {
+        Some(t) => write_snapshot(base, settings, t, &settings.out),
+        None => write_training_set(base, settings, &settings.out),
+    }
+}

@@ -1,0 +1,266 @@
+//! The command-line flags of each command, as `clap` argument groups. Their doc comments
+//! are the `--help` text; [`super::Settings`] layers them over the environment, the file
+//! and the defaults.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+/// `--data`, `--skip-bad-rows`.
+#[derive(Args, Clone, Debug, Default)]
+pub struct DataFlags {
+    /// Directory of the customer tables (CSV or Parquet) [env: CHURNGUARD_DATA] [default: data/sample].
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Count and skip unparseable rows instead of stopping at the first [env: CHURNGUARD_SKIP_BAD_ROWS].
+    #[arg(long)]
+    pub skip_bad_rows: bool,
+}
+
+/// `--models`, `--name`.
+#[derive(Args, Clone, Debug, Default)]
+pub struct ModelFlags {
+    /// Model registry directory [env: CHURNGUARD_MODELS] [default: models].
+    #[arg(long)]
+    pub models: Option<PathBuf>,
+    /// Model name [env: CHURNGUARD_NAME] [default: churn].
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+/// The label windows and attribute columns of training and of `features`.
+#[derive(Args, Clone, Debug, Default)]
+pub struct WindowFlags {
+    /// Label horizon in days: churn within [T, T+H) [env: CHURNGUARD_HORIZON_DAYS] [default: 30].
+    #[arg(long)]
+    pub horizon_days: Option<u32>,
+    /// Active window for the inactivity definition of churn [env: CHURNGUARD_ACTIVE_DAYS] [default: 90].
+    #[arg(long)]
+    pub active_days: Option<u32>,
+    /// Days between rolling training snapshots [env: CHURNGUARD_SNAPSHOT_DAYS] [default: 30].
+    #[arg(long)]
+    pub snapshot_days: Option<u32>,
+    /// Categorical attributes of `customers` to one-hot encode, comma-separated [env: CHURNGUARD_CATEGORICAL].
+    #[arg(long, value_delimiter = ',')]
+    pub categorical: Option<Vec<String>>,
+    /// Numeric attributes of `customers` to use, comma-separated [env: CHURNGUARD_NUMERIC].
+    #[arg(long, value_delimiter = ',')]
+    pub numeric: Option<Vec<String>>,
+}
+
+/// `--rules`.
+#[derive(Args, Clone, Debug, Default)]
+pub struct RulesFlags {
+    /// Early-warning rules (JSON list) evaluated beside the model instead of the
+    /// built-in three; a rule with `"alert": true` raises alerts on its own [env: CHURNGUARD_RULES].
+    #[arg(long)]
+    pub rules: Option<PathBuf>,
+}
+
+/// The flags of `serve` (and of the service `demo` starts).
+#[derive(Args, Clone, Debug, Default)]
+pub struct ServeFlags {
+    #[command(flatten)]
+    pub models: ModelFlags,
+    /// Address to listen on [env: CHURNGUARD_BIND] [default: 127.0.0.1:8080].
+    #[arg(long)]
+    pub bind: Option<String>,
+    /// Latest nightly score file, for GET /v1/customers/{id}/score [env: CHURNGUARD_SCORES].
+    #[arg(long)]
+    pub scores: Option<PathBuf>,
+    /// File with one API key per line, in addition to CHURNGUARD_API_KEYS [env: CHURNGUARD_API_KEYS_FILE].
+    #[arg(long)]
+    pub api_keys_file: Option<PathBuf>,
+    /// Webhook receiving alerts, signed with CHURNGUARD_WEBHOOK_SECRET [env: CHURNGUARD_ALERT_WEBHOOK].
+    #[arg(long)]
+    pub alert_webhook: Option<String>,
+    /// The alert state and outbox database [env: CHURNGUARD_OUTBOX] [default: <models>/<name>/alerts.db].
+    #[arg(long)]
+    pub outbox: Option<PathBuf>,
+    #[command(flatten)]
+    pub rules: RulesFlags,
+}
+
+/// `train`.
+#[derive(Args, Clone, Debug, Default)]
+pub struct TrainFlags {
+    #[command(flatten)]
+    pub data: DataFlags,
+    #[command(flatten)]
+    pub models: ModelFlags,
+    #[command(flatten)]
+    pub windows: WindowFlags,
+    /// Algorithms to compare (comma-separated): logistic, tree, forest, gbdt [env: CHURNGUARD_ALGORITHMS] [default: all].
+    #[arg(long, value_delimiter = ',')]
+    pub algorithms: Option<Vec<String>>,
+    /// Make the new version `production` right away (else the first version is production and later ones staging).
+    #[arg(long)]
+    pub promote: bool,
+}
+
+/// `score`.
+#[derive(Args, Clone, Debug, Default)]
+pub struct ScoreFlags {
+    #[command(flatten)]
+    pub data: DataFlags,
+    #[command(flatten)]
+    pub models: ModelFlags,
+    /// Score as of this date (YYYY-MM-DD or RFC 3339).
+    #[arg(long)]
+    pub as_of: String,
+    /// Score file: .parquet or .csv; a run summary is written beside it.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Append alerts (customers newly reaching the alert tier) to this JSON-lines file.
+    #[arg(long)]
+    pub alerts: Option<PathBuf>,
+    /// Score with this version instead of production (vN, N, staging).
+    #[arg(long)]
+    pub version: Option<String>,
+    /// The alert state and outbox database [env: CHURNGUARD_OUTBOX] [default: <models>/<name>/alerts.db].
+    #[arg(long)]
+    pub outbox: Option<PathBuf>,
+    /// Deliver alerts to this webhook too, signed with CHURNGUARD_WEBHOOK_SECRET [env: CHURNGUARD_ALERT_WEBHOOK].
+    #[arg(long)]
+    pub alert_webhook: Option<String>,
+    #[command(flatten)]
+    pub rules: RulesFlags,
+}
+
+/// `features`.
+#[derive(Args, Clone, Debug, Default)]
+pub struct FeaturesFlags {
+    #[command(flatten)]
+    pub data: DataFlags,
+    #[command(flatten)]
+    pub windows: WindowFlags,
+    /// The snapshot date: features of the customers active then (no label).
+    #[arg(long, conflicts_with = "training_set")]
+    pub as_of: Option<String>,
+    /// Write every training snapshot with as_of, label and split, exactly as `train` uses them.
+    #[arg(long)]
+    pub training_set: bool,
+    /// Use the schema of this registry's production model for `--as-of` (else it is learned from the snapshot) [env: CHURNGUARD_MODELS].
+    #[arg(long)]
+    pub models: Option<PathBuf>,
+    /// Output file: .parquet or .csv.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// `retention`.
+#[derive(Args, Clone, Debug, Default)]
+pub struct RetentionFlags {
+    #[command(flatten)]
+    pub data: DataFlags,
+    /// HTML report to write (self-contained, opens offline).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// As of this date [default: the score file's date, else midnight after the last row].
+    #[arg(long)]
+    pub as_of: Option<String>,
+    /// Nightly score file (`churnguard score --out`) for revenue at risk.
+    #[arg(long)]
+    pub scores: Option<PathBuf>,
+    /// Print the KPIs as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Active window of the inactivity definition [env: CHURNGUARD_ACTIVE_DAYS] [default: 90].
+    #[arg(long)]
+    pub active_days: Option<u32>,
+    #[command(flatten)]
+    pub rules: RulesFlags,
+}
+
+/// `backtest`.
+#[derive(Args, Clone, Debug, Default)]
+pub struct BacktestFlags {
+    #[command(flatten)]
+    pub data: DataFlags,
+    #[command(flatten)]
+    pub models: ModelFlags,
+    /// A score file written by `churnguard score`.
+    #[arg(long)]
+    pub scores: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `demo`.
+#[derive(Args, Clone, Debug, Default)]
+pub struct DemoFlags {
+    #[command(flatten)]
+    pub models: ModelFlags,
+    /// Address to serve on (loopback only without API keys) [env: CHURNGUARD_BIND] [default: 127.0.0.1:8080].
+    #[arg(long)]
+    pub bind: Option<String>,
+    /// Stop after training and batch scoring instead of serving.
+    #[arg(long)]
+    pub no_serve: bool,
+}
+
+/// `generate`: no layering, every flag has its default here.
+#[derive(Args, Clone, Debug)]
+pub struct GenerateFlags {
+    /// Number of customers.
+    #[arg(long, default_value_t = 20_000)]
+    pub customers: usize,
+    /// Random seed; the same seed writes the same data.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Output directory.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// parquet or csv.
+    #[arg(long, default_value = "parquet")]
+    pub format: String,
+    /// First day of the simulated business (YYYY-MM-DD).
+    #[arg(long, default_value = "2023-01-01")]
+    pub start: String,
+    /// Day the data ends (exclusive, YYYY-MM-DD).
+    #[arg(long, default_value = "2025-01-01")]
+    pub end: String,
+}
+
+/// `inspect`.
+#[derive(Args, Clone, Debug, Default)]
+pub struct InspectFlags {
+    #[command(flatten)]
+    pub data: DataFlags,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `models`: the registry's subcommands.
+#[derive(Subcommand, Clone, Debug)]
+pub enum ModelsAction {
+    /// List versions with algorithm, metrics and aliases.
+    List(ModelFlags),
+    /// Show one version's manifest (default: production).
+    Show {
+        #[command(flatten)]
+        m: ModelFlags,
+        /// vN, N, production or staging.
+        version: Option<String>,
+    },
+    /// Point an alias (production by default) at a version.
+    Promote {
+        #[command(flatten)]
+        m: ModelFlags,
+        version: String,
+        /// The alias to move: production or staging.
+        #[arg(long, default_value = "production")]
+        alias: String,
+    },
+    /// Move production back to the version it pointed to before.
+    Rollback(ModelFlags),
+    /// Check every checksum and that the model deserialises.
+    Verify {
+        #[command(flatten)]
+        m: ModelFlags,
+        /// vN (default: every version).
+        version: Option<String>,
+    },
+}

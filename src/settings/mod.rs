@@ -1,0 +1,790 @@
+//! Settings, layered once: the library's defaults, then the TOML file (`--config`), then
+//! `CHURNGUARD_*` environment variables, then command-line flags. Each command's flags
+//! are resolved here into the typed settings the library runs with, so `main` only
+//! parses and prints and no default is restated outside the module that owns it.
+//!
+//! The flag structs derive `clap::Args` (their doc comments are the `--help` text); the
+//! environment is read through [`Env`] rather than by clap, so the precedence is one
+//! piece of code with its own tests.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+mod flags;
+pub use flags::*;
+
+use crate::alerts::{AlertPolicy, Tier};
+use crate::config::FileConfig;
+use crate::features::AttributeConfig;
+use crate::labels::LabelConfig;
+use crate::model::Algorithm;
+use crate::scoring::Rule;
+use crate::serve::ServeConfig;
+use crate::synth::{SynthConfig, SynthFormat};
+use crate::time::Ts;
+use crate::train::{TierPolicy, TrainConfig};
+use crate::{Error, Result};
+
+/// The customer tables read when neither flag, environment nor file names a directory.
+pub const DEFAULT_DATA_DIR: &str = "data/sample";
+
+/// The `CHURNGUARD_*` environment, captured once (tests build their own).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Env(BTreeMap<String, String>);
+
+impl Env {
+    /// Every `CHURNGUARD_*` variable of this process.
+    pub fn from_process() -> Env {
+        Env::from_pairs(std::env::vars().filter(|(k, _)| k.starts_with("CHURNGUARD_")))
+    }
+
+    /// An environment from `(name, value)` pairs.
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Env {
+        Env(pairs
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect())
+    }
+
+    /// The value of `name`; an empty variable counts as unset.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    fn string(&self, name: &str) -> Option<String> {
+        self.get(name).map(str::to_string)
+    }
+
+    fn path(&self, name: &str) -> Option<PathBuf> {
+        self.get(name).map(PathBuf::from)
+    }
+
+    fn list(&self, name: &str) -> Option<Vec<String>> {
+        self.get(name)
+            .map(|v| v.split(',').map(str::to_string).collect())
+    }
+
+    fn number<T: std::str::FromStr>(&self, name: &str) -> Result<Option<T>> {
+        self.get(name)
+            .map(|v| {
+                v.trim().parse().map_err(|_| {
+                    Error::Config(format!("{name}=`{v}` is not a valid non-negative number"))
+                })
+            })
+            .transpose()
+    }
+
+    /// A switch: set to anything but `0`, `false`, `no`, `off`, `n` or `f` means on.
+    fn switch(&self, name: &str) -> bool {
+        self.get(name).is_some_and(|v| {
+            !matches!(
+                v.trim().to_ascii_lowercase().as_str(),
+                "0" | "false" | "no" | "off" | "n" | "f"
+            )
+        })
+    }
+}
+
+/// Where the customer tables are and how strictly they are read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataSource {
+    pub dir: PathBuf,
+    pub skip_bad_rows: bool,
+}
+
+/// A registry and the model name used in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelRef {
+    pub models: PathBuf,
+    pub name: String,
+}
+
+impl ModelRef {
+    /// The alert state and outbox database of this model unless configured otherwise.
+    pub fn default_outbox(&self) -> PathBuf {
+        self.models.join(&self.name).join("alerts.db")
+    }
+}
+
+/// What `train` runs with.
+#[derive(Debug, Clone)]
+pub struct TrainSettings {
+    pub data: DataSource,
+    pub models: PathBuf,
+    pub config: TrainConfig,
+}
+
+/// What `score` runs with.
+#[derive(Debug, Clone)]
+pub struct ScoreSettings {
+    pub data: DataSource,
+    pub as_of: Ts,
+    /// The score file; the run summary is written beside it.
+    pub out: PathBuf,
+    pub model: ModelRef,
+    /// `None`: production.
+    pub version: Option<String>,
+    pub outbox: PathBuf,
+    pub alerts_log: Option<PathBuf>,
+    pub policy: AlertPolicy,
+    /// Webhook URL and signing secret ([`Settings::webhook`]).
+    pub webhook: Option<(String, String)>,
+    /// `None`: the built-in early-warning rules.
+    pub rules: Option<Vec<Rule>>,
+}
+
+/// What `features` runs with.
+#[derive(Debug, Clone)]
+pub struct FeatureSettings {
+    pub data: DataSource,
+    pub labels: LabelConfig,
+    pub attributes: AttributeConfig,
+    /// Use this registry's production model's schema for one snapshot.
+    pub model: Option<ModelRef>,
+    /// One snapshot (`Some`) or the whole training set (`None`).
+    pub as_of: Option<Ts>,
+    pub out: PathBuf,
+}
+
+/// What `retention` runs with.
+#[derive(Debug, Clone)]
+pub struct RetentionSettings {
+    pub data: DataSource,
+    /// `None`: the retention module's default.
+    pub active_days: Option<u32>,
+    pub rules: Option<Vec<Rule>>,
+    /// `None`: the score file's date, else midnight after the last row.
+    pub as_of: Option<Ts>,
+    pub out: Option<PathBuf>,
+    pub scores: Option<PathBuf>,
+    /// Print the KPIs as JSON.
+    pub json: bool,
+}
+
+/// What `backtest` runs with.
+#[derive(Debug, Clone)]
+pub struct BacktestSettings {
+    pub data: DataSource,
+    /// The registry holding the model that wrote the score file.
+    pub models: PathBuf,
+    pub scores: PathBuf,
+    pub json: bool,
+}
+
+/// The file and environment layers; each command adds its flags.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    pub file: FileConfig,
+    pub env: Env,
+}
+
+impl Settings {
+    /// The config file (if any) and the environment.
+    pub fn load(config: Option<&Path>, env: Env) -> Result<Settings> {
+        Ok(Settings {
+            file: FileConfig::load_opt(config)?,
+            env,
+        })
+    }
+
+    /// The customer tables.
+    pub fn data(&self, f: &DataFlags) -> DataSource {
+        DataSource {
+            dir: f
+                .data
+                .clone()
+                .or_else(|| self.env.path("CHURNGUARD_DATA"))
+                .or_else(|| self.file.data.clone().map(PathBuf::from))
+                .unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
+            skip_bad_rows: f.skip_bad_rows || self.env.switch("CHURNGUARD_SKIP_BAD_ROWS"),
+        }
+    }
+
+    /// The registry directory.
+    pub fn models_dir(&self, flag: Option<&Path>) -> PathBuf {
+        flag.map(Path::to_path_buf)
+            .or_else(|| self.env.path("CHURNGUARD_MODELS"))
+            .or_else(|| self.file.models.clone().map(PathBuf::from))
+            .unwrap_or_else(|| crate::registry::DEFAULT_MODELS_DIR.into())
+    }
+
+    /// The registry directory and model name.
+    pub fn model(&self, f: &ModelFlags) -> ModelRef {
+        ModelRef {
+            models: self.models_dir(f.models.as_deref()),
+            name: f
+                .name
+                .clone()
+                .or_else(|| self.env.string("CHURNGUARD_NAME"))
+                .or_else(|| self.file.name.clone())
+                .unwrap_or_else(|| crate::registry::DEFAULT_NAME.into()),
+        }
+    }
+
+    /// The label windows.
+    pub fn labels(&self, w: &WindowFlags) -> Result<LabelConfig> {
+        let f = &self.file.labels;
+        let d = LabelConfig::default();
+        let env = |name| self.env.number::<u32>(name);
+        Ok(LabelConfig {
+            horizon_days: w
+                .horizon_days
+                .or(env("CHURNGUARD_HORIZON_DAYS")?)
+                .or(f.horizon_days)
+                .unwrap_or(d.horizon_days),
+            active_days: self.active_days(w.active_days)?.unwrap_or(d.active_days),
+            snapshot_days: w
+                .snapshot_days
+                .or(env("CHURNGUARD_SNAPSHOT_DAYS")?)
+                .or(f.snapshot_days)
+                .unwrap_or(d.snapshot_days),
+            max_snapshots: f.max_snapshots.unwrap_or(d.max_snapshots),
+            ..d
+        })
+    }
+
+    /// The active window of the inactivity definition, when any layer sets it.
+    pub fn active_days(&self, flag: Option<u32>) -> Result<Option<u32>> {
+        Ok(flag
+            .or(self.env.number("CHURNGUARD_ACTIVE_DAYS")?)
+            .or(self.file.labels.active_days))
+    }
+
+    /// The customer attributes used as features.
+    pub fn attributes(&self, w: &WindowFlags) -> AttributeConfig {
+        let f = &self.file.features;
+        let d = TrainConfig::default().attributes;
+        AttributeConfig {
+            categorical: w
+                .categorical
+                .clone()
+                .or_else(|| self.env.list("CHURNGUARD_CATEGORICAL"))
+                .or_else(|| f.categorical.clone())
+                .unwrap_or(d.categorical),
+            numeric: w
+                .numeric
+                .clone()
+                .or_else(|| self.env.list("CHURNGUARD_NUMERIC"))
+                .or_else(|| f.numeric.clone())
+                .unwrap_or(d.numeric),
+            top_levels: f.top_levels.unwrap_or(d.top_levels),
+            top_event_types: f.top_event_types.unwrap_or(d.top_event_types),
+        }
+    }
+
+    /// The tier policy of training (`[tiers]`).
+    pub fn tiers(&self) -> TierPolicy {
+        let t = &self.file.tiers;
+        let d = TierPolicy::default();
+        TierPolicy {
+            high_share: t.high_share.unwrap_or(d.high_share),
+            medium_share: t.medium_share.unwrap_or(d.medium_share),
+            high_threshold: t.high_threshold.or(d.high_threshold),
+            medium_threshold: t.medium_threshold.or(d.medium_threshold),
+        }
+    }
+
+    /// When a score becomes an alert (`[alerts] tier`, `cooldown_days`).
+    pub fn policy(&self) -> Result<AlertPolicy> {
+        let a = &self.file.alerts;
+        let d = AlertPolicy::default();
+        let alert_tier = match a.tier.as_deref() {
+            None => d.alert_tier,
+            Some("high") => Tier::High,
+            Some("medium") => Tier::Medium,
+            Some(other) => {
+                return Err(Error::Config(format!(
+                    "[alerts] tier `{other}` must be high or medium"
+                )))
+            }
+        };
+        Ok(AlertPolicy {
+            alert_tier,
+            cooldown_days: a.cooldown_days.unwrap_or(d.cooldown_days),
+        })
+    }
+
+    /// The outbox database: the flag, the environment, `[alerts] outbox`, else beside
+    /// the model.
+    pub fn outbox(&self, flag: Option<&Path>, model: &ModelRef) -> PathBuf {
+        flag.map(Path::to_path_buf)
+            .or_else(|| self.env.path("CHURNGUARD_OUTBOX"))
+            .or_else(|| self.file.alerts.outbox.clone().map(PathBuf::from))
+            .unwrap_or_else(|| model.default_outbox())
+    }
+
+    /// The alert webhook and its signing secret. The one place the rule lives, for the
+    /// batch and the service alike: alerts are signed so the receiver can trust them, so
+    /// a webhook without `CHURNGUARD_WEBHOOK_SECRET` is refused.
+    pub fn webhook(&self, flag: Option<&str>) -> Result<Option<(String, String)>> {
+        let Some(url) = flag
+            .map(str::to_string)
+            .or_else(|| self.env.string("CHURNGUARD_ALERT_WEBHOOK"))
+            .or_else(|| self.file.serve.alert_webhook.clone())
+        else {
+            return Ok(None);
+        };
+        match self.env.string("CHURNGUARD_WEBHOOK_SECRET") {
+            Some(secret) => Ok(Some((url, secret))),
+            None => Err(Error::Config(
+                "--alert-webhook needs CHURNGUARD_WEBHOOK_SECRET: alerts are signed so the receiver can trust them".into(),
+            )),
+        }
+    }
+
+    /// The early-warning rules: the flag, the environment, else `[alerts] rules`; `None`
+    /// keeps the built-in ones.
+    pub fn rules(&self, f: &RulesFlags) -> Result<Option<Vec<Rule>>> {
+        let Some(path) = f
+            .rules
+            .clone()
+            .or_else(|| self.env.path("CHURNGUARD_RULES"))
+            .or_else(|| self.file.alerts.rules.clone().map(PathBuf::from))
+        else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        let rules = crate::scoring::rules_from_json(&text)
+            .map_err(|e| Error::Config(format!("rules in {}: {e}", path.display())))?;
+        Ok(Some(rules))
+    }
+
+    /// `train`.
+    pub fn train(&self, f: &TrainFlags) -> Result<TrainSettings> {
+        let m = self.model(&f.models);
+        let algorithms = match f
+            .algorithms
+            .clone()
+            .or_else(|| self.env.list("CHURNGUARD_ALGORITHMS"))
+        {
+            Some(list) => list.iter().map(|s| s.parse()).collect::<Result<_>>()?,
+            None => Algorithm::ALL.to_vec(),
+        };
+        let config = TrainConfig {
+            name: m.name,
+            labels: self.labels(&f.windows)?,
+            algorithms,
+            attributes: self.attributes(&f.windows),
+            promote: f.promote,
+            tiers: self.tiers(),
+            ..TrainConfig::default()
+        };
+        config.validate()?;
+        Ok(TrainSettings {
+            data: self.data(&f.data),
+            models: m.models,
+            config,
+        })
+    }
+
+    /// `score`.
+    pub fn score(&self, f: &ScoreFlags) -> Result<ScoreSettings> {
+        let model = self.model(&f.models);
+        Ok(ScoreSettings {
+            data: self.data(&f.data),
+            as_of: crate::time::parse_as_of(&f.as_of)?,
+            out: f.out.clone(),
+            version: f.version.clone(),
+            outbox: self.outbox(f.outbox.as_deref(), &model),
+            alerts_log: f
+                .alerts
+                .clone()
+                .or_else(|| self.file.alerts.log.clone().map(PathBuf::from)),
+            policy: self.policy()?,
+            webhook: self.webhook(f.alert_webhook.as_deref())?,
+            rules: self.rules(&f.rules)?,
+            model,
+        })
+    }
+
+    /// `features`: with a registry (`--models` or the environment), its production
+    /// model's schema is used.
+    pub fn features(&self, f: &FeaturesFlags) -> Result<FeatureSettings> {
+        let model = f
+            .models
+            .clone()
+            .or_else(|| self.env.path("CHURNGUARD_MODELS"))
+            .map(|models| ModelRef {
+                models,
+                name: self.model(&ModelFlags::default()).name,
+            });
+        let as_of = match (&f.as_of, f.training_set) {
+            (_, true) => None,
+            (Some(t), false) => Some(crate::time::parse_as_of(t)?),
+            (None, false) => {
+                return Err(Error::Config(
+                    "give --as-of DATE for one snapshot, or --training-set".into(),
+                ))
+            }
+        };
+        Ok(FeatureSettings {
+            data: self.data(&f.data),
+            labels: self.labels(&f.windows)?,
+            attributes: self.attributes(&f.windows),
+            model,
+            as_of,
+            out: f.out.clone(),
+        })
+    }
+
+    /// `retention`.
+    pub fn retention(&self, f: &RetentionFlags) -> Result<RetentionSettings> {
+        if f.out.is_none() && !f.json {
+            return Err(Error::Config(
+                "give --out FILE.html, --json, or both".into(),
+            ));
+        }
+        Ok(RetentionSettings {
+            data: self.data(&f.data),
+            active_days: self.active_days(f.active_days)?,
+            rules: self.rules(&f.rules)?,
+            as_of: f
+                .as_of
+                .as_deref()
+                .map(crate::time::parse_as_of)
+                .transpose()?,
+            out: f.out.clone(),
+            scores: f.scores.clone(),
+            json: f.json,
+        })
+    }
+
+    /// `backtest`.
+    pub fn backtest(&self, f: &BacktestFlags) -> BacktestSettings {
+        BacktestSettings {
+            data: self.data(&f.data),
+            models: self.model(&f.models).models,
+            scores: f.scores.clone(),
+            json: f.json,
+        }
+    }
+
+    /// `serve`: every service setting, validated before it starts.
+    pub fn serve(&self, f: &ServeFlags, log_json: bool) -> Result<ServeConfig> {
+        let s = &self.file.serve;
+        let d = ServeConfig::default();
+        let model = self.model(&f.models);
+        let bind = match f
+            .bind
+            .clone()
+            .or_else(|| self.env.string("CHURNGUARD_BIND"))
+            .or_else(|| s.bind.clone())
+        {
+            Some(text) => parse_bind(&text)?,
+            None => d.bind,
+        };
+        let mut api_keys = crate::serve::auth::split_key_list(
+            self.env.get("CHURNGUARD_API_KEYS").unwrap_or_default(),
+        );
+        if let Some(file) = f
+            .api_keys_file
+            .clone()
+            .or_else(|| self.env.path("CHURNGUARD_API_KEYS_FILE"))
+            .or_else(|| s.api_keys_file.clone().map(PathBuf::from))
+        {
+            api_keys.extend(crate::serve::auth::read_key_file(&file)?);
+        }
+        Ok(ServeConfig {
+            outbox: self.outbox(f.outbox.as_deref(), &model),
+            models: model.models,
+            name: model.name,
+            bind,
+            api_keys,
+            admin_key: self.env.string("CHURNGUARD_ADMIN_KEY"),
+            scores: f
+                .scores
+                .clone()
+                .or_else(|| self.env.path("CHURNGUARD_SCORES"))
+                .or_else(|| s.scores.clone().map(PathBuf::from)),
+            alert_log: self.file.alerts.log.clone().map(PathBuf::from),
+            webhook: self.webhook(f.alert_webhook.as_deref())?,
+            policy: self.policy()?,
+            reload_interval: s
+                .reload_seconds
+                .map_or(d.reload_interval, Duration::from_secs),
+            max_batch: s.max_batch.unwrap_or(d.max_batch),
+            max_body_bytes: s.max_body_bytes.unwrap_or(d.max_body_bytes),
+            log_json,
+            rules: self.rules(&f.rules)?,
+            ..d
+        })
+    }
+}
+
+impl GenerateFlags {
+    /// The generator's settings.
+    pub fn config(&self) -> Result<SynthConfig> {
+        let format = match self.format.as_str() {
+            "parquet" => SynthFormat::Parquet,
+            "csv" => SynthFormat::Csv,
+            other => {
+                return Err(Error::Config(format!(
+                    "--format {other}: choose parquet or csv"
+                )))
+            }
+        };
+        Ok(SynthConfig {
+            customers: self.customers,
+            seed: self.seed,
+            start: crate::time::parse_as_of(&self.start)?,
+            end: crate::time::parse_as_of(&self.end)?,
+            format,
+        })
+    }
+}
+
+fn parse_bind(text: &str) -> Result<SocketAddr> {
+    text.parse().map_err(|_| {
+        Error::Config(format!(
+            "--bind `{text}` is not an address like 127.0.0.1:8080"
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(toml: &str, env: &[(&str, &str)]) -> Settings {
+        Settings {
+            file: toml::from_str(toml).unwrap(),
+            env: Env::from_pairs(env.iter().copied()),
+        }
+    }
+
+    const FILE: &str = r#"
+data = "from-file"
+models = "file-models"
+name = "file-name"
+[labels]
+horizon_days = 60
+active_days = 45
+[features]
+categorical = ["plan"]
+[serve]
+bind = "127.0.0.1:7001"
+[alerts]
+cooldown_days = 3
+outbox = "file.db"
+"#;
+
+    #[test]
+    fn defaults_come_from_the_modules_that_own_them() {
+        let s = settings("", &[]);
+        let m = s.model(&ModelFlags::default());
+        assert_eq!(m.models, PathBuf::from("models"));
+        assert_eq!(m.name, "churn");
+        assert_eq!(
+            s.data(&DataFlags::default()).dir,
+            PathBuf::from("data/sample")
+        );
+        assert_eq!(s.outbox(None, &m), PathBuf::from("models/churn/alerts.db"));
+        assert_eq!(s.policy().unwrap(), AlertPolicy::default());
+        assert_eq!(s.policy().unwrap().cooldown_days, 14);
+        assert_eq!(
+            s.labels(&WindowFlags::default()).unwrap(),
+            LabelConfig::default()
+        );
+        let a = s.attributes(&WindowFlags::default());
+        assert_eq!((a.top_levels, a.top_event_types), (8, 8));
+        let cfg = s.serve(&ServeFlags::default(), false).unwrap();
+        assert_eq!(cfg.bind, "127.0.0.1:8080".parse::<SocketAddr>().unwrap());
+        assert_eq!(cfg.outbox, PathBuf::from("models/churn/alerts.db"));
+        assert!(cfg.webhook.is_none() && cfg.api_keys.is_empty());
+    }
+
+    #[test]
+    fn the_file_wins_over_the_defaults() {
+        let s = settings(FILE, &[]);
+        let m = s.model(&ModelFlags::default());
+        assert_eq!(
+            (m.models, m.name.as_str()),
+            (PathBuf::from("file-models"), "file-name")
+        );
+        assert_eq!(
+            s.data(&DataFlags::default()).dir,
+            PathBuf::from("from-file")
+        );
+        let l = s.labels(&WindowFlags::default()).unwrap();
+        assert_eq!(
+            (l.horizon_days, l.active_days, l.snapshot_days),
+            (60, 45, 30)
+        );
+        assert_eq!(s.attributes(&WindowFlags::default()).categorical, ["plan"]);
+        assert_eq!(s.policy().unwrap().cooldown_days, 3);
+        let cfg = s.serve(&ServeFlags::default(), false).unwrap();
+        assert_eq!(cfg.bind.port(), 7001);
+        assert_eq!(cfg.outbox, PathBuf::from("file.db"));
+    }
+
+    #[test]
+    fn the_environment_wins_over_the_file() {
+        let s = settings(
+            FILE,
+            &[
+                ("CHURNGUARD_DATA", "from-env"),
+                ("CHURNGUARD_MODELS", "env-models"),
+                ("CHURNGUARD_NAME", "env-name"),
+                ("CHURNGUARD_HORIZON_DAYS", "21"),
+                ("CHURNGUARD_ACTIVE_DAYS", "33"),
+                ("CHURNGUARD_CATEGORICAL", "plan,country"),
+                ("CHURNGUARD_BIND", "127.0.0.1:7002"),
+                ("CHURNGUARD_OUTBOX", "env.db"),
+                ("CHURNGUARD_SKIP_BAD_ROWS", "true"),
+                ("CHURNGUARD_SCORES", ""),
+            ],
+        );
+        let m = s.model(&ModelFlags::default());
+        assert_eq!(
+            (m.models, m.name.as_str()),
+            (PathBuf::from("env-models"), "env-name")
+        );
+        let d = s.data(&DataFlags::default());
+        assert_eq!((d.dir, d.skip_bad_rows), (PathBuf::from("from-env"), true));
+        let l = s.labels(&WindowFlags::default()).unwrap();
+        assert_eq!((l.horizon_days, l.active_days), (21, 33));
+        assert_eq!(
+            s.attributes(&WindowFlags::default()).categorical,
+            ["plan", "country"]
+        );
+        let cfg = s.serve(&ServeFlags::default(), false).unwrap();
+        assert_eq!(cfg.bind.port(), 7002);
+        assert_eq!(cfg.outbox, PathBuf::from("env.db"));
+        assert_eq!(cfg.scores, None, "an empty variable is unset");
+        let retention = RetentionFlags {
+            json: true,
+            ..RetentionFlags::default()
+        };
+        assert_eq!(s.retention(&retention).unwrap().active_days, Some(33));
+    }
+
+    #[test]
+    fn a_flag_wins_over_the_environment() {
+        let s = settings(
+            FILE,
+            &[
+                ("CHURNGUARD_DATA", "from-env"),
+                ("CHURNGUARD_NAME", "env-name"),
+                ("CHURNGUARD_HORIZON_DAYS", "21"),
+                ("CHURNGUARD_BIND", "127.0.0.1:7002"),
+                ("CHURNGUARD_ALGORITHMS", "tree"),
+                ("CHURNGUARD_SKIP_BAD_ROWS", "off"),
+            ],
+        );
+        let data = DataFlags {
+            data: Some("from-flag".into()),
+            skip_bad_rows: false,
+        };
+        let d = s.data(&data);
+        assert_eq!(
+            (d.dir, d.skip_bad_rows),
+            (PathBuf::from("from-flag"), false)
+        );
+        let model = ModelFlags {
+            models: None,
+            name: Some("flag-name".into()),
+        };
+        assert_eq!(s.model(&model).name, "flag-name");
+        let w = WindowFlags {
+            horizon_days: Some(14),
+            ..WindowFlags::default()
+        };
+        assert_eq!(s.labels(&w).unwrap().horizon_days, 14);
+        let serve = ServeFlags {
+            bind: Some("127.0.0.1:7003".into()),
+            ..ServeFlags::default()
+        };
+        assert_eq!(s.serve(&serve, false).unwrap().bind.port(), 7003);
+        let mut train = TrainFlags {
+            data: data.clone(),
+            models: model.clone(),
+            windows: w.clone(),
+            ..TrainFlags::default()
+        };
+        let t = s.train(&train).unwrap();
+        assert_eq!(
+            t.config.algorithms,
+            [Algorithm::Tree],
+            "the environment, no flag given"
+        );
+        train.algorithms = Some(vec!["logistic".into()]);
+        let t = s.train(&train).unwrap();
+        assert_eq!(t.config.algorithms, [Algorithm::Logistic]);
+        assert_eq!(t.config.name, "flag-name");
+        assert_eq!(t.models, PathBuf::from("file-models"));
+    }
+
+    #[test]
+    fn a_webhook_without_a_secret_is_refused_for_score_and_serve_alike() {
+        let s = settings(
+            "[serve]\nalert_webhook = \"https://crm.example/hook\"\n",
+            &[],
+        );
+        let flags = ScoreFlags {
+            as_of: "2024-12-01".into(),
+            out: "scores.parquet".into(),
+            ..ScoreFlags::default()
+        };
+        let score = s.score(&flags).unwrap_err();
+        let serve = s.serve(&ServeFlags::default(), false).unwrap_err();
+        for e in [score, serve] {
+            assert!(
+                e.to_string().contains("needs CHURNGUARD_WEBHOOK_SECRET"),
+                "{e}"
+            );
+        }
+        let s = Settings {
+            env: Env::from_pairs([("CHURNGUARD_WEBHOOK_SECRET", "s3cret")]),
+            ..s
+        };
+        let score = s.score(&flags).unwrap();
+        assert_eq!(
+            score.webhook,
+            Some(("https://crm.example/hook".into(), "s3cret".into()))
+        );
+        assert_eq!(
+            s.serve(&ServeFlags::default(), false).unwrap().webhook,
+            score.webhook
+        );
+    }
+
+    #[test]
+    fn api_keys_come_from_the_environment_and_the_key_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("keys");
+        std::fs::write(&file, "# team keys\nk-file-1\n\n  k-file-2  \n").unwrap();
+        let s = settings(
+            "",
+            &[
+                ("CHURNGUARD_API_KEYS", "k-env-1, ,k-env-2"),
+                ("CHURNGUARD_ADMIN_KEY", "admin"),
+                ("CHURNGUARD_API_KEYS_FILE", file.to_str().unwrap()),
+            ],
+        );
+        let cfg = s.serve(&ServeFlags::default(), false).unwrap();
+        assert_eq!(cfg.api_keys, ["k-env-1", "k-env-2", "k-file-1", "k-file-2"]);
+        assert_eq!(cfg.admin_key.as_deref(), Some("admin"));
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_variable_named() {
+        let s = settings("", &[("CHURNGUARD_HORIZON_DAYS", "soon")]);
+        let e = s.labels(&WindowFlags::default()).unwrap_err().to_string();
+        assert!(e.contains("CHURNGUARD_HORIZON_DAYS=`soon`"), "{e}");
+        let s = settings("[alerts]\ntier = \"low\"\n", &[]);
+        assert!(s.policy().unwrap_err().to_string().contains("tier `low`"));
+        let s = settings("", &[("CHURNGUARD_BIND", "localhost")]);
+        assert!(s
+            .serve(&ServeFlags::default(), false)
+            .unwrap_err()
+            .to_string()
+            .contains("`localhost` is not an address"));
+    }
+}
