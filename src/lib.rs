@@ -13,6 +13,7 @@
 //! - [`time`]: timestamps of the data contract (UTC seconds) and their parsing.
 //! - [`config`]: settings from a TOML file, then `CHURNGUARD_*` environment overrides.
 //! - [`data`]: the data contract: reading and validating the customer tables.
+//! - [`churn`]: what "churned" means: the definition, the population at T, churn in a window.
 //! - [`features`]: THE feature definitions, used by training, batch and the service.
 //! - [`labels`]: what "churned" means at a snapshot; snapshots and the time split. Trainer only.
 //! - [`metrics`]: evaluation numbers (ROC/PR AUC, log loss, Brier, lift, calibration).
@@ -43,6 +44,7 @@ pub use error::{Error, Result};
 pub mod alerts;
 pub mod backtest;
 pub mod batch;
+pub mod churn;
 pub mod config;
 pub mod data;
 pub mod features;
