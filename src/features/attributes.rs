@@ -76,9 +76,10 @@ pub(super) fn compute(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::features::family::check::by_name;
+    use crate::features::family::check::written;
 
-    fn features(attrs: &Attrs) -> (Vec<String>, Vec<f64>) {
+    /// Checks the family with two categorical attributes and one numeric one.
+    fn check(attrs: &Attrs, expected: &[(&str, f64)]) {
         let categorical = vec![
             ("Plan".to_string(), vec!["pro".into(), "basic".into()]),
             ("region".to_string(), vec!["eu-west".into()]),
@@ -86,12 +87,11 @@ mod tests {
         let numeric = vec!["monthly fee".to_string()];
         let mut defs = Vec::new();
         super::defs(&categorical, &numeric, &mut defs);
-        let mut out = vec![f64::INFINITY; defs.len() + 1];
-        let n = compute(&categorical, &numeric, attrs, &mut out);
-        assert_eq!(n, defs.len());
-        assert_eq!(out[n], f64::INFINITY, "nothing is written past the family");
-        out.truncate(n);
-        (defs.into_iter().map(|d| d.name).collect(), out)
+        written(
+            &defs,
+            |out| compute(&categorical, &numeric, attrs, out),
+            expected,
+        );
     }
 
     #[test]
@@ -100,10 +100,8 @@ mod tests {
             categorical: vec![Some("basic"), Some("apac")],
             numeric: vec![29.0],
         };
-        let (names, values) = features(&attrs);
-        by_name(
-            names.iter().map(String::as_str),
-            &values,
+        check(
+            &attrs,
             &[
                 ("plan_pro", 0.0),
                 ("plan_basic", 1.0),
@@ -117,10 +115,8 @@ mod tests {
 
     #[test]
     fn missing_attributes_fall_into_other_and_nan() {
-        let (names, values) = features(&Attrs::default());
-        by_name(
-            names.iter().map(String::as_str),
-            &values,
+        check(
+            &Attrs::default(),
             &[
                 ("plan_pro", 0.0),
                 ("plan_basic", 0.0),

@@ -103,7 +103,7 @@ pub(super) fn compute(
 mod tests {
     use super::*;
     use crate::data::{CustomerView, Event};
-    use crate::features::family::check::{by_name, signed_up, ts};
+    use crate::features::family::check::{signed_up, ts, written};
 
     fn event(at: &str, kind: u32) -> Event {
         Event {
@@ -135,20 +135,12 @@ mod tests {
             "post".to_string(),
         ];
         let event_slot = [Some(2), Some(0), None];
-        let mut names = Vec::new();
-        defs(&types, &mut names);
-        let mut out = vec![f64::INFINITY; names.len() + 1];
-        let n = compute(
-            &At::new(&view, ts("2024-04-01")),
-            types.len(),
-            &event_slot,
-            &mut out,
-        );
-        assert_eq!(n, names.len());
-        assert_eq!(out[n], f64::INFINITY, "nothing is written past the family");
-        by_name(
-            names.iter().map(|d| d.name.as_str()),
-            &out[..n],
+        let mut defs = Vec::new();
+        super::defs(&types, &mut defs);
+        let at = At::new(&view, ts("2024-04-01"));
+        written(
+            &defs,
+            |out| compute(&at, types.len(), &event_slot, out),
             &[
                 // [03-02, 04-01): two searches and the uncounted type; 04-01 is at T.
                 ("events_30d", 3.0),

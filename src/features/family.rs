@@ -98,8 +98,36 @@ pub(super) fn mean_std(xs: impl Iterator<Item = f64>) -> (f64, f64, usize) {
 /// Test support: a family's output checked against expected values by feature name.
 #[cfg(test)]
 pub(super) mod check {
+    use super::{At, Def};
     use crate::data::CustomerView;
+    use crate::features::FeatureDef;
     use crate::time::{parse_ts, Ts};
+
+    /// Checks a fixed family's `compute` on `view` as of `t` by name.
+    pub fn fixed<const N: usize>(
+        defs: &[Def; N],
+        compute: fn(&At) -> [f64; N],
+        view: &CustomerView,
+        t: &str,
+        expected: &[(&str, f64)],
+    ) {
+        let values = compute(&At::new(view, ts(t)));
+        by_name(defs.iter().map(|d| d.name), &values, expected);
+    }
+
+    /// Checks a family that writes its values into a slice: `compute` must write exactly
+    /// one value per entry of `defs`, nothing past them, each matching its name.
+    pub fn written(
+        defs: &[FeatureDef],
+        compute: impl FnOnce(&mut [f64]) -> usize,
+        expected: &[(&str, f64)],
+    ) {
+        let mut out = vec![f64::INFINITY; defs.len() + 1];
+        let n = compute(&mut out);
+        assert_eq!(n, defs.len(), "one value per feature");
+        assert_eq!(out[n], f64::INFINITY, "nothing is written past the family");
+        by_name(defs.iter().map(|d| d.name.as_str()), &out[..n], expected);
+    }
 
     /// A customer who signed up at `signup` and has no rows.
     pub fn signed_up(signup: &str) -> CustomerView<'static> {

@@ -66,37 +66,40 @@ pub(super) fn compute(at: &At) -> [f64; FEATURES.len()] {
 mod tests {
     use super::*;
     use crate::data::CustomerView;
-    use crate::features::family::check::{by_name, signed_up, ts};
+    use crate::features::family::check::{fixed, signed_up, ts};
 
     #[test]
     fn every_login_feature_of_a_hand_built_customer() {
         let logins = [
-            "2024-01-15T10:00:00Z",
-            "2024-02-20 10:00:00",
-            "2024-03-25 08:00:00",
-            "2024-03-28 09:00:00",
-            "2024-03-28 18:00:00",
-            "2024-03-31 23:59:59",
+            "2024-04-20T06:00:00Z",
+            "2024-05-02 10:00:00",
+            "2024-06-03 08:00:00",
+            "2024-06-10 09:00:00",
+            "2024-06-26 07:00:00",
+            "2024-06-26 21:00:00",
+            "2024-06-30 12:00:00",
             // At T: not before it, so not seen.
-            "2024-04-01",
+            "2024-07-01",
         ]
         .map(ts);
         let view = CustomerView {
             logins: &logins,
-            ..signed_up("2024-01-01")
+            ..signed_up("2024-04-01")
         };
-        let at = At::new(&view, ts("2024-04-01"));
-        by_name(
-            FEATURES.iter().map(|d| d.name),
-            &compute(&at),
+        fixed(
+            &FEATURES,
+            compute,
+            &view,
+            "2024-07-01",
             &[
-                ("logins_7d", 4.0),
-                ("logins_30d", 4.0),
-                ("logins_90d", 6.0),
-                ("days_since_last_login", 1.0 / 86_400.0),
-                // The two windows before, [01-02, 03-02): 01-15 and 02-20, mean 1.
-                ("login_trend", 2.5),
-                ("active_days_30d", 3.0),
+                ("logins_7d", 3.0),
+                ("logins_30d", 5.0),
+                ("logins_90d", 7.0),
+                ("days_since_last_login", 0.5),
+                // The two windows before, [04-02, 06-01): 04-20 and 05-02, mean 1.
+                ("login_trend", 3.0),
+                // 06-03, 06-10, 06-26 twice, 06-30.
+                ("active_days_30d", 4.0),
             ],
         );
     }
@@ -104,10 +107,11 @@ mod tests {
     #[test]
     fn without_logins_recency_is_the_tenure_and_the_trend_is_flat() {
         let view = signed_up("2024-03-02");
-        let at = At::new(&view, ts("2024-04-01"));
-        by_name(
-            FEATURES.iter().map(|d| d.name),
-            &compute(&at),
+        fixed(
+            &FEATURES,
+            compute,
+            &view,
+            "2024-04-01",
             &[
                 ("logins_7d", 0.0),
                 ("logins_30d", 0.0),

@@ -168,21 +168,21 @@ pub(super) fn compute(at: &At, rfm: Option<&RfmCuts>, out: &mut [f64]) -> usize 
 mod tests {
     use super::*;
     use crate::data::CustomerView;
-    use crate::features::family::check::{by_name, signed_up, ts};
+    use crate::features::family::check::{signed_up, ts, written};
 
     fn order(at: &str, amount: f64) -> Order {
         Order { at: ts(at), amount }
     }
 
-    fn features(view: &CustomerView, t: &str, rfm: Option<&RfmCuts>) -> (Vec<String>, Vec<f64>) {
+    /// Checks the family on `view` as of `t`, with RFM scores when `rfm` has cut points.
+    fn check(view: &CustomerView, t: &str, rfm: Option<&RfmCuts>, expected: &[(&str, f64)]) {
         let mut defs = Vec::new();
         super::defs(rfm.is_some(), &mut defs);
-        let mut out = vec![f64::INFINITY; defs.len() + 1];
-        let n = compute(&At::new(view, ts(t)), rfm, &mut out);
-        assert_eq!(n, defs.len());
-        assert_eq!(out[n], f64::INFINITY, "nothing is written past the family");
-        out.truncate(n);
-        (defs.into_iter().map(|d| d.name).collect(), out)
+        written(
+            &defs,
+            |out| compute(&At::new(view, ts(t)), rfm, out),
+            expected,
+        );
     }
 
     #[test]
@@ -209,10 +209,10 @@ mod tests {
             frequency: [1.0, 2.0, 3.0, 4.0],
             monetary: [100.0, 200.0, 300.0, 400.0],
         };
-        let (names, values) = features(&view, "2024-04-01", Some(&cuts));
-        by_name(
-            names.iter().map(String::as_str),
-            &values,
+        check(
+            &view,
+            "2024-04-01",
+            Some(&cuts),
             &[
                 ("order_recency_days", 17.0),
                 // [01-02, 04-01): the 01-01 order is outside.
@@ -243,10 +243,10 @@ mod tests {
             orders: &orders,
             ..signed_up("2024-02-15")
         };
-        let (names, values) = features(&view, "2024-04-01", None);
-        by_name(
-            names.iter().map(String::as_str),
-            &values,
+        check(
+            &view,
+            "2024-04-01",
+            None,
             &[
                 ("order_recency_days", 45.0),
                 ("orders_90d", 1.0),

@@ -17,15 +17,24 @@ pub(super) fn compute(at: &At) -> [f64; FEATURES.len()] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::features::family::check::{by_name, signed_up, ts};
+    use crate::features::family::check::{fixed, signed_up};
 
     #[test]
     fn tenure_counts_days_since_signup_and_is_zero_before_it() {
         let view = signed_up("2024-02-15 12:00:00");
-        let names = FEATURES.iter().map(|d| d.name);
-        let at = At::new(&view, ts("2024-03-01"));
-        by_name(names.clone(), &compute(&at), &[("tenure_days", 14.5)]);
-        let before = At::new(&view, ts("2024-02-01"));
-        by_name(names, &compute(&before), &[("tenure_days", 0.0)]);
+        fixed(
+            &FEATURES,
+            compute,
+            &view,
+            "2024-03-01",
+            &[("tenure_days", 14.5)],
+        );
+        fixed(
+            &FEATURES,
+            compute,
+            &view,
+            "2024-02-01",
+            &[("tenure_days", 0.0)],
+        );
     }
 }

@@ -106,7 +106,7 @@ pub(super) fn compute(at: &At) -> [f64; FEATURES.len()] {
 mod tests {
     use super::*;
     use crate::data::CustomerView;
-    use crate::features::family::check::{by_name, signed_up, ts};
+    use crate::features::family::check::{fixed, signed_up, ts};
 
     fn ticket(opened: &str, closed: Option<&str>, priority: Priority, csat: f64) -> Ticket {
         Ticket {
@@ -142,10 +142,11 @@ mod tests {
             tickets: &tickets,
             ..signed_up("2023-06-01")
         };
-        let at = At::new(&view, ts("2024-04-01"));
-        by_name(
-            FEATURES.iter().map(|d| d.name),
-            &compute(&at),
+        fixed(
+            &FEATURES,
+            compute,
+            &view,
+            "2024-04-01",
             &[
                 ("tickets_30d", 2.0),
                 ("tickets_90d", 3.0),
@@ -162,10 +163,11 @@ mod tests {
     #[test]
     fn without_tickets_the_means_are_undefined_and_the_share_is_zero() {
         let view = signed_up("2024-03-22");
-        let at = At::new(&view, ts("2024-04-01"));
-        by_name(
-            FEATURES.iter().map(|d| d.name),
-            &compute(&at),
+        fixed(
+            &FEATURES,
+            compute,
+            &view,
+            "2024-04-01",
             &[
                 ("tickets_30d", 0.0),
                 ("tickets_90d", 0.0),
