@@ -207,6 +207,19 @@ impl FeatureSpec {
         out: &mut [f64],
     ) {
         debug_assert_eq!(out.len(), self.len());
+        let written = self.write_families(view, attrs, event_slot, t, out);
+        debug_assert_eq!(written, out.len());
+    }
+
+    /// Writes every family's values in schema order at the start of `out`; returns how many.
+    fn write_families(
+        &self,
+        view: &CustomerView,
+        attrs: &Attrs,
+        event_slot: &[Option<usize>],
+        t: Ts,
+        out: &mut [f64],
+    ) -> usize {
         let at = At::new(view, t);
         let mut k = 0;
         for family in self.families() {
@@ -222,7 +235,7 @@ impl FeatureSpec {
                 Family::Events => events::compute(&at, self.event_types.len(), event_slot, rest),
             };
         }
-        debug_assert_eq!(k, out.len());
+        k
     }
 
     /// Recency (days), frequency (orders in 365 days) and monetary (revenue in 365 days)
@@ -289,6 +302,54 @@ impl Family {
             Family::Tickets => tickets::SUMMARY,
             Family::Orders => orders::SUMMARY,
             Family::Events => events::SUMMARY,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::features::family::check::signed_up;
+
+    #[test]
+    fn every_table_combination_computes_exactly_one_value_per_named_feature() {
+        let view = signed_up("2024-01-01");
+        let attrs = Attrs::default();
+        let cuts = RfmCuts {
+            recency: [1.0, 2.0, 3.0, 4.0],
+            frequency: [1.0, 2.0, 3.0, 4.0],
+            monetary: [1.0, 2.0, 3.0, 4.0],
+        };
+        for bits in 0..16u8 {
+            for rfm in [None, Some(cuts.clone())] {
+                let present = Present {
+                    logins: bits & 1 != 0,
+                    tickets: bits & 2 != 0,
+                    orders: bits & 4 != 0,
+                    events: bits & 8 != 0,
+                    churn: false,
+                };
+                let spec = FeatureSpec::new(
+                    present,
+                    vec!["search".into(), "post".into()],
+                    vec![("plan".into(), vec!["pro".into()])],
+                    vec!["fee".into()],
+                    rfm,
+                );
+                let mut out = vec![f64::INFINITY; spec.len() + 1];
+                let t = crate::features::family::check::ts("2024-03-01");
+                let n = spec.write_families(&view, &attrs, &[], t, &mut out);
+                assert_eq!(n, spec.len(), "{present:?}: {:?}", spec.names());
+                assert!(
+                    out[..n].iter().all(|x| x.is_nan() || x.is_finite()),
+                    "{present:?}: every named feature is written"
+                );
+                assert_eq!(
+                    out[n],
+                    f64::INFINITY,
+                    "{present:?}: nothing past the schema"
+                );
+            }
         }
     }
 }
