@@ -1,8 +1,8 @@
 //! What "churned" means at a snapshot `T`, the rolling snapshots and the time split.
 //! Only the trainer uses this module: serving code never sees a label window.
 
-use crate::data::{between, CustomerBase, CustomerView};
-use crate::features::{active_at, population, ChurnDefinition};
+use crate::churn::{active_at, churned_between, population, ChurnDefinition};
+use crate::data::{CustomerBase, CustomerView};
 use crate::time::{fmt_date, Ts, DAY};
 use crate::{Error, Result};
 use rayon::prelude::*;
@@ -170,17 +170,10 @@ pub fn plan(base: &CustomerBase, cfg: &LabelConfig) -> Result<Plan> {
     })
 }
 
-/// The label of a customer active at `t`: churned within `[t, t + horizon)`.
+/// The label of a customer active at `t`: churned within `[t, t + horizon)`, by the
+/// one rule of [`crate::churn`].
 pub fn label(view: &CustomerView, def: &ChurnDefinition, t: Ts, horizon_days: u32) -> bool {
-    let end = t + horizon_days as i64 * DAY;
-    match *def {
-        ChurnDefinition::Explicit => !between(view.churn, t, end).is_empty(),
-        ChurnDefinition::Inactivity { source, .. } => {
-            let times = source.times(view);
-            let a = times.partition_point(|&x| x < t);
-            !(a < times.len() && times[a] < end)
-        }
-    }
+    churned_between(view, def, t, t + horizon_days as i64 * DAY)
 }
 
 /// One labelled example: a customer active at a snapshot.

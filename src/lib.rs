@@ -32,6 +32,7 @@
 //! - [`fsutil`]: the one atomic file replace (temporary, fsync, rename, fsync directory).
 //! - [`manifest`]: `manifest.json` as a typed struct, written by the trainer and the registry.
 //! - [`data`]: the data contract: reading and validating the customer tables.
+//! - [`churn`]: what "churned" means: the definition, the population at T, churn in a window.
 //! - [`features`]: THE feature definitions, used by training, batch and the service.
 //! - [`labels`]: what "churned" means at a snapshot; snapshots and the time split. Trainer only.
 //! - [`metrics`]: evaluation numbers (ROC/PR AUC, log loss, Brier, lift, calibration).
@@ -66,6 +67,7 @@ pub use error::{Error, Result};
 pub mod alerts;
 pub mod backtest;
 pub mod batch;
+pub mod churn;
 pub mod config;
 pub mod data;
 pub mod demo;

@@ -1,6 +1,11 @@
 //! THE feature definitions: the one place a feature is computed, for training, the
 //! nightly batch and the service alike. No file or network I/O happens here.
 //!
+//! Features come in families, one file each (`tenure`, `attributes`, `logins`, `tickets`,
+//! `orders` with the RFM scores, `events`): a family's file holds every one of its
+//! features' name, description and computation side by side, so adding a feature touches
+//! that file alone. `spec.rs` assembles the families in schema order.
+//!
 //! A [`FeatureSpec`] fixes the schema: which tables the model was built with, the top
 //! event types and attribute levels, the RFM cut points; everything it holds was learned
 //! from the training population only. [`FeatureSpec::compute`] turns one customer's rows
@@ -8,14 +13,21 @@
 //! strictly before `T` and facts known before `T` (a ticket closed at or after `T` is
 //! open at `T`, and its resolution time and csat do not exist yet).
 
-mod compute;
+mod attributes;
+mod events;
+mod family;
+mod logins;
 pub mod online;
-mod population;
+mod orders;
 mod rfm;
 mod snapshot;
 mod spec;
+mod tenure;
+mod tickets;
 
-pub use population::{active_at, population, ActivitySource, ChurnDefinition};
+/// The population features are computed for; defined in [`crate::churn`].
+pub use crate::churn::{active_at, population, ActivitySource, ChurnDefinition};
+pub use attributes::Attrs;
 pub use rfm::{rfm_segment, RfmCuts, RFM_SEGMENTS};
 pub use snapshot::{check_tables, feature_frame, snapshot_features, snapshot_frame};
 pub use spec::{AttributeConfig, FeatureDef, FeatureSpec, Transform};
@@ -23,15 +35,6 @@ pub use spec::{AttributeConfig, FeatureDef, FeatureSpec, Transform};
 use crate::data::{Attribute, CustomerBase, CustomerView};
 use crate::time::Ts;
 use rayon::prelude::*;
-
-/// A customer's attribute values in the spec's order.
-#[derive(Debug, Clone, Default)]
-pub struct Attrs<'a> {
-    /// One per [`FeatureSpec::categorical`] entry.
-    pub categorical: Vec<Option<&'a str>>,
-    /// One per [`FeatureSpec::numeric`] entry; NaN when unknown.
-    pub numeric: Vec<f64>,
-}
 
 /// A customer base bound to a spec: attribute columns and event types resolved once.
 pub struct Bound<'a> {

@@ -1,7 +1,12 @@
-//! The feature schema: names, descriptions, source tables, preprocessing hints.
+//! The feature schema: the families assembled in order, with each feature's name,
+//! description, source table and preprocessing hint.
 
+use super::attributes::{self, Attrs};
+use super::family::{push_all, write, At};
 use super::rfm::RfmCuts;
-use crate::data::Present;
+use super::{events, logins, orders, tenure, tickets};
+use crate::data::{CustomerView, Present};
+use crate::time::Ts;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -163,208 +168,188 @@ impl FeatureSpec {
 
     /// Feature families left out because their table is absent, with the reason.
     pub fn left_out(&self) -> Vec<String> {
-        let p = self.present;
-        let mut out = Vec::new();
-        for (present, table, what) in [
-            (
-                p.logins,
-                "logins",
-                "login counts, recency, trend, active days",
-            ),
-            (
-                p.tickets,
-                "tickets",
-                "ticket volume, open tickets, resolution, csat",
-            ),
-            (
-                p.orders,
-                "orders",
-                "purchase recency/frequency/monetary, intervals, RFM scores",
-            ),
-            (p.events, "events", "usage event counts and their change"),
-        ] {
-            if !present {
-                out.push(format!("{what}: table `{table}` is absent"));
-            }
-        }
-        out
+        FAMILIES
+            .iter()
+            .filter(|f| !f.in_schema(self.present))
+            .map(|f| format!("{}: table `{}` is absent", f.summary(), f.table()))
+            .collect()
+    }
+
+    /// The families this spec computes, in schema order.
+    fn families(&self) -> impl Iterator<Item = Family> + '_ {
+        FAMILIES.into_iter().filter(|f| f.in_schema(self.present))
     }
 
     fn build_defs(&self) -> Vec<FeatureDef> {
-        use Transform::*;
         let mut d = Vec::new();
-        let mut add = |name: String, table: &str, t: Transform, missing: bool, desc: String| {
-            d.push(FeatureDef {
-                name,
-                description: desc,
-                table: table.into(),
-                transform: t,
-                may_be_missing: missing,
-            })
-        };
-        add(
-            "tenure_days".into(),
-            "customers",
-            Log1p,
-            false,
-            "days since signup".into(),
-        );
-        for (name, levels) in &self.categorical {
-            for level in levels.iter().map(String::as_str).chain(["other"]) {
-                add(
-                    format!("{}_{}", slug(name), slug(level)),
-                    "customers",
-                    Binary,
-                    false,
-                    format!("1 when `{name}` is `{level}`"),
-                );
-            }
-        }
-        for name in &self.numeric {
-            add(
-                slug(name),
-                "customers",
-                Identity,
-                true,
-                format!("customer attribute `{name}`"),
-            );
-        }
-        let p = self.present;
-        if p.logins {
-            for (n, desc) in [
-                ("logins_7d", "logins in the last 7 days"),
-                ("logins_30d", "logins in the last 30 days"),
-                ("logins_90d", "logins in the last 90 days"),
-                (
-                    "days_since_last_login",
-                    "days since the last login (days since signup if none)",
-                ),
-            ] {
-                add(n.into(), "logins", Log1p, false, desc.into());
-            }
-            add(
-                "login_trend".into(),
-                "logins",
-                Log1p,
-                false,
-                "(logins in the last 30 days + 1) / (mean of the two 30-day windows before + 1)"
-                    .into(),
-            );
-            add(
-                "active_days_30d".into(),
-                "logins",
-                Identity,
-                false,
-                "distinct days with a login in the last 30 days".into(),
-            );
-        }
-        if p.tickets {
-            for (n, t, m, desc) in [
-                ("tickets_30d", Log1p, false, "tickets opened in the last 30 days"),
-                ("tickets_90d", Log1p, false, "tickets opened in the last 90 days"),
-                ("tickets_open", Log1p, false, "tickets open at T (closed at or after T counts as open)"),
-                ("tickets_open_urgent", Log1p, false, "high or urgent tickets open at T"),
-                ("resolution_hours_90d", Log1p, true, "mean resolution hours of tickets closed in the last 90 days"),
-                ("urgent_share_90d", Identity, false, "share of tickets opened in the last 90 days that are high or urgent (0 if none)"),
-                ("csat_mean_90d", Identity, true, "mean csat of tickets closed in the last 90 days"),
-                ("days_since_last_ticket", Log1p, false, "days since the last ticket was opened (days since signup if none)"),
-            ] {
-                add(n.into(), "tickets", t, m, desc.into());
-            }
-        }
-        if p.orders {
-            for (n, t, m, desc) in [
-                (
-                    "order_recency_days",
-                    Log1p,
-                    false,
-                    "days since the last order (days since signup if none)",
-                ),
-                ("orders_90d", Log1p, false, "orders in the last 90 days"),
-                ("orders_365d", Log1p, false, "orders in the last 365 days"),
-                (
-                    "revenue_90d",
-                    Log1p,
-                    false,
-                    "money from orders in the last 90 days (refunds subtract)",
-                ),
-                (
-                    "revenue_365d",
-                    Log1p,
-                    false,
-                    "money from orders in the last 365 days (refunds subtract)",
-                ),
-                (
-                    "interval_mean_days",
-                    Log1p,
-                    true,
-                    "mean days between consecutive orders",
-                ),
-                (
-                    "interval_std_days",
-                    Log1p,
-                    true,
-                    "standard deviation of days between orders",
-                ),
-                (
-                    "overdue_ratio",
-                    Log1p,
-                    true,
-                    "days since the last order / mean interval",
-                ),
-                (
-                    "refunds_365d",
-                    Log1p,
-                    false,
-                    "refunds (negative orders) in the last 365 days",
-                ),
-            ] {
-                add(n.into(), "orders", t, m, desc.into());
-            }
-            if self.rfm.is_some() {
-                for (n, desc) in [
-                    ("rfm_r", "recency quintile score, 5 = most recent"),
-                    (
-                        "rfm_f",
-                        "frequency quintile score (orders in 365 days), 5 = most",
-                    ),
-                    (
-                        "rfm_m",
-                        "monetary quintile score (revenue in 365 days), 5 = most",
-                    ),
-                ] {
-                    add(n.into(), "orders", Identity, false, desc.into());
-                }
-            }
-        }
-        if p.events {
-            add(
-                "events_30d".into(),
-                "events",
-                Log1p,
-                false,
-                "usage events in the last 30 days".into(),
-            );
-            for ty in &self.event_types {
-                let s = slug(ty);
-                add(
-                    format!("events_{s}_30d"),
-                    "events",
-                    Log1p,
-                    false,
-                    format!("`{ty}` events in the last 30 days"),
-                );
-                add(
-                    format!("events_{s}_change"),
-                    "events",
-                    Log1p,
-                    false,
-                    format!(
-                        "(`{ty}` events in the last 30 days + 1) / (in the 30 days before + 1)"
-                    ),
-                );
+        for family in self.families() {
+            match family {
+                Family::Tenure => push_all(&tenure::FEATURES, tenure::TABLE, &mut d),
+                Family::Attributes => attributes::defs(&self.categorical, &self.numeric, &mut d),
+                Family::Logins => push_all(&logins::FEATURES, logins::TABLE, &mut d),
+                Family::Tickets => push_all(&tickets::FEATURES, tickets::TABLE, &mut d),
+                Family::Orders => orders::defs(self.rfm.is_some(), &mut d),
+                Family::Events => events::defs(&self.event_types, &mut d),
             }
         }
         d
+    }
+
+    /// Writes the features of `view` as of `t` into `out` (exactly [`Self::len`] values,
+    /// in schema order). `event_slot` maps the view's event kinds to the spec's event
+    /// types. Reads only rows strictly before `t`.
+    pub fn compute(
+        &self,
+        view: &CustomerView,
+        attrs: &Attrs,
+        event_slot: &[Option<usize>],
+        t: Ts,
+        out: &mut [f64],
+    ) {
+        debug_assert_eq!(out.len(), self.len());
+        let written = self.write_families(view, attrs, event_slot, t, out);
+        debug_assert_eq!(written, out.len());
+    }
+
+    /// Writes every family's values in schema order at the start of `out`; returns how many.
+    fn write_families(
+        &self,
+        view: &CustomerView,
+        attrs: &Attrs,
+        event_slot: &[Option<usize>],
+        t: Ts,
+        out: &mut [f64],
+    ) -> usize {
+        let at = At::new(view, t);
+        let mut k = 0;
+        for family in self.families() {
+            let rest = &mut out[k..];
+            k += match family {
+                Family::Tenure => write(tenure::compute(&at), rest),
+                Family::Attributes => {
+                    attributes::compute(&self.categorical, &self.numeric, attrs, rest)
+                }
+                Family::Logins => write(logins::compute(&at), rest),
+                Family::Tickets => write(tickets::compute(&at), rest),
+                Family::Orders => orders::compute(&at, self.rfm.as_ref(), rest),
+                Family::Events => events::compute(&at, self.event_types.len(), event_slot, rest),
+            };
+        }
+        k
+    }
+
+    /// Recency (days), frequency (orders in 365 days) and monetary (revenue in 365 days)
+    /// of a view as of `t`: the inputs of the RFM scores. `None` without orders.
+    pub fn rfm_inputs(&self, view: &CustomerView, t: Ts) -> Option<(f64, f64, f64)> {
+        self.present
+            .orders
+            .then(|| orders::rfm_inputs(&At::new(view, t)))
+    }
+}
+
+/// A group of features computed together from one table; each has its own file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family {
+    Tenure,
+    Attributes,
+    Logins,
+    Tickets,
+    Orders,
+    Events,
+}
+
+/// Every family in schema order. This order, and the order inside each family, is part of
+/// the model schema and its hash: changing either makes every earlier artifact refuse to load.
+const FAMILIES: [Family; 6] = [
+    Family::Tenure,
+    Family::Attributes,
+    Family::Logins,
+    Family::Tickets,
+    Family::Orders,
+    Family::Events,
+];
+
+impl Family {
+    /// Whether a schema built with `present` tables has this family.
+    fn in_schema(self, present: Present) -> bool {
+        match self {
+            Family::Tenure | Family::Attributes => true,
+            Family::Logins => present.logins,
+            Family::Tickets => present.tickets,
+            Family::Orders => present.orders,
+            Family::Events => present.events,
+        }
+    }
+
+    /// The table the family is computed from.
+    fn table(self) -> &'static str {
+        match self {
+            Family::Tenure => tenure::TABLE,
+            Family::Attributes => attributes::TABLE,
+            Family::Logins => logins::TABLE,
+            Family::Tickets => tickets::TABLE,
+            Family::Orders => orders::TABLE,
+            Family::Events => events::TABLE,
+        }
+    }
+
+    /// What the family measures, for the note when its table is absent.
+    fn summary(self) -> &'static str {
+        match self {
+            Family::Tenure => "tenure",
+            Family::Attributes => "customer attributes",
+            Family::Logins => logins::SUMMARY,
+            Family::Tickets => tickets::SUMMARY,
+            Family::Orders => orders::SUMMARY,
+            Family::Events => events::SUMMARY,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::features::family::check::signed_up;
+
+    #[test]
+    fn every_table_combination_computes_exactly_one_value_per_named_feature() {
+        let view = signed_up("2024-01-01");
+        let attrs = Attrs::default();
+        let cuts = RfmCuts {
+            recency: [1.0, 2.0, 3.0, 4.0],
+            frequency: [1.0, 2.0, 3.0, 4.0],
+            monetary: [1.0, 2.0, 3.0, 4.0],
+        };
+        for bits in 0..16u8 {
+            for rfm in [None, Some(cuts.clone())] {
+                let present = Present {
+                    logins: bits & 1 != 0,
+                    tickets: bits & 2 != 0,
+                    orders: bits & 4 != 0,
+                    events: bits & 8 != 0,
+                    churn: false,
+                };
+                let spec = FeatureSpec::new(
+                    present,
+                    vec!["search".into(), "post".into()],
+                    vec![("plan".into(), vec!["pro".into()])],
+                    vec!["fee".into()],
+                    rfm,
+                );
+                let mut out = vec![f64::INFINITY; spec.len() + 1];
+                let t = crate::features::family::check::ts("2024-03-01");
+                let n = spec.write_families(&view, &attrs, &[], t, &mut out);
+                assert_eq!(n, spec.len(), "{present:?}: {:?}", spec.names());
+                assert!(
+                    out[..n].iter().all(|x| x.is_nan() || x.is_finite()),
+                    "{present:?}: every named feature is written"
+                );
+                assert_eq!(
+                    out[n],
+                    f64::INFINITY,
+                    "{present:?}: nothing past the schema"
+                );
+            }
+        }
     }
 }

@@ -79,15 +79,7 @@ fn overview(r: &mut Report, k: &RetentionKpis) {
         ("as of", k.as_of.clone()),
         ("customers (signed up before)", count(k.customers)),
         ("active now", count(k.active_now)),
-        (
-            "churn definition",
-            match k.churn_definition {
-                crate::features::ChurnDefinition::Explicit => "explicit (`churn` table)".into(),
-                crate::features::ChurnDefinition::Inactivity { .. } => {
-                    "inactivity (no `churn` table)".into()
-                }
-            },
-        ),
+        ("churn definition", k.churn_definition.kind().into()),
         (
             "last complete month",
             last.map_or_else(|| "\u{2014}".into(), |m| m.month.clone()),

@@ -1,10 +1,8 @@
 //! The retention KPIs, computed from the customer base as of one instant.
 
-use crate::data::{before, between, CustomerBase, CustomerView};
-use crate::features::{
-    active_at, population, rfm_segment, ActivitySource, AttributeConfig, Bound, ChurnDefinition,
-    FeatureSpec, RFM_SEGMENTS,
-};
+use crate::churn::{active_at, churned_between, churned_in_month, population, ChurnDefinition};
+use crate::data::{before, CustomerBase, CustomerView};
+use crate::features::{rfm_segment, AttributeConfig, Bound, FeatureSpec, RFM_SEGMENTS};
 use crate::scores::ScoreRecord;
 use crate::scoring::rules::{self, Condition, Rule};
 use crate::scoring::Tier;
@@ -292,39 +290,6 @@ fn ratio(a: usize, b: usize) -> Option<f64> {
 }
 
 // ---------------------------------------------------------------------------------------
-// Churn outcomes
-// ---------------------------------------------------------------------------------------
-
-/// Whether a customer churned within `[from, to)`: a `churn` row in the window
-/// (explicit), or no activity of the definition's source in it (inactivity). The same
-/// rule as the trainer's label; reads only rows in the window.
-pub(crate) fn churned_between(
-    view: &CustomerView,
-    def: &ChurnDefinition,
-    from: Ts,
-    to: Ts,
-) -> bool {
-    match *def {
-        ChurnDefinition::Explicit => !between(view.churn, from, to).is_empty(),
-        ChurnDefinition::Inactivity { source, .. } => match source {
-            ActivitySource::Orders => between(view.orders, from, to).is_empty(),
-            ActivitySource::Logins => between(view.logins, from, to).is_empty(),
-            ActivitySource::Events => between(view.events, from, to).is_empty(),
-        },
-    }
-}
-
-/// Whether a customer active at `m0` churned during the month `[m0, m1)`: a `churn` row in
-/// the month (explicit); no longer active at `m1`, i.e. their last activity fell out of the
-/// active window during the month (inactivity).
-fn churned_in_month(view: &CustomerView, def: &ChurnDefinition, m0: Ts, m1: Ts) -> bool {
-    match def {
-        ChurnDefinition::Explicit => churned_between(view, def, m0, m1),
-        ChurnDefinition::Inactivity { .. } => !active_at(view, def, m1),
-    }
-}
-
-// ---------------------------------------------------------------------------------------
 // The computation
 // ---------------------------------------------------------------------------------------
 
@@ -384,26 +349,8 @@ pub fn kpis_with(
             fmt_date(as_of)
         ));
     }
-    let churn_definition_text = match def {
-        ChurnDefinition::Explicit => format!(
-            "explicit churn: the `churn` table records each end of relationship; a customer is active from signup until a churn row (an order after the churn counts as a return). Forward-looking rates count a churn row within {} days of the snapshot.",
-            opts.horizon_days
-        ),
-        ChurnDefinition::Inactivity { source, active_days } => format!(
-            "inactivity (no `churn` table): a customer is active while they have {} activity in the previous {active_days} days. Forward-looking rates count a customer active at the snapshot with no {} activity within {} days after it as churned (the model's label).",
-            source_name(source),
-            source_name(source),
-            opts.horizon_days
-        ),
-    };
-    let monthly_churn_rule = match def {
-        ChurnDefinition::Explicit => {
-            "customers active on the 1st of the month with a churn row during the month, divided by the customers active on the 1st".to_string()
-        }
-        ChurnDefinition::Inactivity { active_days, .. } => format!(
-            "customers active on the 1st of the month who are no longer active on the 1st of the next (their last activity is now more than {active_days} days old), divided by the customers active on the 1st"
-        ),
-    };
+    let churn_definition_text = def.describe_with_horizon(opts.horizon_days);
+    let monthly_churn_rule = def.monthly_rule();
 
     let monthly = monthly_churn(base, &def, as_of, &signed_up);
     let last12 = &monthly[monthly.len().saturating_sub(12)..];
@@ -466,14 +413,6 @@ pub fn kpis_with(
         revenue_at_risk,
         notes,
     })
-}
-
-fn source_name(s: ActivitySource) -> &'static str {
-    match s {
-        ActivitySource::Orders => "order",
-        ActivitySource::Logins => "login",
-        ActivitySource::Events => "event",
-    }
 }
 
 fn monthly_churn(

@@ -7,7 +7,7 @@
 //! renders them as a self-contained HTML page. Nothing here re-defines a feature, the
 //! population or the health score: features come from [`crate::features`] (through
 //! [`Bound`](crate::features::Bound)), the population from
-//! [`population`](crate::features::population), health scores and tiers from the score
+//! [`population`](crate::churn::population), health scores and tiers from the score
 //! file (written with [`Scorer::health`](crate::scoring::Scorer::health)).
 //!
 //! # No leakage
