@@ -1,11 +1,7 @@
 //! Artifact + features -> churn probability, health score, risk tier and reasons.
 //! Synchronous and pure: the service wraps it, the batch calls it.
 
-use std::collections::HashMap;
-use std::hash::BuildHasherDefault;
-
 use crate::alerts::Tier;
-use crate::data::FxHasher;
 use crate::features::online::{kind, OwnedActivity};
 use crate::model::{Artifact, Classifier};
 use crate::registry::LoadedVersion;
@@ -46,7 +42,7 @@ pub struct Scorer {
     /// Rule-based early warnings evaluated beside the model (the defaults unless set).
     pub rules: Vec<crate::retention::Rule>,
     /// Feature name -> position in the row, for request parsing.
-    feature_index: HashMap<String, usize, BuildHasherDefault<FxHasher>>,
+    feature_index: rustc_hash::FxHashMap<String, usize>,
 }
 
 impl Scorer {

@@ -1,14 +1,13 @@
 //! Customer states read recently, so that a customer scored again and again costs no
 //! database read; emptied on this process's writes and on other processes' commits.
 
-use std::collections::HashMap;
-use std::hash::BuildHasherDefault;
 use std::sync::MutexGuard;
+
+use rustc_hash::FxHashMap;
 use std::time::{Duration, Instant};
 
 use super::{Ctx, Observation, Outbox, SMALL_RECORDING};
 use crate::alerts::policy::{AlertPolicy, CustomerState, Step};
-use crate::data::FxHasher;
 use crate::Result;
 
 /// Customer states read recently by [`Outbox::needs_recording`], so that a customer
@@ -18,7 +17,7 @@ use crate::Result;
 /// [`CACHE_MAX`] customers.
 #[derive(Default)]
 pub(super) struct StateCache {
-    states: HashMap<String, Option<CustomerState>, BuildHasherDefault<FxHasher>>,
+    states: FxHashMap<String, Option<CustomerState>>,
     /// Bumped at every emptying: a read that started before one is not cached.
     generation: u64,
     /// The file's `data_version` as last seen, and when.

@@ -1,12 +1,12 @@
 //! The `customers` table: ids (non-empty, unique), signup times and the extra columns
 //! kept as attributes (numeric when every non-empty cell is a number).
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 use super::cells::{polars_err, require, strings, timestamps, MISSING};
 use super::errors::Errs;
 use super::{LoadOptions, Part};
-use crate::data::{Attribute, BadRow, Customers, FxHasher, TableSummary};
+use crate::data::{Attribute, BadRow, Customers, TableSummary};
 use crate::{Error, Result};
 use polars::prelude::*;
 
@@ -21,8 +21,7 @@ pub(super) fn read_customers(
     };
     let mut examples = Vec::new();
     // (part, row) of each id, to name both rows of a duplicate.
-    let mut first_seen: HashMap<String, (usize, usize), std::hash::BuildHasherDefault<FxHasher>> =
-        HashMap::default();
+    let mut first_seen: FxHashMap<String, (usize, usize)> = FxHashMap::default();
     let mut attr_names: Vec<String> = Vec::new();
     let mut attr_raw: Vec<Vec<AttrCell>> = Vec::new();
     for (pi, part) in parts.iter().enumerate() {
