@@ -240,31 +240,36 @@ impl Metrics {
             "Churn probabilities scored online, by model and version",
             self.scores.clone(),
         );
-        let counter = |v: &AtomicU64| ConstCounter::new(v.load(Ordering::Relaxed));
-        r.register(
-            "churnguard_alerts_raised",
-            "Alerts newly stored in the outbox by this process",
-            ConstCounter::new(alerts.raised),
-        );
-        r.register(
-            "churnguard_alerts_delivered",
-            "Alert deliveries a sink accepted",
-            ConstCounter::new(alerts.delivered),
-        );
-        r.register(
-            "churnguard_alerts_failed",
-            "Alert delivery attempts that failed and will be retried",
-            ConstCounter::new(alerts.failed),
-        );
-        r.register(
-            "churnguard_alerts_dead",
-            "Alert deliveries given up (dead-lettered)",
-            ConstCounter::new(alerts.dead),
-        );
-        r.register(
-            "churnguard_alert_record_failures",
-            "Scores whose tier could not be recorded in the alert outbox",
-            counter(&self.alert_record_failures),
+        let load = |v: &AtomicU64| v.load(Ordering::Relaxed);
+        register_counters(
+            &mut r,
+            &[
+                (
+                    "churnguard_alerts_raised",
+                    "Alerts newly stored in the outbox by this process",
+                    alerts.raised,
+                ),
+                (
+                    "churnguard_alerts_delivered",
+                    "Alert deliveries a sink accepted",
+                    alerts.delivered,
+                ),
+                (
+                    "churnguard_alerts_failed",
+                    "Alert delivery attempts that failed and will be retried",
+                    alerts.failed,
+                ),
+                (
+                    "churnguard_alerts_dead",
+                    "Alert deliveries given up (dead-lettered)",
+                    alerts.dead,
+                ),
+                (
+                    "churnguard_alert_record_failures",
+                    "Scores whose tier could not be recorded in the alert outbox",
+                    load(&self.alert_record_failures),
+                ),
+            ],
         );
         let info = Family::<ModelInfoLabels, Gauge>::default();
         if let Some((name, version)) = served {
@@ -279,24 +284,36 @@ impl Metrics {
             "The model version being served (always 1)",
             info,
         );
-        r.register(
-            "churnguard_model_reloads",
-            "Reloads that put a new model version into service",
-            counter(&self.model_reloads),
-        );
-        r.register(
-            "churnguard_model_reload_failures",
-            "Model reloads that failed; the previous model kept serving",
-            counter(&self.model_reload_failures),
-        );
-        r.register(
-            "churnguard_scores_reload_failures",
-            "Reloads of the nightly score file that failed; the previous scores kept serving",
-            counter(&self.scores_reload_failures),
+        register_counters(
+            &mut r,
+            &[
+                (
+                    "churnguard_model_reloads",
+                    "Reloads that put a new model version into service",
+                    load(&self.model_reloads),
+                ),
+                (
+                    "churnguard_model_reload_failures",
+                    "Model reloads that failed; the previous model kept serving",
+                    load(&self.model_reload_failures),
+                ),
+                (
+                    "churnguard_scores_reload_failures",
+                    "Reloads of the nightly score file that failed; the previous scores kept serving",
+                    load(&self.scores_reload_failures),
+                ),
+            ],
         );
         let mut out = String::with_capacity(4096);
         prometheus_text::encode(&mut out, &r).expect("writing to a String cannot fail");
         out
+    }
+}
+
+/// Registers plain counters read at render time: (name without `_total`, help, value).
+fn register_counters(r: &mut Registry, counters: &[(&'static str, &'static str, u64)]) {
+    for &(name, help, v) in counters {
+        r.register(name, help, ConstCounter::new(v));
     }
 }
 

@@ -2,9 +2,9 @@
 //! database read; emptied on this process's writes and on other processes' commits.
 
 use std::sync::MutexGuard;
+use std::time::{Duration, Instant};
 
 use rustc_hash::FxHashMap;
-use std::time::{Duration, Instant};
 
 use super::{Ctx, Observation, Outbox, SMALL_RECORDING};
 use crate::alerts::policy::{AlertPolicy, CustomerState, Step};
