@@ -11,6 +11,12 @@
 //!   (logistic, tree, forest, gbdt) fitted on a small generated base:
 //!   `Scorer::score` (probability, health, tier, top-3 reasons) and the bare margin.
 //!
+//! * `metrics_observe_request`: what the service's metrics middleware records for one
+//!   answered request (a counter and a latency histogram), on 1 and 2 threads at once;
+//!   `metrics_observe_scores`: the churn probabilities of one answer (1 or 100).
+//! * `fmt_ts_*`: RFC 3339 formatting of one timestamp (every service answer carries one):
+//!   churnguard's `time::fmt_ts` against chrono's `to_rfc3339_opts` and `format`.
+//!
 //! * `logistic_fit_layout` (ignored by default; `cargo bench --bench online -- --ignored`):
 //!   the linfa-logistic fit churnguard's trainer runs, on a row-major (C order, what
 //!   `src/model/logistic.rs` builds) versus a column-major (Fortran order) copy of the
@@ -349,5 +355,70 @@ fn logistic_fit_layout(b: Bencher, layout: &str) {
             .gradient_tolerance(1e-4 * n as f64)
             .fit(black_box(&ds))
             .expect("fit")
+    });
+}
+
+fn service_metrics() -> &'static churnguard::serve::metrics::Metrics {
+    static M: OnceLock<churnguard::serve::metrics::Metrics> = OnceLock::new();
+    M.get_or_init(Default::default)
+}
+
+/// Every thread on the same route and status: the worst case for contention.
+#[divan::bench(threads = [1, 2])]
+fn metrics_observe_request(b: Bencher) {
+    let m = service_metrics();
+    b.bench(|| {
+        m.observe_request(
+            black_box("/v1/customers/{id}/score"),
+            "GET",
+            200,
+            black_box(0.000_4),
+        )
+    });
+}
+
+/// One `/v1/score` answer (1 probability) and one batch of 100, as the routes record them.
+#[divan::bench(args = [1, 100])]
+fn metrics_observe_scores(b: Bencher, n: usize) {
+    let m = service_metrics();
+    let p: Vec<f64> = (0..n).map(|i| i as f64 / n as f64).collect();
+    b.bench(|| m.observe_scores(black_box("churn"), black_box("v1"), &p));
+}
+
+/// Instants spread over 1970-2050, so no formatting path sees one value only.
+fn instants() -> Vec<Ts> {
+    let mut r = Lcg(7);
+    (0..1024)
+        .map(|_| r.below(80 * 365 * DAY as u64) as i64)
+        .collect()
+}
+
+/// Formats the instants in turn with `f`.
+fn bench_fmt_ts<T>(b: Bencher, f: impl Fn(Ts) -> T) {
+    let ts = instants();
+    let mut i = 0usize;
+    b.bench_local(|| {
+        i = (i + 1) % ts.len();
+        f(black_box(ts[i]))
+    });
+}
+
+#[divan::bench]
+fn fmt_ts_churnguard(b: Bencher) {
+    bench_fmt_ts(b, fmt_ts);
+}
+
+#[divan::bench]
+fn fmt_ts_chrono_rfc3339(b: Bencher) {
+    bench_fmt_ts(b, |t| {
+        chrono::DateTime::from_timestamp(t, 0)
+            .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+    });
+}
+
+#[divan::bench]
+fn fmt_ts_chrono_format(b: Bencher) {
+    bench_fmt_ts(b, |t| {
+        chrono::DateTime::from_timestamp(t, 0).map(|d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string())
     });
 }

@@ -71,7 +71,8 @@ pub enum Error {
     /// Input to scoring is wrong (a missing feature, a non-finite value...).
     #[error("{message}")]
     Input { field: String, message: String },
-    /// The alert outbox database failed.
+    /// The alert outbox refused a file or an alert (not WAL, a newer layout, an alert
+    /// that does not match its score, an unknown key).
     #[error("alert outbox: {0}")]
     Outbox(String),
     /// polars failed while reading or writing a table.
@@ -80,6 +81,21 @@ pub enum Error {
         context: String,
         #[source]
         source: polars::error::PolarsError,
+    },
+    /// The alert outbox's SQLite database failed; `context` says what the outbox was doing.
+    /// (The plain [`Error::Outbox`] is for refusals that have no SQLite cause.)
+    #[error("alert outbox: {context}: {source}")]
+    OutboxDb {
+        context: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// An alert could not be turned into, or read back from, the JSON the outbox stores.
+    #[error("alert outbox: {context}: {source}")]
+    OutboxPayload {
+        context: String,
+        #[source]
+        source: serde_json::Error,
     },
 }
 

@@ -1,6 +1,6 @@
 //! Timestamps of the data contract: parsing the three accepted forms into UTC seconds.
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat};
 
 /// Seconds since the Unix epoch, UTC. The whole crate reasons in these.
 pub type Ts = i64;
@@ -78,20 +78,11 @@ pub fn parse_as_of(s: &str) -> crate::Result<Ts> {
 
 /// Formats a timestamp as RFC 3339 in UTC (`2024-03-01T00:00:00Z`).
 pub fn fmt_ts(t: Ts) -> String {
-    // Years 0-9999 by hand (every answer of the service carries one); chrono otherwise.
-    if !(-62_167_219_200..253_402_300_800).contains(&t) {
-        return DateTime::from_timestamp(t, 0)
-            .map(|d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string())
-            .unwrap_or_else(|| t.to_string());
-    }
-    let (days, secs) = (t.div_euclid(DAY), t.rem_euclid(DAY));
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
+    // chrono's RFC 3339 writer takes 58 ns here, the hand-written `format!` it replaced
+    // 200 ns and chrono's strftime-style `format` 330 ns (benches/online.rs, `fmt_ts_*`).
+    DateTime::from_timestamp(t, 0)
+        .map(|d| d.to_rfc3339_opts(SecondsFormat::Secs, true))
+        .unwrap_or_else(|| t.to_string())
 }
 
 /// Formats a timestamp's UTC date (`2024-03-01`).
@@ -136,8 +127,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn formatting_by_hand_matches_chrono() {
-        let chrono_fmt = |t: Ts| {
+    fn rfc3339_formatting_matches_chrono_strftime_in_every_year() {
+        let strftime = |t: Ts| {
             DateTime::from_timestamp(t, 0)
                 .unwrap()
                 .format("%Y-%m-%dT%H:%M:%SZ")
@@ -145,11 +136,17 @@ mod tests {
         };
         let mut t = -62_167_219_200; // 0000-01-01
         while t < 253_402_300_800 {
-            assert_eq!(fmt_ts(t), chrono_fmt(t), "{t}");
-            assert_eq!(fmt_ts(t + DAY - 1), chrono_fmt(t + DAY - 1));
+            assert_eq!(fmt_ts(t), strftime(t), "{t}");
+            assert_eq!(fmt_ts(t + DAY - 1), strftime(t + DAY - 1));
             t += 7 * DAY + 3_601;
         }
         assert_eq!(fmt_ts(1_709_251_200), "2024-03-01T00:00:00Z");
+        // Years outside 0-9999 carry their sign, as strftime writes them.
+        for t in [-62_167_219_201, 253_402_300_800, -100_000_000_000] {
+            assert_eq!(fmt_ts(t), strftime(t), "{t}");
+        }
+        assert_eq!(fmt_ts(253_402_300_800), "+10000-01-01T00:00:00Z");
+        assert_eq!(fmt_ts(i64::MAX), i64::MAX.to_string());
     }
 
     #[test]

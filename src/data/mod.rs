@@ -13,7 +13,6 @@ pub use read::{load, LoadOptions};
 pub use summary::{BadRow, Summary, TableSummary};
 
 use crate::time::Ts;
-use std::collections::HashMap;
 use std::path::Path;
 
 /// Whether a file is (to be) CSV: a `.csv` extension in any case; anything else is Parquet.
@@ -332,40 +331,10 @@ pub enum Attribute {
     Categorical(Vec<Option<String>>),
 }
 
-/// FxHash (rustc's hasher): customer ids are looked up once per activity row, 130M
-/// times for a 1M-customer base, and SipHash's DoS resistance buys nothing here.
-#[derive(Default, Clone, Copy)]
-pub struct FxHasher {
-    hash: u64,
-}
-
-impl std::hash::Hasher for FxHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let v = u64::from_le_bytes(c.try_into().expect("8-byte chunk"));
-            self.hash = (self.hash.rotate_left(5) ^ v).wrapping_mul(K);
-        }
-        for &b in chunks.remainder() {
-            self.hash = (self.hash.rotate_left(5) ^ b as u64).wrapping_mul(K);
-        }
-    }
-    fn finish(&self) -> u64 {
-        // murmur3's fmix64: hashbrown picks buckets from the low bits, which the
-        // multiply above barely mixes for ids that differ only in their last bytes
-        // (`c0000001`, `c0000002`, ...); without this 2M such ids share 128 buckets.
-        let mut h = self.hash;
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-        h ^ (h >> 33)
-    }
-}
-
-/// Customer id -> index into the `customers` columns.
-pub type IdIndex = HashMap<String, u32, std::hash::BuildHasherDefault<FxHasher>>;
+/// Customer id -> index into the `customers` columns. FxHash (rustc-hash): ids are
+/// looked up once per activity row, 130M times for a 1M-customer base, and SipHash's DoS
+/// resistance buys nothing here.
+pub type IdIndex = rustc_hash::FxHashMap<String, u32>;
 
 /// The `customers` table.
 #[derive(Debug, Clone, Default)]
@@ -541,7 +510,7 @@ mod tests {
     #[test]
     fn ids_differing_only_in_their_last_bytes_spread_over_buckets() {
         use std::hash::BuildHasher;
-        let b = std::hash::BuildHasherDefault::<FxHasher>::default();
+        let b = rustc_hash::FxBuildHasher;
         let mut low: Vec<u64> = (0..100_000)
             .map(|i| b.hash_one(format!("c{i:07}")) & 0xffff)
             .collect();

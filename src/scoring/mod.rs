@@ -7,10 +7,6 @@
 pub mod rules;
 mod tier;
 
-use std::collections::HashMap;
-use std::hash::BuildHasherDefault;
-
-use crate::data::FxHasher;
 use crate::features::online::{kind, OwnedActivity};
 use crate::features::{rfm_segment, FeatureSpec};
 use crate::manifest::Manifest;
@@ -94,7 +90,7 @@ pub struct Scorer {
     /// Rule-based early warnings evaluated beside the model (the defaults unless set).
     pub rules: Vec<Rule>,
     /// Feature name -> position in the row, for request parsing.
-    feature_index: HashMap<String, usize, BuildHasherDefault<FxHasher>>,
+    feature_index: rustc_hash::FxHashMap<String, usize>,
 }
 
 impl Scorer {

@@ -1,18 +1,29 @@
 //! Prometheus metrics of the service, kept in process and rendered as text on `/metrics`.
 //!
+//! The series live in `prometheus-client` families, rendered in the Prometheus text
+//! format 0.0.4. Values that other parts own (the outbox's alert counters, the model
+//! being served) are read at render time. A request finds its series through a cache of
+//! handles keyed by route template (read-locked, no allocation), then increments an
+//! atomic counter and observes into its route's histogram (a lock per series).
+//!
 //! Label values are bounded: routes are the route *templates* (`/v1/customers/{id}/score`,
 //! `unmatched` for anything else), methods a fixed set, and models carry their version.
 //! No label ever holds a customer id or a raw path.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
+use prometheus_client::encoding::{prometheus_text, EncodeLabelSet};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use rustc_hash::FxHashMap;
 
 use super::state::AppState;
 use crate::alerts::CountersSnapshot;
@@ -27,68 +38,73 @@ const SCORE_BUCKETS: [f64; 12] = [
     0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9,
 ];
 
-/// A cumulative histogram with fixed bucket bounds.
-#[derive(Debug, Clone)]
-struct Histogram {
-    bounds: &'static [f64],
-    /// Observations at or below each bound (not yet cumulative).
-    counts: Vec<u64>,
-    sum: f64,
-    count: u64,
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    method: &'static str,
+    status: u16,
 }
 
-impl Histogram {
-    fn new(bounds: &'static [f64]) -> Self {
-        Histogram {
-            bounds,
-            counts: vec![0; bounds.len()],
-            sum: 0.0,
-            count: 0,
-        }
-    }
-
-    fn observe(&mut self, v: f64) {
-        if !v.is_finite() {
-            return;
-        }
-        if let Some(i) = self.bounds.iter().position(|&b| v <= b) {
-            self.counts[i] += 1;
-        }
-        self.sum += v;
-        self.count += 1;
-    }
-
-    fn render(&self, out: &mut String, name: &str, labels: &str) {
-        let sep = if labels.is_empty() { "" } else { "," };
-        let mut cumulative = 0;
-        for (b, c) in self.bounds.iter().zip(&self.counts) {
-            cumulative += c;
-            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {cumulative}");
-        }
-        let _ = writeln!(
-            out,
-            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}",
-            self.count
-        );
-        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum);
-        let _ = writeln!(out, "{name}_count{{{labels}}} {}", self.count);
-    }
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: String,
 }
 
-#[derive(Debug, Default)]
-struct Http {
-    /// (route, method, status) -> count.
-    requests: BTreeMap<(String, &'static str, u16), u64>,
-    /// route -> durations.
-    durations: BTreeMap<String, Histogram>,
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ScoreLabels {
+    model: String,
+    model_version: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModelInfoLabels {
+    name: String,
+    version: String,
+}
+
+/// A family of histograms that all share one set of bucket bounds.
+type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn duration_histogram() -> Histogram {
+    Histogram::new(DURATION_BUCKETS)
+}
+
+fn score_histogram() -> Histogram {
+    Histogram::new(SCORE_BUCKETS)
+}
+
+/// The series one route template's requests update, resolved once: a request then
+/// allocates nothing and hashes only its route.
+#[derive(Debug)]
+struct RouteSeries {
+    duration: Histogram,
+    /// (method, status, requests counter): a handful per route.
+    requests: RwLock<Vec<(&'static str, u16, Counter)>>,
+}
+
+// A panic while holding one of these locks leaves a valid cache (entries are only added),
+// so the poison carries no information.
+fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The service's metrics. Cheap to update from any task.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
-    http: Mutex<Http>,
-    /// (model name, model version) -> churn probabilities scored.
-    scores: Mutex<BTreeMap<(String, String), Histogram>>,
+    /// Requests answered, by route template, method and status.
+    requests: Family<RequestLabels, Counter>,
+    /// Time to answer, by route template.
+    durations: Histograms<RouteLabels>,
+    /// Churn probabilities scored, by model name and version.
+    scores: Histograms<ScoreLabels>,
+    /// Handles into `requests` and `durations` by route template.
+    routes: RwLock<FxHashMap<String, RouteSeries>>,
+    /// Handles into `scores`: (model, version, histogram), one per version served.
+    score_series: RwLock<Vec<(String, String, Histogram)>>,
     /// Reloads of the served model that failed (the previous model kept serving).
     pub model_reload_failures: AtomicU64,
     /// Reloads that put a new model version into service.
@@ -97,6 +113,22 @@ pub struct Metrics {
     pub scores_reload_failures: AtomicU64,
     /// Scores whose tier could not be recorded in the alert outbox.
     pub alert_record_failures: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            requests: Family::default(),
+            durations: Family::new_with_constructor(duration_histogram),
+            scores: Family::new_with_constructor(score_histogram),
+            routes: RwLock::default(),
+            score_series: RwLock::default(),
+            model_reload_failures: AtomicU64::new(0),
+            model_reloads: AtomicU64::new(0),
+            scores_reload_failures: AtomicU64::new(0),
+            alert_record_failures: AtomicU64::new(0),
+        }
+    }
 }
 
 /// The method label: one of a fixed set, so a caller cannot invent label values.
@@ -114,145 +146,174 @@ fn method_label(m: &axum::http::Method) -> &'static str {
     }
 }
 
-/// Escapes a label value per the Prometheus text format.
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 impl Metrics {
     /// Counts one answered request.
     pub fn observe_request(&self, route: &str, method: &'static str, status: u16, seconds: f64) {
-        let mut h = lock(&self.http);
-        *h.requests
-            .entry((route.to_string(), method, status))
-            .or_default() += 1;
-        h.durations
-            .entry(route.to_string())
-            .or_insert_with(|| Histogram::new(&DURATION_BUCKETS))
-            .observe(seconds);
+        loop {
+            if let Some(series) = read(&self.routes).get(route) {
+                self.count_request(series, route, method, status);
+                // A histogram never counts a value it cannot place (NaN would poison the sum).
+                if seconds.is_finite() {
+                    series.duration.observe(seconds);
+                }
+                return;
+            }
+            write(&self.routes)
+                .entry(route.to_string())
+                .or_insert_with(|| RouteSeries {
+                    duration: self.durations.get_or_create_owned(&RouteLabels {
+                        route: route.to_string(),
+                    }),
+                    requests: RwLock::default(),
+                });
+        }
+    }
+
+    fn count_request(&self, series: &RouteSeries, route: &str, method: &'static str, status: u16) {
+        let known = |c: &[(&'static str, u16, Counter)]| {
+            c.iter()
+                .find(|(m, s, _)| *m == method && *s == status)
+                .map(|(_, _, counter)| counter.inc())
+                .is_some()
+        };
+        if known(&read(&series.requests)) {
+            return;
+        }
+        let mut counters = write(&series.requests);
+        if !known(&counters) {
+            let counter = self.requests.get_or_create_owned(&RequestLabels {
+                route: route.to_string(),
+                method,
+                status,
+            });
+            counter.inc();
+            counters.push((method, status, counter));
+        }
     }
 
     /// Records the churn probabilities one request scored.
     pub fn observe_scores(&self, model: &str, version: &str, probabilities: &[f64]) {
-        let mut s = lock(&self.scores);
-        let h = s
-            .entry((model.to_string(), version.to_string()))
-            .or_insert_with(|| Histogram::new(&SCORE_BUCKETS));
-        for &p in probabilities {
+        let find = |series: &[(String, String, Histogram)]| {
+            series
+                .iter()
+                .find(|(m, v, _)| m == model && v == version)
+                .map(|(_, _, h)| h.clone())
+        };
+        let cached = find(&read(&self.score_series));
+        let h = match cached {
+            Some(h) => h,
+            None => {
+                let mut series = write(&self.score_series);
+                find(&series).unwrap_or_else(|| {
+                    let h = self.scores.get_or_create_owned(&ScoreLabels {
+                        model: model.to_string(),
+                        model_version: version.to_string(),
+                    });
+                    series.push((model.to_string(), version.to_string(), h.clone()));
+                    h
+                })
+            }
+        };
+        for &p in probabilities.iter().filter(|p| p.is_finite()) {
             h.observe(p);
         }
     }
 
     /// The Prometheus text exposition (format 0.0.4).
     pub fn render(&self, served: Option<(&str, &str)>, alerts: CountersSnapshot) -> String {
-        let mut out = String::with_capacity(4096);
-        {
-            let h = lock(&self.http);
-            out.push_str("# HELP churnguard_http_requests_total HTTP requests answered, by route template, method and status.\n");
-            out.push_str("# TYPE churnguard_http_requests_total counter\n");
-            for ((route, method, status), n) in &h.requests {
-                let _ = writeln!(
-                    out,
-                    "churnguard_http_requests_total{{route=\"{}\",method=\"{method}\",status=\"{status}\"}} {n}",
-                    escape(route)
-                );
-            }
-            out.push_str("# HELP churnguard_http_request_duration_seconds Time to answer an HTTP request, by route template.\n");
-            out.push_str("# TYPE churnguard_http_request_duration_seconds histogram\n");
-            for (route, hist) in &h.durations {
-                hist.render(
-                    &mut out,
-                    "churnguard_http_request_duration_seconds",
-                    &format!("route=\"{}\"", escape(route)),
-                );
-            }
-        }
-        {
-            let s = lock(&self.scores);
-            out.push_str("# HELP churnguard_score Churn probabilities scored online, by model and version.\n");
-            out.push_str("# TYPE churnguard_score histogram\n");
-            for ((model, version), hist) in s.iter() {
-                hist.render(
-                    &mut out,
-                    "churnguard_score",
-                    &format!(
-                        "model=\"{}\",model_version=\"{}\"",
-                        escape(model),
-                        escape(version)
-                    ),
-                );
-            }
-        }
-        let counter = |out: &mut String, name: &str, help: &str, v: u64| {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} counter");
-            let _ = writeln!(out, "{name} {v}");
-        };
-        counter(
-            &mut out,
-            "churnguard_alerts_raised_total",
-            "Alerts newly stored in the outbox by this process.",
-            alerts.raised,
+        // A registry per scrape: the families are shared handles, and the values owned
+        // elsewhere are read now. (The registry adds `_total` to counters and a final
+        // `.` to help texts.)
+        let mut r = Registry::default();
+        r.register(
+            "churnguard_http_requests",
+            "HTTP requests answered, by route template, method and status",
+            self.requests.clone(),
         );
-        counter(
-            &mut out,
-            "churnguard_alerts_delivered_total",
-            "Alert deliveries a sink accepted.",
-            alerts.delivered,
+        r.register(
+            "churnguard_http_request_duration_seconds",
+            "Time to answer an HTTP request, by route template",
+            self.durations.clone(),
         );
-        counter(
-            &mut out,
-            "churnguard_alerts_failed_total",
-            "Alert delivery attempts that failed and will be retried.",
-            alerts.failed,
+        r.register(
+            "churnguard_score",
+            "Churn probabilities scored online, by model and version",
+            self.scores.clone(),
         );
-        counter(
-            &mut out,
-            "churnguard_alerts_dead_total",
-            "Alert deliveries given up (dead-lettered).",
-            alerts.dead,
+        let load = |v: &AtomicU64| v.load(Ordering::Relaxed);
+        register_counters(
+            &mut r,
+            &[
+                (
+                    "churnguard_alerts_raised",
+                    "Alerts newly stored in the outbox by this process",
+                    alerts.raised,
+                ),
+                (
+                    "churnguard_alerts_delivered",
+                    "Alert deliveries a sink accepted",
+                    alerts.delivered,
+                ),
+                (
+                    "churnguard_alerts_failed",
+                    "Alert delivery attempts that failed and will be retried",
+                    alerts.failed,
+                ),
+                (
+                    "churnguard_alerts_dead",
+                    "Alert deliveries given up (dead-lettered)",
+                    alerts.dead,
+                ),
+                (
+                    "churnguard_alert_record_failures",
+                    "Scores whose tier could not be recorded in the alert outbox",
+                    load(&self.alert_record_failures),
+                ),
+            ],
         );
-        counter(
-            &mut out,
-            "churnguard_alert_record_failures_total",
-            "Scores whose tier could not be recorded in the alert outbox.",
-            self.alert_record_failures.load(Ordering::Relaxed),
-        );
-        out.push_str("# HELP churnguard_model_info The model version being served (always 1).\n");
-        out.push_str("# TYPE churnguard_model_info gauge\n");
+        let info = Family::<ModelInfoLabels, Gauge>::default();
         if let Some((name, version)) = served {
-            let _ = writeln!(
-                out,
-                "churnguard_model_info{{name=\"{}\",version=\"{}\"}} 1",
-                escape(name),
-                escape(version)
-            );
+            info.get_or_create(&ModelInfoLabels {
+                name: name.to_string(),
+                version: version.to_string(),
+            })
+            .set(1);
         }
-        counter(
-            &mut out,
-            "churnguard_model_reloads_total",
-            "Reloads that put a new model version into service.",
-            self.model_reloads.load(Ordering::Relaxed),
+        r.register(
+            "churnguard_model_info",
+            "The model version being served (always 1)",
+            info,
         );
-        counter(
-            &mut out,
-            "churnguard_model_reload_failures_total",
-            "Model reloads that failed; the previous model kept serving.",
-            self.model_reload_failures.load(Ordering::Relaxed),
+        register_counters(
+            &mut r,
+            &[
+                (
+                    "churnguard_model_reloads",
+                    "Reloads that put a new model version into service",
+                    load(&self.model_reloads),
+                ),
+                (
+                    "churnguard_model_reload_failures",
+                    "Model reloads that failed; the previous model kept serving",
+                    load(&self.model_reload_failures),
+                ),
+                (
+                    "churnguard_scores_reload_failures",
+                    "Reloads of the nightly score file that failed; the previous scores kept serving",
+                    load(&self.scores_reload_failures),
+                ),
+            ],
         );
-        counter(
-            &mut out,
-            "churnguard_scores_reload_failures_total",
-            "Reloads of the nightly score file that failed; the previous scores kept serving.",
-            self.scores_reload_failures.load(Ordering::Relaxed),
-        );
+        let mut out = String::with_capacity(4096);
+        prometheus_text::encode(&mut out, &r).expect("writing to a String cannot fail");
         out
+    }
+}
+
+/// Registers plain counters read at render time: (name without `_total`, help, value).
+fn register_counters(r: &mut Registry, counters: &[(&'static str, &'static str, u64)]) {
+    for &(name, help, v) in counters {
+        r.register(name, help, ConstCounter::new(v));
     }
 }
 
@@ -298,6 +359,93 @@ mod tests {
 
     #[test]
     fn label_values_are_escaped() {
-        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+        let m = Metrics::default();
+        m.observe_request("a\"b\\c\nd", "GET", 200, 0.01);
+        let text = m.render(None, CountersSnapshot::default());
+        assert!(
+            text.contains("churnguard_http_requests_total{route=\"a\\\"b\\\\c\\nd\",method=\"GET\",status=\"200\"} 1"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn every_series_keeps_its_name_type_and_help() {
+        let m = Metrics::default();
+        m.observe_request("/v1/score", "POST", 200, 0.002);
+        m.observe_request("/v1/score", "POST", 200, f64::NAN);
+        m.observe_scores("churn", "v7", &[0.3]);
+        m.model_reloads.fetch_add(2, Ordering::Relaxed);
+        let alerts = CountersSnapshot {
+            raised: 3,
+            ..CountersSnapshot::default()
+        };
+        let text = m.render(Some(("churn", "v7")), alerts);
+        let headers: Vec<&str> = text.lines().filter(|l| l.starts_with('#')).collect();
+        assert_eq!(
+            headers,
+            [
+                "# HELP churnguard_http_requests_total HTTP requests answered, by route template, method and status.",
+                "# TYPE churnguard_http_requests_total counter",
+                "# HELP churnguard_http_request_duration_seconds Time to answer an HTTP request, by route template.",
+                "# TYPE churnguard_http_request_duration_seconds histogram",
+                "# HELP churnguard_score Churn probabilities scored online, by model and version.",
+                "# TYPE churnguard_score histogram",
+                "# HELP churnguard_alerts_raised_total Alerts newly stored in the outbox by this process.",
+                "# TYPE churnguard_alerts_raised_total counter",
+                "# HELP churnguard_alerts_delivered_total Alert deliveries a sink accepted.",
+                "# TYPE churnguard_alerts_delivered_total counter",
+                "# HELP churnguard_alerts_failed_total Alert delivery attempts that failed and will be retried.",
+                "# TYPE churnguard_alerts_failed_total counter",
+                "# HELP churnguard_alerts_dead_total Alert deliveries given up (dead-lettered).",
+                "# TYPE churnguard_alerts_dead_total counter",
+                "# HELP churnguard_alert_record_failures_total Scores whose tier could not be recorded in the alert outbox.",
+                "# TYPE churnguard_alert_record_failures_total counter",
+                "# HELP churnguard_model_info The model version being served (always 1).",
+                "# TYPE churnguard_model_info gauge",
+                "# HELP churnguard_model_reloads_total Reloads that put a new model version into service.",
+                "# TYPE churnguard_model_reloads_total counter",
+                "# HELP churnguard_model_reload_failures_total Model reloads that failed; the previous model kept serving.",
+                "# TYPE churnguard_model_reload_failures_total counter",
+                "# HELP churnguard_scores_reload_failures_total Reloads of the nightly score file that failed; the previous scores kept serving.",
+                "# TYPE churnguard_scores_reload_failures_total counter",
+            ]
+        );
+        for line in [
+            "churnguard_http_requests_total{route=\"/v1/score\",method=\"POST\",status=\"200\"} 2",
+            "churnguard_http_request_duration_seconds_bucket{route=\"/v1/score\",le=\"0.001\"} 0",
+            "churnguard_http_request_duration_seconds_bucket{route=\"/v1/score\",le=\"0.0025\"} 1",
+            "churnguard_http_request_duration_seconds_bucket{route=\"/v1/score\",le=\"10\"} 1",
+            "churnguard_http_request_duration_seconds_bucket{route=\"/v1/score\",le=\"+Inf\"} 1",
+            "churnguard_http_request_duration_seconds_count{route=\"/v1/score\"} 1",
+            "churnguard_alerts_raised_total 3",
+            "churnguard_alerts_dead_total 0",
+            "churnguard_model_info{name=\"churn\",version=\"v7\"} 1",
+            "churnguard_model_reloads_total 2",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing `{line}` in\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_family_without_series_is_left_out_until_its_first_value() {
+        // As client_golang does: no served model, no request and no score yet print
+        // nothing for their families; plain counters always print.
+        let text = Metrics::default().render(None, CountersSnapshot::default());
+        for name in [
+            "churnguard_model_info",
+            "churnguard_http_requests_total",
+            "churnguard_http_request_duration_seconds",
+            "churnguard_score histogram",
+            "churnguard_score_count",
+        ] {
+            assert!(!text.contains(name), "{name} in\n{text}");
+        }
+        assert!(
+            text.contains("\nchurnguard_model_reloads_total 0\n"),
+            "{text}"
+        );
     }
 }

@@ -1,0 +1,502 @@
+//! Delivery: fanning pending alerts out to each sink, claiming due deliveries under a
+//! lease, and recording each sink's outcome (delivered, retried, dead-lettered).
+
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ValueRef};
+use rusqlite::{params, ToSql, Transaction, TransactionBehavior};
+
+use super::{Ctx, Outbox};
+use crate::alerts::{now_secs, Alert};
+use crate::time::Ts;
+use crate::{Error, Result};
+
+const MARK: &str = "INSERT INTO deliveries \
+     (idempotency_key, sink, status, attempts, next_attempt_ms, last_error, updated_at) \
+     SELECT idempotency_key, ?2, ?3, 1, ?4, ?5, ?6 FROM alerts WHERE idempotency_key = ?1 \
+     ON CONFLICT (idempotency_key, sink) DO UPDATE SET status = excluded.status, \
+     attempts = deliveries.attempts + 1, next_attempt_ms = excluded.next_attempt_ms, \
+     last_error = excluded.last_error, updated_at = excluded.updated_at \
+     WHERE deliveries.status = 'pending'";
+const MARK_FAILED: &str = "INSERT INTO deliveries \
+     (idempotency_key, sink, status, attempts, next_attempt_ms, last_error, updated_at) \
+     SELECT idempotency_key, ?2, CASE WHEN ?5 <= 1 THEN 'dead' ELSE 'pending' END, 1, ?4, ?3, ?6 \
+     FROM alerts WHERE idempotency_key = ?1 \
+     ON CONFLICT (idempotency_key, sink) DO UPDATE SET \
+     status = CASE WHEN deliveries.attempts + 1 >= ?5 THEN 'dead' ELSE 'pending' END, \
+     attempts = deliveries.attempts + 1, next_attempt_ms = excluded.next_attempt_ms, \
+     last_error = excluded.last_error, updated_at = excluded.updated_at \
+     WHERE deliveries.status = 'pending'";
+const CLOSE_IF_DONE: &str = "UPDATE alerts SET updated_at = ?2, status = CASE WHEN EXISTS \
+     (SELECT 1 FROM deliveries WHERE idempotency_key = ?1 AND status = 'dead') \
+     THEN 'dead' ELSE 'delivered' END \
+     WHERE idempotency_key = ?1 AND status = 'pending' AND NOT EXISTS \
+     (SELECT 1 FROM deliveries WHERE idempotency_key = ?1 AND status = 'pending')";
+
+/// Where an alert stands with one sink (or, for [`OutboxCounts`], with all of them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DeliveryStatus {
+    /// Not delivered yet; will be (re)tried.
+    Pending,
+    /// Accepted by the sink.
+    Delivered,
+    /// Given up: a permanent error or too many attempts. Needs a human.
+    Dead,
+}
+
+impl DeliveryStatus {
+    /// The name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Dead => "dead",
+        }
+    }
+
+    fn parse(s: &str) -> Option<DeliveryStatus> {
+        match s {
+            "pending" => Some(DeliveryStatus::Pending),
+            "delivered" => Some(DeliveryStatus::Delivered),
+            "dead" => Some(DeliveryStatus::Dead),
+            _ => None,
+        }
+    }
+}
+
+impl FromSql for DeliveryStatus {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        let s = value.as_str()?;
+        DeliveryStatus::parse(s).ok_or_else(|| FromSqlError::Other(format!("status `{s}`").into()))
+    }
+}
+
+/// A delivery that is due now, claimed for one sink.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Due {
+    /// The alert to deliver.
+    pub alert: Alert,
+    /// The sink's name.
+    pub sink: String,
+    /// Attempts already made to this sink.
+    pub attempts: u32,
+}
+
+/// The delivery of one alert to one sink, as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeliveryRecord {
+    /// The sink's name.
+    pub sink: String,
+    /// Where it stands.
+    pub status: DeliveryStatus,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// The last failure's message.
+    pub last_error: Option<String>,
+    /// When the next attempt is due (epoch milliseconds), while pending.
+    pub next_attempt_ms: i64,
+}
+
+/// Alerts by overall status: `pending` until every sink has accepted or given up on it;
+/// then `dead` if any sink gave up, else `delivered`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OutboxCounts {
+    /// Alerts not yet through every sink.
+    pub pending: u64,
+    /// Alerts accepted by every sink.
+    pub delivered: u64,
+    /// Alerts at least one sink gave up on.
+    pub dead: u64,
+}
+
+impl Outbox {
+    /// Up to `limit` alerts not yet through every sink, oldest first.
+    pub fn pending(&self, limit: usize) -> Result<Vec<Alert>> {
+        let db = self.lock();
+        let mut stmt = db
+            .conn
+            .prepare_cached(
+                "SELECT payload FROM alerts WHERE status = 'pending' ORDER BY seq LIMIT ?1",
+            )
+            .ctx("preparing")?;
+        let rows = stmt
+            .query_map([limit_sql(limit)], |r| r.get::<_, String>(0))
+            .ctx("listing pending alerts")?;
+        rows.map(|payload| {
+            let payload = payload.ctx("listing pending alerts")?;
+            serde_json::from_str(&payload).map_err(|source| Error::OutboxPayload {
+                context: "a stored alert is not valid JSON".to_string(),
+                source,
+            })
+        })
+        .collect()
+    }
+
+    /// Claims up to `limit` deliveries due at `now_ms` for the named sinks, oldest due
+    /// first. Alerts still pending get a delivery row for each sink that lacks one first
+    /// (so a sink added later receives only alerts not yet finished). A claimed delivery
+    /// is not due again for `lease_ms`: another dispatcher on the same file does not send
+    /// it concurrently, and after a crash it is retried once the lease expires. A stored
+    /// alert that no longer parses is dead-lettered here.
+    pub fn claim_due(
+        &self,
+        sinks: &[&str],
+        now_ms: i64,
+        limit: usize,
+        lease_ms: i64,
+    ) -> Result<Vec<Due>> {
+        if sinks.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let now = now_secs();
+        let mut guard = self.lock();
+        let db = &mut *guard;
+        let tx = db
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .ctx("starting a claim")?;
+        let max_seq: i64 = tx
+            .query_row("SELECT coalesce(max(seq), 0) FROM alerts", [], |r| r.get(0))
+            .ctx("reading the newest alert")?;
+        let mut fanned = Vec::new();
+        for &sink in sinks {
+            let from = db.fanned_out.get(sink).copied().unwrap_or(0);
+            if from < max_seq {
+                tx.prepare_cached(
+                    "INSERT OR IGNORE INTO deliveries \
+                     (idempotency_key, sink, status, attempts, next_attempt_ms, updated_at) \
+                     SELECT idempotency_key, ?1, 'pending', 0, 0, ?2 FROM alerts \
+                     WHERE status = 'pending' AND seq > ?3 AND seq <= ?4",
+                )
+                .ctx("preparing")?
+                .execute(params![sink, now, from, max_seq])
+                .ctx("creating delivery rows")?;
+                fanned.push(sink);
+            }
+        }
+        let placeholders = vec!["?"; sinks.len()].join(", ");
+        let sql = format!(
+            "SELECT d.idempotency_key, d.sink, d.attempts, a.payload \
+             FROM deliveries d JOIN alerts a ON a.idempotency_key = d.idempotency_key \
+             WHERE d.status = 'pending' AND d.next_attempt_ms <= ? AND d.sink IN ({placeholders}) \
+             ORDER BY d.next_attempt_ms, a.seq LIMIT ?"
+        );
+        let mut args: Vec<&dyn ToSql> = vec![&now_ms];
+        args.extend(sinks.iter().map(|s| s as &dyn ToSql));
+        let limit = limit_sql(limit);
+        args.push(&limit);
+        let rows: Vec<(String, String, u32, String)> = {
+            let mut stmt = tx.prepare_cached(&sql).ctx("preparing")?;
+            let rows = stmt
+                .query_map(args.as_slice(), |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })
+                .ctx("finding due deliveries")?;
+            rows.collect::<rusqlite::Result<_>>()
+                .ctx("finding due deliveries")?
+        };
+        let mut due = Vec::with_capacity(rows.len());
+        for (key, sink, attempts, payload) in rows {
+            match serde_json::from_str::<Alert>(&payload) {
+                Ok(alert) => {
+                    tx.prepare_cached(
+                        "UPDATE deliveries SET next_attempt_ms = ?3, updated_at = ?4 \
+                         WHERE idempotency_key = ?1 AND sink = ?2",
+                    )
+                    .ctx("preparing")?
+                    .execute(params![key, sink, now_ms.saturating_add(lease_ms), now])
+                    .ctx("claiming a delivery")?;
+                    due.push(Due {
+                        alert,
+                        sink,
+                        attempts,
+                    });
+                }
+                Err(e) => {
+                    tracing::error!(idempotency_key = %key, sink = %sink, error = %e,
+                        "stored alert is not valid JSON: dead-lettered");
+                    mark_in_tx(
+                        &tx,
+                        &key,
+                        &sink,
+                        DeliveryStatus::Dead,
+                        Some(&format!("stored payload is not a valid alert: {e}")),
+                        0,
+                        now,
+                    )?;
+                    self.inner
+                        .counters
+                        .dead
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        }
+        tx.commit().ctx("committing a claim")?;
+        for sink in fanned {
+            db.fanned_out.insert(sink.to_string(), max_seq);
+        }
+        Ok(due)
+    }
+
+    /// Records that `sink` accepted the alert `key`.
+    pub fn mark_delivered(&self, key: &str, sink: &str) -> Result<()> {
+        self.mark(key, sink, DeliveryStatus::Delivered, None)
+    }
+
+    /// Records that `sink` refused the alert `key` for good: dead-lettered.
+    pub fn mark_dead(&self, key: &str, sink: &str, error: &str) -> Result<()> {
+        self.mark(key, sink, DeliveryStatus::Dead, Some(error))
+    }
+
+    fn mark(
+        &self,
+        key: &str,
+        sink: &str,
+        status: DeliveryStatus,
+        error: Option<&str>,
+    ) -> Result<()> {
+        let mut db = self.lock();
+        let tx = db
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .ctx("starting a delivery update")?;
+        mark_in_tx(&tx, key, sink, status, error, 0, now_secs())?;
+        tx.commit().ctx("committing a delivery update")
+    }
+
+    /// Records a failed attempt of `sink` on the alert `key`: retried at `next_attempt_ms`
+    /// (epoch milliseconds), or dead-lettered if this was attempt `max_attempts`.
+    /// Returns the delivery's status afterwards.
+    pub fn mark_failed(
+        &self,
+        key: &str,
+        sink: &str,
+        error: &str,
+        next_attempt_ms: i64,
+        max_attempts: u32,
+    ) -> Result<DeliveryStatus> {
+        let now = now_secs();
+        let mut db = self.lock();
+        let tx = db
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .ctx("starting a delivery update")?;
+        let changed = tx
+            .prepare_cached(MARK_FAILED)
+            .ctx("preparing")?
+            .execute(params![
+                key,
+                sink,
+                error,
+                next_attempt_ms,
+                max_attempts,
+                now
+            ])
+            .ctx("recording a failed delivery")?;
+        ensure_alert_exists(&tx, key, changed)?;
+        let status: DeliveryStatus = tx
+            .query_row(
+                "SELECT status FROM deliveries WHERE idempotency_key = ?1 AND sink = ?2",
+                params![key, sink],
+                |r| r.get(0),
+            )
+            .ctx("reading a delivery")?;
+        close_if_done(&tx, key, now)?;
+        tx.commit().ctx("committing a delivery update")?;
+        Ok(status)
+    }
+
+    /// The deliveries of one alert, by sink name.
+    pub fn deliveries(&self, key: &str) -> Result<Vec<DeliveryRecord>> {
+        let db = self.lock();
+        let mut stmt = db
+            .conn
+            .prepare_cached(
+                "SELECT sink, status, attempts, last_error, next_attempt_ms FROM deliveries \
+                 WHERE idempotency_key = ?1 ORDER BY sink",
+            )
+            .ctx("preparing")?;
+        let rows = stmt
+            .query_map([key], |r| {
+                Ok(DeliveryRecord {
+                    sink: r.get(0)?,
+                    status: r.get(1)?,
+                    attempts: r.get(2)?,
+                    last_error: r.get(3)?,
+                    next_attempt_ms: r.get(4)?,
+                })
+            })
+            .ctx("listing deliveries")?;
+        rows.collect::<rusqlite::Result<_>>()
+            .ctx("listing deliveries")
+    }
+
+    /// Alerts by overall status, for metrics.
+    pub fn counts(&self) -> Result<OutboxCounts> {
+        let db = self.lock();
+        let mut stmt = db
+            .conn
+            .prepare_cached("SELECT status, count(*) FROM alerts GROUP BY status")
+            .ctx("preparing")?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((r.get::<_, DeliveryStatus>(0)?, r.get::<_, i64>(1)?))
+            })
+            .ctx("counting alerts")?;
+        let mut counts = OutboxCounts::default();
+        for row in rows {
+            let (status, n) = row.ctx("counting alerts")?;
+            let n = u64::try_from(n).unwrap_or(0);
+            match status {
+                DeliveryStatus::Pending => counts.pending = n,
+                DeliveryStatus::Delivered => counts.delivered = n,
+                DeliveryStatus::Dead => counts.dead = n,
+            }
+        }
+        Ok(counts)
+    }
+}
+
+fn limit_sql(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+fn mark_in_tx(
+    tx: &Transaction<'_>,
+    key: &str,
+    sink: &str,
+    status: DeliveryStatus,
+    error: Option<&str>,
+    next_attempt_ms: i64,
+    now: Ts,
+) -> Result<()> {
+    let changed = tx
+        .prepare_cached(MARK)
+        .ctx("preparing")?
+        .execute(params![
+            key,
+            sink,
+            status.as_str(),
+            next_attempt_ms,
+            error,
+            now
+        ])
+        .ctx("recording a delivery")?;
+    ensure_alert_exists(tx, key, changed)?;
+    close_if_done(tx, key, now)
+}
+
+/// An upsert that changed nothing either found a finished delivery (fine: a late
+/// duplicate outcome never reopens it) or no alert with that key (a caller's mistake).
+fn ensure_alert_exists(tx: &Transaction<'_>, key: &str, changed: usize) -> Result<()> {
+    if changed > 0 {
+        return Ok(());
+    }
+    let exists: bool = tx
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM alerts WHERE idempotency_key = ?1)",
+            [key],
+            |r| r.get(0),
+        )
+        .ctx("looking up an alert")?;
+    if exists {
+        Ok(())
+    } else {
+        Err(Error::Outbox(format!(
+            "no alert with idempotency key `{key}`"
+        )))
+    }
+}
+
+fn close_if_done(tx: &Transaction<'_>, key: &str, now: Ts) -> Result<()> {
+    tx.prepare_cached(CLOSE_IF_DONE)
+        .ctx("preparing")?
+        .execute(params![key, now])
+        .ctx("closing a finished alert")?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::*;
+    use super::*;
+    use crate::alerts::Tier;
+
+    #[test]
+    fn a_failed_delivery_is_retried_then_dead_lettered_after_max_attempts() {
+        let (_dir, outbox) = fresh();
+        let alert = Alert::new(model(), "c1", 0.9, Tier::High, None, 0, "batch");
+        outbox.insert(&alert).unwrap();
+        let key = &alert.idempotency_key;
+        let due = outbox.claim_due(&["hook"], 1_000, 10, 5_000).unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].attempts, 0);
+        // Claimed: not due again within the lease.
+        assert!(outbox
+            .claim_due(&["hook"], 1_001, 10, 5_000)
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            outbox.mark_failed(key, "hook", "503", 2_000, 3).unwrap(),
+            DeliveryStatus::Pending
+        );
+        assert!(outbox
+            .claim_due(&["hook"], 1_999, 10, 5_000)
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            outbox.claim_due(&["hook"], 2_000, 10, 5_000).unwrap()[0].attempts,
+            1
+        );
+        assert_eq!(
+            outbox.mark_failed(key, "hook", "503", 3_000, 3).unwrap(),
+            DeliveryStatus::Pending
+        );
+        assert_eq!(
+            outbox
+                .mark_failed(key, "hook", "still 503", 4_000, 3)
+                .unwrap(),
+            DeliveryStatus::Dead
+        );
+        assert!(outbox
+            .claim_due(&["hook"], i64::MAX / 2, 10, 0)
+            .unwrap()
+            .is_empty());
+        let d = &outbox.deliveries(key).unwrap()[0];
+        assert_eq!((d.status, d.attempts), (DeliveryStatus::Dead, 3));
+        assert_eq!(d.last_error.as_deref(), Some("still 503"));
+        assert_eq!(outbox.counts().unwrap().dead, 1);
+        // A late success never reopens a finished delivery.
+        outbox.mark_delivered(key, "hook").unwrap();
+        assert_eq!(
+            outbox.deliveries(key).unwrap()[0].status,
+            DeliveryStatus::Dead
+        );
+    }
+
+    #[test]
+    fn an_alert_is_delivered_once_every_sink_accepted_it() {
+        let (_dir, outbox) = fresh();
+        let alert = Alert::new(model(), "c1", 0.9, Tier::High, None, 0, "batch");
+        outbox.insert(&alert).unwrap();
+        let key = &alert.idempotency_key;
+        assert_eq!(
+            outbox.claim_due(&["a", "b"], 0, 10, 1_000).unwrap().len(),
+            2
+        );
+        outbox.mark_delivered(key, "a").unwrap();
+        assert_eq!(outbox.counts().unwrap().pending, 1);
+        outbox.mark_delivered(key, "b").unwrap();
+        assert_eq!(outbox.counts().unwrap().delivered, 1);
+        // A sink added afterwards does not receive finished alerts.
+        assert!(outbox
+            .claim_due(&["a", "b", "c"], 10_000, 10, 1_000)
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn marking_an_unknown_key_is_an_error() {
+        let (_dir, outbox) = fresh();
+        assert!(outbox.mark_delivered("nope", "a").is_err());
+        assert!(outbox.mark_failed("nope", "a", "x", 0, 8).is_err());
+    }
+}

@@ -1,0 +1,178 @@
+//! Typed columns of a table part: text, timestamps and numbers, from CSV text or Parquet
+//! types, each bad cell reported through [`Errs`].
+
+use super::errors::Errs;
+use super::Part;
+use crate::data::is_csv;
+use crate::time::{parse_ts, Ts};
+use crate::{Error, Result};
+use polars::prelude::*;
+use std::path::Path;
+
+/// Reads one CSV (every column as text, parsed by us for precise errors) or Parquet file.
+pub(super) fn read_file(path: &Path) -> Result<DataFrame> {
+    let ctx = || format!("reading {}", path.display());
+    if is_csv(path) {
+        CsvReadOptions::default()
+            .with_has_header(true)
+            .with_infer_schema_length(Some(0))
+            .try_into_reader_with_file_path(Some(path.to_path_buf()))
+            .and_then(|r| r.finish())
+            .map_err(|e| Error::polars(ctx(), e))
+    } else {
+        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        ParquetReader::new(file)
+            .finish()
+            .map_err(|e| Error::polars(ctx(), e))
+    }
+}
+
+pub(super) fn has(df: &DataFrame, col: &str) -> bool {
+    df.get_column_names().iter().any(|c| c.as_str() == col)
+}
+
+pub(super) fn require(part: &Part, cols: &[&str]) -> Result<()> {
+    for c in cols {
+        if !has(&part.df, c) {
+            let found: Vec<String> = part
+                .df
+                .get_column_names()
+                .iter()
+                .map(|c| c.to_string())
+                .collect();
+            return Err(Error::Data(format!(
+                "table `{}` ({}): missing required column `{c}` (columns found: {})",
+                part.table.name(),
+                part.file,
+                found.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn polars_err<'a>(part: &'a Part, col: &str) -> impl Fn(PolarsError) -> Error + 'a {
+    let ctx = format!(
+        "table `{}` ({}), column `{col}`",
+        part.table.name(),
+        part.file
+    );
+    move |e| Error::polars(ctx.clone(), e)
+}
+
+/// A column as optional strings (non-string columns are cast to text).
+pub(super) fn strings(part: &Part, col: &str) -> Result<StringChunked> {
+    let c = part.df.column(col).map_err(polars_err(part, col))?;
+    let s = c.as_materialized_series();
+    let s = if matches!(s.dtype(), DataType::String) {
+        s.clone()
+    } else {
+        s.cast(&DataType::String).map_err(polars_err(part, col))?
+    };
+    Ok(s.str().map_err(polars_err(part, col))?.clone())
+}
+
+/// Marks an empty or bad timestamp cell (8 bytes per row instead of 16 for `Option`).
+pub(super) const MISSING: Ts = Ts::MIN;
+/// A timestamp column (text in one of the three contract forms, or a Parquet date or
+/// datetime); [`MISSING`] where empty or bad.
+pub(super) fn timestamps(part: &Part, col: &str, errs: &mut Errs) -> Result<Vec<Ts>> {
+    let c = part.df.column(col).map_err(polars_err(part, col))?;
+    let s = c.as_materialized_series();
+    match s.dtype().clone() {
+        DataType::String => {
+            let ca = s.str().map_err(polars_err(part, col))?;
+            let mut out = Vec::with_capacity(ca.len());
+            for (i, v) in ca.iter().enumerate() {
+                let v = v.map(str::trim).filter(|v| !v.is_empty());
+                match v.map(|v| (v, parse_ts(v))) {
+                    None => out.push(MISSING),
+                    Some((_, Some(t))) => out.push(t),
+                    Some((raw, None)) => {
+                        errs.add(
+                            i,
+                            col,
+                            format!(
+                                "`{raw}` is not a timestamp (use RFC 3339, `YYYY-MM-DD HH:MM:SS` or `YYYY-MM-DD`)"
+                            ),
+                        )?;
+                        out.push(MISSING);
+                    }
+                }
+            }
+            Ok(out)
+        }
+        DataType::Datetime(unit, _) => {
+            let per_sec = match unit {
+                TimeUnit::Nanoseconds => 1_000_000_000,
+                TimeUnit::Microseconds => 1_000_000,
+                TimeUnit::Milliseconds => 1_000,
+            };
+            let phys = s.to_physical_repr();
+            let ca = phys.i64().map_err(polars_err(part, col))?;
+            Ok(ca
+                .iter()
+                .map(|v| v.map_or(MISSING, |v| v.div_euclid(per_sec)))
+                .collect())
+        }
+        DataType::Date => {
+            let phys = s.to_physical_repr();
+            let ca = phys.i32().map_err(polars_err(part, col))?;
+            Ok(ca
+                .iter()
+                .map(|v| v.map_or(MISSING, |d| d as i64 * crate::time::DAY))
+                .collect())
+        }
+        other => Err(Error::Data(format!(
+            "table `{}` ({}), column `{col}`: type {other} is not a timestamp (text, date or datetime expected)",
+            part.table.name(),
+            part.file
+        ))),
+    }
+}
+
+/// A numeric column: numbers, or text holding numbers; NaN where empty or bad
+/// (non-finite input is refused, so NaN only ever means "no value").
+pub(super) fn numbers(part: &Part, col: &str, errs: &mut Errs) -> Result<Vec<f64>> {
+    let c = part.df.column(col).map_err(polars_err(part, col))?;
+    let s = c.as_materialized_series();
+    if matches!(s.dtype(), DataType::String) {
+        let ca = s.str().map_err(polars_err(part, col))?;
+        let mut out = Vec::with_capacity(ca.len());
+        for (i, v) in ca.iter().enumerate() {
+            let v = v.map(str::trim).filter(|v| !v.is_empty());
+            match v {
+                None => out.push(f64::NAN),
+                Some(raw) => match raw.parse::<f64>() {
+                    Ok(x) if x.is_finite() => out.push(x),
+                    _ => {
+                        errs.add(i, col, format!("`{raw}` is not a finite number"))?;
+                        out.push(f64::NAN);
+                    }
+                },
+            }
+        }
+        Ok(out)
+    } else if s.dtype().is_primitive_numeric() {
+        let f = s.cast(&DataType::Float64).map_err(polars_err(part, col))?;
+        let ca = f.f64().map_err(polars_err(part, col))?;
+        let mut out = Vec::with_capacity(ca.len());
+        for (i, v) in ca.iter().enumerate() {
+            match v {
+                Some(x) if !x.is_finite() => {
+                    errs.add(i, col, format!("`{x}` is not a finite number"))?;
+                    out.push(f64::NAN);
+                }
+                v => out.push(v.unwrap_or(f64::NAN)),
+            }
+        }
+        Ok(out)
+    } else {
+        Err(Error::Data(format!(
+            "table `{}` ({}), column `{col}`: type {} is not numeric",
+            part.table.name(),
+            part.file,
+            s.dtype()
+        )))
+    }
+}

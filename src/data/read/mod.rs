@@ -1,0 +1,367 @@
+//! Reading the tables of a customer-base directory with polars, and validating every cell.
+//!
+//! By job: finding the tables and loading them in order (here); `errors` (collecting bad
+//! cells, in the order a whole-file check finds them); `cells` (typed columns from
+//! text or Parquet); `customers` (the customers table and its attributes); `activity`
+//! (the five activity tables, read in batches of row groups and grouped by customer).
+
+mod activity;
+mod cells;
+mod customers;
+mod errors;
+
+use super::{CustomerBase, Summary, Table};
+use crate::{Error, Result};
+use polars::prelude::*;
+use std::path::{Path, PathBuf};
+
+use activity::{read_activity, Grouping, BATCH_ROWS};
+use cells::read_file;
+use customers::read_customers;
+
+/// How strict a load is.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Count and skip unparseable rows instead of stopping at the first one.
+    pub skip_bad_rows: bool,
+}
+
+/// Where a table comes from: one file or a directory of Parquet parts.
+#[derive(Debug, Clone)]
+struct Source {
+    table: Table,
+    parts: Vec<PathBuf>,
+}
+
+/// One part of a table, read into memory.
+struct Part {
+    table: Table,
+    file: String,
+    df: DataFrame,
+}
+
+/// Loads and validates the customer base in `dir` (see `shared/data-contract.md`).
+pub fn load(dir: &Path, opts: &LoadOptions) -> Result<CustomerBase> {
+    load_in_batches(dir, opts, BATCH_ROWS)
+}
+
+/// [`load`], reading Parquet activity tables in batches of about `batch_rows` rows.
+fn load_in_batches(dir: &Path, opts: &LoadOptions, batch_rows: usize) -> Result<CustomerBase> {
+    let (sources, ignored) = discover(dir)?;
+    let mut summary = Summary {
+        directory: dir.display().to_string(),
+        ignored_files: ignored,
+        ..Summary::default()
+    };
+    let find = |t: Table| sources.iter().find(|s| s.table == t);
+    let customers_src = find(Table::Customers).ok_or_else(|| {
+        Error::Data(format!(
+            "{}: no `customers` table (customers.csv, customers.parquet or a customers/ directory of Parquet parts); it is the one required table",
+            dir.display()
+        ))
+    })?;
+    let parts = read_parts(customers_src)?;
+    let (customers, cust_summary, bad_examples) = read_customers(parts, opts)?;
+    for &t in &customers.signup {
+        summary.widen(t);
+    }
+    summary.customers = customers.len();
+    summary.tables.push(cust_summary);
+    summary.bad_row_examples.extend(bad_examples);
+
+    let n = customers.len();
+    let mut base = CustomerBase {
+        customers,
+        ..CustomerBase::default()
+    };
+    // One table at a time: each is grouped (and its frame and row vectors freed) before
+    // the next is read, which bounds peak memory on large bases. Reading, conversion and
+    // grouping each use every core.
+    for t in [
+        Table::Logins,
+        Table::Tickets,
+        Table::Orders,
+        Table::Events,
+        Table::Churn,
+    ] {
+        let Some(src) = find(t) else {
+            summary.missing_tables.push(t.name().to_string());
+            continue;
+        };
+        let act = read_activity(src, &base.customers.index, n, opts, batch_rows)?;
+        if let Some((a, b)) = act.range {
+            summary.widen(a);
+            summary.widen(b);
+        }
+        summary.tables.push(act.summary);
+        for b in act.bad_examples {
+            if summary.bad_row_examples.len() < 20 {
+                summary.bad_row_examples.push(b);
+            }
+        }
+        match act.rows {
+            Grouping::Logins(g) => base.logins = Some(g),
+            Grouping::Tickets(g) => base.tickets = Some(g),
+            Grouping::Orders(g) => base.orders = Some(g),
+            Grouping::Events(g, types) => {
+                base.events = Some(g);
+                base.event_types = types;
+            }
+            Grouping::Churn(g) => base.churn = Some(g),
+        }
+    }
+    base.summary = summary;
+    Ok(base)
+}
+
+/// Finds the table files of `dir`; returns them and the names of ignored files.
+fn discover(dir: &Path) -> Result<(Vec<Source>, Vec<String>)> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    let mut sources: Vec<Source> = Vec::new();
+    let mut ignored = Vec::new();
+    let mut names: Vec<(String, PathBuf)> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+        .collect();
+    names.sort();
+    for (name, path) in names {
+        if name.starts_with('_') || name.starts_with('.') {
+            continue;
+        }
+        let (stem, ext) = match name.rsplit_once('.') {
+            Some((s, e)) => (s, e.to_ascii_lowercase()),
+            None => (name.as_str(), String::new()),
+        };
+        let table = if path.is_dir() {
+            Table::from_name(&name)
+        } else if ext == "csv" || ext == "parquet" {
+            Table::from_name(stem)
+        } else {
+            None
+        };
+        let Some(table) = table else {
+            ignored.push(name);
+            continue;
+        };
+        if let Some(prev) = sources.iter().find(|s| s.table == table) {
+            return Err(Error::Data(format!(
+                "table `{}` is given twice: {} and {}; keep one",
+                table.name(),
+                prev.parts[0].display(),
+                path.display()
+            )));
+        }
+        let parts = if path.is_dir() {
+            let mut parts: Vec<PathBuf> = std::fs::read_dir(&path)
+                .map_err(|e| Error::io(&path, e))?
+                .filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| {
+                    let n = p.file_name().unwrap_or_default().to_string_lossy();
+                    !n.starts_with('_')
+                        && !n.starts_with('.')
+                        && (n.ends_with(".parquet") || n.ends_with(".csv"))
+                })
+                .collect();
+            parts.sort();
+            if parts.is_empty() {
+                return Err(Error::Data(format!(
+                    "table `{}`: directory {} holds no .parquet or .csv parts",
+                    table.name(),
+                    path.display()
+                )));
+            }
+            parts
+        } else {
+            vec![path]
+        };
+        sources.push(Source { table, parts });
+    }
+    Ok((sources, ignored))
+}
+
+fn read_parts(src: &Source) -> Result<Vec<Part>> {
+    src.parts
+        .iter()
+        .map(|p| {
+            Ok(Part {
+                table: src.table,
+                file: p.display().to_string(),
+                df: read_file(p)?,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{Grouped, Timed};
+
+    /// Writes `df` as Parquet with `rows_per_group` rows in each row group.
+    fn parquet(dir: &Path, name: &str, mut df: DataFrame, rows_per_group: usize) {
+        let file = std::fs::File::create(dir.join(format!("{name}.parquet"))).unwrap();
+        ParquetWriter::new(file)
+            .with_row_group_size(Some(rows_per_group))
+            .finish(&mut df)
+            .unwrap();
+    }
+
+    fn col(name: &str, v: Vec<Option<&str>>) -> Column {
+        Column::new(name.into(), v)
+    }
+
+    fn strs<'a>(v: &[&'a str]) -> Vec<Option<&'a str>> {
+        v.iter().map(|s| Some(*s)).collect()
+    }
+
+    /// A base with every activity table, its rows in no particular customer order, one
+    /// orphan row and ties in time.
+    fn base(dir: &Path) {
+        let customers = DataFrame::new(
+            5,
+            vec![
+                col("customer_id", strs(&["a", "b", "c", "d", "e"])),
+                col("signup_at", vec![Some("2024-01-01"); 5]),
+                col(
+                    "plan",
+                    vec![Some("pro"), None, Some("basic"), Some("pro"), Some("x")],
+                ),
+            ],
+        )
+        .unwrap();
+        parquet(dir, "customers", customers, 2);
+        let ids = strs(&[
+            "c", "a", "e", "a", "zz", "c", "b", "a", "e", "c", "d", "a", "b",
+        ]);
+        let n = ids.len();
+        let at: Vec<String> = (0..n)
+            .map(|i| format!("2024-02-{:02} 10:00:00", 1 + (i * 7) % 5))
+            .collect();
+        let at: Vec<Option<&str>> = at.iter().map(|s| Some(s.as_str())).collect();
+        let numbers = |f: fn(usize) -> f64| (0..n).map(f).collect::<Vec<f64>>();
+        let frame = |cols: Vec<Column>| DataFrame::new(n, cols).unwrap();
+        let logins = frame(vec![col("customer_id", ids.clone()), col("at", at.clone())]);
+        parquet(dir, "logins", logins, 3);
+        let orders = frame(vec![
+            col("customer_id", ids.clone()),
+            col("at", at.clone()),
+            Column::new("amount".into(), numbers(|i| i as f64 - 2.0)),
+        ]);
+        parquet(dir, "orders", orders, 4);
+        let kinds = strs(&[
+            "x", "y", "x", "z", "y", "y", "x", "z", "x", "y", "x", "x", "z",
+        ]);
+        let events = frame(vec![
+            col("customer_id", ids.clone()),
+            col("at", at.clone()),
+            col("event_type", kinds),
+            Column::new("value".into(), numbers(|i| i as f64)),
+        ]);
+        parquet(dir, "events", events, 3);
+        let prio = strs(&[
+            "high", "low", "urgent", "normal", "high", "x", "low", "urgent", "high", "low", "x",
+            "high", "low",
+        ]);
+        let tickets = frame(vec![
+            col("customer_id", ids.clone()),
+            col("opened_at", at.clone()),
+            col("closed_at", vec![Some("2024-03-01"); n]),
+            col("priority", prio),
+            Column::new("csat".into(), numbers(|i| (i % 5 + 1) as f64)),
+        ]);
+        parquet(dir, "tickets", tickets, 5);
+        let churn = frame(vec![col("customer_id", ids), col("churned_at", at)]);
+        parquet(dir, "churn", churn, 2);
+    }
+
+    fn groups<T: Timed + Copy + Send + Sync>(g: &Option<Grouped<T>>) -> Vec<Vec<T>> {
+        let g = g.as_ref().expect("table present");
+        (0..5).map(|c| g.of(c).to_vec()).collect()
+    }
+
+    #[test]
+    fn batches_of_row_groups_load_the_same_base_as_whole_files() {
+        let dir = tempfile::tempdir().unwrap();
+        base(dir.path());
+        let opts = LoadOptions::default();
+        let whole = load_in_batches(dir.path(), &opts, usize::MAX).unwrap();
+        for batch_rows in [1, 4, 6] {
+            let b = load_in_batches(dir.path(), &opts, batch_rows).unwrap();
+            assert_eq!(b.summary, whole.summary, "batch_rows {batch_rows}");
+            assert_eq!(b.customers.ids, whole.customers.ids);
+            assert_eq!(b.customers.attributes, whole.customers.attributes);
+            assert_eq!(groups(&b.logins), groups(&whole.logins));
+            assert_eq!(groups(&b.orders), groups(&whole.orders));
+            assert_eq!(groups(&b.tickets), groups(&whole.tickets));
+            assert_eq!(groups(&b.events), groups(&whole.events));
+            assert_eq!(groups(&b.churn), groups(&whole.churn));
+            assert_eq!(b.event_types, whole.event_types);
+        }
+        assert_eq!(whole.summary.tables[1].orphans, 1);
+        assert_eq!(whole.logins.as_ref().unwrap().len(), 12);
+        assert_eq!(whole.event_types, ["x", "y", "z"]);
+        // Customer `a` has four logins, in time order.
+        let a = whole.logins.as_ref().unwrap().of(0);
+        assert_eq!(a.len(), 4);
+        assert!(a.windows(2).all(|w| w[0] <= w[1]), "{a:?}");
+    }
+
+    /// Logins with an empty customer_id at row 8 and bad timestamps at rows 2 and 5.
+    fn bad_cells(dir: &Path) {
+        let customers = DataFrame::new(
+            2,
+            vec![
+                col("customer_id", strs(&["a", "b"])),
+                col("signup_at", vec![Some("2024-01-01"); 2]),
+            ],
+        )
+        .unwrap();
+        parquet(dir, "customers", customers, 2);
+        let mut ids = vec![Some("a"); 9];
+        ids[7] = Some(" ");
+        let mut at = vec![Some("2024-02-01"); 9];
+        at[1] = Some("soon");
+        at[4] = Some("later");
+        let logins = DataFrame::new(9, vec![col("customer_id", ids), col("at", at)]);
+        parquet(dir, "logins", logins.unwrap(), 3);
+    }
+
+    #[test]
+    fn the_first_error_is_the_whole_files_first_whatever_the_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        bad_cells(dir.path());
+        let opts = LoadOptions::default();
+        let whole = load_in_batches(dir.path(), &opts, usize::MAX)
+            .unwrap_err()
+            .to_string();
+        // Checked column by column: the empty customer_id of row 8 comes first.
+        assert!(whole.contains("row 8, column `customer_id`"), "{whole}");
+        for batch_rows in [1, 3, 6] {
+            let e = load_in_batches(dir.path(), &opts, batch_rows).unwrap_err();
+            assert_eq!(e.to_string(), whole, "batch_rows {batch_rows}");
+        }
+    }
+
+    #[test]
+    fn skipped_rows_are_numbered_and_listed_as_in_a_whole_file_check() {
+        let dir = tempfile::tempdir().unwrap();
+        bad_cells(dir.path());
+        let opts = LoadOptions {
+            skip_bad_rows: true,
+        };
+        let whole = load_in_batches(dir.path(), &opts, usize::MAX).unwrap();
+        let rows: Vec<(usize, &str)> = whole
+            .summary
+            .bad_row_examples
+            .iter()
+            .map(|b| (b.row, b.column.as_str()))
+            .collect();
+        assert_eq!(rows, [(8, "customer_id"), (2, "at"), (5, "at")]);
+        assert_eq!(whole.logins.as_ref().unwrap().len(), 6);
+        for batch_rows in [1, 3, 6] {
+            let b = load_in_batches(dir.path(), &opts, batch_rows).unwrap();
+            assert_eq!(b.summary, whole.summary, "batch_rows {batch_rows}");
+        }
+    }
+}
