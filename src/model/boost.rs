@@ -3,11 +3,13 @@
 //!
 //! The forest is hessboost's random-forest mode: one boosting round of many
 //! parallel trees on row and column samples, so it has real probabilities and uses
-//! both cores. Scores and explanations are computed by walking the trees ourselves,
-//! so that `bias + sum(contributions)` equals the margin exactly; the test below
-//! checks the walk against hessboost's own prediction.
+//! both cores. Scores and exact TreeSHAP explanations are computed by walking the trees
+//! ourselves ([`super::treeshap`], node cover = hessboost's hessian sums), in one pass
+//! that gives the margin too; the tests check the walk against hessboost's own
+//! prediction and the contributions against brute-force Shapley values.
 
 use super::logistic::normalise;
+use super::treeshap::{self, Ensemble};
 use super::Classifier;
 use crate::{Error, Result};
 use hessboost::prelude::*;
@@ -67,57 +69,6 @@ impl BoostParams {
     }
 }
 
-/// One node of the forest, laid out contiguously (all trees in one array) so a
-/// row's walk through hundreds of trees stays in cache.
-#[derive(Debug, Clone, Copy)]
-struct FlatNode {
-    cond: f32,
-    feature: u32,
-    /// Absolute indexes of the children; `LEAF` for a leaf.
-    left: u32,
-    right: u32,
-    default_left: bool,
-    /// Leaf value for leaves, cover-weighted expected value for inner nodes; both
-    /// already multiplied by the tree's weight.
-    value: f64,
-}
-
-const LEAF: u32 = u32::MAX;
-
-/// Every tree's nodes, and where each tree's root is.
-#[derive(Debug, Clone, Default)]
-struct Forest {
-    nodes: Vec<FlatNode>,
-    roots: Vec<u32>,
-}
-
-impl Forest {
-    #[inline]
-    fn next(&self, k: usize, row: &[f64]) -> usize {
-        let n = &self.nodes[k];
-        let v = row[n.feature as usize];
-        let left = if v.is_nan() {
-            n.default_left
-        } else {
-            (v as f32) < n.cond
-        };
-        (if left { n.left } else { n.right }) as usize
-    }
-
-    /// The sum of the leaf values a row reaches.
-    fn sum(&self, row: &[f64]) -> f64 {
-        let mut total = 0.0;
-        for &root in &self.roots {
-            let mut k = root as usize;
-            while self.nodes[k].left != LEAF {
-                k = self.next(k, row);
-            }
-            total += self.nodes[k].value;
-        }
-        total
-    }
-}
-
 /// A fitted boosted model (gbdt or forest). Serialised as hessboost's native bytes.
 #[derive(Clone, Serialize, Deserialize)]
 pub struct BoostModel {
@@ -128,7 +79,7 @@ pub struct BoostModel {
     /// hessboost's native binary model.
     pub bytes: Vec<u8>,
     #[serde(skip)]
-    state: Option<Arc<(BoostedModel, Forest, f64)>>,
+    state: Option<Arc<(BoostedModel, Ensemble, f64)>>,
 }
 
 impl std::fmt::Debug for BoostModel {
@@ -225,40 +176,7 @@ impl BoostModel {
     pub fn restore(&mut self) -> Result<()> {
         let model = BoostedModel::decode(&self.bytes, ModelFormat::Binary)
             .map_err(|e| Error::Artifact(format!("boosted model does not decode: {e}")))?;
-        let weights: Vec<f32> = model.tree_weights().collect();
-        let mut forest = Forest::default();
-        for (t, tree) in model.trees().iter().take(self.n_trees).enumerate() {
-            let nodes = tree.nodes();
-            let n = nodes.len();
-            let weight = weights.get(t).copied().unwrap_or(1.0) as f64;
-            // Expected values bottom-up: children always follow their parent.
-            let mut value = vec![0.0f64; n];
-            let mut cover = vec![0.0f64; n];
-            for k in (0..n).rev() {
-                if nodes[k].is_leaf() {
-                    value[k] = nodes[k].leaf_value as f64;
-                    cover[k] = (nodes[k].sum_hess as f64).max(1e-12);
-                } else {
-                    let (l, r) = (nodes[k].left as usize, nodes[k].right as usize);
-                    let c = cover[l] + cover[r];
-                    value[k] = (value[l] * cover[l] + value[r] * cover[r]) / c.max(1e-12);
-                    cover[k] = c;
-                }
-            }
-            let base = forest.nodes.len() as u32;
-            forest.roots.push(base);
-            let child = |c: i32| if c < 0 { LEAF } else { base + c as u32 };
-            forest
-                .nodes
-                .extend(nodes.iter().zip(&value).map(|(x, &v)| FlatNode {
-                    cond: x.split_cond,
-                    feature: x.split_feature,
-                    left: if x.is_leaf() { LEAF } else { child(x.left) },
-                    right: if x.is_leaf() { LEAF } else { child(x.right) },
-                    default_left: x.default_left,
-                    value: weight * v,
-                }));
-        }
+        let forest = Ensemble::build(&shap_trees(&model, self.n_trees), self.n_features)?;
         // The intercept is whatever hessboost adds on top of the trees.
         let zero = vec![0.0f64; self.n_features];
         let zero32 = vec![0.0f32; self.n_features];
@@ -271,10 +189,34 @@ impl BoostModel {
         Ok(())
     }
 
-    fn state(&self) -> &(BoostedModel, Forest, f64) {
+    fn state(&self) -> &(BoostedModel, Ensemble, f64) {
         self.state
             .as_deref()
             .expect("BoostModel::restore runs when the model is fitted or loaded")
+    }
+
+    /// The base value of the contributions: hessboost's intercept plus every tree's
+    /// cover-weighted expected value, in the margin space.
+    pub fn bias(&self) -> f64 {
+        let (_, forest, bias) = self.state();
+        bias + forest.expected()
+    }
+
+    /// The bound on `|bias + sum(contributions) - margin|` (float rounding only):
+    /// `1e-10 * (|intercept| + sum over trees of the largest |leaf value|)`.
+    pub fn local_accuracy_bound(&self) -> f64 {
+        let (_, forest, bias) = self.state();
+        forest.local_accuracy_bound(*bias)
+    }
+
+    /// The trees as [`treeshap::Node`]s in hessboost's node order (for the export).
+    pub(crate) fn shap_trees(&self) -> Vec<Vec<treeshap::Node>> {
+        shap_trees(&self.state().0, self.n_trees)
+    }
+
+    /// The intercept hessboost adds on top of the trees (margin space).
+    pub(crate) fn intercept(&self) -> f64 {
+        self.state().2
     }
 
     /// hessboost's own margin for a row (used to check our tree walk).
@@ -288,6 +230,33 @@ impl BoostModel {
     }
 }
 
+/// The first `n_trees` trees of `model`, in hessboost's node order, with the tree weight
+/// folded into the leaf values and hessboost's strict f32 split (`(x as f32) < cond`)
+/// written as the equivalent non-strict f64 threshold.
+fn shap_trees(model: &BoostedModel, n_trees: usize) -> Vec<Vec<treeshap::Node>> {
+    let weights: Vec<f32> = model.tree_weights().collect();
+    model
+        .trees()
+        .iter()
+        .take(n_trees)
+        .enumerate()
+        .map(|(t, tree)| {
+            let weight = weights.get(t).copied().unwrap_or(1.0) as f64;
+            tree.nodes()
+                .iter()
+                .map(|x| treeshap::Node {
+                    feature: x.split_feature as usize,
+                    threshold: treeshap::strict_f32_as_le(x.split_cond),
+                    default_left: x.default_left,
+                    children: (!x.is_leaf()).then_some((x.left as usize, x.right as usize)),
+                    value: weight * x.leaf_value as f64,
+                    cover: x.sum_hess as f64,
+                })
+                .collect()
+        })
+        .collect()
+}
+
 impl Classifier for BoostModel {
     fn margin(&self, row: &[f64]) -> f64 {
         let (_, forest, bias) = self.state();
@@ -295,20 +264,23 @@ impl Classifier for BoostModel {
     }
 
     fn contributions(&self, row: &[f64], out: &mut [f64]) -> f64 {
+        self.margin_and_contributions(row, out);
+        self.bias()
+    }
+
+    fn margin_and_contributions(&self, row: &[f64], out: &mut [f64]) -> f64 {
         let (_, forest, bias) = self.state();
         out.iter_mut().for_each(|c| *c = 0.0);
-        let mut expected = *bias;
-        let nodes = &forest.nodes;
-        for &root in &forest.roots {
-            let mut k = root as usize;
-            expected += nodes[k].value;
-            while nodes[k].left != LEAF {
-                let next = forest.next(k, row);
-                out[nodes[k].feature as usize] += nodes[next].value - nodes[k].value;
-                k = next;
-            }
-        }
-        expected
+        let mut sum = [0.0];
+        forest.explain(row, out, &mut sum);
+        bias + sum[0]
+    }
+
+    fn explain_rows(&self, x: &[f64], margins: &mut [f64], contributions: &mut [f64]) {
+        let (_, forest, bias) = self.state();
+        contributions.iter_mut().for_each(|c| *c = 0.0);
+        forest.explain(x, contributions, margins);
+        margins.iter_mut().for_each(|m| *m += bias);
     }
 
     fn importance(&self) -> Vec<f64> {

@@ -1,20 +1,24 @@
 //! Fitted models behind one small trait, their preprocessing and per-customer explanations.
 //!
 //! Every model scores in log-odds ("margin") space and explains a score as per-feature
-//! contributions that, with a bias, add up to the margin: exact for the logistic model
-//! (coefficient x standardised value), path contributions for trees (how much each split
-//! moved the expected log-odds, Saabas' method, which XGBoost calls approximate SHAP).
+//! contributions that, with a bias (the base value), add up to the margin. They are
+//! Shapley values: exact linear SHAP for the logistic model (coefficient x standardised
+//! value, the training mean as background), exact path-dependent TreeSHAP (Lundberg et
+//! al. 2018) for `tree`, `forest` and `gbdt` ([`treeshap`]).
 
 mod artifact;
 mod boost;
 mod logistic;
 mod preprocess;
+mod shap_export;
 mod tree;
+mod treeshap;
 
 pub use artifact::{Artifact, Thresholds, ARTIFACT_FORMAT};
 pub use boost::{BoostModel, BoostParams};
 pub use logistic::{LogisticModel, LogisticParams};
 pub use preprocess::Preprocessor;
+pub use shap_export::export_shap_trees;
 pub use tree::{TreeModel, TreeParams};
 
 use serde::{Deserialize, Serialize};
@@ -68,8 +72,10 @@ impl std::str::FromStr for Algorithm {
 pub trait Classifier {
     /// Log-odds of churn.
     fn margin(&self, row: &[f64]) -> f64;
-    /// Per-feature contributions to the margin, written into `out`; returns the bias
-    /// (the expected margin), so that `bias + sum(out) == margin(row)`.
+    /// Per-feature contributions to the margin (Shapley values), written into `out`;
+    /// returns the bias (the expected margin), so that `bias + sum(out) == margin(row)`
+    /// up to float rounding (exact for the logistic model, within the model's
+    /// `local_accuracy_bound` for trees).
     fn contributions(&self, row: &[f64], out: &mut [f64]) -> f64;
     /// Global importance per feature (non-negative, summing to 1 when any is positive).
     fn importance(&self) -> Vec<f64>;
@@ -78,6 +84,23 @@ pub trait Classifier {
     fn margin_and_contributions(&self, row: &[f64], out: &mut [f64]) -> f64 {
         self.contributions(row, out);
         self.margin(row)
+    }
+    /// [`Classifier::margin_and_contributions`] of every row of the row-major `x`
+    /// (`margins.len()` rows, `contributions` as wide as a row): the margins into
+    /// `margins`, the contributions into `contributions`. Tree models explain several
+    /// rows per pass over a tree, which is faster than one call per row.
+    fn explain_rows(&self, x: &[f64], margins: &mut [f64], contributions: &mut [f64]) {
+        let n = margins.len();
+        if n == 0 {
+            return;
+        }
+        let w = x.len() / n;
+        for (i, m) in margins.iter_mut().enumerate() {
+            *m = self.margin_and_contributions(
+                &x[i * w..(i + 1) * w],
+                &mut contributions[i * w..(i + 1) * w],
+            );
+        }
     }
 }
 
@@ -130,6 +153,27 @@ impl FittedModel {
     }
 }
 
+impl FittedModel {
+    /// Margins and contributions of a row-major matrix, in parallel over blocks of
+    /// customers: `(margins, contributions)` with the contributions row-major and
+    /// `width` wide, each row what [`Classifier::margin_and_contributions`] gives.
+    pub fn margins_and_contributions(&self, x: &[f64], width: usize) -> (Vec<f64>, Vec<f64>) {
+        use rayon::prelude::*;
+        if width == 0 {
+            return (Vec::new(), Vec::new());
+        }
+        let n = x.len() / width;
+        let mut margins = vec![0.0; n];
+        let mut contributions = vec![0.0; n * width];
+        const ROWS: usize = 256;
+        x.par_chunks(ROWS * width)
+            .zip(margins.par_chunks_mut(ROWS))
+            .zip(contributions.par_chunks_mut(ROWS * width))
+            .for_each(|((x, m), c)| self.explain_rows(x, m, c));
+        (margins, contributions)
+    }
+}
+
 impl Classifier for FittedModel {
     fn margin(&self, row: &[f64]) -> f64 {
         self.inner().margin(row)
@@ -139,6 +183,9 @@ impl Classifier for FittedModel {
     }
     fn margin_and_contributions(&self, row: &[f64], out: &mut [f64]) -> f64 {
         self.inner().margin_and_contributions(row, out)
+    }
+    fn explain_rows(&self, x: &[f64], margins: &mut [f64], contributions: &mut [f64]) {
+        self.inner().explain_rows(x, margins, contributions)
     }
     fn importance(&self) -> Vec<f64> {
         self.inner().importance()

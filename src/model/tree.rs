@@ -4,9 +4,11 @@
 //! returns 0/1 (the leaf's majority class), which throws away ranking. We keep its
 //! structure and estimate every node's churn probability from the training rows that
 //! reach it (smoothed towards the parent), which gives real probabilities, readable
-//! rules and path contributions.
+//! rules and exact TreeSHAP contributions (leaf values are the leaves' log-odds, node
+//! cover is the number of training rows reaching the node).
 
 use super::logistic::normalise;
+use super::treeshap::{self, Ensemble};
 use super::{Classifier, Preprocessor};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -53,6 +55,19 @@ pub struct Node {
 pub struct TreeModel {
     pub pre: Preprocessor,
     pub nodes: Vec<Node>,
+    /// The tree laid out for TreeSHAP, built on first use (not serialised).
+    #[serde(skip)]
+    shap: ShapCache,
+}
+
+/// Derived state that is not part of the model's identity.
+#[derive(Debug, Clone, Default)]
+struct ShapCache(std::sync::OnceLock<Ensemble>);
+
+impl PartialEq for ShapCache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 fn logit(p: f64) -> f64 {
@@ -149,7 +164,64 @@ impl TreeModel {
                     / (nodes[c].rows as f64 + prior_strength);
             }
         }
-        Ok(TreeModel { pre, nodes })
+        Ok(TreeModel {
+            pre,
+            nodes,
+            shap: ShapCache::default(),
+        })
+    }
+
+    /// The tree as [`treeshap::Node`]s in `nodes` order: leaf values are log-odds, covers
+    /// are training rows, and an undefined value goes where its imputed median goes.
+    pub(crate) fn shap_nodes(&self) -> Vec<treeshap::Node> {
+        self.nodes
+            .iter()
+            .map(|n| {
+                let children = match (n.left, n.right) {
+                    (Some(l), Some(r)) => Some((l, r)),
+                    _ => None,
+                };
+                treeshap::Node {
+                    feature: n.feature,
+                    threshold: n.threshold,
+                    default_left: children.is_some()
+                        && self.pre.impute(n.feature, f64::NAN) <= n.threshold,
+                    children,
+                    value: logit(n.prob),
+                    cover: n.rows as f64,
+                }
+            })
+            .collect()
+    }
+
+    fn ensemble(&self) -> &Ensemble {
+        self.shap.0.get_or_init(|| {
+            // A fitted tree is at most 12 deep, well within what TreeSHAP supports, and
+            // its links come from smartcore's own (valid) structure.
+            Ensemble::build(&[self.shap_nodes()], self.pre.medians.len())
+                .expect("a fitted decision tree lays out for TreeSHAP")
+        })
+    }
+
+    /// The base value of the contributions: the cover-weighted mean of the leaves'
+    /// log-odds (the expected margin over the training rows).
+    pub fn bias(&self) -> f64 {
+        self.ensemble().expected()
+    }
+
+    /// The bound on `|bias + sum(contributions) - margin|` (float rounding only):
+    /// `1e-10 * max |leaf log-odds|`.
+    pub fn local_accuracy_bound(&self) -> f64 {
+        self.ensemble().local_accuracy_bound(0.0)
+    }
+
+    /// Rows (row-major) with every value the tree would impute already imputed.
+    fn imputed(&self, rows: &[f64]) -> Vec<f64> {
+        let w = self.pre.medians.len().max(1);
+        rows.iter()
+            .enumerate()
+            .map(|(i, &v)| self.pre.impute(i % w, v))
+            .collect()
     }
 
     fn preorder(nodes: &[Node]) -> Vec<usize> {
@@ -217,13 +289,21 @@ impl Classifier for TreeModel {
     }
 
     fn contributions(&self, row: &[f64], out: &mut [f64]) -> f64 {
+        self.margin_and_contributions(row, out);
+        self.bias()
+    }
+
+    fn margin_and_contributions(&self, row: &[f64], out: &mut [f64]) -> f64 {
         out.iter_mut().for_each(|c| *c = 0.0);
-        let path = self.path(row);
-        for w in path.windows(2) {
-            let f = self.nodes[w[0]].feature;
-            out[f] += logit(self.nodes[w[1]].prob) - logit(self.nodes[w[0]].prob);
-        }
-        logit(self.nodes[0].prob)
+        let mut sum = [0.0];
+        self.ensemble().explain(&self.imputed(row), out, &mut sum);
+        sum[0]
+    }
+
+    fn explain_rows(&self, x: &[f64], margins: &mut [f64], contributions: &mut [f64]) {
+        contributions.iter_mut().for_each(|c| *c = 0.0);
+        self.ensemble()
+            .explain(&self.imputed(x), contributions, margins);
     }
 
     fn importance(&self) -> Vec<f64> {
