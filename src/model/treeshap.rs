@@ -88,13 +88,12 @@ pub(crate) struct Ensemble {
     /// Index within the tree of the nearest edge above this one (named by its lower
     /// node) that splits on the same feature as this edge, or `NONE`.
     prev: Vec<u32>,
-    /// Cover fraction of the edge into this node (the factor when the feature is
-    /// already cold above).
-    ratio: Vec<f64>,
-    /// Per node `[hot, cold]` x `q` factors of the path polynomial, when the feature is
-    /// still hot above the edge.
+    /// Per node (the edge into it) `[already cold, hot, cold]` x `q` factors of the path
+    /// polynomial: the edge's cover fraction when its feature went cold higher up, else
+    /// the factor for the row following the edge (hot) or not (cold).
     mult: Vec<f64>,
-    /// Per node `[hot, cold]` x `q` quadrature-weighted changes of `g` at the edge.
+    /// The same cases x `q` quadrature-weighted changes of `g` at the edge (zero when
+    /// the feature is already cold).
     coef: Vec<f64>,
     /// `(start, end)` of each tree in the node arrays.
     trees: Vec<(u32, u32)>,
@@ -342,7 +341,6 @@ impl Ensemble {
             self.cover.push(cover[k]);
             self.parent.push(parent[i]);
             self.prev.push(prev[i]);
-            self.ratio.push(ratio[i]);
             let z_prev = if i == 0 {
                 1.0
             } else if prev[i] == NONE {
@@ -363,8 +361,9 @@ impl Ensemble {
                 kh[j] = w * (g1(z_new) - g1(z_prev));
                 kc[j] = w * (g0 - g1(z_prev));
             }
-            self.mult.extend(mh.iter().chain(&mc));
-            self.coef.extend(kh.iter().chain(&kc));
+            let r = vec![ratio[i]; q];
+            self.mult.extend(r.iter().chain(&mh).chain(&mc));
+            self.coef.extend(vec![0.0; q].iter().chain(&kh).chain(&kc));
         }
         let max_leaf = order
             .iter()
@@ -459,7 +458,8 @@ impl Ensemble {
         }
     }
 
-    /// `B` rows through every tree.
+    /// `B` rows through every tree. Branch-free per row: which of an edge's three cases
+    /// applies is data, and it indexes the precomputed factors.
     fn block<const B: usize, const Q: usize>(
         &self,
         x: &[f64],
@@ -468,99 +468,114 @@ impl Ensemble {
         s: &mut Scratch<Q>,
     ) {
         let w = self.n_features;
-        sums.iter_mut().for_each(|v| *v = 0.0);
+        let rows: [&[f64]; B] = std::array::from_fn(|b| &x[b * w..(b + 1) * w]);
+        let mut total = [0.0f64; B];
         for &(start, end) in &self.trees {
             let (start, end) = (start as usize, end as usize);
             let len = end - start;
+            let feature = &self.feature[start..end];
+            let threshold = &self.threshold[start..end];
+            let default_left = &self.default_left[start..end];
+            let right = &self.right[start..end];
+            let parent = &self.parent[start..end];
+            let prev = &self.prev[start..end];
+            let value = &self.value[start..end];
+            let mult = &self.mult[start * 3 * Q..end * 3 * Q];
+            let coef = &self.coef[start * 3 * Q..end * 3 * Q];
+            let go_left = |i: usize, row: &[f64]| {
+                let v = row[feature[i] as usize];
+                if v.is_nan() {
+                    default_left[i]
+                } else {
+                    v <= threshold[i]
+                }
+            };
             // Top down: directions, feature states and path polynomials.
+            let root = &mut s.nodes[..B];
             for b in 0..B {
-                s.hot[b] = true;
-                s.on_path[b] = true;
+                root[b] = Row {
+                    left: go_left(0, rows[b]),
+                    hot: true,
+                    on_path: true,
+                    case: 0,
+                };
                 s.poly[b] = [1.0; Q];
             }
-            if self.right[start] != LEAF {
-                for b in 0..B {
-                    s.left[b] = self.go_left(start, &x[b * w..(b + 1) * w]);
-                }
-            }
             for i in 1..len {
-                let k = start + i;
-                let p = self.parent[k] as usize;
+                let p = parent[i] as usize;
                 let is_left = p + 1 == i;
-                let prev = self.prev[k];
-                let inner = self.right[k] != LEAF;
-                let ratio = self.ratio[k];
-                let mult = &self.mult[k * 2 * Q..(k + 1) * 2 * Q];
+                // The root's slot stands in for "no earlier split": its `hot` is true.
+                let pv = if prev[i] == NONE { 0 } else { prev[i] as usize };
+                let m = &mult[i * 3 * Q..(i + 1) * 3 * Q];
                 for b in 0..B {
-                    let bit = s.left[p * B + b] == is_left;
-                    let still = prev == NONE || s.hot[prev as usize * B + b];
-                    s.hot[i * B + b] = still && bit;
-                    s.on_path[i * B + b] = s.on_path[p * B + b] && bit;
-                    let case = if !still {
-                        0u8
-                    } else if bit {
-                        1
-                    } else {
-                        2
+                    let up = s.nodes[p * B + b];
+                    let still = s.nodes[pv * B + b].hot;
+                    let bit = up.left == is_left;
+                    let case = usize::from(still) * (2 - usize::from(bit));
+                    s.nodes[i * B + b] = Row {
+                        left: go_left(i, rows[b]),
+                        hot: still & bit,
+                        on_path: up.on_path & bit,
+                        case: case as u8,
                     };
-                    s.case[i * B + b] = case;
-                    let parent = s.poly[p * B + b];
-                    let out = &mut s.poly[i * B + b];
-                    match case {
-                        0 => (0..Q).for_each(|j| out[j] = parent[j] * ratio),
-                        1 => (0..Q).for_each(|j| out[j] = parent[j] * mult[j]),
-                        _ => (0..Q).for_each(|j| out[j] = parent[j] * mult[Q + j]),
-                    }
-                    if inner {
-                        s.left[i * B + b] = self.go_left(k, &x[b * w..(b + 1) * w]);
-                    }
+                    let pp = s.poly[p * B + b];
+                    let f = &m[case * Q..case * Q + Q];
+                    s.poly[i * B + b] = std::array::from_fn(|j| pp[j] * f[j]);
                 }
             }
             // Bottom up: leaf polynomials summed, each split takes its feature's share.
             for i in (0..len).rev() {
-                let k = start + i;
-                if self.right[k] == LEAF {
-                    let v = self.value[k];
+                if right[i] == LEAF {
+                    let v = value[i];
                     for b in 0..B {
-                        if s.on_path[i * B + b] {
-                            sums[b] += v;
-                        }
-                        s.poly[i * B + b].iter_mut().for_each(|p| *p *= v);
+                        let on = s.nodes[i * B + b].on_path;
+                        // Adding 0.0 to a sum that started at +0.0 changes no bits.
+                        total[b] += if on { v } else { 0.0 };
+                        let pp = &mut s.poly[i * B + b];
+                        pp.iter_mut().for_each(|p| *p *= v);
                     }
                     continue;
                 }
-                let (l, r) = (i + 1, self.right[k] as usize - start);
-                let f = self.feature[k] as usize;
-                let (cl, cr) = (
-                    &self.coef[(start + l) * 2 * Q..(start + l + 1) * 2 * Q],
-                    &self.coef[(start + r) * 2 * Q..(start + r + 1) * 2 * Q],
+                let (l, r) = (i + 1, right[i] as usize - start);
+                let f = feature[i] as usize;
+                let (kl, kr) = (
+                    &coef[l * 3 * Q..(l + 1) * 3 * Q],
+                    &coef[r * 3 * Q..(r + 1) * 3 * Q],
                 );
                 for b in 0..B {
                     let (pl, pr) = (s.poly[l * B + b], s.poly[r * B + b]);
+                    let cl = s.nodes[l * B + b].case as usize * Q;
+                    let cr = s.nodes[r * B + b].case as usize * Q;
+                    let (kl, kr) = (&kl[cl..cl + Q], &kr[cr..cr + Q]);
                     let mut acc = 0.0;
-                    for (case, coef, poly) in
-                        [(s.case[l * B + b], cl, &pl), (s.case[r * B + b], cr, &pr)]
-                    {
-                        if case != 0 {
-                            let c = &coef[(case as usize - 1) * Q..case as usize * Q];
-                            acc += (0..Q).map(|j| c[j] * poly[j]).sum::<f64>();
-                        }
+                    for j in 0..Q {
+                        acc += kl[j] * pl[j] + kr[j] * pr[j];
                     }
                     contrib[b * w + f] += acc;
-                    let out = &mut s.poly[i * B + b];
-                    (0..Q).for_each(|j| out[j] = pl[j] + pr[j]);
+                    s.poly[i * B + b] = std::array::from_fn(|j| pl[j] + pr[j]);
                 }
             }
         }
+        sums.copy_from_slice(&total);
     }
+}
+
+/// One row's state at one node.
+#[derive(Debug, Clone, Copy, Default)]
+struct Row {
+    /// The row goes left at this node (inner nodes).
+    left: bool,
+    /// The row satisfied every split above on the feature of the edge into this node.
+    hot: bool,
+    /// The node is on the row's path.
+    on_path: bool,
+    /// Which factor case the edge into this node took (index into `mult`/`coef`).
+    case: u8,
 }
 
 /// Per-call working memory: per node (within one tree) and row.
 struct Scratch<const Q: usize> {
-    left: Vec<bool>,
-    hot: Vec<bool>,
-    on_path: Vec<bool>,
-    case: Vec<u8>,
+    nodes: Vec<Row>,
     poly: Vec<[f64; Q]>,
 }
 
@@ -568,10 +583,7 @@ impl<const Q: usize> Scratch<Q> {
     fn new(nodes: usize, rows: usize) -> Self {
         let n = nodes.max(1) * rows;
         Scratch {
-            left: vec![false; n],
-            hot: vec![false; n],
-            on_path: vec![false; n],
-            case: vec![0; n],
+            nodes: vec![Row::default(); n],
             poly: vec![[0.0; Q]; n],
         }
     }
