@@ -348,6 +348,81 @@ mod tests {
         }
     }
 
+    /// Five features (one often undefined) for the brute-force checks.
+    fn data5(n: usize) -> (Vec<f64>, Vec<bool>) {
+        let (x3, y) = data(n);
+        let mut x = Vec::with_capacity(n * 5);
+        for (i, r) in x3.chunks(3).enumerate() {
+            let d = ((i * 7919) % 13) as f64 / 13.0;
+            x.extend([r[0], r[1], r[2], d, (r[0] + d) / 2.0]);
+        }
+        (x, y)
+    }
+
+    #[test]
+    fn contributions_are_exact_shapley_values_and_add_up_to_the_margin() {
+        let (x, y) = data5(2000);
+        for params in [
+            BoostParams {
+                rounds: 12,
+                max_depth: 4,
+                ..BoostParams::gbdt()
+            },
+            BoostParams {
+                rounds: 6,
+                max_depth: 5,
+                ..BoostParams::forest()
+            },
+        ] {
+            let m = BoostModel::fit(&x, 5, &y, None, &params).unwrap();
+            let trees = m.shap_trees();
+            let mut c = [0.0; 5];
+            for row in x.chunks(5).take(40) {
+                let (bias, phi) = treeshap::brute::shapley(&trees, row, 5);
+                let margin = m.margin_and_contributions(row, &mut c);
+                assert_eq!(margin.to_bits(), m.margin(row).to_bits());
+                assert!((m.bias() - (bias + m.intercept())).abs() < 1e-9);
+                for j in 0..5 {
+                    assert!((c[j] - phi[j]).abs() < 1e-9, "{j}: {} vs {}", c[j], phi[j]);
+                }
+                let total = m.bias() + c.iter().sum::<f64>();
+                assert!((total - margin).abs() <= m.local_accuracy_bound());
+                assert_eq!(m.contributions(row, &mut c).to_bits(), m.bias().to_bits());
+            }
+        }
+    }
+
+    #[test]
+    fn contributions_agree_with_hessboosts_own_treeshap() {
+        // hessboost computes path-dependent TreeSHAP independently, in f32.
+        let (x, y) = data5(3000);
+        let m = BoostModel::fit(
+            &x,
+            5,
+            &y,
+            None,
+            &BoostParams {
+                rounds: 60,
+                ..BoostParams::gbdt()
+            },
+        )
+        .unwrap();
+        let n = 300;
+        let d = dmatrix(&x[..n * 5], 5, &y[..n]).unwrap();
+        let theirs = m.state().0.predict_contribs(&d, Iterations::Best).unwrap();
+        let mut margins = vec![0.0; n];
+        let mut ours = vec![0.0; n * 5];
+        m.explain_rows(&x[..n * 5], &mut margins, &mut ours);
+        for i in 0..n {
+            let t = theirs.get(i, 0).unwrap();
+            for j in 0..5 {
+                let (a, b) = (ours[i * 5 + j], t[j] as f64);
+                assert!((a - b).abs() < 2e-3, "row {i} feature {j}: {a} vs {b}");
+            }
+            assert!((m.bias() - t[5] as f64).abs() < 2e-3);
+        }
+    }
+
     #[test]
     fn a_reloaded_model_scores_bit_for_bit_the_same() {
         let (x, y) = data(2000);

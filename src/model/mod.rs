@@ -18,7 +18,7 @@ pub use artifact::{Artifact, Thresholds, ARTIFACT_FORMAT};
 pub use boost::{BoostModel, BoostParams};
 pub use logistic::{LogisticModel, LogisticParams};
 pub use preprocess::Preprocessor;
-pub use shap_export::export_shap_trees;
+pub use shap_export::{export_shap_model, export_shap_trees};
 pub use tree::{TreeModel, TreeParams};
 
 use serde::{Deserialize, Serialize};

@@ -29,8 +29,12 @@ use serde_json::{json, Value};
 /// Python side: convert each list to a numpy array (`np.array`) before passing the
 /// dictionary to `shap.TreeExplainer(model, feature_perturbation="tree_path_dependent")`.
 pub fn export_shap_trees(artifact: &Artifact) -> Result<Value> {
-    let names: Vec<&str> = artifact.spec.names();
-    let (trees, base) = match &artifact.model {
+    export_shap_model(&artifact.model, &artifact.spec.names())
+}
+
+/// [`export_shap_trees`] of a bare model whose features are `names`, in order.
+pub fn export_shap_model(model: &FittedModel, names: &[&str]) -> Result<Value> {
+    let (trees, base) = match model {
         FittedModel::Tree(m) => (vec![m.shap_nodes()], 0.0),
         FittedModel::Forest(m) | FittedModel::Gbdt(m) => (m.shap_trees(), m.intercept()),
         FittedModel::Logistic(_) => {
@@ -87,4 +91,200 @@ fn tree_json(nodes: &[Node]) -> Result<Value> {
         "values": value.iter().map(|v| [*v]).collect::<Vec<_>>(),
         "node_sample_weight": cover,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::features::{FeatureDef, Transform};
+    use crate::model::{BoostModel, BoostParams, Classifier, Preprocessor, TreeModel, TreeParams};
+    use hessboost::prelude::{BoostedModel, ModelFormat};
+
+    fn data(n: usize) -> (Vec<f64>, Vec<bool>) {
+        let mut s = 4242u64;
+        let mut rnd = || {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (s >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let (mut x, mut y) = (Vec::new(), Vec::new());
+        for _ in 0..n {
+            // Counts, days, a money amount with cents, a ratio, an often undefined value.
+            let logins = (rnd() * 40.0).floor();
+            let days = (rnd() * 120.0).floor();
+            let spend = (rnd() * 50_000.0).round() / 100.0;
+            let ratio = rnd();
+            let csat = if rnd() < 0.3 {
+                f64::NAN
+            } else {
+                (rnd() * 5.0).ceil()
+            };
+            x.extend([logins, days, spend, ratio, csat]);
+            let z = 0.04 * days - 0.1 * logins + ratio - 0.001 * spend
+                + if csat.is_nan() { 0.5 } else { -0.2 * csat };
+            y.push(rnd() < 1.0 / (1.0 + (-z).exp()));
+        }
+        (x, y)
+    }
+
+    /// shap's routing on the exported dictionary: NaN follows `children_default`,
+    /// otherwise `x <= threshold` goes left, compared in f64 or (`f32`) after rounding
+    /// both sides to f32 as shap's current C++ does.
+    fn shap_leaf(tree: &Value, row: &[f64], f32_compare: bool) -> usize {
+        let a = |k: &str, i: usize| tree[k][i].as_f64().unwrap();
+        let mut i = 0;
+        while a("children_left", i) >= 0.0 {
+            let v = row[a("features", i) as usize];
+            let t = a("thresholds", i);
+            let left = if f32_compare {
+                (v as f32) <= (t as f32)
+            } else {
+                v <= t
+            };
+            i = if v.is_nan() {
+                a("children_default", i)
+            } else if left {
+                a("children_left", i)
+            } else {
+                a("children_right", i)
+            } as usize;
+        }
+        i
+    }
+
+    fn check_tree_json(tree: &Value) {
+        let n = tree["children_left"].as_array().unwrap().len();
+        for i in 0..n {
+            let (l, r) = (
+                tree["children_left"][i].as_i64().unwrap(),
+                tree["children_right"][i].as_i64().unwrap(),
+            );
+            if l >= 0 {
+                let w = |k: i64| tree["node_sample_weight"][k as usize].as_f64().unwrap();
+                assert_eq!(w(i as i64), w(l) + w(r), "covers add up");
+            }
+        }
+    }
+
+    #[test]
+    fn shap_routes_every_training_row_to_churnguards_leaf() {
+        let (x, y) = data(3000);
+        let names = ["logins", "days", "spend", "ratio", "csat"];
+        for params in [
+            BoostParams {
+                rounds: 25,
+                ..BoostParams::gbdt()
+            },
+            BoostParams {
+                rounds: 10,
+                ..BoostParams::forest()
+            },
+        ] {
+            let m = BoostModel::fit(&x, 5, &y, None, &params).unwrap();
+            let native = BoostedModel::decode(&m.bytes, ModelFormat::Binary).unwrap();
+            let model = if params.forest {
+                FittedModel::Forest(m)
+            } else {
+                FittedModel::Gbdt(m)
+            };
+            let dict = export_shap_model(&model, &names).unwrap();
+            let trees = dict["trees"].as_array().unwrap();
+            assert_eq!(trees.len(), model_trees(&model));
+            trees.iter().for_each(check_tree_json);
+            for row in x.chunks(5) {
+                let mut total = dict["base_offset"].as_f64().unwrap();
+                for (t, tree) in trees.iter().enumerate() {
+                    // hessboost's own rule on its own nodes.
+                    let nodes = native.trees()[t].nodes();
+                    let mut k = 0usize;
+                    while !nodes[k].is_leaf() {
+                        let v = row[nodes[k].split_feature as usize];
+                        let left = if v.is_nan() {
+                            nodes[k].default_left
+                        } else {
+                            (v as f32) < nodes[k].split_cond
+                        };
+                        k = if left { nodes[k].left } else { nodes[k].right } as usize;
+                    }
+                    assert_eq!(shap_leaf(tree, row, false), k);
+                    assert_eq!(shap_leaf(tree, row, true), k);
+                    total += tree["values"][k][0].as_f64().unwrap();
+                }
+                let margin = model.margin(row);
+                assert!((total - margin).abs() < 1e-12, "{total} vs {margin}");
+            }
+        }
+    }
+
+    fn model_trees(model: &FittedModel) -> usize {
+        match model {
+            FittedModel::Forest(m) | FittedModel::Gbdt(m) => m.n_trees,
+            _ => 1,
+        }
+    }
+
+    #[test]
+    fn the_decision_tree_exports_in_raw_units_with_the_imputed_default() {
+        let (x, y) = data(3000);
+        let defs: Vec<FeatureDef> = (0..5)
+            .map(|j| FeatureDef {
+                name: format!("f{j}"),
+                description: String::new(),
+                table: "t".into(),
+                transform: if j == 2 {
+                    Transform::Log1p
+                } else {
+                    Transform::Identity
+                },
+                may_be_missing: true,
+            })
+            .collect();
+        let pre = Preprocessor::learn(&x, &defs);
+        let params = TreeParams {
+            max_depth: 6,
+            ..TreeParams::default()
+        };
+        let m = TreeModel::fit(&x, 5, &y, pre, &params).unwrap();
+        let model = FittedModel::Tree(m.clone());
+        let dict = export_shap_model(&model, &["a", "b", "c", "d", "e"]).unwrap();
+        let tree = &dict["trees"][0];
+        check_tree_json(tree);
+        assert_eq!(dict["base_offset"].as_f64(), Some(0.0));
+        for row in x.chunks(5) {
+            // churnguard's rule: impute, then `<=` on the raw value.
+            let mut k = 0;
+            while let (Some(l), Some(r)) = (m.nodes[k].left, m.nodes[k].right) {
+                let f = m.nodes[k].feature;
+                k = if m.pre.impute(f, row[f]) <= m.nodes[k].threshold {
+                    l
+                } else {
+                    r
+                };
+            }
+            assert_eq!(shap_leaf(tree, row, false), k);
+            assert_eq!(shap_leaf(tree, row, true), k);
+            let v = tree["values"][k][0].as_f64().unwrap();
+            assert_eq!(v.to_bits(), model.margin(row).to_bits());
+        }
+    }
+
+    #[test]
+    fn a_logistic_model_does_not_export_as_trees() {
+        let pre = Preprocessor {
+            log1p: vec![false],
+            medians: vec![0.0],
+            means: vec![0.0],
+            stds: vec![1.0],
+        };
+        let m = FittedModel::Logistic(crate::model::LogisticModel {
+            pre,
+            coef: vec![1.0],
+            intercept: 0.0,
+        });
+        assert!(matches!(
+            export_shap_model(&m, &["a"]),
+            Err(Error::Config(_))
+        ));
+    }
 }

@@ -324,3 +324,91 @@ impl Classifier for TreeModel {
         normalise(imp)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::features::{FeatureDef, Transform};
+
+    fn data(n: usize) -> (Vec<f64>, Vec<bool>, Vec<FeatureDef>) {
+        let mut s = 99u64;
+        let mut rnd = || {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (s >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let (mut x, mut y) = (Vec::new(), Vec::new());
+        for _ in 0..n {
+            let a = (rnd() * 100.0).round();
+            let b = rnd();
+            let c = if rnd() < 0.2 { f64::NAN } else { rnd() * 5.0 };
+            let d = (rnd() * 4.0).floor();
+            x.extend([a, b, c, d]);
+            y.push(rnd() < 0.1 + 0.5 * (a / 100.0) * (1.0 - b) + 0.1 * d / 4.0);
+        }
+        let defs = (0..4)
+            .map(|j| FeatureDef {
+                name: format!("f{j}"),
+                description: String::new(),
+                table: "t".into(),
+                transform: if j == 0 {
+                    Transform::Log1p
+                } else {
+                    Transform::Identity
+                },
+                may_be_missing: true,
+            })
+            .collect();
+        (x, y, defs)
+    }
+
+    #[test]
+    fn contributions_are_exact_shapley_values_and_add_up_to_the_margin() {
+        let (x, y, defs) = data(4000);
+        let pre = Preprocessor::learn(&x, &defs);
+        let params = TreeParams {
+            max_depth: 6,
+            ..TreeParams::default()
+        };
+        let m = TreeModel::fit(&x, 4, &y, pre, &params).unwrap();
+        assert!(m.nodes.len() > 15, "a real tree: {} nodes", m.nodes.len());
+        let tree = m.shap_nodes();
+        let mut c = [0.0; 4];
+        let rows: Vec<&[f64]> = x.chunks(4).take(60).collect();
+        for row in &rows {
+            // The brute force sees the imputed row, as the tree does.
+            let imputed: Vec<f64> = (0..4).map(|j| m.pre.impute(j, row[j])).collect();
+            let (bias, phi) = treeshap::brute::shapley(std::slice::from_ref(&tree), &imputed, 4);
+            let margin = m.margin_and_contributions(row, &mut c);
+            assert_eq!(margin.to_bits(), m.margin(row).to_bits());
+            assert!((m.bias() - bias).abs() < 1e-12);
+            for j in 0..4 {
+                assert!((c[j] - phi[j]).abs() < 1e-9, "{j}: {} vs {}", c[j], phi[j]);
+            }
+            let total = m.bias() + c.iter().sum::<f64>();
+            assert!((total - margin).abs() <= m.local_accuracy_bound());
+        }
+        // NaN routes like its imputed median, also without imputing first.
+        let mut nan = rows[0].to_vec();
+        nan[2] = f64::NAN;
+        let (bias, phi) = treeshap::brute::shapley(
+            std::slice::from_ref(&tree),
+            &[nan[0], nan[1], f64::NAN, nan[3]],
+            4,
+        );
+        m.contributions(&nan, &mut c);
+        assert!((m.bias() - bias).abs() < 1e-12);
+        assert!((0..4).all(|j| (c[j] - phi[j]).abs() < 1e-9));
+        // Rows in a block give what one row at a time gives.
+        let flat: Vec<f64> = rows.concat();
+        let mut margins = vec![0.0; rows.len()];
+        let mut all = vec![0.0; flat.len()];
+        m.explain_rows(&flat, &mut margins, &mut all);
+        for (i, row) in rows.iter().enumerate() {
+            assert_eq!(margins[i].to_bits(), m.margin(row).to_bits());
+            m.contributions(row, &mut c);
+            assert!((0..4).all(|j| (all[i * 4 + j] - c[j]).abs() < 1e-12));
+        }
+    }
+}

@@ -437,7 +437,7 @@ impl Ensemble {
     fn explain_q<const Q: usize>(&self, x: &[f64], contrib: &mut [f64], sums: &mut [f64]) {
         let w = self.n_features;
         let n = sums.len();
-        const B: usize = 8;
+        const B: usize = 32;
         let mut scratch = Scratch::<Q>::new(self.max_len, B);
         let full = n / B * B;
         for (i, (xb, cb)) in x[..full * w]
