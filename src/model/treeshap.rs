@@ -88,13 +88,15 @@ pub(crate) struct Ensemble {
     /// Index within the tree of the nearest edge above this one (named by its lower
     /// node) that splits on the same feature as this edge, or `NONE`.
     prev: Vec<u32>,
-    /// Per node (the edge into it) `[already cold, hot, cold]` x `q` factors of the path
-    /// polynomial: the edge's cover fraction when its feature went cold higher up, else
-    /// the factor for the row following the edge (hot) or not (cold).
-    mult: Vec<f64>,
-    /// The same cases x `q` quadrature-weighted changes of `g` at the edge (zero when
-    /// the feature is already cold).
-    coef: Vec<f64>,
+    /// Cover fraction of the edge into each node: the path polynomial's factor when the
+    /// edge's feature already went cold higher up (and the edge then adds nothing).
+    ratio: Vec<f64>,
+    /// Per node (the edge into it) `4 x q` values: `cold - ratio` and `hot - cold` path
+    /// polynomial factors, then the cold and `hot - cold` quadrature-weighted changes of
+    /// `g`; a row's factor is `ratio + still * (cold - ratio) + hot * (hot - cold)` with
+    /// 0/1 masks `still` (the feature is not cold above) and `hot` (still, and the row
+    /// follows the edge), so rows of a block share one branch-free (vectorisable) loop.
+    edge: Vec<f64>,
     /// `(start, end)` of each tree in the node arrays.
     trees: Vec<(u32, u32)>,
     max_len: usize,
@@ -361,9 +363,11 @@ impl Ensemble {
                 kh[j] = w * (g1(z_new) - g1(z_prev));
                 kc[j] = w * (g0 - g1(z_prev));
             }
-            let r = vec![ratio[i]; q];
-            self.mult.extend(r.iter().chain(&mh).chain(&mc));
-            self.coef.extend(vec![0.0; q].iter().chain(&kh).chain(&kc));
+            self.ratio.push(ratio[i]);
+            self.edge.extend((0..q).map(|j| mc[j] - ratio[i]));
+            self.edge.extend((0..q).map(|j| mh[j] - mc[j]));
+            self.edge.extend(kc.iter().copied());
+            self.edge.extend((0..q).map(|j| kh[j] - kc[j]));
         }
         let max_leaf = order
             .iter()
@@ -438,7 +442,7 @@ impl Ensemble {
         let w = self.n_features;
         let n = sums.len();
         const B: usize = 32;
-        let mut scratch = Scratch::<Q>::new(self.max_len, B);
+        let mut scratch = Scratch::<B, Q>::new(self.max_len);
         let full = n / B * B;
         for (i, (xb, cb)) in x[..full * w]
             .chunks_exact(B * w)
@@ -447,7 +451,7 @@ impl Ensemble {
         {
             self.block::<B, Q>(xb, cb, &mut sums[i * B..(i + 1) * B], &mut scratch);
         }
-        let mut single = Scratch::<Q>::new(self.max_len, 1);
+        let mut single = Scratch::<1, Q>::new(self.max_len);
         for r in full..n {
             self.block::<1, Q>(
                 &x[r * w..(r + 1) * w],
@@ -458,14 +462,13 @@ impl Ensemble {
         }
     }
 
-    /// `B` rows through every tree. Branch-free per row: which of an edge's three cases
-    /// applies is data, and it indexes the precomputed factors.
+    /// `B` rows through every tree, rows as the innermost (vectorisable) dimension.
     fn block<const B: usize, const Q: usize>(
         &self,
         x: &[f64],
         contrib: &mut [f64],
         sums: &mut [f64],
-        s: &mut Scratch<Q>,
+        s: &mut Scratch<B, Q>,
     ) {
         let w = self.n_features;
         let rows: [&[f64]; B] = std::array::from_fn(|b| &x[b * w..(b + 1) * w]);
@@ -480,79 +483,91 @@ impl Ensemble {
             let parent = &self.parent[start..end];
             let prev = &self.prev[start..end];
             let value = &self.value[start..end];
-            let mult = &self.mult[start * 3 * Q..end * 3 * Q];
-            let coef = &self.coef[start * 3 * Q..end * 3 * Q];
-            let go_left = |i: usize, row: &[f64]| {
-                let v = row[feature[i] as usize];
-                if v.is_nan() {
-                    default_left[i]
-                } else {
-                    v <= threshold[i]
+            let ratio = &self.ratio[start..end];
+            let edge = &self.edge[start * 4 * Q..end * 4 * Q];
+            let directions = |i: usize, out: &mut [f64; B]| {
+                let (f, t, d) = (feature[i] as usize, threshold[i], default_left[i]);
+                for b in 0..B {
+                    let v = rows[b][f];
+                    out[b] = f64::from(u8::from(if v.is_nan() { d } else { v <= t }));
                 }
             };
+            let s = &mut *s;
             // Top down: directions, feature states and path polynomials.
-            let root = &mut s.nodes[..B];
-            for b in 0..B {
-                root[b] = Row {
-                    left: go_left(0, rows[b]),
-                    hot: true,
-                    on_path: true,
-                    case: 0,
-                };
-                s.poly[b] = [1.0; Q];
+            s.hot[0] = [1.0; B];
+            s.on_path[0] = [1.0; B];
+            s.poly[0] = [[1.0; B]; Q];
+            if right[0] != LEAF {
+                directions(0, &mut s.left[0]);
             }
             for i in 1..len {
                 let p = parent[i] as usize;
                 let is_left = p + 1 == i;
-                // The root's slot stands in for "no earlier split": its `hot` is true.
+                // The root's `hot` (all ones) stands in for "no earlier split".
                 let pv = if prev[i] == NONE { 0 } else { prev[i] as usize };
-                let m = &mult[i * 3 * Q..(i + 1) * 3 * Q];
+                let e = &edge[i * 4 * Q..(i + 1) * 4 * Q];
+                let r = ratio[i];
+                let left = s.left[p];
+                let still = s.hot[pv];
+                let up = s.on_path[p];
+                let mut hot = [0.0; B];
+                let mut on = [0.0; B];
                 for b in 0..B {
-                    let up = s.nodes[p * B + b];
-                    let still = s.nodes[pv * B + b].hot;
-                    let bit = up.left == is_left;
-                    let case = usize::from(still) * (2 - usize::from(bit));
-                    s.nodes[i * B + b] = Row {
-                        left: go_left(i, rows[b]),
-                        hot: still & bit,
-                        on_path: up.on_path & bit,
-                        case: case as u8,
-                    };
-                    let pp = s.poly[p * B + b];
-                    let f = &m[case * Q..case * Q + Q];
-                    s.poly[i * B + b] = std::array::from_fn(|j| pp[j] * f[j]);
+                    let bit = if is_left { left[b] } else { 1.0 - left[b] };
+                    hot[b] = still[b] * bit;
+                    on[b] = up[b] * bit;
+                }
+                s.hot[i] = hot;
+                s.still[i] = still;
+                s.on_path[i] = on;
+                let pp = s.poly[p];
+                let out = &mut s.poly[i];
+                for j in 0..Q {
+                    let (a, d) = (e[j], e[Q + j]);
+                    for b in 0..B {
+                        out[j][b] = pp[j][b] * (r + still[b] * a + hot[b] * d);
+                    }
+                }
+                if right[i] != LEAF {
+                    directions(i, &mut s.left[i]);
                 }
             }
             // Bottom up: leaf polynomials summed, each split takes its feature's share.
             for i in (0..len).rev() {
                 if right[i] == LEAF {
                     let v = value[i];
+                    let on = s.on_path[i];
                     for b in 0..B {
-                        let on = s.nodes[i * B + b].on_path;
-                        // Adding 0.0 to a sum that started at +0.0 changes no bits.
-                        total[b] += if on { v } else { 0.0 };
-                        let pp = &mut s.poly[i * B + b];
-                        pp.iter_mut().for_each(|p| *p *= v);
+                        // `on` is 0 or 1, and adding +-0.0 to a sum that started at
+                        // +0.0 changes no bits: the same sum as `Ensemble::sum`.
+                        total[b] += on[b] * v;
+                    }
+                    for pj in s.poly[i].iter_mut() {
+                        pj.iter_mut().for_each(|p| *p *= v);
                     }
                     continue;
                 }
                 let (l, r) = (i + 1, right[i] as usize - start);
-                let f = feature[i] as usize;
-                let (kl, kr) = (
-                    &coef[l * 3 * Q..(l + 1) * 3 * Q],
-                    &coef[r * 3 * Q..(r + 1) * 3 * Q],
-                );
-                for b in 0..B {
-                    let (pl, pr) = (s.poly[l * B + b], s.poly[r * B + b]);
-                    let cl = s.nodes[l * B + b].case as usize * Q;
-                    let cr = s.nodes[r * B + b].case as usize * Q;
-                    let (kl, kr) = (&kl[cl..cl + Q], &kr[cr..cr + Q]);
-                    let mut acc = 0.0;
+                let mut acc = [0.0f64; B];
+                for c in [l, r] {
+                    let e = &edge[c * 4 * Q..(c + 1) * 4 * Q];
+                    let (still, hot, pc) = (&s.still[c], &s.hot[c], &s.poly[c]);
                     for j in 0..Q {
-                        acc += kl[j] * pl[j] + kr[j] * pr[j];
+                        let (kc, dk) = (e[2 * Q + j], e[3 * Q + j]);
+                        for b in 0..B {
+                            acc[b] += (still[b] * kc + hot[b] * dk) * pc[j][b];
+                        }
                     }
-                    contrib[b * w + f] += acc;
-                    s.poly[i * B + b] = std::array::from_fn(|j| pl[j] + pr[j]);
+                }
+                let f = feature[i] as usize;
+                for b in 0..B {
+                    contrib[b * w + f] += acc[b];
+                }
+                let (pl, pr) = (s.poly[l], s.poly[r]);
+                for j in 0..Q {
+                    for b in 0..B {
+                        s.poly[i][j][b] = pl[j][b] + pr[j][b];
+                    }
                 }
             }
         }
@@ -560,31 +575,29 @@ impl Ensemble {
     }
 }
 
-/// One row's state at one node.
-#[derive(Debug, Clone, Copy, Default)]
-struct Row {
-    /// The row goes left at this node (inner nodes).
-    left: bool,
-    /// The row satisfied every split above on the feature of the edge into this node.
-    hot: bool,
-    /// The node is on the row's path.
-    on_path: bool,
-    /// Which factor case the edge into this node took (index into `mult`/`coef`).
-    case: u8,
+/// Per-call working memory: per node (within one tree), masks and polynomials of `B`
+/// rows.
+struct Scratch<const B: usize, const Q: usize> {
+    /// 1 where the row goes left at the node.
+    left: Vec<[f64; B]>,
+    /// 1 where the edge's feature was not cold above the edge.
+    still: Vec<[f64; B]>,
+    /// 1 where, in addition, the row follows the edge.
+    hot: Vec<[f64; B]>,
+    /// 1 where the node is on the row's path.
+    on_path: Vec<[f64; B]>,
+    poly: Vec<[[f64; B]; Q]>,
 }
 
-/// Per-call working memory: per node (within one tree) and row.
-struct Scratch<const Q: usize> {
-    nodes: Vec<Row>,
-    poly: Vec<[f64; Q]>,
-}
-
-impl<const Q: usize> Scratch<Q> {
-    fn new(nodes: usize, rows: usize) -> Self {
-        let n = nodes.max(1) * rows;
+impl<const B: usize, const Q: usize> Scratch<B, Q> {
+    fn new(nodes: usize) -> Self {
+        let n = nodes.max(1);
         Scratch {
-            nodes: vec![Row::default(); n],
-            poly: vec![[0.0; Q]; n],
+            left: vec![[0.0; B]; n],
+            still: vec![[0.0; B]; n],
+            hot: vec![[0.0; B]; n],
+            on_path: vec![[0.0; B]; n],
+            poly: vec![[[0.0; B]; Q]; n],
         }
     }
 }
