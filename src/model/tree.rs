@@ -62,7 +62,7 @@ pub struct TreeModel {
 
 /// Derived state that is not part of the model's identity.
 #[derive(Debug, Clone, Default)]
-struct ShapCache(std::sync::OnceLock<Ensemble>);
+struct ShapCache(std::sync::OnceLock<Box<Ensemble>>);
 
 impl PartialEq for ShapCache {
     fn eq(&self, _: &Self) -> bool {
@@ -198,8 +198,10 @@ impl TreeModel {
         self.shap.0.get_or_init(|| {
             // A fitted tree is at most 12 deep, well within what TreeSHAP supports, and
             // its links come from smartcore's own (valid) structure.
-            Ensemble::build(&[self.shap_nodes()], self.pre.medians.len())
-                .expect("a fitted decision tree lays out for TreeSHAP")
+            Box::new(
+                Ensemble::build(&[self.shap_nodes()], self.pre.medians.len())
+                    .expect("a fitted decision tree lays out for TreeSHAP"),
+            )
         })
     }
 

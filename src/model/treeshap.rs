@@ -343,9 +343,7 @@ impl Ensemble {
             self.cover.push(cover[k]);
             self.parent.push(parent[i]);
             self.prev.push(prev[i]);
-            let z_prev = if i == 0 {
-                1.0
-            } else if prev[i] == NONE {
+            let z_prev = if i == 0 || prev[i] == NONE {
                 1.0
             } else {
                 z[prev[i] as usize]
@@ -441,7 +439,7 @@ impl Ensemble {
     fn explain_q<const Q: usize>(&self, x: &[f64], contrib: &mut [f64], sums: &mut [f64]) {
         let w = self.n_features;
         let n = sums.len();
-        const B: usize = 32;
+        const B: usize = 8;
         let mut scratch = Scratch::<B, Q>::new(self.max_len);
         let full = n / B * B;
         for (i, (xb, cb)) in x[..full * w]
