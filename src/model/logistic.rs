@@ -140,7 +140,6 @@ pub(crate) fn normalise(mut v: Vec<f64>) -> Vec<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::features::{FeatureDef, Transform};
 
     #[test]
     fn contributions_are_the_exact_linear_shapley_values() {
@@ -158,19 +157,7 @@ mod tests {
                 (i * 0.37).sin(),
             ]);
         }
-        let defs: Vec<FeatureDef> = (0..3)
-            .map(|j| FeatureDef {
-                name: format!("f{j}"),
-                description: String::new(),
-                table: "t".into(),
-                transform: if j == 1 {
-                    Transform::Log1p
-                } else {
-                    Transform::Identity
-                },
-                may_be_missing: true,
-            })
-            .collect();
+        let defs = crate::model::testutil::defs(3, &[1]);
         let pre = Preprocessor::learn(&x, &defs);
         let m = LogisticModel {
             pre,

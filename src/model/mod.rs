@@ -296,6 +296,48 @@ impl Platt {
     }
 }
 
+/// Shared fixtures of the model tests.
+#[cfg(test)]
+pub(crate) mod testutil {
+    use crate::features::{FeatureDef, Transform};
+
+    /// A deterministic pseudo-random stream.
+    pub(crate) struct Lcg(pub u64);
+
+    impl Lcg {
+        /// Uniform in [0, 1).
+        pub(crate) fn unit(&mut self) -> f64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (self.0 >> 11) as f64 / (1u64 << 53) as f64
+        }
+
+        /// Uniform in 0..n.
+        pub(crate) fn below(&mut self, n: usize) -> usize {
+            (self.unit() * n as f64) as usize % n
+        }
+    }
+
+    /// `n` feature definitions `f0, f1, ...`, log1p for the indexes in `log1p`.
+    pub(crate) fn defs(n: usize, log1p: &[usize]) -> Vec<FeatureDef> {
+        (0..n)
+            .map(|j| FeatureDef {
+                name: format!("f{j}"),
+                description: String::new(),
+                table: "t".into(),
+                transform: if log1p.contains(&j) {
+                    Transform::Log1p
+                } else {
+                    Transform::Identity
+                },
+                may_be_missing: true,
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

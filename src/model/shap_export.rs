@@ -96,18 +96,12 @@ fn tree_json(nodes: &[Node]) -> Result<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::features::{FeatureDef, Transform};
     use crate::model::{BoostModel, BoostParams, Classifier, Preprocessor, TreeModel, TreeParams};
     use hessboost::prelude::{BoostedModel, ModelFormat};
 
     fn data(n: usize) -> (Vec<f64>, Vec<bool>) {
-        let mut s = 4242u64;
-        let mut rnd = || {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (s >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut rng = crate::model::testutil::Lcg(4242);
+        let mut rnd = || rng.unit();
         let (mut x, mut y) = (Vec::new(), Vec::new());
         for _ in 0..n {
             // Counts, days, a money amount with cents, a ratio, an often undefined value.
@@ -227,19 +221,7 @@ mod tests {
     #[test]
     fn the_decision_tree_exports_in_raw_units_with_the_imputed_default() {
         let (x, y) = data(3000);
-        let defs: Vec<FeatureDef> = (0..5)
-            .map(|j| FeatureDef {
-                name: format!("f{j}"),
-                description: String::new(),
-                table: "t".into(),
-                transform: if j == 2 {
-                    Transform::Log1p
-                } else {
-                    Transform::Identity
-                },
-                may_be_missing: true,
-            })
-            .collect();
+        let defs = crate::model::testutil::defs(5, &[2]);
         let pre = Preprocessor::learn(&x, &defs);
         let params = TreeParams {
             max_depth: 6,

@@ -330,16 +330,11 @@ impl Classifier for TreeModel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::features::{FeatureDef, Transform};
+    use crate::features::FeatureDef;
 
     fn data(n: usize) -> (Vec<f64>, Vec<bool>, Vec<FeatureDef>) {
-        let mut s = 99u64;
-        let mut rnd = || {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (s >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut rng = crate::model::testutil::Lcg(99);
+        let mut rnd = || rng.unit();
         let (mut x, mut y) = (Vec::new(), Vec::new());
         for _ in 0..n {
             let a = (rnd() * 100.0).round();
@@ -349,19 +344,7 @@ mod tests {
             x.extend([a, b, c, d]);
             y.push(rnd() < 0.1 + 0.5 * (a / 100.0) * (1.0 - b) + 0.1 * d / 4.0);
         }
-        let defs = (0..4)
-            .map(|j| FeatureDef {
-                name: format!("f{j}"),
-                description: String::new(),
-                table: "t".into(),
-                transform: if j == 0 {
-                    Transform::Log1p
-                } else {
-                    Transform::Identity
-                },
-                may_be_missing: true,
-            })
-            .collect();
+        let defs = crate::model::testutil::defs(4, &[0]);
         (x, y, defs)
     }
 

@@ -143,31 +143,25 @@ fn gauss_legendre(n: usize) -> (Vec<f64>, Vec<f64>) {
     (t, w)
 }
 
-/// The next f32 below `x` (`f32::next_down`, which is newer than the crate's MSRV).
-pub(crate) fn f32_below(x: f32) -> f32 {
-    if x.is_nan() || x == f32::NEG_INFINITY {
-        x
-    } else if x == 0.0 {
-        -f32::from_bits(1)
-    } else if x > 0.0 {
-        f32::from_bits(x.to_bits() - 1)
-    } else {
-        f32::from_bits(x.to_bits() + 1)
-    }
+/// `fn $name(x) -> $t`: the next float below `x` (`f32::next_down` / `f64::next_down`,
+/// newer than the crate's MSRV).
+macro_rules! next_below {
+    ($name:ident, $t:ty) => {
+        pub(crate) fn $name(x: $t) -> $t {
+            if x.is_nan() || x == <$t>::NEG_INFINITY {
+                x
+            } else if x == 0.0 {
+                -<$t>::from_bits(1)
+            } else if x > 0.0 {
+                <$t>::from_bits(x.to_bits() - 1)
+            } else {
+                <$t>::from_bits(x.to_bits() + 1)
+            }
+        }
+    };
 }
-
-/// The next f64 below `x`.
-pub(crate) fn f64_below(x: f64) -> f64 {
-    if x.is_nan() || x == f64::NEG_INFINITY {
-        x
-    } else if x == 0.0 {
-        -f64::from_bits(1)
-    } else if x > 0.0 {
-        f64::from_bits(x.to_bits() - 1)
-    } else {
-        f64::from_bits(x.to_bits() + 1)
-    }
-}
+next_below!(f32_below, f32);
+next_below!(f64_below, f64);
 
 /// The f64 threshold `t` with `x <= t` exactly when `(x as f32) < cond`, for every
 /// non-NaN `x` (a strict test on the f32-rounded value, as hessboost splits, turned
@@ -684,19 +678,7 @@ pub(crate) mod brute {
 mod tests {
     use super::*;
 
-    struct Rng(u64);
-    impl Rng {
-        fn unit(&mut self) -> f64 {
-            self.0 = self
-                .0
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (self.0 >> 11) as f64 / (1u64 << 53) as f64
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.unit() * n as f64) as usize % n
-        }
-    }
+    use crate::model::testutil::Lcg as Rng;
 
     fn leaf(value: f64, cover: f64) -> Node {
         Node {
