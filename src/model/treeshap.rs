@@ -514,10 +514,20 @@ impl Ensemble {
                 s.on_path[i] = on;
                 let pp = s.poly[p];
                 let out = &mut s.poly[i];
-                for j in 0..Q {
-                    let (a, d) = (e[j], e[Q + j]);
-                    for b in 0..B {
-                        out[j][b] = pp[j][b] * (r + still[b] * a + hot[b] * d);
+                if prev[i] == NONE {
+                    // First split on this feature on the path: `still` is 1 (same bits).
+                    for j in 0..Q {
+                        let (cold, d) = (r + e[j], e[Q + j]);
+                        for b in 0..B {
+                            out[j][b] = pp[j][b] * (cold + hot[b] * d);
+                        }
+                    }
+                } else {
+                    for j in 0..Q {
+                        let (a, d) = (e[j], e[Q + j]);
+                        for b in 0..B {
+                            out[j][b] = pp[j][b] * (r + still[b] * a + hot[b] * d);
+                        }
                     }
                 }
                 if right[i] != LEAF {
@@ -544,10 +554,19 @@ impl Ensemble {
                 for c in [l, r] {
                     let e = &edge[c * 4 * Q..(c + 1) * 4 * Q];
                     let (still, hot, pc) = (&s.still[c], &s.hot[c], &s.poly[c]);
-                    for j in 0..Q {
-                        let (kc, dk) = (e[2 * Q + j], e[3 * Q + j]);
-                        for b in 0..B {
-                            acc[b] += (still[b] * kc + hot[b] * dk) * pc[j][b];
+                    if prev[c] == NONE {
+                        for j in 0..Q {
+                            let (kc, dk) = (e[2 * Q + j], e[3 * Q + j]);
+                            for b in 0..B {
+                                acc[b] += (kc + hot[b] * dk) * pc[j][b];
+                            }
+                        }
+                    } else {
+                        for j in 0..Q {
+                            let (kc, dk) = (e[2 * Q + j], e[3 * Q + j]);
+                            for b in 0..B {
+                                acc[b] += (still[b] * kc + hot[b] * dk) * pc[j][b];
+                            }
                         }
                     }
                 }
