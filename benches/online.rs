@@ -29,7 +29,8 @@
 
 use churnguard::data::{load, LoadOptions};
 use churnguard::features::online::OwnedActivity;
-use churnguard::features::{AttributeConfig, ChurnDefinition, FeatureSpec};
+use churnguard::churn::ChurnDefinition;
+use churnguard::features::{AttributeConfig, FeatureSpec};
 use churnguard::labels::{LabelConfig, Split};
 use churnguard::metrics::Bins;
 use churnguard::model::{

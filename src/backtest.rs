@@ -3,7 +3,7 @@
 //! Like the trainer, this reaches [`crate::labels`]; serving code never does.
 
 use crate::data::CustomerBase;
-use crate::features::ChurnDefinition;
+use crate::churn::ChurnDefinition;
 use crate::labels::label;
 use crate::metrics::{pr_auc, roc_auc};
 use crate::scores::ScoreRecord;

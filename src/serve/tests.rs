@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use tower::ServiceExt;
 
 use super::*;
-use crate::alerts::Tier;
+use crate::scoring::Tier;
 use crate::model::Algorithm;
 use crate::registry::{Registry, Selector};
 use crate::scoring::Scorer;

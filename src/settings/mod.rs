@@ -15,7 +15,8 @@ use std::time::Duration;
 mod flags;
 pub use flags::*;
 
-use crate::alerts::{AlertPolicy, Tier};
+use crate::alerts::AlertPolicy;
+use crate::scoring::Tier;
 use crate::config::FileConfig;
 use crate::features::AttributeConfig;
 use crate::labels::LabelConfig;
