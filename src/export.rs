@@ -5,8 +5,8 @@ use std::path::Path;
 
 use polars::prelude::DataFrame;
 
-use crate::data::CustomerBase;
 use crate::churn::ChurnDefinition;
+use crate::data::CustomerBase;
 use crate::features::FeatureSpec;
 use crate::registry::{Registry, Selector, PRODUCTION};
 use crate::scoring::Scorer;

@@ -1,8 +1,8 @@
 //! Revenue at risk from a nightly score file: probability x trailing-12-month revenue.
 
 use crate::data::CustomerBase;
-use crate::features::FeatureSpec;
 use crate::features::Bound;
+use crate::features::FeatureSpec;
 use crate::scores::ScoreRecord;
 use crate::scoring::Tier;
 use crate::time::{fmt_date, parse_ts, Ts};

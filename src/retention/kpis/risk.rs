@@ -267,5 +267,4 @@ impl Risk {
                 .collect(),
         })
     }
-
 }

@@ -105,4 +105,3 @@ async fn more_instances_than_max_batch_is_413() {
         Some("instances"),
     );
 }
-

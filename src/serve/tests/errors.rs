@@ -264,7 +264,6 @@ async fn every_class_of_bad_input_gets_a_4xx_json_error_naming_the_field() {
     );
 }
 
-
 #[tokio::test]
 async fn an_oversized_body_is_a_413_json_error() {
     let env = Env::new();

@@ -35,10 +35,10 @@ use serde_json::{json, Value};
 use tower::ServiceExt;
 
 use super::*;
-use crate::scoring::Tier;
 use crate::model::Algorithm;
 use crate::registry::{Registry, Selector};
 use crate::scoring::Scorer;
+use crate::scoring::Tier;
 use crate::synth::SynthConfig;
 use crate::train::TrainConfig;
 
@@ -310,7 +310,6 @@ fn assert_v2_error(a: &Answer, status: StatusCode, mentions: &str) {
         "`{msg}` should mention `{mentions}`"
     );
 }
-
 
 /// A v2 request: one FP64 column per feature, `n` rows, feature j of row i = base + i.
 fn infer_request(n: usize, base: f64) -> Value {

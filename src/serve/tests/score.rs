@@ -77,7 +77,6 @@ async fn unknown_fields_are_ignored_and_reported() {
     assert_eq!(a.body["ignored_fields"], json!(["activity.pets"]));
 }
 
-
 #[tokio::test]
 async fn a_null_may_be_missing_feature_is_undefined_not_an_error() {
     let env = Env::new();
@@ -95,7 +94,6 @@ async fn a_null_may_be_missing_feature_is_undefined_not_an_error() {
     .await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
 }
-
 
 #[tokio::test]
 async fn extreme_feature_values_never_yield_a_null_score() {
