@@ -27,9 +27,10 @@
 //! The fixture (a 3,000-customer generated base, its training set and one model of
 //! each kind) is built once, outside the timed closures.
 
+use churnguard::churn::ChurnDefinition;
 use churnguard::data::{load, LoadOptions};
 use churnguard::features::online::OwnedActivity;
-use churnguard::features::{AttributeConfig, ChurnDefinition, FeatureSpec};
+use churnguard::features::{AttributeConfig, FeatureSpec};
 use churnguard::labels::{LabelConfig, Split};
 use churnguard::metrics::Bins;
 use churnguard::model::{

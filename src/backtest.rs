@@ -2,8 +2,8 @@
 //! its horizon, how well did its scores and tiers pick the customers who churned?
 //! Like the trainer, this reaches [`crate::labels`]; serving code never does.
 
+use crate::churn::ChurnDefinition;
 use crate::data::CustomerBase;
-use crate::features::ChurnDefinition;
 use crate::labels::label;
 use crate::metrics::{pr_auc, roc_auc};
 use crate::scores::ScoreRecord;

@@ -3,7 +3,7 @@
 //! reach the alerting tier (through the same outbox and policy as the service).
 
 use crate::alerts::{Alert, AlertPolicy, Observation, Outbox};
-use crate::data::{write, CustomerBase};
+use crate::data::CustomerBase;
 use crate::features::{check_tables, snapshot_features};
 use crate::scores::{ScoreRow, REASONS_PER_CUSTOMER};
 use crate::scoring::{RfmColumns, Score, Scorer, Tier};
@@ -249,6 +249,6 @@ pub fn run(
         .seconds
         .insert("alerts".into(), t3.elapsed().as_secs_f64());
     let bytes = serde_json::to_vec_pretty(&summary).map_err(|e| Error::Data(e.to_string()))?;
-    write::write_bytes_atomic(&summary_path(&opts.out), &bytes)?;
+    crate::fsutil::write_atomic(&summary_path(&opts.out), &bytes)?;
     Ok(summary)
 }

@@ -5,8 +5,9 @@ use std::path::Path;
 
 use polars::prelude::DataFrame;
 
+use crate::churn::ChurnDefinition;
 use crate::data::CustomerBase;
-use crate::features::{ChurnDefinition, FeatureSpec};
+use crate::features::FeatureSpec;
 use crate::registry::{Registry, Selector, PRODUCTION};
 use crate::scoring::Scorer;
 use crate::settings::FeatureSettings;
@@ -32,7 +33,7 @@ pub fn snapshot_schema(
         return Ok((s.artifact.spec.clone(), s.artifact.definition));
     }
     let def = ChurnDefinition::for_tables(base.present(), settings.labels.active_days)?;
-    let pop = crate::features::population(base, &def, as_of);
+    let pop = crate::churn::population(base, &def, as_of);
     let rows: Vec<(u32, i64)> = pop.iter().map(|&c| (c, as_of)).collect();
     Ok((FeatureSpec::learn(base, &rows, &settings.attributes)?, def))
 }

@@ -379,8 +379,9 @@ mod tests {
 
     use super::*;
     use crate::alerts::{
-        verify_signature, Alert, AlertPolicy, JsonlSink, ModelRef, Observation, Tier, WebhookSink,
+        verify_signature, Alert, AlertPolicy, JsonlSink, Observation, WebhookSink,
     };
+    use crate::scoring::{ModelRef, Tier};
 
     const SECRET: &[u8] = b"test-secret";
 

@@ -34,7 +34,7 @@ use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
 use crate::features::FeatureSpec;
-use crate::scoring::{RfmColumns, Score, Scorer};
+use crate::scoring::{ModelRef, RfmColumns, Score, Scorer, Tier};
 use crate::time::{fmt_date, fmt_ts, Ts};
 
 pub use dispatch::{DispatchStats, Dispatcher, RetryPolicy};
@@ -46,9 +46,6 @@ pub use policy::{AlertPolicy, CustomerState, Decision};
 pub use sink::{
     sign, verify_signature, AlertSink, DeliveryFuture, JsonlSink, LogSink, SinkError, WebhookSink,
 };
-
-// Scoring owns the tier and the model reference; alerts carry both.
-pub use crate::scoring::{ModelRef, Tier};
 
 /// One alert for an account manager, exactly as the sinks receive it (JSON).
 #[derive(Clone, Serialize, Deserialize, Debug, PartialEq, ToSchema)]

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::Tier;
+use crate::scoring::Tier;
 use crate::time::{Ts, DAY};
 
 /// What the outbox remembers about a customer between two scores.
@@ -177,7 +177,7 @@ impl AlertPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alerts::Tier::{High, Low, Medium};
+    use crate::scoring::Tier::{High, Low, Medium};
 
     const T0: Ts = 1_709_251_200; // 2024-03-01
 

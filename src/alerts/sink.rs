@@ -324,7 +324,7 @@ impl AlertSink for LogSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alerts::{ModelRef, Tier};
+    use crate::scoring::{ModelRef, Tier};
 
     #[test]
     fn a_signature_verifies_only_with_the_same_secret_timestamp_and_body() {

@@ -74,9 +74,6 @@ pub fn write_frames(
     Ok(written)
 }
 
-/// Writes bytes atomically (the crate's one atomic write, [`crate::fsutil`]).
-pub use crate::fsutil::write_atomic as write_bytes_atomic;
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,8 +25,6 @@ mod spec;
 mod tenure;
 mod tickets;
 
-/// The population features are computed for; defined in [`crate::churn`].
-pub use crate::churn::{active_at, population, ActivitySource, ChurnDefinition};
 pub use attributes::Attrs;
 pub use rfm::{rfm_segment, RfmCuts, RFM_SEGMENTS};
 pub use snapshot::{check_tables, feature_frame, snapshot_features, snapshot_frame};

@@ -4,7 +4,8 @@
 
 use polars::prelude::*;
 
-use super::{population, Bound, ChurnDefinition, FeatureSpec};
+use super::{Bound, FeatureSpec};
+use crate::churn::{population, ChurnDefinition};
 use crate::data::CustomerBase;
 use crate::time::Ts;
 use crate::{Error, Result};

@@ -1,7 +1,8 @@
 //! The content of `model.bin`: everything needed to score, explain and watch drift.
 
 use super::{FittedModel, Platt};
-use crate::features::{ChurnDefinition, FeatureSpec};
+use crate::churn::ChurnDefinition;
+use crate::features::FeatureSpec;
 use crate::metrics::Bins;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};

@@ -44,7 +44,7 @@ fn date(ts: &str) -> &str {
 /// Writes [`report`] to `path` atomically (a temporary file, then a rename), so a failed
 /// run never leaves a truncated report over a previous one.
 pub fn save_report(k: &RetentionKpis, path: &std::path::Path) -> crate::Result<()> {
-    crate::data::write::write_bytes_atomic(path, report(k).as_bytes())
+    crate::fsutil::write_atomic(path, report(k).as_bytes())
 }
 
 /// The retention report as one self-contained HTML document (inline SVG, no scripts).

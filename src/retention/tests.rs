@@ -328,7 +328,7 @@ fn without_a_churn_table_a_customer_churns_in_the_month_their_activity_lapses() 
     let k = kpis(&b.build(), d("2024-05-01"), None).unwrap();
     assert!(matches!(
         k.churn_definition,
-        crate::features::ChurnDefinition::Inactivity { .. }
+        crate::churn::ChurnDefinition::Inactivity { .. }
     ));
     let got: Vec<(&str, usize, usize)> = k
         .monthly

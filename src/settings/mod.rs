@@ -15,12 +15,13 @@ use std::time::Duration;
 mod flags;
 pub use flags::*;
 
-use crate::alerts::{AlertPolicy, Tier};
+use crate::alerts::AlertPolicy;
 use crate::config::FileConfig;
 use crate::features::AttributeConfig;
 use crate::labels::LabelConfig;
 use crate::model::Algorithm;
 use crate::scoring::Rule;
+use crate::scoring::Tier;
 use crate::serve::ServeConfig;
 use crate::synth::{SynthConfig, SynthFormat};
 use crate::time::Ts;

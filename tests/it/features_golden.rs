@@ -1,7 +1,8 @@
 //! Every feature and label of a hand-built customer base at two snapshots, exactly.
 
 use crate::common::{load_dir, write_tables};
-use churnguard::features::{population, Bound, ChurnDefinition, FeatureSpec};
+use churnguard::churn::{population, ChurnDefinition};
+use churnguard::features::{Bound, FeatureSpec};
 use churnguard::labels::label;
 use churnguard::time::parse_ts;
 

@@ -1,7 +1,8 @@
 //! Features at T never see rows at or after T.
 
 use crate::common::{load_dir, same, sample_csv, scratch};
-use churnguard::features::{population, Bound, ChurnDefinition, FeatureSpec};
+use churnguard::churn::{population, ChurnDefinition};
+use churnguard::features::{Bound, FeatureSpec};
 use churnguard::time::{parse_ts, Ts};
 use proptest::prelude::*;
 use std::path::Path;

@@ -1,9 +1,10 @@
 //! The online path (a raw activity payload) and the batch path give identical features.
 
 use crate::common::{load_dir, same, sample_parquet};
+use churnguard::churn::{population, ChurnDefinition};
 use churnguard::data::Priority;
 use churnguard::features::online::OwnedActivity;
-use churnguard::features::{population, AttributeConfig, Bound, ChurnDefinition, FeatureSpec};
+use churnguard::features::{AttributeConfig, Bound, FeatureSpec};
 use churnguard::time::{fmt_ts, parse_ts, Ts};
 use serde_json::{json, Value};
 

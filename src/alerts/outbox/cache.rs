@@ -134,7 +134,7 @@ impl Outbox {
 mod tests {
     use super::super::test_support::*;
     use super::*;
-    use crate::alerts::Tier;
+    use crate::scoring::Tier;
     use crate::time::DAY;
 
     #[test]

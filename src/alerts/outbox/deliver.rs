@@ -418,7 +418,7 @@ fn close_if_done(tx: &Transaction<'_>, key: &str, now: Ts) -> Result<()> {
 mod tests {
     use super::super::test_support::*;
     use super::*;
-    use crate::alerts::Tier;
+    use crate::scoring::Tier;
 
     #[test]
     fn a_failed_delivery_is_retried_then_dead_lettered_after_max_attempts() {

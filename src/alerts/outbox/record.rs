@@ -5,7 +5,8 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::{Ctx, Outbox, SMALL_RECORDING};
 use crate::alerts::policy::{AlertPolicy, CustomerState, Decision, Step};
-use crate::alerts::{now_secs, Alert, ModelRef, Tier};
+use crate::alerts::{now_secs, Alert};
+use crate::scoring::{ModelRef, Tier};
 use crate::time::Ts;
 use crate::{Error, Result};
 

@@ -7,7 +7,7 @@ use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRe
 use rusqlite::{Connection, ToSql, TransactionBehavior};
 
 use super::{Ctx, BUSY_TIMEOUT};
-use crate::alerts::Tier;
+use crate::scoring::Tier;
 use crate::{Error, Result};
 
 /// Version of the file layout, in SQLite's `user_version`.

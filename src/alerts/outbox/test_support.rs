@@ -1,7 +1,8 @@
 //! Fixtures shared by the outbox's unit tests.
 
 use super::{Observation, Outbox, Transition};
-use crate::alerts::{Alert, ModelRef, Tier};
+use crate::alerts::Alert;
+use crate::scoring::{ModelRef, Tier};
 use crate::time::{parse_ts, Ts};
 
 pub(super) fn model() -> ModelRef {

@@ -1,0 +1,74 @@
+//! `GET /v1/customers/{id}/score`: the record of the nightly score file.
+
+use super::*;
+
+#[tokio::test]
+async fn a_customer_score_comes_from_the_nightly_file() {
+    let env = Env::new();
+    write_scores(
+        &env.path("scores.csv"),
+        &[("c-1", 0.9, "high"), ("c-2", 0.1, "low")],
+    );
+    let (app, _) = router(&env.config());
+    let a = get(&app, "/v1/customers/c-1/score").await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(a.body["customer_id"], "c-1");
+    assert_eq!(a.body["churn_probability"], 0.9);
+    assert_eq!(a.body["risk_tier"], "high");
+    assert_eq!(a.body["model"], json!({"name": "churn", "version": "v1"}));
+    assert_eq!(a.body["reasons"].as_array().unwrap().len(), 2);
+    assert_eq!(a.body["reasons"][0]["feature"], "logins_30d");
+    let a = get(&app, "/v1/customers/nobody/score").await;
+    assert_error(&a, StatusCode::NOT_FOUND, "not_found", Some("id"));
+
+    let mut cfg = env.config();
+    cfg.scores = None;
+    let (app, _) = router(&cfg);
+    let a = get(&app, "/v1/customers/c-1/score").await;
+    assert_error(&a, StatusCode::NOT_FOUND, "not_found", None);
+}
+
+#[tokio::test]
+async fn a_customer_score_answers_the_record_of_the_score_file_early_warnings_included() {
+    use crate::scores::{self, ScoreRow};
+    use crate::scoring::{default_rules, evaluate, ModelRef, Reason, Score};
+    let env = Env::new();
+    let spec = crate::scoring::rules::tests::full_spec();
+    let mut row = vec![0.0; spec.len()];
+    row[spec.index_of("days_since_last_login").unwrap()] = 12.0;
+    row[spec.index_of("overdue_ratio").unwrap()] = 3.0;
+    let score = Score {
+        churn_probability: 0.75,
+        health_score: 8.0,
+        risk_tier: Tier::High,
+        reasons: vec![Reason {
+            feature: "days_since_last_login".into(),
+            value: Some(12.0),
+            contribution: 0.5,
+        }],
+        early_warnings: evaluate(&default_rules(), &spec, &row),
+    };
+    let path = env.path("scores.csv");
+    let model = ModelRef {
+        name: "churn".into(),
+        version: "v1".into(),
+    };
+    let rows = [ScoreRow {
+        customer_id: "c-7",
+        score: &score,
+        rfm_segment: Some("at risk"),
+    }];
+    let as_of = crate::time::parse_ts("2024-06-01").unwrap();
+    scores::write(&path, as_of, &model, &rows).unwrap();
+    let record = scores::read(&path).unwrap().remove("c-7").unwrap();
+    assert_eq!(record.early_warnings, ["no_login_7d", "order_overdue_1_5x"]);
+    let (app, _) = router(&env.config());
+    let a = get(&app, "/v1/customers/c-7/score").await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(a.body, serde_json::to_value(&record).unwrap());
+    assert_eq!(
+        a.body["early_warnings"],
+        json!(["no_login_7d", "order_overdue_1_5x"])
+    );
+    assert_eq!(a.body["model"], json!({"name": "churn", "version": "v1"}));
+}

@@ -1,0 +1,57 @@
+//! `GET /metrics`: route templates, never customer ids.
+
+use super::*;
+
+#[tokio::test]
+async fn metrics_use_route_templates_and_never_customer_ids() {
+    let env = Env::new();
+    write_scores(
+        &env.path("scores.csv"),
+        &[("secret-customer-123", 0.5, "medium")],
+    );
+    let (app, _) = router(&env.config());
+    let _ = get(&app, "/v1/customers/secret-customer-123/score").await;
+    let _ = get(&app, "/v1/customers/another-secret-456/score").await;
+    let _ = post_json(
+        &app,
+        "/v1/score",
+        &json!({"customer_id": "secret-customer-789", "features": features(1.0)}),
+    )
+    .await;
+    let _ = get(&app, "/no/such/secret-path").await;
+    let res = app
+        .clone()
+        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.headers()[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    let text = String::from_utf8(
+        axum::body::to_bytes(res.into_body(), usize::MAX)
+            .await
+            .unwrap()
+            .to_vec(),
+    )
+    .unwrap();
+    assert!(!text.contains("secret"), "{text}");
+    for needle in [
+        "churnguard_http_requests_total{route=\"/v1/customers/{id}/score\",method=\"GET\",status=\"200\"} 1",
+        "churnguard_http_requests_total{route=\"/v1/customers/{id}/score\",method=\"GET\",status=\"404\"} 1",
+        "churnguard_http_requests_total{route=\"/v1/score\",method=\"POST\",status=\"200\"} 1",
+        "churnguard_http_requests_total{route=\"unmatched\",method=\"GET\",status=\"404\"} 1",
+        "churnguard_http_request_duration_seconds_bucket{route=\"/v1/score\",le=\"+Inf\"} 1",
+        "churnguard_score_count{model=\"churn\",model_version=\"v1\"} 1",
+        "churnguard_model_info{name=\"churn\",version=\"v1\"} 1",
+        "churnguard_alerts_raised_total ",
+        "churnguard_alerts_delivered_total ",
+        "churnguard_alerts_failed_total ",
+        "churnguard_alerts_dead_total ",
+        "churnguard_model_reload_failures_total 0",
+        "# TYPE churnguard_http_request_duration_seconds histogram",
+    ] {
+        assert!(text.contains(needle), "missing `{needle}` in\n{text}");
+    }
+}

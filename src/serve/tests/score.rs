@@ -1,0 +1,137 @@
+//! `POST /v1/score`: a customer's features or raw activity in, one score out.
+
+use super::*;
+
+#[tokio::test]
+async fn a_features_score_answers_every_documented_field() {
+    let env = Env::new();
+    let (app, _) = router(&env.config());
+    let a = post_json(
+        &app,
+        "/v1/score",
+        &json!({"customer_id": "c42", "features": features(1.0)}),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let b = &a.body;
+    assert_eq!(b["customer_id"], "c42");
+    let p = b["churn_probability"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&p));
+    let h = b["health_score"].as_f64().unwrap();
+    assert!((0.0..=100.0).contains(&h));
+    assert!(["low", "medium", "high"].contains(&b["risk_tier"].as_str().unwrap()));
+    assert!(b["alert"].is_boolean());
+    for r in b["reasons"].as_array().unwrap() {
+        assert!(r["feature"].is_string() && r["contribution"].as_f64().unwrap() > 0.0);
+        assert!(r.get("value").is_some());
+    }
+    assert_eq!(b["model"], json!({"name": "churn", "version": "v1"}));
+    assert_eq!(b["ignored_fields"], json!([]));
+    assert!(a.headers.contains_key("x-request-id"));
+}
+
+#[tokio::test]
+async fn an_activity_score_computes_features_through_the_feature_code() {
+    let env = Env::new();
+    let (app, _) = router(&env.config());
+    let a = post_json(
+        &app,
+        "/v1/score",
+        &json!({"customer_id": "c7", "as_of": "2024-06-01", "activity": activity()}),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(a.body["as_of"], "2024-06-01T00:00:00Z");
+    assert!(a.body["churn_probability"].as_f64().is_some());
+}
+
+#[tokio::test]
+async fn unknown_fields_are_ignored_and_reported() {
+    let env = Env::new();
+    let (app, _) = router(&env.config());
+    let mut f = features(0.0);
+    f["not_a_feature"] = json!(3);
+    let a = post_json(
+        &app,
+        "/v1/score",
+        &json!({"customer_id": "c1", "features": f, "colour": "blue"}),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let ignored = a.body["ignored_fields"].as_array().unwrap();
+    assert!(ignored.contains(&json!("colour")), "{ignored:?}");
+    assert!(
+        ignored.contains(&json!("features.not_a_feature")),
+        "{ignored:?}"
+    );
+
+    let mut act = activity();
+    act["pets"] = json!([]);
+    let a = post_json(
+        &app,
+        "/v1/score",
+        &json!({"customer_id": "c1", "as_of": "2024-06-01", "activity": act}),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(a.body["ignored_fields"], json!(["activity.pets"]));
+}
+
+#[tokio::test]
+async fn a_null_may_be_missing_feature_is_undefined_not_an_error() {
+    let env = Env::new();
+    let (app, _) = router(&env.config());
+    let Some((name, _)) = fixture().features.iter().find(|(_, m)| *m) else {
+        return; // this model has no feature that may be missing
+    };
+    let mut f = features(1.0);
+    f[name] = Value::Null;
+    let a = post_json(
+        &app,
+        "/v1/score",
+        &json!({"customer_id": "c", "features": f}),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+}
+
+#[tokio::test]
+async fn extreme_feature_values_never_yield_a_null_score() {
+    let env = Env::new();
+    let (app, _) = router(&env.config());
+    for pattern in 0..4 {
+        let mut f = features(0.0);
+        for (i, (name, _)) in fixture().features.iter().enumerate() {
+            let sign = match pattern {
+                0 => 1.0,
+                1 => -1.0,
+                2 if i % 2 == 0 => 1.0,
+                2 => -1.0,
+                _ if i % 3 == 0 => -1.0,
+                _ => 1.0,
+            };
+            f[name] = json!(sign * 1e308);
+        }
+        let a = post_json(
+            &app,
+            "/v1/score",
+            &json!({"customer_id": "c", "features": f}),
+        )
+        .await;
+        match a.status {
+            StatusCode::OK => {
+                assert!(a.body["churn_probability"].is_number(), "{}", a.body);
+                assert!(a.body["health_score"].is_number(), "{}", a.body);
+                for r in a.body["reasons"].as_array().unwrap() {
+                    assert!(r["contribution"].is_number(), "{}", a.body);
+                }
+            }
+            _ => assert_error(
+                &a,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_input",
+                Some("features"),
+            ),
+        }
+    }
+}
