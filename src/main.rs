@@ -12,7 +12,7 @@ use churnguard::settings::{
     InspectFlags, ModelFlags, ModelsAction, RetentionFlags, RetentionSettings, ScoreFlags,
     ScoreSettings, ServeFlags, Settings, TrainFlags, TrainSettings,
 };
-use churnguard::{batch, data, logging, synth};
+use churnguard::{batch, data, logging, scores, synth};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
@@ -354,11 +354,7 @@ fn score(s: ScoreSettings) -> Result<()> {
 fn retention(s: RetentionSettings) -> Result<()> {
     use churnguard::retention as ret;
     let base = load(&s.data)?;
-    let scores = s
-        .scores
-        .as_deref()
-        .map(churnguard::scores::read)
-        .transpose();
+    let scores = s.scores.as_deref().map(scores::read).transpose();
     let scores = scores.context("reading --scores")?;
     let as_of = match s.as_of {
         Some(t) => t,
@@ -390,7 +386,7 @@ fn retention(s: RetentionSettings) -> Result<()> {
 }
 
 fn backtest(s: BacktestSettings) -> Result<()> {
-    let scores = churnguard::scores::read(&s.scores)?;
+    let scores = scores::read(&s.scores)?;
     let first = scores.values().next().context("the score file is empty")?;
     let reg = Registry::new(&s.models);
     let scorer = load_scorer(&reg, &first.model.name, Some(&first.model.version))?;
