@@ -117,7 +117,7 @@ pub fn run(
 
     // Summary: tiers, their change, distribution and drift against training.
     let mut tiers: HashMap<String, usize> = HashMap::new();
-    for t in [Tier::Low, Tier::Medium, Tier::High] {
+    for t in Tier::ALL {
         tiers.insert(
             t.as_str().into(),
             scored.iter().filter(|s| s.score.risk_tier == t).count(),

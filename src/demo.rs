@@ -5,7 +5,7 @@
 //! The binary prints between the steps; the decisions are here. A corrupt registry is an
 //! error, never a reason to train over it ([`Demo::needs_training`]).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::registry::{Registry, Selector, PRODUCTION};
 use crate::scoring::Scorer;
@@ -140,7 +140,7 @@ impl Demo {
         let (customer_id, body) = riskiest_request(base, &scorer, as_of)?;
         let bytes = serde_json::to_vec_pretty(&body)
             .map_err(|e| Error::Config(format!("example request: {e}")))?;
-        write_file(&self.request, &bytes)?;
+        crate::fsutil::write_atomic(&self.request, &bytes)?;
         Ok(Example {
             customer_id,
             request: self.request.clone(),
@@ -200,10 +200,6 @@ pub fn riskiest_request(
         .collect();
     let body = serde_json::json!({"customer_id": id, "features": features});
     Ok((id, body))
-}
-
-fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    std::fs::write(path, bytes).map_err(|e| Error::io(path, e))
 }
 
 #[cfg(test)]

@@ -26,8 +26,8 @@ const LAYERS: &[&[&str]] = &[
 const ONLY: &[(&str, &[&str])] = &[
     // `settings` builds the trainer's label windows; it is not serving code.
     ("labels", &["train", "backtest", "settings"]),
-    // The demo generates its sample; `settings` resolves `generate`'s options.
-    ("synth", &["demo", "settings"]),
+    // `settings` resolves `generate`'s options (the demo's sample goes through it).
+    ("synth", &["settings"]),
 ];
 
 /// Files of the crate root that are not modules of the layout.

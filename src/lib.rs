@@ -21,7 +21,7 @@
 //! ```
 //!
 //! Two more limits: only [`train`], [`backtest`] and [`settings`] (the trainer's windows)
-//! use [`labels`], and only the binary, [`demo`] and [`settings`] use [`synth`] (tests aside).
+//! use [`labels`], and only the binary and [`settings`] use [`synth`] (tests aside).
 //!
 //! - [`error`]: the library's error type.
 //! - [`time`]: timestamps of the data contract (UTC seconds) and their parsing.

@@ -18,7 +18,7 @@ use std::path::Path;
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::data::{is_csv, write};
+use crate::data::write;
 use crate::scoring::{ModelRef, Reason, RuleHit, Score, Tier};
 use crate::time::{fmt_ts, Ts};
 use crate::{Error, Result};
@@ -49,6 +49,22 @@ pub const COLUMNS: [&str; 9 + 3 * REASONS_PER_CUSTOMER] = [
     "model_name",
     "model_version",
 ];
+
+/// Positions in [`COLUMNS`], shared by the writer's order and the reader's lookups.
+mod col {
+    use super::REASONS_PER_CUSTOMER;
+    pub const ID: usize = 0;
+    pub const AS_OF: usize = 1;
+    pub const PROBABILITY: usize = 2;
+    pub const HEALTH: usize = 3;
+    pub const TIER: usize = 4;
+    /// `reason_1`; each reason has three columns (name, value, contribution).
+    pub const REASONS: usize = 5;
+    pub const SEGMENT: usize = REASONS + 3 * REASONS_PER_CUSTOMER;
+    pub const WARNINGS: usize = SEGMENT + 1;
+    pub const MODEL_NAME: usize = WARNINGS + 1;
+    pub const MODEL_VERSION: usize = MODEL_NAME + 1;
+}
 
 /// One scored customer of a nightly run, as the score file holds it and as
 /// `GET /v1/customers/{id}/score` answers it.
@@ -180,62 +196,63 @@ fn rule_names(hits: &[RuleHit]) -> String {
 /// Reads a score file into a map by customer id. A `risk_tier` that is not a tier is
 /// refused with the file, row and value named, never read as some default.
 pub fn read(path: &Path) -> Result<HashMap<String, ScoreRecord>> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let df = if is_csv(path) {
-        CsvReadOptions::default()
-            .with_has_header(true)
-            .into_reader_with_file_handle(file)
-            .finish()
-    } else {
-        ParquetReader::new(file).finish()
+    let df = crate::data::read_table_file(path)?;
+    // Every column of COLUMNS is required, except `early_warnings`: older score files
+    // have none.
+    for (j, c) in COLUMNS.iter().enumerate() {
+        if j != col::WARNINGS && !crate::data::has_column(&df, c) {
+            return Err(Error::Data(format!(
+                "{}: not a score file: no column `{c}` (expected the columns {})",
+                path.display(),
+                COLUMNS.join(", ")
+            )));
+        }
     }
-    .map_err(|e| Error::polars(format!("reading {}", path.display()), e))?;
     let ctx = |c: &str| format!("{}: column `{c}`", path.display());
-    let cast = |c: &str, to: DataType| -> Result<Column> {
+    let cast = |j: usize, to: DataType| -> Result<Column> {
+        let c = COLUMNS[j];
         let col = df.column(c).map_err(|e| Error::polars(ctx(c), e))?;
         col.cast(&to).map_err(|e| Error::polars(ctx(c), e))
     };
-    let s = |c: &str| -> Result<StringChunked> {
-        let col = cast(c, DataType::String)?;
-        Ok(col.str().map_err(|e| Error::polars(ctx(c), e))?.clone())
+    let s = |j: usize| -> Result<StringChunked> {
+        let col = cast(j, DataType::String)?;
+        Ok(col
+            .str()
+            .map_err(|e| Error::polars(ctx(COLUMNS[j]), e))?
+            .clone())
     };
-    let f = |c: &str| -> Result<Float64Chunked> {
-        let col = cast(c, DataType::Float64)?;
-        Ok(col.f64().map_err(|e| Error::polars(ctx(c), e))?.clone())
+    let f = |j: usize| -> Result<Float64Chunked> {
+        let col = cast(j, DataType::Float64)?;
+        Ok(col
+            .f64()
+            .map_err(|e| Error::polars(ctx(COLUMNS[j]), e))?
+            .clone())
     };
     let (ids, as_of, prob, health, tier, seg, mname, mver) = (
-        s("customer_id")?,
-        s("as_of")?,
-        f("churn_probability")?,
-        f("health_score")?,
-        s("risk_tier")?,
-        s("rfm_segment")?,
-        s("model_name")?,
-        s("model_version")?,
+        s(col::ID)?,
+        s(col::AS_OF)?,
+        f(col::PROBABILITY)?,
+        f(col::HEALTH)?,
+        s(col::TIER)?,
+        s(col::SEGMENT)?,
+        s(col::MODEL_NAME)?,
+        s(col::MODEL_VERSION)?,
     );
-    // Older score files have no early_warnings column.
-    let warnings = if df
-        .get_column_names()
-        .iter()
-        .any(|c| c.as_str() == "early_warnings")
-    {
-        Some(s("early_warnings")?)
+    let warnings = if crate::data::has_column(&df, COLUMNS[col::WARNINGS]) {
+        Some(s(col::WARNINGS)?)
     } else {
         None
     };
     let mut reasons = Vec::new();
-    for k in 1..=REASONS_PER_CUSTOMER {
-        reasons.push((
-            s(&format!("reason_{k}"))?,
-            f(&format!("reason_{k}_value"))?,
-            f(&format!("reason_{k}_contribution"))?,
-        ));
+    for k in 0..REASONS_PER_CUSTOMER {
+        let j = col::REASONS + 3 * k;
+        reasons.push((s(j)?, f(j + 1)?, f(j + 2)?));
     }
     let bad_tier = |i: usize, message: String| Error::BadValue {
         table: "scores".into(),
         file: path.display().to_string(),
         row: i + 1,
-        column: "risk_tier".into(),
+        column: COLUMNS[col::TIER].into(),
         message,
     };
     let mut out = HashMap::with_capacity(df.height());
@@ -455,5 +472,25 @@ mod tests {
         assert!(r.early_warnings.is_empty() && r.rfm_segment.is_none());
         assert_eq!(r.reasons, [reason("logins_30d", Some(1.0), 0.3)]);
         assert_eq!(r.model.version, "v1");
+    }
+
+    #[test]
+    fn csv_ids_are_read_as_written_and_a_file_without_score_columns_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("digits.csv");
+        let header = COLUMNS.join(",");
+        std::fs::write(
+            &path,
+            format!("{header}\n007,2024-06-01T00:00:00Z,0.5,50,high,,,,,,,,,,,,churn,v1\n"),
+        )
+        .unwrap();
+        let got = read(&path).unwrap();
+        assert_eq!(got["007"].customer_id, "007");
+        assert_eq!(got["007"].risk_tier, Tier::High);
+
+        let path = dir.path().join("features.csv");
+        std::fs::write(&path, "customer_id,logins_30d\nc1,3\n").unwrap();
+        let e = read(&path).unwrap_err().to_string();
+        assert!(e.contains("not a score file: no column `as_of`"), "{e}");
     }
 }

@@ -1,6 +1,6 @@
 //! Writing frames to Parquet or CSV atomically (through [`crate::fsutil`]).
 
-use crate::fsutil::write_atomic_with as write_atomic;
+use crate::fsutil::write_atomic_with;
 use crate::{Error, Result};
 use polars::prelude::*;
 use std::path::Path;
@@ -9,7 +9,7 @@ use std::path::Path;
 /// Parquet), so that readers see either the old file or the complete new one.
 pub fn write_frame(df: &mut DataFrame, path: &Path) -> Result<()> {
     let csv = super::is_csv(path);
-    write_atomic(path, |file| {
+    write_atomic_with(path, |file| {
         if csv {
             CsvWriter::new(file)
                 .include_header(true)
@@ -34,7 +34,7 @@ pub fn write_frames(
     let csv = super::is_csv(path);
     let shown = || format!("writing {}", path.display());
     let mut written = (0, 0);
-    write_atomic(path, |file| {
+    write_atomic_with(path, |file| {
         let mut chunks = chunks.into_iter();
         let first = chunks.next().unwrap_or_else(|| {
             Err(Error::Input {

@@ -10,24 +10,26 @@ use polars::prelude::*;
 use std::path::Path;
 
 /// Reads one CSV (every column as text, parsed by us for precise errors) or Parquet file.
-pub(super) fn read_file(path: &Path) -> Result<DataFrame> {
+/// Reads one table file whole: CSV with every column as text (types are the contract's,
+/// never guessed: an id `007` stays `007`), or Parquet as typed.
+pub(crate) fn read_file(path: &Path) -> Result<DataFrame> {
     let ctx = || format!("reading {}", path.display());
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     if is_csv(path) {
         CsvReadOptions::default()
             .with_has_header(true)
             .with_infer_schema_length(Some(0))
-            .try_into_reader_with_file_path(Some(path.to_path_buf()))
-            .and_then(|r| r.finish())
+            .into_reader_with_file_handle(file)
+            .finish()
             .map_err(|e| Error::polars(ctx(), e))
     } else {
-        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
         ParquetReader::new(file)
             .finish()
             .map_err(|e| Error::polars(ctx(), e))
     }
 }
 
-pub(super) fn has(df: &DataFrame, col: &str) -> bool {
+pub(crate) fn has(df: &DataFrame, col: &str) -> bool {
     df.get_column_names().iter().any(|c| c.as_str() == col)
 }
 

@@ -6,7 +6,7 @@
 //! (the five activity tables, read in batches of row groups and grouped by customer).
 
 mod activity;
-mod cells;
+pub(super) mod cells;
 mod customers;
 mod errors;
 

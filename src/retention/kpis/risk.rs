@@ -4,7 +4,7 @@
 use super::{ratio, RetentionOptions};
 use crate::churn::{churned_between, population, ChurnDefinition};
 use crate::data::CustomerBase;
-use crate::features::{rfm_segment, AttributeConfig, Bound, FeatureSpec, RFM_SEGMENTS};
+use crate::features::{AttributeConfig, Bound, FeatureSpec, RFM_SEGMENTS};
 use crate::time::{fmt_date, Ts, DAY};
 use crate::Result;
 use rayon::prelude::*;
@@ -68,6 +68,8 @@ pub(super) struct Snap {
     /// Churned within the horizon (empty for the as-of snapshot, whose future is unknown).
     pub(super) churned: Vec<bool>,
     pub(super) t: Ts,
+    /// Where the schema keeps the RFM scores (looked up once, not per customer).
+    rfm: crate::scoring::RfmColumns,
 }
 
 impl Snap {
@@ -91,6 +93,7 @@ impl Snap {
             None => Vec::new(),
         };
         Ok(Snap {
+            rfm: crate::scoring::RfmColumns::of(&spec),
             spec,
             pop,
             x,
@@ -109,9 +112,7 @@ impl Snap {
     }
 
     pub(super) fn segment(&self, i: usize) -> Option<&'static str> {
-        let (r, f) = (self.spec.index_of("rfm_r")?, self.spec.index_of("rfm_f")?);
-        let row = self.row(i);
-        Some(rfm_segment(row[r] as u8, row[f] as u8))
+        self.rfm.segment(self.row(i))
     }
 }
 
