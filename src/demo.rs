@@ -113,19 +113,14 @@ impl Demo {
     }
 
     /// The service over the night's scores, accepting `key`.
-    pub fn serve_config(
-        &self,
-        settings: &Settings,
-        key: String,
-        log_json: bool,
-    ) -> Result<ServeConfig> {
+    pub fn serve_config(&self, settings: &Settings, key: String) -> Result<ServeConfig> {
         let flags = ServeFlags {
             models: self.flags.clone(),
             bind: self.bind.clone(),
             scores: Some(self.scores.clone()),
             ..ServeFlags::default()
         };
-        let mut cfg = settings.serve(&flags, log_json)?;
+        let mut cfg = settings.serve(&flags)?;
         // Handed over directly: setting the environment with threads running is unsound.
         cfg.api_keys.push(key);
         Ok(cfg)

@@ -126,8 +126,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Train(a) => train(s.train(&a)?),
         Command::Models { action } => models(&s, action),
         Command::Score(a) => score(s.score(&a)?),
-        Command::Serve(a) => run_service(s.serve(&a, cli.log_json)?),
-        Command::Demo(a) => demo(&s, Demo::new(&s, &a), a.no_serve, cli.log_json),
+        Command::Serve(a) => run_service(s.serve(&a)?),
+        Command::Demo(a) => demo(&s, Demo::new(&s, &a), a.no_serve),
         Command::Backtest(a) => backtest(s.backtest(&a)),
         Command::Retention(a) => retention(s.retention(&a)?),
     }
@@ -418,7 +418,7 @@ fn run_service(cfg: churnguard::serve::ServeConfig) -> Result<()> {
     Ok(())
 }
 
-fn demo(s: &Settings, d: Demo, no_serve: bool, log_json: bool) -> Result<()> {
+fn demo(s: &Settings, d: Demo, no_serve: bool) -> Result<()> {
     if d.sample_missing() {
         println!(
             "generating the sample customer base into {} ...",
@@ -439,7 +439,7 @@ fn demo(s: &Settings, d: Demo, no_serve: bool, log_json: bool) -> Result<()> {
     // A fresh key, and a ready-to-paste request for the riskiest customer of the night.
     let key = churnguard::demo::new_key();
     let example = d.write_example(&base, as_of)?;
-    let cfg = d.serve_config(s, key.clone(), log_json)?;
+    let cfg = d.serve_config(s, key.clone())?;
     let (bind, id, request) = (cfg.bind, &example.customer_id, example.request.display());
     println!("\nAPI key for this demo: {key}");
     println!("score a customer:   curl -s -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' -d @{request} http://{bind}/v1/score");

@@ -92,8 +92,6 @@ pub struct ServeConfig {
     pub max_body_bytes: usize,
     /// A request still running after this is answered 503.
     pub request_timeout: Duration,
-    /// Logs as JSON lines (for log shippers) rather than text.
-    pub log_json: bool,
     /// Early-warning rules evaluated beside every model served (`None`: the built-in ones).
     pub rules: Option<Vec<crate::scoring::Rule>>,
 }
@@ -117,7 +115,6 @@ impl Default for ServeConfig {
             max_batch: 1000,
             max_body_bytes: 1 << 20,
             request_timeout: Duration::from_secs(30),
-            log_json: false,
             rules: None,
         }
     }
@@ -339,7 +336,6 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
     if !config.bind.ip().is_loopback() {
         check_exposure(&config, config.bind)?;
     }
-    crate::logging::init(config.log_json, "info");
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .map_err(|e| Error::Config(format!("cannot listen on {}: {e}", config.bind)))?;

@@ -468,7 +468,7 @@ impl Settings {
     }
 
     /// `serve`: every service setting, validated before it starts.
-    pub fn serve(&self, f: &ServeFlags, log_json: bool) -> Result<ServeConfig> {
+    pub fn serve(&self, f: &ServeFlags) -> Result<ServeConfig> {
         let s = &self.file.serve;
         let d = ServeConfig::default();
         let model = self.model(&f.models);
@@ -512,7 +512,6 @@ impl Settings {
                 .map_or(d.reload_interval, Duration::from_secs),
             max_batch: s.max_batch.unwrap_or(d.max_batch),
             max_body_bytes: s.max_body_bytes.unwrap_or(d.max_body_bytes),
-            log_json,
             rules: self.rules(&f.rules)?,
             ..d
         })
@@ -595,7 +594,7 @@ outbox = "file.db"
         );
         let a = s.attributes(&WindowFlags::default());
         assert_eq!((a.top_levels, a.top_event_types), (8, 8));
-        let cfg = s.serve(&ServeFlags::default(), false).unwrap();
+        let cfg = s.serve(&ServeFlags::default()).unwrap();
         assert_eq!(cfg.bind, "127.0.0.1:8080".parse::<SocketAddr>().unwrap());
         assert_eq!(cfg.outbox, PathBuf::from("models/churn/alerts.db"));
         assert!(cfg.webhook.is_none() && cfg.api_keys.is_empty());
@@ -620,7 +619,7 @@ outbox = "file.db"
         );
         assert_eq!(s.attributes(&WindowFlags::default()).categorical, ["plan"]);
         assert_eq!(s.policy().unwrap().cooldown_days, 3);
-        let cfg = s.serve(&ServeFlags::default(), false).unwrap();
+        let cfg = s.serve(&ServeFlags::default()).unwrap();
         assert_eq!(cfg.bind.port(), 7001);
         assert_eq!(cfg.outbox, PathBuf::from("file.db"));
     }
@@ -655,7 +654,7 @@ outbox = "file.db"
             s.attributes(&WindowFlags::default()).categorical,
             ["plan", "country"]
         );
-        let cfg = s.serve(&ServeFlags::default(), false).unwrap();
+        let cfg = s.serve(&ServeFlags::default()).unwrap();
         assert_eq!(cfg.bind.port(), 7002);
         assert_eq!(cfg.outbox, PathBuf::from("env.db"));
         assert_eq!(cfg.scores, None, "an empty variable is unset");
@@ -702,7 +701,7 @@ outbox = "file.db"
             bind: Some("127.0.0.1:7003".into()),
             ..ServeFlags::default()
         };
-        assert_eq!(s.serve(&serve, false).unwrap().bind.port(), 7003);
+        assert_eq!(s.serve(&serve).unwrap().bind.port(), 7003);
         let mut train = TrainFlags {
             data: data.clone(),
             models: model.clone(),
@@ -734,7 +733,7 @@ outbox = "file.db"
             ..ScoreFlags::default()
         };
         let score = s.score(&flags).unwrap_err();
-        let serve = s.serve(&ServeFlags::default(), false).unwrap_err();
+        let serve = s.serve(&ServeFlags::default()).unwrap_err();
         for e in [score, serve] {
             assert!(
                 e.to_string().contains("needs CHURNGUARD_WEBHOOK_SECRET"),
@@ -751,7 +750,7 @@ outbox = "file.db"
             Some(("https://crm.example/hook".into(), "s3cret".into()))
         );
         assert_eq!(
-            s.serve(&ServeFlags::default(), false).unwrap().webhook,
+            s.serve(&ServeFlags::default()).unwrap().webhook,
             score.webhook
         );
     }
@@ -769,7 +768,7 @@ outbox = "file.db"
                 ("CHURNGUARD_API_KEYS_FILE", file.to_str().unwrap()),
             ],
         );
-        let cfg = s.serve(&ServeFlags::default(), false).unwrap();
+        let cfg = s.serve(&ServeFlags::default()).unwrap();
         assert_eq!(cfg.api_keys, ["k-env-1", "k-env-2", "k-file-1", "k-file-2"]);
         assert_eq!(cfg.admin_key.as_deref(), Some("admin"));
     }
@@ -783,7 +782,7 @@ outbox = "file.db"
         assert!(s.policy().unwrap_err().to_string().contains("tier `low`"));
         let s = settings("", &[("CHURNGUARD_BIND", "localhost")]);
         assert!(s
-            .serve(&ServeFlags::default(), false)
+            .serve(&ServeFlags::default())
             .unwrap_err()
             .to_string()
             .contains("`localhost` is not an address"));

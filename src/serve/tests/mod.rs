@@ -154,7 +154,6 @@ impl Env {
             max_batch: 50,
             max_body_bytes: 64 * 1024,
             request_timeout: Duration::from_secs(20),
-            log_json: false,
             rules: None,
         }
     }
