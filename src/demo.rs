@@ -130,8 +130,7 @@ impl Demo {
     /// request of the riskiest one to [`Demo::request`].
     pub fn write_example(&self, base: &CustomerBase, as_of: Ts) -> Result<Example> {
         let reg = Registry::new(&self.model.models);
-        let scorer =
-            Scorer::from_loaded(reg.load(&self.model.name, &Selector::Alias(PRODUCTION.into()))?)?;
+        let scorer = Scorer::load(&reg, &self.model.name, &Selector::Alias(PRODUCTION.into()))?;
         let (customer_id, body) = riskiest_request(base, &scorer, as_of)?;
         let bytes = serde_json::to_vec_pretty(&body)
             .map_err(|e| Error::Config(format!("example request: {e}")))?;

@@ -29,7 +29,7 @@ pub fn snapshot_schema(
 ) -> Result<(FeatureSpec, ChurnDefinition)> {
     if let Some(m) = &settings.model {
         let reg = Registry::new(&m.models);
-        let s = Scorer::from_loaded(reg.load(&m.name, &Selector::Alias(PRODUCTION.into()))?)?;
+        let s = Scorer::load(&reg, &m.name, &Selector::Alias(PRODUCTION.into()))?;
         return Ok((s.artifact.spec.clone(), s.artifact.definition));
     }
     let def = ChurnDefinition::for_tables(base.present(), settings.labels.active_days)?;

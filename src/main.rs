@@ -282,10 +282,8 @@ fn models(s: &Settings, action: ModelsAction) -> Result<()> {
 
 fn load_scorer(reg: &Registry, name: &str, version: Option<&str>) -> Result<Scorer> {
     let shown = version.unwrap_or("production");
-    let loaded = reg
-        .load(name, &shown.parse()?)
-        .with_context(|| format!("loading model `{name}` ({shown})"))?;
-    Ok(Scorer::from_loaded(loaded)?)
+    Scorer::load(reg, name, &shown.parse()?)
+        .with_context(|| format!("loading model `{name}` ({shown})"))
 }
 
 fn score(s: ScoreSettings) -> Result<()> {

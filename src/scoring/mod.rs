@@ -94,6 +94,15 @@ pub struct Scorer {
 }
 
 impl Scorer {
+    /// Loads, verifies and builds the scorer of `name` at `which` (a version or an alias).
+    pub fn load(
+        registry: &crate::registry::Registry,
+        name: &str,
+        which: &crate::registry::Selector,
+    ) -> Result<Self> {
+        Scorer::from_loaded(registry.load(name, which)?)
+    }
+
     /// Builds a scorer from a verified registry version; refuses a model whose feature
     /// schema does not match the schema hash its manifest recorded.
     pub fn from_loaded(v: LoadedVersion) -> Result<Self> {
