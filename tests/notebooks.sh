@@ -37,16 +37,9 @@ print(f"{len(sys.argv) - 1} notebooks, no outputs")
 PY
 
 step "python environment ($VENV)"
-req="$ROOT/notebooks/requirements.txt"
-want="$(sha256sum "$req" | cut -d' ' -f1)"
-if [ ! -x "$VENV/bin/jupyter" ] || [ "$(cat "$VENV/.requirements.sha256" 2>/dev/null)" != "$want" ]; then
-    rm -rf "$VENV"
-    "$PYTHON" -m venv "$VENV"
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$req"
-    echo "$want" > "$VENV/.requirements.sha256"
-else
-    echo "up to date"
-fi
+# shellcheck source=lib/venv.sh
+source "$ROOT/tests/lib/venv.sh"
+cg_venv "$VENV" "$ROOT/notebooks/requirements.txt"
 
 step "churnguard binary"
 if [ -z "$BIN" ]; then
