@@ -329,7 +329,7 @@ fn score(s: ScoreSettings) -> Result<()> {
         "  alerts: {} raised, {} new, {} delivered",
         r.alerts_raised, r.alerts_new, r.alerts_delivered
     );
-    println!("  score PSI vs training: {:.3}", r.score_psi);
+    println!("  score PSI vs the reference night: {:.3}", r.score_psi);
     for w in &r.drift_warnings {
         println!("  drift: {w}");
     }

@@ -269,9 +269,9 @@ fn drift_flags_a_deliberately_shifted_feature() {
     let fee = summary
         .feature_psi
         .iter()
-        .find(|f| f.0 == "monthly_fee")
+        .find(|f| f.feature == "monthly_fee")
         .unwrap();
-    assert!(fee.1 >= 0.25, "{fee:?}");
+    assert!(fee.psi >= 0.25, "{fee:?}");
     assert!(summary
         .drift_warnings
         .iter()
@@ -279,9 +279,58 @@ fn drift_flags_a_deliberately_shifted_feature() {
     let tenure = summary
         .feature_psi
         .iter()
-        .find(|f| f.0 == "logins_30d")
+        .find(|f| f.feature == "logins_30d")
         .unwrap();
-    assert!(tenure.1 < 0.25, "{tenure:?}");
+    assert!(tenure.psi < 0.25, "{tenure:?}");
+}
+
+#[test]
+fn tenure_is_no_drift_on_the_reference_night_nor_a_month_later() {
+    let s = scorer();
+    let base = load_dir(sample_parquet());
+    // The reference night: the latest validation snapshot the drift bins were learned on.
+    let latest = s
+        .manifest
+        .snapshots
+        .iter()
+        .filter(|x| x.split == Split::Validation.as_str())
+        .map(|x| parse_ts(&x.as_of).unwrap())
+        .max()
+        .unwrap();
+    let month_later = latest + 30 * churnguard::time::DAY;
+    assert!(month_later <= base.data_end().unwrap(), "a night with data");
+    for (name, t) in [("drift-reference", latest), ("drift-month", month_later)] {
+        let as_of = churnguard::time::fmt_date(t);
+        let summary = batch::run(&base, &s, &options(name, &as_of), &|_| {}).unwrap();
+        let psi = |name: &str| summary.feature_psi.iter().find(|f| f.feature == name);
+        let tenure = psi("tenure_days").unwrap();
+        assert!(tenure.by_construction, "{tenure:?}");
+        assert_eq!(tenure.level, "by construction");
+        assert!(tenure.psi < 0.1, "{as_of}: {tenure:?}");
+        assert!(
+            !summary.drift_warnings.iter().any(|w| w.contains("tenure")),
+            "{as_of}: {:?}",
+            summary.drift_warnings
+        );
+        assert!(summary
+            .feature_psi
+            .iter()
+            .all(|f| f.by_construction == (f.feature == "tenure_days")));
+        if t == latest {
+            // The same population as the reference: nothing has drifted.
+            let moved: Vec<_> = summary
+                .feature_psi
+                .iter()
+                .filter(|f| f.psi >= 0.1)
+                .collect();
+            assert!(moved.is_empty(), "{moved:?}");
+            assert!(
+                summary.drift_warnings.is_empty(),
+                "{:?}",
+                summary.drift_warnings
+            );
+        }
+    }
 }
 
 #[test]
