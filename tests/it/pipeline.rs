@@ -547,3 +547,36 @@ fn a_batch_alert_and_a_service_alert_for_the_same_customer_have_one_shape() {
     );
     assert_eq!(shape(service_alert), shape(batch_alert));
 }
+
+#[test]
+fn both_rfm_sections_of_the_retention_report_count_the_score_files_segments() {
+    use churnguard::retention::{kpis_with, ModelRfm, RetentionOptions};
+    let s = scorer();
+    let base = load_dir(sample_parquet());
+    let opts = options("retention-rfm", "2024-12-01");
+    batch::run(&base, &s, &opts, &|_| {}).unwrap();
+    let scores = scores::read(&opts.out).unwrap();
+    let ropts = RetentionOptions {
+        model_rfm: Some(ModelRfm::of(&s)),
+        ..RetentionOptions::default()
+    };
+    let k = kpis_with(&base, opts.as_of, Some(&scores), &ropts).unwrap();
+    let rar = k.revenue_at_risk.as_ref().unwrap();
+    assert!(!k.rfm_segments.is_empty());
+    let in_scores = |seg: &str| {
+        rar.by_segment
+            .iter()
+            .find(|g| g.group == seg)
+            .map_or(0, |g| g.customers)
+    };
+    let counts: Vec<(&str, usize, usize)> = k
+        .rfm_segments
+        .iter()
+        .map(|g| (g.segment.as_str(), g.customers_now, in_scores(&g.segment)))
+        .collect();
+    assert!(counts.iter().all(|c| c.1 == c.2), "{counts:?}");
+    let total: usize = k.rfm_segments.iter().map(|g| g.customers_now).sum();
+    assert_eq!(total, rar.customers_scored);
+    let model = format!("the model's ({} {})", s.name, s.version);
+    assert!(k.rfm_definition.contains(&model), "{}", k.rfm_definition);
+}
