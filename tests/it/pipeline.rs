@@ -4,6 +4,7 @@ use crate::common::{load_dir, sample_parquet, scratch};
 use crate::online_vs_batch::payload;
 use churnguard::alerts::AlertPolicy;
 use churnguard::batch::{self, BatchOptions};
+use churnguard::data::CustomerBase;
 use churnguard::features::snapshot_features;
 use churnguard::features::AttributeConfig;
 use churnguard::labels::{LabelConfig, Split};
@@ -152,13 +153,22 @@ fn options(name: &str, as_of: &str) -> BatchOptions {
     }
 }
 
-#[test]
-fn batch_scores_equal_the_service_path_for_the_same_customers_and_date() {
+/// The shared model's nightly run on the sample as of `as_of`: the model, the base, the
+/// run's options and the score file it wrote.
+fn night(name: &str, as_of: &str) -> (Scorer, CustomerBase, BatchOptions, ScoreFile) {
     let s = scorer();
     let base = load_dir(sample_parquet());
-    let opts = options("batch-vs-service", "2024-11-15");
+    let opts = options(name, as_of);
     batch::run(&base, &s, &opts, &|_| {}).unwrap();
     let scores = scores::read(&opts.out).unwrap();
+    (s, base, opts, scores)
+}
+
+type ScoreFile = std::collections::HashMap<String, scores::ScoreRecord>;
+
+#[test]
+fn batch_scores_equal_the_service_path_for_the_same_customers_and_date() {
+    let (s, base, opts, scores) = night("batch-vs-service", "2024-11-15");
     assert!(scores.len() > 500);
     let mut checked = 0;
     for (c, id) in base.customers.ids.iter().enumerate().step_by(7) {
@@ -551,11 +561,7 @@ fn a_batch_alert_and_a_service_alert_for_the_same_customer_have_one_shape() {
 #[test]
 fn both_rfm_sections_of_the_retention_report_count_the_score_files_segments() {
     use churnguard::retention::{kpis_with, ModelRfm, RetentionOptions};
-    let s = scorer();
-    let base = load_dir(sample_parquet());
-    let opts = options("retention-rfm", "2024-12-01");
-    batch::run(&base, &s, &opts, &|_| {}).unwrap();
-    let scores = scores::read(&opts.out).unwrap();
+    let (s, base, opts, scores) = night("retention-rfm", "2024-12-01");
     let ropts = RetentionOptions {
         model_rfm: Some(ModelRfm::of(&s)),
         ..RetentionOptions::default()
