@@ -44,24 +44,51 @@ pub fn summary_path(out: &Path) -> PathBuf {
     out.with_file_name(format!("{name}.summary.json"))
 }
 
-/// What a nightly run did.
+/// What a nightly run did: `<out>.summary.json`. Every number is a JSON number (an
+/// undefined one, NaN or infinite, is `null`, never text), every entry of a list an
+/// object with named fields, and map keys come in sorted order, so the file is read as
+/// it is by a data team's tools.
 #[derive(Debug, Clone, Serialize)]
 pub struct BatchSummary {
+    /// The night scored (`YYYY-MM-DD`).
     pub as_of: String,
+    /// `<name> v<version>` of the model that scored it.
     pub model: String,
     pub customers_scored: usize,
+    /// Customers per tier (`high`, `low`, `medium`).
+    #[serde(serialize_with = "sorted")]
     pub tiers: HashMap<String, usize>,
     /// Change of each tier's count since the previous summary beside the output.
+    #[serde(serialize_with = "sorted")]
     pub tier_change: HashMap<String, i64>,
-    pub score_quantiles: Vec<(f64, f64)>,
+    /// Quantiles of the churn probability over the customers scored.
+    pub score_quantiles: Vec<ScoreQuantile>,
     pub score_psi: f64,
     pub feature_psi: Vec<FeaturePsi>,
     pub drift_warnings: Vec<String>,
     pub alerts_raised: usize,
     pub alerts_new: usize,
     pub alerts_delivered: usize,
+    /// Wall-clock seconds per stage (`alerts`, `features`, `scoring`, `writing`).
+    #[serde(serialize_with = "sorted")]
     pub seconds: HashMap<String, f64>,
     pub output: String,
+}
+
+/// One quantile of the night's churn probabilities.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ScoreQuantile {
+    /// 0 (the lowest probability) to 1 (the highest).
+    pub quantile: f64,
+    pub churn_probability: f64,
+}
+
+/// A map serialized with its keys in order: the same night gives the same file.
+fn sorted<S: serde::Serializer, V: Serialize>(
+    map: &HashMap<String, V>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    s.collect_map(map.iter().collect::<std::collections::BTreeMap<_, _>>())
 }
 
 /// One feature's drift against the model's reference night (the latest validation
@@ -158,7 +185,10 @@ pub fn run(
     } else {
         [0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0]
             .iter()
-            .map(|&q| (q, probs[((probs.len() - 1) as f64 * q) as usize]))
+            .map(|&quantile| ScoreQuantile {
+                quantile,
+                churn_probability: probs[((probs.len() - 1) as f64 * quantile) as usize],
+            })
             .collect()
     };
     let feature_psi: Vec<FeaturePsi> = spec
@@ -273,4 +303,71 @@ pub fn run(
     let bytes = serde_json::to_vec_pretty(&summary).map_err(|e| Error::Data(e.to_string()))?;
     crate::fsutil::write_atomic(&summary_path(&opts.out), &bytes)?;
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_json_has_numbers_named_fields_and_sorted_keys() {
+        let map = |xs: &[(&str, f64)]| -> HashMap<String, f64> {
+            xs.iter().map(|&(k, v)| (k.to_string(), v)).collect()
+        };
+        let counts = |xs: &[(&str, usize)]| -> HashMap<String, usize> {
+            xs.iter().map(|&(k, v)| (k.to_string(), v)).collect()
+        };
+        let summary = BatchSummary {
+            as_of: "2024-06-01".into(),
+            model: "churn v3".into(),
+            customers_scored: 10,
+            tiers: counts(&[("medium", 3), ("low", 6), ("high", 1)]),
+            tier_change: [("low", -2), ("high", 1), ("medium", 1)]
+                .map(|(k, v)| (k.to_string(), v))
+                .into(),
+            score_quantiles: vec![
+                ScoreQuantile {
+                    quantile: 0.0,
+                    churn_probability: 0.01,
+                },
+                ScoreQuantile {
+                    quantile: 1.0,
+                    churn_probability: 0.9,
+                },
+            ],
+            score_psi: f64::NAN,
+            feature_psi: vec![FeaturePsi {
+                feature: "logins_30d".into(),
+                psi: f64::INFINITY,
+                level: "major shift",
+                by_construction: false,
+            }],
+            drift_warnings: Vec::new(),
+            alerts_raised: 1,
+            alerts_new: 1,
+            alerts_delivered: 0,
+            seconds: map(&[("writing", 0.5), ("features", 1.25), ("scoring", 0.25)]),
+            output: "scores.parquet".into(),
+        };
+        let text = serde_json::to_string(&summary).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            v["score_quantiles"],
+            serde_json::json!([
+                {"quantile": 0.0, "churn_probability": 0.01},
+                {"quantile": 1.0, "churn_probability": 0.9}
+            ])
+        );
+        assert!(v["score_psi"].is_null(), "{text}");
+        assert!(v["feature_psi"][0]["psi"].is_null(), "{text}");
+        assert_eq!(v["tiers"]["high"], 1);
+        assert_eq!(v["tier_change"]["low"], -2);
+        assert_eq!(v["seconds"]["features"], 1.25);
+        // Keys in order, whatever the hash map's: the same night writes the same file.
+        assert!(text.contains(r#""tiers":{"high":1,"low":6,"medium":3}"#), "{text}");
+        assert!(
+            text.contains(r#""seconds":{"features":1.25,"scoring":0.25,"writing":0.5}"#),
+            "{text}"
+        );
+    }
 }

@@ -8,9 +8,16 @@
 //! Parquet, or CSV when the path ends in `.csv`, with the columns of [`COLUMNS`] in that
 //! order, one row per customer. `reason_k`, `reason_k_value` and `reason_k_contribution`
 //! are empty past a customer's reasons (`reason_k_value` also when the value is
-//! undefined); `rfm_segment` is empty when the model has no RFM features;
-//! `early_warnings` holds the names of the rules that fired, comma-separated. Files
-//! written before early warnings existed have no such column and are still read.
+//! undefined); `rfm_segment` is empty when the model has no RFM features.
+//!
+//! In Parquet, `as_of` is a UTC timestamp (`Datetime(µs, UTC)`) and `early_warnings` a
+//! list of strings (`List(Utf8)`): the names of the rules that fired. CSV has no such
+//! types: there `as_of` is RFC 3339 UTC text (`2024-06-01T00:00:00Z`) and
+//! `early_warnings` the names joined with `,` (see [`crate::data::write`]).
+//!
+//! [`read`] also reads the files of earlier versions: `as_of` as RFC 3339 text and
+//! `early_warnings` comma-joined in Parquet too, or no `early_warnings` column at all
+//! (written before early warnings existed).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -19,7 +26,7 @@ use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::data::write;
-use crate::scoring::{ModelRef, Reason, RuleHit, Score, Tier};
+use crate::scoring::{ModelRef, Reason, Score, Tier};
 use crate::time::{fmt_ts, Ts};
 use crate::{Error, Result};
 
@@ -111,14 +118,13 @@ pub struct ScoreRow<'a> {
 /// previous file or the complete new one), column by column.
 pub fn write(path: &Path, as_of: Ts, model: &ModelRef, rows: &[ScoreRow<'_>]) -> Result<()> {
     let n = rows.len();
-    let as_of = fmt_ts(as_of);
     let unnamed = PlSmallStr::EMPTY;
     let mut cols = vec![
         Column::new(
             unnamed.clone(),
             rows.iter().map(|r| r.customer_id).collect::<Vec<_>>(),
         ),
-        Column::new(unnamed.clone(), vec![as_of.as_str(); n]),
+        write::timestamp_column("", std::iter::repeat_n(as_of, n)),
         Column::new(
             unnamed.clone(),
             rows.iter()
@@ -162,11 +168,10 @@ pub fn write(path: &Path, as_of: Ts, model: &ModelRef, rows: &[ScoreRow<'_>]) ->
         unnamed.clone(),
         rows.iter().map(|r| r.rfm_segment).collect::<Vec<_>>(),
     ));
-    cols.push(Column::new(
-        unnamed.clone(),
+    cols.push(write::string_list_column(
+        "",
         rows.iter()
-            .map(|r| rule_names(&r.score.early_warnings))
-            .collect::<Vec<_>>(),
+            .map(|r| r.score.early_warnings.iter().map(|h| h.rule.as_str())),
     ));
     cols.push(Column::new(unnamed.clone(), vec![model.name.as_str(); n]));
     cols.push(Column::new(unnamed, vec![model.version.as_str(); n]));
@@ -179,18 +184,6 @@ pub fn write(path: &Path, as_of: Ts, model: &ModelRef, rows: &[ScoreRow<'_>]) ->
     let mut df =
         DataFrame::new(n, cols).map_err(|e| Error::polars("building the score table", e))?;
     write::write_frame(&mut df, path)
-}
-
-/// The `early_warnings` cell: the names of the rules that fired, comma-separated.
-fn rule_names(hits: &[RuleHit]) -> String {
-    let mut out = String::new();
-    for (i, h) in hits.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(&h.rule);
-    }
-    out
 }
 
 /// Reads a score file into a map by customer id. A `risk_tier` that is not a tier is
@@ -228,9 +221,13 @@ pub fn read(path: &Path) -> Result<HashMap<String, ScoreRecord>> {
             .map_err(|e| Error::polars(ctx(COLUMNS[j]), e))?
             .clone())
     };
-    let (ids, as_of, prob, health, tier, seg, mname, mver) = (
+    let column = |j: usize| {
+        let c = COLUMNS[j];
+        df.column(c).map_err(|e| Error::polars(ctx(c), e))
+    };
+    let as_of = as_of_texts(column(col::AS_OF)?).map_err(|e| Error::polars(ctx("as_of"), e))?;
+    let (ids, prob, health, tier, seg, mname, mver) = (
         s(col::ID)?,
-        s(col::AS_OF)?,
         f(col::PROBABILITY)?,
         f(col::HEALTH)?,
         s(col::TIER)?,
@@ -238,10 +235,11 @@ pub fn read(path: &Path) -> Result<HashMap<String, ScoreRecord>> {
         s(col::MODEL_NAME)?,
         s(col::MODEL_VERSION)?,
     );
-    let warnings = if crate::data::has_column(&df, COLUMNS[col::WARNINGS]) {
-        Some(s(col::WARNINGS)?)
+    let mut warnings = if crate::data::has_column(&df, COLUMNS[col::WARNINGS]) {
+        rule_lists(column(col::WARNINGS)?)
+            .map_err(|e| Error::polars(ctx(COLUMNS[col::WARNINGS]), e))?
     } else {
-        None
+        Vec::new()
     };
     let mut reasons = Vec::new();
     for k in 0..REASONS_PER_CUSTOMER {
@@ -273,7 +271,7 @@ pub fn read(path: &Path) -> Result<HashMap<String, ScoreRecord>> {
             id.to_string(),
             ScoreRecord {
                 customer_id: id.to_string(),
-                as_of: as_of.get(i).unwrap_or_default().to_string(),
+                as_of: as_of[i].clone().unwrap_or_default(),
                 churn_probability: prob.get(i).unwrap_or(f64::NAN),
                 health_score: health.get(i).unwrap_or(f64::NAN),
                 risk_tier,
@@ -288,16 +286,7 @@ pub fn read(path: &Path) -> Result<HashMap<String, ScoreRecord>> {
                     })
                     .collect(),
                 rfm_segment: seg.get(i).map(str::to_string),
-                early_warnings: warnings
-                    .as_ref()
-                    .and_then(|w| w.get(i))
-                    .map(|w| {
-                        w.split(',')
-                            .filter(|x| !x.is_empty())
-                            .map(String::from)
-                            .collect()
-                    })
-                    .unwrap_or_default(),
+                early_warnings: warnings.get_mut(i).map(std::mem::take).unwrap_or_default(),
                 model: ModelRef {
                     name: mname.get(i).unwrap_or_default().to_string(),
                     version: mver.get(i).unwrap_or_default().to_string(),
@@ -308,9 +297,51 @@ pub fn read(path: &Path) -> Result<HashMap<String, ScoreRecord>> {
     Ok(out)
 }
 
+/// The `as_of` column as RFC 3339 UTC text: a Parquet timestamp (this version's files)
+/// or text (CSV, and the Parquet files of earlier versions, kept as written).
+fn as_of_texts(col: &Column) -> PolarsResult<Vec<Option<String>>> {
+    let s = col.as_materialized_series();
+    if let Some(texts) = crate::data::datetime_seconds(s, |t| t.map(fmt_ts)) {
+        return texts;
+    }
+    let s = s.cast(&DataType::String)?;
+    Ok(s.str()?.iter().map(|v| v.map(String::from)).collect())
+}
+
+/// The `early_warnings` column, one list of rule names per row: a list column (this
+/// version's Parquet files) or comma-joined text (CSV, and earlier Parquet files).
+fn rule_lists(col: &Column) -> PolarsResult<Vec<Vec<String>>> {
+    let s = col.as_materialized_series();
+    if let DataType::List(_) = s.dtype() {
+        return s
+            .list()?
+            .amortized_iter()
+            .map(|row| {
+                let Some(row) = row else {
+                    return Ok(Vec::new());
+                };
+                let names = row.as_ref().cast(&DataType::String)?;
+                Ok(names.str()?.iter().flatten().map(String::from).collect())
+            })
+            .collect();
+    }
+    let s = s.cast(&DataType::String)?;
+    Ok(s.str()?
+        .iter()
+        .map(|v| {
+            v.unwrap_or_default()
+                .split(',')
+                .filter(|x| !x.is_empty())
+                .map(String::from)
+                .collect()
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scoring::RuleHit;
 
     fn model() -> ModelRef {
         ModelRef {
@@ -438,6 +469,57 @@ mod tests {
             assert_eq!(COLUMNS[at + 1], format!("reason_{k}_value"));
             assert_eq!(COLUMNS[at + 2], format!("reason_{k}_contribution"));
         }
+    }
+
+    fn parquet(path: &Path) -> DataFrame {
+        ParquetReader::new(std::fs::File::open(path).unwrap())
+            .finish()
+            .unwrap()
+    }
+
+    #[test]
+    fn parquet_holds_as_of_as_a_utc_timestamp_and_early_warnings_as_a_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let [_, pq] = write_both(dir.path());
+        let df = parquet(&pq);
+        let as_of = df.column("as_of").unwrap();
+        assert_eq!(
+            as_of.dtype(),
+            &DataType::Datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
+        );
+        let micros = as_of.as_materialized_series().to_physical_repr();
+        let want = crate::time::parse_ts("2024-06-01").unwrap() * 1_000_000;
+        assert_eq!(micros.i64().unwrap().get(0), Some(want));
+        let w = df.column("early_warnings").unwrap();
+        assert_eq!(w.dtype(), &DataType::List(Box::new(DataType::String)));
+        let w = w.list().unwrap();
+        let first = w.get_as_series(0).unwrap();
+        let names: Vec<_> = first.str().unwrap().iter().flatten().collect();
+        assert_eq!(names, ["no_login_7d", "urgent_tickets_open_2"]);
+        assert_eq!(w.get_as_series(1).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn a_parquet_score_file_of_an_earlier_version_with_text_columns_still_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let [_, pq] = write_both(dir.path());
+        let want = read(&pq).unwrap();
+        // The earlier form: `as_of` as RFC 3339 text, `early_warnings` comma-joined.
+        let mut df = parquet(&pq);
+        df.with_column(Column::new(
+            "as_of".into(),
+            vec!["2024-06-01T00:00:00Z"; df.height()],
+        ))
+        .unwrap();
+        df.with_column(Column::new(
+            "early_warnings".into(),
+            vec!["no_login_7d,urgent_tickets_open_2", ""],
+        ))
+        .unwrap();
+        let old = dir.path().join("old.parquet");
+        write::write_frame(&mut df, &old).unwrap();
+        assert_eq!(df.column("as_of").unwrap().dtype(), &DataType::String);
+        assert_eq!(read(&old).unwrap(), want);
     }
 
     #[test]

@@ -1,19 +1,108 @@
 //! Writing frames to Parquet or CSV atomically (through [`crate::fsutil`]).
+//!
+//! The outputs' typed columns ([`timestamp_column`], [`string_list_column`]) keep their
+//! types in Parquet; CSV has none, so there a timestamp is RFC 3339 UTC text
+//! (`2024-06-01T00:00:00Z`) and a list of strings its items joined with `,`.
 
 use crate::fsutil::write_atomic_with;
+use crate::time::Ts;
 use crate::{Error, Result};
+use chrono::{DateTime, SecondsFormat};
 use polars::prelude::*;
+use std::borrow::Cow;
 use std::path::Path;
 
+/// A timestamp column of an output: Parquet `Datetime(µs, UTC)`, so that polars, pandas
+/// and DuckDB read it as a UTC timestamp without parsing text.
+pub fn timestamp_column(name: &str, ts: impl IntoIterator<Item = Ts>) -> Column {
+    let micros: Vec<i64> = ts.into_iter().map(|t| t * 1_000_000).collect();
+    Int64Chunked::from_vec(name.into(), micros)
+        .into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
+        .into_column()
+}
+
+/// A column of string lists (Parquet `List(Utf8)`), one list per row.
+pub fn string_list_column<'a, R, I>(name: &str, rows: R) -> Column
+where
+    R: ExactSizeIterator<Item = I>,
+    I: Iterator<Item = &'a str>,
+{
+    let mut b = ListStringChunkedBuilder::new(name.into(), rows.len(), rows.len());
+    for row in rows {
+        b.append_values_iter(row);
+    }
+    b.finish().into_column()
+}
+
+/// `df` as CSV can hold it: datetime columns as RFC 3339 UTC text, string lists joined
+/// with `,` (an empty list is an empty cell). Borrowed when there is nothing to change.
+fn csv_ready(df: &DataFrame) -> Result<Cow<'_, DataFrame>> {
+    let text = |c: &Column| matches!(c.dtype(), DataType::Datetime(..) | DataType::List(_));
+    if !df.columns().iter().any(text) {
+        return Ok(Cow::Borrowed(df));
+    }
+    let err = |c: &Column| {
+        let name = c.name().to_string();
+        move |e| Error::polars(format!("column `{name}` as CSV text"), e)
+    };
+    let mut cols = Vec::with_capacity(df.width());
+    for c in df.columns() {
+        let s = c.as_materialized_series();
+        let name = c.name().clone();
+        let col = match s.dtype() {
+            DataType::Datetime(unit, _) => {
+                let per_sec: i64 = match unit {
+                    TimeUnit::Nanoseconds => 1_000_000_000,
+                    TimeUnit::Microseconds => 1_000_000,
+                    TimeUnit::Milliseconds => 1_000,
+                };
+                let nanos_per = 1_000_000_000 / per_sec;
+                let phys = s.to_physical_repr();
+                let ca: StringChunked = phys
+                    .i64()
+                    .map_err(err(c))?
+                    .iter()
+                    .map(|v| {
+                        let v = v?;
+                        let (secs, sub) = (v.div_euclid(per_sec), v.rem_euclid(per_sec));
+                        let dt = DateTime::from_timestamp(secs, (sub * nanos_per) as u32)?;
+                        Some(dt.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+                    })
+                    .collect();
+                ca.with_name(name).into_column()
+            }
+            DataType::List(inner) if matches!(inner.as_ref(), DataType::String) => {
+                let ca: StringChunked = s
+                    .list()
+                    .map_err(err(c))?
+                    .amortized_iter()
+                    .map(|row| {
+                        let row = row?;
+                        let items = row.as_ref().str().ok()?;
+                        Some(items.iter().flatten().collect::<Vec<_>>().join(","))
+                    })
+                    .collect();
+                ca.with_name(name).into_column()
+            }
+            _ => c.clone(),
+        };
+        cols.push(col);
+    }
+    DataFrame::new(df.height(), cols)
+        .map(Cow::Owned)
+        .map_err(|e| Error::polars("preparing the CSV table", e))
+}
+
 /// Writes `df` to `path` as Parquet or CSV (by extension: `.csv` is CSV, anything else
-/// Parquet), so that readers see either the old file or the complete new one.
+/// Parquet), so that readers see either the old file or the complete new one. CSV gets
+/// the text forms of the module doc.
 pub fn write_frame(df: &mut DataFrame, path: &Path) -> Result<()> {
     let csv = super::is_csv(path);
     write_atomic_with(path, |file| {
         if csv {
             CsvWriter::new(file)
                 .include_header(true)
-                .finish(df)
+                .finish(&mut csv_ready(df)?.into_owned())
                 .map_err(|e| Error::polars(format!("writing {}", path.display()), e))
         } else {
             ParquetWriter::new(file)
@@ -22,6 +111,15 @@ pub fn write_frame(df: &mut DataFrame, path: &Path) -> Result<()> {
                 .map_err(|e| Error::polars(format!("writing {}", path.display()), e))
         }
     })
+}
+
+/// `df` as the bytes of a Parquet file, for files written through the registry.
+pub fn parquet_bytes(df: &mut DataFrame) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    ParquetWriter::new(&mut out)
+        .finish(df)
+        .map_err(|e| Error::polars("writing a Parquet table", e))?;
+    Ok(out)
 }
 
 /// Like [`write_frame`], for a table produced in row chunks of one schema (the first
@@ -42,7 +140,11 @@ pub fn write_frames(
                 message: format!("{}: nothing to write", path.display()),
             })
         })?;
-        let schema = first.schema().as_ref().clone();
+        let schema = if csv {
+            csv_ready(&first)?.schema().as_ref().clone()
+        } else {
+            first.schema().as_ref().clone()
+        };
         written.1 = first.width();
         let rest = std::iter::once(Ok(first)).chain(chunks);
         // Both formats take the chunks the same way; only the writer differs.
@@ -50,6 +152,7 @@ pub fn write_frames(
             for df in rest {
                 let df = df?;
                 written.0 += df.height();
+                let df = if csv { csv_ready(&df)? } else { Cow::Borrowed(&df) };
                 write(&df).map_err(|e| Error::polars(shown(), e))?;
             }
             Ok::<_, Error>(())
@@ -111,6 +214,54 @@ mod tests {
             assert!(read(&whole).equals_missing(&read(&parts)), "{ext}");
         }
         assert!(write_frames(&dir.path().join("none.parquet"), []).is_err());
+    }
+
+    fn typed(from: i64, n: i64) -> DataFrame {
+        let t0 = crate::time::parse_ts("2024-06-01").unwrap();
+        let lists: Vec<Vec<&str>> = (from..from + n)
+            .map(|i| ["a", "b", "c"][..(i % 3) as usize].to_vec())
+            .collect();
+        DataFrame::new(
+            n as usize,
+            vec![
+                timestamp_column("as_of", (from..from + n).map(|i| t0 + i * 3600)),
+                string_list_column("rules", lists.iter().map(|l| l.iter().copied())),
+            ],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn typed_columns_stay_typed_in_parquet_and_become_text_in_csv() {
+        let dir = tempfile::tempdir().unwrap();
+        let pq = dir.path().join("t.parquet");
+        write_frame(&mut typed(0, 4), &pq).unwrap();
+        let back = ParquetReader::new(std::fs::File::open(&pq).unwrap())
+            .finish()
+            .unwrap();
+        assert_eq!(
+            back.column("as_of").unwrap().dtype(),
+            &DataType::Datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
+        );
+        assert_eq!(
+            back.column("rules").unwrap().dtype(),
+            &DataType::List(Box::new(DataType::String))
+        );
+        assert!(back.equals_missing(&typed(0, 4)));
+
+        let want = "as_of,rules\n\
+                    2024-06-01T00:00:00Z,\n\
+                    2024-06-01T01:00:00Z,a\n\
+                    2024-06-01T02:00:00Z,\"a,b\"\n\
+                    2024-06-01T03:00:00Z,\n";
+        let whole = dir.path().join("whole.csv");
+        write_frame(&mut typed(0, 4), &whole).unwrap();
+        let text = std::fs::read_to_string(&whole).unwrap();
+        // polars quotes an empty string; either way the cell holds no rule.
+        assert_eq!(text.replace(",\"\"\n", ",\n"), want);
+        let parts = dir.path().join("parts.csv");
+        write_frames(&parts, [typed(0, 2), typed(2, 2)].map(Ok)).unwrap();
+        assert_eq!(std::fs::read_to_string(&parts).unwrap(), text);
         assert!(!dir.path().join("none.parquet").exists());
     }
 }

@@ -72,7 +72,8 @@ pub fn feature_frame(
     DataFrame::new(n, cols).map_err(|e| Error::polars("building the feature table", e))
 }
 
-/// Features of one snapshot for `churnguard features --as-of`.
+/// Features of one snapshot for `churnguard features --as-of`: `customer_id`, `as_of` (a
+/// UTC timestamp, as in the training set and the score file), then the features.
 pub fn snapshot_frame(
     base: &CustomerBase,
     spec: &FeatureSpec,
@@ -80,5 +81,6 @@ pub fn snapshot_frame(
     t: Ts,
 ) -> Result<DataFrame> {
     let (pop, x) = snapshot_features(base, spec, definition, t);
-    feature_frame(base, spec, &pop, &x, Vec::new(), Vec::new())
+    let as_of = crate::data::write::timestamp_column("as_of", std::iter::repeat_n(t, pop.len()));
+    feature_frame(base, spec, &pop, &x, vec![as_of], Vec::new())
 }

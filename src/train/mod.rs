@@ -389,6 +389,8 @@ pub fn run(
 
     let mut candidates = Vec::new();
     let mut fitted = Vec::new();
+    // Each candidate's cross-fitted calibrated validation probabilities, candidate order.
+    let mut cross_fits = Vec::new();
     for &algo in &cfg.algorithms {
         stage(&format!("fitting {}", algo.name()));
         let t0 = Instant::now();
@@ -412,6 +414,7 @@ pub fn run(
             importance: model.importance(),
             params,
         });
+        cross_fits.push(calibrated);
         fitted.push((model, margins));
     }
     // Champion: highest validation ROC AUC, then PR AUC, then the simpler algorithm.
@@ -435,8 +438,8 @@ pub fn run(
         .collect();
     let (model, margins) = fitted.swap_remove(best);
     let platt = Platt::fit(&margins, &yv);
-    let calibrated_cv = cross_fitted(&margins, &yv, &val_customers);
-    let calibrated_eval = metrics::evaluate(&calibrated_cv, &yv);
+    let calibrated_cv = &cross_fits[best];
+    let calibrated_eval = metrics::evaluate(calibrated_cv, &yv);
     let probs: Vec<f64> = margins.iter().map(|&m| platt.apply(m)).collect();
     let mut sorted = probs.clone();
     sorted.sort_by(f64::total_cmp);
@@ -611,6 +614,10 @@ pub fn run(
             "metrics.json".to_string(),
             serde_json::to_vec_pretty(&metrics_json).map_err(|e| Error::Artifact(e.to_string()))?,
         ),
+        (
+            VALIDATION_PREDICTIONS.to_string(),
+            validation_predictions(base, &set, &iv, &yv, &curves, &cross_fits, &probs)?,
+        ),
     ];
     stage("publishing");
     let published = registry.publish(&cfg.name, files, manifest, cfg.promote)?;
@@ -624,6 +631,47 @@ pub fn run(
         metrics: metrics_json,
         warnings,
     })
+}
+
+/// The file of a version's validation predictions, beside `metrics.json`.
+pub const VALIDATION_PREDICTIONS: &str = "validation_predictions.parquet";
+
+/// [`VALIDATION_PREDICTIONS`]: one row per validation example (`customer_id`, `as_of` as a
+/// UTC timestamp, `label` 0/1), then per candidate `<algorithm>_margin` (the model's raw
+/// margin; its sigmoid gives the candidate's `validation` numbers in `metrics.json`) and
+/// `<algorithm>_calibrated` (cross-fitted Platt probability: `calibrated_log_loss`,
+/// `calibrated_brier` and, for the champion, `champion_calibrated`), and last
+/// `champion_probability` (the shipped calibration, which the thresholds and tier counts
+/// come from). Every number of `metrics.json`'s evaluation can be recomputed from it.
+fn validation_predictions(
+    base: &CustomerBase,
+    set: &TrainingSet,
+    iv: &[usize],
+    yv: &[bool],
+    margins: &[(Algorithm, Vec<f64>)],
+    cross_fits: &[Vec<f64>],
+    shipped: &[f64],
+) -> Result<Vec<u8>> {
+    use polars::prelude::*;
+    let examples: Vec<&Example> = iv.iter().map(|&i| &set.examples[i]).collect();
+    let ids: Vec<&str> = examples
+        .iter()
+        .map(|e| base.customers.ids[e.customer as usize].as_str())
+        .collect();
+    let labels: Vec<i32> = yv.iter().map(|&l| i32::from(l)).collect();
+    let mut cols = vec![
+        Column::new("customer_id".into(), ids),
+        crate::data::write::timestamp_column("as_of", examples.iter().map(|e| e.as_of)),
+        Column::new("label".into(), labels),
+    ];
+    for ((algo, m), cal) in margins.iter().zip(cross_fits) {
+        cols.push(Column::new(format!("{}_margin", algo.name()).into(), m));
+        cols.push(Column::new(format!("{}_calibrated", algo.name()).into(), cal));
+    }
+    cols.push(Column::new("champion_probability".into(), shipped));
+    let mut df = DataFrame::new(iv.len(), cols)
+        .map_err(|e| Error::polars("building the validation predictions", e))?;
+    crate::data::write::parquet_bytes(&mut df)
 }
 
 /// Validation churners below this make every validation metric shaky.
@@ -728,7 +776,6 @@ fn training_set_rows(
     let examples = &set.examples[range.clone()];
     let w = set.spec.len();
     let customers: Vec<u32> = examples.iter().map(|e| e.customer).collect();
-    let as_of: Vec<String> = examples.iter().map(|e| fmt_date(e.as_of)).collect();
     let label: Vec<i32> = examples.iter().map(|e| i32::from(e.label)).collect();
     let split: Vec<&str> = examples.iter().map(|e| e.split.as_str()).collect();
     crate::features::feature_frame(
@@ -736,7 +783,10 @@ fn training_set_rows(
         &set.spec,
         &customers,
         &set.x[range.start * w..range.end * w],
-        vec![Column::new("as_of".into(), as_of)],
+        vec![crate::data::write::timestamp_column(
+            "as_of",
+            examples.iter().map(|e| e.as_of),
+        )],
         vec![
             Column::new("label".into(), label),
             Column::new("split".into(), split),

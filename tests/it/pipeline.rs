@@ -586,3 +586,140 @@ fn both_rfm_sections_of_the_retention_report_count_the_score_files_segments() {
     let model = format!("the model's ({} {})", s.name, s.version);
     assert!(k.rfm_definition.contains(&model), "{}", k.rfm_definition);
 }
+
+fn read_parquet(path: &Path) -> polars::prelude::DataFrame {
+    polars::prelude::ParquetReader::new(std::fs::File::open(path).unwrap())
+        .finish()
+        .unwrap()
+}
+
+/// The `as_of` column of a Parquet output as seconds, checking that it is a UTC timestamp.
+fn utc_seconds(df: &polars::prelude::DataFrame, what: &str) -> Vec<i64> {
+    use polars::prelude::*;
+    let c = df.column("as_of").unwrap();
+    assert_eq!(
+        c.dtype(),
+        &DataType::Datetime(TimeUnit::Microseconds, Some(TimeZone::UTC)),
+        "{what}"
+    );
+    let phys = c.as_materialized_series().to_physical_repr();
+    let micros = phys.i64().unwrap();
+    micros.iter().map(|v| v.unwrap() / 1_000_000).collect()
+}
+
+#[test]
+fn the_score_file_training_set_and_snapshot_export_hold_as_of_as_one_utc_timestamp() {
+    use churnguard::settings::{DataSource, FeatureSettings};
+    let night_of = "2024-11-15";
+    let t = parse_ts(night_of).unwrap();
+    let (_, base, opts, records) = night("as-of-timestamps", night_of);
+    let scores = read_parquet(&opts.out);
+    assert!(utc_seconds(&scores, "score file").iter().all(|&s| s == t));
+    assert!(records.values().all(|r| r.as_of == "2024-11-15T00:00:00Z"));
+
+    let dir = scratch("as-of-exports");
+    let settings = |as_of: Option<i64>, out: &str| FeatureSettings {
+        data: DataSource {
+            dir: sample_parquet().to_path_buf(),
+            skip_bad_rows: false,
+        },
+        labels: LabelConfig::default(),
+        attributes: attrs(),
+        model: None,
+        as_of,
+        out: dir.join(out),
+    };
+    for out in ["training.parquet", "training.csv", "snapshot.parquet", "snapshot.csv"] {
+        let as_of = out.starts_with("snapshot").then_some(t);
+        churnguard::export::write(&base, &settings(as_of, out)).unwrap();
+    }
+    let training = read_parquet(&dir.join("training.parquet"));
+    let train_secs = utc_seconds(&training, "training set");
+    let set = TrainingSet::build(&base, &LabelConfig::default(), &attrs()).unwrap();
+    let want: Vec<i64> = set.examples.iter().map(|e| e.as_of).collect();
+    assert_eq!(train_secs, want);
+    let snapshot = read_parquet(&dir.join("snapshot.parquet"));
+    assert_eq!(snapshot.get_column_names()[1].as_str(), "as_of");
+    assert!(utc_seconds(&snapshot, "snapshot").iter().all(|&s| s == t));
+    assert_eq!(snapshot.height(), records.len());
+
+    // CSV has no timestamp type: RFC 3339 UTC text, the same form as the score file's CSV.
+    for (file, first) in [("training.csv", want[0]), ("snapshot.csv", t)] {
+        let text = std::fs::read_to_string(dir.join(file)).unwrap();
+        let row = text.lines().nth(1).unwrap();
+        let cell = row.split(',').nth(1).unwrap();
+        assert_eq!(cell, churnguard::time::fmt_ts(first), "{file}: {row}");
+    }
+}
+
+#[test]
+fn metrics_json_is_reproduced_from_the_validation_predictions() {
+    use churnguard::metrics::{brier, evaluate, log_loss};
+    use churnguard::train::VALIDATION_PREDICTIONS;
+    use polars::prelude::*;
+    let dir = trained().join("churn/v1");
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("metrics.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    assert!(
+        manifest["files"][VALIDATION_PREDICTIONS].is_string(),
+        "the predictions are checksummed like every file of the version"
+    );
+    let df = read_parquet(&dir.join(VALIDATION_PREDICTIONS));
+    assert_eq!(
+        df.height() as u64,
+        m["examples"]["validation"].as_u64().unwrap()
+    );
+    utc_seconds(&df, "validation predictions");
+    let f64s = |name: &str| -> Vec<f64> {
+        df.column(name)
+            .unwrap()
+            .f64()
+            .unwrap()
+            .into_no_null_iter()
+            .collect()
+    };
+    let labels: Vec<bool> = df
+        .column("label")
+        .unwrap()
+        .i32()
+        .unwrap()
+        .into_no_null_iter()
+        .map(|l| l == 1)
+        .collect();
+    let close = |a: f64, b: &serde_json::Value, what: &str| {
+        let b = b.as_f64().unwrap();
+        assert!((a - b).abs() < 1e-12, "{what}: recomputed {a}, metrics.json {b}");
+    };
+    let champion = m["champion"].as_str().unwrap();
+    let mut seen_champion = false;
+    for c in m["candidates"].as_array().unwrap() {
+        let algo = c["algorithm"].as_str().unwrap();
+        let raw: Vec<f64> = f64s(&format!("{algo}_margin"))
+            .iter()
+            .map(|&x| sigmoid(x))
+            .collect();
+        let calibrated = f64s(&format!("{algo}_calibrated"));
+        let v = evaluate(&raw, &labels);
+        close(v.roc_auc, &c["validation"]["roc_auc"], algo);
+        close(v.pr_auc, &c["validation"]["pr_auc"], algo);
+        close(log_loss(&calibrated, &labels), &c["calibrated_log_loss"], algo);
+        close(brier(&calibrated, &labels), &c["calibrated_brier"], algo);
+        if algo == champion {
+            seen_champion = true;
+            let cal = evaluate(&calibrated, &labels);
+            close(cal.roc_auc, &m["champion_calibrated"]["roc_auc"], "champion");
+            close(cal.brier, &m["champion_calibrated"]["brier"], "champion");
+        }
+    }
+    assert!(seen_champion, "{champion} is among the candidates");
+    // The thresholds come from the shipped calibration's probabilities.
+    let shipped = f64s("champion_probability");
+    for tier in m["thresholds"]["tiers"].as_array().unwrap() {
+        let thr = tier["threshold"].as_f64().unwrap();
+        let flagged: Vec<usize> = (0..shipped.len()).filter(|&i| shipped[i] >= thr).collect();
+        let tp = flagged.iter().filter(|&&i| labels[i]).count() as f64;
+        close(tp / flagged.len() as f64, &tier["precision"], "tier precision");
+    }
+}

@@ -104,19 +104,9 @@ pub(super) fn timestamps(part: &Part, col: &str, errs: &mut Errs) -> Result<Vec<
             }
             Ok(out)
         }
-        DataType::Datetime(unit, _) => {
-            let per_sec = match unit {
-                TimeUnit::Nanoseconds => 1_000_000_000,
-                TimeUnit::Microseconds => 1_000_000,
-                TimeUnit::Milliseconds => 1_000,
-            };
-            let phys = s.to_physical_repr();
-            let ca = phys.i64().map_err(polars_err(part, col))?;
-            Ok(ca
-                .iter()
-                .map(|v| v.map_or(MISSING, |v| v.div_euclid(per_sec)))
-                .collect())
-        }
+        DataType::Datetime(..) => Ok(datetime_seconds(s, |v| v.unwrap_or(MISSING))
+            .expect("a datetime column")
+            .map_err(polars_err(part, col))?),
         DataType::Date => {
             let phys = s.to_physical_repr();
             let ca = phys.i32().map_err(polars_err(part, col))?;
@@ -131,6 +121,27 @@ pub(super) fn timestamps(part: &Part, col: &str, errs: &mut Errs) -> Result<Vec<
             part.file
         ))),
     }
+}
+
+/// The seconds since the epoch (UTC; a naive datetime is taken as UTC) of a datetime
+/// column in any unit, each mapped through `f`; `None` when `s` is not a datetime.
+pub(crate) fn datetime_seconds<T>(
+    s: &Series,
+    f: impl Fn(Option<Ts>) -> T,
+) -> Option<PolarsResult<Vec<T>>> {
+    let DataType::Datetime(unit, _) = s.dtype() else {
+        return None;
+    };
+    let per_sec = match unit {
+        TimeUnit::Nanoseconds => 1_000_000_000,
+        TimeUnit::Microseconds => 1_000_000,
+        TimeUnit::Milliseconds => 1_000,
+    };
+    let phys = s.to_physical_repr();
+    Some(
+        phys.i64()
+            .map(|ca| ca.iter().map(|v| f(v.map(|v| v.div_euclid(per_sec)))).collect()),
+    )
 }
 
 /// A numeric column: numbers, or text holding numbers; NaN where empty or bad
