@@ -364,7 +364,10 @@ mod tests {
         assert_eq!(v["tier_change"]["low"], -2);
         assert_eq!(v["seconds"]["features"], 1.25);
         // Keys in order, whatever the hash map's: the same night writes the same file.
-        assert!(text.contains(r#""tiers":{"high":1,"low":6,"medium":3}"#), "{text}");
+        assert!(
+            text.contains(r#""tiers":{"high":1,"low":6,"medium":3}"#),
+            "{text}"
+        );
         assert!(
             text.contains(r#""seconds":{"features":1.25,"scoring":0.25,"writing":0.5}"#),
             "{text}"

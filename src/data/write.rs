@@ -152,7 +152,11 @@ pub fn write_frames(
             for df in rest {
                 let df = df?;
                 written.0 += df.height();
-                let df = if csv { csv_ready(&df)? } else { Cow::Borrowed(&df) };
+                let df = if csv {
+                    csv_ready(&df)?
+                } else {
+                    Cow::Borrowed(&df)
+                };
                 write(&df).map_err(|e| Error::polars(shown(), e))?;
             }
             Ok::<_, Error>(())

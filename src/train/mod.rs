@@ -666,7 +666,10 @@ fn validation_predictions(
     ];
     for ((algo, m), cal) in margins.iter().zip(cross_fits) {
         cols.push(Column::new(format!("{}_margin", algo.name()).into(), m));
-        cols.push(Column::new(format!("{}_calibrated", algo.name()).into(), cal));
+        cols.push(Column::new(
+            format!("{}_calibrated", algo.name()).into(),
+            cal,
+        ));
     }
     cols.push(Column::new("champion_probability".into(), shipped));
     let mut df = DataFrame::new(iv.len(), cols)

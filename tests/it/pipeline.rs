@@ -588,6 +588,7 @@ fn both_rfm_sections_of_the_retention_report_count_the_score_files_segments() {
 }
 
 fn read_parquet(path: &Path) -> polars::prelude::DataFrame {
+    use polars::prelude::SerReader;
     polars::prelude::ParquetReader::new(std::fs::File::open(path).unwrap())
         .finish()
         .unwrap()
@@ -629,7 +630,12 @@ fn the_score_file_training_set_and_snapshot_export_hold_as_of_as_one_utc_timesta
         as_of,
         out: dir.join(out),
     };
-    for out in ["training.parquet", "training.csv", "snapshot.parquet", "snapshot.csv"] {
+    for out in [
+        "training.parquet",
+        "training.csv",
+        "snapshot.parquet",
+        "snapshot.csv",
+    ] {
         let as_of = out.starts_with("snapshot").then_some(t);
         churnguard::export::write(&base, &settings(as_of, out)).unwrap();
     }
@@ -656,7 +662,6 @@ fn the_score_file_training_set_and_snapshot_export_hold_as_of_as_one_utc_timesta
 fn metrics_json_is_reproduced_from_the_validation_predictions() {
     use churnguard::metrics::{brier, evaluate, log_loss};
     use churnguard::train::VALIDATION_PREDICTIONS;
-    use polars::prelude::*;
     let dir = trained().join("churn/v1");
     let m: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("metrics.json")).unwrap()).unwrap();
@@ -690,7 +695,10 @@ fn metrics_json_is_reproduced_from_the_validation_predictions() {
         .collect();
     let close = |a: f64, b: &serde_json::Value, what: &str| {
         let b = b.as_f64().unwrap();
-        assert!((a - b).abs() < 1e-12, "{what}: recomputed {a}, metrics.json {b}");
+        assert!(
+            (a - b).abs() < 1e-12,
+            "{what}: recomputed {a}, metrics.json {b}"
+        );
     };
     let champion = m["champion"].as_str().unwrap();
     let mut seen_champion = false;
@@ -704,12 +712,20 @@ fn metrics_json_is_reproduced_from_the_validation_predictions() {
         let v = evaluate(&raw, &labels);
         close(v.roc_auc, &c["validation"]["roc_auc"], algo);
         close(v.pr_auc, &c["validation"]["pr_auc"], algo);
-        close(log_loss(&calibrated, &labels), &c["calibrated_log_loss"], algo);
+        close(
+            log_loss(&calibrated, &labels),
+            &c["calibrated_log_loss"],
+            algo,
+        );
         close(brier(&calibrated, &labels), &c["calibrated_brier"], algo);
         if algo == champion {
             seen_champion = true;
             let cal = evaluate(&calibrated, &labels);
-            close(cal.roc_auc, &m["champion_calibrated"]["roc_auc"], "champion");
+            close(
+                cal.roc_auc,
+                &m["champion_calibrated"]["roc_auc"],
+                "champion",
+            );
             close(cal.brier, &m["champion_calibrated"]["brier"], "champion");
         }
     }
@@ -720,6 +736,10 @@ fn metrics_json_is_reproduced_from_the_validation_predictions() {
         let thr = tier["threshold"].as_f64().unwrap();
         let flagged: Vec<usize> = (0..shipped.len()).filter(|&i| shipped[i] >= thr).collect();
         let tp = flagged.iter().filter(|&&i| labels[i]).count() as f64;
-        close(tp / flagged.len() as f64, &tier["precision"], "tier precision");
+        close(
+            tp / flagged.len() as f64,
+            &tier["precision"],
+            "tier precision",
+        );
     }
 }

@@ -138,10 +138,11 @@ pub(crate) fn datetime_seconds<T>(
         TimeUnit::Milliseconds => 1_000,
     };
     let phys = s.to_physical_repr();
-    Some(
-        phys.i64()
-            .map(|ca| ca.iter().map(|v| f(v.map(|v| v.div_euclid(per_sec)))).collect()),
-    )
+    Some(phys.i64().map(|ca| {
+        ca.iter()
+            .map(|v| f(v.map(|v| v.div_euclid(per_sec))))
+            .collect()
+    }))
 }
 
 /// A numeric column: numbers, or text holding numbers; NaN where empty or bad
