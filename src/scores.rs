@@ -254,7 +254,7 @@ pub fn read(path: &Path) -> Result<HashMap<String, ScoreRecord>> {
         message,
     };
     let mut out = HashMap::with_capacity(df.height());
-    for i in 0..df.height() {
+    for (i, as_of) in as_of.into_iter().enumerate() {
         let Some(id) = ids.get(i) else { continue };
         let risk_tier = match tier.get(i) {
             Some(text) => text
@@ -271,7 +271,7 @@ pub fn read(path: &Path) -> Result<HashMap<String, ScoreRecord>> {
             id.to_string(),
             ScoreRecord {
                 customer_id: id.to_string(),
-                as_of: as_of[i].clone().unwrap_or_default(),
+                as_of: as_of.unwrap_or_default(),
                 churn_probability: prob.get(i).unwrap_or(f64::NAN),
                 health_score: health.get(i).unwrap_or(f64::NAN),
                 risk_tier,
