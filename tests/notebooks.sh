@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Executes every notebook in notebooks/ headless against churnguard's own outputs on a small
 # generated customer base, and fails on any cell error (or on a notebook committed with outputs).
+# Before that, tests/py/outputs/check_outputs.py reads the same outputs with pandas, pyarrow,
+# polars and DuckDB (their own venv, tests/py/outputs/requirements.txt) and checks their types.
 #
 #   bash tests/notebooks.sh
 #
@@ -74,6 +76,17 @@ for d in "$VAL_DATE" "$END_DATE"; do
 done
 "$BIN" features --data "$DATA" --models "$MODELS" --as-of "$END_DATE" --out "$WORK/features.parquet"
 "$BIN" features --data "$DATA" --training-set "${ATTRS[@]}" --out "$WORK/training_set.parquet"
+
+"$BIN" score --data "$DATA" --models "$MODELS" --as-of "$END_DATE" --out "$WORK/scores-$END_DATE.csv" \
+    --outbox "$WORK/alerts-csv.db" > "$WORK/score-csv.log"
+
+step "outputs read as they are by pandas, pyarrow, polars and DuckDB"
+OUT_VENV="${OUTPUTS_VENV:-$ROOT/tests/py/outputs/.venv}"
+cg_venv "$OUT_VENV" "$ROOT/tests/py/outputs/requirements.txt"
+"$OUT_VENV/bin/python" "$ROOT/tests/py/outputs/check_outputs.py" \
+    "$WORK/scores/$END_DATE.parquet" "$WORK/scores-$END_DATE.csv" "$WORK/training_set.parquet" \
+    "$WORK/features.parquet" "$MODELS/churn/v1/validation_predictions.parquet" \
+    "$WORK/scores/$END_DATE.parquet.summary.json"
 
 step "executing notebooks"
 export CHURNGUARD_DATA="$DATA" CHURNGUARD_MODELS="$MODELS" CHURNGUARD_NAME=churn

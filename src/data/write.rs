@@ -10,7 +10,20 @@ use crate::{Error, Result};
 use chrono::{DateTime, SecondsFormat};
 use polars::prelude::*;
 use std::borrow::Cow;
+use std::io::Write;
 use std::path::Path;
+
+/// A Parquet writer whose file records its Arrow schema (`ARROW:schema`) at the oldest
+/// compatibility level (`large_string`, not polars' default `string_view`). pyarrow
+/// restores the stored types, and pandas 3.1 on pyarrow 26 cannot convert a
+/// `list<string_view>` column (`early_warnings`): `pd.read_parquet` of a score file failed
+/// with `ArrowNotImplementedError: Not implemented type for Arrow list to pandas:
+/// string_view`. The data pages are the same; only the declared types change.
+pub fn parquet_writer<W: Write>(w: W, schema: &Schema) -> ParquetWriter<W> {
+    let arrow = schema.to_arrow(CompatLevel::oldest());
+    let key = polars_parquet::write::schema_to_metadata_key(&arrow);
+    ParquetWriter::new(w).with_key_value_metadata(Some(KeyValueMetadata::Static(vec![key])))
+}
 
 /// A timestamp column of an output: Parquet `Datetime(µs, UTC)`, so that polars, pandas
 /// and DuckDB read it as a UTC timestamp without parsing text.
@@ -105,7 +118,7 @@ pub fn write_frame(df: &mut DataFrame, path: &Path) -> Result<()> {
                 .finish(&mut csv_ready(df)?.into_owned())
                 .map_err(|e| Error::polars(format!("writing {}", path.display()), e))
         } else {
-            ParquetWriter::new(file)
+            parquet_writer(file, df.schema())
                 .finish(df)
                 .map(|_| ())
                 .map_err(|e| Error::polars(format!("writing {}", path.display()), e))
@@ -116,7 +129,7 @@ pub fn write_frame(df: &mut DataFrame, path: &Path) -> Result<()> {
 /// `df` as the bytes of a Parquet file, for files written through the registry.
 pub fn parquet_bytes(df: &mut DataFrame) -> Result<Vec<u8>> {
     let mut out = Vec::new();
-    ParquetWriter::new(&mut out)
+    parquet_writer(&mut out, &df.schema().clone())
         .finish(df)
         .map_err(|e| Error::polars("writing a Parquet table", e))?;
     Ok(out)
@@ -169,7 +182,7 @@ pub fn write_frames(
             feed(&mut |df| w.write_batch(df))?;
             w.finish().map_err(|e| Error::polars(shown(), e))
         } else {
-            let mut w = ParquetWriter::new(file)
+            let mut w = parquet_writer(file, &schema)
                 .batched(&schema)
                 .map_err(|e| Error::polars(shown(), e))?;
             feed(&mut |df| w.write_batch(df))?;
@@ -233,6 +246,31 @@ mod tests {
             ],
         )
         .unwrap()
+    }
+
+    #[test]
+    fn parquet_declares_large_strings_not_string_views() {
+        let dir = tempfile::tempdir().unwrap();
+        let (whole, parts) = (dir.path().join("w.parquet"), dir.path().join("p.parquet"));
+        write_frame(&mut typed(0, 4), &whole).unwrap();
+        write_frames(&parts, [typed(0, 2), typed(2, 2)].map(Ok)).unwrap();
+        let df = typed(0, 4);
+        let key = |level| {
+            polars_parquet::write::schema_to_metadata_key(&df.schema().to_arrow(level)).value
+        };
+        assert_ne!(key(CompatLevel::oldest()), key(CompatLevel::newest()));
+        for path in [whole, parts] {
+            let mut file = std::fs::File::open(&path).unwrap();
+            let meta = polars_parquet::read::read_metadata(&mut file).unwrap();
+            let stored: Vec<_> = meta
+                .key_value_metadata
+                .iter()
+                .flatten()
+                .filter(|kv| kv.key == "ARROW:schema")
+                .map(|kv| kv.value.clone())
+                .collect();
+            assert_eq!(stored, [key(CompatLevel::oldest())], "{}", path.display());
+        }
     }
 
     #[test]

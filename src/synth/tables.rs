@@ -184,7 +184,7 @@ impl Sink {
             let ctx = || format!("writing {}", path.display());
             let w = match self.format {
                 SynthFormat::Parquet => Writer::Parquet(Box::new(
-                    ParquetWriter::new(file)
+                    crate::data::write::parquet_writer(file, df.schema())
                         .batched(df.schema())
                         .map_err(|e| Error::polars(ctx(), e))?,
                 )),
