@@ -55,13 +55,26 @@ pub struct BatchSummary {
     pub tier_change: HashMap<String, i64>,
     pub score_quantiles: Vec<(f64, f64)>,
     pub score_psi: f64,
-    pub feature_psi: Vec<(String, f64, &'static str)>,
+    pub feature_psi: Vec<FeaturePsi>,
     pub drift_warnings: Vec<String>,
     pub alerts_raised: usize,
     pub alerts_new: usize,
     pub alerts_delivered: usize,
     pub seconds: HashMap<String, f64>,
     pub output: String,
+}
+
+/// One feature's drift against the model's reference night (the latest validation
+/// snapshot).
+#[derive(Debug, Clone, Serialize)]
+pub struct FeaturePsi {
+    pub feature: String,
+    pub psi: f64,
+    /// `stable`, `moderate shift`, `major shift`, or `by construction`.
+    pub level: &'static str,
+    /// The feature grows with time by construction (tenure): its shift is expected and
+    /// raises no drift warning.
+    pub by_construction: bool,
 }
 
 fn psi_level(p: f64) -> &'static str {
@@ -115,7 +128,7 @@ pub fn run(
         .map(|&c| base.customers.ids[c as usize].as_str())
         .collect();
 
-    // Summary: tiers, their change, distribution and drift against training.
+    // Summary: tiers, their change, distribution and drift against the reference night.
     let mut tiers: HashMap<String, usize> = HashMap::new();
     for t in Tier::ALL {
         tiers.insert(
@@ -148,20 +161,29 @@ pub fn run(
             .map(|&q| (q, probs[((probs.len() - 1) as f64 * q) as usize]))
             .collect()
     };
-    let feature_psi: Vec<(String, f64, &'static str)> = spec
+    let feature_psi: Vec<FeaturePsi> = spec
         .defs()
         .par_iter()
         .enumerate()
         .map(|(j, d)| {
             let col: Vec<f64> = (0..n).map(|i| x[i * w + j]).collect();
             let p = art.feature_bins.get(j).map_or(0.0, |b| b.psi(&col));
-            (d.name.clone(), p, psi_level(p))
+            FeaturePsi {
+                feature: d.name.clone(),
+                psi: p,
+                level: if d.by_construction {
+                    "by construction"
+                } else {
+                    psi_level(p)
+                },
+                by_construction: d.by_construction,
+            }
         })
         .collect();
     let mut drift_warnings: Vec<String> = feature_psi
         .iter()
-        .filter(|f| f.1 >= 0.1)
-        .map(|f| format!("feature {} PSI {:.3} ({})", f.0, f.1, f.2))
+        .filter(|f| f.psi >= 0.1 && !f.by_construction)
+        .map(|f| format!("feature {} PSI {:.3} ({})", f.feature, f.psi, f.level))
         .collect();
     if score_psi >= 0.1 {
         drift_warnings.push(format!(

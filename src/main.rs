@@ -329,7 +329,7 @@ fn score(s: ScoreSettings) -> Result<()> {
         "  alerts: {} raised, {} new, {} delivered",
         r.alerts_raised, r.alerts_new, r.alerts_delivered
     );
-    println!("  score PSI vs training: {:.3}", r.score_psi);
+    println!("  score PSI vs the reference night: {:.3}", r.score_psi);
     for w in &r.drift_warnings {
         println!("  drift: {w}");
     }
@@ -366,6 +366,18 @@ fn retention(s: RetentionSettings) -> Result<()> {
     if let Some(rules) = s.rules {
         opts.rules = rules;
     }
+    // One RFM definition in the whole report: the model's that wrote the score file, else
+    // the production model's when the registry has one.
+    let reg = Registry::new(&s.model.models);
+    let rfm_model = match scores.as_ref().and_then(|s| s.values().next()) {
+        Some(first) => Some(load_scorer(
+            &reg,
+            &first.model.name,
+            Some(&first.model.version),
+        )?),
+        None => load_scorer(&reg, &s.model.name, None).ok(),
+    };
+    opts.model_rfm = rfm_model.as_ref().map(ret::ModelRfm::of);
     let k = ret::kpis_with(&base, as_of, scores.as_ref(), &opts)?;
     if let Some(out) = &s.out {
         ret::save_report(&k, out)?;

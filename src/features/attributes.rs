@@ -33,6 +33,7 @@ pub(super) fn defs(
                 table: TABLE.into(),
                 transform: Transform::Binary,
                 may_be_missing: false,
+                by_construction: false,
             });
         }
     }
@@ -43,6 +44,7 @@ pub(super) fn defs(
             table: TABLE.into(),
             transform: Transform::Identity,
             may_be_missing: true,
+            by_construction: false,
         });
     }
 }

@@ -34,6 +34,7 @@ fn type_defs(ty: &str) -> [FeatureDef; PER_TYPE] {
         table: TABLE.into(),
         transform: Transform::Log1p,
         may_be_missing: false,
+        by_construction: false,
     };
     [
         def(

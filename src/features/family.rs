@@ -12,6 +12,8 @@ pub(super) struct Def {
     pub transform: Transform,
     pub may_be_missing: bool,
     pub description: &'static str,
+    /// See [`FeatureDef::by_construction`].
+    pub by_construction: bool,
 }
 
 impl Def {
@@ -26,6 +28,15 @@ impl Def {
             transform,
             may_be_missing,
             description,
+            by_construction: false,
+        }
+    }
+
+    /// The same feature, marked as one that grows with time by construction.
+    pub const fn by_construction(self) -> Def {
+        Def {
+            by_construction: true,
+            ..self
         }
     }
 
@@ -37,6 +48,7 @@ impl Def {
             table: table.into(),
             transform: self.transform,
             may_be_missing: self.may_be_missing,
+            by_construction: self.by_construction,
         }
     }
 }

@@ -34,6 +34,11 @@ pub struct FeatureDef {
     /// Whether the value can be undefined (NaN) for some customers, e.g. mean csat
     /// with no rated ticket. Models impute it (logistic) or route it (trees).
     pub may_be_missing: bool,
+    /// Whether the feature grows with time by construction (tenure): any later night
+    /// differs from the reference, so its drift is reported apart and never warned about.
+    /// Not part of the schema hash.
+    #[serde(default)]
+    pub by_construction: bool,
 }
 
 /// Which customer attributes become features.
@@ -310,6 +315,13 @@ impl Family {
 mod tests {
     use super::*;
     use crate::features::family::check::signed_up;
+
+    #[test]
+    fn a_feature_recorded_before_the_by_construction_flag_still_reads() {
+        let old = r#"{"name":"tenure_days","description":"days since signup","table":"customers","transform":"log1p","may_be_missing":false}"#;
+        let d: FeatureDef = serde_json::from_str(old).unwrap();
+        assert!(!d.by_construction);
+    }
 
     #[test]
     fn every_table_combination_computes_exactly_one_value_per_named_feature() {

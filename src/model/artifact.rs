@@ -34,9 +34,10 @@ pub struct Artifact {
     /// Sorted calibrated probabilities (101 quantiles) of the validation population:
     /// the health score is the share of that population with a higher probability.
     pub health_reference: Vec<f64>,
-    /// Decile bins of every feature on the training population, for drift (PSI).
+    /// Decile bins of every feature, for drift (PSI), on the latest validation snapshot
+    /// (one night's population; artifacts trained before 2026-12 hold the training rows').
     pub feature_bins: Vec<Bins>,
-    /// Bins of the calibrated score on the training population.
+    /// Bins of the calibrated score on the same snapshot.
     pub score_bins: Bins,
 }
 

@@ -104,6 +104,7 @@ mod tests {
             table: "t".into(),
             transform: t,
             may_be_missing: true,
+            by_construction: false,
         }
     }
 

@@ -309,7 +309,10 @@ fn segments(r: &mut Report, k: &RetentionKpis) {
         return;
     }
     let s = r.section("RFM segments");
-    s.paragraph("Segments from recency and frequency quintile scores (the classic R x F grid), with the quintile cut points learned from the active customers of each snapshot.");
+    s.paragraph(&format!(
+        "Segments from recency and frequency quintile scores (the classic R x F grid). {}",
+        k.rfm_definition
+    ));
     let labels: Vec<String> = k.rfm_segments.iter().map(|g| g.segment.clone()).collect();
     s.chart(svg::bar_chart(
         "Active customers by RFM segment, now",
@@ -556,6 +559,7 @@ fn revenue_at_risk(r: &mut Report, k: &RetentionKpis) {
         true,
     ))
     .reading("Expected revenue lost to churn by the RFM segment in the score file, largest first: where a retention campaign protects the most money.");
+    s.paragraph(&k.rfm_definition);
     header[0] = "segment";
     s.table(&header, &group_rows(&rar.by_segment));
     let rows: Vec<Vec<String>> = rar

@@ -8,7 +8,9 @@
 //! population or the health score: features come from [`crate::features`] (through
 //! [`Bound`](crate::features::Bound)), the population from
 //! [`population`](crate::churn::population), health scores and tiers from the score
-//! file (written with [`Scorer::health`](crate::scoring::Scorer::health)).
+//! file (written with [`Scorer::health`](crate::scoring::Scorer::health)), RFM segments
+//! from the model's cut points ([`ModelRfm`]) so that every section counts the score
+//! file's `rfm_segment`.
 //!
 //! # No leakage
 //!
@@ -35,7 +37,7 @@ mod tests;
 
 pub use html::{report, save_report};
 pub use kpis::{
-    default_as_of, kpis, kpis_with, AtRiskCustomer, CohortKpi, ForwardChurn, MonthKpi, RateBand,
-    RepeatPurchase, RetentionKpis, RetentionOptions, RevenueAtRisk, RiskGroup, RuleKpi, SegmentKpi,
-    TicketRisk, CLV_FORMULA,
+    default_as_of, kpis, kpis_with, AtRiskCustomer, CohortKpi, ForwardChurn, ModelRfm, MonthKpi,
+    RateBand, RepeatPurchase, RetentionKpis, RetentionOptions, RevenueAtRisk, RiskGroup, RuleKpi,
+    SegmentKpi, TicketRisk, CLV_FORMULA,
 };

@@ -14,6 +14,26 @@ fn d(s: &str) -> Ts {
     parse_ts(s).unwrap()
 }
 
+/// The KPIs with a score file and the RFM definition of the model that wrote it.
+fn kpis_scored(
+    base: &CustomerBase,
+    as_of: Ts,
+    scores: &HashMap<String, ScoreRecord>,
+) -> crate::Result<RetentionKpis> {
+    let opts = RetentionOptions {
+        model_rfm: Some(ModelRfm {
+            model: "churn 1".into(),
+            cuts: Some(crate::features::RfmCuts {
+                recency: [10.0, 20.0, 30.0, 40.0],
+                frequency: [1.0, 2.0, 3.0, 4.0],
+                monetary: [10.0, 50.0, 100.0, 200.0],
+            }),
+        }),
+        ..RetentionOptions::default()
+    };
+    kpis_with(base, as_of, Some(scores), &opts)
+}
+
 fn close(a: f64, b: f64) -> bool {
     (a - b).abs() < 1e-9
 }
@@ -255,7 +275,7 @@ fn the_repeat_purchase_rate_is_buyers_with_two_purchases_over_buyers() {
 #[test]
 fn revenue_at_risk_is_probability_times_the_revenue_of_the_last_365_days() {
     let s = scores();
-    let k = kpis(&subscription().build(), d("2024-04-01"), Some(&s)).unwrap();
+    let k = kpis_scored(&subscription().build(), d("2024-04-01"), &s).unwrap();
     let r = k.revenue_at_risk.unwrap();
     assert_eq!(r.customers_scored, 3);
     assert_eq!(r.customers_not_in_base, 1);
@@ -291,9 +311,28 @@ fn the_default_as_of_is_the_score_date_else_midnight_after_the_last_row() {
 }
 
 #[test]
+fn a_score_file_without_its_models_rfm_definition_is_refused() {
+    let err = kpis(&subscription().build(), d("2024-04-01"), Some(&scores())).unwrap_err();
+    assert!(
+        err.to_string().contains("RFM definition of the model"),
+        "{err}"
+    );
+    let k = kpis_scored(&subscription().build(), d("2024-04-01"), &scores()).unwrap();
+    assert!(
+        k.rfm_definition.contains("the model's (churn 1)"),
+        "{}",
+        k.rfm_definition
+    );
+    assert!(
+        report(&k).contains("the model&#39;s (churn 1)")
+            || report(&k).contains("the model's (churn 1)")
+    );
+}
+
+#[test]
 fn a_score_file_from_after_the_as_of_date_is_refused() {
     let s = scores();
-    let err = kpis(&subscription().build(), d("2024-03-15"), Some(&s)).unwrap_err();
+    let err = kpis_scored(&subscription().build(), d("2024-03-15"), &s).unwrap_err();
     assert!(err.to_string().contains("future"), "{err}");
 }
 
@@ -301,7 +340,7 @@ fn a_score_file_from_after_the_as_of_date_is_refused() {
 fn rows_at_or_after_the_as_of_date_change_nothing() {
     let s = scores();
     let as_of = d("2024-04-01");
-    let before = kpis(&subscription().build(), as_of, Some(&s)).unwrap();
+    let before = kpis_scored(&subscription().build(), as_of, &s).unwrap();
     let mut b = subscription();
     let (bb, dd, e) = (1, 3, 4);
     b.churn(bb, as_of)
@@ -309,7 +348,7 @@ fn rows_at_or_after_the_as_of_date_change_nothing() {
         .order(bb, as_of, 1_000.0)
         .order(e, d("2024-06-01"), 5.0)
         .churn(e, d("2024-06-02"));
-    let after = kpis(&b.build(), as_of, Some(&s)).unwrap();
+    let after = kpis_scored(&b.build(), as_of, &s).unwrap();
     assert_eq!(
         serde_json::to_value(&before).unwrap(),
         serde_json::to_value(&after).unwrap()
@@ -348,7 +387,7 @@ fn without_a_churn_table_a_customer_churns_in_the_month_their_activity_lapses() 
 #[test]
 fn the_report_has_every_section_a_reading_per_chart_and_no_script() {
     let s = scores();
-    let k = kpis(&subscription().build(), d("2024-04-01"), Some(&s)).unwrap();
+    let k = kpis_scored(&subscription().build(), d("2024-04-01"), &s).unwrap();
     let html = report(&k);
     for h in [
         "Monthly churn and retention",

@@ -170,6 +170,10 @@ pub struct RetentionFlags {
     pub active_days: Option<u32>,
     #[command(flatten)]
     pub rules: RulesFlags,
+    /// The registry whose model defines the RFM segments: the one that wrote `--scores`,
+    /// else `--name`'s production version when there is one.
+    #[command(flatten)]
+    pub models: ModelFlags,
 }
 
 /// `backtest`.

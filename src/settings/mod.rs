@@ -167,6 +167,8 @@ pub struct RetentionSettings {
     pub scores: Option<PathBuf>,
     /// Print the KPIs as JSON.
     pub json: bool,
+    /// Where the model that defines the RFM segments is found.
+    pub model: ModelRef,
 }
 
 /// What `backtest` runs with.
@@ -454,6 +456,7 @@ impl Settings {
             out: f.out.clone(),
             scores: f.scores.clone(),
             json: f.json,
+            model: self.model(&f.models),
         })
     }
 

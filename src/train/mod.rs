@@ -29,7 +29,7 @@ use crate::model::{
     LogisticParams, Platt, Preprocessor, Thresholds, TreeModel, TreeParams, ARTIFACT_FORMAT,
 };
 use crate::registry::{Published, Registry};
-use crate::time::{fmt_date, fmt_ts};
+use crate::time::{fmt_date, fmt_ts, Ts};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -313,6 +313,24 @@ fn cross_fitted(margins: &[f64], labels: &[bool], customers: &[u32]) -> Vec<f64>
     out
 }
 
+/// The drift references: decile bins of every feature and of the calibrated score on the
+/// latest validation snapshot, one night's population like the nightly run's. (The
+/// training rows pool older snapshots, whose customers were younger: tenure alone made
+/// every night a major shift against them.) `x` holds the validation rows, `as_of` their
+/// snapshot and `scores` their calibrated probability, row for row.
+fn drift_reference(x: &[f64], w: usize, as_of: &[Ts], scores: &[f64]) -> (Vec<Bins>, Bins) {
+    let latest = as_of.iter().copied().max();
+    let rows: Vec<usize> = (0..as_of.len())
+        .filter(|&i| Some(as_of[i]) == latest)
+        .collect();
+    let step = (rows.len() / 200_000).max(1);
+    let rows: Vec<usize> = rows.into_iter().step_by(step).collect();
+    let column =
+        |f: &dyn Fn(usize) -> f64| Bins::learn(&rows.iter().map(|&i| f(i)).collect::<Vec<f64>>());
+    let feature_bins = (0..w).map(|j| column(&|i| x[i * w + j])).collect();
+    (feature_bins, column(&|i| scores[i]))
+}
+
 fn quantile_desc(sorted_asc: &[f64], share: f64) -> f64 {
     if sorted_asc.is_empty() {
         return 1.0;
@@ -476,18 +494,8 @@ pub fn run(
     let health_reference: Vec<f64> = (0..=100)
         .map(|i| sorted[((sorted.len() - 1) as f64 * i as f64 / 100.0) as usize])
         .collect();
-    let step = (yt.len() / 200_000).max(1);
-    let feature_bins: Vec<Bins> = (0..w)
-        .map(|j| {
-            let col: Vec<f64> = (0..yt.len()).step_by(step).map(|i| xt[i * w + j]).collect();
-            Bins::learn(&col)
-        })
-        .collect();
-    let train_scores: Vec<f64> = (0..yt.len())
-        .step_by(step)
-        .map(|i| platt.apply(model.margin(&xt[i * w..(i + 1) * w])))
-        .collect();
-    let score_bins = Bins::learn(&train_scores);
+    let val_as_of: Vec<Ts> = iv.iter().map(|&i| set.examples[i].as_of).collect();
+    let (feature_bins, score_bins) = drift_reference(&xv, w, &val_as_of, &probs);
 
     let artifact = Artifact {
         format: ARTIFACT_FORMAT,
@@ -739,6 +747,22 @@ fn training_set_rows(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn drift_bins_are_learned_from_the_latest_validation_snapshot_only() {
+        // Two validation snapshots of one feature: the earlier one's values are far lower.
+        let as_of: Vec<Ts> = (0..200).map(|i| if i < 100 { 10 } else { 20 }).collect();
+        let x: Vec<f64> = (0..200).map(|i| i as f64).collect();
+        let scores: Vec<f64> = (0..200).map(|i| i as f64 / 200.0).collect();
+        let (features, score) = drift_reference(&x, 1, &as_of, &scores);
+        assert_eq!(features, vec![Bins::learn(&x[100..])]);
+        assert_eq!(score, Bins::learn(&scores[100..]));
+        assert!(features[0].psi(&x[100..]) < 1e-9);
+        assert!(
+            features[0].psi(&x) > 0.25,
+            "the pooled rows differ from the latest night"
+        );
+    }
 
     #[test]
     fn evidence_warnings_flag_few_churners_and_a_chance_level_champion() {

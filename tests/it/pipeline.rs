@@ -4,6 +4,7 @@ use crate::common::{load_dir, sample_parquet, scratch};
 use crate::online_vs_batch::payload;
 use churnguard::alerts::AlertPolicy;
 use churnguard::batch::{self, BatchOptions};
+use churnguard::data::CustomerBase;
 use churnguard::features::snapshot_features;
 use churnguard::features::AttributeConfig;
 use churnguard::labels::{LabelConfig, Split};
@@ -152,13 +153,22 @@ fn options(name: &str, as_of: &str) -> BatchOptions {
     }
 }
 
-#[test]
-fn batch_scores_equal_the_service_path_for_the_same_customers_and_date() {
+/// The shared model's nightly run on the sample as of `as_of`: the model, the base, the
+/// run's options and the score file it wrote.
+fn night(name: &str, as_of: &str) -> (Scorer, CustomerBase, BatchOptions, ScoreFile) {
     let s = scorer();
     let base = load_dir(sample_parquet());
-    let opts = options("batch-vs-service", "2024-11-15");
+    let opts = options(name, as_of);
     batch::run(&base, &s, &opts, &|_| {}).unwrap();
     let scores = scores::read(&opts.out).unwrap();
+    (s, base, opts, scores)
+}
+
+type ScoreFile = std::collections::HashMap<String, scores::ScoreRecord>;
+
+#[test]
+fn batch_scores_equal_the_service_path_for_the_same_customers_and_date() {
+    let (s, base, opts, scores) = night("batch-vs-service", "2024-11-15");
     assert!(scores.len() > 500);
     let mut checked = 0;
     for (c, id) in base.customers.ids.iter().enumerate().step_by(7) {
@@ -269,9 +279,9 @@ fn drift_flags_a_deliberately_shifted_feature() {
     let fee = summary
         .feature_psi
         .iter()
-        .find(|f| f.0 == "monthly_fee")
+        .find(|f| f.feature == "monthly_fee")
         .unwrap();
-    assert!(fee.1 >= 0.25, "{fee:?}");
+    assert!(fee.psi >= 0.25, "{fee:?}");
     assert!(summary
         .drift_warnings
         .iter()
@@ -279,9 +289,58 @@ fn drift_flags_a_deliberately_shifted_feature() {
     let tenure = summary
         .feature_psi
         .iter()
-        .find(|f| f.0 == "logins_30d")
+        .find(|f| f.feature == "logins_30d")
         .unwrap();
-    assert!(tenure.1 < 0.25, "{tenure:?}");
+    assert!(tenure.psi < 0.25, "{tenure:?}");
+}
+
+#[test]
+fn tenure_is_no_drift_on_the_reference_night_nor_a_month_later() {
+    let s = scorer();
+    let base = load_dir(sample_parquet());
+    // The reference night: the latest validation snapshot the drift bins were learned on.
+    let latest = s
+        .manifest
+        .snapshots
+        .iter()
+        .filter(|x| x.split == Split::Validation.as_str())
+        .map(|x| parse_ts(&x.as_of).unwrap())
+        .max()
+        .unwrap();
+    let month_later = latest + 30 * churnguard::time::DAY;
+    assert!(month_later <= base.data_end().unwrap(), "a night with data");
+    for (name, t) in [("drift-reference", latest), ("drift-month", month_later)] {
+        let as_of = churnguard::time::fmt_date(t);
+        let summary = batch::run(&base, &s, &options(name, &as_of), &|_| {}).unwrap();
+        let psi = |name: &str| summary.feature_psi.iter().find(|f| f.feature == name);
+        let tenure = psi("tenure_days").unwrap();
+        assert!(tenure.by_construction, "{tenure:?}");
+        assert_eq!(tenure.level, "by construction");
+        assert!(tenure.psi < 0.1, "{as_of}: {tenure:?}");
+        assert!(
+            !summary.drift_warnings.iter().any(|w| w.contains("tenure")),
+            "{as_of}: {:?}",
+            summary.drift_warnings
+        );
+        assert!(summary
+            .feature_psi
+            .iter()
+            .all(|f| f.by_construction == (f.feature == "tenure_days")));
+        if t == latest {
+            // The same population as the reference: nothing has drifted.
+            let moved: Vec<_> = summary
+                .feature_psi
+                .iter()
+                .filter(|f| f.psi >= 0.1)
+                .collect();
+            assert!(moved.is_empty(), "{moved:?}");
+            assert!(
+                summary.drift_warnings.is_empty(),
+                "{:?}",
+                summary.drift_warnings
+            );
+        }
+    }
 }
 
 #[test]
@@ -497,4 +556,33 @@ fn a_batch_alert_and_a_service_alert_for_the_same_customer_have_one_shape() {
         "{hits}"
     );
     assert_eq!(shape(service_alert), shape(batch_alert));
+}
+
+#[test]
+fn both_rfm_sections_of_the_retention_report_count_the_score_files_segments() {
+    use churnguard::retention::{kpis_with, ModelRfm, RetentionOptions};
+    let (s, base, opts, scores) = night("retention-rfm", "2024-12-01");
+    let ropts = RetentionOptions {
+        model_rfm: Some(ModelRfm::of(&s)),
+        ..RetentionOptions::default()
+    };
+    let k = kpis_with(&base, opts.as_of, Some(&scores), &ropts).unwrap();
+    let rar = k.revenue_at_risk.as_ref().unwrap();
+    assert!(!k.rfm_segments.is_empty());
+    let in_scores = |seg: &str| {
+        rar.by_segment
+            .iter()
+            .find(|g| g.group == seg)
+            .map_or(0, |g| g.customers)
+    };
+    let counts: Vec<(&str, usize, usize)> = k
+        .rfm_segments
+        .iter()
+        .map(|g| (g.segment.as_str(), g.customers_now, in_scores(&g.segment)))
+        .collect();
+    assert!(counts.iter().all(|c| c.1 == c.2), "{counts:?}");
+    let total: usize = k.rfm_segments.iter().map(|g| g.customers_now).sum();
+    assert_eq!(total, rar.customers_scored);
+    let model = format!("the model's ({} {})", s.name, s.version);
+    assert!(k.rfm_definition.contains(&model), "{}", k.rfm_definition);
 }

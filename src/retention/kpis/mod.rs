@@ -9,6 +9,7 @@ mod rules;
 
 use crate::churn::ChurnDefinition;
 use crate::data::CustomerBase;
+use crate::features::RfmCuts;
 use crate::scores::ScoreRecord;
 use crate::scoring::rules::{self as rule_defs, Rule};
 use crate::time::{fmt_date, fmt_ts, parse_ts, Ts, DAY};
@@ -40,6 +41,30 @@ pub struct RetentionOptions {
     pub rules: Vec<Rule>,
     /// How many customers the revenue-at-risk list shows.
     pub top_customers: usize,
+    /// The model whose RFM definition every section uses; required with a score file,
+    /// whose `rfm_segment` is that model's.
+    pub model_rfm: Option<ModelRfm>,
+}
+
+/// A model's RFM definition: the recency, frequency and monetary quintile cut points
+/// learned on its training rows, as in [`crate::scoring::RfmColumns`] and the score file's
+/// `rfm_segment`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelRfm {
+    /// `name version`, as the score file names it.
+    pub model: String,
+    /// `None`: the model has no RFM features, so the report has no RFM segments.
+    pub cuts: Option<RfmCuts>,
+}
+
+impl ModelRfm {
+    /// The RFM definition of a loaded model.
+    pub fn of(scorer: &crate::scoring::Scorer) -> Self {
+        ModelRfm {
+            model: format!("{} {}", scorer.name, scorer.version),
+            cuts: scorer.artifact.spec.rfm.clone(),
+        }
+    }
 }
 
 impl Default for RetentionOptions {
@@ -50,6 +75,7 @@ impl Default for RetentionOptions {
             risk_snapshots: 6,
             rules: rule_defs::default_rules(),
             top_customers: 20,
+            model_rfm: None,
         }
     }
 }
@@ -80,6 +106,8 @@ pub struct RetentionKpis {
     pub clv_formula: String,
     /// Churn within the horizon after past snapshots (RFM, ticket and rule rates pool these).
     pub forward: Option<ForwardChurn>,
+    /// Which RFM definition every section of the report uses, in a sentence.
+    pub rfm_definition: String,
     /// RFM segments (only with an `orders` table), in the order of `RFM_SEGMENTS`.
     pub rfm_segments: Vec<SegmentKpi>,
     pub ticket_risk: Option<TicketRisk>,
@@ -91,6 +119,22 @@ pub struct RetentionKpis {
 
 fn ratio(a: usize, b: usize) -> Option<f64> {
     (b > 0).then(|| a as f64 / b as f64)
+}
+
+/// The sentence that says which RFM definition the report uses.
+fn rfm_definition(model: Option<&ModelRfm>) -> String {
+    match model {
+        Some(m) => format!(
+            "RFM segments everywhere in this report are the model's ({}): recency and frequency \
+             quintile scores with the cut points learned on its training rows, the same \
+             definition as the score file's `rfm_segment`.",
+            m.model
+        ),
+        None => "RFM segments use recency and frequency quintile scores with cut points learned \
+                 from the active customers of each snapshot (no model was given; with a score \
+                 file the model's definition is used)."
+            .into(),
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -135,6 +179,13 @@ pub fn kpis_with(
         r.validate()?;
     }
     let present = base.present();
+    if scores.is_some() && present.orders && opts.model_rfm.is_none() {
+        return Err(Error::Config(
+            "retention with a score file needs the RFM definition of the model that wrote it \
+             (RetentionOptions::model_rfm), so that every section counts the score file's segments"
+                .into(),
+        ));
+    }
     let def = ChurnDefinition::for_tables(present, opts.active_days)?;
     let mut notes = Vec::new();
     let signed_up: Vec<usize> = (0..base.customers.len())
@@ -211,6 +262,7 @@ pub fn kpis_with(
         repeat_purchase,
         clv_formula: CLV_FORMULA.to_string(),
         forward: risk.forward(opts.horizon_days),
+        rfm_definition: rfm_definition(opts.model_rfm.as_ref()),
         rfm_segments: risk.segments(),
         ticket_risk: risk.tickets(),
         rules: risk.rules(&opts.rules),

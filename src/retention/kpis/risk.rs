@@ -1,7 +1,7 @@
 //! Forward-looking churn rates: past snapshots followed by a fully observed horizon,
 //! pooled overall, by RFM segment and by support experience (tickets).
 
-use super::{ratio, RetentionOptions};
+use super::{ratio, ModelRfm, RetentionOptions};
 use crate::churn::{churned_between, population, ChurnDefinition};
 use crate::data::CustomerBase;
 use crate::features::{AttributeConfig, Bound, FeatureSpec, RFM_SEGMENTS};
@@ -78,12 +78,24 @@ impl Snap {
         def: &ChurnDefinition,
         t: Ts,
         horizon: Option<i64>,
+        model: Option<&ModelRfm>,
     ) -> Result<Snap> {
         let pop = population(base, def, t);
         let rows: Vec<(u32, Ts)> = pop.iter().map(|&c| (c, t)).collect();
-        // Cut points (RFM quintiles, event types) are learned from this snapshot's own
-        // population and rows before `t`, as a retention team scores its base at `t`.
-        let spec = FeatureSpec::learn(base, &rows, &AttributeConfig::default())?;
+        // Event types are learned from this snapshot's own population and rows before `t`;
+        // the RFM cut points are the model's when there is one (the score file's segments),
+        // else this snapshot's own, as a retention team scores its base at `t`.
+        let learned = FeatureSpec::learn(base, &rows, &AttributeConfig::default())?;
+        let spec = match model {
+            Some(m) => FeatureSpec::new(
+                learned.present,
+                learned.event_types,
+                learned.categorical,
+                learned.numeric,
+                m.cuts.clone().filter(|_| learned.present.orders),
+            ),
+            None => learned,
+        };
         let x = Bound::new(&spec, base).matrix(&rows);
         let churned = match horizon {
             Some(h) => pop
@@ -158,14 +170,14 @@ impl Risk {
             if t <= first {
                 break;
             }
-            let s = Snap::build(base, def, t, Some(h))?;
+            let s = Snap::build(base, def, t, Some(h), opts.model_rfm.as_ref())?;
             if !s.pop.is_empty() {
                 snaps.push(s);
             }
         }
         snaps.reverse();
         Ok(Risk {
-            now: Snap::build(base, def, as_of, None)?,
+            now: Snap::build(base, def, as_of, None, opts.model_rfm.as_ref())?,
             snaps,
         })
     }
