@@ -174,8 +174,10 @@ impl AppState {
                 return Ok(s);
             }
         }
-        let mut scorer =
-            Scorer::from_loaded(self.registry.load(&self.name, &Selector::Version(version))?)?;
+        let mut scorer = Scorer::from_loaded(
+            self.registry
+                .load(&self.name, &Selector::Version(version))?,
+        )?;
         if let Some(rules) = &self.rules {
             scorer.rules.clone_from(rules);
         }
@@ -192,7 +194,10 @@ impl AppState {
 
     /// The versions held in the pinned-version cache, least recently used first.
     pub fn pinned_versions(&self) -> Vec<String> {
-        lock(&self.pinned).iter().map(|s| s.version.clone()).collect()
+        lock(&self.pinned)
+            .iter()
+            .map(|s| s.version.clone())
+            .collect()
     }
 
     /// Puts the production version into service if it changed. Polls (`force` false) do

@@ -923,16 +923,22 @@ pub fn parse_body(bytes: &[u8], header_len: Option<usize>) -> Result<Value, V2Er
             )))
         }
     };
-    let mut value: Value = serde_json::from_slice(&lenient_json(json)).map_err(|e| {
-        V2Error::bad(format!(
-            "the request body is not valid JSON: {e}{}",
-            if header_len.is_none() && e.is_syntax() {
-                " (binary tensor data needs the header Inference-Header-Content-Length)"
-            } else {
-                ""
-            }
-        ))
-    })?;
+    // With the header, the length it gives is the likeliest culprit (a client reusing one
+    // headers dict, as tritonclient's `infer` invites, sends a stale one with a JSON body).
+    let mut value: Value =
+        serde_json::from_slice(&lenient_json(json)).map_err(|e| match header_len {
+            Some(n) => V2Error::bad(format!(
+                "the first {n} bytes of the body, the JSON part by the header Inference-Header-Content-Length, are not valid JSON: {e} (check that the header gives this request's JSON length)"
+            )),
+            None => V2Error::bad(format!(
+                "the request body is not valid JSON: {e}{}",
+                if e.is_syntax() {
+                    " (binary tensor data needs the header Inference-Header-Content-Length)"
+                } else {
+                    ""
+                }
+            )),
+        })?;
     attach_binary(&mut value, tail)?;
     Ok(value)
 }

@@ -443,7 +443,11 @@ async fn nan_counts_as_missing_for_may_be_missing_features_and_is_refused_naming
         with_raw_data(&req, &required, "[1.0, NaN]"),
     )
     .await;
-    assert_v2_error(&a, StatusCode::BAD_REQUEST, &format!("`{required}` is required"));
+    assert_v2_error(
+        &a,
+        StatusCode::BAD_REQUEST,
+        &format!("`{required}` is required"),
+    );
     let a = post_raw(
         &app,
         "/v2/models/churn/infer",
@@ -529,7 +533,11 @@ async fn the_binary_tensor_extension_scores_like_json() {
     // Binary data without the header, with bytes left over or cut short: 400s that say so.
     let (body, n) = binary_body(&req, "", None);
     let a = post_raw(&app, "/v2/models/churn/infer", &[], body[..n].to_vec()).await;
-    assert_v2_error(&a, StatusCode::BAD_REQUEST, "Inference-Header-Content-Length");
+    assert_v2_error(
+        &a,
+        StatusCode::BAD_REQUEST,
+        "Inference-Header-Content-Length",
+    );
     let mut longer = body.clone();
     longer.extend_from_slice(&[0; 8]);
     let a = post_raw(
@@ -551,11 +559,18 @@ async fn the_binary_tensor_extension_scores_like_json() {
     let a = post_raw(
         &app,
         "/v2/models/churn/infer",
-        &[("inference-header-content-length", (body.len() + 1).to_string())],
+        &[(
+            "inference-header-content-length",
+            (body.len() + 1).to_string(),
+        )],
         body,
     )
     .await;
-    assert_v2_error(&a, StatusCode::BAD_REQUEST, "Inference-Header-Content-Length");
+    assert_v2_error(
+        &a,
+        StatusCode::BAD_REQUEST,
+        "Inference-Header-Content-Length",
+    );
 }
 
 #[tokio::test]
@@ -603,7 +618,10 @@ fn lenient_json_rewrites_undefined_numbers_outside_strings_only() {
         ("[1, 2]", "[1, 2]"),
         ("[NaN,1]", "[null,1]"),
         ("[Infinity, -Infinity]", "[\"Infinity\", \"-Infinity\"]"),
-        ("{\"NaN\": \"a NaN \\\" NaN\"}", "{\"NaN\": \"a NaN \\\" NaN\"}"),
+        (
+            "{\"NaN\": \"a NaN \\\" NaN\"}",
+            "{\"NaN\": \"a NaN \\\" NaN\"}",
+        ),
         ("[NaNa, xNaN]", "[NaNa, xNaN]"),
         ("{\"a\":NaN}", "{\"a\":null}"),
     ];
@@ -611,6 +629,26 @@ fn lenient_json_rewrites_undefined_numbers_outside_strings_only() {
         let got = lenient_json(input.as_bytes());
         assert_eq!(std::str::from_utf8(&got).unwrap(), want, "{input}");
     }
+}
+
+#[test]
+fn a_json_part_cut_by_the_header_length_is_refused_naming_the_header() {
+    use crate::serve::v2::parse_body;
+    let body = br#"{"inputs":[{"name":"tenure_days","shape":[1],"datatype":"FP64","data":[1.0]}]}"#;
+    // A stale Inference-Header-Content-Length (from another request) cuts the JSON short.
+    let e = parse_body(body, Some(20)).unwrap_err();
+    assert_eq!(e.status, StatusCode::BAD_REQUEST);
+    assert!(
+        e.message.contains("first 20 bytes")
+            && e.message.contains("Inference-Header-Content-Length"),
+        "{}",
+        e.message
+    );
+    // The same body without the header is read whole.
+    assert_eq!(
+        parse_body(body, None).unwrap()["inputs"][0]["data"],
+        json!([1.0])
+    );
 }
 
 #[test]
@@ -624,7 +662,10 @@ fn binary_tensor_data_decodes_per_datatype() {
         decode_binary(&fp64, "FP64").unwrap(),
         vec![json!(1.5), Value::Null, json!("Infinity")]
     );
-    let fp32: Vec<u8> = [0.25f32, -2.0].iter().flat_map(|x| x.to_le_bytes()).collect();
+    let fp32: Vec<u8> = [0.25f32, -2.0]
+        .iter()
+        .flat_map(|x| x.to_le_bytes())
+        .collect();
     assert_eq!(
         decode_binary(&fp32, "FP32").unwrap(),
         vec![json!(0.25), json!(-2.0)]

@@ -36,7 +36,16 @@ def parse_args():
 
 
 ARGS = parse_args()
-HEADERS = {"Authorization": f"Bearer {ARGS.key}"}
+AUTH = {"Authorization": f"Bearer {ARGS.key}"}
+
+
+def headers():
+    """A fresh headers dict per call: tritonclient's `infer` writes
+    Inference-Header-Content-Length into the dict it is given, so a dict reused across
+    calls would send a binary request's header length with the next JSON request."""
+    return dict(AUTH)
+
+
 CLIENT = httpclient.InferenceServerClient(url=ARGS.addr)
 
 
@@ -53,7 +62,7 @@ def read_features(path):
 
 
 def get_json(path):
-    req = urllib.request.Request(f"http://{ARGS.addr}{path}", headers=HEADERS)
+    req = urllib.request.Request(f"http://{ARGS.addr}{path}", headers=headers())
     with urllib.request.urlopen(req, timeout=30) as r:
         return json.load(r)
 
@@ -62,7 +71,7 @@ def post_json(path, body):
     req = urllib.request.Request(
         f"http://{ARGS.addr}{path}",
         data=json.dumps(body).encode(),
-        headers={**HEADERS, "Content-Type": "application/json"},
+        headers={**AUTH, "Content-Type": "application/json"},
     )
     with urllib.request.urlopen(req, timeout=30) as r:
         return json.load(r)
@@ -107,7 +116,7 @@ def infer(cols, binary, version="", outputs=None):
         inputs_of(cols, binary),
         model_version=version,
         outputs=outputs,
-        headers=HEADERS,
+        headers=headers(),
     )
 
 
@@ -151,16 +160,16 @@ def refusal(call):
 
 
 def test_server_health_and_metadata():
-    assert CLIENT.is_server_live(headers=HEADERS) is True
-    assert CLIENT.is_server_ready(headers=HEADERS) is True
-    meta = CLIENT.get_server_metadata(headers=HEADERS)
+    assert CLIENT.is_server_live(headers=headers()) is True
+    assert CLIENT.is_server_ready(headers=headers()) is True
+    meta = CLIENT.get_server_metadata(headers=headers())
     assert meta["name"] == "churnguard", meta
     assert "binary_tensor_data" in meta["extensions"], meta
 
 
 def test_model_metadata_and_readiness():
-    assert CLIENT.is_model_ready(MODEL, headers=HEADERS) is True
-    meta = CLIENT.get_model_metadata(MODEL, headers=HEADERS)
+    assert CLIENT.is_model_ready(MODEL, headers=headers()) is True
+    meta = CLIENT.get_model_metadata(MODEL, headers=headers())
     assert meta["name"] == MODEL, meta
     assert meta["versions"] == ["v1", "v2"], meta["versions"]
     assert [i["name"] for i in meta["inputs"]] == COLUMNS_V2, meta["inputs"]
@@ -203,16 +212,16 @@ def test_infer_binary_default_gives_the_same_numbers():
     assert json_size is not None and len(body) == json_size + 8 * len(rows) * len(cols)
     ids = httpclient.InferInput("customer_id", [len(rows)], "BYTES")
     ids.set_data_from_numpy(np.array([r["customer_id"].encode() for r in rows], dtype=np.object_))
-    result = CLIENT.infer(MODEL, inputs + [ids], headers=HEADERS)
+    result = CLIENT.infer(MODEL, inputs + [ids], headers=headers())
     p = check_outputs(result, len(rows), "v2")
     assert np.allclose(p, json_p, rtol=1e-12, atol=0), (p, json_p)
     assert "ignored_inputs" not in (result.get_response().get("parameters") or {})
 
 
 def test_pinned_v1_after_v2_is_production():
-    assert CLIENT.is_model_ready(MODEL, "1", headers=HEADERS) is True
-    assert CLIENT.is_model_ready(MODEL, "v1", headers=HEADERS) is True
-    meta = CLIENT.get_model_metadata(MODEL, "1", headers=HEADERS)
+    assert CLIENT.is_model_ready(MODEL, "1", headers=headers()) is True
+    assert CLIENT.is_model_ready(MODEL, "v1", headers=headers()) is True
+    meta = CLIENT.get_model_metadata(MODEL, "1", headers=headers())
     columns = [i["name"] for i in meta["inputs"]]
     assert columns == [c for c in FEATURES_V1[0] if c != "customer_id"], columns
     assert "monthly_fee" not in columns and "monthly_fee" in COLUMNS_V2
@@ -233,7 +242,7 @@ def test_pinned_v1_after_v2_is_production():
 
 
 def test_unknown_version_is_404():
-    e = refusal(lambda: CLIENT.get_model_metadata(MODEL, "99", headers=HEADERS))
+    e = refusal(lambda: CLIENT.get_model_metadata(MODEL, "99", headers=headers()))
     assert e.status() == "404" and "99" in e.message(), (e.status(), e.message())
 
 
@@ -251,7 +260,7 @@ def test_nan_in_a_required_feature_is_a_400_naming_it():
 
 def test_fp16_binary_is_refused_with_a_message():
     cols = matrix(sample_v2(), COLUMNS_V2)
-    e = refusal(lambda: CLIENT.infer(MODEL, inputs_of(cols, binary=True, datatype="FP16"), headers=HEADERS))
+    e = refusal(lambda: CLIENT.infer(MODEL, inputs_of(cols, binary=True, datatype="FP16"), headers=headers()))
     assert e.status() == "400" and "FP16" in e.message(), (e.status(), e.message())
 
 
