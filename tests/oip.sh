@@ -9,7 +9,8 @@
 # Idempotent: the Python environment (tests/py/oip/.venv, git-ignored) is reused while the
 # requirements file is unchanged; the work directory is rebuilt on every run.
 # Environment: CHURNGUARD_BIN (a churnguard binary; default: build target/release/churnguard),
-# OIP_WORK (default: a fresh temporary directory), PYTHON (default python3).
+# OIP_WORK (default: a fresh temporary directory, removed when the run passes), PYTHON
+# (default python3).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -93,3 +94,8 @@ step "tritonclient against /v2"
 "$PY" "$ROOT/tests/py/oip/test_tritonclient.py" --addr "$ADDR" --key "$KEY" \
     --features-v1 "$WORK/features-v1.csv" --features-v2 "$WORK/features-v2.csv" \
     --scores-v1 "$WORK/scores-v1.csv"
+stop_server
+# A passing run leaves nothing behind (a failing one keeps $WORK, logs included, to look at).
+if [ -z "${OIP_WORK:-}" ]; then
+    rm -rf "$WORK"
+fi
