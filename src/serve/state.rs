@@ -51,6 +51,9 @@ pub struct Shared {
     pub registry: Registry,
     /// Requests clone the `Arc` out; reloads swap it.
     model: RwLock<Option<Arc<Scorer>>>,
+    /// Versions other than the served one asked for by `/v2` clients pinning a version,
+    /// least recently used first, at most [`PINNED_VERSIONS`].
+    pinned: Mutex<Vec<Arc<Scorer>>>,
     /// Serialises reloads (background poll and admin route) and remembers failures so
     /// a broken version is neither retried nor counted every poll.
     reload: Mutex<ReloadMemo>,
@@ -130,6 +133,7 @@ impl AppState {
             name: config.name.clone(),
             registry: Registry::new(&config.models),
             model: RwLock::new(None),
+            pinned: Mutex::default(),
             reload: Mutex::default(),
             scores_path: config.scores.clone(),
             scores: RwLock::new(None),
@@ -152,6 +156,48 @@ impl AppState {
     /// The model served now, if one is loaded.
     pub fn scorer(&self) -> Option<Arc<Scorer>> {
         self.model.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The scorer of one version of the registry: the served one, or one loaded on demand
+    /// and kept among the [`PINNED_VERSIONS`] most recently asked for (versions are
+    /// immutable, so a cached one never goes stale). Blocking when it loads.
+    pub fn scorer_of_version(&self, version: u32) -> Result<Arc<Scorer>> {
+        let wanted = format!("v{version}");
+        if let Some(s) = self.scorer().filter(|s| s.version == wanted) {
+            return Ok(s);
+        }
+        {
+            let mut cache = lock(&self.pinned);
+            if let Some(i) = cache.iter().position(|s| s.version == wanted) {
+                let s = cache.remove(i);
+                cache.push(Arc::clone(&s));
+                return Ok(s);
+            }
+        }
+        let mut scorer = Scorer::from_loaded(
+            self.registry
+                .load(&self.name, &Selector::Version(version))?,
+        )?;
+        if let Some(rules) = &self.rules {
+            scorer.rules.clone_from(rules);
+        }
+        let scorer = Arc::new(scorer);
+        let mut cache = lock(&self.pinned);
+        if !cache.iter().any(|s| s.version == wanted) {
+            cache.push(Arc::clone(&scorer));
+            if cache.len() > PINNED_VERSIONS {
+                cache.remove(0);
+            }
+        }
+        Ok(scorer)
+    }
+
+    /// The versions held in the pinned-version cache, least recently used first.
+    pub fn pinned_versions(&self) -> Vec<String> {
+        lock(&self.pinned)
+            .iter()
+            .map(|s| s.version.clone())
+            .collect()
     }
 
     /// Puts the production version into service if it changed. Polls (`force` false) do
@@ -324,6 +370,10 @@ impl AppState {
         }
     }
 }
+
+/// At most this many versions besides the served one are kept loaded for `/v2` clients
+/// that pin a version.
+pub const PINNED_VERSIONS: usize = 4;
 
 /// Up to this many scores, [`AppState::record_tiers`] first checks on the request's
 /// thread whether anything needs writing (a bigger batch goes straight to the writer).

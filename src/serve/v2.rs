@@ -14,6 +14,17 @@
 //! - every error is `{"error": "..."}`: 400 for a bad request, 404 for a model or version
 //!   not served here.
 //!
+//! Bodies: JSON with `Content-Type: application/json` or with no `Content-Type` at all
+//! (tritonclient sends none); the protocol's binary tensor data extension (header
+//! `Inference-Header-Content-Length`: that many bytes of JSON, then each input with
+//! `parameters.binary_data_size` as raw little-endian bytes, in input order). Outputs are
+//! always answered as JSON (a client asking `binary_data_output` reads them all the same).
+//! Undefined values as Python's `json` writes them (`NaN`; `Infinity` is refused as not
+//! finite), or `NaN` in binary data, count as missing like `null`.
+//!
+//! Versions: `/versions/{v}` serves any version of the registry (loaded on demand, the
+//! last few kept, see [`super::state::PINNED_VERSIONS`]), not only the served one.
+//!
 //! Server-specific extensions: an optional `customer_id` input (BYTES `[N]`) records each
 //! customer's tier in the alert outbox like `/v1/score`; request parameter `as_of` (string)
 //! sets the instant recorded (default now); `parameters.content_type` may be `"pd"`
@@ -21,18 +32,20 @@
 //! accepted for features the model marks `may_be_missing`; inputs that are not features
 //! are ignored and listed in the response parameter `ignored_inputs`.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Path, Request, State};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
-use super::error::{JsonBody, V2Error, V2ErrorBody};
+use super::error::{V2Error, V2ErrorBody};
 use super::routes::N_REASONS;
 use super::state::{AppState, Recorded};
 use crate::alerts::outbox::Observation;
@@ -41,6 +54,8 @@ use crate::features::Transform;
 use crate::registry::Selector;
 use crate::scoring::Scorer;
 
+/// The binary tensor data extension's header: the length of the JSON part of the body.
+pub const INFERENCE_HEADER_CONTENT_LENGTH: &str = "inference-header-content-length";
 /// The optional input carrying customer ids (for alert recording).
 pub const CUSTOMER_ID_INPUT: &str = "customer_id";
 /// The outputs, in their default order.
@@ -57,7 +72,7 @@ pub struct ServerMetadata {
     pub name: String,
     /// The server's version.
     pub version: String,
-    /// Extensions supported (none of the protocol's).
+    /// Extensions supported: `binary_tensor_data` (for inputs).
     pub extensions: Vec<String>,
 }
 
@@ -100,7 +115,7 @@ pub struct MetadataTensor {
 pub struct ModelMetadata {
     /// The model's name.
     pub name: String,
-    /// The versions that may be requested explicitly: the served one.
+    /// The versions that may be requested explicitly: every version of the registry.
     pub versions: Vec<String>,
     /// `churnguard_<algorithm>`.
     pub platform: String,
@@ -200,7 +215,7 @@ pub async fn server_metadata() -> Json<ServerMetadata> {
     Json(ServerMetadata {
         name: "churnguard".into(),
         version: server_version(),
-        extensions: Vec::new(),
+        extensions: vec!["binary_tensor_data".into()],
     })
 }
 
@@ -225,41 +240,70 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Ready>) {
     (status, Json(Ready { ready }))
 }
 
-/// The served scorer when the path names it (and, if given, its version).
-fn served(state: &AppState, name: &str, version: Option<&str>) -> Result<Arc<Scorer>, V2Error> {
+/// The scorer a path names: the served one, or with a version any version of the
+/// registry (loaded on demand into the state's small cache). 404 for another model or a
+/// version that does not exist.
+async fn served(
+    state: &AppState,
+    name: &str,
+    version: Option<&str>,
+) -> Result<Arc<Scorer>, V2Error> {
     if name != state.name {
         return Err(V2Error::not_found(format!(
             "model `{name}` is not served here (this server serves `{}`)",
             state.name
         )));
     }
-    let scorer = state.scorer().ok_or_else(|| V2Error {
-        status: StatusCode::SERVICE_UNAVAILABLE,
-        message: format!("model `{name}` is not loaded yet"),
-    })?;
-    if let Some(v) = version {
-        let same = match v.parse::<Selector>() {
-            Ok(Selector::Version(n)) => format!("v{n}") == scorer.version,
-            _ => false,
-        };
-        if !same {
-            return Err(V2Error::not_found(format!(
-                "version `{v}` of model `{name}` is not served here (the served version is {})",
-                scorer.version
-            )));
+    let Some(v) = version else {
+        return state.scorer().ok_or_else(|| V2Error {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: format!("model `{name}` is not loaded yet"),
+        });
+    };
+    let Ok(Selector::Version(n)) = v.parse::<Selector>() else {
+        return Err(V2Error::not_found(format!(
+            "version `{v}` of model `{name}` does not exist: versions are named v1, v2, ... (or 1, 2, ...)"
+        )));
+    };
+    if let Some(s) = state.scorer().filter(|s| s.version == format!("v{n}")) {
+        return Ok(s);
+    }
+    let st = state.clone();
+    let loaded = tokio::task::spawn_blocking(move || st.scorer_of_version(n))
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "loading a pinned version panicked");
+            V2Error::from(super::error::ApiError::internal())
+        })?;
+    match loaded {
+        Ok(s) => Ok(s),
+        Err(crate::Error::VersionNotFound { .. }) => Err(V2Error::not_found(format!(
+            "version `{v}` of model `{name}` does not exist"
+        ))),
+        Err(e) => {
+            tracing::error!(model = %name, version = n, error = %e, "could not load a version asked for by a /v2 client");
+            Err(V2Error {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                message: format!(
+                    "version `{v}` of model `{name}` exists but cannot be loaded: the server log has the details"
+                ),
+            })
         }
     }
-    Ok(scorer)
 }
 
-fn metadata(scorer: &Scorer) -> ModelMetadata {
+fn metadata(state: &AppState, scorer: &Scorer) -> ModelMetadata {
     let algorithm = match scorer.manifest.algorithm.as_str() {
         "" => "model",
         a => a,
     };
     ModelMetadata {
         name: scorer.name.clone(),
-        versions: vec![scorer.version.clone()],
+        versions: state
+            .registry
+            .versions(&scorer.name)
+            .map(|vs| vs.iter().map(|v| format!("v{}", v.version)).collect())
+            .unwrap_or_else(|_| vec![scorer.version.clone()]),
         platform: format!("churnguard_{algorithm}"),
         inputs: scorer
             .feature_names()
@@ -291,7 +335,8 @@ pub async fn model_metadata(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<ModelMetadata>, V2Error> {
-    served(&state, &name, None).map(|s| Json(metadata(&s)))
+    let s = served(&state, &name, None).await?;
+    Ok(Json(metadata(&state, &s)))
 }
 
 /// Model metadata of an explicit version.
@@ -305,11 +350,12 @@ pub async fn model_metadata_version(
     State(state): State<AppState>,
     Path((name, version)): Path<(String, String)>,
 ) -> Result<Json<ModelMetadata>, V2Error> {
-    served(&state, &name, Some(&version)).map(|s| Json(metadata(&s)))
+    let s = served(&state, &name, Some(&version)).await?;
+    Ok(Json(metadata(&state, &s)))
 }
 
-fn model_ready_answer(state: &AppState, name: &str, version: Option<&str>) -> Response {
-    match served(state, name, version) {
+async fn model_ready_answer(state: &AppState, name: &str, version: Option<&str>) -> Response {
+    match served(state, name, version).await {
         Ok(_) => Json(ModelReady {
             name: name.to_string(),
             ready: true,
@@ -335,7 +381,7 @@ fn model_ready_answer(state: &AppState, name: &str, version: Option<&str>) -> Re
               (status = 404, description = "Not served here", body = V2ErrorBody)),
     security(("bearer" = [])))]
 pub async fn model_ready(State(state): State<AppState>, Path(name): Path<String>) -> Response {
-    model_ready_answer(&state, &name, None)
+    model_ready_answer(&state, &name, None).await
 }
 
 /// Readiness of an explicit version.
@@ -350,7 +396,7 @@ pub async fn model_ready_version(
     State(state): State<AppState>,
     Path((name, version)): Path<(String, String)>,
 ) -> Response {
-    model_ready_answer(&state, &name, Some(&version))
+    model_ready_answer(&state, &name, Some(&version)).await
 }
 
 /// Inference on the served version.
@@ -359,34 +405,36 @@ pub async fn model_ready_version(
     request_body = InferenceRequest,
     responses((status = 200, description = "Scores", body = InferenceResponse),
               (status = 400, description = "Bad request", body = V2ErrorBody),
-              (status = 404, description = "Not served here", body = V2ErrorBody)),
+              (status = 404, description = "Not served here", body = V2ErrorBody),
+              (status = 415, description = "Neither JSON nor the binary tensor data extension", body = V2ErrorBody)),
     security(("bearer" = [])))]
 pub async fn infer(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    body: Result<JsonBody, super::error::ApiError>,
+    body: Result<V2Body, V2Error>,
 ) -> Result<Json<InferenceResponse>, V2Error> {
-    let scorer = served(&state, &name, None)?;
-    let JsonBody(body) = body?;
+    let scorer = served(&state, &name, None).await?;
+    let V2Body(body) = body?;
     run_inference(&state, &scorer, &body).await.map(Json)
 }
 
-/// Inference on an explicit version (must be the served one).
+/// Inference on an explicit version (any version of the registry).
 #[utoipa::path(post, path = "/v2/models/{name}/versions/{version}/infer", tag = "v2",
     params(("name" = String, Path, description = "Model name"),
            ("version" = String, Path, description = "Version")),
     request_body = InferenceRequest,
     responses((status = 200, description = "Scores", body = InferenceResponse),
               (status = 400, description = "Bad request", body = V2ErrorBody),
-              (status = 404, description = "Not served here", body = V2ErrorBody)),
+              (status = 404, description = "No such version", body = V2ErrorBody),
+              (status = 415, description = "Neither JSON nor the binary tensor data extension", body = V2ErrorBody)),
     security(("bearer" = [])))]
 pub async fn infer_version(
     State(state): State<AppState>,
     Path((name, version)): Path<(String, String)>,
-    body: Result<JsonBody, super::error::ApiError>,
+    body: Result<V2Body, V2Error>,
 ) -> Result<Json<InferenceResponse>, V2Error> {
-    let scorer = served(&state, &name, Some(&version))?;
-    let JsonBody(body) = body?;
+    let scorer = served(&state, &name, Some(&version)).await?;
+    let V2Body(body) = body?;
     run_inference(&state, &scorer, &body).await.map(Json)
 }
 
@@ -534,8 +582,9 @@ fn element(
             Ok(f64::NAN)
         } else {
             Err(V2Error::bad(format!(
-                "{}: null is only accepted for features the model marks may_be_missing",
-                at()
+                "{}: an undefined value (null or NaN) is only accepted for features the model marks may_be_missing, and `{}` is required",
+                at(),
+                t.name
             )))
         };
     }
@@ -804,5 +853,284 @@ async fn run_inference(
         id,
         parameters,
         outputs,
+    })
+}
+
+/// An inference request body, parsed: JSON (with a JSON `Content-Type` or none), or the
+/// binary tensor data extension (its binary inputs decoded into `data`). Refuses with
+/// `/v2` errors: 415 for another declared type, 413 over the body limit, 400 otherwise.
+#[derive(Debug, Clone)]
+pub struct V2Body(pub Value);
+
+impl<S: Send + Sync> FromRequest<S> for V2Body {
+    type Rejection = V2Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let header_len = match req.headers().get(INFERENCE_HEADER_CONTENT_LENGTH) {
+            None => None,
+            Some(v) => Some(
+                v.to_str()
+                    .ok()
+                    .and_then(|s| s.trim().parse::<usize>().ok())
+                    .ok_or_else(|| {
+                        V2Error::bad(
+                            "header Inference-Header-Content-Length must be the byte length of the JSON part of the body",
+                        )
+                    })?,
+            ),
+        };
+        // The binary extension's body is not JSON whatever its declared type; otherwise
+        // an undeclared type is JSON (the protocol's clients often send none).
+        if header_len.is_none() {
+            let declared = req
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .map(|v| v.to_str().unwrap_or("").to_ascii_lowercase());
+            if let Some(ct) = declared {
+                let essence = ct.split(';').next().unwrap_or("").trim();
+                if essence != "application/json" && !essence.ends_with("+json") {
+                    return Err(V2Error {
+                        status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                        message: format!(
+                            "Content-Type `{essence}` is not accepted: send JSON (application/json, or no Content-Type), or use the binary tensor data extension (header Inference-Header-Content-Length)"
+                        ),
+                    });
+                }
+            }
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|r| {
+            if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                V2Error::from(super::error::ApiError::too_large())
+            } else {
+                V2Error::bad("the request body could not be read")
+            }
+        })?;
+        parse_body(&bytes, header_len).map(V2Body)
+    }
+}
+
+/// Parses an inference body: the first `header_len` bytes (all of them without the binary
+/// extension) as JSON, leniently about undefined values, then the rest as the binary data
+/// of the inputs that declare `parameters.binary_data_size`, in input order.
+pub fn parse_body(bytes: &[u8], header_len: Option<usize>) -> Result<Value, V2Error> {
+    let (json, tail) = match header_len {
+        None => (bytes, None),
+        Some(n) if n <= bytes.len() => (&bytes[..n], Some(&bytes[n..])),
+        Some(n) => {
+            return Err(V2Error::bad(format!(
+                "Inference-Header-Content-Length is {n} but the body has only {} bytes",
+                bytes.len()
+            )))
+        }
+    };
+    // With the header, the length it gives is the likeliest culprit (a client reusing one
+    // headers dict, as tritonclient's `infer` invites, sends a stale one with a JSON body).
+    let mut value: Value =
+        serde_json::from_slice(&lenient_json(json)).map_err(|e| match header_len {
+            Some(n) => V2Error::bad(format!(
+                "the first {n} bytes of the body, the JSON part by the header Inference-Header-Content-Length, are not valid JSON: {e} (check that the header gives this request's JSON length)"
+            )),
+            None => V2Error::bad(format!(
+                "the request body is not valid JSON: {e}{}",
+                if e.is_syntax() {
+                    " (binary tensor data needs the header Inference-Header-Content-Length)"
+                } else {
+                    ""
+                }
+            )),
+        })?;
+    attach_binary(&mut value, tail)?;
+    Ok(value)
+}
+
+/// Rewrites the undefined-number tokens Python's `json` writes outside strings (`NaN`,
+/// `Infinity`, `-Infinity`), which JSON does not allow: `NaN` becomes `null` (an undefined
+/// value), the infinities become strings (refused later as not finite numbers). Anything
+/// else is left as it is for the JSON parser to judge.
+pub fn lenient_json(b: &[u8]) -> Cow<'_, [u8]> {
+    if !b.iter().any(|&c| c == b'N' || c == b'I') {
+        return Cow::Borrowed(b);
+    }
+    const TOKENS: [(&[u8], &[u8]); 3] = [
+        (b"NaN", b"null"),
+        (b"-Infinity", b"\"-Infinity\""),
+        (b"Infinity", b"\"Infinity\""),
+    ];
+    let mut out = Vec::with_capacity(b.len() + 16);
+    let (mut in_string, mut escaped, mut i) = (false, false, 0);
+    'outer: while i < b.len() {
+        let c = b[i];
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if c == b'\\' {
+                escaped = true;
+            } else if c == b'"' {
+                in_string = false;
+            }
+        } else if c == b'"' {
+            in_string = true;
+        } else if i == 0 || !b[i - 1].is_ascii_alphanumeric() {
+            for (token, with) in TOKENS {
+                let ends = b
+                    .get(i + token.len())
+                    .is_none_or(|c| !c.is_ascii_alphanumeric());
+                if b[i..].starts_with(token) && ends {
+                    out.extend_from_slice(with);
+                    i += token.len();
+                    continue 'outer;
+                }
+            }
+        }
+        out.push(c);
+        i += 1;
+    }
+    Cow::Owned(out)
+}
+
+/// Moves each binary input's bytes from `tail` into its `data`; `tail` is `None` without
+/// the binary extension (then no input may declare `binary_data_size`).
+fn attach_binary(value: &mut Value, tail: Option<&[u8]>) -> Result<(), V2Error> {
+    let mut at: usize = 0;
+    if let Some(inputs) = value.get_mut("inputs").and_then(Value::as_array_mut) {
+        for (i, input) in inputs.iter_mut().enumerate() {
+            let Some(obj) = input.as_object_mut() else {
+                continue;
+            };
+            let Some(size) = obj
+                .get("parameters")
+                .and_then(|p| p.get("binary_data_size"))
+            else {
+                continue;
+            };
+            let name = obj
+                .get("name")
+                .and_then(Value::as_str)
+                .map_or_else(|| format!("inputs[{i}]"), |n| format!("input `{n}`"));
+            let size = size
+                .as_u64()
+                .and_then(|n| usize::try_from(n).ok())
+                .ok_or_else(|| {
+                    V2Error::bad(format!(
+                        "{name}: parameters.binary_data_size must be a non-negative integer"
+                    ))
+                })?;
+            let Some(tail) = tail else {
+                return Err(V2Error::bad(format!(
+                    "{name}: parameters.binary_data_size needs the binary tensor data extension: send the header Inference-Header-Content-Length"
+                )));
+            };
+            if obj.contains_key("data") {
+                return Err(V2Error::bad(format!(
+                    "{name}: give either data or parameters.binary_data_size, not both"
+                )));
+            }
+            let end = at
+                .checked_add(size)
+                .filter(|&e| e <= tail.len())
+                .ok_or_else(|| {
+                    V2Error::bad(format!(
+                        "{name}: binary_data_size {size} runs past the end of the body ({} bytes of binary data left)",
+                        tail.len() - at
+                    ))
+                })?;
+            let datatype = obj.get("datatype").and_then(Value::as_str).unwrap_or("");
+            let data = decode_binary(&tail[at..end], datatype)
+                .map_err(|m| V2Error::bad(format!("{name}: {m}")))?;
+            obj.insert("data".into(), Value::Array(data));
+            at = end;
+        }
+    }
+    match tail {
+        Some(tail) if at != tail.len() => Err(V2Error::bad(format!(
+            "{} bytes of binary data after the JSON header belong to no input's binary_data_size",
+            tail.len() - at
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Splits `b` into little-endian elements of `N` bytes.
+fn elements<const N: usize>(b: &[u8], datatype: &str) -> Result<Vec<[u8; N]>, String> {
+    if b.len() % N != 0 {
+        return Err(format!(
+            "{} bytes of binary data are not a whole number of {datatype} elements ({N} bytes each)",
+            b.len()
+        ));
+    }
+    Ok(b.chunks_exact(N)
+        .map(|c| c.try_into().expect("chunks_exact yields N bytes"))
+        .collect())
+}
+
+/// A float as JSON: NaN is an undefined value (`null`), an infinity a string (refused as
+/// not finite by the element check), like the lenient JSON reading.
+fn float(x: f64) -> Value {
+    if x.is_nan() {
+        Value::Null
+    } else if x.is_finite() {
+        Value::from(x)
+    } else if x > 0.0 {
+        Value::from("Infinity")
+    } else {
+        Value::from("-Infinity")
+    }
+}
+
+/// Decodes one input's raw bytes (little-endian; `BOOL` one byte; `BYTES` each element a
+/// 4-byte little-endian length then that many UTF-8 bytes) into JSON elements.
+pub fn decode_binary(b: &[u8], datatype: &str) -> Result<Vec<Value>, String> {
+    macro_rules! ints {
+        ($t:ty, $n:literal) => {
+            elements::<$n>(b, datatype)?
+                .into_iter()
+                .map(|c| Value::from(<$t>::from_le_bytes(c)))
+                .collect()
+        };
+    }
+    Ok(match datatype {
+        "FP64" => elements::<8>(b, datatype)?
+            .into_iter()
+            .map(|c| float(f64::from_le_bytes(c)))
+            .collect(),
+        "FP32" => elements::<4>(b, datatype)?
+            .into_iter()
+            .map(|c| float(f64::from(f32::from_le_bytes(c))))
+            .collect(),
+        "INT8" => ints!(i8, 1),
+        "INT16" => ints!(i16, 2),
+        "INT32" => ints!(i32, 4),
+        "INT64" => ints!(i64, 8),
+        "UINT8" => ints!(u8, 1),
+        "UINT16" => ints!(u16, 2),
+        "UINT32" => ints!(u32, 4),
+        "UINT64" => ints!(u64, 8),
+        "BOOL" => b.iter().map(|&c| Value::Bool(c != 0)).collect(),
+        "BYTES" => {
+            let mut out = Vec::new();
+            let mut rest = b;
+            while !rest.is_empty() {
+                let j = out.len();
+                let (len, after) = rest
+                    .split_first_chunk::<4>()
+                    .ok_or_else(|| format!("BYTES element {j}: a 4-byte length is cut short"))?;
+                let len = u32::from_le_bytes(*len) as usize;
+                if len > after.len() {
+                    return Err(format!(
+                        "BYTES element {j}: length {len} runs past the end of the data"
+                    ));
+                }
+                let s = std::str::from_utf8(&after[..len])
+                    .map_err(|_| format!("BYTES element {j} is not UTF-8"))?;
+                out.push(Value::from(s));
+                rest = &after[len..];
+            }
+            out
+        }
+        other => {
+            return Err(format!(
+                "datatype {other} is not accepted as binary data: use FP64, FP32, an integer type, BOOL or BYTES"
+            ))
+        }
     })
 }
