@@ -58,7 +58,9 @@ fn document() -> Value {
 fn resolve<'a>(doc: &'a Value, s: &'a Value) -> &'a Value {
     match s.get("$ref").and_then(Value::as_str) {
         Some(r) => {
-            let name = r.strip_prefix("#/components/schemas/").expect("a schema ref");
+            let name = r
+                .strip_prefix("#/components/schemas/")
+                .expect("a schema ref");
             let target = &doc["components"]["schemas"][name];
             assert!(target.is_object(), "dangling ref {r}");
             resolve(doc, target)
@@ -104,7 +106,12 @@ fn the_hand_read_bodies_are_typed_exactly() {
     let req = schema(&doc, "ScoreRequest");
     let p = &req["properties"];
     // features: an object of number|boolean|null, as Scorer::parse_features reads it.
-    assert_eq!(p["features"]["type"], json!(["object", "null"]), "{}", p["features"]);
+    assert_eq!(
+        p["features"]["type"],
+        json!(["object", "null"]),
+        "{}",
+        p["features"]
+    );
     assert_eq!(
         p["features"]["additionalProperties"]["type"],
         json!(["number", "boolean", "null"])
@@ -113,7 +120,11 @@ fn the_hand_read_bodies_are_typed_exactly() {
     assert_eq!(p["customer_id"]["maxLength"], 256);
     // activity: the payload's own fields, as OwnedActivity::parse reads them.
     let activity = alternatives(&doc, &p["activity"]);
-    assert!(activity.iter().any(|a| a["type"] == "null"), "{}", p["activity"]);
+    assert!(
+        activity.iter().any(|a| a["type"] == "null"),
+        "{}",
+        p["activity"]
+    );
     let activity = activity
         .into_iter()
         .find(|a| a["type"] == "object")
@@ -137,7 +148,10 @@ fn the_hand_read_bodies_are_typed_exactly() {
         resolve(&doc, &l["items"]).clone()
     };
     let ticket = item("tickets");
-    assert_eq!(keys(&ticket), ["closed_at", "csat", "opened_at", "priority"]);
+    assert_eq!(
+        keys(&ticket),
+        ["closed_at", "csat", "opened_at", "priority"]
+    );
     assert_eq!(ticket["required"], json!(["opened_at"]));
     assert_eq!(
         alternatives(&doc, &ticket["properties"]["csat"])
@@ -190,7 +204,10 @@ fn the_hand_read_bodies_are_typed_exactly() {
     );
     let output = &schema(&doc, "ResponseOutput")["properties"]["data"];
     assert_eq!(output["type"], "array");
-    assert_eq!(output["items"], json!({"type": ["number", "string", "boolean"]}));
+    assert_eq!(
+        output["items"],
+        json!({"type": ["number", "string", "boolean"]})
+    );
     for (name, key) in [
         ("InferenceRequest", "parameters"),
         ("InferenceResponse", "parameters"),
@@ -210,13 +227,13 @@ fn the_hand_read_bodies_are_typed_exactly() {
     ));
 }
 
-/// Every property named like a timestamp (`as_of`, `*_at`), anywhere in the document.
+/// Every property named like a timestamp (`as_of`, `at`, `*_at`), anywhere in the document.
 fn timestamp_properties<'a>(v: &'a Value, at: &str, out: &mut Vec<(String, &'a Value)>) {
     match v {
         Value::Object(o) => {
             if let Some(Value::Object(props)) = o.get("properties") {
                 for (k, s) in props {
-                    if k == "as_of" || k.ends_with("_at") {
+                    if k == "as_of" || k == "at" || k.ends_with("_at") {
                         out.push((format!("{at}.{k}"), s));
                     }
                 }
@@ -249,6 +266,8 @@ fn every_timestamp_of_the_document_is_a_date_time() {
         "ScoreRequest.properties.as_of",
         "ActivityTicket.properties.opened_at",
         "ActivityTicket.properties.closed_at",
+        "ActivityOrder.properties.at",
+        "ActivityEvent.properties.at",
     ] {
         assert!(
             names.iter().any(|n| n.ends_with(must)),
@@ -256,7 +275,10 @@ fn every_timestamp_of_the_document_is_a_date_time() {
         );
     }
     for (name, s) in &found {
-        assert!(says_date_time(&doc, s), "{name} has no format date-time: {s}");
+        assert!(
+            says_date_time(&doc, s),
+            "{name} has no format date-time: {s}"
+        );
     }
 }
 
@@ -369,7 +391,9 @@ fn response_schema<'a>(doc: &'a Value, method: &str, path: &str, status: u16) ->
     assert!(
         r.is_object(),
         "{method} {path} answers {status}, which the document does not list (it lists {:?})",
-        op["responses"].as_object().map(|o| o.keys().collect::<Vec<_>>())
+        op["responses"]
+            .as_object()
+            .map(|o| o.keys().collect::<Vec<_>>())
     );
     r["content"]["application/json"]["schema"]
         .as_object()
@@ -377,8 +401,8 @@ fn response_schema<'a>(doc: &'a Value, method: &str, path: &str, status: u16) ->
 }
 
 fn request_schema<'a>(doc: &'a Value, method: &str, path: &str) -> &'a Value {
-    &doc["paths"][path][method.to_ascii_lowercase()]["requestBody"]["content"]
-        ["application/json"]["schema"]
+    &doc["paths"][path][method.to_ascii_lowercase()]["requestBody"]["content"]["application/json"]
+        ["schema"]
 }
 
 #[tokio::test]
@@ -403,13 +427,16 @@ async fn every_answer_of_the_server_matches_the_document() {
             input["data"] = json!([[null], [3.0]]);
         }
     }
-    v2_with_nulls["inputs"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({"name": "customer_id", "datatype": "BYTES", "shape": [2], "data": ["c1", "c2"]}));
+    v2_with_nulls["inputs"].as_array_mut().unwrap().push(
+        json!({"name": "customer_id", "datatype": "BYTES", "shape": [2], "data": ["c1", "c2"]}),
+    );
     v2_with_nulls["parameters"]["as_of"] = json!("2024-06-01");
     let good_requests = [
-        ("POST", "/v1/score", json!({"customer_id": "c9", "features": partly_defined})),
+        (
+            "POST",
+            "/v1/score",
+            json!({"customer_id": "c9", "features": partly_defined}),
+        ),
         (
             "POST",
             "/v1/score",
@@ -432,14 +459,46 @@ async fn every_answer_of_the_server_matches_the_document() {
     let json_body = |v: &Value| Some(("application/json", serde_json::to_vec(v).unwrap()));
     let mut calls: Vec<(&str, &str, String, Option<&str>, Option<(&str, Vec<u8>)>)> = good_requests
         .iter()
-        .map(|(m, p, b)| (*m, *p, p.replace("{name}", "churn"), Some(KEY), json_body(b)))
+        .map(|(m, p, b)| {
+            (
+                *m,
+                *p,
+                p.replace("{name}", "churn"),
+                Some(KEY),
+                json_body(b),
+            )
+        })
         .collect();
     let bad_feature = json!({"customer_id": "c1", "features": {required_feature(): "x"}});
     calls.extend([
-        ("POST", "/v1/score", "/v1/score".into(), Some(KEY), json_body(&bad_feature)),
-        ("POST", "/v1/score", "/v1/score".into(), Some(KEY), Some(("application/json", b"{".to_vec()))),
-        ("POST", "/v1/score", "/v1/score".into(), Some(KEY), Some(("text/plain", b"{}".to_vec()))),
-        ("POST", "/v1/score", "/v1/score".into(), None, json_body(&bad_feature)),
+        (
+            "POST",
+            "/v1/score",
+            "/v1/score".into(),
+            Some(KEY),
+            json_body(&bad_feature),
+        ),
+        (
+            "POST",
+            "/v1/score",
+            "/v1/score".into(),
+            Some(KEY),
+            Some(("application/json", b"{".to_vec())),
+        ),
+        (
+            "POST",
+            "/v1/score",
+            "/v1/score".into(),
+            Some(KEY),
+            Some(("text/plain", b"{}".to_vec())),
+        ),
+        (
+            "POST",
+            "/v1/score",
+            "/v1/score".into(),
+            None,
+            json_body(&bad_feature),
+        ),
         (
             "POST",
             "/v1/score",
@@ -447,34 +506,172 @@ async fn every_answer_of_the_server_matches_the_document() {
             Some(KEY),
             Some(("application/json", vec![b' '; 100 * 1024])),
         ),
-        ("POST", "/v1/score/batch", "/v1/score/batch".into(), Some(KEY), json_body(&json!({"instances": [bad_feature]}))),
-        ("POST", "/v1/score/batch", "/v1/score/batch".into(), Some(KEY), json_body(&json!({"instances": vec![json!({}); 51]}))),
-        ("GET", "/v1/customers/{id}/score", "/v1/customers/c1/score".into(), Some(KEY), None),
-        ("GET", "/v1/customers/{id}/score", "/v1/customers/nobody/score".into(), Some(KEY), None),
-        ("GET", "/v1/customers/{id}/score", "/v1/customers/c1/score".into(), None, None),
+        (
+            "POST",
+            "/v1/score/batch",
+            "/v1/score/batch".into(),
+            Some(KEY),
+            json_body(&json!({"instances": [bad_feature]})),
+        ),
+        (
+            "POST",
+            "/v1/score/batch",
+            "/v1/score/batch".into(),
+            Some(KEY),
+            json_body(&json!({"instances": vec![json!({}); 51]})),
+        ),
+        (
+            "GET",
+            "/v1/customers/{id}/score",
+            "/v1/customers/c1/score".into(),
+            Some(KEY),
+            None,
+        ),
+        (
+            "GET",
+            "/v1/customers/{id}/score",
+            "/v1/customers/nobody/score".into(),
+            Some(KEY),
+            None,
+        ),
+        (
+            "GET",
+            "/v1/customers/{id}/score",
+            "/v1/customers/c1/score".into(),
+            None,
+            None,
+        ),
         ("GET", "/v1/models", "/v1/models".into(), Some(KEY), None),
         ("GET", "/v1/models", "/v1/models".into(), None, None),
-        ("GET", "/v1/models/{name}", "/v1/models/churn".into(), Some(KEY), None),
-        ("GET", "/v1/models/{name}", "/v1/models/other".into(), Some(KEY), None),
-        ("POST", "/v1/admin/reload", "/v1/admin/reload".into(), Some(ADMIN), None),
-        ("POST", "/v1/admin/reload", "/v1/admin/reload".into(), Some(KEY), None),
+        (
+            "GET",
+            "/v1/models/{name}",
+            "/v1/models/churn".into(),
+            Some(KEY),
+            None,
+        ),
+        (
+            "GET",
+            "/v1/models/{name}",
+            "/v1/models/other".into(),
+            Some(KEY),
+            None,
+        ),
+        (
+            "POST",
+            "/v1/admin/reload",
+            "/v1/admin/reload".into(),
+            Some(ADMIN),
+            None,
+        ),
+        (
+            "POST",
+            "/v1/admin/reload",
+            "/v1/admin/reload".into(),
+            Some(KEY),
+            None,
+        ),
         ("GET", "/healthz", "/healthz".into(), None, None),
         ("GET", "/readyz", "/readyz".into(), None, None),
         ("GET", "/v2", "/v2".into(), None, None),
-        ("GET", "/v2/health/live", "/v2/health/live".into(), None, None),
-        ("GET", "/v2/health/ready", "/v2/health/ready".into(), None, None),
-        ("GET", "/v2/models/{name}", "/v2/models/churn".into(), Some(KEY), None),
-        ("GET", "/v2/models/{name}", "/v2/models/other".into(), Some(KEY), None),
-        ("GET", "/v2/models/{name}", "/v2/models/churn".into(), None, None),
-        ("GET", "/v2/models/{name}/ready", "/v2/models/churn/ready".into(), Some(KEY), None),
-        ("GET", "/v2/models/{name}/ready", "/v2/models/churn/ready".into(), None, None),
-        ("GET", "/v2/models/{name}/versions/{version}", "/v2/models/churn/versions/v2".into(), Some(KEY), None),
-        ("GET", "/v2/models/{name}/versions/{version}", "/v2/models/churn/versions/v9".into(), Some(KEY), None),
-        ("GET", "/v2/models/{name}/versions/{version}/ready", "/v2/models/churn/versions/1/ready".into(), Some(KEY), None),
-        ("POST", "/v2/models/{name}/infer", "/v2/models/churn/infer".into(), None, json_body(&infer_request(1, 0.0))),
-        ("POST", "/v2/models/{name}/infer", "/v2/models/churn/infer".into(), Some(KEY), json_body(&json!({"inputs": []}))),
-        ("POST", "/v2/models/{name}/infer", "/v2/models/other/infer".into(), Some(KEY), json_body(&infer_request(1, 0.0))),
-        ("POST", "/v2/models/{name}/infer", "/v2/models/churn/infer".into(), Some(KEY), Some(("text/csv", b"a,b".to_vec()))),
+        (
+            "GET",
+            "/v2/health/live",
+            "/v2/health/live".into(),
+            None,
+            None,
+        ),
+        (
+            "GET",
+            "/v2/health/ready",
+            "/v2/health/ready".into(),
+            None,
+            None,
+        ),
+        (
+            "GET",
+            "/v2/models/{name}",
+            "/v2/models/churn".into(),
+            Some(KEY),
+            None,
+        ),
+        (
+            "GET",
+            "/v2/models/{name}",
+            "/v2/models/other".into(),
+            Some(KEY),
+            None,
+        ),
+        (
+            "GET",
+            "/v2/models/{name}",
+            "/v2/models/churn".into(),
+            None,
+            None,
+        ),
+        (
+            "GET",
+            "/v2/models/{name}/ready",
+            "/v2/models/churn/ready".into(),
+            Some(KEY),
+            None,
+        ),
+        (
+            "GET",
+            "/v2/models/{name}/ready",
+            "/v2/models/churn/ready".into(),
+            None,
+            None,
+        ),
+        (
+            "GET",
+            "/v2/models/{name}/versions/{version}",
+            "/v2/models/churn/versions/v2".into(),
+            Some(KEY),
+            None,
+        ),
+        (
+            "GET",
+            "/v2/models/{name}/versions/{version}",
+            "/v2/models/churn/versions/v9".into(),
+            Some(KEY),
+            None,
+        ),
+        (
+            "GET",
+            "/v2/models/{name}/versions/{version}/ready",
+            "/v2/models/churn/versions/1/ready".into(),
+            Some(KEY),
+            None,
+        ),
+        (
+            "POST",
+            "/v2/models/{name}/infer",
+            "/v2/models/churn/infer".into(),
+            None,
+            json_body(&infer_request(1, 0.0)),
+        ),
+        (
+            "POST",
+            "/v2/models/{name}/infer",
+            "/v2/models/churn/infer".into(),
+            Some(KEY),
+            json_body(&json!({"inputs": []})),
+        ),
+        (
+            "POST",
+            "/v2/models/{name}/infer",
+            "/v2/models/other/infer".into(),
+            Some(KEY),
+            json_body(&infer_request(1, 0.0)),
+        ),
+        (
+            "POST",
+            "/v2/models/{name}/infer",
+            "/v2/models/churn/infer".into(),
+            Some(KEY),
+            Some(("text/csv", b"a,b".to_vec())),
+        ),
         (
             "POST",
             "/v2/models/{name}/infer",
@@ -482,16 +679,34 @@ async fn every_answer_of_the_server_matches_the_document() {
             Some(KEY),
             Some(("application/json", vec![b' '; 100 * 1024])),
         ),
-        ("POST", "/v2/models/{name}/versions/{version}/infer", "/v2/models/churn/versions/v2/infer".into(), Some(KEY), json_body(&infer_request(2, 0.5))),
-        ("POST", "/v2/models/{name}/versions/{version}/infer", "/v2/models/churn/versions/v7/infer".into(), Some(KEY), json_body(&infer_request(2, 0.5))),
+        (
+            "POST",
+            "/v2/models/{name}/versions/{version}/infer",
+            "/v2/models/churn/versions/v2/infer".into(),
+            Some(KEY),
+            json_body(&infer_request(2, 0.5)),
+        ),
+        (
+            "POST",
+            "/v2/models/{name}/versions/{version}/infer",
+            "/v2/models/churn/versions/v7/infer".into(),
+            Some(KEY),
+            json_body(&infer_request(2, 0.5)),
+        ),
     ]);
     let mut statuses = std::collections::BTreeSet::new();
     for (method, path, concrete, key, body) in calls {
         let a = call(&app, method, &concrete, key, body).await;
         statuses.insert(a.status.as_u16());
         if let Some(s) = response_schema(&doc, method, path, a.status.as_u16()) {
-            conforms(&doc, s, &a.body, &format!("{method} {concrete} {}", a.status), false)
-                .unwrap_or_else(|e| panic!("the server's answer breaks the document: {e}"));
+            conforms(
+                &doc,
+                s,
+                &a.body,
+                &format!("{method} {concrete} {}", a.status),
+                false,
+            )
+            .unwrap_or_else(|e| panic!("the server's answer breaks the document: {e}"));
         }
     }
     // Every class of answer was exercised (a call that stopped erroring would hide here).
