@@ -258,16 +258,16 @@ fn every_timestamp_of_the_document_is_a_date_time() {
     timestamp_properties(&doc, "", &mut found);
     let names: Vec<&str> = found.iter().map(|(n, _)| n.as_str()).collect();
     for must in [
-        "ScoreResponse.properties.as_of",
-        "CustomerScore.properties.as_of",
-        "ModelSummary.properties.created_at",
-        "ModelDetail.properties.created_at",
-        "VersionSummary.properties.created_at",
-        "ScoreRequest.properties.as_of",
-        "ActivityTicket.properties.opened_at",
-        "ActivityTicket.properties.closed_at",
-        "ActivityOrder.properties.at",
-        "ActivityEvent.properties.at",
+        "ScoreResponse.as_of",
+        "CustomerScore.as_of",
+        "ModelSummary.created_at",
+        "ModelDetail.created_at",
+        "VersionSummary.created_at",
+        "ScoreRequest.as_of",
+        "ActivityTicket.opened_at",
+        "ActivityTicket.closed_at",
+        "ActivityOrder.at",
+        "ActivityEvent.at",
     ] {
         assert!(
             names.iter().any(|n| n.ends_with(must)),
@@ -405,6 +405,15 @@ fn request_schema<'a>(doc: &'a Value, method: &str, path: &str) -> &'a Value {
         ["schema"]
 }
 
+/// A request of the test below: method, documented path, concrete path, key, body.
+type Call = (
+    &'static str,
+    &'static str,
+    String,
+    Option<&'static str>,
+    Option<(&'static str, Vec<u8>)>,
+);
+
 #[tokio::test]
 async fn every_answer_of_the_server_matches_the_document() {
     let env = Env::new();
@@ -457,7 +466,7 @@ async fn every_answer_of_the_server_matches_the_document() {
 
     // (method, documented path, concrete path, key, body): successes and every error class.
     let json_body = |v: &Value| Some(("application/json", serde_json::to_vec(v).unwrap()));
-    let mut calls: Vec<(&str, &str, String, Option<&str>, Option<(&str, Vec<u8>)>)> = good_requests
+    let mut calls: Vec<Call> = good_requests
         .iter()
         .map(|(m, p, b)| {
             (
