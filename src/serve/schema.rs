@@ -5,9 +5,10 @@
 //! names the field at fault; nothing derives their schema from a Rust type. Without these
 //! the document says `object` where the server takes numbers, and a generated client
 //! refuses the server's own answers. The readers they describe stay the truth: the
-//! tests beside them check the names and types against the readers
-//! ([`crate::features::online::ACTIVITY_FIELDS`], [`crate::time::parse_ts`], the `/v2`
-//! element checks) and every answer of the server against the document.
+//! tests of the document (`serve/tests/openapi.rs`) check the names against the readers
+//! ([`crate::features::online::ACTIVITY_FIELDS`]), requests the server accepts (every
+//! timestamp form, nested and undefined tensor data) against the document, and every
+//! answer of the server, errors included, against the schema of its status.
 
 use utoipa::openapi::schema::{
     AnyOfBuilder, ArrayBuilder, KnownFormat, ObjectBuilder, OneOfBuilder, Schema, SchemaFormat,
@@ -74,11 +75,12 @@ pub fn features() -> Schema {
         .into()
 }
 
-/// Raw activity of one customer (`ScoreRequest.activity`), read by
-/// [`crate::features::online::OwnedActivity::parse`]: features are computed from it as of
-/// `as_of` by the same code as training. Lists may be absent or null (no rows); unknown
-/// keys are ignored and listed in `ignored_fields`; rows at or after `as_of` are not
-/// used. Timestamps: RFC 3339, `YYYY-MM-DD HH:MM:SS` (UTC) or `YYYY-MM-DD`.
+// Read by `crate::features::online::OwnedActivity::parse`; the doc comment below is the
+// document's description, for a caller.
+/// Raw activity of one customer: features are computed from it as of `as_of` by the same
+/// code as training. Lists may be absent or null (no rows); unknown keys are ignored and
+/// listed in `ignored_fields`; rows at or after `as_of` are not used. Timestamps: RFC
+/// 3339, `YYYY-MM-DD HH:MM:SS` (UTC) or `YYYY-MM-DD`.
 #[derive(Debug, Clone, ToSchema)]
 pub struct Activity {
     /// The customer's `customers` row.
