@@ -83,6 +83,7 @@ pub struct ScoreRecord {
     /// The customer.
     pub customer_id: String,
     /// The nightly run's snapshot instant (RFC 3339, UTC).
+    #[schema(format = DateTime)]
     pub as_of: String,
     /// Calibrated probability of churning within the model's horizon (higher is worse).
     pub churn_probability: f64,

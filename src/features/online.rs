@@ -123,7 +123,8 @@ fn object<'a>(v: &'a Value, field: &dyn Display) -> Result<&'a Map<String, Value
     })
 }
 
-const KNOWN: [&str; 5] = ["customer", "logins", "tickets", "orders", "events"];
+/// The keys of an `activity` payload; any other is ignored (and reported back).
+pub const ACTIVITY_FIELDS: [&str; 5] = ["customer", "logins", "tickets", "orders", "events"];
 
 impl OwnedActivity {
     /// Parses an `activity` object against a spec. Returns the activity and the names of
@@ -132,7 +133,7 @@ impl OwnedActivity {
         let obj = object(activity, &"activity")?;
         let ignored: Vec<String> = obj
             .keys()
-            .filter(|k| !KNOWN.contains(&k.as_str()))
+            .filter(|k| !ACTIVITY_FIELDS.contains(&k.as_str()))
             .map(|k| format!("activity.{k}"))
             .collect();
         let customer = obj.get("customer").ok_or_else(|| {

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// How the model's preprocessing should treat a feature.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Transform {
     /// Used as is.
@@ -22,11 +22,12 @@ pub enum Transform {
     Binary,
 }
 
-/// One feature of the schema.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One feature of the schema (as `GET /v1/models/{name}` lists them, in the model's order).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FeatureDef {
     /// Stable name, used in requests, outputs and reason codes.
     pub name: String,
+    /// What it measures, in words.
     pub description: String,
     /// The table it is computed from.
     pub table: String,

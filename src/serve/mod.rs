@@ -9,6 +9,7 @@
 //! - [`error`]: the error type and its statuses, the JSON extractor, the guards.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`openapi`]: the OpenAPI document, derived from the handlers.
+//! - [`schema`]: the document's schemas of the bodies the handlers read by hand.
 //!
 //! # Lifecycle
 //!
@@ -30,6 +31,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod recorder;
 pub mod routes;
+pub mod schema;
 pub mod state;
 pub mod v2;
 

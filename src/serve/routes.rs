@@ -33,20 +33,22 @@ pub const MAX_CUSTOMER_ID_BYTES: usize = 256;
 #[schema(example = json!({"customer_id": "c42", "features": {"logins_30d": 3, "tickets_open": 1}}))]
 pub struct ScoreRequest {
     /// The customer's id in your systems (1 to 256 bytes). Alerts are keyed on it.
+    #[schema(min_length = 1, max_length = 256)]
     pub customer_id: String,
     /// The instant to score at: RFC 3339, `YYYY-MM-DD HH:MM:SS` (UTC) or `YYYY-MM-DD`.
     /// Default: now. Used by the `activity` form and for the alert state.
     #[serde(default)]
+    #[schema(schema_with = super::schema::as_of)]
     pub as_of: Option<String>,
     /// The model's features by name (see `GET /v1/models/{name}`). A feature the model
     /// marks `may_be_missing` may be absent or null; every other one is required.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = super::schema::features)]
     pub features: Option<Value>,
     /// Raw activity (`customer`, `logins`, `tickets`, `orders`, `events`); features are
     /// computed as of `as_of` by the same code as training.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<super::schema::Activity>)]
     pub activity: Option<Value>,
 }
 
@@ -72,6 +74,7 @@ pub struct ScoreResponse {
     /// The model that scored.
     pub model: ModelRef,
     /// The instant scored (RFC 3339, UTC).
+    #[schema(format = DateTime)]
     pub as_of: String,
     /// Request fields that were not used (`features.unknown_thing`), never an error.
     pub ignored_fields: Vec<String>,
@@ -102,7 +105,9 @@ pub struct ModelSummary {
     pub version: String,
     /// The fitted algorithm (`logistic`, `tree`, `forest`, `gbdt`).
     pub algorithm: Option<String>,
-    /// When the version was written.
+    /// When the version was written (RFC 3339, UTC); null for a manifest that did not
+    /// record it.
+    #[schema(format = DateTime)]
     pub created_at: Option<String>,
     /// The horizon of `churn_probability`, in days.
     pub horizon_days: Option<u64>,
@@ -120,8 +125,9 @@ pub struct ModelList {
 pub struct VersionSummary {
     /// `v3`.
     pub version: String,
-    /// When it was written.
-    pub created_at: String,
+    /// When it was written (RFC 3339, UTC); null for a manifest that did not record it.
+    #[schema(format = DateTime)]
+    pub created_at: Option<String>,
     /// Aliases pointing at it (`production`, `staging`).
     pub aliases: Vec<String>,
 }
@@ -135,7 +141,9 @@ pub struct ModelDetail {
     pub version: String,
     /// The fitted algorithm.
     pub algorithm: Option<String>,
-    /// When the version was written.
+    /// When the version was written (RFC 3339, UTC); null for a manifest that did not
+    /// record it.
+    #[schema(format = DateTime)]
     pub created_at: Option<String>,
     /// The horizon of `churn_probability`, in days.
     pub horizon_days: Option<u64>,
@@ -148,8 +156,8 @@ pub struct ModelDetail {
     #[schema(value_type = Object)]
     pub thresholds: Value,
     /// The feature schema, in the model's order: name, description, table, transform,
-    /// may_be_missing.
-    #[schema(value_type = Vec<Object>)]
+    /// may_be_missing, by_construction.
+    #[schema(value_type = Vec<crate::features::FeatureDef>)]
     pub features: Value,
     /// Every version in the registry, with its aliases.
     pub versions: Vec<VersionSummary>,
@@ -576,7 +584,7 @@ pub async fn model_detail(
         .into_iter()
         .map(|v| VersionSummary {
             version: format!("v{}", v.version),
-            created_at: v.created_at,
+            created_at: recorded(&v.created_at),
             aliases: v.aliases,
         })
         .collect();

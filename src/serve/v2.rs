@@ -137,10 +137,10 @@ pub struct RequestInput {
     pub datatype: String,
     /// Parameters of this input.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = super::schema::input_parameters)]
     pub parameters: Option<Value>,
     /// Row-major data, flat or nested.
-    #[schema(value_type = Vec<Object>)]
+    #[schema(schema_with = super::schema::input_data)]
     pub data: Value,
 }
 
@@ -151,7 +151,7 @@ pub struct RequestOutput {
     pub name: String,
     /// Parameters of this output.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = super::schema::output_parameters)]
     pub parameters: Option<Value>,
 }
 
@@ -163,7 +163,7 @@ pub struct InferenceRequest {
     pub id: Option<String>,
     /// `content_type` (`"pd"` only) and `as_of` (string).
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = super::schema::request_parameters)]
     pub parameters: Option<Value>,
     /// One per feature column, plus optionally `customer_id`.
     pub inputs: Vec<RequestInput>,
@@ -182,7 +182,7 @@ pub struct ResponseOutput {
     /// `FP64` or `BYTES`.
     pub datatype: String,
     /// N elements.
-    #[schema(value_type = Vec<Object>)]
+    #[schema(schema_with = super::schema::output_data)]
     pub data: Value,
 }
 
@@ -198,7 +198,7 @@ pub struct InferenceResponse {
     pub id: Option<String>,
     /// `ignored_inputs` (comma-separated) when some inputs were not used.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = super::schema::response_parameters)]
     pub parameters: Option<Value>,
     /// The outputs.
     pub outputs: Vec<ResponseOutput>,
@@ -329,7 +329,9 @@ fn metadata(state: &AppState, scorer: &Scorer) -> ModelMetadata {
 #[utoipa::path(get, path = "/v2/models/{name}", tag = "v2",
     params(("name" = String, Path, description = "Model name")),
     responses((status = 200, description = "Model metadata", body = ModelMetadata),
-              (status = 404, description = "Not served here", body = V2ErrorBody)),
+              (status = 401, description = "Missing or unknown API key", body = V2ErrorBody),
+              (status = 404, description = "Not served here", body = V2ErrorBody),
+              (status = 503, description = "No model loaded yet", body = V2ErrorBody)),
     security(("bearer" = [])))]
 pub async fn model_metadata(
     State(state): State<AppState>,
@@ -344,7 +346,9 @@ pub async fn model_metadata(
     params(("name" = String, Path, description = "Model name"),
            ("version" = String, Path, description = "Version (`v3` or `3`)")),
     responses((status = 200, description = "Model metadata", body = ModelMetadata),
-              (status = 404, description = "Not served here", body = V2ErrorBody)),
+              (status = 401, description = "Missing or unknown API key", body = V2ErrorBody),
+              (status = 404, description = "Not served here, or no such version", body = V2ErrorBody),
+              (status = 503, description = "The version exists but cannot be loaded", body = V2ErrorBody)),
     security(("bearer" = [])))]
 pub async fn model_metadata_version(
     State(state): State<AppState>,
@@ -378,6 +382,7 @@ async fn model_ready_answer(state: &AppState, name: &str, version: Option<&str>)
     params(("name" = String, Path, description = "Model name")),
     responses((status = 200, description = "Ready", body = ModelReady),
               (status = 503, description = "Not loaded yet", body = ModelReady),
+              (status = 401, description = "Missing or unknown API key", body = V2ErrorBody),
               (status = 404, description = "Not served here", body = V2ErrorBody)),
     security(("bearer" = [])))]
 pub async fn model_ready(State(state): State<AppState>, Path(name): Path<String>) -> Response {
@@ -390,6 +395,7 @@ pub async fn model_ready(State(state): State<AppState>, Path(name): Path<String>
            ("version" = String, Path, description = "Version")),
     responses((status = 200, description = "Ready", body = ModelReady),
               (status = 503, description = "Not loaded yet", body = ModelReady),
+              (status = 401, description = "Missing or unknown API key", body = V2ErrorBody),
               (status = 404, description = "Not served here", body = V2ErrorBody)),
     security(("bearer" = [])))]
 pub async fn model_ready_version(
@@ -405,8 +411,11 @@ pub async fn model_ready_version(
     request_body = InferenceRequest,
     responses((status = 200, description = "Scores", body = InferenceResponse),
               (status = 400, description = "Bad request", body = V2ErrorBody),
+              (status = 401, description = "Missing or unknown API key", body = V2ErrorBody),
               (status = 404, description = "Not served here", body = V2ErrorBody),
-              (status = 415, description = "Neither JSON nor the binary tensor data extension", body = V2ErrorBody)),
+              (status = 413, description = "Body too large", body = V2ErrorBody),
+              (status = 415, description = "Neither JSON nor the binary tensor data extension", body = V2ErrorBody),
+              (status = 503, description = "No model loaded yet", body = V2ErrorBody)),
     security(("bearer" = [])))]
 pub async fn infer(
     State(state): State<AppState>,
@@ -425,8 +434,11 @@ pub async fn infer(
     request_body = InferenceRequest,
     responses((status = 200, description = "Scores", body = InferenceResponse),
               (status = 400, description = "Bad request", body = V2ErrorBody),
-              (status = 404, description = "No such version", body = V2ErrorBody),
-              (status = 415, description = "Neither JSON nor the binary tensor data extension", body = V2ErrorBody)),
+              (status = 401, description = "Missing or unknown API key", body = V2ErrorBody),
+              (status = 404, description = "Not served here, or no such version", body = V2ErrorBody),
+              (status = 413, description = "Body too large", body = V2ErrorBody),
+              (status = 415, description = "Neither JSON nor the binary tensor data extension", body = V2ErrorBody),
+              (status = 503, description = "The version exists but cannot be loaded", body = V2ErrorBody)),
     security(("bearer" = [])))]
 pub async fn infer_version(
     State(state): State<AppState>,

@@ -48,3 +48,679 @@ async fn the_openapi_document_lists_every_route() {
     }
     assert!(a.body["components"]["securitySchemes"]["bearer"].is_object());
 }
+
+/// The generated document, as a client reads it.
+fn document() -> Value {
+    serde_json::to_value(crate::serve::openapi::document()).unwrap()
+}
+
+/// Resolves a `$ref` (`#/components/schemas/X`) against the document.
+fn resolve<'a>(doc: &'a Value, s: &'a Value) -> &'a Value {
+    match s.get("$ref").and_then(Value::as_str) {
+        Some(r) => {
+            let name = r
+                .strip_prefix("#/components/schemas/")
+                .expect("a schema ref");
+            let target = &doc["components"]["schemas"][name];
+            assert!(target.is_object(), "dangling ref {r}");
+            resolve(doc, target)
+        }
+        None => s,
+    }
+}
+
+fn schema<'a>(doc: &'a Value, name: &str) -> &'a Value {
+    let s = &doc["components"]["schemas"][name];
+    assert!(s.is_object(), "schema {name} missing");
+    s
+}
+
+fn keys(o: &Value) -> Vec<&str> {
+    let mut k: Vec<&str> = o["properties"]
+        .as_object()
+        .map(|p| p.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    k.sort_unstable();
+    k
+}
+
+/// The alternatives of a schema (`anyOf`/`oneOf` items, or itself), refs resolved.
+fn alternatives<'a>(doc: &'a Value, s: &'a Value) -> Vec<&'a Value> {
+    let s = resolve(doc, s);
+    match s.get("anyOf").or_else(|| s.get("oneOf")) {
+        Some(Value::Array(items)) => items.iter().map(|i| resolve(doc, i)).collect(),
+        _ => vec![s],
+    }
+}
+
+/// Whether a schema says `format: date-time` (itself or one alternative).
+fn says_date_time(doc: &Value, s: &Value) -> bool {
+    alternatives(doc, s)
+        .iter()
+        .any(|a| a["format"] == "date-time")
+}
+
+#[test]
+fn the_hand_read_bodies_are_typed_exactly() {
+    let doc = document();
+    let req = schema(&doc, "ScoreRequest");
+    let p = &req["properties"];
+    // features: an object of number|boolean|null, as Scorer::parse_features reads it.
+    assert_eq!(
+        p["features"]["type"],
+        json!(["object", "null"]),
+        "{}",
+        p["features"]
+    );
+    assert_eq!(
+        p["features"]["additionalProperties"]["type"],
+        json!(["number", "boolean", "null"])
+    );
+    assert_eq!(p["customer_id"]["minLength"], 1);
+    assert_eq!(p["customer_id"]["maxLength"], 256);
+    // activity: the payload's own fields, as OwnedActivity::parse reads them.
+    let activity = alternatives(&doc, &p["activity"]);
+    assert!(
+        activity.iter().any(|a| a["type"] == "null"),
+        "{}",
+        p["activity"]
+    );
+    let activity = activity
+        .into_iter()
+        .find(|a| a["type"] == "object")
+        .expect("an object alternative");
+    let mut fields = crate::features::online::ACTIVITY_FIELDS.to_vec();
+    fields.sort_unstable();
+    assert_eq!(keys(activity), fields);
+    assert_eq!(activity["required"], json!(["customer"]));
+    let customer = resolve(&doc, &activity["properties"]["customer"]);
+    assert_eq!(customer["required"], json!(["signup_at"]));
+    assert!(says_date_time(&doc, &customer["properties"]["signup_at"]));
+    assert_eq!(
+        customer["additionalProperties"]["type"],
+        json!(["string", "number", "null"])
+    );
+    let item = |list: &str| {
+        let l = alternatives(&doc, &activity["properties"][list])
+            .into_iter()
+            .find(|a| a["type"] == "array" || a["type"] == json!(["array", "null"]))
+            .unwrap_or_else(|| panic!("{list}: an array"));
+        resolve(&doc, &l["items"]).clone()
+    };
+    let ticket = item("tickets");
+    assert_eq!(
+        keys(&ticket),
+        ["closed_at", "csat", "opened_at", "priority"]
+    );
+    assert_eq!(ticket["required"], json!(["opened_at"]));
+    assert_eq!(
+        alternatives(&doc, &ticket["properties"]["csat"])
+            .iter()
+            .find(|a| a["type"] == json!(["number", "null"]) || a["type"] == "number")
+            .map(|a| (a["minimum"].clone(), a["maximum"].clone())),
+        Some((json!(1), json!(5)))
+    );
+    let order = item("orders");
+    assert_eq!(keys(&order), ["amount", "at"]);
+    assert_eq!(order["required"], json!(["at", "amount"]));
+    assert_eq!(order["properties"]["amount"]["type"], "number");
+    let event = item("events");
+    assert_eq!(keys(&event), ["at", "event_type", "value"]);
+    assert_eq!(event["required"], json!(["at", "event_type"]));
+    let login = item("logins");
+    let forms = alternatives(&doc, &login);
+    assert_eq!(forms.len(), 2, "{login}");
+    assert!(says_date_time(&doc, forms[0]));
+    assert_eq!(forms[1]["required"], json!(["at"]));
+
+    // The feature schema of GET /v1/models/{name}: FeatureDef, field by field.
+    let detail = schema(&doc, "ModelDetail");
+    assert_eq!(detail["properties"]["features"]["type"], "array");
+    let def = resolve(&doc, &detail["properties"]["features"]["items"]);
+    assert_eq!(
+        keys(def),
+        [
+            "by_construction",
+            "description",
+            "may_be_missing",
+            "name",
+            "table",
+            "transform"
+        ]
+    );
+    assert_eq!(
+        resolve(&doc, &def["properties"]["transform"])["enum"],
+        json!(["identity", "log1p", "binary"])
+    );
+
+    // The tensors: the protocol's numbers, strings and booleans, never objects.
+    let input = &schema(&doc, "RequestInput")["properties"]["data"];
+    assert_eq!(input["type"], "array");
+    let element = json!(["number", "string", "boolean", "null"]);
+    assert_eq!(
+        input["items"]["anyOf"],
+        json!([{"type": element}, {"type": "array", "items": {"type": element}}]),
+        "{input}"
+    );
+    let output = &schema(&doc, "ResponseOutput")["properties"]["data"];
+    assert_eq!(output["type"], "array");
+    assert_eq!(
+        output["items"],
+        json!({"type": ["number", "string", "boolean"]})
+    );
+    for (name, key) in [
+        ("InferenceRequest", "parameters"),
+        ("InferenceResponse", "parameters"),
+        ("RequestInput", "parameters"),
+        ("RequestOutput", "parameters"),
+    ] {
+        let p = &schema(&doc, name)["properties"][key];
+        assert_eq!(
+            p["additionalProperties"]["type"],
+            json!(["string", "number", "boolean"]),
+            "{name}.{key}: {p}"
+        );
+    }
+    assert!(says_date_time(
+        &doc,
+        &schema(&doc, "InferenceRequest")["properties"]["parameters"]["properties"]["as_of"]
+    ));
+}
+
+/// Every property named like a timestamp (`as_of`, `at`, `*_at`), anywhere in the document.
+fn timestamp_properties<'a>(v: &'a Value, at: &str, out: &mut Vec<(String, &'a Value)>) {
+    match v {
+        Value::Object(o) => {
+            if let Some(Value::Object(props)) = o.get("properties") {
+                for (k, s) in props {
+                    if k == "as_of" || k == "at" || k.ends_with("_at") {
+                        out.push((format!("{at}.{k}"), s));
+                    }
+                }
+            }
+            for (k, child) in o {
+                timestamp_properties(child, &format!("{at}.{k}"), out);
+            }
+        }
+        Value::Array(items) => {
+            for (i, child) in items.iter().enumerate() {
+                timestamp_properties(child, &format!("{at}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn every_timestamp_of_the_document_is_a_date_time() {
+    let doc = document();
+    let mut found = Vec::new();
+    timestamp_properties(&doc, "", &mut found);
+    let names: Vec<&str> = found.iter().map(|(n, _)| n.as_str()).collect();
+    for must in [
+        "ScoreResponse.as_of",
+        "CustomerScore.as_of",
+        "ModelSummary.created_at",
+        "ModelDetail.created_at",
+        "VersionSummary.created_at",
+        "ScoreRequest.as_of",
+        "ActivityTicket.opened_at",
+        "ActivityTicket.closed_at",
+        "ActivityOrder.at",
+        "ActivityEvent.at",
+    ] {
+        assert!(
+            names.iter().any(|n| n.ends_with(must)),
+            "{must} not among {names:?}"
+        );
+    }
+    for (name, s) in &found {
+        assert!(
+            says_date_time(&doc, s),
+            "{name} has no format date-time: {s}"
+        );
+    }
+}
+
+/// Checks `v` against the schema `s` of `doc` (the JSON Schema subset the document uses);
+/// `strict` refuses properties a schema does not name (for requests: the names the
+/// document gives must be the server's).
+fn conforms(doc: &Value, s: &Value, v: &Value, at: &str, strict: bool) -> Result<(), String> {
+    let s = resolve(doc, s);
+    if let Some(Value::Array(alts)) = s.get("anyOf").or_else(|| s.get("oneOf")) {
+        let errors: Vec<String> = alts
+            .iter()
+            .filter_map(|a| conforms(doc, a, v, at, strict).err())
+            .collect();
+        return if errors.len() < alts.len() {
+            Ok(())
+        } else {
+            Err(format!("{at}: no alternative holds {v}: {errors:?}"))
+        };
+    }
+    let type_ok = |t: &str| match t {
+        "null" => v.is_null(),
+        "boolean" => v.is_boolean(),
+        "number" => v.is_number(),
+        "integer" => v.is_i64() || v.is_u64(),
+        "string" => v.is_string(),
+        "array" => v.is_array(),
+        "object" => v.is_object(),
+        other => panic!("type {other}"),
+    };
+    match &s["type"] {
+        Value::String(t) if !type_ok(t) => return Err(format!("{at}: {v} is not a {t}")),
+        Value::Array(ts) if !ts.iter().any(|t| type_ok(t.as_str().unwrap())) => {
+            return Err(format!("{at}: {v} is none of {ts:?}"))
+        }
+        _ => {}
+    }
+    if let Some(e) = s.get("enum").and_then(Value::as_array) {
+        if !e.contains(v) {
+            return Err(format!("{at}: {v} is not one of {e:?}"));
+        }
+    }
+    if let Some(t) = v.as_str() {
+        match s["format"].as_str() {
+            Some("date-time") if chrono::DateTime::parse_from_rfc3339(t).is_err() => {
+                return Err(format!("{at}: `{t}` is not an RFC 3339 date-time"))
+            }
+            Some("date") if chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d").is_err() => {
+                return Err(format!("{at}: `{t}` is not a date"))
+            }
+            _ => {}
+        }
+        if let Some(p) = s["pattern"].as_str() {
+            // The one pattern of the document: the naive timestamp forms.
+            assert!(p.starts_with(r"^\d{4}-"), "unexpected pattern {p}");
+            if crate::time::parse_ts(t).is_none() || t.len() < 19 || t.contains(['Z', '+']) {
+                return Err(format!("{at}: `{t}` does not match {p}"));
+            }
+        }
+        let n = t.chars().count() as u64;
+        if s["minLength"].as_u64().is_some_and(|m| n < m)
+            || s["maxLength"].as_u64().is_some_and(|m| n > m)
+        {
+            return Err(format!("{at}: `{t}` has the wrong length"));
+        }
+    }
+    if let Some(x) = v.as_f64() {
+        if s["minimum"].as_f64().is_some_and(|m| x < m)
+            || s["maximum"].as_f64().is_some_and(|m| x > m)
+        {
+            return Err(format!("{at}: {x} is out of range"));
+        }
+    }
+    if let Some(items) = v.as_array() {
+        if let Some(is) = s.get("items") {
+            for (i, item) in items.iter().enumerate() {
+                conforms(doc, is, item, &format!("{at}[{i}]"), strict)?;
+            }
+        }
+    }
+    if let Some(o) = v.as_object() {
+        for r in s["required"].as_array().into_iter().flatten() {
+            let r = r.as_str().unwrap();
+            if !o.contains_key(r) {
+                return Err(format!("{at}: required `{r}` missing from {v}"));
+            }
+        }
+        let props = s["properties"].as_object();
+        for (k, child) in o {
+            let at = format!("{at}.{k}");
+            match (props.and_then(|p| p.get(k)), s.get("additionalProperties")) {
+                (Some(ps), _) => conforms(doc, ps, child, &at, strict)?,
+                (None, Some(Value::Bool(false))) => return Err(format!("{at}: not allowed")),
+                (None, Some(a)) if a.is_object() => conforms(doc, a, child, &at, strict)?,
+                (None, _) if strict && props.is_some() => {
+                    return Err(format!("{at}: not in the document"))
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The schema of the JSON body the document gives for `method path` answering `status`
+/// (`None`: documented without a JSON body); panics when the status is not documented.
+fn response_schema<'a>(doc: &'a Value, method: &str, path: &str, status: u16) -> Option<&'a Value> {
+    let op = &doc["paths"][path][method.to_ascii_lowercase()];
+    assert!(op.is_object(), "{method} {path} not documented");
+    let r = &op["responses"][status.to_string()];
+    assert!(
+        r.is_object(),
+        "{method} {path} answers {status}, which the document does not list (it lists {:?})",
+        op["responses"]
+            .as_object()
+            .map(|o| o.keys().collect::<Vec<_>>())
+    );
+    r["content"]["application/json"]["schema"]
+        .as_object()
+        .map(|_| &r["content"]["application/json"]["schema"])
+}
+
+fn request_schema<'a>(doc: &'a Value, method: &str, path: &str) -> &'a Value {
+    &doc["paths"][path][method.to_ascii_lowercase()]["requestBody"]["content"]["application/json"]
+        ["schema"]
+}
+
+/// A request of the test below: method, documented path, concrete path, key, body.
+type Call = (
+    &'static str,
+    &'static str,
+    String,
+    Option<&'static str>,
+    Option<(&'static str, Vec<u8>)>,
+);
+
+#[tokio::test]
+async fn every_answer_of_the_server_matches_the_document() {
+    let env = Env::new();
+    write_scores(&env.path("scores.csv"), &[("c1", 0.8, "high")]);
+    let (app, _) = router(&env.config());
+    let doc = document();
+    let missing = fixture()
+        .features
+        .iter()
+        .find(|(_, m)| *m)
+        .map(|(n, _)| n.clone())
+        .expect("a may_be_missing feature");
+    let mut partly_defined = features(1.0);
+    partly_defined[&missing] = Value::Null;
+    let mut v2_with_nulls = infer_request(2, 1.0);
+    for input in v2_with_nulls["inputs"].as_array_mut().unwrap() {
+        if input["name"] == missing.as_str() {
+            // `[N, 1]` with nested data, and an undefined value.
+            input["shape"] = json!([2, 1]);
+            input["data"] = json!([[null], [3.0]]);
+        }
+    }
+    v2_with_nulls["inputs"].as_array_mut().unwrap().push(
+        json!({"name": "customer_id", "datatype": "BYTES", "shape": [2], "data": ["c1", "c2"]}),
+    );
+    v2_with_nulls["parameters"]["as_of"] = json!("2024-06-01");
+    let good_requests = [
+        (
+            "POST",
+            "/v1/score",
+            json!({"customer_id": "c9", "features": partly_defined}),
+        ),
+        (
+            "POST",
+            "/v1/score",
+            json!({"customer_id": "c10", "as_of": "2024-06-01 00:00:00", "activity": activity()}),
+        ),
+        (
+            "POST",
+            "/v1/score/batch",
+            json!({"instances": [{"customer_id": "c11", "features": features(0.0)}]}),
+        ),
+        ("POST", "/v2/models/{name}/infer", infer_request(3, 0.0)),
+        ("POST", "/v2/models/{name}/infer", v2_with_nulls),
+    ];
+    for (method, path, body) in &good_requests {
+        conforms(&doc, request_schema(&doc, method, path), body, path, true)
+            .unwrap_or_else(|e| panic!("the request the server accepts breaks the document: {e}"));
+    }
+
+    // (method, documented path, concrete path, key, body): successes and every error class.
+    let json_body = |v: &Value| Some(("application/json", serde_json::to_vec(v).unwrap()));
+    let mut calls: Vec<Call> = good_requests
+        .iter()
+        .map(|(m, p, b)| {
+            (
+                *m,
+                *p,
+                p.replace("{name}", "churn"),
+                Some(KEY),
+                json_body(b),
+            )
+        })
+        .collect();
+    let bad_feature = json!({"customer_id": "c1", "features": {required_feature(): "x"}});
+    calls.extend([
+        (
+            "POST",
+            "/v1/score",
+            "/v1/score".into(),
+            Some(KEY),
+            json_body(&bad_feature),
+        ),
+        (
+            "POST",
+            "/v1/score",
+            "/v1/score".into(),
+            Some(KEY),
+            Some(("application/json", b"{".to_vec())),
+        ),
+        (
+            "POST",
+            "/v1/score",
+            "/v1/score".into(),
+            Some(KEY),
+            Some(("text/plain", b"{}".to_vec())),
+        ),
+        (
+            "POST",
+            "/v1/score",
+            "/v1/score".into(),
+            None,
+            json_body(&bad_feature),
+        ),
+        (
+            "POST",
+            "/v1/score",
+            "/v1/score".into(),
+            Some(KEY),
+            Some(("application/json", vec![b' '; 100 * 1024])),
+        ),
+        (
+            "POST",
+            "/v1/score/batch",
+            "/v1/score/batch".into(),
+            Some(KEY),
+            json_body(&json!({"instances": [bad_feature]})),
+        ),
+        (
+            "POST",
+            "/v1/score/batch",
+            "/v1/score/batch".into(),
+            Some(KEY),
+            json_body(&json!({"instances": vec![json!({}); 51]})),
+        ),
+        (
+            "GET",
+            "/v1/customers/{id}/score",
+            "/v1/customers/c1/score".into(),
+            Some(KEY),
+            None,
+        ),
+        (
+            "GET",
+            "/v1/customers/{id}/score",
+            "/v1/customers/nobody/score".into(),
+            Some(KEY),
+            None,
+        ),
+        (
+            "GET",
+            "/v1/customers/{id}/score",
+            "/v1/customers/c1/score".into(),
+            None,
+            None,
+        ),
+        ("GET", "/v1/models", "/v1/models".into(), Some(KEY), None),
+        ("GET", "/v1/models", "/v1/models".into(), None, None),
+        (
+            "GET",
+            "/v1/models/{name}",
+            "/v1/models/churn".into(),
+            Some(KEY),
+            None,
+        ),
+        (
+            "GET",
+            "/v1/models/{name}",
+            "/v1/models/other".into(),
+            Some(KEY),
+            None,
+        ),
+        (
+            "POST",
+            "/v1/admin/reload",
+            "/v1/admin/reload".into(),
+            Some(ADMIN),
+            None,
+        ),
+        (
+            "POST",
+            "/v1/admin/reload",
+            "/v1/admin/reload".into(),
+            Some(KEY),
+            None,
+        ),
+        ("GET", "/healthz", "/healthz".into(), None, None),
+        ("GET", "/readyz", "/readyz".into(), None, None),
+        ("GET", "/v2", "/v2".into(), None, None),
+        (
+            "GET",
+            "/v2/health/live",
+            "/v2/health/live".into(),
+            None,
+            None,
+        ),
+        (
+            "GET",
+            "/v2/health/ready",
+            "/v2/health/ready".into(),
+            None,
+            None,
+        ),
+        (
+            "GET",
+            "/v2/models/{name}",
+            "/v2/models/churn".into(),
+            Some(KEY),
+            None,
+        ),
+        (
+            "GET",
+            "/v2/models/{name}",
+            "/v2/models/other".into(),
+            Some(KEY),
+            None,
+        ),
+        (
+            "GET",
+            "/v2/models/{name}",
+            "/v2/models/churn".into(),
+            None,
+            None,
+        ),
+        (
+            "GET",
+            "/v2/models/{name}/ready",
+            "/v2/models/churn/ready".into(),
+            Some(KEY),
+            None,
+        ),
+        (
+            "GET",
+            "/v2/models/{name}/ready",
+            "/v2/models/churn/ready".into(),
+            None,
+            None,
+        ),
+        (
+            "GET",
+            "/v2/models/{name}/versions/{version}",
+            "/v2/models/churn/versions/v2".into(),
+            Some(KEY),
+            None,
+        ),
+        (
+            "GET",
+            "/v2/models/{name}/versions/{version}",
+            "/v2/models/churn/versions/v9".into(),
+            Some(KEY),
+            None,
+        ),
+        (
+            "GET",
+            "/v2/models/{name}/versions/{version}/ready",
+            "/v2/models/churn/versions/1/ready".into(),
+            Some(KEY),
+            None,
+        ),
+        (
+            "POST",
+            "/v2/models/{name}/infer",
+            "/v2/models/churn/infer".into(),
+            None,
+            json_body(&infer_request(1, 0.0)),
+        ),
+        (
+            "POST",
+            "/v2/models/{name}/infer",
+            "/v2/models/churn/infer".into(),
+            Some(KEY),
+            json_body(&json!({"inputs": []})),
+        ),
+        (
+            "POST",
+            "/v2/models/{name}/infer",
+            "/v2/models/other/infer".into(),
+            Some(KEY),
+            json_body(&infer_request(1, 0.0)),
+        ),
+        (
+            "POST",
+            "/v2/models/{name}/infer",
+            "/v2/models/churn/infer".into(),
+            Some(KEY),
+            Some(("text/csv", b"a,b".to_vec())),
+        ),
+        (
+            "POST",
+            "/v2/models/{name}/infer",
+            "/v2/models/churn/infer".into(),
+            Some(KEY),
+            Some(("application/json", vec![b' '; 100 * 1024])),
+        ),
+        (
+            "POST",
+            "/v2/models/{name}/versions/{version}/infer",
+            "/v2/models/churn/versions/v2/infer".into(),
+            Some(KEY),
+            json_body(&infer_request(2, 0.5)),
+        ),
+        (
+            "POST",
+            "/v2/models/{name}/versions/{version}/infer",
+            "/v2/models/churn/versions/v7/infer".into(),
+            Some(KEY),
+            json_body(&infer_request(2, 0.5)),
+        ),
+    ]);
+    let mut statuses = std::collections::BTreeSet::new();
+    for (method, path, concrete, key, body) in calls {
+        let a = call(&app, method, &concrete, key, body).await;
+        statuses.insert(a.status.as_u16());
+        if let Some(s) = response_schema(&doc, method, path, a.status.as_u16()) {
+            conforms(
+                &doc,
+                s,
+                &a.body,
+                &format!("{method} {concrete} {}", a.status),
+                false,
+            )
+            .unwrap_or_else(|e| panic!("the server's answer breaks the document: {e}"));
+        }
+    }
+    // Every class of answer was exercised (a call that stopped erroring would hide here).
+    assert_eq!(
+        statuses.into_iter().collect::<Vec<_>>(),
+        [200, 400, 401, 403, 404, 413, 415, 422]
+    );
+}
