@@ -222,7 +222,11 @@ impl AppState {
                 let scorer = Arc::new(scorer);
                 *self.model.write().unwrap_or_else(|e| e.into_inner()) = Some(scorer);
                 *memo = ReloadMemo::default();
-                self.metrics.model_reloads.fetch_add(1, Ordering::Relaxed);
+                // A reload replaces a served model; the first model served (at start-up,
+                // or the first promotion a model-less service sees) is a load.
+                if serving.is_some() {
+                    self.metrics.model_reloads.fetch_add(1, Ordering::Relaxed);
+                }
                 tracing::info!(model = %self.name, version = %wanted, previous = ?serving,
                     "model loaded and serving");
                 ReloadOutcome::Loaded {

@@ -28,7 +28,8 @@ fn attrs() -> AttributeConfig {
 }
 
 /// A registry with one trained version (every algorithm compared), shared by the tests.
-fn trained() -> &'static Path {
+/// The sample's trained registry, shared by the tests of this process.
+pub(crate) fn trained() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let models = scratch("models");
