@@ -173,3 +173,28 @@ impl Error {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_cause_is_printed_once_whichever_printer_walks_the_chain() {
+        let os = std::io::Error::from_raw_os_error(2);
+        let shown = os.to_string();
+        let e = Error::io("data/nope", os);
+        assert_eq!(e.to_string(), "data/nope");
+        assert_eq!(e.chain().to_string(), format!("data/nope: {shown}"));
+        let wrapped = anyhow::Error::from(e).context("loading the customer base in data/nope");
+        let printed = format!("{wrapped:#}");
+        assert_eq!(printed.matches(&shown).count(), 1, "{printed}");
+
+        let corrupt = Error::corrupt("m/aliases.json", "aliases file", "expected `,` at 1:3");
+        assert_eq!(
+            corrupt.chain().to_string(),
+            "model artifact: m/aliases.json: corrupt aliases file: expected `,` at 1:3"
+        );
+        let printed = format!("{:#}", anyhow::Error::from(corrupt));
+        assert_eq!(printed.matches("expected `,`").count(), 1, "{printed}");
+    }
+}
