@@ -416,7 +416,7 @@ mod tests {
         );
         for line in [
             "churnguard_http_requests_total{route=\"/v1/score\",method=\"POST\",status=\"200\"} 2",
-            "churnguard_http_request_duration_seconds_bucket{route=\"/v1/score\",le=\"5e-5\"} 0",
+            "churnguard_http_request_duration_seconds_bucket{route=\"/v1/score\",le=\"5e-05\"} 0",
             "churnguard_http_request_duration_seconds_bucket{route=\"/v1/score\",le=\"0.001\"} 0",
             "churnguard_http_request_duration_seconds_bucket{route=\"/v1/score\",le=\"0.0025\"} 1",
             "churnguard_http_request_duration_seconds_bucket{route=\"/v1/score\",le=\"10\"} 1",
@@ -496,7 +496,7 @@ mod tests {
             for pair in labels.split(',') {
                 names.insert(pair.split_once('=').unwrap().0.to_string());
             }
-            if line.contains("churn") {
+            if line.contains("\"churn\"") {
                 assert!(
                     line.contains("model=\"churn\",model_version=\"v7\""),
                     "{line}"
