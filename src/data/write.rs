@@ -149,7 +149,9 @@ mod tests {
         }
         for bad in ["x.txt", "noext", "y.parquet.tmp", "z.json"] {
             let path = dir.path().join(bad);
-            let e = write_frame(&mut frame(0, 3), &path).unwrap_err().to_string();
+            let e = write_frame(&mut frame(0, 3), &path)
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(".parquet` or `.csv"), "{bad}: {e}");
             assert!(e.contains(bad), "{bad}: {e}");
             let chunks = [frame(0, 2)].map(Ok);

@@ -36,8 +36,8 @@ use crate::alerts::CountersSnapshot;
 /// score is answered in well under a millisecond and buckets starting at 1 ms would put
 /// almost every request in the first one, leaving a dashboard's quantiles flat.
 const DURATION_BUCKETS: [f64; 16] = [
-    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-    1.0, 2.5, 10.0,
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 10.0,
 ];
 
 /// Upper bounds of the churn-probability buckets.

@@ -569,8 +569,10 @@ pub async fn model_detail(
         .await
         .ok()
         .and_then(|r| {
-            r.map_err(|e| tracing::warn!(error = %e.chain(), "could not list the registry's versions"))
-                .ok()
+            r.map_err(
+                |e| tracing::warn!(error = %e.chain(), "could not list the registry's versions"),
+            )
+            .ok()
         })
         .unwrap_or_default()
         .into_iter()

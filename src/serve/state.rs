@@ -342,13 +342,11 @@ pub fn check_registry(models: &Path) -> Result<()> {
             "--models {}: not a directory; point it at the model registry",
             models.display()
         ))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            Err(crate::Error::Config(format!(
-                "--models {}: no such directory; point it at the model registry (where \
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(crate::Error::Config(format!(
+            "--models {}: no such directory; point it at the model registry (where \
                  `churnguard train --models DIR` publishes), nothing was created",
-                models.display()
-            )))
-        }
+            models.display()
+        ))),
         Err(e) => Err(crate::Error::io(models, e)),
     }
 }

@@ -150,7 +150,11 @@ fn serve_refuses_a_registry_that_does_not_exist_and_creates_nothing() {
         Duration::from_secs(30),
     );
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("no such directory"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no such directory"),
+        "{}",
+        stderr(&out)
+    );
     assert!(!nowhere.exists());
     assert!(entries(&dir).is_empty(), "{:?}", entries(&dir));
 }
