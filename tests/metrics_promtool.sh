@@ -84,6 +84,13 @@ open(f"{work}/metrics.txt", "w").write(text)
 for family in ["churnguard_http_requests_total", "churnguard_http_request_duration_seconds_bucket",
                "churnguard_score_bucket", "churnguard_model_info", "churnguard_model_reloads_total"]:
     assert f"\n{family}" in text, f"{family} missing from /metrics"
+# What a dashboard relies on: sub-millisecond buckets, one label naming per model series,
+# and the start-up load not counted as a reload.
+for line in ['churnguard_http_request_duration_seconds_bucket{route="/v1/score",le="5e-05"}',
+             'churnguard_model_info{model="churn",model_version="v1"} 1',
+             'churnguard_score_count{model="churn",model_version="v1"} 1',
+             'churnguard_model_reloads_total 0']:
+    assert line in text, f"`{line}` missing from /metrics:\n{text}"
 print(f"{len(text.splitlines())} lines scraped from {base}/metrics")
 PY
 promtool check metrics < "$WORK/metrics.txt"
