@@ -421,6 +421,8 @@ mod tests {
         assert!(state.scorer().is_none());
         assert!(logs.contains("corrupt"), "{logs}");
         assert!(logs.contains("aliases.json"), "{logs}");
+        // The cause too, once: the log prints the whole chain.
+        assert_eq!(logs.matches("EOF while parsing").count(), 1, "{logs}");
         assert!(!logs.contains("no production model"), "{logs}");
         assert_eq!(
             state.reload_model(true),
