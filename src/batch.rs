@@ -122,6 +122,8 @@ pub fn run(
     opts: &BatchOptions,
     stage: &dyn Fn(&str),
 ) -> Result<BatchSummary> {
+    // A score file name that cannot be written is refused before the night's work.
+    crate::data::write::output_format(&opts.out)?;
     let art = &scorer.artifact;
     let spec = &art.spec;
     check_tables(spec, base)?;

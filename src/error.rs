@@ -1,4 +1,10 @@
 //! The library's error type: every message carries the failing value, file, row or column.
+//!
+//! A variant that wraps a lower-level error (`Io`, `Corrupt`, `Polars`, `OutboxDb`,
+//! `OutboxPayload`) exposes it as its [`source`](std::error::Error::source) and does not
+//! repeat it in its own message, so a printer that walks the chain (`anyhow`'s `{:#}`,
+//! [`Chain`]) names each cause once. Print a library error with [`Error::chain`] wherever
+//! the whole story is wanted (logs, `models verify`, messages for a caller).
 
 use std::path::PathBuf;
 
@@ -6,7 +12,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{}", path.display())]
     Io {
         path: PathBuf,
         #[source]
@@ -57,7 +63,7 @@ pub enum Error {
     /// A registry file exists but cannot be trusted: an unparsable or inconsistent
     /// `aliases.json` or manifest, a missing listed file, a checksum mismatch, a model
     /// file that does not decode. Never a reason to publish over it.
-    #[error("model artifact: {}: corrupt {what}: {source}", path.display())]
+    #[error("model artifact: {}: corrupt {what}", path.display())]
     Corrupt {
         path: PathBuf,
         /// What the file is (`aliases file`, `manifest of churn v3`...).
@@ -76,7 +82,7 @@ pub enum Error {
     #[error("alert outbox: {0}")]
     Outbox(String),
     /// polars failed while reading or writing a table.
-    #[error("{context}: {source}")]
+    #[error("{context}")]
     Polars {
         context: String,
         #[source]
@@ -84,14 +90,14 @@ pub enum Error {
     },
     /// The alert outbox's SQLite database failed; `context` says what the outbox was doing.
     /// (The plain [`Error::Outbox`] is for refusals that have no SQLite cause.)
-    #[error("alert outbox: {context}: {source}")]
+    #[error("alert outbox: {context}")]
     OutboxDb {
         context: String,
         #[source]
         source: rusqlite::Error,
     },
     /// An alert could not be turned into, or read back from, the JSON the outbox stores.
-    #[error("alert outbox: {context}: {source}")]
+    #[error("alert outbox: {context}")]
     OutboxPayload {
         context: String,
         #[source]
@@ -99,10 +105,36 @@ pub enum Error {
     },
 }
 
+/// An error and its causes on one line, `outer: cause: root cause`, each once.
+pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(c) = cause {
+            write!(f, ": {c}")?;
+            cause = c.source();
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
 /// Shorthand used across the library.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// This error with every cause, for a log line or a message (see [`Chain`]).
+    pub fn chain(&self) -> Chain<'_> {
+        Chain(self)
+    }
+
     /// An I/O error that names the path involved.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
@@ -139,5 +171,30 @@ impl Error {
             context: context.into(),
             source,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_cause_is_printed_once_whichever_printer_walks_the_chain() {
+        let os = std::io::Error::from_raw_os_error(2);
+        let shown = os.to_string();
+        let e = Error::io("data/nope", os);
+        assert_eq!(e.to_string(), "data/nope");
+        assert_eq!(e.chain().to_string(), format!("data/nope: {shown}"));
+        let wrapped = anyhow::Error::from(e).context("loading the customer base in data/nope");
+        let printed = format!("{wrapped:#}");
+        assert_eq!(printed.matches(&shown).count(), 1, "{printed}");
+
+        let corrupt = Error::corrupt("m/aliases.json", "aliases file", "expected `,` at 1:3");
+        assert_eq!(
+            corrupt.chain().to_string(),
+            "model artifact: m/aliases.json: corrupt aliases file: expected `,` at 1:3"
+        );
+        let printed = format!("{:#}", anyhow::Error::from(corrupt));
+        assert_eq!(printed.matches("expected `,`").count(), 1, "{printed}");
     }
 }

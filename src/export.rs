@@ -66,6 +66,8 @@ pub fn write_training_set(
 
 /// Writes what `settings` asks for: one snapshot, or the training set.
 pub fn write(base: &CustomerBase, settings: &FeatureSettings) -> Result<(usize, usize)> {
+    // Refused before the features are computed, not after.
+    crate::data::write::output_format(&settings.out)?;
     match settings.as_of {
         Some(t) => write_snapshot(base, settings, t, &settings.out),
         None => write_training_set(base, settings, &settings.out),

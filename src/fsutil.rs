@@ -111,7 +111,7 @@ mod tests {
             ))
         })
         .unwrap_err();
-        assert!(err.to_string().contains("disk full"), "{err}");
+        assert!(err.chain().to_string().contains("disk full"), "{err}");
         assert_eq!(std::fs::read(&path).unwrap(), b"previous night");
         assert_eq!(entries(dir.path()), ["scores.csv"]);
     }

@@ -102,14 +102,37 @@ fn load(src: &DataSource) -> Result<data::CustomerBase> {
     Ok(base)
 }
 
+/// Exit status of a command that failed while running (see README: Exit codes).
+const EXIT_FAILED: i32 = 1;
+/// Exit status of a command line that does not parse (clap's convention).
+const EXIT_USAGE: i32 = 2;
+
 fn main() {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => usage_error(e),
+    };
     let long_running = matches!(cli.command, Command::Serve(_) | Command::Demo { .. });
     logging::init(cli.log_json, logging::default_filter(long_running));
     if let Err(e) = run(cli) {
-        eprintln!("error: {e:#}");
-        std::process::exit(1);
+        logging::always(tracing::Level::ERROR, &format!("error: {e:#}"), &[]);
+        std::process::exit(EXIT_FAILED);
     }
+}
+
+/// `--help` and `--version` print and exit 0; a command line that does not parse exits
+/// [`EXIT_USAGE`], its message as a JSON line when JSON logs were asked for (the
+/// arguments did not parse, so the flag is looked for directly).
+fn usage_error(e: clap::Error) -> ! {
+    let json = std::env::args_os().any(|a| a == "--log-json")
+        || std::env::var("CHURNGUARD_LOG_JSON").is_ok_and(|v| v == "true");
+    if !e.use_stderr() || !json {
+        e.exit();
+    }
+    logging::init(true, logging::default_filter(false));
+    let message = e.render().to_string();
+    logging::always(tracing::Level::ERROR, message.trim_end(), &[]);
+    std::process::exit(EXIT_USAGE);
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -268,7 +291,7 @@ fn models(s: &Settings, action: ModelsAction) -> Result<()> {
                     Ok(_) => println!("v{v}: ok"),
                     Err(e) => {
                         bad += 1;
-                        println!("v{v}: FAILED: {e}");
+                        println!("v{v}: FAILED: {}", e.chain());
                     }
                 }
             }
@@ -339,12 +362,20 @@ fn score(s: ScoreSettings) -> Result<()> {
         batch::summary_path(&out).display()
     );
     // The line a scheduler's log watcher keys on (always printed, whatever the log level).
-    eprintln!(
-        "batch_done as_of={} customers={} high={} alerts_new={}",
-        r.as_of,
-        r.customers_scored,
-        r.tiers.get("high").copied().unwrap_or(0),
-        r.alerts_new
+    let high = r.tiers.get("high").copied().unwrap_or(0);
+    logging::always(
+        tracing::Level::INFO,
+        &format!(
+            "batch_done as_of={} customers={} high={high} alerts_new={}",
+            r.as_of, r.customers_scored, r.alerts_new
+        ),
+        &[
+            ("event", "batch_done".into()),
+            ("as_of", r.as_of.clone().into()),
+            ("customers", r.customers_scored.into()),
+            ("high", high.into()),
+            ("alerts_new", r.alerts_new.into()),
+        ],
     );
     Ok(())
 }
@@ -381,13 +412,14 @@ fn retention(s: RetentionSettings) -> Result<()> {
     let k = ret::kpis_with(&base, as_of, scores.as_ref(), &opts)?;
     if let Some(out) = &s.out {
         ret::save_report(&k, out)?;
-        eprintln!(
+        let line = format!(
             "wrote {} (as of {}, {} active, monthly churn {:.2}% over the last 12 months)",
             out.display(),
             &k.as_of[..10.min(k.as_of.len())],
             k.active_now,
             100.0 * k.churn_rate_last_12_months.unwrap_or(f64::NAN)
         );
+        logging::always(tracing::Level::INFO, &line, &[]);
     }
     if s.json {
         println!("{}", serde_json::to_string_pretty(&k)?);

@@ -1000,7 +1000,7 @@ mod tests {
             | Error::ModelNotFound { .. }
             | Error::AliasMissing { .. }
             | Error::VersionNotFound { .. }
-            | Error::Corrupt { .. } => err.to_string(),
+            | Error::Corrupt { .. } => err.chain().to_string(),
             other => panic!("expected an artifact error, got {other:?}"),
         }
     }

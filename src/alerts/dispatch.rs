@@ -200,7 +200,7 @@ impl Dispatcher {
         let claimed = match claimed {
             Ok(c) => c,
             Err(e) => {
-                tracing::error!(error = %e, "alert dispatcher could not read the outbox");
+                tracing::error!(error = %e.chain(), "alert dispatcher could not read the outbox");
                 return DispatchStats {
                     errors: 1,
                     ..DispatchStats::default()
@@ -360,7 +360,7 @@ async fn deliver_one(
     };
     if let Err(e) = recorded {
         // The lease expires and the delivery is retried: at least once, never lost.
-        tracing::error!(idempotency_key = %key, sink = %name, error = %e,
+        tracing::error!(idempotency_key = %key, sink = %name, error = %e.chain(),
             "could not record a delivery outcome");
         stats.errors += 1;
     }

@@ -170,7 +170,7 @@ impl WebhookSink {
                 if e.is_builder() {
                     SinkError::Permanent(format!("building the request: {e}"))
                 } else {
-                    SinkError::retryable(format!("POST {}: {}", self.url, error_chain(&e)))
+                    SinkError::retryable(format!("POST {}: {}", self.url, crate::error::Chain(&e)))
                 }
             })?;
         let status = response.status();
@@ -202,18 +202,6 @@ impl WebhookSink {
             Err(SinkError::Permanent(message))
         }
     }
-}
-
-/// The error with its causes (`reqwest` hides the interesting part in `source()`).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cause = c.source();
-    }
-    s
 }
 
 impl AlertSink for WebhookSink {

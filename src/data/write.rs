@@ -106,11 +106,37 @@ fn csv_ready(df: &DataFrame) -> Result<Cow<'_, DataFrame>> {
         .map_err(|e| Error::polars("preparing the CSV table", e))
 }
 
-/// Writes `df` to `path` as Parquet or CSV (by extension: `.csv` is CSV, anything else
-/// Parquet), so that readers see either the old file or the complete new one. CSV gets
-/// the text forms of the module doc.
+/// The formats a table is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormat {
+    Parquet,
+    Csv,
+}
+
+/// The format of an output table from its file's extension: `.parquet` or `.csv`, in any
+/// case. Anything else is refused rather than guessed: a `scores.txt` holding Parquet
+/// would surprise whoever opens it. Commands call this while validating their options,
+/// so a wrong name fails before any work is done.
+pub fn output_format(path: &Path) -> Result<OutputFormat> {
+    let ext = path.extension().map(|e| e.to_string_lossy());
+    match ext.as_deref() {
+        Some(e) if e.eq_ignore_ascii_case("parquet") => Ok(OutputFormat::Parquet),
+        Some(e) if e.eq_ignore_ascii_case("csv") => Ok(OutputFormat::Csv),
+        other => Err(Error::Config(format!(
+            "{}: {}; an output table is written as `.parquet` or `.csv`",
+            path.display(),
+            match other {
+                Some(e) => format!("unknown extension `.{e}`"),
+                None => "no extension".into(),
+            }
+        ))),
+    }
+}
+
+/// Writes `df` to `path` as Parquet or CSV (by [`output_format`]), so that readers see
+/// either the old file or the complete new one. CSV gets the text forms of the module doc.
 pub fn write_frame(df: &mut DataFrame, path: &Path) -> Result<()> {
-    let csv = super::is_csv(path);
+    let csv = output_format(path)? == OutputFormat::Csv;
     write_atomic_with(path, |file| {
         if csv {
             CsvWriter::new(file)
@@ -142,7 +168,7 @@ pub fn write_frames(
     path: &Path,
     chunks: impl IntoIterator<Item = Result<DataFrame>>,
 ) -> Result<(usize, usize)> {
-    let csv = super::is_csv(path);
+    let csv = output_format(path)? == OutputFormat::Csv;
     let shown = || format!("writing {}", path.display());
     let mut written = (0, 0);
     write_atomic_with(path, |file| {
@@ -305,5 +331,32 @@ mod tests {
         write_frames(&parts, [typed(0, 2), typed(2, 2)].map(Ok)).unwrap();
         assert_eq!(std::fs::read_to_string(&parts).unwrap(), text);
         assert!(!dir.path().join("none.parquet").exists());
+    }
+
+    #[test]
+    fn only_parquet_and_csv_names_are_written() {
+        let dir = tempfile::tempdir().unwrap();
+        for ok in ["a.parquet", "b.CSV", "c.Parquet", "d.csv"] {
+            write_frame(&mut frame(0, 3), &dir.path().join(ok)).unwrap();
+        }
+        for bad in ["x.txt", "noext", "y.parquet.tmp", "z.json"] {
+            let path = dir.path().join(bad);
+            let e = write_frame(&mut frame(0, 3), &path)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(".parquet` or `.csv"), "{bad}: {e}");
+            assert!(e.contains(bad), "{bad}: {e}");
+            let chunks = [frame(0, 2)].map(Ok);
+            assert!(write_frames(&path, chunks).is_err(), "{bad}");
+            assert!(!path.exists(), "{bad}");
+        }
+        assert!(output_format(Path::new("x.txt"))
+            .unwrap_err()
+            .to_string()
+            .contains("unknown extension `.txt`"));
+        assert!(output_format(Path::new("scores"))
+            .unwrap_err()
+            .to_string()
+            .contains("no extension"));
     }
 }

@@ -160,7 +160,7 @@ impl ApiError {
                 Self::invalid(field, message)
             }
             other => {
-                tracing::error!(error = %other, "request failed inside the library");
+                tracing::error!(error = %other.chain(), "request failed inside the library");
                 Self::internal()
             }
         }

@@ -9,6 +9,10 @@
 //! Label values are bounded: routes are the route *templates* (`/v1/customers/{id}/score`,
 //! `unmatched` for anything else), methods a fixed set, and models carry their version.
 //! No label ever holds a customer id or a raw path.
+//!
+//! Label names are the same in every series, so a dashboard joins them without
+//! relabelling: `route`, `method`, `status` on the HTTP series; `model` (the registry
+//! name) and `model_version` (`v3`) wherever a model is named.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -28,9 +32,12 @@ use rustc_hash::FxHashMap;
 use super::state::AppState;
 use crate::alerts::CountersSnapshot;
 
-/// Upper bounds of the request-duration buckets, in seconds.
-const DURATION_BUCKETS: [f64; 12] = [
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+/// Upper bounds of the request-duration buckets, in seconds: from 50 µs, because a
+/// score is answered in well under a millisecond and buckets starting at 1 ms would put
+/// almost every request in the first one, leaving a dashboard's quantiles flat.
+const DURATION_BUCKETS: [f64; 16] = [
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 10.0,
 ];
 
 /// Upper bounds of the churn-probability buckets.
@@ -50,16 +57,12 @@ struct RouteLabels {
     route: String,
 }
 
+/// The labels of every series that names a model (`churnguard_score`,
+/// `churnguard_model_info`).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ScoreLabels {
+struct ModelLabels {
     model: String,
     model_version: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ModelInfoLabels {
-    name: String,
-    version: String,
 }
 
 /// A family of histograms that all share one set of bucket bounds.
@@ -100,14 +103,15 @@ pub struct Metrics {
     /// Time to answer, by route template.
     durations: Histograms<RouteLabels>,
     /// Churn probabilities scored, by model name and version.
-    scores: Histograms<ScoreLabels>,
+    scores: Histograms<ModelLabels>,
     /// Handles into `requests` and `durations` by route template.
     routes: RwLock<FxHashMap<String, RouteSeries>>,
     /// Handles into `scores`: (model, version, histogram), one per version served.
     score_series: RwLock<Vec<(String, String, Histogram)>>,
     /// Reloads of the served model that failed (the previous model kept serving).
     pub model_reload_failures: AtomicU64,
-    /// Reloads that put a new model version into service.
+    /// Reloads that replaced the served model with a new version (the first model served
+    /// is a load, not a reload).
     pub model_reloads: AtomicU64,
     /// Reloads of the nightly score file that failed (the previous scores kept serving).
     pub scores_reload_failures: AtomicU64,
@@ -205,7 +209,7 @@ impl Metrics {
             None => {
                 let mut series = write(&self.score_series);
                 find(&series).unwrap_or_else(|| {
-                    let h = self.scores.get_or_create_owned(&ScoreLabels {
+                    let h = self.scores.get_or_create_owned(&ModelLabels {
                         model: model.to_string(),
                         model_version: version.to_string(),
                     });
@@ -271,11 +275,11 @@ impl Metrics {
                 ),
             ],
         );
-        let info = Family::<ModelInfoLabels, Gauge>::default();
+        let info = Family::<ModelLabels, Gauge>::default();
         if let Some((name, version)) = served {
-            info.get_or_create(&ModelInfoLabels {
-                name: name.to_string(),
-                version: version.to_string(),
+            info.get_or_create(&ModelLabels {
+                model: name.to_string(),
+                model_version: version.to_string(),
             })
             .set(1);
         }
@@ -289,7 +293,7 @@ impl Metrics {
             &[
                 (
                     "churnguard_model_reloads",
-                    "Reloads that put a new model version into service",
+                    "Reloads that replaced the served model with a new version",
                     load(&self.model_reloads),
                 ),
                 (
@@ -402,7 +406,7 @@ mod tests {
                 "# TYPE churnguard_alert_record_failures_total counter",
                 "# HELP churnguard_model_info The model version being served (always 1).",
                 "# TYPE churnguard_model_info gauge",
-                "# HELP churnguard_model_reloads_total Reloads that put a new model version into service.",
+                "# HELP churnguard_model_reloads_total Reloads that replaced the served model with a new version.",
                 "# TYPE churnguard_model_reloads_total counter",
                 "# HELP churnguard_model_reload_failures_total Model reloads that failed; the previous model kept serving.",
                 "# TYPE churnguard_model_reload_failures_total counter",
@@ -412,6 +416,7 @@ mod tests {
         );
         for line in [
             "churnguard_http_requests_total{route=\"/v1/score\",method=\"POST\",status=\"200\"} 2",
+            "churnguard_http_request_duration_seconds_bucket{route=\"/v1/score\",le=\"5e-05\"} 0",
             "churnguard_http_request_duration_seconds_bucket{route=\"/v1/score\",le=\"0.001\"} 0",
             "churnguard_http_request_duration_seconds_bucket{route=\"/v1/score\",le=\"0.0025\"} 1",
             "churnguard_http_request_duration_seconds_bucket{route=\"/v1/score\",le=\"10\"} 1",
@@ -419,7 +424,7 @@ mod tests {
             "churnguard_http_request_duration_seconds_count{route=\"/v1/score\"} 1",
             "churnguard_alerts_raised_total 3",
             "churnguard_alerts_dead_total 0",
-            "churnguard_model_info{name=\"churn\",version=\"v7\"} 1",
+            "churnguard_model_info{model=\"churn\",model_version=\"v7\"} 1",
             "churnguard_model_reloads_total 2",
         ] {
             assert!(
@@ -446,6 +451,62 @@ mod tests {
         assert!(
             text.contains("\nchurnguard_model_reloads_total 0\n"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn sub_millisecond_answers_fall_in_buckets_of_their_own() {
+        let m = Metrics::default();
+        for seconds in [0.00004, 0.00008, 0.0002, 0.0004, 0.0009] {
+            m.observe_request("/v1/score", "POST", 200, seconds);
+        }
+        let text = m.render(None, CountersSnapshot::default());
+        let bucket = |le: &str| {
+            let prefix =
+                format!("churnguard_http_request_duration_seconds_bucket{{route=\"/v1/score\",le=\"{le}\"}} ");
+            text.lines()
+                .find_map(|l| l.strip_prefix(&prefix))
+                .unwrap_or_else(|| panic!("no bucket {le} in\n{text}"))
+                .to_string()
+        };
+        // Cumulative counts: one answer per bucket below a millisecond.
+        assert_eq!(DURATION_BUCKETS[0], 0.00005);
+        let counts: Vec<String> = text
+            .lines()
+            .filter(|l| l.starts_with("churnguard_http_request_duration_seconds_bucket"))
+            .take(5)
+            .map(|l| l.rsplit(' ').next().unwrap().to_string())
+            .collect();
+        assert_eq!(counts, ["1", "2", "3", "4", "5"], "{text}");
+        assert_eq!(bucket("+Inf"), "5");
+    }
+
+    #[test]
+    fn every_series_that_names_a_model_labels_it_model_and_model_version() {
+        let m = Metrics::default();
+        m.observe_request("/v1/score", "POST", 200, 0.002);
+        m.observe_scores("churn", "v7", &[0.3]);
+        let text = m.render(Some(("churn", "v7")), CountersSnapshot::default());
+        let mut names = std::collections::BTreeSet::new();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let Some((_, labels)) = line.split_once('{') else {
+                continue;
+            };
+            let labels = labels.rsplit_once('}').unwrap().0;
+            for pair in labels.split(',') {
+                names.insert(pair.split_once('=').unwrap().0.to_string());
+            }
+            if line.contains("\"churn\"") {
+                assert!(
+                    line.contains("model=\"churn\",model_version=\"v7\""),
+                    "{line}"
+                );
+            }
+        }
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        assert_eq!(
+            names,
+            ["le", "method", "model", "model_version", "route", "status"]
         );
     }
 }

@@ -335,6 +335,8 @@ async fn reload_loop(state: AppState, interval: Duration, mut stop: watch::Recei
 
 /// Binds `config.bind`, prints the address, and serves until SIGINT or SIGTERM.
 pub async fn serve(config: ServeConfig) -> Result<()> {
+    // Before binding, so a wrong --models fails before "serving" is printed.
+    state::check_registry(&config.models)?;
     if !config.bind.ip().is_loopback() {
         check_exposure(&config, config.bind)?;
     }

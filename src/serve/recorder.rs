@@ -126,7 +126,7 @@ fn write_group(outbox: &Outbox, policy: &AlertPolicy, jobs: Vec<Job>) {
             }
         }
         Err(e) => {
-            let message = e.to_string();
+            let message = e.chain().to_string();
             for job in jobs {
                 let _ = job.reply.send(Err(message.clone()));
             }

@@ -299,7 +299,7 @@ pub(super) fn prepare(
 fn library_message(e: crate::Error) -> String {
     match e {
         crate::Error::Config(m) | crate::Error::Input { message: m, .. } => m,
-        other => other.to_string(),
+        other => other.chain().to_string(),
     }
 }
 
@@ -577,8 +577,10 @@ pub async fn model_detail(
         .await
         .ok()
         .and_then(|r| {
-            r.map_err(|e| tracing::warn!(error = %e, "could not list the registry's versions"))
-                .ok()
+            r.map_err(
+                |e| tracing::warn!(error = %e.chain(), "could not list the registry's versions"),
+            )
+            .ok()
         })
         .unwrap_or_default()
         .into_iter()

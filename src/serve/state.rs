@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::ops::Deref;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
@@ -126,6 +126,7 @@ impl AppState {
     /// Blocking: call from start-up code or `spawn_blocking`.
     pub fn open(config: &ServeConfig) -> Result<AppState> {
         crate::registry::validate_name(&config.name)?;
+        check_registry(&config.models)?;
         let outbox = Outbox::open(&config.outbox)?;
         let recorder = super::recorder::Recorder::start(outbox.clone(), config.policy)
             .map_err(|e| crate::Error::Outbox(format!("starting the outbox writer: {e}")))?;
@@ -213,7 +214,7 @@ impl AppState {
         let version = match resolved {
             Ok(v) => v,
             Err(e) => {
-                let message = e.to_string();
+                let message = e.chain().to_string();
                 let new = memo.last_error.as_deref() != Some(message.as_str());
                 memo.last_error = Some(message);
                 // A missing model or alias is "not yet"; anything else (a corrupt or
@@ -221,7 +222,7 @@ impl AppState {
                 let missing = e.is_missing_model();
                 if missing && current.is_none() {
                     if new {
-                        tracing::warn!(model = %self.name, error = %e,
+                        tracing::warn!(model = %self.name, error = %e.chain(),
                             "no production model to serve yet; /readyz answers 503 until one appears");
                     }
                     return ReloadOutcome::NoModel;
@@ -231,10 +232,10 @@ impl AppState {
                         .model_reload_failures
                         .fetch_add(1, Ordering::Relaxed);
                     if missing {
-                        tracing::error!(model = %self.name, error = %e, serving = ?serving,
+                        tracing::error!(model = %self.name, error = %e.chain(), serving = ?serving,
                             "could not resolve the production model; the previous model keeps serving");
                     } else {
-                        tracing::error!(model = %self.name, error = %e, serving = ?serving,
+                        tracing::error!(model = %self.name, error = %e.chain(), serving = ?serving,
                             "the model registry is corrupt or unreadable; nothing new is loaded until it is fixed");
                     }
                 }
@@ -267,7 +268,11 @@ impl AppState {
                 let scorer = Arc::new(scorer);
                 *self.model.write().unwrap_or_else(|e| e.into_inner()) = Some(scorer);
                 *memo = ReloadMemo::default();
-                self.metrics.model_reloads.fetch_add(1, Ordering::Relaxed);
+                // A reload replaces a served model; the first model served (at start-up,
+                // or the first promotion a model-less service sees) is a load.
+                if serving.is_some() {
+                    self.metrics.model_reloads.fetch_add(1, Ordering::Relaxed);
+                }
                 tracing::info!(model = %self.name, version = %wanted, previous = ?serving,
                     "model loaded and serving");
                 ReloadOutcome::Loaded {
@@ -279,10 +284,10 @@ impl AppState {
                 self.metrics
                     .model_reload_failures
                     .fetch_add(1, Ordering::Relaxed);
-                tracing::error!(model = %self.name, version = %wanted, error = %e, serving = ?serving,
+                tracing::error!(model = %self.name, version = %wanted, error = %e.chain(), serving = ?serving,
                     "could not load the production model; the previous model keeps serving");
                 memo.failed_version = Some(version);
-                memo.last_error = Some(e.to_string());
+                memo.last_error = Some(e.chain().to_string());
                 ReloadOutcome::Failed {
                     version: Some(wanted),
                     serving,
@@ -319,7 +324,7 @@ impl AppState {
                 self.metrics
                     .scores_reload_failures
                     .fetch_add(1, Ordering::Relaxed);
-                tracing::error!(path = %path.display(), error = %e,
+                tracing::error!(path = %path.display(), error = %e.chain(),
                     "could not read the score file; the previous scores keep serving");
             }
         }
@@ -374,6 +379,26 @@ impl AppState {
 /// At most this many versions besides the served one are kept loaded for `/v2` clients
 /// that pin a version.
 pub const PINNED_VERSIONS: usize = 4;
+/// Refuses a models directory that does not exist (or is not a directory). Serving it
+/// would create it, and the alert outbox inside, at the end of a typo, and the service
+/// would wait for a model that can never appear there. An existing registry without a
+/// production model is fine: the service starts and `/readyz` answers 503 until one is
+/// promoted.
+pub fn check_registry(models: &Path) -> Result<()> {
+    match std::fs::metadata(models) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(crate::Error::Config(format!(
+            "--models {}: not a directory; point it at the model registry",
+            models.display()
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(crate::Error::Config(format!(
+            "--models {}: no such directory; point it at the model registry (where \
+                 `churnguard train --models DIR` publishes), nothing was created",
+            models.display()
+        ))),
+        Err(e) => Err(crate::Error::io(models, e)),
+    }
+}
 
 /// Up to this many scores, [`AppState::record_tiers`] first checks on the request's
 /// thread whether anything needs writing (a bigger batch goes straight to the writer).
@@ -445,6 +470,8 @@ mod tests {
         assert!(state.scorer().is_none());
         assert!(logs.contains("corrupt"), "{logs}");
         assert!(logs.contains("aliases.json"), "{logs}");
+        // The cause too, once: the log prints the whole chain.
+        assert_eq!(logs.matches("EOF while parsing").count(), 1, "{logs}");
         assert!(!logs.contains("no production model"), "{logs}");
         assert_eq!(
             state.reload_model(true),
@@ -458,8 +485,29 @@ mod tests {
     #[test]
     fn an_empty_registry_is_no_model_yet() {
         let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("models")).unwrap();
         let (state, logs) = open_logged(&dir.path().join("models"), &dir.path().join("alerts.db"));
         assert!(logs.contains("no production model to serve yet"), "{logs}");
         assert_eq!(state.reload_model(true), ReloadOutcome::NoModel);
+    }
+
+    #[test]
+    fn a_registry_that_does_not_exist_is_refused_and_nothing_is_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let models = dir.path().join("nowhere");
+        let err = AppState::open(&ServeConfig {
+            models: models.clone(),
+            outbox: models.join("churn").join("alerts.db"),
+            ..ServeConfig::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("no such directory"), "{err}");
+        assert!(err.contains("nowhere"), "{err}");
+        assert!(!models.exists());
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"").unwrap();
+        let err = check_registry(&file).unwrap_err().to_string();
+        assert!(err.contains("not a directory"), "{err}");
     }
 }

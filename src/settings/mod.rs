@@ -389,6 +389,7 @@ impl Settings {
 
     /// `score`.
     pub fn score(&self, f: &ScoreFlags) -> Result<ScoreSettings> {
+        crate::data::write::output_format(&f.out)?;
         let model = self.model(&f.models);
         Ok(ScoreSettings {
             data: self.data(&f.data),
@@ -410,6 +411,7 @@ impl Settings {
     /// `features`: with a registry (`--models` or the environment), its production
     /// model's schema is used.
     pub fn features(&self, f: &FeaturesFlags) -> Result<FeatureSettings> {
+        crate::data::write::output_format(&f.out)?;
         let model = f
             .models
             .clone()

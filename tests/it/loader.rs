@@ -9,7 +9,8 @@ fn err(name: &str, files: &[(&str, &str)]) -> String {
     let dir = write_tables(name, files);
     match load(&dir, &LoadOptions::default()) {
         Ok(_) => panic!("{name}: expected an error"),
-        Err(e) => e.to_string(),
+        // As the binary prints it: the message and each cause.
+        Err(e) => e.chain().to_string(),
     }
 }
 

@@ -1,5 +1,6 @@
 //! End-to-end tests: one binary so polars links once.
 
+mod cli;
 mod common;
 mod features_golden;
 mod leakage;

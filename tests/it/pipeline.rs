@@ -28,7 +28,8 @@ fn attrs() -> AttributeConfig {
 }
 
 /// A registry with one trained version (every algorithm compared), shared by the tests.
-fn trained() -> &'static Path {
+/// The sample's trained registry, shared by the tests of this process.
+pub(crate) fn trained() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let models = scratch("models");
@@ -360,11 +361,12 @@ fn a_corrupted_model_file_is_refused_by_verify_and_load() {
     let k = bytes.len() / 2;
     bytes[k] ^= 0xff;
     std::fs::write(dst.join("v1/model.bin"), bytes).unwrap();
-    let e = reg.verify("churn", 1).unwrap_err().to_string();
+    let e = reg.verify("churn", 1).unwrap_err().chain().to_string();
     assert!(e.contains("model.bin"), "{e}");
     let e = reg
         .load("churn", &Selector::Version(1))
         .unwrap_err()
+        .chain()
         .to_string();
     assert!(e.contains("model.bin") && e.contains("checksum"), "{e}");
 }

@@ -44,7 +44,7 @@ async fn metrics_use_route_templates_and_never_customer_ids() {
         "churnguard_http_requests_total{route=\"unmatched\",method=\"GET\",status=\"404\"} 1",
         "churnguard_http_request_duration_seconds_bucket{route=\"/v1/score\",le=\"+Inf\"} 1",
         "churnguard_score_count{model=\"churn\",model_version=\"v1\"} 1",
-        "churnguard_model_info{name=\"churn\",version=\"v1\"} 1",
+        "churnguard_model_info{model=\"churn\",model_version=\"v1\"} 1",
         "churnguard_alerts_raised_total ",
         "churnguard_alerts_delivered_total ",
         "churnguard_alerts_failed_total ",
@@ -54,4 +54,29 @@ async fn metrics_use_route_templates_and_never_customer_ids() {
     ] {
         assert!(text.contains(needle), "missing `{needle}` in\n{text}");
     }
+}
+
+#[tokio::test]
+async fn the_initial_load_is_not_a_reload_and_a_promotion_is_one() {
+    let env = Env::new();
+    let (app, _) = router(&env.config());
+    let reloads = |text: &str| -> Option<String> {
+        text.lines()
+            .find_map(|l| l.strip_prefix("churnguard_model_reloads_total "))
+            .map(str::to_string)
+    };
+    let text = get(&app, "/metrics").await.body;
+    let text = text.as_str().unwrap();
+    assert_eq!(reloads(text).as_deref(), Some("0"), "{text}");
+    assert!(text.contains("churnguard_model_info{model=\"churn\",model_version=\"v1\"} 1"));
+
+    env.registry().promote("churn", 2, "production").unwrap();
+    let a = call(&app, "POST", "/v1/admin/reload", Some(ADMIN), None).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    // Asking again with nothing new changes nothing.
+    let _ = call(&app, "POST", "/v1/admin/reload", Some(ADMIN), None).await;
+    let text = get(&app, "/metrics").await.body;
+    let text = text.as_str().unwrap();
+    assert_eq!(reloads(text).as_deref(), Some("1"), "{text}");
+    assert!(text.contains("churnguard_model_info{model=\"churn\",model_version=\"v2\"} 1"));
 }

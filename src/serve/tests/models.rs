@@ -47,7 +47,9 @@ async fn without_a_model_readiness_is_503_and_scoring_says_why() {
     let dir = tempfile::tempdir().unwrap();
     let env = Env::new();
     let mut cfg = env.config();
+    // A registry that exists but holds no model yet (one that does not exist is refused).
     cfg.models = dir.path().join("empty-models");
+    std::fs::create_dir(&cfg.models).unwrap();
     let (app, _) = router(&cfg);
     let a = get(&app, "/healthz").await;
     assert_eq!(a.status, StatusCode::OK);

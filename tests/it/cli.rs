@@ -1,0 +1,213 @@
+//! The `churnguard` binary as a user or a scheduler meets it: exit codes, error lines,
+//! refusals that happen before any work, and `--log-json` on every stderr line.
+
+use crate::common::{sample_parquet, scratch};
+use crate::pipeline::trained;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Runs the binary with `args` and no `CHURNGUARD_*` or `RUST_LOG` from the test's own
+/// environment; kills it (and fails) if it runs past `limit`.
+fn churnguard_within(args: &[&str], limit: Duration) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_churnguard"));
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("CHURNGUARD_") || k == "RUST_LOG" {
+            cmd.env_remove(k);
+        }
+    }
+    let mut child = cmd.spawn().expect("start churnguard");
+    let started = Instant::now();
+    while child.try_wait().expect("wait for churnguard").is_none() {
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "churnguard {args:?} still running after {limit:?}; stderr:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("churnguard output")
+}
+
+fn churnguard(args: &[&str]) -> Output {
+    churnguard_within(args, Duration::from_secs(120))
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Every stderr line parsed as a JSON object (panics on one that is not).
+fn json_lines(out: &Output) -> Vec<serde_json::Value> {
+    let text = stderr(out);
+    assert!(!text.trim().is_empty(), "nothing on stderr");
+    text.lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}\nstderr:\n{text}"));
+            assert!(v.is_object(), "{l}");
+            v
+        })
+        .collect()
+}
+
+fn entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_command_line_that_does_not_parse_exits_2_and_a_failed_run_exits_1() {
+    for args in [
+        &["score", "--no-such-flag"][..],
+        &["no-such-command"],
+        &["score"], // required --as-of and --out missing
+    ] {
+        let out = churnguard(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+    }
+    assert_eq!(churnguard(&["--help"]).status.code(), Some(0));
+    let missing = scratch("cli-exit").join("no-such-dir");
+    let out = churnguard(&["inspect", "--data", missing.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+}
+
+#[test]
+fn a_wrong_data_path_prints_the_os_error_once() {
+    let missing = scratch("cli-data").join("no-such-dir");
+    let out = churnguard(&["inspect", "--data", missing.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(err.contains("no-such-dir"), "{err}");
+    // "No such file or directory (os error 2)" on Linux.
+    let os_error = std::io::Error::from_raw_os_error(2).to_string();
+    assert_eq!(err.matches(&os_error).count(), 1, "{err}");
+}
+
+#[test]
+fn an_output_table_that_is_neither_parquet_nor_csv_is_refused_before_any_work() {
+    let dir = scratch("cli-out-ext");
+    let data = sample_parquet().to_str().unwrap();
+    let models = dir.join("models");
+    let models = models.to_str().unwrap();
+    let out = dir.join("x.txt");
+    let run = churnguard(&[
+        "score",
+        "--data",
+        data,
+        "--models",
+        models,
+        "--as-of",
+        "2024-11-15",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
+    let err = stderr(&run);
+    assert!(err.contains("x.txt"), "{err}");
+    assert!(err.contains("`.parquet` or `.csv`"), "{err}");
+    let feat = dir.join("features.TXT");
+    let run = churnguard(&[
+        "features",
+        "--data",
+        data,
+        "--as-of",
+        "2024-11-15",
+        "--out",
+        feat.to_str().unwrap(),
+    ]);
+    assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
+    assert!(stderr(&run).contains("`.parquet` or `.csv`"));
+    // Nothing written, not even the registry's alert state.
+    assert!(entries(&dir).is_empty(), "{:?}", entries(&dir));
+}
+
+#[test]
+fn serve_refuses_a_registry_that_does_not_exist_and_creates_nothing() {
+    let dir = scratch("cli-serve-nowhere");
+    let nowhere = dir.join("nowhere");
+    let out = churnguard_within(
+        &[
+            "serve",
+            "--models",
+            nowhere.to_str().unwrap(),
+            "--bind",
+            "127.0.0.1:0",
+        ],
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no such directory"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!nowhere.exists());
+    assert!(entries(&dir).is_empty(), "{:?}", entries(&dir));
+}
+
+#[test]
+fn log_json_makes_every_stderr_line_json_errors_and_usage_errors_included() {
+    let missing = scratch("cli-json").join("no-such-dir");
+    let out = churnguard(&["--log-json", "inspect", "--data", missing.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let lines = json_lines(&out);
+    let last = lines.last().unwrap();
+    assert_eq!(last["level"], "ERROR", "{last}");
+    let message = last["fields"]["message"].as_str().unwrap();
+    assert!(message.contains("no-such-dir"), "{last}");
+
+    let out = churnguard(&["score", "--no-such-flag", "--log-json"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let lines = json_lines(&out);
+    assert!(lines[0]["fields"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("--no-such-flag"));
+}
+
+#[test]
+fn log_json_covers_the_batch_done_line_of_a_nightly_run() {
+    let dir = scratch("cli-json-night");
+    let out = dir.join("scores.parquet");
+    let outbox = dir.join("alerts.db");
+    let run = churnguard(&[
+        "--log-json",
+        "score",
+        "--data",
+        sample_parquet().to_str().unwrap(),
+        "--models",
+        trained().to_str().unwrap(),
+        "--as-of",
+        "2024-11-15",
+        "--out",
+        out.to_str().unwrap(),
+        "--outbox",
+        outbox.to_str().unwrap(),
+    ]);
+    assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
+    let lines = json_lines(&run);
+    let done = lines
+        .iter()
+        .find(|l| l["fields"]["event"] == "batch_done")
+        .unwrap_or_else(|| panic!("no batch_done line in {lines:?}"));
+    assert!(done["fields"]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("batch_done as_of=2024-11-15 customers="));
+    assert!(done["fields"]["customers"].as_u64().unwrap() > 0, "{done}");
+    assert_eq!(done["fields"]["as_of"], "2024-11-15");
+}

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Checks the service's `/metrics` with Prometheus' own linter (`promtool check metrics`):
+# a small generated base, one trained model, `churnguard serve` on a free loopback port,
+# a few requests (a score among them, so every family has a series), then the scrape.
+#
+#   bash tests/metrics_promtool.sh
+#
+# promtool comes from Debian's `prometheus` package (installed here when missing and run
+# as root). Environment: CHURNGUARD_BIN (a churnguard binary; default: build
+# target/release/churnguard), PROMTOOL_WORK (default: $TMPDIR/churnguard-promtool),
+# PYTHON (default python3; standard library only).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+BIN="${CHURNGUARD_BIN:-}"
+WORK="${PROMTOOL_WORK:-${TMPDIR:-/tmp}/churnguard-promtool}"
+PYTHON="${PYTHON:-python3}"
+for v in $(compgen -v CHURNGUARD_ || true); do unset "$v"; done
+export CHURNGUARD_LOG=warn
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "promtool"
+if ! command -v promtool > /dev/null; then
+    if [ "$(id -u)" != 0 ]; then
+        echo "promtool is missing: apt-get install prometheus (as root)" >&2
+        exit 1
+    fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus > /dev/null
+fi
+promtool --version | head -1
+
+step "churnguard binary"
+if [ -z "$BIN" ]; then
+    cargo build --release --locked --quiet --bin churnguard
+    BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/churnguard"
+fi
+"$BIN" --version
+
+step "a trained model ($WORK)"
+rm -rf "$WORK"
+mkdir -p "$WORK"
+"$BIN" generate --customers 1500 --seed 5 --out "$WORK/data" > "$WORK/generate.log"
+"$BIN" train --data "$WORK/data" --models "$WORK/models" --algorithms logistic > "$WORK/train.log"
+
+step "serve and scrape"
+"$BIN" serve --models "$WORK/models" --bind 127.0.0.1:0 > "$WORK/serve.out" 2> "$WORK/serve.err" &
+SERVER=$!
+trap 'kill "$SERVER" 2> /dev/null || true; wait "$SERVER" 2> /dev/null || true' EXIT
+"$PYTHON" - "$WORK" <<'PY'
+import json, re, sys, time, urllib.error, urllib.request
+work = sys.argv[1]
+base = None
+for _ in range(300):
+    m = re.search(r"on (http://\S+)", open(f"{work}/serve.out").read())
+    if m:
+        base = m.group(1)
+        try:
+            if urllib.request.urlopen(f"{base}/readyz").status == 200:
+                break
+        except (urllib.error.URLError, ConnectionError):
+            pass
+    time.sleep(0.1)
+else:
+    sys.exit("the service did not become ready:\n" + open(f"{work}/serve.err").read())
+
+def call(path, body=None):
+    req = urllib.request.Request(base + path, data=None if body is None else json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    try:
+        return urllib.request.urlopen(req)
+    except urllib.error.HTTPError as e:
+        return e
+
+model = json.load(call("/v1/models/churn"))
+features = {f["name"]: 0.0 for f in model["features"]}
+assert call("/v1/score", {"customer_id": "c1", "features": features}).status == 200
+assert call("/v1/score", {"customer_id": "c2"}).status == 422
+assert call("/no/such/route").status == 404
+text = call("/metrics").read().decode()
+open(f"{work}/metrics.txt", "w").write(text)
+for family in ["churnguard_http_requests_total", "churnguard_http_request_duration_seconds_bucket",
+               "churnguard_score_bucket", "churnguard_model_info", "churnguard_model_reloads_total"]:
+    assert f"\n{family}" in text, f"{family} missing from /metrics"
+# What a dashboard relies on: sub-millisecond buckets, one label naming per model series,
+# and the start-up load not counted as a reload.
+for line in ['churnguard_http_request_duration_seconds_bucket{route="/v1/score",le="5e-05"}',
+             'churnguard_model_info{model="churn",model_version="v1"} 1',
+             'churnguard_score_count{model="churn",model_version="v1"} 1',
+             'churnguard_model_reloads_total 0']:
+    assert line in text, f"`{line}` missing from /metrics:\n{text}"
+print(f"{len(text.splitlines())} lines scraped from {base}/metrics")
+PY
+promtool check metrics < "$WORK/metrics.txt"
+echo "promtool check metrics: ok"
