@@ -107,7 +107,9 @@ fn psi_level(p: f64) -> &'static str {
 }
 
 /// Scores every active customer of `base` as of `opts.as_of` with `scorer`, writes the
-/// score file and its summary atomically, then records tiers and alerts in the outbox.
+/// score file and its summary atomically, then records tiers, alerts and the night in
+/// the outbox. Input that fails a [`guard`] check is refused with [`Error::Refused`]
+/// (unless `opts.guard.allow_stale`) before anything but the refused night is written.
 pub fn run(
     base: &CustomerBase,
     scorer: &Scorer,

@@ -68,7 +68,7 @@ fn days(from: Ts, to: Ts) -> String {
 }
 
 fn newest<T: Timed + Copy + Send + Sync>(g: &Grouped<T>) -> Option<Ts> {
-    g.all().par_iter().map(Timed::time).max()
+    g.all().par_iter().map(|r| r.time()).max()
 }
 
 /// The newest row of each activity table present (`None`: the table has no rows). The
