@@ -237,7 +237,10 @@ mod tests {
         let b = base(t("2024-06-30T18:00:00Z"), t("2024-06-20T09:00:00Z"));
         let f = check_data(&b, t("2024-07-01"), &InputGuard::default());
         assert_eq!(reasons(&f), [RefusalReason::StaleTable]);
-        assert!(f[0].message.contains("table `tickets` ends on 2024-06-20"), "{f:?}");
+        assert!(
+            f[0].message.contains("table `tickets` ends on 2024-06-20"),
+            "{f:?}"
+        );
         assert!(f[0].message.contains("10 days before"), "{f:?}");
         // A looser limit lets it through.
         let loose = InputGuard {
@@ -316,7 +319,8 @@ mod tests {
         let f = check_population(499, night, Some(&prev), &g);
         assert_eq!(reasons(&f), [RefusalReason::CollapsedPopulation]);
         assert!(
-            f[0].message.contains("499 customers") && f[0].message.contains("1000 scored on 2024-06-30"),
+            f[0].message.contains("499 customers")
+                && f[0].message.contains("1000 scored on 2024-06-30"),
             "{f:?}"
         );
         let off = InputGuard {

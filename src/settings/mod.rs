@@ -802,12 +802,19 @@ outbox = "file.db"
             out: "scores.parquet".into(),
             ..ScoreFlags::default()
         };
-        assert_eq!(settings("", &[]).guard(&flags).unwrap(), InputGuard::default());
         assert_eq!(
-            (InputGuard::default().max_data_age_days, InputGuard::default().allow_stale),
+            settings("", &[]).guard(&flags).unwrap(),
+            InputGuard::default()
+        );
+        assert_eq!(
+            (
+                InputGuard::default().max_data_age_days,
+                InputGuard::default().allow_stale
+            ),
             (3, false)
         );
-        let file = "[alerts]\nmax_data_age_days = 7\nmin_population_ratio = 0.2\nallow_stale = true\n";
+        let file =
+            "[alerts]\nmax_data_age_days = 7\nmin_population_ratio = 0.2\nallow_stale = true\n";
         let g = settings(file, &[]).score(&flags).unwrap().guard;
         assert_eq!(
             (g.max_data_age_days, g.min_population_ratio, g.allow_stale),

@@ -612,7 +612,10 @@ fn refused(r: churnguard::Result<batch::BatchSummary>) -> (RefusalReason, String
             reason, message, ..
         }) => (reason, message),
         Err(e) => panic!("expected a refusal, got the error {e}"),
-        Ok(s) => panic!("expected a refusal, scored {} customers", s.customers_scored),
+        Ok(s) => panic!(
+            "expected a refusal, scored {} customers",
+            s.customers_scored
+        ),
     }
 }
 
@@ -630,7 +633,10 @@ use churnguard::Error;
 fn a_night_far_past_the_data_is_refused_and_nothing_is_written_or_sent() {
     let (s, base, opts, _) = night("refuse-future", "2024-12-01");
     let log = opts.alerts_log.clone().unwrap();
-    let (scores_before, log_before) = (std::fs::read(&opts.out).unwrap(), std::fs::read(&log).unwrap());
+    let (scores_before, log_before) = (
+        std::fs::read(&opts.out).unwrap(),
+        std::fs::read(&log).unwrap(),
+    );
     let summary_before = std::fs::read(batch::summary_path(&opts.out)).unwrap();
     let state_before = alert_state(&opts.outbox);
     assert!(!log_before.is_empty() && !state_before.is_empty());
@@ -650,7 +656,10 @@ fn a_night_far_past_the_data_is_refused_and_nothing_is_written_or_sent() {
     }
     assert!(!dated.out.exists());
     assert_eq!(std::fs::read(&opts.out).unwrap(), scores_before);
-    assert_eq!(std::fs::read(batch::summary_path(&opts.out)).unwrap(), summary_before);
+    assert_eq!(
+        std::fs::read(batch::summary_path(&opts.out)).unwrap(),
+        summary_before
+    );
     assert_eq!(std::fs::read(&log).unwrap(), log_before, "no alert sent");
     assert_eq!(alert_state(&opts.outbox), state_before);
     // Both refusals are recorded and counted, until the next successful night.
@@ -662,7 +671,11 @@ fn a_night_far_past_the_data_is_refused_and_nothing_is_written_or_sent() {
     let nights = outbox.nights().unwrap();
     assert_eq!(nights.len(), 3);
     assert!(nights[1].refused && nights[2].refused && !nights[0].refused);
-    assert!(nights[2].detail.as_deref().unwrap().contains("after the data ends"));
+    assert!(nights[2]
+        .detail
+        .as_deref()
+        .unwrap()
+        .contains("after the data ends"));
     let next = BatchOptions {
         as_of: opts.as_of + DAY,
         ..opts.clone()
@@ -693,7 +706,11 @@ fn without_recent_tickets(base: &CustomerBase, as_of: i64, days: i64) -> Custome
     let tickets = base.tickets.as_ref().unwrap();
     let (mut who, mut rows) = (Vec::new(), Vec::new());
     for c in 0..base.customers.len() {
-        for t in tickets.of(c).iter().filter(|t| t.opened < as_of - days * DAY) {
+        for t in tickets
+            .of(c)
+            .iter()
+            .filter(|t| t.opened < as_of - days * DAY)
+        {
             who.push(c as u32);
             rows.push(*t);
         }
@@ -725,7 +742,10 @@ fn a_table_that_stopped_arriving_is_refused_unless_allow_stale() {
     let (reason, message) = refused(batch::run(&stale, &s, &opts, &|_| {}));
     assert_eq!(reason, RefusalReason::StaleTable);
     assert!(message.contains("table `tickets` ends on"), "{message}");
-    assert!(!message.contains("logins") && !message.contains("orders"), "{message}");
+    assert!(
+        !message.contains("logins") && !message.contains("orders"),
+        "{message}"
+    );
     assert!(!opts.out.exists() && alert_state(&opts.outbox).is_empty());
     // A looser limit, or --allow-stale, scores the night.
     let loose = BatchOptions {
@@ -735,7 +755,10 @@ fn a_table_that_stopped_arriving_is_refused_unless_allow_stale() {
         },
         ..options("stale-loose", &date)
     };
-    assert!(batch::run(&stale, &s, &loose, &|_| {}).unwrap().input_warnings.is_empty());
+    assert!(batch::run(&stale, &s, &loose, &|_| {})
+        .unwrap()
+        .input_warnings
+        .is_empty());
     let forced = BatchOptions {
         guard: InputGuard {
             allow_stale: true,
@@ -836,7 +859,10 @@ fn the_cli_exits_3_with_the_reason_when_it_refuses_a_night() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert_eq!(run.status.code(), Some(3), "{stderr}");
-    assert!(stderr.contains("refused to score as of 2030-01-01"), "{stderr}");
+    assert!(
+        stderr.contains("refused to score as of 2030-01-01"),
+        "{stderr}"
+    );
     assert!(stderr.contains("--allow-stale"), "{stderr}");
     assert!(!out.exists());
 }
