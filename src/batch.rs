@@ -325,7 +325,8 @@ fn joined(found: &[Finding]) -> Option<String> {
 }
 
 /// Lets the run go on past what the guards `found`: with none, or with `--allow-stale`
-/// (they become warnings, logged and kept for the summary and the night's record);
+/// (they become warnings, kept for the summary, which the caller prints, and the
+/// night's record);
 /// otherwise records the refused night (`customers` found so far) and refuses.
 fn admit(
     outbox: &Outbox,
@@ -339,9 +340,6 @@ fn admit(
         return Ok(());
     };
     if opts.guard.allow_stale {
-        for f in &found {
-            tracing::warn!(reason = f.reason.as_str(), "--allow-stale: {}", f.message);
-        }
         warnings.extend(found);
         return Ok(());
     }
