@@ -95,7 +95,7 @@ pub enum Error {
     /// refusal itself is recorded in the alert state's `nights` table, to be counted);
     /// `--allow-stale` scores anyway. Its own variant so that callers (the binary's exit
     /// code, a scheduler's wrapper) can tell "the data is not ready" from a failure.
-    #[error("refused to score as of {as_of}: {message}. Nothing was written and no alert sent; --allow-stale scores anyway")]
+    #[error("refused to score as of {as_of}: {message}. No score file written, no alert sent (the refusal is recorded in the alert state's nights table); --allow-stale scores anyway")]
     Refused {
         /// The first reason found (the one recorded).
         reason: RefusalReason,
