@@ -1,8 +1,16 @@
 //! The nightly run: customer base -> features as of a date -> scores -> an atomically
 //! written score file, a run summary with drift, and alerts for customers who newly
 //! reach the alerting tier (through the same outbox and policy as the service).
+//!
+//! Before any of it, [`guard`] checks the input (fresh tables, an `as_of` within the
+//! data, a population that did not collapse since the previous night): a run that fails
+//! a check is refused ([`Error::Refused`]) and recorded as such in the outbox's nights
+//! table, and writes nothing else. Each successful night is recorded there too, in the
+//! transaction of its alert state; the next night's `tier_change` compares with it.
 
-use crate::alerts::{Alert, AlertPolicy, Observation, Outbox};
+pub mod guard;
+
+use crate::alerts::{Alert, AlertPolicy, Night, Observation, Outbox};
 use crate::data::CustomerBase;
 use crate::features::{check_tables, snapshot_features};
 use crate::scores::{ScoreRow, REASONS_PER_CUSTOMER};
@@ -11,9 +19,12 @@ use crate::time::{fmt_date, Ts};
 use crate::{Error, Result};
 use rayon::prelude::*;
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+
+pub use guard::InputGuard;
+use guard::{check_data, check_population, Finding};
 
 /// One customer's score in a run.
 struct Scored {
@@ -33,6 +44,8 @@ pub struct BatchOptions {
     pub policy: AlertPolicy,
     /// Webhook URL and signing secret, when alerts go to a CRM.
     pub webhook: Option<(String, String)>,
+    /// The input checks, and whether their findings refuse the run or only warn.
+    pub guard: InputGuard,
 }
 
 /// The path of the run summary written beside a score file.
@@ -58,9 +71,15 @@ pub struct BatchSummary {
     /// Customers per tier (`high`, `low`, `medium`).
     #[serde(serialize_with = "sorted")]
     pub tiers: HashMap<String, usize>,
-    /// Change of each tier's count since the previous summary beside the output.
+    /// Change of each tier's count since the previous successful night recorded in the
+    /// alert state (the latest one strictly before `as_of`, whatever its score file);
+    /// the counts themselves when there is none.
     #[serde(serialize_with = "sorted")]
     pub tier_change: HashMap<String, i64>,
+    /// The date of that previous night, if any.
+    pub previous_night: Option<String>,
+    /// What the input guards found and `--allow-stale` let through.
+    pub input_warnings: Vec<String>,
     /// Quantiles of the churn probability over the customers scored.
     pub score_quantiles: Vec<ScoreQuantile>,
     pub score_psi: f64,
@@ -115,7 +134,9 @@ fn psi_level(p: f64) -> &'static str {
 }
 
 /// Scores every active customer of `base` as of `opts.as_of` with `scorer`, writes the
-/// score file and its summary atomically, then records tiers and alerts in the outbox.
+/// score file and its summary atomically, then records tiers, alerts and the night in
+/// the outbox. Input that fails a [`guard`] check is refused with [`Error::Refused`]
+/// (unless `opts.guard.allow_stale`) before anything but the refused night is written.
 pub fn run(
     base: &CustomerBase,
     scorer: &Scorer,
@@ -128,10 +149,19 @@ pub fn run(
     let spec = &art.spec;
     check_tables(spec, base)?;
     let mut seconds = HashMap::new();
+    let model = format!("{} {}", scorer.name, scorer.version);
+    stage("checking");
+    let outbox = Outbox::open(&opts.outbox)?;
+    let mut warnings = Vec::new();
+    let found = check_data(base, opts.as_of, &opts.guard);
+    admit(&outbox, opts, &model, 0, found, &mut warnings)?;
     let t0 = Instant::now();
     stage("features");
     let (pop, x) = snapshot_features(base, spec, &art.definition, opts.as_of);
     seconds.insert("features".to_string(), t0.elapsed().as_secs_f64());
+    let previous = outbox.previous_night(opts.as_of)?;
+    let found = check_population(pop.len(), opts.as_of, previous.as_ref(), &opts.guard);
+    admit(&outbox, opts, &model, pop.len(), found, &mut warnings)?;
     let t1 = Instant::now();
     stage("scoring");
     let w = spec.len();
@@ -165,17 +195,13 @@ pub fn run(
             scored.iter().filter(|s| s.score.risk_tier == t).count(),
         );
     }
-    let previous: Option<serde_json::Value> = std::fs::read(summary_path(&opts.out))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok());
     let tier_change = tiers
         .iter()
         .map(|(k, &v)| {
             let before = previous
                 .as_ref()
-                .and_then(|p| p.pointer(&format!("/tiers/{k}")))
-                .and_then(|x| x.as_u64())
-                .unwrap_or(0) as i64;
+                .and_then(|p| p.tiers.get(k))
+                .map_or(0, |&b| b as i64);
             (k.clone(), v as i64 - before)
         })
         .collect();
@@ -225,10 +251,12 @@ pub fn run(
     }
     let mut summary = BatchSummary {
         as_of: fmt_date(opts.as_of),
-        model: format!("{} {}", scorer.name, scorer.version),
+        model: model.clone(),
         customers_scored: n,
         tiers,
         tier_change,
+        previous_night: previous.as_ref().map(|p| fmt_date(p.as_of)),
+        input_warnings: warnings.iter().map(|f| f.message.clone()).collect(),
         score_quantiles,
         score_psi,
         feature_psi,
@@ -256,7 +284,6 @@ pub fn run(
     // Alerts: one transaction for every customer's tier; transitions become alerts.
     let t3 = Instant::now();
     stage("alerts");
-    let outbox = Outbox::open(&opts.outbox)?;
     let observations: Vec<Observation> = (0..n)
         .map(|i| Observation {
             customer_id: ids[i],
@@ -264,11 +291,22 @@ pub fn run(
             as_of: opts.as_of,
         })
         .collect();
-    let rec = outbox.record_many(&opts.policy, &observations, |tr| {
+    let night = Night {
+        as_of: opts.as_of,
+        finished_at: 0,
+        model,
+        customers: n,
+        tiers: summary.tiers.iter().map(|(k, &v)| (k.clone(), v)).collect(),
+        refused: false,
+        reason: warnings.first().map(|f| f.reason),
+        detail: joined(&warnings),
+    };
+    let build = |tr: &crate::alerts::Transition<'_>| {
         let i = tr.index;
         let row = &x[i * w..(i + 1) * w];
         Alert::for_score(tr, scorer, &scored[i].score, row, Alert::SOURCE_BATCH)
-    })?;
+    };
+    let rec = outbox.record_night(&opts.policy, &observations, build, &night)?;
     summary.alerts_raised = rec.raised;
     summary.alerts_new = rec.inserted;
     let mut sinks: Vec<std::sync::Arc<dyn crate::alerts::sink::AlertSink>> = Vec::new();
@@ -307,6 +345,54 @@ pub fn run(
     Ok(summary)
 }
 
+/// The findings in one sentence, `None` when there are none.
+fn joined(found: &[Finding]) -> Option<String> {
+    (!found.is_empty()).then(|| {
+        found
+            .iter()
+            .map(|f| f.message.as_str())
+            .collect::<Vec<_>>()
+            .join("; ")
+    })
+}
+
+/// Lets the run go on past what the guards `found`: with none, or with `--allow-stale`
+/// (they become warnings, kept for the summary, which the caller prints, and the
+/// night's record);
+/// otherwise records the refused night (`customers` found so far) and refuses.
+fn admit(
+    outbox: &Outbox,
+    opts: &BatchOptions,
+    model: &str,
+    customers: usize,
+    found: Vec<Finding>,
+    warnings: &mut Vec<Finding>,
+) -> Result<()> {
+    let Some(first) = found.first() else {
+        return Ok(());
+    };
+    if opts.guard.allow_stale {
+        warnings.extend(found);
+        return Ok(());
+    }
+    let message = joined(&found).unwrap_or_default();
+    outbox.record_refusal(&Night {
+        as_of: opts.as_of,
+        finished_at: 0,
+        model: model.to_string(),
+        customers,
+        tiers: BTreeMap::new(),
+        refused: true,
+        reason: Some(first.reason),
+        detail: Some(message.clone()),
+    })?;
+    Err(Error::Refused {
+        reason: first.reason,
+        as_of: fmt_date(opts.as_of),
+        message,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -327,6 +413,8 @@ mod tests {
             tier_change: [("low", -2), ("high", 1), ("medium", 1)]
                 .map(|(k, v)| (k.to_string(), v))
                 .into(),
+            previous_night: Some("2024-05-31".into()),
+            input_warnings: Vec::new(),
             score_quantiles: vec![
                 ScoreQuantile {
                     quantile: 0.0,

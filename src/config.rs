@@ -29,6 +29,9 @@ use std::path::Path;
 /// [alerts]
 /// tier = "high"
 /// cooldown_days = 14
+/// max_data_age_days = 3
+/// min_population_ratio = 0.5
+/// allow_stale = false
 /// ```
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -101,6 +104,14 @@ pub struct AlertsSection {
     pub log: Option<String>,
     /// Early-warning rules file (JSON) for `score` and `serve`.
     pub rules: Option<String>,
+    /// `score` refuses a night when an activity table's data ends more than this many
+    /// days before `--as-of` (default 3).
+    pub max_data_age_days: Option<u32>,
+    /// `score` refuses a night whose population is below this share of the previous
+    /// night's (default 0.5; 0 turns the check off).
+    pub min_population_ratio: Option<f64>,
+    /// `score` warns instead of refusing when an input guard fails (default false).
+    pub allow_stale: Option<bool>,
 }
 
 impl FileConfig {
@@ -134,8 +145,14 @@ high_share = 0.1
 bind = "0.0.0.0:1"
 [alerts]
 cooldown_days = 3
+max_data_age_days = 5
+min_population_ratio = 0.25
+allow_stale = true
 "#;
         let c: FileConfig = toml::from_str(text).unwrap();
+        assert_eq!(c.alerts.max_data_age_days, Some(5));
+        assert_eq!(c.alerts.min_population_ratio, Some(0.25));
+        assert_eq!(c.alerts.allow_stale, Some(true));
         assert_eq!(c.labels.horizon_days, Some(60));
         assert_eq!(c.features.categorical, Some(vec!["plan".to_string()]));
         assert_eq!(c.alerts.cooldown_days, Some(3));

@@ -96,6 +96,20 @@ pub enum Error {
         #[source]
         source: rusqlite::Error,
     },
+    /// The nightly run refused its input: stale data, an `--as-of` outside the data, an
+    /// empty or collapsed population. Nothing was scored, written or alerted (the
+    /// refusal itself is recorded in the alert state's `nights` table, to be counted);
+    /// `--allow-stale` scores anyway. Its own variant so that callers (the binary's exit
+    /// code, a scheduler's wrapper) can tell "the data is not ready" from a failure.
+    #[error("refused to score as of {as_of}: {message}. No score file written, no alert sent (the refusal is recorded in the alert state's nights table); --allow-stale scores anyway")]
+    Refused {
+        /// The first reason found (the one recorded).
+        reason: RefusalReason,
+        /// The night refused (YYYY-MM-DD or RFC 3339).
+        as_of: String,
+        /// Every reason found, in words, `; `-separated.
+        message: String,
+    },
     /// An alert could not be turned into, or read back from, the JSON the outbox stores.
     #[error("alert outbox: {context}")]
     OutboxPayload {
@@ -103,6 +117,62 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+}
+
+/// Why a nightly run refused its input ([`Error::Refused`]); stored in the alert state's
+/// `nights` table by [`RefusalReason::as_str`], so that refusals can be counted by kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RefusalReason {
+    /// An activity table's newest row is older than `--as-of` minus the freshness limit
+    /// (an export that stopped arriving).
+    StaleTable,
+    /// `--as-of` is after the end of the data's last day: the features would read the
+    /// gap as inactivity.
+    AsOfAfterData,
+    /// `--as-of` is at or before the first signup: there is no one to score.
+    AsOfBeforeSignups,
+    /// No customer is active at `--as-of`.
+    EmptyPopulation,
+    /// Far fewer customers than on the previous night (a partial export).
+    CollapsedPopulation,
+}
+
+impl RefusalReason {
+    /// Every reason, in the order a run checks them.
+    pub const ALL: [RefusalReason; 5] = [
+        RefusalReason::AsOfAfterData,
+        RefusalReason::AsOfBeforeSignups,
+        RefusalReason::StaleTable,
+        RefusalReason::EmptyPopulation,
+        RefusalReason::CollapsedPopulation,
+    ];
+
+    /// The stable name stored and exported (`stale_table`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefusalReason::StaleTable => "stale_table",
+            RefusalReason::AsOfAfterData => "as_of_after_data",
+            RefusalReason::AsOfBeforeSignups => "as_of_before_signups",
+            RefusalReason::EmptyPopulation => "empty_population",
+            RefusalReason::CollapsedPopulation => "collapsed_population",
+        }
+    }
+}
+
+impl std::str::FromStr for RefusalReason {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        RefusalReason::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| Error::Outbox(format!("unknown refusal reason `{s}`")))
+    }
+}
+
+impl std::fmt::Display for RefusalReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// An error and its causes on one line, `outer: cause: root cause`, each once.

@@ -116,7 +116,19 @@ fn main() {
     logging::init(cli.log_json, logging::default_filter(long_running));
     if let Err(e) = run(cli) {
         logging::always(tracing::Level::ERROR, &format!("error: {e:#}"), &[]);
-        std::process::exit(EXIT_FAILED);
+        std::process::exit(exit_code(&e));
+    }
+}
+
+/// Exit status when a nightly run refused its input (stale data, an `--as-of` outside
+/// the data, an empty or collapsed population), so that a scheduler can tell "the data
+/// is not ready" from a failure ([`EXIT_FAILED`]).
+const EXIT_REFUSED: i32 = 3;
+
+fn exit_code(e: &anyhow::Error) -> i32 {
+    match e.downcast_ref::<churnguard::Error>() {
+        Some(churnguard::Error::Refused { .. }) => EXIT_REFUSED,
+        _ => EXIT_FAILED,
     }
 }
 
@@ -331,16 +343,24 @@ fn score(s: ScoreSettings) -> Result<()> {
         outbox: s.outbox,
         policy: s.policy,
         webhook: s.webhook,
+        guard: s.guard,
     };
     let pb = spinner();
     let r = batch::run(&base, &scorer, &opts, &stage_fn(&pb))?;
     if let Some(pb) = pb {
         pb.finish_and_clear();
     }
+    for w in &r.input_warnings {
+        eprintln!("warning: {w} (scored anyway: --allow-stale)");
+    }
     println!(
         "scored {} customers as of {} with {} -> {}",
         r.customers_scored, r.as_of, r.model, r.output
     );
+    match &r.previous_night {
+        Some(p) => println!("  tier counts (change since the night of {p}):"),
+        None => println!("  tier counts (no earlier night recorded):"),
+    }
     for t in ["high", "medium", "low"] {
         let (n, change) = (
             r.tiers.get(t).unwrap_or(&0),

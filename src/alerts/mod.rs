@@ -12,7 +12,8 @@
 //! ```
 //!
 //! - [`policy`]: when a score becomes an alert (tier transitions, cooldown). Pure.
-//! - [`outbox`]: the SQLite file: per-customer state, alerts, per-sink deliveries.
+//! - [`outbox`]: the SQLite file: per-customer state, alerts, per-sink deliveries, and
+//!   each nightly run (scored or refused).
 //! - [`sink`]: where alerts go (signed webhook, JSON lines file, log).
 //! - [`dispatch`]: delivers due alerts with retries; shared counters for `/metrics`.
 //!
@@ -39,8 +40,8 @@ use crate::time::{fmt_date, fmt_ts, Ts};
 
 pub use dispatch::{DispatchStats, Dispatcher, RetryPolicy};
 pub use outbox::{
-    DeliveryRecord, DeliveryStatus, Due, Observation, Outbox, OutboxCounts, RecordSummary,
-    Transition,
+    DeliveryRecord, DeliveryStatus, Due, Night, Observation, Outbox, OutboxCounts, RecordSummary,
+    Refusals, Transition,
 };
 pub use policy::{AlertPolicy, CustomerState, Decision};
 pub use sink::{

@@ -125,6 +125,12 @@ pub struct ScoreFlags {
     pub alert_webhook: Option<String>,
     #[command(flatten)]
     pub rules: RulesFlags,
+    /// Refuse the night when an activity table's data ends more than this many days before --as-of [env: CHURNGUARD_MAX_DATA_AGE_DAYS] [default: 3].
+    #[arg(long)]
+    pub max_data_age_days: Option<u32>,
+    /// Score even when the input guards fail (stale data, an --as-of outside the data, an empty or collapsed population): they become warnings [env: CHURNGUARD_ALLOW_STALE].
+    #[arg(long)]
+    pub allow_stale: bool,
 }
 
 /// `features`.

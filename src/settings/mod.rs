@@ -16,6 +16,7 @@ mod flags;
 pub use flags::*;
 
 use crate::alerts::AlertPolicy;
+use crate::batch::InputGuard;
 use crate::config::FileConfig;
 use crate::features::AttributeConfig;
 use crate::labels::LabelConfig;
@@ -139,6 +140,8 @@ pub struct ScoreSettings {
     pub webhook: Option<(String, String)>,
     /// `None`: the built-in early-warning rules.
     pub rules: Option<Vec<Rule>>,
+    /// The input guards ([`Settings::guard`]).
+    pub guard: InputGuard,
 }
 
 /// What `features` runs with.
@@ -342,6 +345,39 @@ impl Settings {
         }
     }
 
+    /// The nightly run's input guards: `--max-data-age-days` and `--allow-stale`, the
+    /// environment, `[alerts] max_data_age_days`, `min_population_ratio`, `allow_stale`,
+    /// else [`InputGuard::default`].
+    pub fn guard(&self, f: &ScoreFlags) -> Result<InputGuard> {
+        let a = &self.file.alerts;
+        let d = InputGuard::default();
+        let ratio = self
+            .env
+            .number::<f64>("CHURNGUARD_MIN_POPULATION_RATIO")?
+            .or(a.min_population_ratio)
+            .unwrap_or(d.min_population_ratio);
+        if !(0.0..=1.0).contains(&ratio) {
+            return Err(Error::Config(format!(
+                "min_population_ratio {ratio} must be between 0 and 1 (a share of the previous night's population)"
+            )));
+        }
+        // A flag can only switch it on; a set variable wins over the file either way.
+        let allow_stale = f.allow_stale
+            || match self.env.get("CHURNGUARD_ALLOW_STALE") {
+                Some(_) => self.env.switch("CHURNGUARD_ALLOW_STALE"),
+                None => a.allow_stale.unwrap_or(d.allow_stale),
+            };
+        Ok(InputGuard {
+            max_data_age_days: f
+                .max_data_age_days
+                .or(self.env.number("CHURNGUARD_MAX_DATA_AGE_DAYS")?)
+                .or(a.max_data_age_days)
+                .unwrap_or(d.max_data_age_days),
+            min_population_ratio: ratio,
+            allow_stale,
+        })
+    }
+
     /// The early-warning rules: the flag, the environment, else `[alerts] rules`; `None`
     /// keeps the built-in ones.
     pub fn rules(&self, f: &RulesFlags) -> Result<Option<Vec<Rule>>> {
@@ -404,6 +440,7 @@ impl Settings {
             policy: self.policy()?,
             webhook: self.webhook(f.alert_webhook.as_deref())?,
             rules: self.rules(&f.rules)?,
+            guard: self.guard(f)?,
             model,
         })
     }
@@ -758,6 +795,56 @@ outbox = "file.db"
             s.serve(&ServeFlags::default()).unwrap().webhook,
             score.webhook
         );
+    }
+
+    #[test]
+    fn the_input_guards_layer_like_every_other_setting() {
+        let flags = ScoreFlags {
+            as_of: "2024-12-01".into(),
+            out: "scores.parquet".into(),
+            ..ScoreFlags::default()
+        };
+        assert_eq!(
+            settings("", &[]).guard(&flags).unwrap(),
+            InputGuard::default()
+        );
+        assert_eq!(
+            (
+                InputGuard::default().max_data_age_days,
+                InputGuard::default().allow_stale
+            ),
+            (3, false)
+        );
+        let file =
+            "[alerts]\nmax_data_age_days = 7\nmin_population_ratio = 0.2\nallow_stale = true\n";
+        let g = settings(file, &[]).score(&flags).unwrap().guard;
+        assert_eq!(
+            (g.max_data_age_days, g.min_population_ratio, g.allow_stale),
+            (7, 0.2, true)
+        );
+        let env = [
+            ("CHURNGUARD_MAX_DATA_AGE_DAYS", "5"),
+            ("CHURNGUARD_ALLOW_STALE", "no"),
+            ("CHURNGUARD_MIN_POPULATION_RATIO", "0.9"),
+        ];
+        let s = settings(file, &env);
+        let g = s.guard(&flags).unwrap();
+        assert_eq!(
+            (g.max_data_age_days, g.min_population_ratio, g.allow_stale),
+            (5, 0.9, false)
+        );
+        let flagged = ScoreFlags {
+            max_data_age_days: Some(1),
+            allow_stale: true,
+            ..flags.clone()
+        };
+        let g = s.guard(&flagged).unwrap();
+        assert_eq!((g.max_data_age_days, g.allow_stale), (1, true));
+        let e = settings("[alerts]\nmin_population_ratio = 2.0\n", &[])
+            .guard(&flags)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("min_population_ratio 2"), "{e}");
     }
 
     #[test]

@@ -184,7 +184,7 @@ impl Sink {
             let ctx = || format!("writing {}", path.display());
             let w = match self.format {
                 SynthFormat::Parquet => Writer::Parquet(Box::new(
-                    crate::data::write::parquet_writer(file, df.schema())
+                    ParquetWriter::new(file)
                         .batched(df.schema())
                         .map_err(|e| Error::polars(ctx(), e))?,
                 )),

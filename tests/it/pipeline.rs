@@ -3,7 +3,7 @@
 use crate::common::{load_dir, sample_parquet, scratch};
 use crate::online_vs_batch::payload;
 use churnguard::alerts::AlertPolicy;
-use churnguard::batch::{self, BatchOptions};
+use churnguard::batch::{self, BatchOptions, InputGuard};
 use churnguard::data::CustomerBase;
 use churnguard::features::snapshot_features;
 use churnguard::features::AttributeConfig;
@@ -151,6 +151,7 @@ fn options(name: &str, as_of: &str) -> BatchOptions {
         outbox: dir.join("alerts.db"),
         policy: AlertPolicy::default(),
         webhook: None,
+        guard: InputGuard::default(),
     }
 }
 
@@ -744,4 +745,282 @@ fn metrics_json_is_reproduced_from_the_validation_predictions() {
             "tier precision",
         );
     }
+}
+
+/// Everything the alert state holds about customers and alerts (not the nights): a
+/// refused run must leave it as it was.
+fn alert_state(outbox: &Path) -> Vec<String> {
+    let conn = rusqlite::Connection::open(outbox).unwrap();
+    let mut out = Vec::new();
+    for sql in [
+        "SELECT customer_id || ' ' || last_tier || ' ' || last_scored_at || ' ' || IFNULL(last_alert_at, '') FROM customer_state ORDER BY customer_id",
+        "SELECT idempotency_key || ' ' || status || ' ' || payload FROM alerts ORDER BY seq",
+        "SELECT idempotency_key || ' ' || sink || ' ' || status FROM deliveries ORDER BY 1",
+    ] {
+        let mut stmt = conn.prepare(sql).unwrap();
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0)).unwrap();
+        out.extend(rows.map(Result::unwrap));
+    }
+    out
+}
+
+/// The refusal's reason and message, failing the test on any other outcome.
+fn refused(r: churnguard::Result<batch::BatchSummary>) -> (RefusalReason, String) {
+    match r {
+        Err(Error::Refused {
+            reason, message, ..
+        }) => (reason, message),
+        Err(e) => panic!("expected a refusal, got the error {e}"),
+        Ok(s) => panic!(
+            "expected a refusal, scored {} customers",
+            s.customers_scored
+        ),
+    }
+}
+
+/// The night after the sample's last day: what a nightly run scores.
+fn night_after_the_data(base: &CustomerBase) -> i64 {
+    let end = base.data_end().unwrap();
+    end.div_euclid(DAY) * DAY + DAY
+}
+
+use churnguard::error::RefusalReason;
+use churnguard::time::DAY;
+use churnguard::Error;
+
+#[test]
+fn a_night_far_past_the_data_is_refused_and_nothing_is_written_or_sent() {
+    let (s, base, opts, _) = night("refuse-future", "2024-12-01");
+    let log = opts.alerts_log.clone().unwrap();
+    let (scores_before, log_before) = (
+        std::fs::read(&opts.out).unwrap(),
+        std::fs::read(&log).unwrap(),
+    );
+    let summary_before = std::fs::read(batch::summary_path(&opts.out)).unwrap();
+    let state_before = alert_state(&opts.outbox);
+    assert!(!log_before.is_empty() && !state_before.is_empty());
+    let future = BatchOptions {
+        as_of: parse_ts("2030-01-01").unwrap(),
+        ..opts.clone()
+    };
+    let dated = BatchOptions {
+        out: opts.out.with_file_name("2030-01-01.parquet"),
+        ..future.clone()
+    };
+    for o in [&future, &dated] {
+        let (reason, message) = refused(batch::run(&base, &s, o, &|_| {}));
+        assert_eq!(reason, RefusalReason::AsOfAfterData);
+        assert!(message.contains("after the data ends"), "{message}");
+    }
+    assert!(!dated.out.exists());
+    assert_eq!(std::fs::read(&opts.out).unwrap(), scores_before);
+    assert_eq!(
+        std::fs::read(batch::summary_path(&opts.out)).unwrap(),
+        summary_before
+    );
+    assert_eq!(std::fs::read(&log).unwrap(), log_before, "no alert sent");
+    assert_eq!(alert_state(&opts.outbox), state_before);
+    // Both refusals are recorded and counted, until the next successful night.
+    let outbox = churnguard::alerts::Outbox::open(&opts.outbox).unwrap();
+    let r = outbox.refusals_since_last_success().unwrap();
+    assert_eq!(r.total, 2);
+    assert_eq!(r.by_reason["as_of_after_data"], 2);
+    assert_eq!(r.last_success_as_of, Some(opts.as_of));
+    let nights = outbox.nights().unwrap();
+    assert_eq!(nights.len(), 3);
+    assert!(nights[1].refused && nights[2].refused && !nights[0].refused);
+    assert!(nights[2]
+        .detail
+        .as_deref()
+        .unwrap()
+        .contains("after the data ends"));
+    let next = BatchOptions {
+        as_of: opts.as_of + DAY,
+        ..opts.clone()
+    };
+    batch::run(&base, &s, &next, &|_| {}).unwrap();
+    assert_eq!(outbox.refusals_since_last_success().unwrap().total, 0);
+}
+
+#[test]
+fn a_night_before_any_signup_is_refused() {
+    let s = scorer();
+    let base = load_dir(sample_parquet());
+    let opts = options("refuse-past", "2020-01-01");
+    let (reason, message) = refused(batch::run(&base, &s, &opts, &|_| {}));
+    assert_eq!(reason, RefusalReason::AsOfBeforeSignups);
+    assert!(message.contains("not after the first signup"), "{message}");
+    assert!(!opts.out.exists() && !batch::summary_path(&opts.out).exists());
+    assert!(!opts.alerts_log.as_ref().unwrap().exists());
+    assert!(alert_state(&opts.outbox).is_empty());
+    let outbox = churnguard::alerts::Outbox::open(&opts.outbox).unwrap();
+    let r = outbox.refusals_since_last_success().unwrap();
+    assert_eq!((r.total, r.by_reason["as_of_before_signups"]), (1, 1));
+}
+
+/// The sample with every ticket opened in the last `days` days before `as_of` dropped,
+/// as when the ticket export stopped arriving.
+fn without_recent_tickets(base: &CustomerBase, as_of: i64, days: i64) -> CustomerBase {
+    let tickets = base.tickets.as_ref().unwrap();
+    let (mut who, mut rows) = (Vec::new(), Vec::new());
+    for c in 0..base.customers.len() {
+        for t in tickets
+            .of(c)
+            .iter()
+            .filter(|t| t.opened < as_of - days * DAY)
+        {
+            who.push(c as u32);
+            rows.push(*t);
+        }
+    }
+    let mut stale = base.clone();
+    stale.tickets = Some(churnguard::data::Grouped::build(
+        base.customers.len(),
+        &who,
+        rows,
+    ));
+    stale
+}
+
+#[test]
+fn a_table_that_stopped_arriving_is_refused_unless_allow_stale() {
+    let s = scorer();
+    let base = load_dir(sample_parquet());
+    let as_of = night_after_the_data(&base);
+    let date = churnguard::time::fmt_date(as_of);
+    // The sample itself is fresh the night after its last day.
+    let fresh = options("stale-fresh", &date);
+    let ok = batch::run(&base, &s, &fresh, &|_| {}).unwrap();
+    assert!(ok.input_warnings.is_empty(), "{:?}", ok.input_warnings);
+    // Tickets ending ten days earlier: the data as a whole reaches the night, the
+    // tickets do not.
+    let stale = without_recent_tickets(&base, as_of, 10);
+    assert_eq!(stale.data_end(), base.data_end());
+    let opts = options("stale-tickets", &date);
+    let (reason, message) = refused(batch::run(&stale, &s, &opts, &|_| {}));
+    assert_eq!(reason, RefusalReason::StaleTable);
+    assert!(message.contains("table `tickets` ends on"), "{message}");
+    assert!(
+        !message.contains("logins") && !message.contains("orders"),
+        "{message}"
+    );
+    assert!(!opts.out.exists() && alert_state(&opts.outbox).is_empty());
+    // A looser limit, or --allow-stale, scores the night.
+    let loose = BatchOptions {
+        guard: InputGuard {
+            max_data_age_days: 12,
+            ..InputGuard::default()
+        },
+        ..options("stale-loose", &date)
+    };
+    assert!(batch::run(&stale, &s, &loose, &|_| {})
+        .unwrap()
+        .input_warnings
+        .is_empty());
+    let forced = BatchOptions {
+        guard: InputGuard {
+            allow_stale: true,
+            ..InputGuard::default()
+        },
+        ..opts.clone()
+    };
+    let summary = batch::run(&stale, &s, &forced, &|_| {}).unwrap();
+    assert_eq!(summary.customers_scored, ok.customers_scored);
+    assert_eq!(summary.input_warnings.len(), 1);
+    assert!(summary.input_warnings[0].contains("tickets"));
+    assert!(opts.out.exists() && !alert_state(&opts.outbox).is_empty());
+    let outbox = churnguard::alerts::Outbox::open(&opts.outbox).unwrap();
+    let nights = outbox.nights().unwrap();
+    assert_eq!(nights.len(), 2);
+    assert!(nights[0].refused && !nights[1].refused);
+    // The forced night says which guard it overrode.
+    assert_eq!(nights[1].reason, Some(RefusalReason::StaleTable));
+    assert_eq!(outbox.refusals_since_last_success().unwrap().total, 0);
+}
+
+#[test]
+fn a_population_that_collapsed_since_the_previous_night_is_refused() {
+    let (s, base, opts, _) = night("collapsed", "2024-11-01");
+    let state_before = alert_state(&opts.outbox);
+    let next = BatchOptions {
+        as_of: opts.as_of + DAY,
+        out: opts.out.with_file_name("2024-11-02.parquet"),
+        ..opts.clone()
+    };
+    // Two customers in three vanish from the export (their signup moves past the night).
+    let mut partial = base.clone();
+    for (c, t) in partial.customers.signup.iter_mut().enumerate() {
+        if c % 3 != 0 {
+            *t = next.as_of + DAY;
+        }
+    }
+    let (reason, message) = refused(batch::run(&partial, &s, &next, &|_| {}));
+    assert_eq!(reason, RefusalReason::CollapsedPopulation);
+    assert!(message.contains("scored on 2024-11-01"), "{message}");
+    assert!(!next.out.exists());
+    assert_eq!(alert_state(&opts.outbox), state_before);
+    let outbox = churnguard::alerts::Outbox::open(&opts.outbox).unwrap();
+    let r = outbox.refusals_since_last_success().unwrap();
+    assert_eq!((r.total, r.by_reason["collapsed_population"]), (1, 1));
+    // The whole base the night after is no collapse.
+    batch::run(&base, &s, &next, &|_| {}).unwrap();
+}
+
+#[test]
+fn tier_change_compares_with_the_previous_night_whatever_the_file_name() {
+    let (s, base, opts, _) = night("tier-change", "2024-11-01");
+    let first: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(batch::summary_path(&opts.out)).unwrap()).unwrap();
+    let second_night = BatchOptions {
+        as_of: opts.as_of + 7 * DAY,
+        out: opts.out.with_file_name("2024-11-08.parquet"),
+        ..opts.clone()
+    };
+    let second = batch::run(&base, &s, &second_night, &|_| {}).unwrap();
+    assert_eq!(second.previous_night.as_deref(), Some("2024-11-01"));
+    let before = |t: &str| first["tiers"][t].as_i64().unwrap();
+    for t in ["high", "medium", "low"] {
+        assert_eq!(
+            second.tier_change[t],
+            second.tiers[t] as i64 - before(t),
+            "{t}: {:?} vs {first}",
+            second.tiers
+        );
+    }
+    assert!(before("low") > 0, "a change that differs from the counts");
+    // Re-running the second night (to yet another file) compares with the first again,
+    // not with itself.
+    let rerun = BatchOptions {
+        out: opts.out.with_file_name("rerun.parquet"),
+        ..second_night.clone()
+    };
+    let again = batch::run(&base, &s, &rerun, &|_| {}).unwrap();
+    assert_eq!(again.tier_change, second.tier_change);
+    assert_eq!(again.previous_night.as_deref(), Some("2024-11-01"));
+}
+
+#[test]
+fn the_cli_exits_3_with_the_reason_when_it_refuses_a_night() {
+    let dir = scratch("cli-refused");
+    let out = dir.join("2030-01-01.parquet");
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_churnguard"))
+        .env_clear()
+        .args(["score", "--data"])
+        .arg(sample_parquet())
+        .arg("--models")
+        .arg(trained())
+        .args(["--as-of", "2030-01-01", "--out"])
+        .arg(&out)
+        .arg("--outbox")
+        .arg(dir.join("alerts.db"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("refused to score as of 2030-01-01"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--allow-stale"), "{stderr}");
+    assert!(!out.exists());
 }

@@ -23,16 +23,19 @@
 //!
 //! The parts, by job: `schema` (the file layout, its version and the column encodings),
 //! `cache` (customer states read without the writer), `record` (scores in, alerts out,
-//! one transaction) and `deliver` (fan-out to sinks, claims, outcomes).
+//! one transaction), `deliver` (fan-out to sinks, claims, outcomes) and `nights` (each
+//! nightly run, successful or refused, recorded with the state it produced).
 
 mod cache;
 mod deliver;
+mod nights;
 mod record;
 mod schema;
 #[cfg(test)]
 mod test_support;
 
 pub use deliver::{DeliveryRecord, DeliveryStatus, Due, OutboxCounts};
+pub use nights::{Night, Refusals};
 pub use record::{Observation, RecordSummary, Transition};
 
 use std::collections::HashMap;

@@ -3,7 +3,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use super::{Ctx, Outbox, SMALL_RECORDING};
+use super::{Ctx, Night, Outbox, SMALL_RECORDING};
 use crate::alerts::policy::{AlertPolicy, CustomerState, Decision, Step};
 use crate::alerts::{now_secs, Alert};
 use crate::scoring::{ModelRef, Tier};
@@ -100,7 +100,8 @@ impl Outbox {
             raised = Some(alert.clone());
             alert
         };
-        let summary = self.record_with(policy, std::slice::from_ref(&obs), &mut one, false)?;
+        let summary =
+            self.record_with(policy, std::slice::from_ref(&obs), &mut one, false, None)?;
         debug_assert!(summary.raised <= 1);
         Ok(raised)
     }
@@ -122,7 +123,24 @@ impl Outbox {
             observations,
             &mut build,
             observations.len() > SMALL_RECORDING,
+            None,
         )
+    }
+
+    /// [`Outbox::record_many`] for a whole night: `night` (with the alerts stored) is
+    /// recorded in the same transaction, so the nights table says a night succeeded
+    /// exactly when its alert state is there.
+    pub fn record_night<F>(
+        &self,
+        policy: &AlertPolicy,
+        observations: &[Observation<'_>],
+        mut build: F,
+        night: &Night,
+    ) -> Result<RecordSummary>
+    where
+        F: FnMut(&Transition<'_>) -> Alert,
+    {
+        self.record_with(policy, observations, &mut build, true, Some(night))
     }
 
     /// [`Outbox::record_many`] for scores gathered from concurrent requests (the
@@ -137,7 +155,7 @@ impl Outbox {
     where
         F: FnMut(&Transition<'_>) -> Alert,
     {
-        self.record_with(policy, observations, &mut build, false)
+        self.record_with(policy, observations, &mut build, false, None)
     }
 
     fn record_with(
@@ -146,6 +164,7 @@ impl Outbox {
         observations: &[Observation<'_>],
         build: &mut dyn FnMut(&Transition<'_>) -> Alert,
         mut full_sync: bool,
+        night: Option<&Night>,
     ) -> Result<RecordSummary> {
         let mut db = self.lock();
         loop {
@@ -160,7 +179,7 @@ impl Outbox {
                     .ctx("setting the commit durability")?;
                 db.full_sync = full_sync;
             }
-            match Self::try_record(&mut db.conn, policy, observations, build, full_sync)? {
+            match Self::try_record(&mut db.conn, policy, observations, build, full_sync, night)? {
                 Some(summary) => {
                     drop(db);
                     if summary.observed > summary.stale + summary.unchanged {
@@ -183,6 +202,7 @@ impl Outbox {
         observations: &[Observation<'_>],
         build: &mut dyn FnMut(&Transition<'_>) -> Alert,
         full_sync: bool,
+        night: Option<&Night>,
     ) -> Result<Option<RecordSummary>> {
         let now = now_secs();
         let mut summary = RecordSummary {
@@ -247,6 +267,9 @@ impl Outbox {
                     summary.inserted += insert_alert(&mut insert, &alert, now)?;
                 }
             }
+        }
+        if let Some(night) = night {
+            super::nights::insert(&tx, night, summary.inserted)?;
         }
         tx.commit().ctx("committing the recorded scores")?;
         Ok(Some(summary))

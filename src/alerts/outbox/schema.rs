@@ -82,6 +82,9 @@ pub(super) fn open_writer(path: &Path, shown: &str) -> Result<Connection> {
         .ctx(shown)?;
     tx.execute_batch(SCHEMA)
         .ctx(&format!("{shown}: creating tables"))?;
+    // Added within layout 1: a file written before it gains the table here.
+    tx.execute_batch(super::nights::SCHEMA)
+        .ctx(&format!("{shown}: creating the nights table"))?;
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)
         .ctx(shown)?;
     tx.commit().ctx(shown)?;
