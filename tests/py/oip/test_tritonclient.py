@@ -23,6 +23,8 @@ MODEL = "churn"
 OUTPUTS = ["churn_probability", "risk_tier", "reasons"]
 ROWS = 40
 TIERS = {"low", "medium", "high"}
+# The key columns of a `churnguard features` table; every other column is a model input.
+KEYS = ("customer_id", "as_of")
 
 
 def parse_args():
@@ -176,7 +178,7 @@ def test_model_metadata_and_readiness():
     assert all(i["datatype"] == "FP64" and i["shape"] == [-1] for i in meta["inputs"])
     assert [o["name"] for o in meta["outputs"]] == OUTPUTS, meta["outputs"]
     # The features table `features --models` wrote is the served schema, column for column.
-    assert [c for c in FEATURES_V2[0] if c != "customer_id"] == COLUMNS_V2
+    assert [c for c in FEATURES_V2[0] if c not in KEYS] == COLUMNS_V2
 
 
 def test_infer_json_with_nan_agrees_with_v1_score():
@@ -223,7 +225,7 @@ def test_pinned_v1_after_v2_is_production():
     assert CLIENT.is_model_ready(MODEL, "v1", headers=headers()) is True
     meta = CLIENT.get_model_metadata(MODEL, "1", headers=headers())
     columns = [i["name"] for i in meta["inputs"]]
-    assert columns == [c for c in FEATURES_V1[0] if c != "customer_id"], columns
+    assert columns == [c for c in FEATURES_V1[0] if c not in KEYS], columns
     assert "monthly_fee" not in columns and "monthly_fee" in COLUMNS_V2
     with open(ARGS.scores_v1, newline="") as f:
         nightly = {r["customer_id"]: r for r in csv.DictReader(f)}
