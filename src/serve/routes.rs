@@ -658,9 +658,17 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     let served = scorer
         .as_ref()
         .map(|s| (s.name.as_str(), s.version.as_str()));
+    // A few indexed reads of a small table; a scrape never fails on them.
+    let nightly = match state.outbox.nightly_health() {
+        Ok(n) => Some(n),
+        Err(e) => {
+            tracing::warn!(error = %e.chain(), "metrics: reading the nightly runs failed");
+            None
+        }
+    };
     let text = state
         .metrics
-        .render(served, state.outbox.counters().snapshot());
+        .render(served, state.outbox.counters().snapshot(), nightly.as_ref());
     (
         [(
             header::CONTENT_TYPE,

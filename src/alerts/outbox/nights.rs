@@ -69,6 +69,17 @@ pub struct Refusals {
     pub last_success_as_of: Option<Ts>,
 }
 
+/// What `/metrics` says about the nightly runs recorded in this outbox.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NightlyHealth {
+    /// Every refused run ever recorded, by [`RefusalReason::as_str`] (a counter).
+    pub refused_by_reason: BTreeMap<String, u64>,
+    /// Refused runs since the latest successful one.
+    pub since_last_success: Refusals,
+    /// The latest successful night (by run order), if any.
+    pub last_success: Option<Night>,
+}
+
 /// A row as SQLite gives it: the night, its tier counts' JSON and its reason's name
 /// (decoded by [`decode`], whose errors are ours, not SQLite's).
 type RawNight = (Night, String, Option<String>);
@@ -163,6 +174,39 @@ impl Outbox {
             .collect::<rusqlite::Result<Vec<_>>>()
             .ctx("reading the nights")?;
         rows.into_iter().map(decode).collect()
+    }
+
+    /// The nightly runs' health for `/metrics`: refusals ever and since the last
+    /// success, and the last successful night (when it ran, what it scored).
+    pub fn nightly_health(&self) -> Result<NightlyHealth> {
+        let since_last_success = self.refusals_since_last_success()?;
+        let reader = self.reader();
+        let mut stmt = reader
+            .prepare_cached(
+                "SELECT COALESCE(reason, ''), COUNT(*) FROM nights \
+                 WHERE status = 'refused' GROUP BY 1",
+            )
+            .ctx("preparing")?;
+        let refused_by_reason = stmt
+            .query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+            })
+            .ctx("counting refused nights")?
+            .collect::<rusqlite::Result<BTreeMap<_, _>>>()
+            .ctx("counting refused nights")?;
+        let sql =
+            format!("SELECT {COLUMNS} FROM nights WHERE status = 'ok' ORDER BY seq DESC LIMIT 1");
+        let last = reader
+            .prepare_cached(&sql)
+            .ctx("preparing")?
+            .query_row([], night_from_row)
+            .optional()
+            .ctx("reading the last successful night")?;
+        Ok(NightlyHealth {
+            refused_by_reason,
+            since_last_success,
+            last_success: last.map(decode).transpose()?,
+        })
     }
 
     /// Refused runs recorded since the latest successful one, by reason: what a
@@ -332,6 +376,37 @@ mod tests {
         assert_eq!(s.inserted, 1);
         assert_eq!(outbox.nights().unwrap().len(), 1);
         assert!(outbox.state("c1").unwrap().is_some());
+    }
+
+    #[test]
+    fn nightly_health_counts_refusals_ever_and_since_the_last_success() {
+        let (_dir, outbox) = fresh();
+        assert_eq!(outbox.nightly_health().unwrap(), NightlyHealth::default());
+        let stale = RefusalReason::StaleTable;
+        outbox
+            .record_refusal(&refused(night("2024-03-01"), stale))
+            .unwrap();
+        record_ok(&outbox, &ok(night("2024-03-01"), 3, 1));
+        outbox
+            .record_refusal(&refused(night("2024-03-02"), stale))
+            .unwrap();
+        let collapsed = RefusalReason::CollapsedPopulation;
+        outbox
+            .record_refusal(&refused(night("2024-03-02"), collapsed))
+            .unwrap();
+        let h = outbox.nightly_health().unwrap();
+        assert_eq!(
+            h.refused_by_reason,
+            [
+                ("collapsed_population".to_string(), 1),
+                ("stale_table".into(), 2)
+            ]
+            .into()
+        );
+        assert_eq!(h.since_last_success.total, 2);
+        let last = h.last_success.unwrap();
+        assert_eq!((last.as_of, last.customers), (night("2024-03-01"), 3));
+        assert!(last.finished_at > 0);
     }
 
     #[test]

@@ -80,3 +80,49 @@ async fn the_initial_load_is_not_a_reload_and_a_promotion_is_one() {
     assert_eq!(reloads(text).as_deref(), Some("1"), "{text}");
     assert!(text.contains("churnguard_model_info{model=\"churn\",model_version=\"v2\"} 1"));
 }
+
+#[tokio::test]
+async fn nightly_refusals_are_counted_in_metrics_by_reason() {
+    use crate::alerts::{Night, Outbox};
+    use crate::error::RefusalReason;
+    let env = Env::new();
+    let (app, _) = router(&env.config());
+    let text = get(&app, "/metrics").await.body;
+    let text = text.as_str().unwrap();
+    assert!(
+        text.contains("churnguard_nightly_refused_total{reason=\"stale_table\"} 0"),
+        "{text}"
+    );
+    assert!(!text.contains("churnguard_nightly_last_success_timestamp_seconds"));
+    // The nightly batch is another process writing the same alert state.
+    let batch = Outbox::open(env.path("outbox.db")).unwrap();
+    for reason in [
+        RefusalReason::StaleTable,
+        RefusalReason::StaleTable,
+        RefusalReason::AsOfAfterData,
+    ] {
+        batch
+            .record_refusal(&Night {
+                as_of: crate::time::parse_ts("2025-01-15").unwrap(),
+                finished_at: 0,
+                model: "churn v1".into(),
+                customers: 0,
+                tiers: Default::default(),
+                refused: true,
+                reason: Some(reason),
+                detail: Some("the export stopped".into()),
+            })
+            .unwrap();
+    }
+    let text = get(&app, "/metrics").await.body;
+    let text = text.as_str().unwrap();
+    for needle in [
+        "# TYPE churnguard_nightly_refused_total counter",
+        "churnguard_nightly_refused_total{reason=\"stale_table\"} 2",
+        "churnguard_nightly_refused_total{reason=\"as_of_after_data\"} 1",
+        "churnguard_nightly_refused_total{reason=\"collapsed_population\"} 0",
+        "churnguard_nightly_refusals_since_success{reason=\"stale_table\"} 2",
+    ] {
+        assert!(text.contains(needle), "missing `{needle}` in\n{text}");
+    }
+}
