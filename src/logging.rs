@@ -47,6 +47,10 @@ pub fn init(json: bool, default: &str) {
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let _ = if json {
+        // A panic's message would otherwise be the one plain-text line on stderr.
+        std::panic::set_hook(Box::new(|info| {
+            always(tracing::Level::ERROR, &format!("panic: {info}"), &[]);
+        }));
         builder.json().try_init()
     } else {
         builder.compact().try_init()
