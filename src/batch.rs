@@ -10,7 +10,7 @@
 
 pub mod guard;
 
-use crate::alerts::{Alert, AlertPolicy, Night, Observation, Outbox};
+use crate::alerts::{Alert, AlertPolicy, Night, NightFiles, Observation, Outbox, RecordSummary};
 use crate::data::CustomerBase;
 use crate::features::{check_tables, snapshot_features};
 use crate::scores::{ScoreRow, REASONS_PER_CUSTOMER};
@@ -20,6 +20,7 @@ use crate::{Error, Result};
 use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -152,6 +153,13 @@ pub fn run(
     let model = format!("{} {}", scorer.name, scorer.version);
     stage("checking");
     let outbox = Outbox::open(&opts.outbox)?;
+    // A run killed between its commit and its renames left them to do: finish them
+    // before anything compares with the previous night; then drop what a run killed
+    // before its commit left beside the outputs.
+    outbox.finish_night_files()?;
+    for path in [opts.out.clone(), summary_path(&opts.out)] {
+        crate::fsutil::remove_stale_temps(&path, STALE_TEMPORARIES);
+    }
     let mut warnings = Vec::new();
     let found = check_data(base, opts.as_of, &opts.guard);
     admit(&outbox, opts, &model, 0, found, &mut warnings)?;
@@ -276,7 +284,13 @@ pub fn run(
             rfm_segment: s.segment,
         })
         .collect();
-    crate::scores::write(&opts.out, opts.as_of, &scorer.model_ref(), &rows)?;
+    // Complete and fsynced, but in place only once the night commits (below).
+    let mut staged = Some(crate::scores::stage(
+        &opts.out,
+        opts.as_of,
+        &scorer.model_ref(),
+        &rows,
+    )?);
     summary
         .seconds
         .insert("writing".into(), t2.elapsed().as_secs_f64());
@@ -306,9 +320,36 @@ pub fn run(
         let row = &x[i * w..(i + 1) * w];
         Alert::for_score(tr, scorer, &scored[i].score, row, Alert::SOURCE_BATCH)
     };
-    let rec = outbox.record_night(&opts.policy, &observations, build, &night)?;
-    summary.alerts_raised = rec.raised;
-    summary.alerts_new = rec.inserted;
+    // The night commits as one: its customers' tiers and alerts, its `nights` row and
+    // its two files (staged complete inside the transaction, renamed right after it).
+    let summary_file = summary_path(&opts.out);
+    let mut kept: Vec<PathBuf> = Vec::new();
+    let mut stage_files = |rec: &RecordSummary| -> Result<NightFiles> {
+        summary.alerts_raised = rec.raised;
+        summary.alerts_new = rec.inserted;
+        let bytes = serde_json::to_vec_pretty(&summary).map_err(|e| Error::Data(e.to_string()))?;
+        let staged_summary = crate::fsutil::stage_with(&summary_file, |f| {
+            f.write_all(&bytes).map_err(|e| Error::io(&summary_file, e))
+        })?;
+        let scores = staged
+            .take()
+            .ok_or_else(|| Error::Outbox("the night's files were staged twice".into()))?
+            .keep()?;
+        kept.push(scores.0.clone());
+        let summary_kept = staged_summary.keep()?;
+        kept.push(summary_kept.0.clone());
+        Ok(vec![scores, summary_kept])
+    };
+    let recorded =
+        outbox.record_night(&opts.policy, &observations, build, &night, &mut stage_files);
+    if let Err(e) = recorded {
+        // Nothing committed: the staged files must not outlive the run.
+        for tmp in &kept {
+            let _ = std::fs::remove_file(tmp);
+        }
+        return Err(e);
+    }
+    outbox.finish_night_files()?;
     let mut sinks: Vec<std::sync::Arc<dyn crate::alerts::sink::AlertSink>> = Vec::new();
     if let Some(log) = &opts.alerts_log {
         sinks.push(std::sync::Arc::new(crate::alerts::sink::JsonlSink::new(
@@ -340,10 +381,15 @@ pub fn run(
     summary
         .seconds
         .insert("alerts".into(), t3.elapsed().as_secs_f64());
+    // The same night's summary, now with its deliveries and timing.
     let bytes = serde_json::to_vec_pretty(&summary).map_err(|e| Error::Data(e.to_string()))?;
-    crate::fsutil::write_atomic(&summary_path(&opts.out), &bytes)?;
+    crate::fsutil::write_atomic(&summary_file, &bytes)?;
     Ok(summary)
 }
+
+/// Temporary files of an output older than this are a killed run's leftovers (a run
+/// writes its outputs in seconds; the same rule as the registry's).
+const STALE_TEMPORARIES: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// The findings in one sentence, `None` when there are none.
 fn joined(found: &[Finding]) -> Option<String> {

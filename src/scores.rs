@@ -118,6 +118,17 @@ pub struct ScoreRow<'a> {
 /// Writes the score file of a run as of `as_of` by `model` atomically (readers see the
 /// previous file or the complete new one), column by column.
 pub fn write(path: &Path, as_of: Ts, model: &ModelRef, rows: &[ScoreRow<'_>]) -> Result<()> {
+    stage(path, as_of, model, rows)?.commit()
+}
+
+/// [`write`] up to the rename: the nightly run puts the file in place only once its
+/// alert state has committed.
+pub fn stage(
+    path: &Path,
+    as_of: Ts,
+    model: &ModelRef,
+    rows: &[ScoreRow<'_>],
+) -> Result<crate::fsutil::Staged> {
     let n = rows.len();
     let unnamed = PlSmallStr::EMPTY;
     let mut cols = vec![
@@ -184,7 +195,7 @@ pub fn write(path: &Path, as_of: Ts, model: &ModelRef, rows: &[ScoreRow<'_>]) ->
         .collect();
     let mut df =
         DataFrame::new(n, cols).map_err(|e| Error::polars("building the score table", e))?;
-    write::write_frame(&mut df, path)
+    write::stage_frame(&mut df, path)
 }
 
 /// Reads a score file into a map by customer id. A `risk_tier` that is not a tier is

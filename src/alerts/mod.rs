@@ -40,8 +40,8 @@ use crate::time::{fmt_date, fmt_ts, Ts};
 
 pub use dispatch::{DispatchStats, Dispatcher, RetryPolicy};
 pub use outbox::{
-    DeliveryRecord, DeliveryStatus, Due, Night, NightlyHealth, Observation, Outbox, OutboxCounts,
-    RecordSummary, Refusals, Transition,
+    DeliveryRecord, DeliveryStatus, Due, Night, NightFiles, NightlyHealth, Observation, Outbox,
+    OutboxCounts, RecordSummary, Refusals, Transition,
 };
 pub use policy::{AlertPolicy, CustomerState, Decision};
 pub use sink::{

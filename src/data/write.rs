@@ -4,7 +4,7 @@
 //! types in Parquet; CSV has none, so there a timestamp is RFC 3339 UTC text
 //! (`2024-06-01T00:00:00Z`) and a list of strings its items joined with `,`.
 
-use crate::fsutil::write_atomic_with;
+use crate::fsutil::{stage_with, write_atomic_with, Staged};
 use crate::time::Ts;
 use crate::{Error, Result};
 use chrono::{DateTime, SecondsFormat};
@@ -136,8 +136,13 @@ pub fn output_format(path: &Path) -> Result<OutputFormat> {
 /// Writes `df` to `path` as Parquet or CSV (by [`output_format`]), so that readers see
 /// either the old file or the complete new one. CSV gets the text forms of the module doc.
 pub fn write_frame(df: &mut DataFrame, path: &Path) -> Result<()> {
+    stage_frame(df, path)?.commit()
+}
+
+/// [`write_frame`] up to the rename: the complete file, fsynced, not yet in place.
+pub fn stage_frame(df: &mut DataFrame, path: &Path) -> Result<Staged> {
     let csv = output_format(path)? == OutputFormat::Csv;
-    write_atomic_with(path, |file| {
+    stage_with(path, |file| {
         if csv {
             CsvWriter::new(file)
                 .include_header(true)

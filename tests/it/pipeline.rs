@@ -1024,3 +1024,120 @@ fn the_cli_exits_3_with_the_reason_when_it_refuses_a_night() {
     assert!(stderr.contains("--allow-stale"), "{stderr}");
     assert!(!out.exists());
 }
+
+/// The names in `dir` that are temporary files of a writer.
+fn temporaries(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(churnguard::fsutil::TMP_PREFIX))
+        .collect()
+}
+
+#[test]
+fn a_night_whose_alert_step_fails_keeps_the_previous_files_and_state_and_no_temporaries() {
+    let s = scorer();
+    let base = load_dir(sample_parquet());
+    let opts = options("alert-step-fails", "2024-10-01");
+    batch::run(&base, &s, &opts, &|_| {}).unwrap();
+    let scores_before = std::fs::read(&opts.out).unwrap();
+    let summary_before = std::fs::read(batch::summary_path(&opts.out)).unwrap();
+    let state_before = alert_state(&opts.outbox);
+    let next = BatchOptions {
+        as_of: opts.as_of + DAY,
+        ..opts.clone()
+    };
+    // Another process breaks the alert state once the night's scores are computed and
+    // staged: the night's transaction cannot commit.
+    let sabotage = |stage: &str| {
+        if stage == "alerts" {
+            rusqlite::Connection::open(&opts.outbox)
+                .unwrap()
+                .execute_batch("DROP TABLE nights")
+                .unwrap();
+        }
+    };
+    let err = batch::run(&base, &s, &next, &sabotage)
+        .unwrap_err()
+        .chain()
+        .to_string();
+    assert!(err.contains("no such table: nights"), "{err}");
+    assert_eq!(std::fs::read(&opts.out).unwrap(), scores_before);
+    assert_eq!(
+        std::fs::read(batch::summary_path(&opts.out)).unwrap(),
+        summary_before
+    );
+    assert_eq!(alert_state(&opts.outbox), state_before);
+    assert_eq!(
+        temporaries(opts.out.parent().unwrap()),
+        Vec::<String>::new()
+    );
+    // The next attempt of the night goes through as if the failed one never ran.
+    let retried = batch::run(&base, &s, &next, &|_| {}).unwrap();
+    assert!(retried.alerts_new > 0, "{retried:?}");
+    assert_ne!(std::fs::read(&opts.out).unwrap(), scores_before);
+}
+
+#[test]
+fn a_night_killed_between_its_commit_and_its_renames_is_finished_by_the_next_run() {
+    use churnguard::alerts::{Night, Outbox, RecordSummary};
+    use churnguard::fsutil::stage_with;
+    use std::io::Write as _;
+    let s = scorer();
+    let base = load_dir(sample_parquet());
+    let opts = options("killed-after-commit", "2024-10-01");
+    batch::run(&base, &s, &opts, &|_| {}).unwrap();
+    let dir = opts.out.parent().unwrap().to_path_buf();
+    // What a run of the next night killed right after its commit leaves: its files staged
+    // beside their paths and recorded with the night, not yet renamed.
+    let dated = dir.join("2024-10-02.parquet");
+    let bytes = std::fs::read(&opts.out).unwrap();
+    let outbox = Outbox::open(&opts.outbox).unwrap();
+    let night = Night {
+        as_of: opts.as_of + DAY,
+        finished_at: 0,
+        model: "churn v1".into(),
+        customers: 0,
+        tiers: Default::default(),
+        refused: false,
+        reason: None,
+        detail: None,
+    };
+    let mut stage = |_: &RecordSummary| {
+        let staged = stage_with(&dated, |f| {
+            f.write_all(&bytes)
+                .map_err(|e| churnguard::Error::io(&dated, e))
+        })?;
+        Ok(vec![staged.keep()?])
+    };
+    let no_alert = |_: &churnguard::alerts::Transition<'_>| -> churnguard::alerts::Alert {
+        unreachable!("no customer observed")
+    };
+    outbox
+        .record_night(&AlertPolicy::default(), &[], no_alert, &night, &mut stage)
+        .unwrap();
+    drop(outbox);
+    assert!(!dated.exists());
+    assert_eq!(temporaries(&dir).len(), 1);
+    // A run killed before its commit leaves a temporary nobody recorded (an hour old).
+    let orphan = dir.join(format!(
+        "{}scores.parquet.killed.tmp",
+        churnguard::fsutil::TMP_PREFIX
+    ));
+    std::fs::write(&orphan, b"half a score file").unwrap();
+    let hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&orphan)
+        .unwrap()
+        .set_modified(hours_ago)
+        .unwrap();
+    let later = BatchOptions {
+        as_of: opts.as_of + 2 * DAY,
+        ..opts.clone()
+    };
+    let third = batch::run(&base, &s, &later, &|_| {}).unwrap();
+    assert_eq!(std::fs::read(&dated).unwrap(), bytes, "rolled forward");
+    assert_eq!(temporaries(&dir), Vec::<String>::new());
+    assert_eq!(third.previous_night.as_deref(), Some("2024-10-02"));
+}

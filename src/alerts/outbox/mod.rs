@@ -35,7 +35,7 @@ mod schema;
 mod test_support;
 
 pub use deliver::{DeliveryRecord, DeliveryStatus, Due, OutboxCounts};
-pub use nights::{Night, NightlyHealth, Refusals};
+pub use nights::{Night, NightFiles, NightlyHealth, Refusals};
 pub use record::{Observation, RecordSummary, Transition};
 
 use std::collections::HashMap;

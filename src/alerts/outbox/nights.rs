@@ -29,6 +29,11 @@ CREATE TABLE IF NOT EXISTS nights (
     alerts_new  INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS nights_by_status ON nights (status, as_of);
+-- The files of committed nights still to be renamed into place (see NightFiles).
+CREATE TABLE IF NOT EXISTS night_files (
+    tmp  TEXT PRIMARY KEY,
+    path TEXT NOT NULL
+);
 ";
 
 const INSERT: &str = "INSERT INTO nights \
@@ -67,6 +72,24 @@ pub struct Refusals {
     pub by_reason: BTreeMap<String, u64>,
     /// The `as_of` of the latest successful night, if any.
     pub last_success_as_of: Option<Ts>,
+}
+
+/// A night's output files, staged complete beside their final paths (`(temporary,
+/// final)`, from [`crate::fsutil::Staged::keep`]) and recorded in the night's own
+/// transaction: the commit is the moment the night's scores, summary and alert state
+/// all become true, and [`Outbox::finish_night_files`] renames them afterwards, or on the
+/// next run after a crash in between (roll forward).
+pub type NightFiles = Vec<(std::path::PathBuf, std::path::PathBuf)>;
+
+pub(super) fn insert_files(tx: &Transaction<'_>, files: &NightFiles) -> Result<()> {
+    let mut put = tx
+        .prepare_cached("INSERT OR REPLACE INTO night_files (tmp, path) VALUES (?1, ?2)")
+        .ctx("preparing")?;
+    for (tmp, path) in files {
+        put.execute(params![tmp.to_string_lossy(), path.to_string_lossy()])
+            .ctx("recording a night's staged file")?;
+    }
+    Ok(())
 }
 
 /// What `/metrics` says about the nightly runs recorded in this outbox.
@@ -176,6 +199,33 @@ impl Outbox {
         rows.into_iter().map(decode).collect()
     }
 
+    /// Renames the staged files of committed nights into place (in the order they were
+    /// recorded) and forgets them: right after a night commits, and at the start of the
+    /// next run when a crash came between the commit and the renames. Returns how many
+    /// it renamed.
+    pub fn finish_night_files(&self) -> Result<usize> {
+        let pending: Vec<(String, String)> = {
+            let reader = self.reader();
+            let mut stmt = reader
+                .prepare_cached("SELECT tmp, path FROM night_files ORDER BY rowid")
+                .ctx("preparing")?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .ctx("reading the staged files")?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .ctx("reading the staged files")?;
+            rows
+        };
+        for (tmp, path) in &pending {
+            crate::fsutil::rename_into_place(tmp.as_ref(), path.as_ref())?;
+            self.lock()
+                .conn
+                .execute("DELETE FROM night_files WHERE tmp = ?1", [tmp])
+                .ctx("forgetting a staged file")?;
+        }
+        Ok(pending.len())
+    }
+
     /// The nightly runs' health for `/metrics`: refusals ever and since the last
     /// success, and the last successful night (when it ran, what it scored).
     pub fn nightly_health(&self) -> Result<NightlyHealth> {
@@ -251,6 +301,7 @@ mod tests {
     use super::*;
     use crate::alerts::policy::AlertPolicy;
     use crate::alerts::Alert;
+    use crate::alerts::RecordSummary;
     use crate::scoring::Tier;
     use crate::time::DAY;
 
@@ -280,11 +331,21 @@ mod tests {
         }
     }
 
+    fn no_files(_: &RecordSummary) -> Result<NightFiles> {
+        Ok(Vec::new())
+    }
+
     fn record_ok(outbox: &Outbox, night: &Night) {
         let t = night.as_of;
         let observed = [obs("c1", Tier::Low, t)];
         outbox
-            .record_night(&AlertPolicy::default(), &observed, build, night)
+            .record_night(
+                &AlertPolicy::default(),
+                &observed,
+                build,
+                night,
+                &mut no_files,
+            )
             .unwrap();
     }
 
@@ -360,6 +421,7 @@ mod tests {
                 &[obs("c1", Tier::High, t)],
                 |_| Alert::new(model(), "someone-else", 0.9, Tier::High, None, t, "batch"),
                 &ok(t, 1, 1),
+                &mut no_files,
             )
             .unwrap_err();
         assert!(err.to_string().contains("someone-else"), "{err}");
@@ -371,6 +433,7 @@ mod tests {
                 &[obs("c1", Tier::High, t)],
                 build,
                 &ok(t, 1, 1),
+                &mut no_files,
             )
             .unwrap();
         assert_eq!(s.inserted, 1);

@@ -79,6 +79,12 @@ pub struct RecordSummary {
     pub unchanged: usize,
 }
 
+/// Stages a night's files once its alerts are known (see [`Outbox::record_night`]).
+type StageFiles<'a> = dyn FnMut(&RecordSummary) -> Result<super::NightFiles> + 'a;
+
+/// A night recorded with its scores: the night and the staging of its files.
+type NightCommit<'a> = (&'a Night, &'a mut StageFiles<'a>);
+
 impl Outbox {
     /// Records one score: in one committed transaction, updates the customer's state and,
     /// if `policy` alerts, stores the alert `build` makes (once per idempotency key).
@@ -130,17 +136,25 @@ impl Outbox {
     /// [`Outbox::record_many`] for a whole night: `night` (with the alerts stored) is
     /// recorded in the same transaction, so the nights table says a night succeeded
     /// exactly when its alert state is there.
+    ///
+    /// `stage` runs inside the transaction, once the night's alerts are known and before
+    /// the commit: it writes the night's output files complete beside their paths and
+    /// returns them, recorded in the same commit (see [`super::NightFiles`]); call
+    /// [`Outbox::finish_night_files`] after this returns to put them in place. When the
+    /// recording fails after `stage`, nothing commits and the staged files are the
+    /// caller's to remove.
     pub fn record_night<F>(
         &self,
         policy: &AlertPolicy,
         observations: &[Observation<'_>],
         mut build: F,
         night: &Night,
+        stage: &mut StageFiles<'_>,
     ) -> Result<RecordSummary>
     where
         F: FnMut(&Transition<'_>) -> Alert,
     {
-        self.record_with(policy, observations, &mut build, true, Some(night))
+        self.record_with(policy, observations, &mut build, true, Some((night, stage)))
     }
 
     /// [`Outbox::record_many`] for scores gathered from concurrent requests (the
@@ -164,7 +178,7 @@ impl Outbox {
         observations: &[Observation<'_>],
         build: &mut dyn FnMut(&Transition<'_>) -> Alert,
         mut full_sync: bool,
-        night: Option<&Night>,
+        mut night: Option<NightCommit<'_>>,
     ) -> Result<RecordSummary> {
         let mut db = self.lock();
         loop {
@@ -179,7 +193,21 @@ impl Outbox {
                     .ctx("setting the commit durability")?;
                 db.full_sync = full_sync;
             }
-            match Self::try_record(&mut db.conn, policy, observations, build, full_sync, night)? {
+            let this_night = match night.as_mut() {
+                Some((n, stage)) => {
+                    let stage: &mut StageFiles<'_> = &mut **stage;
+                    Some((*n, stage))
+                }
+                None => None,
+            };
+            match Self::try_record(
+                &mut db.conn,
+                policy,
+                observations,
+                build,
+                full_sync,
+                this_night,
+            )? {
                 Some(summary) => {
                     drop(db);
                     if summary.observed > summary.stale + summary.unchanged {
@@ -202,7 +230,7 @@ impl Outbox {
         observations: &[Observation<'_>],
         build: &mut dyn FnMut(&Transition<'_>) -> Alert,
         full_sync: bool,
-        night: Option<&Night>,
+        night: Option<(&Night, &mut StageFiles<'_>)>,
     ) -> Result<Option<RecordSummary>> {
         let now = now_secs();
         let mut summary = RecordSummary {
@@ -268,8 +296,9 @@ impl Outbox {
                 }
             }
         }
-        if let Some(night) = night {
+        if let Some((night, stage)) = night {
             super::nights::insert(&tx, night, summary.inserted)?;
+            super::nights::insert_files(&tx, &stage(&summary)?)?;
         }
         tx.commit().ctx("committing the recorded scores")?;
         Ok(Some(summary))
