@@ -554,6 +554,24 @@ impl Settings {
                 .map_or(d.reload_interval, Duration::from_secs),
             max_batch: s.max_batch.unwrap_or(d.max_batch),
             max_body_bytes: s.max_body_bytes.unwrap_or(d.max_body_bytes),
+            header_timeout: match s.header_timeout_seconds {
+                Some(0) => {
+                    return Err(Error::Config(
+                        "[serve] header_timeout_seconds must be at least 1".into(),
+                    ))
+                }
+                Some(secs) => Duration::from_secs(secs),
+                None => d.header_timeout,
+            },
+            max_connections: match s.max_connections {
+                Some(0) => {
+                    return Err(Error::Config(
+                        "[serve] max_connections must be at least 1".into(),
+                    ))
+                }
+                Some(n) => n,
+                None => d.max_connections,
+            },
             rules: self.rules(&f.rules)?,
             ..d
         })
