@@ -396,7 +396,9 @@ async fn accept_loop(
             let mut conn = std::pin::pin!(conn);
             let result = tokio::select! {
                 r = conn.as_mut() => r,
-                _ = closing.wait_for(|c| *c) => {
+                () = async {
+                    let _ = closing.wait_for(|c| *c).await;
+                } => {
                     conn.as_mut().graceful_shutdown();
                     conn.await
                 }
