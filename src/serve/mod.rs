@@ -386,9 +386,8 @@ async fn accept_loop(
         }
         let _ = stream.set_nodelay(true);
         let router = router.clone();
-        let service = hyper::service::service_fn(move |req| {
-            tower::ServiceExt::oneshot(router.clone(), req)
-        });
+        let service =
+            hyper::service::service_fn(move |req| tower::ServiceExt::oneshot(router.clone(), req));
         let conn = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
         let mut closing = closing_rx.clone();
         tokio::spawn(async move {
@@ -411,7 +410,9 @@ async fn accept_loop(
     drop(listener);
     let _ = closing_tx.send(true);
     // Every connection holds a permit until it ends: all permits back means all closed.
-    let _ = permits.acquire_many(u32::try_from(max).unwrap_or(u32::MAX)).await;
+    let _ = permits
+        .acquire_many(u32::try_from(max).unwrap_or(u32::MAX))
+        .await;
 }
 
 /// Errors of one connection that was being accepted (the peer gave up): nothing to wait

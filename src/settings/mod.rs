@@ -685,6 +685,28 @@ outbox = "file.db"
     }
 
     #[test]
+    fn connection_timeouts_and_limit_come_from_the_serve_section() {
+        let cfg = settings("", &[]).serve(&ServeFlags::default()).unwrap();
+        assert_eq!(
+            (cfg.header_timeout, cfg.max_connections),
+            (Duration::from_secs(10), 1000)
+        );
+        let toml = "[serve]\nheader_timeout_seconds = 3\nmax_connections = 64\n";
+        let cfg = settings(toml, &[]).serve(&ServeFlags::default()).unwrap();
+        assert_eq!(
+            (cfg.header_timeout, cfg.max_connections),
+            (Duration::from_secs(3), 64)
+        );
+        for zero in ["header_timeout_seconds = 0", "max_connections = 0"] {
+            let err = settings(&format!("[serve]\n{zero}\n"), &[])
+                .serve(&ServeFlags::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("at least 1"), "{zero}: {err}");
+        }
+    }
+
+    #[test]
     fn the_environment_wins_over_the_file() {
         let s = settings(
             FILE,

@@ -44,7 +44,11 @@ async fn read_response(stream: &mut TcpStream) -> String {
             .await
             .expect("a response in time")
             .expect("read");
-        assert!(n > 0, "closed before answering: {:?}", String::from_utf8_lossy(&text));
+        assert!(
+            n > 0,
+            "closed before answering: {:?}",
+            String::from_utf8_lossy(&text)
+        );
         text.extend_from_slice(&buf[..n]);
     }
     String::from_utf8(text).unwrap()
@@ -65,8 +69,15 @@ async fn half_sent_headers_and_silent_sockets_are_closed_after_the_header_timeou
         closed_within(&mut half, limit),
         closed_within(&mut silent, limit)
     );
-    assert!(started.elapsed() >= HEADER_TIMEOUT / 2, "{:?}", started.elapsed());
-    for (what, closed) in [("half-sent headers", half_closed), ("silent", silent_closed)] {
+    assert!(
+        started.elapsed() >= HEADER_TIMEOUT / 2,
+        "{:?}",
+        started.elapsed()
+    );
+    for (what, closed) in [
+        ("half-sent headers", half_closed),
+        ("silent", silent_closed),
+    ] {
         let took = closed.unwrap_or_else(|| panic!("{what}: still open after 5 s"));
         assert!(
             took < HEADER_TIMEOUT + Duration::from_secs(2),
@@ -87,7 +98,10 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout() {
         .unwrap();
     let answer = read_response(&mut stream).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    assert!(!answer.to_ascii_lowercase().contains("connection: close"), "{answer}");
+    assert!(
+        !answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
     let took = closed_within(&mut stream, Duration::from_secs(5))
         .await
         .expect("the idle keep-alive connection is closed");
@@ -124,7 +138,9 @@ async fn at_the_connection_limit_healthz_waits_for_the_silent_ones_to_time_out()
     );
     for mut s in silent {
         assert!(
-            closed_within(&mut s, Duration::from_secs(5)).await.is_some(),
+            closed_within(&mut s, Duration::from_secs(5))
+                .await
+                .is_some(),
             "a silent socket stayed open"
         );
     }
@@ -135,8 +151,8 @@ async fn at_the_connection_limit_healthz_waits_for_the_silent_ones_to_time_out()
 async fn a_slow_body_after_complete_headers_is_not_cut_by_the_header_timeout() {
     let env = Env::new();
     let server = Server::start(short_timeouts(&env, 1000)).await;
-    let body = serde_json::to_vec(&json!({"customer_id": "slow", "features": features(1.0)}))
-        .unwrap();
+    let body =
+        serde_json::to_vec(&json!({"customer_id": "slow", "features": features(1.0)})).unwrap();
     let mut stream = TcpStream::connect(addr(&server)).await.unwrap();
     let head = format!(
         "POST /v1/score HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n\
