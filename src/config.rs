@@ -92,6 +92,11 @@ pub struct ServeSection {
     pub reload_seconds: Option<u64>,
     pub max_batch: Option<usize>,
     pub max_body_bytes: Option<usize>,
+    /// Seconds a connection may take to send a request's headers, and may stay idle
+    /// between requests (default 10).
+    pub header_timeout_seconds: Option<u64>,
+    /// Most connections open at once (default 1000).
+    pub max_connections: Option<usize>,
 }
 
 /// `[alerts]`.

@@ -94,6 +94,15 @@ pub struct ServeConfig {
     pub max_body_bytes: usize,
     /// A request still running after this is answered 503.
     pub request_timeout: Duration,
+    /// A connection whose next request's headers are not complete this long after it
+    /// opened, or after its previous response, is closed: half-sent headers, silent
+    /// sockets and idle keep-alive connections each hold a file descriptor.
+    pub header_timeout: Duration,
+    /// Most connections open at once. Beyond it the service stops accepting (new
+    /// connections wait in the kernel's backlog) until one closes, so descriptors never
+    /// run out and, with [`ServeConfig::header_timeout`], a waiting `/healthz` is
+    /// answered within that timeout.
+    pub max_connections: usize,
     /// Early-warning rules evaluated beside every model served (`None`: the built-in ones).
     pub rules: Option<Vec<crate::scoring::Rule>>,
 }
@@ -117,6 +126,8 @@ impl Default for ServeConfig {
             max_batch: 1000,
             max_body_bytes: 1 << 20,
             request_timeout: Duration::from_secs(30),
+            header_timeout: Duration::from_secs(10),
+            max_connections: 1000,
             rules: None,
         }
     }
@@ -297,16 +308,122 @@ pub async fn run(
 
     tracing::info!(%addr, model = %config.name, "serving");
     let router = app(state);
-    let served = axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    accept_loop(
+        listener,
+        router,
+        Limits {
+            header_timeout: config.header_timeout,
+            max_connections: config.max_connections,
+        },
+        shutdown,
+    )
+    .await;
     tracing::info!("no longer accepting requests; draining alerts");
     let _ = stop_tx.send(true);
     let _ = reloader.await;
     if let Some(d) = dispatcher {
         let _ = d.await;
     }
-    served.map_err(|e| Error::Config(format!("serving {addr}: {e}")))
+    Ok(())
+}
+
+/// What bounds each connection and their number (from [`ServeConfig`]).
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    header_timeout: Duration,
+    max_connections: usize,
+}
+
+/// Serves `router` over HTTP/1.1 on `listener` until `shutdown` resolves, then waits for
+/// the open connections to finish (idle ones close at once, a request in flight is
+/// answered first).
+///
+/// Hand-written rather than `axum::serve`, which sets no header-read timeout and no
+/// bound on connections: about 20,000 silent sockets once exhausted the descriptor limit
+/// and `/healthz` stopped answering. Here hyper's header-read timer (it restarts whenever
+/// the connection waits for a request, so it also ends idle keep-alives) closes silent
+/// connections, a semaphore bounds how many are open, and an accept error such as
+/// `EMFILE` is logged and retried after a short pause instead of spinning.
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    limits: Limits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let max = limits.max_connections.clamp(1, 1 << 20);
+    let permits = Arc::new(tokio::sync::Semaphore::new(max));
+    let (closing_tx, closing_rx) = watch::channel(false);
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            _ = &mut shutdown => break,
+            permit = Arc::clone(&permits).acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break, // never closed
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) if is_connection_error(&e) => continue,
+                Err(e) => {
+                    // EMFILE/ENFILE/ENOMEM: the pause lets descriptors free up.
+                    tracing::error!(error = %e, "accept error; retrying in 100 ms");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        if permits.available_permits() == 0 {
+            tracing::warn!(
+                max_connections = max,
+                "connection limit reached: new connections wait until one closes"
+            );
+        }
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let service =
+            hyper::service::service_fn(move |req| tower::ServiceExt::oneshot(router.clone(), req));
+        let conn = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        let mut closing = closing_rx.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let mut conn = std::pin::pin!(conn);
+            let result = tokio::select! {
+                r = conn.as_mut() => r,
+                () = async {
+                    let _ = closing.wait_for(|c| *c).await;
+                } => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(%peer, error = %e, "connection closed");
+            }
+        });
+    }
+    drop(listener);
+    let _ = closing_tx.send(true);
+    // Every connection holds a permit until it ends: all permits back means all closed.
+    let _ = permits
+        .acquire_many(u32::try_from(max).unwrap_or(u32::MAX))
+        .await;
+}
+
+/// Errors of one connection that was being accepted (the peer gave up): nothing to wait
+/// for before accepting the next.
+fn is_connection_error(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::ConnectionRefused
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::ConnectionReset
+    )
 }
 
 /// Every `interval`, re-resolves `production` and re-reads a changed score file, on the

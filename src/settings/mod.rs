@@ -554,6 +554,24 @@ impl Settings {
                 .map_or(d.reload_interval, Duration::from_secs),
             max_batch: s.max_batch.unwrap_or(d.max_batch),
             max_body_bytes: s.max_body_bytes.unwrap_or(d.max_body_bytes),
+            header_timeout: match s.header_timeout_seconds {
+                Some(0) => {
+                    return Err(Error::Config(
+                        "[serve] header_timeout_seconds must be at least 1".into(),
+                    ))
+                }
+                Some(secs) => Duration::from_secs(secs),
+                None => d.header_timeout,
+            },
+            max_connections: match s.max_connections {
+                Some(0) => {
+                    return Err(Error::Config(
+                        "[serve] max_connections must be at least 1".into(),
+                    ))
+                }
+                Some(n) => n,
+                None => d.max_connections,
+            },
             rules: self.rules(&f.rules)?,
             ..d
         })
@@ -664,6 +682,28 @@ outbox = "file.db"
         let cfg = s.serve(&ServeFlags::default()).unwrap();
         assert_eq!(cfg.bind.port(), 7001);
         assert_eq!(cfg.outbox, PathBuf::from("file.db"));
+    }
+
+    #[test]
+    fn connection_timeouts_and_limit_come_from_the_serve_section() {
+        let cfg = settings("", &[]).serve(&ServeFlags::default()).unwrap();
+        assert_eq!(
+            (cfg.header_timeout, cfg.max_connections),
+            (Duration::from_secs(10), 1000)
+        );
+        let toml = "[serve]\nheader_timeout_seconds = 3\nmax_connections = 64\n";
+        let cfg = settings(toml, &[]).serve(&ServeFlags::default()).unwrap();
+        assert_eq!(
+            (cfg.header_timeout, cfg.max_connections),
+            (Duration::from_secs(3), 64)
+        );
+        for zero in ["header_timeout_seconds = 0", "max_connections = 0"] {
+            let err = settings(&format!("[serve]\n{zero}\n"), &[])
+                .serve(&ServeFlags::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("at least 1"), "{zero}: {err}");
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@
 mod alerts;
 mod auth;
 mod batch;
+mod connections;
 mod customers;
 mod errors;
 mod fast_path;
@@ -154,6 +155,8 @@ impl Env {
             max_batch: 50,
             max_body_bytes: 64 * 1024,
             request_timeout: Duration::from_secs(20),
+            header_timeout: Duration::from_secs(10),
+            max_connections: 1000,
             rules: None,
         }
     }
