@@ -3,7 +3,7 @@
 //! A well-formed request with `features` is parsed in one pass into the model's row,
 //! without building a JSON tree (which cost a third of a request's CPU). Anything
 //! unusual (a missing or null feature the model needs, a wrong type, a duplicate key,
-//! `activity`, a bad `customer_id` or `as_of`, malformed JSON) makes [`prepare`] return
+//! `activity`, a bad `customer_id` or `as_of` (unparseable, or in the future), malformed JSON) makes [`prepare`] return
 //! `None`, and the route falls back to the tree walk that names the offending field.
 //! So the fast path never decides an error; a property test checks that whenever it
 //! answers, it answers exactly what the tree walk does.
@@ -13,7 +13,7 @@ use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 
-use super::routes::MAX_CUSTOMER_ID_BYTES;
+use super::routes::{future_as_of, MAX_CUSTOMER_ID_BYTES};
 use crate::features::Transform;
 use crate::scoring::Scorer;
 use crate::time::{parse_ts, Ts};
@@ -52,6 +52,9 @@ pub fn prepare(scorer: &Scorer, body: &[u8], now: Ts) -> Option<FastRequest> {
         Some(s) => parse_ts(&s)?,
         None => now,
     };
+    if future_as_of(as_of, now).is_some() {
+        return None;
+    }
     let row = row?;
     let defs = scorer.artifact.spec.defs();
     if defs

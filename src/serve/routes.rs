@@ -36,7 +36,9 @@ pub struct ScoreRequest {
     #[schema(min_length = 1, max_length = 256)]
     pub customer_id: String,
     /// The instant to score at: RFC 3339, `YYYY-MM-DD HH:MM:SS` (UTC) or `YYYY-MM-DD`.
-    /// Default: now. Used by the `activity` form and for the alert state.
+    /// Default: now. At most [`MAX_AS_OF_SKEW_SECS`] ahead of the server's clock (a later
+    /// one is a 422: it would make the customer's later scores stale and silence its alerts).
+    /// Used by the `activity` form and for the alert state.
     #[serde(default)]
     #[schema(schema_with = super::schema::as_of)]
     pub as_of: Option<String>,
@@ -187,6 +189,29 @@ fn now() -> Ts {
     chrono::Utc::now().timestamp()
 }
 
+/// How far ahead of the server's clock a request's `as_of` may be, in seconds: a
+/// caller's clock running a little fast is not an error.
+///
+/// Anything later is refused because the alert state keeps each customer's latest
+/// score: one dated in the future (`9999-01-01`) would become that latest, every real
+/// score after it would be stale, and the customer would never alert again.
+pub const MAX_AS_OF_SKEW_SECS: Ts = 5 * 60;
+
+/// Why `as_of` cannot be scored at `now` (it is past the allowed clock skew), for the
+/// caller; `None` when it can. The one rule of every scoring route and the fast path.
+pub(super) fn future_as_of(as_of: Ts, now: Ts) -> Option<String> {
+    (as_of > now.saturating_add(MAX_AS_OF_SKEW_SECS)).then(|| {
+        format!(
+            "as_of {} is in the future: the server's time is {}, and an as_of may be at most \
+             {} minutes ahead of it (a future score would make every later score of the \
+             customer stale)",
+            crate::time::fmt_ts(as_of),
+            crate::time::fmt_ts(now),
+            MAX_AS_OF_SKEW_SECS / 60
+        )
+    })
+}
+
 /// A validated instance, ready to score.
 pub(super) struct Prepared {
     /// The field that carried the features (`features`, `instances[3].activity`), named
@@ -255,9 +280,15 @@ pub(super) fn prepare(
     };
     let as_of = match obj.get("as_of") {
         None | Some(Value::Null) => now,
-        Some(Value::String(s)) => parse_as_of(s).map_err(|e| {
-            ApiError::invalid(field("as_of"), format!("as_of: {}", library_message(e)))
-        })?,
+        Some(Value::String(s)) => {
+            let as_of = parse_as_of(s).map_err(|e| {
+                ApiError::invalid(field("as_of"), format!("as_of: {}", library_message(e)))
+            })?;
+            if let Some(why) = future_as_of(as_of, now) {
+                return Err(ApiError::invalid(field("as_of"), why));
+            }
+            as_of
+        }
         Some(other) => {
             return Err(ApiError::invalid(
                 field("as_of"),

@@ -48,9 +48,14 @@ fn timestamp_input(description: &str, nullable: bool) -> Schema {
 /// `ScoreRequest.as_of`.
 pub fn as_of() -> Schema {
     timestamp_input(
-        "The instant to score at: RFC 3339, `YYYY-MM-DD HH:MM:SS` (UTC) or `YYYY-MM-DD` \
-         (midnight UTC). Default (absent or null): now. Used by the `activity` form and for \
-         the alert state.",
+        &format!(
+            "The instant to score at: RFC 3339, `YYYY-MM-DD HH:MM:SS` (UTC) or `YYYY-MM-DD` \
+             (midnight UTC). Default (absent or null): now. At most {} minutes ahead of the \
+             server's clock: a later one is refused (422), since it would make the \
+             customer's later scores stale and silence its alerts. Used by the `activity` \
+             form and for the alert state.",
+            super::routes::MAX_AS_OF_SKEW_SECS / 60
+        ),
         true,
     )
 }
@@ -256,7 +261,14 @@ pub fn request_parameters() -> Schema {
         )
         .property(
             "as_of",
-            timestamp_input("The instant recorded for the alert state (default now)", false),
+            timestamp_input(
+                &format!(
+                    "The instant recorded for the alert state (default now); at most {} \
+                     minutes ahead of the server's clock, else 400",
+                    super::routes::MAX_AS_OF_SKEW_SECS / 60
+                ),
+                false,
+            ),
         )
         .into()
 }

@@ -27,7 +27,8 @@
 //!
 //! Server-specific extensions: an optional `customer_id` input (BYTES `[N]`) records each
 //! customer's tier in the alert outbox like `/v1/score`; request parameter `as_of` (string)
-//! sets the instant recorded (default now); `parameters.content_type` may be `"pd"`
+//! sets the instant recorded (default now; at most
+//! [`super::routes::MAX_AS_OF_SKEW_SECS`] ahead of the server's clock, else 400); `parameters.content_type` may be `"pd"`
 //! (columns of a data frame: what every request here is) and nothing else; `null` is
 //! accepted for features the model marks `may_be_missing`; inputs that are not features
 //! are ignored and listed in the response parameter `ignored_inputs`.
@@ -46,7 +47,7 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use super::error::{V2Error, V2ErrorBody};
-use super::routes::N_REASONS;
+use super::routes::{future_as_of, N_REASONS};
 use super::state::{AppState, Recorded};
 use crate::alerts::outbox::Observation;
 use crate::features::online::kind;
@@ -653,10 +654,17 @@ async fn run_inference(
             )));
         }
     }
+    let now = chrono::Utc::now().timestamp();
     let as_of = match params.and_then(|p| p.get("as_of")) {
-        None => chrono::Utc::now().timestamp(),
-        Some(Value::String(s)) => crate::time::parse_as_of(s)
-            .map_err(|_| V2Error::bad(format!("parameters.as_of `{s}` is not a date")))?,
+        None => now,
+        Some(Value::String(s)) => {
+            let as_of = crate::time::parse_as_of(s)
+                .map_err(|_| V2Error::bad(format!("parameters.as_of `{s}` is not a date")))?;
+            if let Some(why) = future_as_of(as_of, now) {
+                return Err(V2Error::bad(format!("parameters.{why}")));
+            }
+            as_of
+        }
         Some(other) => {
             return Err(V2Error::bad(format!(
                 "parameters.as_of must be a date string, got {}",

@@ -807,7 +807,13 @@ fn a_night_far_past_the_data_is_refused_and_nothing_is_written_or_sent() {
         out: opts.out.with_file_name("2030-01-01.parquet"),
         ..future.clone()
     };
-    for o in [&future, &dated] {
+    // Issue 15 (c): `score --as-of 9999-01-01` scored every customer high and dated their
+    // states so far ahead that the next real night raised no alert.
+    let far = BatchOptions {
+        as_of: parse_ts("9999-01-01").unwrap(),
+        ..opts.clone()
+    };
+    for o in [&future, &dated, &far] {
         let (reason, message) = refused(batch::run(&base, &s, o, &|_| {}));
         assert_eq!(reason, RefusalReason::AsOfAfterData);
         assert!(message.contains("after the data ends"), "{message}");
@@ -823,13 +829,13 @@ fn a_night_far_past_the_data_is_refused_and_nothing_is_written_or_sent() {
     // Both refusals are recorded and counted, until the next successful night.
     let outbox = churnguard::alerts::Outbox::open(&opts.outbox).unwrap();
     let r = outbox.refusals_since_last_success().unwrap();
-    assert_eq!(r.total, 2);
-    assert_eq!(r.by_reason["as_of_after_data"], 2);
+    assert_eq!(r.total, 3);
+    assert_eq!(r.by_reason["as_of_after_data"], 3);
     assert_eq!(r.last_success_as_of, Some(opts.as_of));
     let nights = outbox.nights().unwrap();
-    assert_eq!(nights.len(), 3);
-    assert!(nights[1].refused && nights[2].refused && !nights[0].refused);
-    assert!(nights[2]
+    assert_eq!(nights.len(), 4);
+    assert!(nights[1].refused && nights[2].refused && nights[3].refused && !nights[0].refused);
+    assert!(nights[3]
         .detail
         .as_deref()
         .unwrap()
@@ -840,6 +846,14 @@ fn a_night_far_past_the_data_is_refused_and_nothing_is_written_or_sent() {
     };
     batch::run(&base, &s, &next, &|_| {}).unwrap();
     assert_eq!(outbox.refusals_since_last_success().unwrap().total, 0);
+    // No customer's state is dated after the real night: its scores were not stale.
+    let latest: i64 = rusqlite::Connection::open(&opts.outbox)
+        .unwrap()
+        .query_row("SELECT MAX(last_scored_at) FROM customer_state", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert!(latest <= next.as_of, "a state dated {latest}");
 }
 
 #[test]

@@ -186,3 +186,67 @@ async fn concurrent_new_customers_each_alert_exactly_once_through_the_group_comm
         assert!(state.outbox.state(&format!("g{c}")).unwrap().is_some());
     }
 }
+
+/// Issue 15 (c): a score dated `9999-01-01` became the customer's latest state, so every
+/// real score after it was stale and the customer never alerted again. Through every
+/// scoring route (the fast path, the careful path, a batch, `/v2`), the future score is
+/// refused without touching the state, and the next real score still alerts.
+#[tokio::test]
+async fn a_future_as_of_is_refused_and_leaves_the_customers_alerts_alive() {
+    let env = Env::new();
+    let (app, state) = router(&env.config_alerting_on_every_first_score());
+    let future = "9999-01-01";
+    let v2 = |id: &str| {
+        let mut req = infer_request(1, 1.0);
+        req["parameters"]["as_of"] = json!(future);
+        req["inputs"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "customer_id", "datatype": "BYTES", "shape": [1], "data": [id]}));
+        req
+    };
+    let attempts = [
+        (
+            "fast",
+            "/v1/score",
+            json!({"customer_id": "fast", "as_of": future, "features": features(1.0)}),
+        ),
+        (
+            "activity",
+            "/v1/score",
+            json!({"customer_id": "activity", "as_of": future, "activity": activity()}),
+        ),
+        (
+            "batch",
+            "/v1/score/batch",
+            json!({"instances": [{"customer_id": "batch", "as_of": future, "features": features(1.0)}]}),
+        ),
+        ("v2", "/v2/models/churn/infer", v2("v2")),
+    ];
+    for (id, path, body) in &attempts {
+        let refused = post_json(&app, path, body).await;
+        let state_after_refusal = state.outbox.state(id).unwrap();
+        let real = post_json(
+            &app,
+            "/v1/score",
+            &json!({"customer_id": id, "features": features(1.0)}),
+        )
+        .await;
+        assert!(
+            refused.status.is_client_error() && state_after_refusal.is_none(),
+            "{id}: the future score was answered {} and recorded {state_after_refusal:?}: {}",
+            refused.status,
+            refused.body
+        );
+        assert_eq!(
+            (real.status, &real.body["alert"]),
+            (StatusCode::OK, &json!(true)),
+            "{id}: the next real score must still alert: {}",
+            real.body
+        );
+    }
+    assert_eq!(
+        state.outbox.counters().snapshot().raised,
+        attempts.len() as u64
+    );
+}

@@ -47,6 +47,7 @@ fn body() -> impl Strategy<Value = (String, bool)> {
             1 => Just(Some("null".to_string())),
             1 => Just(Some("\"2024-06-01\"".to_string())),
             1 => Just(Some("\"2024-13-01\"".to_string())),
+            1 => Just(Some("\"9999-01-01\"".to_string())),
             1 => Just(Some("3".to_string())),
         ],
         prop::collection::vec(("[a-z_]{1,8}", value_text()), 0..3),
@@ -135,7 +136,8 @@ fn a_plain_request_takes_the_fast_path() {
         "{{\"customer_id\":\"c1\",\"as_of\":\"2024-06-01\",\"features\":{{{},\"zz\":2}},\"note\":1}}",
         fields.join(",")
     );
-    let fast = crate::serve::fast::prepare(&scorer, text.as_bytes(), 0).expect("fast");
+    let now = crate::time::parse_ts("2024-12-31").unwrap();
+    let fast = crate::serve::fast::prepare(&scorer, text.as_bytes(), now).expect("fast");
     assert_eq!(fast.customer_id, "c1");
     assert_eq!(fast.as_of, crate::time::parse_ts("2024-06-01").unwrap());
     assert_eq!(fast.row, vec![1.0; fixture().features.len()]);

@@ -479,7 +479,32 @@ async fn every_answer_of_the_server_matches_the_document() {
         })
         .collect();
     let bad_feature = json!({"customer_id": "c1", "features": {required_feature(): "x"}});
+    // Issue 15 (c): an `as_of` past the clock skew, through the fast path and a batch.
+    let future = json!({"customer_id": "c1", "as_of": "9999-01-01", "features": features(1.0)});
+    let mut v2_future = infer_request(1, 1.0);
+    v2_future["parameters"]["as_of"] = json!("9999-01-01");
     calls.extend([
+        (
+            "POST",
+            "/v1/score",
+            "/v1/score".into(),
+            Some(KEY),
+            json_body(&future),
+        ),
+        (
+            "POST",
+            "/v1/score/batch",
+            "/v1/score/batch".into(),
+            Some(KEY),
+            json_body(&json!({"instances": [future.clone()]})),
+        ),
+        (
+            "POST",
+            "/v2/models/{name}/infer",
+            "/v2/models/churn/infer".into(),
+            Some(KEY),
+            json_body(&v2_future),
+        ),
         (
             "POST",
             "/v1/score",

@@ -135,3 +135,88 @@ async fn extreme_feature_values_never_yield_a_null_score() {
         }
     }
 }
+
+/// Issue 15 (c): `as_of` may run a little ahead of the server's clock, not further; the
+/// refusal names the field, says it is in the future and gives the server's time. An
+/// `as_of` in the far past is scored but cannot move a customer's state backwards.
+#[tokio::test]
+async fn an_as_of_past_the_clock_skew_is_refused_naming_the_field_and_the_servers_time() {
+    let env = Env::new();
+    let (app, state) = router(&env.config());
+    let now = chrono::Utc::now().timestamp();
+    let at = |secs_ahead: i64| crate::time::fmt_ts(now + secs_ahead);
+    let skew = crate::serve::routes::MAX_AS_OF_SKEW_SECS;
+
+    let a = post_json(
+        &app,
+        "/v1/score",
+        &json!({"customer_id": "c1", "as_of": at(skew - 60), "features": features(1.0)}),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "within the skew: {}", a.body);
+
+    for (form, body) in [
+        (
+            "features",
+            json!({"customer_id": "c2", "as_of": at(skew + 120), "features": features(1.0)}),
+        ),
+        (
+            "activity",
+            json!({"customer_id": "c2", "as_of": "9999-01-01", "activity": activity()}),
+        ),
+    ] {
+        let a = post_json(&app, "/v1/score", &body).await;
+        assert_error(
+            &a,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+            Some("as_of"),
+        );
+        let msg = a.body["error"]["message"].as_str().unwrap();
+        assert!(
+            msg.contains("in the future") && msg.contains("server's time is 20"),
+            "{form}: {msg}"
+        );
+    }
+
+    let a = post_json(
+        &app,
+        "/v1/score/batch",
+        &json!({"instances": [
+            {"customer_id": "c3", "features": features(1.0)},
+            {"customer_id": "c4", "as_of": "9999-01-01 00:00:00", "features": features(1.0)},
+        ]}),
+    )
+    .await;
+    assert_error(
+        &a,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_input",
+        Some("instances[1].as_of"),
+    );
+
+    let mut v2 = infer_request(1, 1.0);
+    v2["parameters"]["as_of"] = json!("9999-01-01T00:00:00Z");
+    let a = post_json(&app, "/v2/models/churn/infer", &v2).await;
+    assert_v2_error(&a, StatusCode::BAD_REQUEST, "parameters.as_of");
+    assert!(a.body["error"].as_str().unwrap().contains("in the future"));
+
+    for id in ["c2", "c3", "c4"] {
+        assert!(
+            state.outbox.state(id).unwrap().is_none(),
+            "{id} was recorded"
+        );
+    }
+
+    // The far past: scored, and stale against the state a real score left.
+    let recorded = state.outbox.state("c1").unwrap().expect("c1 recorded");
+    let a = post_json(
+        &app,
+        "/v1/score",
+        &json!({"customer_id": "c1", "as_of": "1900-01-01", "features": features(0.0)}),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(a.body["alert"], false);
+    assert_eq!(state.outbox.state("c1").unwrap(), Some(recorded));
+}
