@@ -410,7 +410,10 @@ mod tests {
             }
             std::fs::write(&path, &good).unwrap();
             // The test is only worth its name if it meets the panics it is about.
-            assert!(panicking > 0, "{table}: no flipped footer byte made polars panic");
+            assert!(
+                panicking > 0,
+                "{table}: no flipped footer byte made polars panic"
+            );
         }
         load_in_batches(dir.path(), &opts, 4).expect("the restored base loads");
     }
