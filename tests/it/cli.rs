@@ -212,21 +212,23 @@ fn log_json_covers_the_batch_done_line_of_a_nightly_run() {
     assert_eq!(done["fields"]["as_of"], "2024-11-15");
 }
 
-/// Copies `from` to `to` with one byte of its Parquet footer flipped: the first byte
-/// whose flip makes polars' own reader panic, so the copy is the case the library must
+/// Copies `from` to `to` with one byte of its Parquet footer changed: the first change
+/// (a few bit masks, byte by byte) that makes polars' own reader panic, so the copy is the case the library must
 /// contain (most flips give an ordinary polars error instead).
 fn parquet_that_panics_polars(from: &Path, to: &Path) {
     use polars::prelude::{ParquetReader, SerReader};
     let good = std::fs::read(from).unwrap();
     let n = good.len();
     let len = u32::from_le_bytes(good[n - 8..n - 4].try_into().unwrap()) as usize;
-    for at in n - 8 - len..n - 8 {
-        let mut bad = good.clone();
-        bad[at] ^= 0xff;
-        std::fs::write(to, &bad).unwrap();
-        let file = std::fs::File::open(to).unwrap();
-        if std::panic::catch_unwind(|| ParquetReader::new(file).finish()).is_err() {
-            return;
+    for mask in [0xff, 0x80, 0x01, 0x40] {
+        for at in n - 8 - len..n - 8 {
+            let mut bad = good.clone();
+            bad[at] ^= mask;
+            std::fs::write(to, &bad).unwrap();
+            let file = std::fs::File::open(to).unwrap();
+            if std::panic::catch_unwind(|| ParquetReader::new(file).finish()).is_err() {
+                return;
+            }
         }
     }
     panic!(
