@@ -211,3 +211,94 @@ fn log_json_covers_the_batch_done_line_of_a_nightly_run() {
     assert!(done["fields"]["customers"].as_u64().unwrap() > 0, "{done}");
     assert_eq!(done["fields"]["as_of"], "2024-11-15");
 }
+
+/// Copies `from` to `to` with one byte of its Parquet footer changed: the first change
+/// (a few bit masks, byte by byte) that makes polars' own reader panic, so the copy is the case the library must
+/// contain (most flips give an ordinary polars error instead).
+fn parquet_that_panics_polars(from: &Path, to: &Path) {
+    use polars::prelude::{ParquetReader, SerReader};
+    let good = std::fs::read(from).unwrap();
+    let n = good.len();
+    let len = u32::from_le_bytes(good[n - 8..n - 4].try_into().unwrap()) as usize;
+    for mask in [0xff, 0x80, 0x01, 0x40] {
+        for at in n - 8 - len..n - 8 {
+            let mut bad = good.clone();
+            bad[at] ^= mask;
+            std::fs::write(to, &bad).unwrap();
+            let file = std::fs::File::open(to).unwrap();
+            if std::panic::catch_unwind(|| ParquetReader::new(file).finish()).is_err() {
+                return;
+            }
+        }
+    }
+    panic!(
+        "no flipped footer byte of {} makes polars panic",
+        from.display()
+    );
+}
+
+/// Exit 1 with the file named and no panic message (before: exit 101 and polars'
+/// `panicked at ...`).
+fn refused_as_unreadable(out: &Output, file: &Path) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&file.display().to_string()), "{err}");
+    assert!(err.contains("not a readable Parquet file"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+#[test]
+fn a_corrupt_parquet_footer_fails_inspect_and_train_with_the_file_named_not_a_panic() {
+    let dir = scratch("cli-corrupt-base");
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    for e in std::fs::read_dir(sample_parquet()).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), data.join(e.file_name())).unwrap();
+    }
+    let customers = data.join("customers.parquet");
+    parquet_that_panics_polars(&sample_parquet().join("customers.parquet"), &customers);
+    let d = data.to_str().unwrap();
+    refused_as_unreadable(&churnguard(&["inspect", "--data", d]), &customers);
+    let models = dir.join("models");
+    let m = models.to_str().unwrap();
+    refused_as_unreadable(
+        &churnguard(&["train", "--data", d, "--models", m]),
+        &customers,
+    );
+    // A logins file (read in batches of row groups) too.
+    std::fs::copy(sample_parquet().join("customers.parquet"), &customers).unwrap();
+    let logins = data.join("logins.parquet");
+    parquet_that_panics_polars(&sample_parquet().join("logins.parquet"), &logins);
+    refused_as_unreadable(&churnguard(&["inspect", "--data", d]), &logins);
+}
+
+#[test]
+fn backtest_of_a_corrupt_score_file_exits_1_with_the_file_named_not_a_panic() {
+    let dir = scratch("cli-corrupt-scores");
+    let good = dir.join("scores.parquet");
+    let data = sample_parquet().to_str().unwrap();
+    let models = trained().to_str().unwrap();
+    let run = churnguard(&[
+        "score",
+        "--data",
+        data,
+        "--models",
+        models,
+        "--as-of",
+        "2024-10-15",
+        "--out",
+        good.to_str().unwrap(),
+        "--outbox",
+        dir.join("alerts.db").to_str().unwrap(),
+    ]);
+    assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
+    let bad = dir.join("corrupt.parquet");
+    parquet_that_panics_polars(&good, &bad);
+    let b = bad.to_str().unwrap();
+    let out = churnguard(&[
+        "backtest", "--scores", b, "--data", data, "--models", models,
+    ]);
+    refused_as_unreadable(&out, &bad);
+}

@@ -5,7 +5,7 @@ use polars::io::parquet::metadata::FileMetadataRef;
 use polars::prelude::*;
 use std::path::Path;
 
-use super::cells::{has, numbers, read_file, require, strings, timestamps, MISSING};
+use super::cells::{contained, has, numbers, read_file, require, strings, timestamps, MISSING};
 use super::errors::Errs;
 use super::{LoadOptions, Part, Source};
 use crate::data::{
@@ -101,19 +101,16 @@ impl BatchFile {
                 parquet: None,
             });
         }
-        let ctx = || format!("reading {}", path.display());
         let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-        let mut reader = ParquetReader::new(file);
-        let names = reader
-            .schema()
-            .map_err(|e| Error::polars(ctx(), e))?
-            .iter_names()
-            .map(|c| c.to_string())
-            .collect();
-        let metadata = reader
-            .get_metadata()
-            .map_err(|e| Error::polars(ctx(), e))?
-            .clone();
+        let (names, metadata) = contained(path, || {
+            let mut reader = ParquetReader::new(file);
+            let names: Vec<String> = reader
+                .schema()?
+                .iter_names()
+                .map(|c| c.to_string())
+                .collect();
+            Ok((names, reader.get_metadata()?.clone()))
+        })?;
         // Consecutive whole row groups up to about BATCH_ROWS rows.
         let mut ranges: Vec<(usize, usize)> = Vec::new();
         let mut start = 0;
@@ -150,13 +147,13 @@ impl BatchFile {
             .collect();
         let read = |slice: (usize, usize)| -> Result<DataFrame> {
             let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-            let mut reader = ParquetReader::new(file)
-                .with_columns(Some(columns.clone()))
-                .with_slice(Some(slice));
-            reader.set_metadata(metadata.clone());
-            reader
-                .finish()
-                .map_err(|e| Error::polars(format!("reading {}", path.display()), e))
+            contained(path, || {
+                let mut reader = ParquetReader::new(file)
+                    .with_columns(Some(columns.clone()))
+                    .with_slice(Some(slice));
+                reader.set_metadata(metadata.clone());
+                reader.finish()
+            })
         };
         if ranges.is_empty() {
             return f(0, read((0, 0))?);
@@ -398,7 +395,7 @@ pub(super) fn read_activity(
         .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
         .filter_map(|p| {
             let file = std::fs::File::open(p).ok()?;
-            ParquetReader::new(file).num_rows().ok()
+            contained(p, || ParquetReader::new(file).num_rows()).ok()
         })
         .sum();
     let mut rows = match table {

@@ -7,26 +7,94 @@ use crate::data::is_csv;
 use crate::time::{parse_ts, Ts};
 use crate::{Error, Result};
 use polars::prelude::*;
+use std::cell::Cell;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Once;
 
-/// Reads one CSV (every column as text, parsed by us for precise errors) or Parquet file.
 /// Reads one table file whole: CSV with every column as text (types are the contract's,
 /// never guessed: an id `007` stays `007`), or Parquet as typed.
 pub(crate) fn read_file(path: &Path) -> Result<DataFrame> {
-    let ctx = || format!("reading {}", path.display());
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    if is_csv(path) {
-        CsvReadOptions::default()
-            .with_has_header(true)
-            .with_infer_schema_length(Some(0))
-            .into_reader_with_file_handle(file)
-            .finish()
-            .map_err(|e| Error::polars(ctx(), e))
-    } else {
-        ParquetReader::new(file)
-            .finish()
-            .map_err(|e| Error::polars(ctx(), e))
+    contained(path, || {
+        if is_csv(path) {
+            CsvReadOptions::default()
+                .with_has_header(true)
+                .with_infer_schema_length(Some(0))
+                .into_reader_with_file_handle(file)
+                .finish()
+        } else {
+            ParquetReader::new(file).finish()
+        }
+    })
+}
+
+/// Runs a polars read of the table file `path`, the one way the library calls polars'
+/// readers: an error becomes [`Error::Polars`] "reading PATH", and so does a panic.
+///
+/// polars' Parquet reader trusts a file's footer and page headers: one flipped byte in
+/// them panics inside polars (`thrift bool field`, `range end index ... out of range`),
+/// on this thread or on one of polars' pool threads (the pool hands the panic back to
+/// this thread). A corrupt input file is the caller's fault, never a crash: the panic is
+/// caught here and reported like any unreadable file, with the file named and polars'
+/// own message. Nothing outlives the read (the frame under construction is dropped), so
+/// catching the unwind leaves no broken state behind. The panic hook stays quiet about
+/// a panic contained here ([`quiet_hook`]): the error carries its message.
+pub(crate) fn contained<T>(path: &Path, read: impl FnOnce() -> PolarsResult<T>) -> Result<T> {
+    let ctx = || format!("reading {}", path.display());
+    quiet_hook();
+    CONTAINING.with(|c| c.set(c.get() + 1));
+    ACTIVE.fetch_add(1, Ordering::SeqCst);
+    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(read));
+    ACTIVE.fetch_sub(1, Ordering::SeqCst);
+    CONTAINING.with(|c| c.set(c.get() - 1));
+    match out {
+        Ok(r) => r.map_err(|e| Error::polars(ctx(), e)),
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".into());
+            let kind = if is_csv(path) { "CSV" } else { "Parquet" };
+            Err(Error::polars(
+                ctx(),
+                PolarsError::ComputeError(
+                    format!("not a readable {kind} file (corrupt?): the reader failed: {message}")
+                        .into(),
+                ),
+            ))
+        }
     }
+}
+
+thread_local! {
+    /// [`contained`] calls running on this thread.
+    static CONTAINING: Cell<usize> = const { Cell::new(0) };
+}
+/// [`contained`] calls running on any thread.
+static ACTIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// Wraps the panic hook in place (once, process-wide) so that it skips the panics
+/// [`contained`] catches: a panic on a thread inside [`contained`], or on one of polars'
+/// pool threads (named `polars-N`) while a [`contained`] read runs. Every other panic
+/// goes to the hook there was (the default one, or the JSON one of
+/// [`crate::logging::init`]), so a real bug still prints.
+fn quiet_hook() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let here = CONTAINING.with(|c| c.get() > 0);
+            let pool = ACTIVE.load(Ordering::SeqCst) > 0
+                && std::thread::current()
+                    .name()
+                    .is_some_and(|n| n.starts_with("polars"));
+            if !(here || pool) {
+                previous(info);
+            }
+        }));
+    });
 }
 
 pub(crate) fn has(df: &DataFrame, col: &str) -> bool {

@@ -364,4 +364,57 @@ mod tests {
             assert_eq!(b.summary, whole.summary, "batch_rows {batch_rows}");
         }
     }
+
+    /// The Thrift footer of a Parquet file: the bytes between the data and the closing
+    /// 4-byte length and `PAR1`.
+    fn footer(bytes: &[u8]) -> std::ops::Range<usize> {
+        let n = bytes.len();
+        let len = u32::from_le_bytes(bytes[n - 8..n - 4].try_into().unwrap()) as usize;
+        n - 8 - len..n - 8
+    }
+
+    /// Whether polars' own reader panics on `path` (the case the loader must contain).
+    fn polars_panics_on(path: &Path) -> bool {
+        let file = std::fs::File::open(path).unwrap();
+        std::panic::catch_unwind(|| ParquetReader::new(file).finish()).is_err()
+    }
+
+    #[test]
+    fn a_flipped_byte_in_a_parquet_footer_is_an_error_naming_the_file_never_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        base(dir.path());
+        let opts = LoadOptions::default();
+        // customers is read whole, logins in batches of row groups: both reading paths.
+        for table in ["customers", "logins"] {
+            let path = dir.path().join(format!("{table}.parquet"));
+            let good = std::fs::read(&path).unwrap();
+            let mut panicking = 0;
+            for at in footer(&good) {
+                let mut bad = good.clone();
+                bad[at] ^= 0xff;
+                std::fs::write(&path, &bad).unwrap();
+                let raw_panics = polars_panics_on(&path);
+                let loaded = std::panic::catch_unwind(|| load_in_batches(dir.path(), &opts, 4));
+                let loaded = loaded.unwrap_or_else(|_| {
+                    panic!("{table}: byte {at} of the footer flipped: the loader panicked")
+                });
+                if raw_panics {
+                    panicking += 1;
+                    let e = loaded.err().unwrap_or_else(|| {
+                        panic!("{table}: byte {at}: polars panics, the loader read it")
+                    });
+                    let text = e.chain().to_string();
+                    assert!(text.contains(&path.display().to_string()), "{text}");
+                    assert!(text.contains("not a readable Parquet file"), "{text}");
+                }
+            }
+            std::fs::write(&path, &good).unwrap();
+            // The test is only worth its name if it meets the panics it is about.
+            assert!(
+                panicking > 0,
+                "{table}: no flipped footer byte made polars panic"
+            );
+        }
+        load_in_batches(dir.path(), &opts, 4).expect("the restored base loads");
+    }
 }

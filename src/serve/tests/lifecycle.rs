@@ -232,6 +232,75 @@ async fn the_score_file_is_reloaded_when_it_changes_and_kept_when_it_breaks() {
     server.stop().await.unwrap();
 }
 
+/// Overwrites the Parquet score file `path` with a copy of itself with one footer byte
+/// flipped: the first whose flip makes polars' own reader panic.
+fn corrupt_so_that_polars_panics(path: &Path) {
+    use polars::prelude::{ParquetReader, SerReader};
+    let good = std::fs::read(path).unwrap();
+    let n = good.len();
+    let len = u32::from_le_bytes(good[n - 8..n - 4].try_into().unwrap()) as usize;
+    let probe = path.with_extension("probe");
+    for at in n - 8 - len..n - 8 {
+        let mut bad = good.clone();
+        bad[at] ^= 0xff;
+        std::fs::write(&probe, &bad).unwrap();
+        let file = std::fs::File::open(&probe).unwrap();
+        if std::panic::catch_unwind(|| ParquetReader::new(file).finish()).is_err() {
+            std::fs::rename(&probe, path).unwrap();
+            return;
+        }
+    }
+    panic!(
+        "no flipped footer byte of {} makes polars panic",
+        path.display()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parquet_score_file_that_panics_polars_is_a_counted_reload_failure() {
+    let env = Env::new();
+    let csv = env.path("night.csv");
+    write_scores(&csv, &[("c-1", 0.9, "high"), ("c-2", 0.6, "medium")]);
+    let scores = env.path("scores.parquet");
+    let mut df = crate::data::read_table_file(&csv).unwrap();
+    crate::data::write::write_frame(&mut df, &scores).unwrap();
+    let cfg = ServeConfig {
+        scores: Some(scores.clone()),
+        ..env.config()
+    };
+    let server = Server::start(cfg).await;
+    let lookup = |id: &str| {
+        let req = server
+            .client
+            .get(server.url(&format!("/v1/customers/{id}/score")))
+            .bearer_auth(KEY);
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(lookup("c-2").await, 200);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    corrupt_so_that_polars_panics(&scores);
+    // Before: the reload's blocking task panicked, nothing logged or counted.
+    assert!(
+        eventually(10, || async {
+            server
+                .metric("churnguard_scores_reload_failures_total")
+                .await
+                >= 1.0
+        })
+        .await,
+        "the corrupt score file is a counted reload failure"
+    );
+    assert_eq!(lookup("c-2").await, 200, "the previous scores keep serving");
+    assert_eq!(
+        server
+            .metric("churnguard_scores_reload_failures_total")
+            .await,
+        1.0,
+        "one failure per change of the file"
+    );
+    server.stop().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_finishes_requests_in_flight_then_stops() {
     let env = Env::new();
