@@ -327,6 +327,12 @@ impl Registry {
         self.root.join(name).join(version_dir(version))
     }
 
+    /// The latest modification time of a version's directory and its files: what changes
+    /// when an operator repairs a version in place.
+    pub fn version_stamp(&self, name: &str, version: u32) -> Option<SystemTime> {
+        newest_mtime(&self.version_dir(name, version))
+    }
+
     /// Writes a new immutable version. Sets the registry's part of `manifest`: `name`,
     /// `version` ("vN"), `created_at` (RFC 3339 UTC), `crate_version` and `files` (file
     /// name -> sha256 hex of every file). The first version of

@@ -88,6 +88,9 @@ struct ReloadMemo {
     failed_version: Option<u32>,
     /// The last failure's message, so the same failure is logged and counted once.
     last_error: Option<String>,
+    /// The failed version's files as they were ([`Registry::version_stamp`]): once they
+    /// change (repaired in place), polls try the version again.
+    failed_stamp: Option<std::time::SystemTime>,
 }
 
 /// What a reload did.
@@ -202,7 +205,8 @@ impl AppState {
     }
 
     /// Puts the production version into service if it changed. Polls (`force` false) do
-    /// not retry a version that already failed, and log and count a failure once; the
+    /// not retry a version that already failed until its files change (a repair in
+    /// place), and log and count a failure once; the
     /// admin route (`force` true) always retries and counts. Blocking.
     pub fn reload_model(&self, force: bool) -> ReloadOutcome {
         let mut memo = lock(&self.reload);
@@ -250,7 +254,8 @@ impl AppState {
             *memo = ReloadMemo::default();
             return ReloadOutcome::Unchanged { version: wanted };
         }
-        if !force && memo.failed_version == Some(version) {
+        let stamp = self.registry.version_stamp(&self.name, version);
+        if !force && memo.failed_version == Some(version) && memo.failed_stamp == stamp {
             return ReloadOutcome::Failed {
                 version: Some(wanted),
                 serving,
@@ -287,6 +292,7 @@ impl AppState {
                 tracing::error!(model = %self.name, version = %wanted, error = %e.chain(), serving = ?serving,
                     "could not load the production model; the previous model keeps serving");
                 memo.failed_version = Some(version);
+                memo.failed_stamp = stamp;
                 memo.last_error = Some(e.chain().to_string());
                 ReloadOutcome::Failed {
                     version: Some(wanted),
