@@ -11,15 +11,10 @@
 # PYTHON (default python3; standard library only).
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
-BIN="${CHURNGUARD_BIN:-}"
+# shellcheck source=lib/suite.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/suite.sh"
 WORK="${PROMTOOL_WORK:-${TMPDIR:-/tmp}/churnguard-promtool}"
 PYTHON="${PYTHON:-python3}"
-for v in $(compgen -v CHURNGUARD_ || true); do unset "$v"; done
-export CHURNGUARD_LOG=warn
-
-step() { printf '\n== %s\n' "$*"; }
 
 step "promtool"
 if ! command -v promtool > /dev/null; then
@@ -33,11 +28,7 @@ fi
 promtool --version | head -1
 
 step "churnguard binary"
-if [ -z "$BIN" ]; then
-    cargo build --release --locked --quiet --bin churnguard
-    BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/churnguard"
-fi
-"$BIN" --version
+cg_bin
 
 step "a trained model ($WORK)"
 rm -rf "$WORK"
@@ -46,25 +37,11 @@ mkdir -p "$WORK"
 "$BIN" train --data "$WORK/data" --models "$WORK/models" --algorithms logistic > "$WORK/train.log"
 
 step "serve and scrape"
-"$BIN" serve --models "$WORK/models" --bind 127.0.0.1:0 > "$WORK/serve.out" 2> "$WORK/serve.err" &
-SERVER=$!
-trap 'kill "$SERVER" 2> /dev/null || true; wait "$SERVER" 2> /dev/null || true' EXIT
-"$PYTHON" - "$WORK" <<'PY'
-import json, re, sys, time, urllib.error, urllib.request
-work = sys.argv[1]
-base = None
-for _ in range(300):
-    m = re.search(r"on (http://\S+)", open(f"{work}/serve.out").read())
-    if m:
-        base = m.group(1)
-        try:
-            if urllib.request.urlopen(f"{base}/readyz").status == 200:
-                break
-        except (urllib.error.URLError, ConnectionError):
-            pass
-    time.sleep(0.1)
-else:
-    sys.exit("the service did not become ready:\n" + open(f"{work}/serve.err").read())
+trap cg_stop_server EXIT
+cg_serve "$WORK/serve" --models "$WORK/models"
+"$PYTHON" - "$WORK" "$CG_URL" <<'PY'
+import json, sys, urllib.error, urllib.request
+work, base = sys.argv[1], sys.argv[2]
 
 def call(path, body=None):
     req = urllib.request.Request(base + path, data=None if body is None else json.dumps(body).encode(),

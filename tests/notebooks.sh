@@ -12,17 +12,11 @@
 # NOTEBOOKS_VENV, NOTEBOOKS_WORK (default: $TMPDIR/churnguard-notebooks), PYTHON (default python3).
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
-BIN="${CHURNGUARD_BIN:-}"
+# shellcheck source=lib/suite.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/suite.sh"
 VENV="${NOTEBOOKS_VENV:-$ROOT/notebooks/.venv}"
 WORK="${NOTEBOOKS_WORK:-${TMPDIR:-/tmp}/churnguard-notebooks}"
 PYTHON="${PYTHON:-python3}"
-# The caller's churnguard settings must not change what the binary does here.
-for v in $(compgen -v CHURNGUARD_ || true); do unset "$v"; done
-export CHURNGUARD_LOG=warn
-
-step() { printf '\n== %s\n' "$*"; }
 
 step "notebooks are committed without outputs"
 "$PYTHON" - notebooks/*.ipynb <<'PY'
@@ -44,11 +38,7 @@ source "$ROOT/tests/lib/venv.sh"
 cg_venv "$VENV" "$ROOT/notebooks/requirements.txt"
 
 step "churnguard binary"
-if [ -z "$BIN" ]; then
-    cargo build --release --quiet --bin churnguard
-    BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/churnguard"
-fi
-"$BIN" --version
+cg_bin
 
 step "sample outputs ($WORK)"
 rm -rf "$WORK"

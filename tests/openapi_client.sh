@@ -12,14 +12,10 @@
 # OPENAPI_WORK (default: a new temporary directory, removed at exit), PYTHON (default python3).
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
-BIN="${CHURNGUARD_BIN:-}"
+# shellcheck source=lib/suite.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/suite.sh"
 SUITE="$ROOT/tests/py/openapi"
 VENV="$SUITE/.venv"
-# The caller's churnguard settings must not change what the binary does here.
-for v in $(compgen -v CHURNGUARD_ || true); do unset "$v"; done
-export CHURNGUARD_LOG=warn
 if [ -n "${OPENAPI_WORK:-}" ]; then
     WORK="$OPENAPI_WORK"
     rm -rf "$WORK"
@@ -27,17 +23,11 @@ if [ -n "${OPENAPI_WORK:-}" ]; then
 else
     WORK="$(mktemp -d "${TMPDIR:-/tmp}/churnguard-openapi.XXXXXX")"
 fi
-SERVER_PID=""
 cleanup() {
-    if [ -n "$SERVER_PID" ]; then
-        kill "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
+    cg_stop_server
     [ -n "${OPENAPI_WORK:-}" ] || rm -rf "$WORK"
 }
 trap cleanup EXIT
-
-step() { printf '\n== %s\n' "$*"; }
 
 step "python environment ($VENV)"
 # shellcheck source=lib/venv.sh
@@ -48,52 +38,21 @@ PY="$VENV/bin/python"
 export PATH="$VENV/bin:$PATH"
 
 step "churnguard binary"
-if [ -z "$BIN" ]; then
-    cargo build --release --locked --quiet --bin churnguard
-    BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/churnguard"
-fi
-"$BIN" --version
+cg_bin
 
 step "a sample and a model ($WORK)"
 DATA="$WORK/data"
 MODELS="$WORK/models"
 "$BIN" generate --customers 2000 --seed 11 --out "$DATA" > "$WORK/generate.log"
 "$BIN" train --data "$DATA" --models "$MODELS" --algorithms logistic > "$WORK/train.log"
-END_DATE="$("$PY" - "$MODELS/churn/v1/manifest.json" <<'PY'
-import json, sys
-print(json.load(open(sys.argv[1]))["training_data"]["time_range"][1][:10])
-PY
-)"
+END_DATE="$(cg_end_date "$MODELS/churn/v1/manifest.json")"
 # Real customers' features, as the production model computes them.
 "$BIN" features --data "$DATA" --models "$MODELS" --as-of "$END_DATE" --out "$WORK/features.csv"
 
 step "churnguard serve"
-PORT="$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 KEY="openapi-client-test-key"
-CHURNGUARD_API_KEYS="$KEY" "$BIN" serve --models "$MODELS" --bind "127.0.0.1:$PORT" \
-    --outbox "$WORK/alerts.db" > "$WORK/serve.log" 2>&1 &
-SERVER_PID=$!
-URL="http://127.0.0.1:$PORT"
-"$PY" - "$URL" "$SERVER_PID" <<'PY'
-import os, sys, time, urllib.request
-url, pid = sys.argv[1], int(sys.argv[2])
-deadline = time.monotonic() + 60
-while True:
-    try:
-        with urllib.request.urlopen(url + "/readyz", timeout=2) as r:
-            if r.status == 200:
-                break
-    except OSError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        sys.exit("churnguard serve exited (see serve.log)")
-    if time.monotonic() > deadline:
-        sys.exit("churnguard serve did not become ready in 60 s")
-    time.sleep(0.1)
-print("ready:", url)
-PY
+CHURNGUARD_API_KEYS="$KEY" cg_serve "$WORK/serve" --models "$MODELS" --outbox "$WORK/alerts.db"
+URL="$CG_URL"
 
 step "generated client"
 "$PY" - "$URL/openapi.json" "$WORK/openapi.json" <<'PY'
