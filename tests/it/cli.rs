@@ -1,7 +1,7 @@
 //! The `churnguard` binary as a user or a scheduler meets it: exit codes, error lines,
 //! refusals that happen before any work, and `--log-json` on every stderr line.
 
-use crate::common::{sample_parquet, scratch};
+use crate::common::{entries, sample_parquet, scratch};
 use crate::pipeline::trained;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -56,15 +56,6 @@ fn json_lines(out: &Output) -> Vec<serde_json::Value> {
             v
         })
         .collect()
-}
-
-fn entries(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
 }
 
 #[test]

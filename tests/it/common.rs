@@ -68,3 +68,13 @@ pub fn write_tables(name: &str, files: &[(&str, &str)]) -> PathBuf {
 pub fn same(a: f64, b: f64) -> bool {
     (a.is_nan() && b.is_nan()) || a == b
 }
+
+/// The names in `dir`, sorted.
+pub fn entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}

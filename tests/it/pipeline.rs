@@ -1041,11 +1041,9 @@ fn the_cli_exits_3_with_the_reason_when_it_refuses_a_night() {
 
 /// The names in `dir` that are temporary files of a writer.
 fn temporaries(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with(churnguard::fsutil::TMP_PREFIX))
-        .collect()
+    let mut names = crate::common::entries(dir);
+    names.retain(|n| n.starts_with(churnguard::fsutil::TMP_PREFIX));
+    names
 }
 
 #[test]
