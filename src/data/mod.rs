@@ -10,7 +10,9 @@ mod summary;
 pub mod write;
 
 /// Whole-file table reading shared with the score file's reader (CSV cells as text).
-pub(crate) use read::cells::{datetime_seconds, has as has_column, read_file as read_table_file};
+pub(crate) use read::cells::{
+    datetime_seconds, has as has_column, read_file as read_table_file, ticks_per_second,
+};
 pub use read::{load, LoadOptions};
 pub use summary::{BadRow, Summary, TableSummary};
 

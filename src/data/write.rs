@@ -64,11 +64,7 @@ fn csv_ready(df: &DataFrame) -> Result<Cow<'_, DataFrame>> {
         let name = c.name().clone();
         let col = match s.dtype() {
             DataType::Datetime(unit, _) => {
-                let per_sec: i64 = match unit {
-                    TimeUnit::Nanoseconds => 1_000_000_000,
-                    TimeUnit::Microseconds => 1_000_000,
-                    TimeUnit::Milliseconds => 1_000,
-                };
+                let per_sec = super::ticks_per_second(*unit);
                 let nanos_per = 1_000_000_000 / per_sec;
                 let phys = s.to_physical_repr();
                 let ca: StringChunked = phys

@@ -191,6 +191,15 @@ pub(super) fn timestamps(part: &Part, col: &str, errs: &mut Errs) -> Result<Vec<
     }
 }
 
+/// Ticks of a polars datetime `unit` in one second.
+pub(crate) fn ticks_per_second(unit: TimeUnit) -> i64 {
+    match unit {
+        TimeUnit::Nanoseconds => 1_000_000_000,
+        TimeUnit::Microseconds => 1_000_000,
+        TimeUnit::Milliseconds => 1_000,
+    }
+}
+
 /// The seconds since the epoch (UTC; a naive datetime is taken as UTC) of a datetime
 /// column in any unit, each mapped through `f`; `None` when `s` is not a datetime.
 pub(crate) fn datetime_seconds<T>(
@@ -200,11 +209,7 @@ pub(crate) fn datetime_seconds<T>(
     let DataType::Datetime(unit, _) = s.dtype() else {
         return None;
     };
-    let per_sec = match unit {
-        TimeUnit::Nanoseconds => 1_000_000_000,
-        TimeUnit::Microseconds => 1_000_000,
-        TimeUnit::Milliseconds => 1_000,
-    };
+    let per_sec = ticks_per_second(*unit);
     let phys = s.to_physical_repr();
     Some(phys.i64().map(|ca| {
         ca.iter()
