@@ -3,11 +3,13 @@
 //!
 //! The forest is hessboost's random-forest mode: one boosting round of many
 //! parallel trees on row and column samples, so it has real probabilities and uses
-//! both cores. Scores and explanations are computed by walking the trees ourselves,
-//! so that `bias + sum(contributions)` equals the margin exactly; the test below
-//! checks the walk against hessboost's own prediction.
+//! both cores. Scores are computed by walking the trees ourselves (the test below
+//! checks the walk against hessboost's own prediction) and explained by exact
+//! TreeSHAP over the same nodes, so `bias + sum(contributions)` is the margin up to
+//! float rounding.
 
 use super::logistic::normalise;
+use super::treeshap::{add_tree_shap, ShapScratch, ShapTree};
 use super::Classifier;
 use crate::{Error, Result};
 use hessboost::prelude::*;
@@ -88,7 +90,31 @@ const LEAF: u32 = u32::MAX;
 #[derive(Debug, Clone, Default)]
 struct Forest {
     nodes: Vec<FlatNode>,
+    /// Training cover (hessian sum) of each node, for TreeSHAP; apart from the
+    /// nodes so that scoring's walk keeps 32-byte nodes.
+    covers: Vec<f64>,
     roots: Vec<u32>,
+    /// Edges from a root to the deepest leaf, over every tree.
+    max_depth: usize,
+}
+
+impl ShapTree for Forest {
+    fn children(&self, k: usize) -> Option<(usize, usize)> {
+        let n = &self.nodes[k];
+        (n.left != LEAF).then_some((n.left as usize, n.right as usize))
+    }
+    fn feature(&self, k: usize) -> usize {
+        self.nodes[k].feature as usize
+    }
+    fn cover(&self, k: usize) -> f64 {
+        self.covers[k]
+    }
+    fn leaf_value(&self, k: usize) -> f64 {
+        self.nodes[k].value
+    }
+    fn goes_left(&self, k: usize, row: &[f64]) -> bool {
+        self.next(k, row) == self.nodes[k].left as usize
+    }
 }
 
 impl Forest {
@@ -247,6 +273,15 @@ impl BoostModel {
             }
             let base = forest.nodes.len() as u32;
             forest.roots.push(base);
+            forest.covers.extend_from_slice(&cover);
+            let mut depth = vec![0usize; n];
+            for k in 0..n {
+                if !nodes[k].is_leaf() {
+                    depth[nodes[k].left as usize] = depth[k] + 1;
+                    depth[nodes[k].right as usize] = depth[k] + 1;
+                }
+            }
+            forest.max_depth = forest.max_depth.max(depth.iter().copied().max().unwrap_or(0));
             let child = |c: i32| if c < 0 { LEAF } else { base + c as u32 };
             forest
                 .nodes
@@ -297,16 +332,13 @@ impl Classifier for BoostModel {
     fn contributions(&self, row: &[f64], out: &mut [f64]) -> f64 {
         let (_, forest, bias) = self.state();
         out.iter_mut().for_each(|c| *c = 0.0);
+        let mut scratch = ShapScratch::default();
         let mut expected = *bias;
-        let nodes = &forest.nodes;
         for &root in &forest.roots {
-            let mut k = root as usize;
-            expected += nodes[k].value;
-            while nodes[k].left != LEAF {
-                let next = forest.next(k, row);
-                out[nodes[k].feature as usize] += nodes[next].value - nodes[k].value;
-                k = next;
-            }
+            // An inner node's value is its subtree's cover-weighted mean, so the
+            // root's is the tree's expected value.
+            expected += forest.nodes[root as usize].value;
+            add_tree_shap(forest, root as usize, forest.max_depth, row, out, &mut scratch);
         }
         expected
     }
@@ -325,6 +357,7 @@ impl Classifier for BoostModel {
 
 #[cfg(test)]
 mod tests {
+    use super::super::treeshap::tests::brute_force;
     use super::*;
 
     fn data(n: usize) -> (Vec<f64>, Vec<bool>) {
@@ -372,6 +405,19 @@ mod tests {
                 );
                 let bias = m.contributions(row, &mut c);
                 assert!((bias + c.iter().sum::<f64>() - ours).abs() < 1e-9);
+            }
+            // Exact Shapley values, tree by tree, against subset enumeration.
+            let (_, forest, _) = m.state();
+            for row in x.chunks(3).take(20) {
+                m.contributions(row, &mut c);
+                let mut want = [0.0; 3];
+                for &root in &forest.roots {
+                    let phi = brute_force(forest, root as usize, row, 3);
+                    (0..3).for_each(|j| want[j] += phi[j]);
+                }
+                for j in 0..3 {
+                    assert!((c[j] - want[j]).abs() < 1e-9, "{c:?} vs {want:?}");
+                }
             }
         }
     }

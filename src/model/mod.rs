@@ -1,15 +1,18 @@
 //! Fitted models behind one small trait, their preprocessing and per-customer explanations.
 //!
 //! Every model scores in log-odds ("margin") space and explains a score as per-feature
-//! contributions that, with a bias, add up to the margin: exact for the logistic model
-//! (coefficient x standardised value), path contributions for trees (how much each split
-//! moved the expected log-odds, Saabas' method, which XGBoost calls approximate SHAP).
+//! SHAP values that, with a bias (the expected margin), add up to the margin: exact
+//! linear SHAP for the logistic model (coefficient x standardised value; the training
+//! rows standardise to mean 0, so the bias is the intercept), exact path-dependent
+//! TreeSHAP for the tree, the forest and gbdt (`treeshap`). The sum equals the margin
+//! up to float rounding: about 1e-12 relative to the sum of |contributions|.
 
 mod artifact;
 mod boost;
 mod logistic;
 mod preprocess;
 mod tree;
+mod treeshap;
 
 pub use artifact::{Artifact, Thresholds, ARTIFACT_FORMAT};
 pub use boost::{BoostModel, BoostParams};
@@ -68,8 +71,8 @@ impl std::str::FromStr for Algorithm {
 pub trait Classifier {
     /// Log-odds of churn.
     fn margin(&self, row: &[f64]) -> f64;
-    /// Per-feature contributions to the margin, written into `out`; returns the bias
-    /// (the expected margin), so that `bias + sum(out) == margin(row)`.
+    /// Per-feature SHAP values of the margin, written into `out`; returns the bias
+    /// (the expected margin), so that `bias + sum(out) == margin(row)` up to rounding.
     fn contributions(&self, row: &[f64], out: &mut [f64]) -> f64;
     /// Global importance per feature (non-negative, summing to 1 when any is positive).
     fn importance(&self) -> Vec<f64>;

@@ -4,9 +4,10 @@
 //! returns 0/1 (the leaf's majority class), which throws away ranking. We keep its
 //! structure and estimate every node's churn probability from the training rows that
 //! reach it (smoothed towards the parent), which gives real probabilities, readable
-//! rules and path contributions.
+//! rules and exact TreeSHAP explanations.
 
 use super::logistic::normalise;
+use super::treeshap::{add_tree_shap, expected_value, ShapScratch, ShapTree};
 use super::{Classifier, Preprocessor};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -162,6 +163,19 @@ impl TreeModel {
         out
     }
 
+    /// Edges from the root to the deepest leaf.
+    fn depth(&self) -> usize {
+        let mut deepest = 0;
+        let mut stack = vec![(0usize, 0usize)];
+        while let Some((k, d)) = stack.pop() {
+            deepest = deepest.max(d);
+            if let (Some(l), Some(r)) = (self.nodes[k].left, self.nodes[k].right) {
+                stack.extend([(l, d + 1), (r, d + 1)]);
+            }
+        }
+        deepest
+    }
+
     /// The path of node indexes a row takes from the root to its leaf.
     fn path(&self, row: &[f64]) -> Vec<usize> {
         let mut k = 0;
@@ -210,6 +224,30 @@ impl TreeModel {
     }
 }
 
+impl ShapTree for TreeModel {
+    fn children(&self, k: usize) -> Option<(usize, usize)> {
+        match (self.nodes[k].left, self.nodes[k].right) {
+            (Some(l), Some(r)) => Some((l, r)),
+            _ => None,
+        }
+    }
+    fn feature(&self, k: usize) -> usize {
+        self.nodes[k].feature
+    }
+    fn cover(&self, k: usize) -> f64 {
+        // Every node holds training rows (smartcore's minimum leaf size); the floor
+        // only keeps a hand-edited artifact from dividing by zero.
+        (self.nodes[k].rows as f64).max(1e-9)
+    }
+    fn leaf_value(&self, k: usize) -> f64 {
+        logit(self.nodes[k].prob)
+    }
+    fn goes_left(&self, k: usize, row: &[f64]) -> bool {
+        let f = self.nodes[k].feature;
+        self.pre.impute(f, row[f]) <= self.nodes[k].threshold
+    }
+}
+
 impl Classifier for TreeModel {
     fn margin(&self, row: &[f64]) -> f64 {
         let leaf = *self.path(row).last().expect("a path has a root");
@@ -218,12 +256,9 @@ impl Classifier for TreeModel {
 
     fn contributions(&self, row: &[f64], out: &mut [f64]) -> f64 {
         out.iter_mut().for_each(|c| *c = 0.0);
-        let path = self.path(row);
-        for w in path.windows(2) {
-            let f = self.nodes[w[0]].feature;
-            out[f] += logit(self.nodes[w[1]].prob) - logit(self.nodes[w[0]].prob);
-        }
-        logit(self.nodes[0].prob)
+        let mut scratch = ShapScratch::default();
+        add_tree_shap(self, 0, self.depth(), row, out, &mut scratch);
+        expected_value(self, 0)
     }
 
     fn importance(&self) -> Vec<f64> {
@@ -242,5 +277,51 @@ impl Classifier for TreeModel {
             }
         }
         normalise(imp)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::treeshap::tests::brute_force;
+    use super::*;
+
+    #[test]
+    fn reasons_are_exact_shapley_values_of_the_fitted_tree() {
+        let mut s = 99u64;
+        let mut rnd = || {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (s >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let (mut x, mut y) = (Vec::new(), Vec::new());
+        for _ in 0..4000 {
+            let (a, b) = (rnd(), rnd());
+            let c = if rnd() < 0.2 { f64::NAN } else { rnd() };
+            x.extend([a, b, c]);
+            y.push(rnd() < 0.05 + 0.5 * a * b + 0.2 * c.max(0.0));
+        }
+        let pre = Preprocessor {
+            log1p: vec![false; 3],
+            medians: vec![0.5; 3],
+            means: vec![0.5; 3],
+            stds: vec![0.3; 3],
+        };
+        let params = TreeParams {
+            max_depth: 4,
+            min_leaf_share: 0.01,
+            max_rows: 10_000,
+        };
+        let m = TreeModel::fit(&x, 3, &y, pre, &params).unwrap();
+        assert!(m.depth() >= 2, "the fixture must grow a real tree");
+        let mut c = [0.0; 3];
+        for row in x.chunks(3).take(100) {
+            let bias = m.contributions(row, &mut c);
+            let want = brute_force(&m, 0, row, 3);
+            for j in 0..3 {
+                assert!((c[j] - want[j]).abs() < 1e-12, "{c:?} vs {want:?}");
+            }
+            assert!((bias + c.iter().sum::<f64>() - m.margin(row)).abs() < 1e-12);
+        }
     }
 }
