@@ -7,9 +7,11 @@
 //!   (60 logins, 3 tickets, 12 orders, 80 events, the `activity` form of
 //!   `POST /v1/score`): JSON text -> `serde_json::Value` -> `OwnedActivity::parse`
 //!   -> `features`. Target (issue #3): under 50 µs per customer end to end.
-//! * `score_row` / `margin_row`: scoring one feature row with each model kind
+//! * `score_row` / `probability_row`: scoring one feature row with each model kind
 //!   (logistic, tree, forest, gbdt) fitted on a small generated base:
-//!   `Scorer::score` (probability, health, tier, top-3 reasons) and the bare margin.
+//!   `Scorer::score` (probability, health, tier, top-3 reasons from exact SHAP values)
+//!   and the bare probability; `score_block_256`: `Scorer::score_block` of 256 rows,
+//!   as the nightly batch scores.
 //!
 //! * `metrics_observe_request`: what the service's metrics middleware records for one
 //!   answered request (a counter and a latency histogram), on 1 and 2 threads at once;
@@ -292,6 +294,21 @@ fn score_row(b: Bencher, kind: &str) {
     b.bench_local(|| {
         i = (i + 1) % n;
         s.score(black_box(&f.rows[i * w..(i + 1) * w]), 3)
+    });
+}
+
+/// `Scorer::score_block` of 256 consecutive validation rows, what the nightly batch
+/// runs on each thread; divide by 256 for the time per customer.
+#[divan::bench(args = KINDS)]
+fn score_block_256(b: Bencher, kind: &str) {
+    let f = fixture();
+    let s = &f.scorers[KINDS.iter().position(|k| *k == kind).expect("kind")];
+    let w = f.spec.len();
+    let blocks = f.rows.len() / (256 * w);
+    let mut i = 0usize;
+    b.bench_local(|| {
+        i = (i + 1) % blocks;
+        s.score_block(black_box(&f.rows[i * 256 * w..(i + 1) * 256 * w]), 3)
     });
 }
 

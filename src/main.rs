@@ -283,6 +283,22 @@ fn models(s: &Settings, action: ModelsAction) -> Result<()> {
             let v = reg.rollback(&name)?;
             println!("{name}: production -> v{v}");
         }
+        ModelsAction::Export { m, version, trees } => {
+            let (reg, name) = open(&m);
+            let sel: Selector = version.as_deref().unwrap_or("production").parse()?;
+            let scorer = Scorer::load(&reg, &name, &sel)?;
+            let export = scorer.shap_export()?;
+            let json = serde_json::to_vec(&export)?;
+            churnguard::fsutil::write_atomic(&trees, &json)
+                .with_context(|| format!("cannot write {}", trees.display()))?;
+            println!(
+                "{name} v{}: {} trees, base_offset {} -> {}",
+                scorer.version,
+                export.trees.len(),
+                export.base_offset,
+                trees.display()
+            );
+        }
         ModelsAction::Verify { m, version } => {
             let (reg, name) = open(&m);
             let versions: Vec<u32> = match version {

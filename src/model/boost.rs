@@ -9,7 +9,8 @@
 //! float rounding.
 
 use super::logistic::normalise;
-use super::treeshap::{add_tree_shap, ShapScratch, ShapTree};
+use super::shap_export::{export_tree, leq_threshold_of_f32_less, ShapTreeDict};
+use super::treeshap::{add_tree_shap, ShapScratch, ShapTables, ShapTree};
 use super::Classifier;
 use crate::{Error, Result};
 use hessboost::prelude::*;
@@ -96,6 +97,7 @@ struct Forest {
     roots: Vec<u32>,
     /// Edges from a root to the deepest leaf, over every tree.
     max_depth: usize,
+    shap: ShapTables,
 }
 
 impl ShapTree for Forest {
@@ -114,6 +116,9 @@ impl ShapTree for Forest {
     }
     fn goes_left(&self, k: usize, row: &[f64]) -> bool {
         self.next(k, row) == self.nodes[k].left as usize
+    }
+    fn threshold(&self, k: usize) -> f64 {
+        leq_threshold_of_f32_less(self.nodes[k].cond)
     }
 }
 
@@ -281,7 +286,9 @@ impl BoostModel {
                     depth[nodes[k].right as usize] = depth[k] + 1;
                 }
             }
-            forest.max_depth = forest.max_depth.max(depth.iter().copied().max().unwrap_or(0));
+            forest.max_depth = forest
+                .max_depth
+                .max(depth.iter().copied().max().unwrap_or(0));
             let child = |c: i32| if c < 0 { LEAF } else { base + c as u32 };
             forest
                 .nodes
@@ -294,6 +301,11 @@ impl BoostModel {
                     value: weight * v,
                 }));
         }
+        let mut shap = ShapTables::default();
+        for &root in &forest.roots {
+            shap.push_tree(&forest, root as usize);
+        }
+        forest.shap = shap;
         // The intercept is whatever hessboost adds on top of the trees.
         let zero = vec![0.0f64; self.n_features];
         let zero32 = vec![0.0f32; self.n_features];
@@ -310,6 +322,18 @@ impl BoostModel {
         self.state
             .as_deref()
             .expect("BoostModel::restore runs when the model is fitted or loaded")
+    }
+
+    /// Every tree in shap's custom-model form, values times `scale`, and the
+    /// intercept the trees' sum is offset by (before scaling).
+    pub(crate) fn shap_trees(&self, scale: f64) -> (Vec<ShapTreeDict>, f64) {
+        let (_, forest, bias) = self.state();
+        let trees = forest
+            .roots
+            .iter()
+            .map(|&r| export_tree(forest, r as usize, self.n_features, scale))
+            .collect();
+        (trees, *bias)
     }
 
     /// hessboost's own margin for a row (used to check our tree walk).
@@ -333,14 +357,51 @@ impl Classifier for BoostModel {
         let (_, forest, bias) = self.state();
         out.iter_mut().for_each(|c| *c = 0.0);
         let mut scratch = ShapScratch::default();
+        let mut dirs = Vec::new();
         let mut expected = *bias;
-        for &root in &forest.roots {
+        for (t, &root) in forest.roots.iter().enumerate() {
             // An inner node's value is its subtree's cover-weighted mean, so the
             // root's is the tree's expected value.
             expected += forest.nodes[root as usize].value;
-            add_tree_shap(forest, root as usize, forest.max_depth, row, out, &mut scratch);
+            if !forest.shap.add(forest, t, row, out, &mut dirs) {
+                add_tree_shap(
+                    forest,
+                    root as usize,
+                    forest.max_depth,
+                    row,
+                    out,
+                    &mut scratch,
+                );
+            }
         }
         expected
+    }
+
+    fn margins_and_contributions(&self, x: &[f64], width: usize, out: &mut [f64]) -> Vec<f64> {
+        let (_, forest, bias) = self.state();
+        if width == 0 {
+            return Vec::new();
+        }
+        out.iter_mut().for_each(|c| *c = 0.0);
+        let margins = x.chunks(width).map(|r| bias + forest.sum(r)).collect();
+        let mut scratch = ShapScratch::default();
+        let mut dirs = Vec::new();
+        // Tree by tree, the rows' contributions add up in the same order as row by row.
+        for (t, &root) in forest.roots.iter().enumerate() {
+            for (row, phi) in x.chunks(width).zip(out.chunks_mut(width)) {
+                if !forest.shap.add(forest, t, row, phi, &mut dirs) {
+                    add_tree_shap(
+                        forest,
+                        root as usize,
+                        forest.max_depth,
+                        row,
+                        phi,
+                        &mut scratch,
+                    );
+                }
+            }
+        }
+        margins
     }
 
     fn importance(&self) -> Vec<f64> {
@@ -405,6 +466,19 @@ mod tests {
                 );
                 let bias = m.contributions(row, &mut c);
                 assert!((bias + c.iter().sum::<f64>() - ours).abs() < 1e-9);
+            }
+            // A block gives the same bits as row by row.
+            let block = &x[..3 * 50];
+            let mut cb = vec![0.0; block.len()];
+            let margins = m.margins_and_contributions(block, 3, &mut cb);
+            for (i, row) in block.chunks(3).enumerate() {
+                assert_eq!(
+                    margins[i].to_bits(),
+                    m.margin_and_contributions(row, &mut c).to_bits()
+                );
+                for j in 0..3 {
+                    assert_eq!(cb[i * 3 + j].to_bits(), c[j].to_bits());
+                }
             }
             // Exact Shapley values, tree by tree, against subset enumeration.
             let (_, forest, _) = m.state();

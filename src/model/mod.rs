@@ -11,6 +11,7 @@ mod artifact;
 mod boost;
 mod logistic;
 mod preprocess;
+mod shap_export;
 mod tree;
 mod treeshap;
 
@@ -18,6 +19,7 @@ pub use artifact::{Artifact, Thresholds, ARTIFACT_FORMAT};
 pub use boost::{BoostModel, BoostParams};
 pub use logistic::{LogisticModel, LogisticParams};
 pub use preprocess::Preprocessor;
+pub use shap_export::ShapTreeDict;
 pub use tree::{TreeModel, TreeParams};
 
 use serde::{Deserialize, Serialize};
@@ -82,6 +84,19 @@ pub trait Classifier {
         self.contributions(row, out);
         self.margin(row)
     }
+    /// [`Classifier::margin_and_contributions`] of every row of a row-major block
+    /// (`out` as long as `x`), the same bits as row by row; a model overrides it when
+    /// explaining many rows at once is cheaper (the boosted trees: tree by tree, so each
+    /// tree's TreeSHAP tables are read from cache once per block, not once per row).
+    fn margins_and_contributions(&self, x: &[f64], width: usize, out: &mut [f64]) -> Vec<f64> {
+        if width == 0 {
+            return Vec::new();
+        }
+        x.chunks(width)
+            .zip(out.chunks_mut(width))
+            .map(|(row, c)| self.margin_and_contributions(row, c))
+            .collect()
+    }
 }
 
 /// A fitted model of any algorithm; what the artifact stores.
@@ -109,6 +124,17 @@ impl FittedModel {
             FittedModel::Logistic(m) => m,
             FittedModel::Tree(m) => m,
             FittedModel::Forest(m) | FittedModel::Gbdt(m) => m,
+        }
+    }
+
+    /// The trees in shap's custom-model form, every value times `scale`, and the
+    /// margin's offset from the trees' sum (unscaled); `None` for logistic, whose
+    /// SHAP values are linear.
+    pub fn shap_trees(&self, scale: f64) -> Option<(Vec<ShapTreeDict>, f64)> {
+        match self {
+            FittedModel::Logistic(_) => None,
+            FittedModel::Tree(m) => Some((vec![m.shap_tree(scale)], 0.0)),
+            FittedModel::Forest(m) | FittedModel::Gbdt(m) => Some(m.shap_trees(scale)),
         }
     }
 
@@ -142,6 +168,9 @@ impl Classifier for FittedModel {
     }
     fn margin_and_contributions(&self, row: &[f64], out: &mut [f64]) -> f64 {
         self.inner().margin_and_contributions(row, out)
+    }
+    fn margins_and_contributions(&self, x: &[f64], width: usize, out: &mut [f64]) -> Vec<f64> {
+        self.inner().margins_and_contributions(x, width, out)
     }
     fn importance(&self) -> Vec<f64> {
         self.inner().importance()

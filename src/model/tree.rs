@@ -7,6 +7,7 @@
 //! rules and exact TreeSHAP explanations.
 
 use super::logistic::normalise;
+use super::shap_export::{export_tree, ShapTreeDict};
 use super::treeshap::{add_tree_shap, expected_value, ShapScratch, ShapTree};
 use super::{Classifier, Preprocessor};
 use crate::{Error, Result};
@@ -192,6 +193,11 @@ impl TreeModel {
         path
     }
 
+    /// The tree in shap's custom-model form, values times `scale`.
+    pub(crate) fn shap_tree(&self, scale: f64) -> ShapTreeDict {
+        export_tree(self, 0, self.pre.medians.len(), scale)
+    }
+
     /// The tree as indented text rules, for the report.
     pub fn rules(&self, names: &[&str]) -> String {
         let mut out = String::new();
@@ -245,6 +251,9 @@ impl ShapTree for TreeModel {
     fn goes_left(&self, k: usize, row: &[f64]) -> bool {
         let f = self.nodes[k].feature;
         self.pre.impute(f, row[f]) <= self.nodes[k].threshold
+    }
+    fn threshold(&self, k: usize) -> f64 {
+        self.nodes[k].threshold
     }
 }
 

@@ -23,6 +23,9 @@ pub(crate) trait ShapTree {
     /// Whether `row` goes to the left child at inner node `k` (missing values
     /// routed as the model routes them).
     fn goes_left(&self, k: usize, row: &[f64]) -> bool;
+    /// The threshold `t` of inner node `k` under shap's rule: a finite value `v` of
+    /// its feature goes left exactly when `v <= t` (for the export to shap).
+    fn threshold(&self, k: usize) -> f64;
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -100,11 +103,7 @@ fn recurse<T: ShapTree>(
     one_fraction: f64,
     feature: usize,
 ) {
-    let start = if depth == 0 {
-        0
-    } else {
-        parent_start + depth
-    };
+    let start = if depth == 0 { 0 } else { parent_start + depth };
     if depth > 0 {
         paths.copy_within(parent_start..parent_start + depth, start);
     }
@@ -221,6 +220,208 @@ fn unwound_sum(path: &[PathElement], depth: usize, index: usize) -> f64 {
     total * (depth + 1) as f64
 }
 
+/// Path features a leaf may have for its table; a tree with a deeper leaf is explained
+/// by the recursion. At 6 a leaf's table is 384 values (3 KiB) and costs 4,374 steps to
+/// build; at 8 it would be 2,048 values and 52k steps, per leaf.
+const MAX_TABLE_FEATURES: usize = 6;
+
+#[derive(Debug, Clone, Copy)]
+struct Cond {
+    /// Index into the tree's inner nodes.
+    inner: u32,
+    /// The way the leaf's path goes at that node.
+    left: bool,
+    /// Position of the node's feature among the leaf's path features.
+    pos: u8,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Leaf {
+    conds: (u32, u32),
+    feats: u32,
+    d: u8,
+    table: u32,
+}
+
+#[derive(Debug, Clone)]
+struct TableTree {
+    /// Absolute ids of the inner nodes, in the order `Cond::inner` counts them.
+    inner: Vec<u32>,
+    leaves: (u32, u32),
+}
+
+/// Path-dependent TreeSHAP with every leaf's Shapley weights precomputed (the
+/// "Fast TreeSHAP v2" idea of Yang 2021): a leaf's contribution to each of its path
+/// features depends only on which of them the row satisfies, so a table indexed by
+/// that mask replaces the recursion's O(depth^2) work per leaf with one lookup per
+/// path feature. Measured on the 300-tree gbdt of `benches/online.rs`: see
+/// BENCHMARKS.md. Same values as [`add_tree_shap`] up to float rounding.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ShapTables {
+    /// One per tree, in the order built; `None`: explained by the recursion.
+    trees: Vec<Option<TableTree>>,
+    leaves: Vec<Leaf>,
+    conds: Vec<Cond>,
+    feats: Vec<u32>,
+    tables: Vec<f64>,
+}
+
+/// One split on the way to a leaf: (inner node index, went left, feature, cover ratio).
+type PathStep = (u32, bool, usize, f64);
+
+impl ShapTables {
+    /// Adds one tree (rooted at `root`); trees are explained in the order added.
+    pub(crate) fn push_tree<T: ShapTree>(&mut self, tree: &T, root: usize) {
+        let mut inner = Vec::new();
+        let leaves_start = self.leaves.len() as u32;
+        let starts = (self.conds.len(), self.feats.len(), self.tables.len());
+        let mut stack: Vec<(usize, Vec<PathStep>)> = vec![(root, Vec::new())];
+        let mut ok = true;
+        while let Some((k, path)) = stack.pop() {
+            match tree.children(k) {
+                Some((l, r)) => {
+                    let i = inner.len() as u32;
+                    inner.push(k as u32);
+                    let (f, w) = (tree.feature(k), tree.cover(k));
+                    for (child, left) in [(r, false), (l, true)] {
+                        let mut p = path.clone();
+                        p.push((i, left, f, tree.cover(child) / w));
+                        stack.push((child, p));
+                    }
+                }
+                None => {
+                    if !self.push_leaf(tree.leaf_value(k), &path) {
+                        ok = false;
+                        break;
+                    }
+                }
+            }
+        }
+        if !ok {
+            self.leaves.truncate(leaves_start as usize);
+            self.conds.truncate(starts.0);
+            self.feats.truncate(starts.1);
+            self.tables.truncate(starts.2);
+            self.trees.push(None);
+            return;
+        }
+        self.trees.push(Some(TableTree {
+            inner,
+            leaves: (leaves_start, self.leaves.len() as u32),
+        }));
+    }
+
+    fn push_leaf(&mut self, value: f64, path: &[PathStep]) -> bool {
+        let mut feats: Vec<usize> = Vec::new();
+        let mut zero: Vec<f64> = Vec::new();
+        let conds_start = self.conds.len() as u32;
+        for &(inner, left, f, ratio) in path {
+            let pos = match feats.iter().position(|&g| g == f) {
+                Some(p) => {
+                    zero[p] *= ratio;
+                    p
+                }
+                None => {
+                    feats.push(f);
+                    zero.push(ratio);
+                    feats.len() - 1
+                }
+            };
+            if feats.len() > MAX_TABLE_FEATURES {
+                self.conds.truncate(conds_start as usize);
+                return false;
+            }
+            self.conds.push(Cond {
+                inner,
+                left,
+                pos: pos as u8,
+            });
+        }
+        let d = feats.len();
+        let full = (1usize << d) - 1;
+        let fact = |n: usize| (1..=n).map(|v| v as f64).product::<f64>();
+        // w[s]: the Shapley weight of a coalition of s of the other d - 1 features.
+        let w: Vec<f64> = (0..d.max(1))
+            .map(|s| fact(s) * fact(d.saturating_sub(s + 1)) / fact(d))
+            .collect();
+        let prod: Vec<f64> = (0..=full)
+            .map(|m| {
+                (0..d)
+                    .filter(|j| m & (1 << j) != 0)
+                    .map(|j| zero[j])
+                    .product()
+            })
+            .collect();
+        let table = self.tables.len() as u32;
+        for m in 0..=full {
+            for (p, &zero_p) in zero.iter().enumerate().take(d) {
+                let others = full & !(1 << p);
+                let q = m & others;
+                // Sum over coalitions S of satisfied features; the unsatisfied and
+                // the absent ones contribute their cover fractions.
+                let mut a = 0.0;
+                let mut sub = q;
+                loop {
+                    a += w[sub.count_ones() as usize] * prod[others & !sub];
+                    if sub == 0 {
+                        break;
+                    }
+                    sub = (sub - 1) & q;
+                }
+                let one = if m & (1 << p) != 0 { 1.0 } else { 0.0 };
+                self.tables.push(value * (one - zero_p) * a);
+            }
+        }
+        let feats_start = self.feats.len() as u32;
+        self.feats.extend(feats.iter().map(|&f| f as u32));
+        self.leaves.push(Leaf {
+            conds: (conds_start, self.conds.len() as u32),
+            feats: feats_start,
+            d: d as u8,
+            table,
+        });
+        true
+    }
+
+    /// Adds tree `t`'s SHAP values for `row` into `phi`; `false` when the tree has no
+    /// tables (the caller runs [`add_tree_shap`]). `dirs` is scratch space.
+    pub(crate) fn add<T: ShapTree>(
+        &self,
+        tree: &T,
+        t: usize,
+        row: &[f64],
+        phi: &mut [f64],
+        dirs: &mut Vec<u64>,
+    ) -> bool {
+        let Some(Some(tt)) = self.trees.get(t) else {
+            return false;
+        };
+        // One bit per inner node: 1 where the row goes left.
+        dirs.clear();
+        dirs.resize(tt.inner.len().div_ceil(64), 0);
+        for (i, &k) in tt.inner.iter().enumerate() {
+            dirs[i >> 6] |= u64::from(tree.goes_left(k as usize, row)) << (i & 63);
+        }
+        for leaf in &self.leaves[tt.leaves.0 as usize..tt.leaves.1 as usize] {
+            let d = leaf.d as usize;
+            let mut m = (1usize << d) - 1;
+            for c in &self.conds[leaf.conds.0 as usize..leaf.conds.1 as usize] {
+                let i = c.inner as usize;
+                let left = (dirs[i >> 6] >> (i & 63)) & 1 != 0;
+                if left != c.left {
+                    m &= !(1 << c.pos);
+                }
+            }
+            let values = &self.tables[leaf.table as usize + m * d..][..d];
+            let feats = &self.feats[leaf.feats as usize..][..d];
+            for (&f, &v) in feats.iter().zip(values) {
+                phi[f as usize] += v;
+            }
+        }
+        true
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -249,6 +450,9 @@ pub(crate) mod tests {
         fn goes_left(&self, k: usize, row: &[f64]) -> bool {
             row[self.nodes[k].0] < self.nodes[k].1
         }
+        fn threshold(&self, k: usize) -> f64 {
+            self.nodes[k].1.next_down()
+        }
     }
 
     /// `E[f(x) | x_S]` by Algorithm 1: follow `row` on features in `s`, average by
@@ -262,8 +466,7 @@ pub(crate) mod tests {
                     conditional(t, next, row, s)
                 } else {
                     let (cl, cr) = (t.cover(l), t.cover(r));
-                    (cl * conditional(t, l, row, s) + cr * conditional(t, r, row, s))
-                        / (cl + cr)
+                    (cl * conditional(t, l, row, s) + cr * conditional(t, r, row, s)) / (cl + cr)
                 }
             }
         }
@@ -280,8 +483,7 @@ pub(crate) mod tests {
                 }
                 let size = s.count_ones() as usize;
                 let w = fact(size) * fact(m - size - 1) / fact(m);
-                *p += w
-                    * (conditional(t, root, row, s | (1 << i)) - conditional(t, root, row, s));
+                *p += w * (conditional(t, root, row, s | (1 << i)) - conditional(t, root, row, s));
             }
         }
         phi
@@ -349,6 +551,40 @@ pub(crate) mod tests {
                 let fx = conditional(&t, 0, &row, (1 << m) - 1);
                 let total = expected_value(&t, 0) + phi.iter().sum::<f64>();
                 assert!((total - fx).abs() < 1e-12, "{total} vs {fx}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_tables_give_the_recursions_values() {
+        let mut scratch = ShapScratch::default();
+        let mut dirs = Vec::new();
+        for seed in 0..60u64 {
+            let m = 2 + (seed as usize % 7);
+            let depth = 1 + (seed as usize % 8);
+            let t = random_tree(seed, depth, m);
+            let mut tables = ShapTables::default();
+            tables.push_tree(&t, 0);
+            let deep = tables.trees[0].is_none();
+            for r in 0..8 {
+                let row: Vec<f64> = (0..m)
+                    .map(|j| ((seed * 17 + r * 5 + j as u64 * 11) % 89) as f64 / 89.0)
+                    .collect();
+                let mut want = vec![0.0; m];
+                add_tree_shap(&t, 0, depth, &row, &mut want, &mut scratch);
+                let mut got = vec![0.0; m];
+                assert_eq!(tables.add(&t, 0, &row, &mut got, &mut dirs), !deep);
+                if deep {
+                    continue;
+                }
+                for j in 0..m {
+                    assert!(
+                        (got[j] - want[j]).abs() < 1e-12,
+                        "seed {seed} row {r} feature {j}: {} vs {}",
+                        got[j],
+                        want[j]
+                    );
+                }
             }
         }
     }

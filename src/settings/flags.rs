@@ -266,6 +266,23 @@ pub enum ModelsAction {
     },
     /// Move production back to the version it pointed to before.
     Rollback(ModelFlags),
+    /// Write a tree model (tree, forest, gbdt) as the dictionary shap's TreeExplainer
+    /// takes for a custom model, to check churnguard's reasons with shap itself.
+    ///
+    /// The values are in calibrated log-odds: `sigmoid(base_offset + sum of the trees)`
+    /// is the churn probability, and the thresholds are in the units of the table
+    /// `churnguard features --models` writes, so shap runs directly on that table's
+    /// value columns (`feature_names`; NaN for an undefined value). Load it with
+    /// `m = json.load(f); m["trees"] = [{k: np.array(v) for k, v in t.items()} for t in m["trees"]]`.
+    Export {
+        #[command(flatten)]
+        m: ModelFlags,
+        /// vN, N, production or staging (default: production).
+        version: Option<String>,
+        /// The JSON file to write (replaced atomically).
+        #[arg(long, value_name = "FILE.json")]
+        trees: PathBuf,
+    },
     /// Check every checksum and that the model deserialises.
     Verify {
         #[command(flatten)]

@@ -365,7 +365,7 @@ pub(super) fn render(
         });
     }
     sec.paragraph(
-        "Per-customer reasons use exact contributions (logistic) or path contributions (trees).",
+        "Per-customer reasons are exact SHAP values: linear SHAP (logistic), path-dependent TreeSHAP (trees).",
     );
     if let FittedModel::Tree(t) = &artifact.model {
         sec.paragraph("The decision tree as rules:");
