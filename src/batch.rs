@@ -47,6 +47,8 @@ pub struct BatchOptions {
     pub webhook: Option<(String, String)>,
     /// The input checks, and whether their findings refuse the run or only warn.
     pub guard: InputGuard,
+    /// Every feature's SHAP value in the score file (`shap_base`, `shap_<feature>`).
+    pub contributions: bool,
 }
 
 /// The path of the run summary written beside a score file.
@@ -179,7 +181,7 @@ pub fn run(
         .par_chunks(SCORE_BLOCK * w.max(1))
         .flat_map_iter(|block| {
             scorer
-                .score_block(block, REASONS_PER_CUSTOMER)
+                .score_block_with(block, REASONS_PER_CUSTOMER, opts.contributions)
                 .into_iter()
                 .zip(block.chunks(w.max(1)))
                 .map(|(score, row)| Scored {
@@ -288,11 +290,13 @@ pub fn run(
         })
         .collect();
     // Complete and fsynced, but in place only once the night commits (below).
+    let names: Vec<String> = spec.defs().iter().map(|d| d.name.clone()).collect();
     let mut staged = Some(crate::scores::stage(
         &opts.out,
         opts.as_of,
         &scorer.model_ref(),
         &rows,
+        opts.contributions.then_some(names.as_slice()),
     )?);
     summary
         .seconds

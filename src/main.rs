@@ -292,7 +292,7 @@ fn models(s: &Settings, action: ModelsAction) -> Result<()> {
             churnguard::fsutil::write_atomic(&trees, &json)
                 .with_context(|| format!("cannot write {}", trees.display()))?;
             println!(
-                "{name} v{}: {} trees, base_offset {} -> {}",
+                "{name} {}: {} trees, base_offset {} -> {}",
                 scorer.version,
                 export.trees.len(),
                 export.base_offset,
@@ -360,6 +360,7 @@ fn score(s: ScoreSettings) -> Result<()> {
         policy: s.policy,
         webhook: s.webhook,
         guard: s.guard,
+        contributions: s.contributions,
     };
     let pb = spinner();
     let r = batch::run(&base, &scorer, &opts, &stage_fn(&pb))?;

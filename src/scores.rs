@@ -118,16 +118,19 @@ pub struct ScoreRow<'a> {
 /// Writes the score file of a run as of `as_of` by `model` atomically (readers see the
 /// previous file or the complete new one), column by column.
 pub fn write(path: &Path, as_of: Ts, model: &ModelRef, rows: &[ScoreRow<'_>]) -> Result<()> {
-    stage(path, as_of, model, rows)?.commit()
+    stage(path, as_of, model, rows, None)?.commit()
 }
 
 /// [`write`] up to the rename: the nightly run puts the file in place only once its
-/// alert state has committed.
+/// alert state has committed. With `contributions` (the model's feature names), the
+/// file also has `shap_base` and one `shap_<feature>` column per feature (every row's
+/// [`Score::contributions`] must be set).
 pub fn stage(
     path: &Path,
     as_of: Ts,
     model: &ModelRef,
     rows: &[ScoreRow<'_>],
+    contributions: Option<&[String]>,
 ) -> Result<crate::fsutil::Staged> {
     let n = rows.len();
     let unnamed = PlSmallStr::EMPTY;
@@ -188,14 +191,39 @@ pub fn stage(
     cols.push(Column::new(unnamed.clone(), vec![model.name.as_str(); n]));
     cols.push(Column::new(unnamed, vec![model.version.as_str(); n]));
     assert_eq!(cols.len(), COLUMNS.len(), "one column per name in COLUMNS");
-    let cols = cols
+    let mut cols: Vec<Column> = cols
         .into_iter()
         .zip(COLUMNS)
         .map(|(c, name)| c.with_name(name.into()))
         .collect();
+    if let Some(names) = contributions {
+        cols.extend(contribution_columns(names, rows)?);
+    }
     let mut df =
         DataFrame::new(n, cols).map_err(|e| Error::polars("building the score table", e))?;
     write::stage_frame(&mut df, path)
+}
+
+/// `shap_base` then `shap_<feature>` per feature, in calibrated log-odds.
+fn contribution_columns(names: &[String], rows: &[ScoreRow<'_>]) -> Result<Vec<Column>> {
+    let all: Vec<&crate::scoring::Contributions> = rows
+        .iter()
+        .map(|r| r.score.contributions.as_ref())
+        .collect::<Option<_>>()
+        .ok_or_else(|| Error::Config("contributions were asked for but not computed".into()))?;
+    let mut cols = vec![Column::new(
+        "shap_base".into(),
+        all.iter().map(|c| c.base).collect::<Vec<_>>(),
+    )];
+    for (j, name) in names.iter().enumerate() {
+        cols.push(Column::new(
+            format!("shap_{name}").into(),
+            all.iter()
+                .map(|c| c.values.get(j).copied().unwrap_or(0.0))
+                .collect::<Vec<_>>(),
+        ));
+    }
+    Ok(cols)
 }
 
 /// Reads a score file into a map by customer id. A `risk_tier` that is not a tier is
@@ -389,6 +417,7 @@ mod tests {
             risk_tier: tier,
             reasons,
             early_warnings: hits,
+            contributions: None,
         }
     }
 

@@ -56,6 +56,19 @@ pub struct Score {
     pub reasons: Vec<Reason>,
     /// Early-warning rules that fire on the same features (shown beside the model).
     pub early_warnings: Vec<RuleHit>,
+    /// Every feature's SHAP value, when asked for ([`Scorer::score_block_with`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contributions: Option<Contributions>,
+}
+
+/// Every feature's contribution (SHAP value) to one score, in calibrated log-odds:
+/// `sigmoid(base + sum(values)) = churn_probability` up to float rounding.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Contributions {
+    /// The expected calibrated log-odds (the average customer's).
+    pub base: f64,
+    /// One per feature, in the model's schema order.
+    pub values: Vec<f64>,
 }
 
 impl Score {
@@ -249,14 +262,43 @@ impl Scorer {
     /// [`Scorer::score`] of every row of a row-major block, the same scores as row
     /// by row, faster for the boosted trees (the batch scores blocks).
     pub fn score_block(&self, x: &[f64], n_reasons: usize) -> Vec<Score> {
+        self.score_block_with(x, n_reasons, false)
+    }
+
+    /// [`Scorer::score_block`], with every feature's contribution when `all`.
+    pub fn score_block_with(&self, x: &[f64], n_reasons: usize, all: bool) -> Vec<Score> {
         let w = self.artifact.spec.len();
         let mut c = vec![0.0; x.len()];
         let margins = self.artifact.model.margins_and_contributions(x, w, &mut c);
+        let base = (all && w > 0).then(|| self.shap_base(&x[..w]));
         x.chunks(w.max(1))
             .zip(c.chunks(w.max(1)))
             .zip(margins)
-            .map(|((row, c), m)| self.finish(row, m, c, n_reasons))
+            .map(|((row, c), m)| {
+                let mut s = self.finish(row, m, c, n_reasons);
+                if let Some(base) = base {
+                    s.contributions = Some(self.calibrated(base, c));
+                }
+                s
+            })
             .collect()
+    }
+
+    /// The expected calibrated log-odds, the base the contributions add to (the same
+    /// for every row: `row` only gives the walk something to explain).
+    fn shap_base(&self, row: &[f64]) -> f64 {
+        let mut scratch = vec![0.0; row.len()];
+        let bias = self.artifact.model.contributions(row, &mut scratch);
+        let Platt { a, b } = self.artifact.calibration;
+        a * bias + b
+    }
+
+    fn calibrated(&self, base: f64, c: &[f64]) -> Contributions {
+        let a = self.artifact.calibration.a;
+        Contributions {
+            base,
+            values: c.iter().map(|v| v * a).collect(),
+        }
     }
 
     fn finish(&self, row: &[f64], margin: f64, c: &[f64], n_reasons: usize) -> Score {
@@ -267,6 +309,7 @@ impl Scorer {
             risk_tier: self.tier(p),
             reasons: self.top_reasons(row, c, n_reasons),
             early_warnings: evaluate(&self.rules, &self.artifact.spec, row),
+            contributions: None,
         }
     }
 

@@ -131,6 +131,9 @@ pub struct ScoreFlags {
     /// Score even when the input guards fail (stale data, an --as-of outside the data, an empty or collapsed population): they become warnings [env: CHURNGUARD_ALLOW_STALE].
     #[arg(long)]
     pub allow_stale: bool,
+    /// Add every feature's SHAP value to the score file: `shap_base` and `shap_<feature>` (calibrated log-odds; sigmoid(shap_base + the row's shap_ sum) = churn_probability) [env: CHURNGUARD_CONTRIBUTIONS].
+    #[arg(long)]
+    pub contributions: bool,
 }
 
 /// `features`.

@@ -142,6 +142,8 @@ pub struct ScoreSettings {
     pub rules: Option<Vec<Rule>>,
     /// The input guards ([`Settings::guard`]).
     pub guard: InputGuard,
+    /// Write every feature's SHAP value (`shap_base`, `shap_<feature>`) to the score file.
+    pub contributions: bool,
 }
 
 /// What `features` runs with.
@@ -441,6 +443,7 @@ impl Settings {
             webhook: self.webhook(f.alert_webhook.as_deref())?,
             rules: self.rules(&f.rules)?,
             guard: self.guard(f)?,
+            contributions: f.contributions || self.env.switch("CHURNGUARD_CONTRIBUTIONS"),
             model,
         })
     }

@@ -47,6 +47,7 @@ async fn a_customer_score_answers_the_record_of_the_score_file_early_warnings_in
             contribution: 0.5,
         }],
         early_warnings: evaluate(&default_rules(), &spec, &row),
+        contributions: None,
     };
     let path = env.path("scores.csv");
     let model = ModelRef {
