@@ -92,15 +92,44 @@ pub(crate) fn leq_threshold_of_f32_less(cond: f32) -> f64 {
             f64::MAX
         };
     }
-    let below = cond.next_down();
+    let below = next_down_f32(cond);
     // The midpoint of two adjacent f32 values is exact in f64; values under it round
     // to `below`, values above it to `cond`, the midpoint itself to the even one.
     let mid = (below as f64 + cond as f64) / 2.0;
     if (mid as f32) < cond {
         mid
     } else {
-        mid.next_down()
+        next_down(mid)
     }
+}
+
+// `f32::next_down` and friends are stable only since Rust 1.86, after the crate's MSRV.
+/// The largest f32 below a finite `x`.
+fn next_down_f32(x: f32) -> f32 {
+    if x == 0.0 {
+        -f32::from_bits(1)
+    } else if x > 0.0 {
+        f32::from_bits(x.to_bits() - 1)
+    } else {
+        f32::from_bits(x.to_bits() + 1)
+    }
+}
+
+/// The largest f64 below a finite `x`.
+pub(crate) fn next_down(x: f64) -> f64 {
+    if x == 0.0 {
+        -f64::from_bits(1)
+    } else if x > 0.0 {
+        f64::from_bits(x.to_bits() - 1)
+    } else {
+        f64::from_bits(x.to_bits() + 1)
+    }
+}
+
+/// The smallest f64 above a finite `x`.
+#[cfg(test)]
+fn next_up(x: f64) -> f64 {
+    -next_down(-x)
 }
 
 #[cfg(test)]
@@ -123,18 +152,18 @@ mod tests {
         }
         for c in conds {
             let t = leq_threshold_of_f32_less(c);
-            let below = c.next_down() as f64;
+            let below = next_down_f32(c) as f64;
             let mid = (below + c as f64) / 2.0;
             for v in [
                 t,
-                t.next_up(),
-                t.next_down(),
+                next_up(t),
+                next_down(t),
                 mid,
-                mid.next_up(),
-                mid.next_down(),
+                next_up(mid),
+                next_down(mid),
                 c as f64,
                 below,
-                (c as f64).next_up(),
+                next_up(c as f64),
             ] {
                 if v.is_finite() {
                     assert_eq!(v <= t, (v as f32) < c, "cond {c:e} value {v:e}");
@@ -160,7 +189,7 @@ mod tests {
         // The test tree sends NaN right (NaN < 0.5 is false).
         assert_eq!(d.children_default, vec![2, -1, -1]);
         assert_eq!(d.features, vec![0, -2, -2]);
-        assert_eq!(d.thresholds, vec![0.5f64.next_down(), -2.0, -2.0]);
+        assert_eq!(d.thresholds, vec![next_down(0.5), -2.0, -2.0]);
         assert_eq!(
             d.values,
             vec![[(30.0 * 2.0 + 10.0 * 6.0) / 40.0], [2.0], [6.0]]

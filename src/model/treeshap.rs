@@ -451,7 +451,7 @@ pub(crate) mod tests {
             row[self.nodes[k].0] < self.nodes[k].1
         }
         fn threshold(&self, k: usize) -> f64 {
-            self.nodes[k].1.next_down()
+            crate::model::shap_export::next_down(self.nodes[k].1)
         }
     }
 
