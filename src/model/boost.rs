@@ -281,7 +281,9 @@ impl BoostModel {
                     depth[nodes[k].right as usize] = depth[k] + 1;
                 }
             }
-            forest.max_depth = forest.max_depth.max(depth.iter().copied().max().unwrap_or(0));
+            forest.max_depth = forest
+                .max_depth
+                .max(depth.iter().copied().max().unwrap_or(0));
             let child = |c: i32| if c < 0 { LEAF } else { base + c as u32 };
             forest
                 .nodes
@@ -338,7 +340,14 @@ impl Classifier for BoostModel {
             // An inner node's value is its subtree's cover-weighted mean, so the
             // root's is the tree's expected value.
             expected += forest.nodes[root as usize].value;
-            add_tree_shap(forest, root as usize, forest.max_depth, row, out, &mut scratch);
+            add_tree_shap(
+                forest,
+                root as usize,
+                forest.max_depth,
+                row,
+                out,
+                &mut scratch,
+            );
         }
         expected
     }

@@ -100,11 +100,7 @@ fn recurse<T: ShapTree>(
     one_fraction: f64,
     feature: usize,
 ) {
-    let start = if depth == 0 {
-        0
-    } else {
-        parent_start + depth
-    };
+    let start = if depth == 0 { 0 } else { parent_start + depth };
     if depth > 0 {
         paths.copy_within(parent_start..parent_start + depth, start);
     }
@@ -262,8 +258,7 @@ pub(crate) mod tests {
                     conditional(t, next, row, s)
                 } else {
                     let (cl, cr) = (t.cover(l), t.cover(r));
-                    (cl * conditional(t, l, row, s) + cr * conditional(t, r, row, s))
-                        / (cl + cr)
+                    (cl * conditional(t, l, row, s) + cr * conditional(t, r, row, s)) / (cl + cr)
                 }
             }
         }
@@ -280,8 +275,7 @@ pub(crate) mod tests {
                 }
                 let size = s.count_ones() as usize;
                 let w = fact(size) * fact(m - size - 1) / fact(m);
-                *p += w
-                    * (conditional(t, root, row, s | (1 << i)) - conditional(t, root, row, s));
+                *p += w * (conditional(t, root, row, s | (1 << i)) - conditional(t, root, row, s));
             }
         }
         phi
