@@ -103,10 +103,12 @@ pub fn document_for(scorer: Option<&Scorer>, limits: Limits) -> Value {
         });
     }
     // Exactly one of `features` and `activity` is an object (the other absent or null).
-    schemas["ScoreRequest"]["oneOf"] = json!([
+    // Inside `allOf`, which generators merge into the model, where a bare `oneOf` beside
+    // `properties` makes openapi-python-client emit a union of half-models instead.
+    schemas["ScoreRequest"]["allOf"] = json!([{"oneOf": [
         {"required": ["features"], "properties": {"features": {"type": "object"}}},
         {"required": ["activity"], "properties": {"activity": {"type": "object"}}},
-    ]);
+    ]}]);
     schemas["BatchRequest"]["properties"]["instances"]["maxItems"] = json!(limits.max_batch);
     let served = match scorer {
         Some(s) => format!(

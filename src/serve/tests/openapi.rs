@@ -287,6 +287,12 @@ fn every_timestamp_of_the_document_is_a_date_time() {
 /// document gives must be the server's).
 fn conforms(doc: &Value, s: &Value, v: &Value, at: &str, strict: bool) -> Result<(), String> {
     let s = resolve(doc, s);
+    if let Some(Value::Array(all)) = s.get("allOf") {
+        let alone = s.get("properties").is_none();
+        for member in all {
+            conforms(doc, member, v, at, strict && alone)?;
+        }
+    }
     let one_of = s.get("oneOf").is_some();
     if let Some(Value::Array(alts)) = s.get("anyOf").or_else(|| s.get("oneOf")) {
         // Alternatives beside `properties` constrain them; they name no property of their own.
