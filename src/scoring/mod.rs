@@ -381,11 +381,14 @@ impl Scorer {
                     f64::from(u8::from(*b))
                 }
                 Some(Value::Number(n)) => match n.as_f64() {
-                    Some(x) if x.is_finite() => x,
+                    Some(x) if acceptable_feature_value(x) => x,
                     _ => {
                         return Err(Error::Input {
                             field: field(),
-                            message: format!("feature `{}` is not a finite number", d.name),
+                            message: format!(
+                                "feature `{}` must be a finite number within ±{MAX_FEATURE_MAGNITUDE:e}",
+                                d.name
+                            ),
                         })
                     }
                 },
@@ -428,6 +431,18 @@ impl Scorer {
         let (a, ignored) = OwnedActivity::parse(&self.artifact.spec, activity)?;
         Ok((a.features(&self.artifact.spec, t), ignored))
     }
+}
+
+/// The largest magnitude a feature value sent to the service may have: far past any real
+/// count, amount or rate, and small enough that no model's arithmetic overflows on it (a
+/// value of 1e300 can make a margin infinite and a score NaN). The per-model request
+/// schema of `/openapi.json` documents it as every feature's `minimum`/`maximum`.
+pub const MAX_FEATURE_MAGNITUDE: f64 = 1e12;
+
+/// Whether a feature value sent to the service is accepted: finite and within
+/// ±[`MAX_FEATURE_MAGNITUDE`].
+pub fn acceptable_feature_value(x: f64) -> bool {
+    x.is_finite() && x.abs() <= MAX_FEATURE_MAGNITUDE
 }
 
 /// Calibrated probabilities of a row-major feature matrix in the scorer's schema; the

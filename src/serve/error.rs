@@ -56,7 +56,7 @@ pub struct V2ErrorBody {
 /// | `Content-Type` is not JSON | 415 | `unsupported_media_type` |
 /// | well-formed JSON that breaks the contract (wrong type, missing required field or feature, bad date, both or neither of `features`/`activity`) | 422 | `invalid_input` |
 /// | body over the limit | 413 | `payload_too_large` |
-/// | more instances than `max_batch` | 413 | `too_many_instances` |
+/// | more instances than `max_batch` (the document's `maxItems`) | 422 | `too_many_instances` |
 /// | no or unknown API key | 401 | `unauthorized` |
 /// | a valid key without the right (admin routes) | 403 | `forbidden` |
 /// | unknown customer, model, version or route | 404 | `not_found` |

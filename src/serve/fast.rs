@@ -13,7 +13,7 @@ use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 
-use super::routes::{future_as_of, MAX_CUSTOMER_ID_BYTES};
+use super::routes::{future_as_of, valid_customer_id};
 use crate::features::Transform;
 use crate::scoring::Scorer;
 use crate::time::{parse_ts, Ts};
@@ -45,7 +45,7 @@ pub fn prepare(scorer: &Scorer, body: &[u8], now: Ts) -> Option<FastRequest> {
         mut ignored_features,
     } = parsed;
     let customer_id = customer_id?;
-    if customer_id.trim().is_empty() || customer_id.len() > MAX_CUSTOMER_ID_BYTES {
+    if !valid_customer_id(&customer_id) {
         return None;
     }
     let as_of = match as_of {
@@ -234,7 +234,7 @@ impl<'de> Visitor<'de> for FeaturesSeed<'_, '_> {
                 Scalar::Bool(b) if defs[i].transform == Transform::Binary => {
                     Some(f64::from(u8::from(b)))
                 }
-                Scalar::Number(x) if x.is_finite() => Some(x),
+                Scalar::Number(x) if crate::scoring::acceptable_feature_value(x) => Some(x),
                 _ => return Err(refuse()),
             };
         }

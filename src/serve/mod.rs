@@ -90,7 +90,8 @@ pub struct ServeConfig {
     pub reload_interval: Duration,
     /// Most instances per batch request (and rows per `/v2` inference).
     pub max_batch: usize,
-    /// Largest request body accepted, in bytes.
+    /// Largest request body accepted, in bytes, on every route but the batch ones
+    /// (`/v1/score/batch`, `/v2/.../infer`), whose limit is [`batch_body_limit`].
     pub max_body_bytes: usize,
     /// A request still running after this is answered 503.
     pub request_timeout: Duration,
@@ -133,19 +134,40 @@ impl Default for ServeConfig {
     }
 }
 
+/// Body bytes allowed per batch instance: a compact instance of a 60-feature model is
+/// about 1,060 bytes; 4 KiB leaves room for long ids, pretty-printed JSON and `activity`.
+pub const BATCH_BYTES_PER_INSTANCE: usize = 4096;
+
+/// The body limit of the batch routes: room for `max_batch` instances
+/// ([`BATCH_BYTES_PER_INSTANCE`] each), and never less than `max_body_bytes`. With the
+/// defaults (1 MiB, 1,000 instances) 4,096,000 bytes: a full batch always fits, and its
+/// instance count, not its size, is what a caller runs into.
+pub fn batch_body_limit(max_body_bytes: usize, max_batch: usize) -> usize {
+    max_body_bytes.max(max_batch.saturating_mul(BATCH_BYTES_PER_INSTANCE))
+}
+
 /// The router with every route and layer, over a ready state. Tests drive it with
 /// `tower::ServiceExt::oneshot`; [`run`] serves it.
 pub fn app(state: AppState) -> Router {
     let (max_body_bytes, request_timeout) = (state.max_body_bytes, state.request_timeout);
+    let max_batch_body_bytes = state.max_batch_body_bytes;
+    // The batch routes take up to `max_batch_body_bytes` (the outer limit below); every
+    // other route `max_body_bytes`.
+    let batch = Router::new()
+        .route("/v1/score/batch", post(routes::score_batch))
+        .route("/v2/models/{name}/infer", post(v2::infer))
+        .route(
+            "/v2/models/{name}/versions/{version}/infer",
+            post(v2::infer_version),
+        )
+        .route_layer(from_fn_with_state(state.clone(), auth::require_api_key));
     let protected = Router::new()
         .route("/v1/score", post(routes::score))
-        .route("/v1/score/batch", post(routes::score_batch))
         .route("/v1/customers/{id}/score", get(routes::customer_score))
         .route("/v1/models", get(routes::list_models))
         .route("/v1/models/{name}", get(routes::model_detail))
         .route("/v2/models/{name}", get(v2::model_metadata))
         .route("/v2/models/{name}/ready", get(v2::model_ready))
-        .route("/v2/models/{name}/infer", post(v2::infer))
         .route(
             "/v2/models/{name}/versions/{version}",
             get(v2::model_metadata_version),
@@ -154,14 +176,14 @@ pub fn app(state: AppState) -> Router {
             "/v2/models/{name}/versions/{version}/ready",
             get(v2::model_ready_version),
         )
-        .route(
-            "/v2/models/{name}/versions/{version}/infer",
-            post(v2::infer_version),
-        )
-        .route_layer(from_fn_with_state(state.clone(), auth::require_api_key));
+        .route_layer(from_fn_with_state(state.clone(), auth::require_api_key))
+        .route_layer(RequestBodyLimitLayer::new(max_body_bytes))
+        .route_layer(DefaultBodyLimit::max(max_body_bytes));
     let admin = Router::new()
         .route("/v1/admin/reload", post(routes::admin_reload))
-        .route_layer(from_fn_with_state(state.clone(), auth::require_admin_key));
+        .route_layer(from_fn_with_state(state.clone(), auth::require_admin_key))
+        .route_layer(RequestBodyLimitLayer::new(max_body_bytes))
+        .route_layer(DefaultBodyLimit::max(max_body_bytes));
     let open = Router::new()
         .route("/healthz", get(routes::healthz))
         .route("/readyz", get(routes::readyz))
@@ -192,13 +214,14 @@ pub fn app(state: AppState) -> Router {
         .layer(from_fn_with_state(state.clone(), metrics::track))
         .layer(from_fn(error::json_errors))
         .layer(from_fn(error::catch_panic))
-        .layer(RequestBodyLimitLayer::new(max_body_bytes))
+        .layer(RequestBodyLimitLayer::new(max_batch_body_bytes))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             request_timeout,
         ))
-        .layer(DefaultBodyLimit::max(max_body_bytes));
+        .layer(DefaultBodyLimit::max(max_batch_body_bytes));
     Router::new()
+        .merge(batch)
         .merge(protected)
         .merge(admin)
         .merge(open)

@@ -25,14 +25,28 @@ use crate::time::{parse_as_of, Ts};
 /// Reasons returned per score (as many as the nightly file carries).
 pub const N_REASONS: usize = crate::scores::REASONS_PER_CUSTOMER;
 
-/// Longest accepted `customer_id`, in bytes.
-pub const MAX_CUSTOMER_ID_BYTES: usize = 256;
+/// Longest accepted `customer_id`, in characters (Unicode code points, as JSON Schema's
+/// `maxLength` counts them).
+pub const MAX_CUSTOMER_ID_CHARS: usize = 256;
+
+/// The pattern of a `customer_id` that is not blank: one character that Rust's
+/// [`str::trim`] keeps (Unicode `White_Space` excluded), so the document and
+/// [`valid_customer_id`] agree on every string.
+pub const NON_BLANK: &str =
+    "[^\\t\\n\\u000B\\f\\r \\u0085\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000]";
+
+/// Whether `s` is an acceptable `customer_id`: not blank, at most
+/// [`MAX_CUSTOMER_ID_CHARS`] characters.
+pub fn valid_customer_id(s: &str) -> bool {
+    !s.trim().is_empty() && s.chars().count() <= MAX_CUSTOMER_ID_CHARS
+}
 
 /// One customer to score: `customer_id` and exactly one of `features` or `activity`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({"customer_id": "c42", "features": {"logins_30d": 3, "tickets_open": 1}}))]
 pub struct ScoreRequest {
-    /// The customer's id in your systems (1 to 256 bytes). Alerts are keyed on it.
+    /// The customer's id in your systems: 1 to 256 characters, not blank. Alerts are
+    /// keyed on it.
     #[schema(min_length = 1, max_length = 256)]
     pub customer_id: String,
     /// The instant to score at: RFC 3339, `YYYY-MM-DD HH:MM:SS` (UTC) or `YYYY-MM-DD`.
@@ -256,13 +270,13 @@ pub(super) fn prepare(
         .cloned()
         .collect();
     let customer_id = match obj.get("customer_id") {
-        Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= MAX_CUSTOMER_ID_BYTES => {
-            s.clone()
-        }
+        Some(Value::String(s)) if valid_customer_id(s) => s.clone(),
         Some(Value::String(_)) => {
             return Err(ApiError::invalid(
                 field("customer_id"),
-                format!("customer_id must be 1 to {MAX_CUSTOMER_ID_BYTES} bytes and not blank"),
+                format!(
+                    "customer_id must be 1 to {MAX_CUSTOMER_ID_CHARS} characters and not blank"
+                ),
             ))
         }
         None | Some(Value::Null) => {
@@ -460,9 +474,9 @@ pub async fn score(
         (status = 200, description = "One result per instance, in order", body = BatchResponse),
         (status = 400, description = "The body is not a JSON object", body = ErrorBody),
         (status = 401, description = "Missing or unknown API key", body = ErrorBody),
-        (status = 413, description = "Body too large or more instances than `max_batch`", body = ErrorBody),
+        (status = 413, description = "Body larger than the batch routes' limit (`payload_too_large`)", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
-        (status = 422, description = "An instance breaks the contract; `field` names it", body = ErrorBody),
+        (status = 422, description = "An instance breaks the contract (`invalid_input`; `field` names it), or more instances than `max_batch` (`too_many_instances`)", body = ErrorBody),
         (status = 503, description = "No model loaded yet", body = ErrorBody),
     ),
     security(("bearer" = []))
@@ -494,7 +508,7 @@ pub async fn score_batch(
     };
     if instances.len() > state.max_batch {
         return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
+            StatusCode::UNPROCESSABLE_ENTITY,
             "too_many_instances",
             format!(
                 "{} instances sent; at most {} per request",
@@ -715,8 +729,13 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     get, path = "/openapi.json", tag = "health",
     responses((status = 200, description = "The OpenAPI 3.1 document of this service", content_type = "application/json"))
 )]
-pub async fn openapi() -> Response {
-    Json(super::openapi::document()).into_response()
+pub async fn openapi(State(state): State<AppState>) -> Response {
+    let scorer = state.scorer();
+    Json(super::openapi::document_for(
+        scorer.as_deref(),
+        state.openapi_limits(),
+    ))
+    .into_response()
 }
 
 /// Re-reads the `production` alias now (and the score file); loads the new version if it

@@ -17,9 +17,19 @@ use utoipa::openapi::schema::{
 use utoipa::openapi::RefOr;
 use utoipa::{PartialSchema, ToSchema};
 
+use crate::scoring::MAX_FEATURE_MAGNITUDE;
+
 /// The pattern of the timestamp forms that are not RFC 3339: `YYYY-MM-DD HH:MM:SS` and
-/// the same with `T` and no offset (both UTC), fractions allowed.
-const NAIVE_TIMESTAMP: &str = r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(\.\d+)?$";
+/// the same with `T` and no offset (both UTC), fractions (up to nanoseconds) allowed.
+/// Only real dates and times match (February 29 in leap years only), as
+/// [`crate::time::parse_ts`] reads them: a pattern that let `0000-00-00T00:00:00` through
+/// described requests the server refuses.
+pub(crate) const NAIVE_TIMESTAMP: &str = concat!(
+    r"^(?:\d{4}-(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1\d|2[0-8])|(?:0[13-9]|1[0-2])-(?:29|30)",
+    r"|(?:0[13578]|1[02])-31)",
+    r"|(?:\d{2}(?:0[48]|[2468][048]|[13579][26])|(?:[02468][048]|[13579][26])00)-02-29)",
+    r"[ T](?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,9})?$"
+);
 
 fn types(ts: impl IntoIterator<Item = Type>) -> SchemaType {
     ts.into_iter().collect()
@@ -301,5 +311,71 @@ pub fn response_parameters() -> Schema {
             "ignored_inputs",
             string(None).description(Some("The inputs not used, comma-separated")),
         )
+        .into()
+}
+
+/// The schema of `features` for the served model, like an MLflow signature: one property
+/// per feature of its manifest, in the model's order; every feature `required` except
+/// those marked `may_be_missing` (which may also be `null`); numbers only, within
+/// ±[`MAX_FEATURE_MAGNITUDE`] (a 0/1 `binary` feature, such as a one-hot categorical
+/// level, may also be a boolean); other names are accepted and ignored (listed in
+/// `ignored_fields`), hence `additionalProperties: true`. `null` for the whole object
+/// means "not sent" (use `activity`).
+pub fn model_features(scorer: &crate::scoring::Scorer) -> serde_json::Value {
+    use serde_json::{json, Map, Value};
+    let defs = scorer.artifact.spec.defs();
+    let mut properties = Map::new();
+    let mut required = Vec::new();
+    for d in defs {
+        let mut ts = vec!["number"];
+        if d.transform == crate::features::Transform::Binary {
+            ts.push("boolean");
+        }
+        if d.may_be_missing {
+            ts.push("null");
+        } else {
+            required.push(Value::String(d.name.clone()));
+        }
+        let description = if d.description.is_empty() {
+            d.name.clone()
+        } else {
+            d.description.clone()
+        };
+        properties.insert(
+            d.name.clone(),
+            json!({
+                "type": ts,
+                "minimum": -MAX_FEATURE_MAGNITUDE,
+                "maximum": MAX_FEATURE_MAGNITUDE,
+                "description": description,
+            }),
+        );
+    }
+    json!({
+        "type": ["object", "null"],
+        "description": format!(
+            "The features of model `{}` {} by name, from its manifest: every feature is \
+             required except those that may be missing, which may be absent or null; finite \
+             numbers within ±{MAX_FEATURE_MAGNITUDE:e} (a boolean for a 0/1 feature). Other \
+             names are ignored and listed in `ignored_fields`. This schema is the served \
+             version's: it changes when another version is promoted.",
+            scorer.name, scorer.version
+        ),
+        "properties": properties,
+        "required": required,
+        "additionalProperties": true,
+    })
+}
+
+/// An example of `features` for the served model: every feature 0 (the request schema's
+/// own example, which the server scores).
+pub fn model_example(scorer: &crate::scoring::Scorer) -> serde_json::Value {
+    scorer
+        .artifact
+        .spec
+        .defs()
+        .iter()
+        .map(|d| (d.name.clone(), serde_json::json!(0)))
+        .collect::<serde_json::Map<_, _>>()
         .into()
 }

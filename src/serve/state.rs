@@ -76,8 +76,10 @@ pub struct Shared {
     pub keys: Keys,
     /// Most instances in one batch request (`/v1/score/batch`, rows of `/v2` infer).
     pub max_batch: usize,
-    /// Largest request body accepted, in bytes.
+    /// Largest request body accepted, in bytes (but on the batch routes).
     pub max_body_bytes: usize,
+    /// Largest request body of the batch routes ([`super::batch_body_limit`]).
+    pub max_batch_body_bytes: usize,
     /// A request still running after this is answered 503.
     pub request_timeout: std::time::Duration,
 }
@@ -150,11 +152,24 @@ impl AppState {
             keys: Keys::new(&config.api_keys, config.admin_key.as_deref()),
             max_batch: config.max_batch.max(1),
             max_body_bytes: config.max_body_bytes,
+            max_batch_body_bytes: super::batch_body_limit(
+                config.max_body_bytes,
+                config.max_batch.max(1),
+            ),
             request_timeout: config.request_timeout,
         }));
         state.reload_model(false);
         state.reload_scores(false);
         Ok(state)
+    }
+
+    /// The limits `/openapi.json` states.
+    pub fn openapi_limits(&self) -> super::openapi::Limits {
+        super::openapi::Limits {
+            max_body_bytes: self.max_body_bytes,
+            max_batch_body_bytes: self.max_batch_body_bytes,
+            max_batch: self.max_batch,
+        }
     }
 
     /// The model served now, if one is loaded.

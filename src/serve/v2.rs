@@ -754,15 +754,10 @@ async fn run_inference(
                 .iter()
                 .enumerate()
                 .map(|(j, v)| match v.as_str() {
-                    Some(s)
-                        if !s.trim().is_empty()
-                            && s.len() <= super::routes::MAX_CUSTOMER_ID_BYTES =>
-                    {
-                        Ok(s.to_string())
-                    }
+                    Some(s) if super::routes::valid_customer_id(s) => Ok(s.to_string()),
                     _ => Err(V2Error::bad(format!(
-                        "input `{CUSTOMER_ID_INPUT}`, element {j}: expected a non-blank string of at most {} bytes",
-                        super::routes::MAX_CUSTOMER_ID_BYTES
+                        "input `{CUSTOMER_ID_INPUT}`, element {j}: expected a non-blank string of at most {} characters",
+                        super::routes::MAX_CUSTOMER_ID_CHARS
                     ))),
                 })
                 .collect::<Result<Vec<_>, _>>()?;

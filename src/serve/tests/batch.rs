@@ -91,7 +91,7 @@ async fn a_bad_instance_fails_the_batch_naming_its_index_and_field() {
 }
 
 #[tokio::test]
-async fn more_instances_than_max_batch_is_413() {
+async fn more_instances_than_max_batch_is_422() {
     let env = Env::new();
     let (app, _) = router(&env.config());
     let instances: Vec<Value> = (0..51)
@@ -100,7 +100,7 @@ async fn more_instances_than_max_batch_is_413() {
     let a = post_json(&app, "/v1/score/batch", &json!({ "instances": instances })).await;
     assert_error(
         &a,
-        StatusCode::PAYLOAD_TOO_LARGE,
+        StatusCode::UNPROCESSABLE_ENTITY,
         "too_many_instances",
         Some("instances"),
     );

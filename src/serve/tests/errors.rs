@@ -278,6 +278,9 @@ async fn an_oversized_body_is_a_413_json_error() {
     )
     .await;
     assert_error(&a, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", None);
+    // The inference route is a batch route: its limit is the batch one.
+    let limit = crate::serve::batch_body_limit(64 * 1024, 50);
+    let big = format!("{{\"id\": \"{}\"}}", "x".repeat(limit));
     let a = call(
         &app,
         "POST",

@@ -287,16 +287,30 @@ fn every_timestamp_of_the_document_is_a_date_time() {
 /// document gives must be the server's).
 fn conforms(doc: &Value, s: &Value, v: &Value, at: &str, strict: bool) -> Result<(), String> {
     let s = resolve(doc, s);
+    if let Some(Value::Array(all)) = s.get("allOf") {
+        let alone = s.get("properties").is_none();
+        for member in all {
+            conforms(doc, member, v, at, strict && alone)?;
+        }
+    }
+    let one_of = s.get("oneOf").is_some();
     if let Some(Value::Array(alts)) = s.get("anyOf").or_else(|| s.get("oneOf")) {
+        // Alternatives beside `properties` constrain them; they name no property of their own.
+        let alone = s.get("properties").is_none();
         let errors: Vec<String> = alts
             .iter()
-            .filter_map(|a| conforms(doc, a, v, at, strict).err())
+            .filter_map(|a| conforms(doc, a, v, at, strict && alone).err())
             .collect();
-        return if errors.len() < alts.len() {
-            Ok(())
-        } else {
-            Err(format!("{at}: no alternative holds {v}: {errors:?}"))
-        };
+        let holding = alts.len() - errors.len();
+        if holding == 0 {
+            return Err(format!("{at}: no alternative holds {v}: {errors:?}"));
+        }
+        if one_of && holding > 1 {
+            return Err(format!("{at}: {holding} alternatives of a oneOf hold {v}"));
+        }
+        if alone {
+            return Ok(());
+        }
     }
     let type_ok = |t: &str| match t {
         "null" => v.is_null(),
@@ -331,10 +345,21 @@ fn conforms(doc: &Value, s: &Value, v: &Value, at: &str, strict: bool) -> Result
             _ => {}
         }
         if let Some(p) = s["pattern"].as_str() {
-            // The one pattern of the document: the naive timestamp forms.
-            assert!(p.starts_with(r"^\d{4}-"), "unexpected pattern {p}");
-            if crate::time::parse_ts(t).is_none() || t.len() < 19 || t.contains(['Z', '+']) {
-                return Err(format!("{at}: `{t}` does not match {p}"));
+            if p == crate::serve::routes::NON_BLANK {
+                // A customer id: one character `trim` keeps.
+                if t.trim().is_empty() {
+                    return Err(format!("{at}: `{t}` is blank"));
+                }
+            } else {
+                // The other pattern of the document: the naive timestamp forms.
+                assert_eq!(
+                    p,
+                    crate::serve::schema::NAIVE_TIMESTAMP,
+                    "unexpected pattern"
+                );
+                if crate::time::parse_ts(t).is_none() || t.len() < 19 || t.contains(['Z', '+']) {
+                    return Err(format!("{at}: `{t}` does not match {p}"));
+                }
             }
         }
         let n = t.chars().count() as u64;
@@ -419,7 +444,8 @@ async fn every_answer_of_the_server_matches_the_document() {
     let env = Env::new();
     write_scores(&env.path("scores.csv"), &[("c1", 0.8, "high")]);
     let (app, _) = router(&env.config());
-    let doc = document();
+    // The document this server serves: its model's request schema.
+    let doc = call(&app, "GET", "/openapi.json", None, None).await.body;
     let missing = fixture()
         .features
         .iter()
@@ -747,5 +773,229 @@ async fn every_answer_of_the_server_matches_the_document() {
     assert_eq!(
         statuses.into_iter().collect::<Vec<_>>(),
         [200, 400, 401, 403, 404, 413, 415, 422]
+    );
+}
+
+/// Issue 15: the document said `features` was a free map while the model requires its
+/// features, so a schema-valid request was refused. The served document's request schema
+/// is the served model's: every feature by name, required unless it may be missing,
+/// numbers only (booleans too for 0/1 ones), and the server accepts exactly that.
+#[tokio::test]
+async fn the_score_request_schema_is_the_served_models_signature() {
+    let env = Env::new();
+    let (app, _) = router(&env.config());
+    let doc = call(&app, "GET", "/openapi.json", None, None).await.body;
+    let fs = &schema(&doc, "ScoreRequest")["properties"]["features"];
+    let mut required: Vec<&str> = fixture()
+        .features
+        .iter()
+        .filter(|(_, m)| !m)
+        .map(|(n, _)| n.as_str())
+        .collect();
+    let names: Vec<&str> = fixture().features.iter().map(|(n, _)| n.as_str()).collect();
+    let props = fs["properties"].as_object().expect("the model's features");
+    assert_eq!(props.keys().map(String::as_str).collect::<Vec<_>>(), {
+        let mut n = names.clone();
+        n.sort_unstable();
+        n
+    });
+    let mut documented: Vec<&str> = fs["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    documented.sort_unstable();
+    required.sort_unstable();
+    assert_eq!(documented, required);
+    for (name, may_be_missing) in &fixture().features {
+        let t = props[name]["type"].as_array().unwrap();
+        assert!(t.contains(&json!("number")), "{name}: {t:?}");
+        assert_eq!(t.contains(&json!("null")), *may_be_missing, "{name}: {t:?}");
+        assert!(!t.contains(&json!("string")) && !t.contains(&json!("object")));
+    }
+    assert_eq!(fs["additionalProperties"], json!(true));
+    assert!(doc["info"]["description"]
+        .as_str()
+        .unwrap()
+        .contains("model `churn` v1"));
+
+    // Requests the document calls valid are scored; requests it calls invalid are refused.
+    let req = request_schema(&doc, "POST", "/v1/score");
+    let big_unicode_id: String = "é".repeat(256); // 256 characters, 512 bytes
+    let mut without_missing = features(1.0);
+    for (name, m) in &fixture().features {
+        if *m {
+            without_missing.as_object_mut().unwrap().remove(name);
+        }
+    }
+    let example = schema(&doc, "ScoreRequest")["example"].clone();
+    for valid in [
+        json!({"customer_id": "c1", "features": features(2.0)}),
+        json!({"customer_id": "c2", "features": without_missing, "activity": null}),
+        json!({"customer_id": big_unicode_id, "features": features(1e12)}),
+        json!({"customer_id": "c3", "features": null, "activity": activity(), "as_of": "2024-06-01"}),
+        example,
+    ] {
+        conforms(&doc, req, &valid, "request", true)
+            .unwrap_or_else(|e| panic!("{valid} should be valid: {e}"));
+        let a = post_json(&app, "/v1/score", &valid).await;
+        assert_eq!(a.status, StatusCode::OK, "{valid}: {}", a.body);
+    }
+    let mut missing_one = features(1.0);
+    missing_one
+        .as_object_mut()
+        .unwrap()
+        .remove(&required_feature());
+    let mut too_big = features(1.0);
+    too_big[&required_feature()] = json!(1.5e12);
+    for invalid in [
+        json!({"customer_id": "c1", "features": missing_one}),
+        json!({"customer_id": "c1", "features": too_big}),
+        json!({"customer_id": "c1", "features": {required_feature(): "1"}}),
+        json!({"customer_id": " \t", "features": features(1.0)}),
+        json!({"customer_id": "x".repeat(257), "features": features(1.0)}),
+        json!({"customer_id": "c1"}),
+        json!({"customer_id": "c1", "features": null, "activity": null}),
+        json!({"customer_id": "c1", "features": features(1.0), "activity": activity()}),
+    ] {
+        assert!(
+            conforms(&doc, req, &invalid, "request", true).is_err(),
+            "{invalid} should break the document"
+        );
+        let a = post_json(&app, "/v1/score", &invalid).await;
+        assert_error(&a, StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", None);
+    }
+}
+
+/// The document is served from the state: another version promoted and hot-reloaded
+/// changes it (here the version it names), without a restart.
+#[tokio::test]
+async fn the_document_follows_the_version_served() {
+    let env = Env::new();
+    let (app, _) = router(&env.config());
+    let version_of = |doc: &Value| {
+        schema(doc, "ScoreRequest")["properties"]["features"]["description"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let before = call(&app, "GET", "/openapi.json", None, None).await.body;
+    assert!(
+        version_of(&before).contains("`churn` v1"),
+        "{}",
+        version_of(&before)
+    );
+    env.force_production("v2");
+    let a = call(&app, "POST", "/v1/admin/reload", Some(ADMIN), None).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let after = call(&app, "GET", "/openapi.json", None, None).await.body;
+    assert!(
+        version_of(&after).contains("`churn` v2"),
+        "{}",
+        version_of(&after)
+    );
+}
+
+/// Issue 15 (f): the 1,000-instance batch limit could not be reached inside the 1 MiB
+/// body limit (1,000 compact instances of a 60-feature model are 1.06 MB). With the
+/// default limits, a full batch of that size is scored, one instance more is refused with
+/// 422 `too_many_instances` (the document's `maxItems`), a body past the batch routes' limit is a JSON 413, and the
+/// document states both limits.
+#[tokio::test]
+async fn a_full_batch_fits_the_body_limit_of_the_batch_routes() {
+    let env = Env::new();
+    let defaults = ServeConfig::default();
+    let config = ServeConfig {
+        max_batch: defaults.max_batch,
+        max_body_bytes: defaults.max_body_bytes,
+        ..env.config()
+    };
+    assert_eq!((config.max_batch, config.max_body_bytes), (1000, 1 << 20));
+    let (app, _) = router(&config);
+    // 60 features per instance: the model's, then ignored ones of the same shape.
+    let instance = |i: usize| {
+        let mut f = features(12.345678).as_object().unwrap().clone();
+        let mut k = 0;
+        while f.len() < 60 {
+            f.insert(format!("extra_feature_{k:02}"), json!(12.345678));
+            k += 1;
+        }
+        json!({"customer_id": format!("customer-{i:06}"), "features": f})
+    };
+    let body = |n: usize| {
+        serde_json::to_vec(&json!({"instances": (0..n).map(instance).collect::<Vec<_>>()})).unwrap()
+    };
+    let full = body(1000);
+    assert!(full.len() > 1 << 20, "{} bytes", full.len());
+    let a = call(
+        &app,
+        "POST",
+        "/v1/score/batch",
+        Some(KEY),
+        Some(("application/json", full)),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(a.body["results"].as_array().unwrap().len(), 1000);
+    let a = call(
+        &app,
+        "POST",
+        "/v1/score/batch",
+        Some(KEY),
+        Some(("application/json", body(1001))),
+    )
+    .await;
+    assert_error(
+        &a,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "too_many_instances",
+        Some("instances"),
+    );
+    assert!(a.body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("at most 1000"));
+    let limit = crate::serve::batch_body_limit(1 << 20, 1000);
+    for path in ["/v1/score/batch", "/v2/models/churn/infer"] {
+        let a = call(
+            &app,
+            "POST",
+            path,
+            Some(KEY),
+            Some(("application/json", vec![b' '; limit + 1])),
+        )
+        .await;
+        assert_eq!(
+            a.status,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "{path}: {}",
+            a.body
+        );
+        assert!(a.body["error"].is_string() || a.body["error"]["code"] == "payload_too_large");
+    }
+    // The single-score route keeps the smaller limit.
+    let a = call(
+        &app,
+        "POST",
+        "/v1/score",
+        Some(KEY),
+        Some(("application/json", vec![b' '; (1 << 20) + 1])),
+    )
+    .await;
+    assert_error(&a, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", None);
+    let doc = call(&app, "GET", "/openapi.json", None, None).await.body;
+    assert_eq!(
+        schema(&doc, "BatchRequest")["properties"]["instances"]["maxItems"],
+        1000
+    );
+    let info = doc["info"]["description"].as_str().unwrap();
+    assert!(
+        info.contains(&format!("at most {} bytes", 1 << 20)),
+        "{info}"
+    );
+    assert!(
+        info.contains(&format!("{limit} bytes for `/v1/score/batch`")),
+        "{info}"
     );
 }
