@@ -47,6 +47,9 @@ pub struct BatchOptions {
     pub webhook: Option<(String, String)>,
     /// The input checks, and whether their findings refuse the run or only warn.
     pub guard: InputGuard,
+    /// How failed alert deliveries are retried (a delivery still due later stays pending
+    /// for the next run or the service).
+    pub retry: crate::alerts::RetryPolicy,
 }
 
 /// The path of the run summary written beside a score file.
@@ -369,7 +372,7 @@ pub fn run(
         let dispatcher = crate::alerts::dispatch::Dispatcher::new(
             outbox,
             sinks,
-            crate::alerts::dispatch::RetryPolicy::default(),
+            opts.retry,
         )?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -152,6 +152,7 @@ fn options(name: &str, as_of: &str) -> BatchOptions {
         policy: AlertPolicy::default(),
         webhook: None,
         guard: InputGuard::default(),
+        retry: churnguard::alerts::RetryPolicy::default(),
     }
 }
 
