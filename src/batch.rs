@@ -369,11 +369,7 @@ pub fn run(
     if !sinks.is_empty() {
         // Deliver through the same dispatcher the service uses; what is not delivered
         // now stays pending in the outbox for the next run or the service.
-        let dispatcher = crate::alerts::dispatch::Dispatcher::new(
-            outbox,
-            sinks,
-            opts.retry,
-        )?;
+        let dispatcher = crate::alerts::dispatch::Dispatcher::new(outbox, sinks, opts.retry)?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

@@ -8,9 +8,9 @@ use churnguard::demo::Demo;
 use churnguard::registry::{Registry, Selector};
 use churnguard::scoring::Scorer;
 use churnguard::settings::{
-    AlertsAction, BacktestFlags, BacktestSettings, DataSource, DemoFlags, Env, FeaturesFlags, GenerateFlags,
-    InspectFlags, ModelFlags, ModelsAction, RetentionFlags, RetentionSettings, ScoreFlags,
-    ScoreSettings, ServeFlags, Settings, TrainFlags, TrainSettings,
+    AlertsAction, BacktestFlags, BacktestSettings, DataSource, DemoFlags, Env, FeaturesFlags,
+    GenerateFlags, InspectFlags, ModelFlags, ModelsAction, RetentionFlags, RetentionSettings,
+    ScoreFlags, ScoreSettings, ServeFlags, Settings, TrainFlags, TrainSettings,
 };
 use churnguard::{batch, data, logging, scores, synth};
 use clap::{Parser, Subcommand};

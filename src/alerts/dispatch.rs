@@ -81,8 +81,7 @@ impl RetryPolicy {
     pub fn validate(&self) -> Result<()> {
         if self.base.is_zero() {
             return Err(Error::Config(
-                "alert retries: the initial delay (retry_initial_ms) must be at least 1 ms"
-                    .into(),
+                "alert retries: the initial delay (retry_initial_ms) must be at least 1 ms".into(),
             ));
         }
         if self.max < self.base {
@@ -98,8 +97,7 @@ impl RetryPolicy {
 /// Upper bounds of the delivery-latency buckets, in seconds: from an immediate delivery
 /// to a day of retrying.
 const DELIVERY_BUCKETS: [f64; 14] = [
-    0.005, 0.025, 0.1, 0.25, 1.0, 2.5, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 14_400.0,
-    86_400.0,
+    0.005, 0.025, 0.1, 0.25, 1.0, 2.5, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 14_400.0, 86_400.0,
 ];
 
 /// The label of the delivery series: the sink's name (`webhook`, `jsonl`, `log`).
@@ -370,7 +368,9 @@ impl Dispatcher {
 /// never overflows, in Rust or in SQLite).
 fn millis(d: Duration) -> i64 {
     const LONGEST: i64 = 1000 * 365 * 24 * 3600 * 1000;
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX).min(LONGEST)
+    i64::try_from(d.as_millis())
+        .unwrap_or(i64::MAX)
+        .min(LONGEST)
 }
 
 async fn blocking<T, F>(f: F) -> Result<T>
@@ -649,8 +649,7 @@ mod tests {
         assert_ne!(a, draw(8));
         // Each draw within [0, cap] of its failure count.
         let caps = [
-            500, 1000, 2000, 4000, 8000, 16_000, 32_000, 64_000, 128_000, 256_000, 300_000,
-            300_000,
+            500, 1000, 2000, 4000, 8000, 16_000, 32_000, 64_000, 128_000, 256_000, 300_000, 300_000,
         ];
         for (d, cap) in a.iter().zip(caps) {
             assert!(*d <= cap, "{a:?}");
@@ -670,7 +669,11 @@ mod tests {
             base: Duration::ZERO,
             ..RetryPolicy::default()
         };
-        assert!(zero.validate().unwrap_err().to_string().contains("retry_initial_ms"));
+        assert!(zero
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("retry_initial_ms"));
         let inverted = RetryPolicy {
             base: Duration::from_secs(10),
             max: Duration::from_secs(1),

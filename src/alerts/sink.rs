@@ -390,7 +390,11 @@ mod tests {
         assert_eq!(secs("120"), Some(120));
         assert_eq!(secs(" 0 "), Some(0));
         assert_eq!(secs("Wed, 21 Oct 2015 07:30:30 GMT"), Some(150));
-        assert_eq!(secs("Wed, 21 Oct 2015 07:00:00 GMT"), Some(0), "in the past");
+        assert_eq!(
+            secs("Wed, 21 Oct 2015 07:00:00 GMT"),
+            Some(0),
+            "in the past"
+        );
         assert_eq!(secs("86400"), Some(3600));
         assert_eq!(secs("Thu, 22 Oct 2015 07:28:00 GMT"), Some(3600));
         assert_eq!(secs("soon"), None);

@@ -600,13 +600,18 @@ mod tests {
         };
         let text = render_outbox(Some(depth), &timings);
         assert_eq!(
-            text.lines().filter(|l| !l.starts_with('#')).collect::<Vec<_>>(),
+            text.lines()
+                .filter(|l| !l.starts_with('#'))
+                .collect::<Vec<_>>(),
             [
                 "churnguard_outbox_alerts{state=\"pending\"} 3",
                 "churnguard_outbox_alerts{state=\"dead_lettered\"} 1",
             ]
         );
-        assert!(text.contains("# TYPE churnguard_outbox_alerts gauge"), "{text}");
+        assert!(
+            text.contains("# TYPE churnguard_outbox_alerts gauge"),
+            "{text}"
+        );
         timings
             .delivered
             .get_or_create(&crate::alerts::dispatch::SinkLabels {
@@ -621,7 +626,10 @@ mod tests {
             "churnguard_alert_delivery_seconds_bucket{sink=\"webhook\",le=\"60\"} 1",
             "churnguard_alert_delivery_seconds_count{sink=\"webhook\"} 1",
         ] {
-            assert!(text.lines().any(|l| l == line), "missing `{line}` in\n{text}");
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing `{line}` in\n{text}"
+            );
         }
         assert!(text.contains("churnguard_alert_delivery_seconds_sum{sink=\"webhook\"} 42"));
         assert!(!text.contains("churnguard_alert_delivery_attempt_seconds_count"));

@@ -298,10 +298,7 @@ pub async fn run(
         );
         None
     } else {
-        Some(
-            Dispatcher::new(state.outbox.clone(), sinks, config.retry)?
-                .spawn(stop_rx.clone()),
-        )
+        Some(Dispatcher::new(state.outbox.clone(), sinks, config.retry)?.spawn(stop_rx.clone()))
     };
     let reloader = tokio::spawn(reload_loop(
         state.clone(),

@@ -932,7 +932,10 @@ outbox = "file.db"
     #[test]
     fn alert_retries_layer_like_every_other_setting() {
         let none = RetryFlags::default();
-        assert_eq!(settings("", &[]).retry(&none).unwrap(), RetryPolicy::default());
+        assert_eq!(
+            settings("", &[]).retry(&none).unwrap(),
+            RetryPolicy::default()
+        );
         let file = "[alerts]\nretry_initial_ms = 100\nretry_max_seconds = 60\ngive_up_after_seconds = 3600\n";
         let r = settings(file, &[]).retry(&none).unwrap();
         assert_eq!(

@@ -300,8 +300,11 @@ fn a_webhook_outage_longer_than_eight_attempts_loses_no_alert_even_across_a_rest
     let outbox = Outbox::open(&path).unwrap();
     let all_attempted = |outbox: &Outbox, n: u32| {
         let ds = deliveries(outbox, &keys);
-        ds.iter().any(|d| d.as_ref().is_some_and(|d| d.status == DeliveryStatus::Dead))
-            || ds.iter().all(|d| d.as_ref().is_some_and(|d| d.attempts >= n))
+        ds.iter()
+            .any(|d| d.as_ref().is_some_and(|d| d.status == DeliveryStatus::Dead))
+            || ds
+                .iter()
+                .all(|d| d.as_ref().is_some_and(|d| d.attempts >= n))
     };
 
     let first = Service::start(&path, &webhook, &fast);
@@ -326,7 +329,10 @@ fn a_webhook_outage_longer_than_eight_attempts_loses_no_alert_even_across_a_rest
         .count();
     assert_eq!(dead, 0, "dead-lettered during a {ATTEMPTS}-attempt outage");
     // The deadline runs from the first attempt before the restart.
-    let kept: Vec<Option<i64>> = during.iter().map(|d| d.as_ref().unwrap().first_attempt_ms).collect();
+    let kept: Vec<Option<i64>> = during
+        .iter()
+        .map(|d| d.as_ref().unwrap().first_attempt_ms)
+        .collect();
     assert_eq!(kept, started);
 
     let rt = runtime();
@@ -341,13 +347,19 @@ fn a_webhook_outage_longer_than_eight_attempts_loses_no_alert_even_across_a_rest
     assert_eq!(receiver.seen().len(), N, "nothing sent twice");
 
     let text = scrape(&rt, &second.url);
-    assert_eq!(sample(&text, "churnguard_outbox_alerts{state=\"pending\"}"), Some(0.0));
+    assert_eq!(
+        sample(&text, "churnguard_outbox_alerts{state=\"pending\"}"),
+        Some(0.0)
+    );
     assert_eq!(
         sample(&text, "churnguard_outbox_alerts{state=\"dead_lettered\"}"),
         Some(0.0)
     );
     assert_eq!(
-        sample(&text, "churnguard_alert_delivery_seconds_count{sink=\"webhook\"}"),
+        sample(
+            &text,
+            "churnguard_alert_delivery_seconds_count{sink=\"webhook\"}"
+        ),
         Some(N as f64),
         "{text}"
     );
@@ -392,10 +404,15 @@ fn a_400_dead_letters_at_once_and_a_redrive_delivers_after_the_fix() {
     service.kill();
 
     let p = path.to_str().unwrap();
-    let unknown = churnguard(&["alerts", "redrive", "--outbox", p, "--id", &keys[0], "--id", "nope"]);
+    let unknown = churnguard(&[
+        "alerts", "redrive", "--outbox", p, "--id", &keys[0], "--id", "nope",
+    ]);
     assert_eq!(unknown.status.code(), Some(1));
     let err = String::from_utf8_lossy(&unknown.stderr);
-    assert!(err.contains("no alert with idempotency key `nope`"), "{err}");
+    assert!(
+        err.contains("no alert with idempotency key `nope`"),
+        "{err}"
+    );
     assert_eq!(outbox.counts().unwrap().dead, 3, "nothing redriven");
     let neither = churnguard(&["alerts", "redrive", "--outbox", p]);
     assert_eq!(neither.status.code(), Some(2), "--id or --all is required");
@@ -438,7 +455,9 @@ fn a_503_with_retry_after_is_retried_no_sooner_than_asked() {
     });
     let seen = receiver.seen();
     assert_eq!(
-        seen.iter().map(|s| (s.key.as_str(), s.status)).collect::<Vec<_>>(),
+        seen.iter()
+            .map(|s| (s.key.as_str(), s.status))
+            .collect::<Vec<_>>(),
         [(keys[0].as_str(), 503), (keys[0].as_str(), 200)]
     );
     let gap = seen[1].at - seen[0].at;

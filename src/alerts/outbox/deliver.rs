@@ -383,7 +383,9 @@ impl Outbox {
             }
             None => {
                 let mut stmt = tx
-                    .prepare("SELECT idempotency_key FROM alerts WHERE status = 'dead' ORDER BY seq")
+                    .prepare(
+                        "SELECT idempotency_key FROM alerts WHERE status = 'dead' ORDER BY seq",
+                    )
                     .ctx("preparing")?;
                 let rows = stmt
                     .query_map([], |r| r.get(0))
@@ -648,7 +650,10 @@ mod tests {
         outbox.insert(&dead).unwrap();
         outbox.insert(&fine).unwrap();
         let (k1, k2) = (&dead.idempotency_key, &fine.idempotency_key);
-        assert_eq!(outbox.claim_due(&["hook"], 1_000, 10, 5_000).unwrap().len(), 2);
+        assert_eq!(
+            outbox.claim_due(&["hook"], 1_000, 10, 5_000).unwrap().len(),
+            2
+        );
         outbox.mark_dead(k1, "hook", "400").unwrap();
         outbox.mark_delivered(k2, "hook").unwrap();
         // An unknown key refuses the whole call, naming the key.

@@ -109,7 +109,9 @@ fn migrate(tx: &rusqlite::Transaction<'_>, shown: &str) -> Result<()> {
         .ctx(&format!("{shown}: reading the deliveries table"))?;
     if !has_first_attempt {
         tx.execute_batch("ALTER TABLE deliveries ADD COLUMN first_attempt_ms INTEGER")
-            .ctx(&format!("{shown}: migrating the deliveries table to layout 2"))?;
+            .ctx(&format!(
+                "{shown}: migrating the deliveries table to layout 2"
+            ))?;
     }
     Ok(())
 }
@@ -209,7 +211,11 @@ mod tests {
         let key = {
             let outbox = Outbox::open(&path).unwrap();
             let alert = outbox
-                .record(&AlertPolicy::default(), obs("c1", Tier::High, night("2024-03-01")), build)
+                .record(
+                    &AlertPolicy::default(),
+                    obs("c1", Tier::High, night("2024-03-01")),
+                    build,
+                )
                 .unwrap()
                 .unwrap();
             alert.idempotency_key
@@ -237,7 +243,10 @@ mod tests {
                 .unwrap(),
             DeliveryStatus::Pending
         );
-        assert_eq!(outbox.deliveries(&key).unwrap()[0].first_attempt_ms, Some(10_000));
+        assert_eq!(
+            outbox.deliveries(&key).unwrap()[0].first_attempt_ms,
+            Some(10_000)
+        );
     }
 
     #[test]
