@@ -49,6 +49,9 @@ pub struct BatchOptions {
     pub guard: InputGuard,
     /// Every feature's SHAP value in the score file (`shap_base`, `shap_<feature>`).
     pub contributions: bool,
+    /// How failed alert deliveries are retried (a delivery still due later stays pending
+    /// for the next run or the service).
+    pub retry: crate::alerts::RetryPolicy,
 }
 
 /// The path of the run summary written beside a score file.
@@ -373,11 +376,7 @@ pub fn run(
     if !sinks.is_empty() {
         // Deliver through the same dispatcher the service uses; what is not delivered
         // now stays pending in the outbox for the next run or the service.
-        let dispatcher = crate::alerts::dispatch::Dispatcher::new(
-            outbox,
-            sinks,
-            crate::alerts::dispatch::RetryPolicy::default(),
-        )?;
+        let dispatcher = crate::alerts::dispatch::Dispatcher::new(outbox, sinks, opts.retry)?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

@@ -32,6 +32,9 @@ use std::path::Path;
 /// max_data_age_days = 3
 /// min_population_ratio = 0.5
 /// allow_stale = false
+/// retry_initial_ms = 500
+/// retry_max_seconds = 300
+/// give_up_after_seconds = 86400
 /// ```
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -117,6 +120,14 @@ pub struct AlertsSection {
     pub min_population_ratio: Option<f64>,
     /// `score` warns instead of refusing when an input guard fails (default false).
     pub allow_stale: Option<bool>,
+    /// Delay before the first retry of a failed alert delivery, in milliseconds; it
+    /// doubles after each failure (default 500).
+    pub retry_initial_ms: Option<u64>,
+    /// Longest delay between two delivery attempts, in seconds (default 300).
+    pub retry_max_seconds: Option<u64>,
+    /// A delivery still failing this many seconds after its first attempt is
+    /// dead-lettered (default 86400: a day).
+    pub give_up_after_seconds: Option<u64>,
 }
 
 impl FileConfig {

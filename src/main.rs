@@ -8,9 +8,9 @@ use churnguard::demo::Demo;
 use churnguard::registry::{Registry, Selector};
 use churnguard::scoring::Scorer;
 use churnguard::settings::{
-    BacktestFlags, BacktestSettings, DataSource, DemoFlags, Env, FeaturesFlags, GenerateFlags,
-    InspectFlags, ModelFlags, ModelsAction, RetentionFlags, RetentionSettings, ScoreFlags,
-    ScoreSettings, ServeFlags, Settings, TrainFlags, TrainSettings,
+    AlertsAction, BacktestFlags, BacktestSettings, DataSource, DemoFlags, Env, FeaturesFlags,
+    GenerateFlags, InspectFlags, ModelFlags, ModelsAction, RetentionFlags, RetentionSettings,
+    ScoreFlags, ScoreSettings, ServeFlags, Settings, TrainFlags, TrainSettings,
 };
 use churnguard::{batch, data, logging, scores, synth};
 use clap::{Parser, Subcommand};
@@ -56,6 +56,11 @@ enum Command {
     },
     /// Nightly batch scoring of every active customer.
     Score(ScoreFlags),
+    /// The alert outbox: redrive dead-lettered alerts.
+    Alerts {
+        #[command(subcommand)]
+        action: AlertsAction,
+    },
     /// The HTTP scoring service.
     Serve(ServeFlags),
     /// How an earlier nightly run actually did, once its horizon has passed.
@@ -161,6 +166,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Train(a) => train(s.train(&a)?),
         Command::Models { action } => models(&s, action),
         Command::Score(a) => score(s.score(&a)?),
+        Command::Alerts { action } => alerts(&s, action),
         Command::Serve(a) => run_service(s.serve(&a)?),
         Command::Demo(a) => demo(&s, Demo::new(&s, &a), a.no_serve),
         Command::Backtest(a) => backtest(s.backtest(&a)),
@@ -331,6 +337,28 @@ fn models(s: &Settings, action: ModelsAction) -> Result<()> {
     Ok(())
 }
 
+fn alerts(s: &Settings, action: AlertsAction) -> Result<()> {
+    match action {
+        AlertsAction::Redrive(f) => {
+            let (path, keys) = s.redrive(&f);
+            if !path.exists() {
+                bail!("no outbox at {}: nothing to redrive", path.display());
+            }
+            let outbox = churnguard::alerts::Outbox::open(&path)?;
+            let r = outbox.redrive(keys.as_deref())?;
+            for key in &r.not_dead {
+                println!("{key}: not dead-lettered, left as it is");
+            }
+            println!(
+                "redrove {} dead-lettered alert(s) in {}: the next serve or score delivers them",
+                r.redriven,
+                path.display()
+            );
+        }
+    }
+    Ok(())
+}
+
 fn load_scorer(reg: &Registry, name: &str, version: Option<&str>) -> Result<Scorer> {
     let shown = version.unwrap_or("production");
     Scorer::load(reg, name, &shown.parse()?)
@@ -361,6 +389,7 @@ fn score(s: ScoreSettings) -> Result<()> {
         webhook: s.webhook,
         guard: s.guard,
         contributions: s.contributions,
+        retry: s.retry,
     };
     let pb = spinner();
     let r = batch::run(&base, &scorer, &opts, &stage_fn(&pb))?;

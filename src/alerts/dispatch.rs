@@ -1,11 +1,16 @@
-//! Delivers due alerts from the outbox to every sink, with exponential backoff and full
-//! jitter, dead-lettering after too many attempts; counters for `/metrics`.
+//! Delivers due alerts from the outbox to every sink, retrying with capped exponential
+//! backoff and full jitter until a give-up deadline (24 hours from a delivery's first
+//! attempt by default), dead-lettering earlier only on a permanent answer; counters and
+//! latency histograms for `/metrics`.
 //!
 //! The outbox's SQLite calls run on tokio's blocking pool, never on the async workers.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
 use rand::Rng;
 use tokio::sync::{watch, Notify};
 use tokio::task::{JoinHandle, JoinSet};
@@ -15,26 +20,34 @@ use super::sink::{AlertSink, SinkError};
 use super::{now_ms, AlertCounters};
 use crate::{Error, Result};
 
-/// How failed deliveries are retried.
+/// How failed deliveries are retried, and when they are given up.
+///
+/// A delivery that fails with a retryable error (a connection refused, a timeout, 408,
+/// 429, 3xx, 5xx) is tried again after [`RetryPolicy::delay`] (or the receiver's
+/// `Retry-After`, when longer), for as long as [`RetryPolicy::give_up_after`] has not
+/// passed since its first attempt; the deadline is stored in the outbox, so it holds
+/// across restarts. Only a permanent answer (another 4xx) dead-letters at once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RetryPolicy {
-    /// Attempts per alert and sink, the first included, before it is dead-lettered.
-    pub max_attempts: u32,
     /// Delay cap after the first failure; doubles with each further failure...
     pub base: Duration,
     /// ...up to this.
     pub max: Duration,
+    /// A delivery still failing this long after its first attempt is dead-lettered
+    /// (its last attempt is made at the deadline).
+    pub give_up_after: Duration,
     /// Full jitter: wait a uniform random time in `[0, cap]` rather than `cap`, so that
     /// alerts that failed together (a receiver outage) do not retry together.
     pub jitter: bool,
 }
 
 impl Default for RetryPolicy {
+    /// 500 ms, doubling up to 5 minutes, for 24 hours, with full jitter.
     fn default() -> Self {
         RetryPolicy {
-            max_attempts: 8,
             base: Duration::from_millis(500),
-            max: Duration::from_secs(60),
+            max: Duration::from_secs(300),
+            give_up_after: Duration::from_secs(24 * 3600),
             jitter: true,
         }
     }
@@ -44,13 +57,89 @@ impl RetryPolicy {
     /// The wait before the next attempt after `failures` failed attempts (1 = the first):
     /// `min(max, base * 2^(failures - 1))`, or uniform in `[0, that]` with jitter.
     pub fn delay(&self, failures: u32) -> Duration {
-        let doubling = failures.saturating_sub(1).min(30);
-        let cap = self.base.saturating_mul(1u32 << doubling).min(self.max);
+        self.delay_with(failures, &mut rand::thread_rng())
+    }
+
+    /// [`RetryPolicy::delay`] drawing the jitter from `rng` (seeded in tests).
+    pub fn delay_with<R: Rng + ?Sized>(&self, failures: u32, rng: &mut R) -> Duration {
+        let cap = self.cap(failures);
         if self.jitter {
             let cap_ms = u64::try_from(cap.as_millis()).unwrap_or(u64::MAX);
-            Duration::from_millis(rand::thread_rng().gen_range(0..=cap_ms))
+            Duration::from_millis(rng.gen_range(0..=cap_ms))
         } else {
             cap
+        }
+    }
+
+    /// The un-jittered delay after `failures` failed attempts.
+    fn cap(&self, failures: u32) -> Duration {
+        let doubling = failures.saturating_sub(1).min(30);
+        self.base.saturating_mul(1u32 << doubling).min(self.max)
+    }
+
+    /// Refuses a policy that would retry in a busy loop or never back off.
+    pub fn validate(&self) -> Result<()> {
+        if self.base.is_zero() {
+            return Err(Error::Config(
+                "alert retries: the initial delay (retry_initial_ms) must be at least 1 ms".into(),
+            ));
+        }
+        if self.max < self.base {
+            return Err(Error::Config(format!(
+                "alert retries: the longest delay ({:?}, retry_max_seconds) is below the initial one ({:?})",
+                self.max, self.base
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Upper bounds of the delivery-latency buckets, in seconds: from an immediate delivery
+/// to a day of retrying.
+const DELIVERY_BUCKETS: [f64; 14] = [
+    0.005, 0.025, 0.1, 0.25, 1.0, 2.5, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 14_400.0, 86_400.0,
+];
+
+/// The label of the delivery series: the sink's name (`webhook`, `jsonl`, `log`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SinkLabels {
+    /// The sink's name.
+    pub sink: String,
+}
+
+type SinkHistograms = Family<SinkLabels, Histogram, fn() -> Histogram>;
+
+fn delivery_histogram() -> Histogram {
+    Histogram::new(DELIVERY_BUCKETS)
+}
+
+/// Delivery latencies by sink: from an alert's raising to a sink accepting it, and of
+/// each attempt (whatever its outcome). Shared handles: `/metrics` registers clones.
+#[derive(Clone, Debug)]
+pub struct DeliveryTimings {
+    /// Raise (the alert's `raised_at`, whole seconds) to delivered.
+    pub delivered: SinkHistograms,
+    /// One attempt, from sending to the answer (or the error).
+    pub attempts: SinkHistograms,
+}
+
+impl Default for DeliveryTimings {
+    fn default() -> Self {
+        DeliveryTimings {
+            delivered: Family::new_with_constructor(delivery_histogram),
+            attempts: Family::new_with_constructor(delivery_histogram),
+        }
+    }
+}
+
+impl DeliveryTimings {
+    fn observe(family: &SinkHistograms, sink: &str, seconds: f64) {
+        if seconds.is_finite() {
+            family
+                .get_or_create(&SinkLabels {
+                    sink: sink.to_string(),
+                })
+                .observe(seconds.max(0.0));
         }
     }
 }
@@ -109,11 +198,7 @@ impl Dispatcher {
         sinks: Vec<Arc<dyn AlertSink>>,
         retry: RetryPolicy,
     ) -> Result<Dispatcher> {
-        if retry.max_attempts == 0 {
-            return Err(Error::Config(
-                "alert retries: max_attempts must be at least 1".into(),
-            ));
-        }
+        retry.validate()?;
         let mut names: Vec<&str> = sinks.iter().map(|s| s.name()).collect();
         names.sort_unstable();
         if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
@@ -279,8 +364,13 @@ impl Dispatcher {
     }
 }
 
+/// Milliseconds, at most a thousand years' worth (so that adding one to a timestamp
+/// never overflows, in Rust or in SQLite).
 fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+    const LONGEST: i64 = 1000 * 365 * 24 * 3600 * 1000;
+    i64::try_from(d.as_millis())
+        .unwrap_or(i64::MAX)
+        .min(LONGEST)
 }
 
 async fn blocking<T, F>(f: F) -> Result<T>
@@ -291,6 +381,12 @@ where
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| Error::Outbox(format!("outbox task failed: {e}")))?
+}
+
+/// Seconds from an alert's `raised_at` (whole seconds) to `now_ms`.
+fn since_raised(raised_at: &str, now_ms: i64) -> Option<f64> {
+    let raised = crate::time::parse_ts(raised_at)?;
+    Some((now_ms - raised.saturating_mul(1000)) as f64 / 1000.0)
 }
 
 async fn deliver_one(
@@ -305,12 +401,19 @@ async fn deliver_one(
     let key = due.alert.idempotency_key.clone();
     let name = due.sink.clone();
     let attempt = due.attempts + 1;
+    let started = Instant::now();
     let result = match tokio::time::timeout(attempt_timeout, sink.deliver(&due.alert)).await {
         Ok(r) => r,
         Err(_) => Err(SinkError::retryable(format!(
             "no answer within {attempt_timeout:?}"
         ))),
     };
+    let now = now_ms();
+    DeliveryTimings::observe(
+        &counters.timings.attempts,
+        &name,
+        started.elapsed().as_secs_f64(),
+    );
     let mut stats = DispatchStats {
         claimed: 1,
         ..DispatchStats::default()
@@ -318,6 +421,9 @@ async fn deliver_one(
     let recorded = match result {
         Ok(()) => {
             counters.delivered.fetch_add(1, Relaxed);
+            if let Some(seconds) = since_raised(&due.alert.raised_at, now) {
+                DeliveryTimings::observe(&counters.timings.delivered, &name, seconds);
+            }
             stats.delivered = 1;
             tracing::debug!(idempotency_key = %key, sink = %name, attempt, "alert delivered");
             let (k, n) = (key.clone(), name.clone());
@@ -328,15 +434,16 @@ async fn deliver_one(
             retry_after,
         }) => {
             let wait = retry.delay(attempt).max(retry_after.unwrap_or_default());
-            let next = now_ms().saturating_add(millis(wait));
+            let next = now.saturating_add(millis(wait));
+            let give_up = millis(retry.give_up_after);
             let (k, n, m) = (key.clone(), name.clone(), message.clone());
-            let max = retry.max_attempts;
-            match blocking(move || outbox.mark_failed(&k, &n, &m, next, max)).await {
+            match blocking(move || outbox.mark_failed(&k, &n, &m, now, next, give_up)).await {
                 Ok(DeliveryStatus::Dead) => {
                     counters.dead.fetch_add(1, Relaxed);
                     stats.dead = 1;
                     tracing::error!(idempotency_key = %key, sink = %name, attempt, error = %message,
-                        "alert dead-lettered after the last attempt");
+                        give_up_after = ?retry.give_up_after,
+                        "alert still failing past its give-up deadline: dead-lettered (churnguard alerts redrive)");
                     Ok(())
                 }
                 Ok(_) => {
@@ -353,7 +460,7 @@ async fn deliver_one(
             counters.dead.fetch_add(1, Relaxed);
             stats.dead = 1;
             tracing::error!(idempotency_key = %key, sink = %name, attempt, error = %message,
-                "alert refused for good: dead-lettered");
+                "alert refused for good: dead-lettered (churnguard alerts redrive)");
             let (k, n) = (key.clone(), name.clone());
             blocking(move || outbox.mark_dead(&k, &n, &message)).await
         }
@@ -459,9 +566,9 @@ mod tests {
 
     fn fast_retries() -> RetryPolicy {
         RetryPolicy {
-            max_attempts: 8,
             base: Duration::from_millis(20),
             max: Duration::from_millis(100),
+            give_up_after: Duration::from_secs(3600),
             jitter: true,
         }
     }
@@ -518,10 +625,66 @@ mod tests {
             ..RetryPolicy::default()
         };
         let ms = |n| p.delay(n).as_millis();
-        assert_eq!((ms(1), ms(2), ms(3), ms(8)), (500, 1000, 2000, 60_000));
-        assert_eq!(ms(u32::MAX), 60_000);
+        // 500 ms doubling: 0.5, 1, 2, 4, ..., 256 s, then the 5-minute cap.
+        assert_eq!((ms(1), ms(2), ms(3), ms(8)), (500, 1000, 2000, 64_000));
+        assert_eq!((ms(10), ms(11), ms(12)), (256_000, 300_000, 300_000));
+        assert_eq!(ms(u32::MAX), 300_000);
+        assert_eq!(p.give_up_after, Duration::from_secs(86_400));
         let j = RetryPolicy::default();
         assert!((0..200).all(|_| j.delay(3) <= Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn jittered_backoff_is_exact_for_a_seeded_generator() {
+        use rand::SeedableRng;
+        let p = RetryPolicy::default();
+        let draw = |seed| {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            (1..=12)
+                .map(|n| p.delay_with(n, &mut rng).as_millis())
+                .collect::<Vec<_>>()
+        };
+        let a = draw(7);
+        assert_eq!(a, draw(7), "the same seed draws the same delays");
+        assert_ne!(a, draw(8));
+        // Each draw within [0, cap] of its failure count.
+        let caps = [
+            500, 1000, 2000, 4000, 8000, 16_000, 32_000, 64_000, 128_000, 256_000, 300_000, 300_000,
+        ];
+        for (d, cap) in a.iter().zip(caps) {
+            assert!(*d <= cap, "{a:?}");
+        }
+        // Against an exact reference: the same generator drawing uniformly in [0, cap].
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let reference: Vec<u128> = caps
+            .iter()
+            .map(|&cap: &u128| u128::from(rng.gen_range(0..=cap as u64)))
+            .collect();
+        assert_eq!(a, reference);
+    }
+
+    #[test]
+    fn a_policy_that_would_spin_or_never_back_off_is_refused() {
+        let zero = RetryPolicy {
+            base: Duration::ZERO,
+            ..RetryPolicy::default()
+        };
+        assert!(zero
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("retry_initial_ms"));
+        let inverted = RetryPolicy {
+            base: Duration::from_secs(10),
+            max: Duration::from_secs(1),
+            ..RetryPolicy::default()
+        };
+        assert!(inverted
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("retry_max_seconds"));
+        assert!(RetryPolicy::default().validate().is_ok());
     }
 
     #[test]
@@ -600,20 +763,22 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_receiver_that_never_recovers_is_dead_lettered_after_max_attempts() {
+    async fn a_receiver_that_never_recovers_is_dead_lettered_at_the_deadline() {
         let dir = tempfile::tempdir().unwrap();
         let outbox = Outbox::open(dir.path().join("alerts.db")).unwrap();
         let (url, receiver) =
             spawn_receiver(usize::MAX, StatusCode::BAD_GATEWAY, Duration::ZERO).await;
         record_alerts(&outbox, &["c1"]);
         let retry = RetryPolicy {
-            max_attempts: 3,
+            give_up_after: Duration::from_millis(300),
             ..fast_retries()
         };
         let d = Dispatcher::new(outbox, vec![webhook(&url)], retry).unwrap();
         let stats = run_until(&d, |o| o.counts().unwrap().dead == 1).await;
-        assert_eq!((stats.failed, stats.dead), (2, 1));
-        assert_eq!(receiver.seen().len(), 3);
+        assert_eq!(stats.dead, 1);
+        // Retried until the deadline (every attempt failed), the last one at it.
+        assert_eq!(receiver.seen().len(), stats.failed + 1);
+        assert!(stats.failed >= 2, "{stats:?}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,7 +8,9 @@
 //!                 |
 //!                 v  (Notify, or the next poll)
 //!          Dispatcher::run_once -> claim due deliveries -> AlertSink::deliver
-//!                 -> mark delivered | retry later (backoff, full jitter) | dead letter
+//!                 -> mark delivered | retry later (capped backoff, full jitter)
+//!                 | dead letter (a permanent answer, or past the give-up deadline)
+//!                   -> `churnguard alerts redrive` -> pending again
 //! ```
 //!
 //! - [`policy`]: when a score becomes an alert (tier transitions, cooldown). Pure.
@@ -38,10 +40,10 @@ use crate::features::FeatureSpec;
 use crate::scoring::{ModelRef, RfmColumns, Score, Scorer, Tier};
 use crate::time::{fmt_date, fmt_ts, Ts};
 
-pub use dispatch::{DispatchStats, Dispatcher, RetryPolicy};
+pub use dispatch::{DeliveryTimings, DispatchStats, Dispatcher, RetryPolicy};
 pub use outbox::{
     DeliveryRecord, DeliveryStatus, Due, Night, NightFiles, NightlyHealth, Observation, Outbox,
-    OutboxCounts, RecordSummary, Refusals, Transition,
+    OutboxCounts, OutboxDepth, RecordSummary, Redriven, Refusals, Transition,
 };
 pub use policy::{AlertPolicy, CustomerState, Decision};
 pub use sink::{
@@ -204,8 +206,10 @@ pub struct AlertCounters {
     pub delivered: AtomicU64,
     /// Delivery attempts that failed and will be retried.
     pub failed: AtomicU64,
-    /// Deliveries given up (permanent error or too many attempts).
+    /// Deliveries given up (a permanent error, or past the give-up deadline).
     pub dead: AtomicU64,
+    /// Delivery latencies by sink, for `/metrics`.
+    pub timings: DeliveryTimings,
 }
 
 /// A copy of [`AlertCounters`] at one instant.

@@ -35,7 +35,7 @@ pub trait AlertSink: Send + Sync {
 /// Why a delivery failed, and whether trying again can help.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SinkError {
-    /// Worth retrying (network error, timeout, 408, 429, 5xx, I/O error).
+    /// Worth retrying (network error, timeout, 3xx, 408, 429, 5xx, I/O error).
     #[error("{message}")]
     Retryable {
         /// What happened.
@@ -43,7 +43,7 @@ pub enum SinkError {
         /// The receiver's `Retry-After`, when it sent one.
         retry_after: Option<Duration>,
     },
-    /// Retrying cannot help (3xx, 4xx other than 408/429, an alert that cannot be encoded).
+    /// Retrying cannot help (4xx other than 408/429, an alert that cannot be encoded).
     #[error("{0}")]
     Permanent(String),
 }
@@ -91,11 +91,29 @@ fn mac(secret: &[u8], timestamp: &str, body: &[u8]) -> HmacSha256 {
 /// Longest `Retry-After` honoured; a longer one is cut to this.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
+/// A `Retry-After` value: delay seconds (`120`) or an HTTP date
+/// (`Wed, 21 Oct 2015 07:28:00 GMT`, as seen from `now`; one in the past is zero),
+/// capped at [`MAX_RETRY_AFTER`]. `None` when it is neither.
+pub fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+    let value = value.trim();
+    let wait = match value.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => {
+            let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+            (at.with_timezone(&chrono::Utc) - now)
+                .to_std()
+                .unwrap_or(Duration::ZERO)
+        }
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
+}
+
 /// POSTs each alert as JSON to a URL, signed with HMAC-SHA256.
 ///
 /// Headers: `Content-Type: application/json`, `X-Churnguard-Timestamp` (Unix seconds),
 /// `X-Churnguard-Signature` (see [`sign`]), `Idempotency-Key`. A 2xx is delivered;
-/// 408, 429, 5xx and network errors are retried; redirects and other 4xx are permanent.
+/// 408, 429, 5xx, redirects (not followed) and network errors are retried, honouring
+/// `Retry-After`; other 4xx are permanent.
 pub struct WebhookSink {
     name: String,
     url: reqwest::Url,
@@ -181,8 +199,7 @@ impl WebhookSink {
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER));
+            .and_then(|v| parse_retry_after(v, chrono::Utc::now()));
         let mut response = response;
         let excerpt = match response.chunk().await {
             Ok(Some(bytes)) => String::from_utf8_lossy(&bytes)
@@ -193,7 +210,9 @@ impl WebhookSink {
         };
         let message = format!("POST {} answered {status}: {}", self.url, excerpt.trim());
         let code = status.as_u16();
-        if code == 408 || code == 429 || status.is_server_error() {
+        // A redirect is retried too: a misrouted receiver (a proxy in maintenance) is
+        // more often fixed than permanent, and the deadline bounds the cost.
+        if code == 408 || code == 429 || status.is_server_error() || status.is_redirection() {
             Err(SinkError::Retryable {
                 message,
                 retry_after,
@@ -360,6 +379,26 @@ mod tests {
             b"{\"a\":1}",
             &sig[..40]
         ));
+    }
+
+    #[test]
+    fn retry_after_is_read_as_seconds_or_an_http_date_and_capped_at_an_hour() {
+        let now = chrono::DateTime::parse_from_rfc3339("2015-10-21T07:28:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let secs = |v| parse_retry_after(v, now).map(|d| d.as_secs());
+        assert_eq!(secs("120"), Some(120));
+        assert_eq!(secs(" 0 "), Some(0));
+        assert_eq!(secs("Wed, 21 Oct 2015 07:30:30 GMT"), Some(150));
+        assert_eq!(
+            secs("Wed, 21 Oct 2015 07:00:00 GMT"),
+            Some(0),
+            "in the past"
+        );
+        assert_eq!(secs("86400"), Some(3600));
+        assert_eq!(secs("Thu, 22 Oct 2015 07:28:00 GMT"), Some(3600));
+        assert_eq!(secs("soon"), None);
+        assert_eq!(secs("-5"), None);
     }
 
     #[test]

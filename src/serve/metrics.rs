@@ -30,7 +30,7 @@ use prometheus_client::registry::Registry;
 use rustc_hash::FxHashMap;
 
 use super::state::AppState;
-use crate::alerts::{CountersSnapshot, NightlyHealth};
+use crate::alerts::{CountersSnapshot, DeliveryTimings, NightlyHealth, OutboxDepth};
 use crate::error::RefusalReason;
 
 /// Upper bounds of the request-duration buckets, in seconds: from 50 µs, because a
@@ -380,6 +380,49 @@ fn register_nightly(r: &mut Registry, n: &NightlyHealth) {
     }
 }
 
+/// The label of the outbox depth series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: &'static str,
+}
+
+/// The alert outbox's series, rendered on their own and appended to [`Metrics::render`]'s
+/// (the text format allows it: each family is complete in one part): the depth read
+/// from the outbox at this scrape (`None` when it could not be read: left out), and
+/// the delivery latencies by sink.
+pub fn render_outbox(depth: Option<OutboxDepth>, timings: &DeliveryTimings) -> String {
+    let mut r = Registry::default();
+    if let Some(depth) = depth {
+        let states = Family::<StateLabels, Gauge>::default();
+        for (state, n) in [
+            ("pending", depth.pending),
+            ("dead_lettered", depth.dead_lettered),
+        ] {
+            states
+                .get_or_create(&StateLabels { state })
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        r.register(
+            "churnguard_outbox_alerts",
+            "Alerts in the outbox by state: pending (not yet through every sink) or dead_lettered (waiting for churnguard alerts redrive)",
+            states,
+        );
+    }
+    r.register(
+        "churnguard_alert_delivery_seconds",
+        "Time from raising an alert to a sink accepting it, retries included, by sink",
+        timings.delivered.clone(),
+    );
+    r.register(
+        "churnguard_alert_delivery_attempt_seconds",
+        "Time of one alert delivery attempt, whatever its outcome, by sink",
+        timings.attempts.clone(),
+    );
+    let mut out = String::with_capacity(1024);
+    prometheus_text::encode(&mut out, &r).expect("writing to a String cannot fail");
+    out
+}
+
 /// Registers plain counters read at render time: (name without `_total`, help, value).
 fn register_counters(r: &mut Registry, counters: &[(&'static str, &'static str, u64)]) {
     for &(name, help, v) in counters {
@@ -545,6 +588,51 @@ mod tests {
             .collect();
         assert_eq!(counts, ["1", "2", "3", "4", "5"], "{text}");
         assert_eq!(bucket("+Inf"), "5");
+    }
+
+    #[test]
+    fn the_outbox_series_hold_the_depth_and_the_delivery_latencies_by_sink() {
+        let timings = DeliveryTimings::default();
+        // Nothing delivered yet: only the depth prints.
+        let depth = OutboxDepth {
+            pending: 3,
+            dead_lettered: 1,
+        };
+        let text = render_outbox(Some(depth), &timings);
+        assert_eq!(
+            text.lines()
+                .filter(|l| !l.starts_with('#'))
+                .collect::<Vec<_>>(),
+            [
+                "churnguard_outbox_alerts{state=\"pending\"} 3",
+                "churnguard_outbox_alerts{state=\"dead_lettered\"} 1",
+            ]
+        );
+        assert!(
+            text.contains("# TYPE churnguard_outbox_alerts gauge"),
+            "{text}"
+        );
+        timings
+            .delivered
+            .get_or_create(&crate::alerts::dispatch::SinkLabels {
+                sink: "webhook".into(),
+            })
+            .observe(42.0);
+        let text = render_outbox(None, &timings);
+        assert!(!text.contains("churnguard_outbox_alerts"), "{text}");
+        for line in [
+            "# TYPE churnguard_alert_delivery_seconds histogram",
+            "churnguard_alert_delivery_seconds_bucket{sink=\"webhook\",le=\"30\"} 0",
+            "churnguard_alert_delivery_seconds_bucket{sink=\"webhook\",le=\"60\"} 1",
+            "churnguard_alert_delivery_seconds_count{sink=\"webhook\"} 1",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing `{line}` in\n{text}"
+            );
+        }
+        assert!(text.contains("churnguard_alert_delivery_seconds_sum{sink=\"webhook\"} 42"));
+        assert!(!text.contains("churnguard_alert_delivery_attempt_seconds_count"));
     }
 
     #[test]

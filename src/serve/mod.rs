@@ -106,6 +106,8 @@ pub struct ServeConfig {
     pub max_connections: usize,
     /// Early-warning rules evaluated beside every model served (`None`: the built-in ones).
     pub rules: Option<Vec<crate::scoring::Rule>>,
+    /// How failed alert deliveries are retried and when they are given up.
+    pub retry: RetryPolicy,
 }
 
 impl Default for ServeConfig {
@@ -130,6 +132,7 @@ impl Default for ServeConfig {
             header_timeout: Duration::from_secs(10),
             max_connections: 1000,
             rules: None,
+            retry: RetryPolicy::default(),
         }
     }
 }
@@ -318,10 +321,7 @@ pub async fn run(
         );
         None
     } else {
-        Some(
-            Dispatcher::new(state.outbox.clone(), sinks, RetryPolicy::default())?
-                .spawn(stop_rx.clone()),
-        )
+        Some(Dispatcher::new(state.outbox.clone(), sinks, config.retry)?.spawn(stop_rx.clone()))
     };
     let reloader = tokio::spawn(reload_loop(
         state.clone(),

@@ -711,9 +711,22 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             None
         }
     };
-    let text = state
-        .metrics
-        .render(served, state.outbox.counters().snapshot(), nightly.as_ref());
+    let mut text =
+        state
+            .metrics
+            .render(served, state.outbox.counters().snapshot(), nightly.as_ref());
+    // Two counts over an index, on a reader; a scrape never fails on them.
+    let depth = match state.outbox.depth() {
+        Ok(d) => Some(d),
+        Err(e) => {
+            tracing::warn!(error = %e.chain(), "metrics: reading the outbox depth failed");
+            None
+        }
+    };
+    text.push_str(&super::metrics::render_outbox(
+        depth,
+        &state.outbox.counters().timings,
+    ));
     (
         [(
             header::CONTENT_TYPE,

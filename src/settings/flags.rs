@@ -57,6 +57,20 @@ pub struct RulesFlags {
     pub rules: Option<PathBuf>,
 }
 
+/// How failed alert deliveries are retried (`score` and `serve`).
+#[derive(Args, Clone, Debug, Default)]
+pub struct RetryFlags {
+    /// Delay before the first retry of a failed alert delivery, doubling (with full jitter) after each failure [env: CHURNGUARD_ALERT_RETRY_INITIAL_MS] [default: 500].
+    #[arg(long)]
+    pub alert_retry_initial_ms: Option<u64>,
+    /// Longest delay between two attempts of an alert delivery [env: CHURNGUARD_ALERT_RETRY_MAX_SECONDS] [default: 300].
+    #[arg(long)]
+    pub alert_retry_max_seconds: Option<u64>,
+    /// Dead-letter an alert delivery still failing this long after its first attempt (a permanent 4xx dead-letters at once) [env: CHURNGUARD_ALERT_GIVE_UP_AFTER_SECONDS] [default: 86400].
+    #[arg(long)]
+    pub alert_give_up_after_seconds: Option<u64>,
+}
+
 /// The flags of `serve` (and of the service `demo` starts).
 #[derive(Args, Clone, Debug, Default)]
 pub struct ServeFlags {
@@ -79,6 +93,8 @@ pub struct ServeFlags {
     pub outbox: Option<PathBuf>,
     #[command(flatten)]
     pub rules: RulesFlags,
+    #[command(flatten)]
+    pub retry: RetryFlags,
 }
 
 /// `train`.
@@ -125,6 +141,8 @@ pub struct ScoreFlags {
     pub alert_webhook: Option<String>,
     #[command(flatten)]
     pub rules: RulesFlags,
+    #[command(flatten)]
+    pub retry: RetryFlags,
     /// Refuse the night when an activity table's data ends more than this many days before --as-of [env: CHURNGUARD_MAX_DATA_AGE_DAYS] [default: 3].
     #[arg(long)]
     pub max_data_age_days: Option<u32>,
@@ -244,6 +262,31 @@ pub struct InspectFlags {
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `alerts`: the outbox's subcommands.
+#[derive(Subcommand, Clone, Debug)]
+pub enum AlertsAction {
+    /// Move dead-lettered alerts back to pending, with a fresh give-up deadline; the
+    /// next `serve` or `score` (or the running service, within its poll) delivers them.
+    Redrive(RedriveFlags),
+}
+
+/// `alerts redrive`.
+#[derive(Args, Clone, Debug, Default)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["id", "all"])))]
+pub struct RedriveFlags {
+    #[command(flatten)]
+    pub models: ModelFlags,
+    /// The alert state and outbox database [env: CHURNGUARD_OUTBOX] [default: <models>/<name>/alerts.db].
+    #[arg(long)]
+    pub outbox: Option<PathBuf>,
+    /// The idempotency key of an alert to redrive (repeat for several).
+    #[arg(long = "id", value_name = "KEY")]
+    pub id: Vec<String>,
+    /// Redrive every dead-lettered alert.
+    #[arg(long)]
+    pub all: bool,
 }
 
 /// `models`: the registry's subcommands.

@@ -15,7 +15,7 @@ use std::time::Duration;
 mod flags;
 pub use flags::*;
 
-use crate::alerts::AlertPolicy;
+use crate::alerts::{AlertPolicy, RetryPolicy};
 use crate::batch::InputGuard;
 use crate::config::FileConfig;
 use crate::features::AttributeConfig;
@@ -144,6 +144,8 @@ pub struct ScoreSettings {
     pub guard: InputGuard,
     /// Write every feature's SHAP value (`shap_base`, `shap_<feature>`) to the score file.
     pub contributions: bool,
+    /// Alert delivery retries ([`Settings::retry`]).
+    pub retry: RetryPolicy,
 }
 
 /// What `features` runs with.
@@ -380,6 +382,44 @@ impl Settings {
         })
     }
 
+    /// How failed alert deliveries are retried: `--alert-retry-initial-ms`,
+    /// `--alert-retry-max-seconds`, `--alert-give-up-after-seconds`, their
+    /// `CHURNGUARD_ALERT_*` variables, `[alerts] retry_initial_ms`, `retry_max_seconds`,
+    /// `give_up_after_seconds`, else [`RetryPolicy::default`] (500 ms, 5 min, 24 h).
+    pub fn retry(&self, f: &RetryFlags) -> Result<RetryPolicy> {
+        let a = &self.file.alerts;
+        let d = RetryPolicy::default();
+        let env = |name| self.env.number::<u64>(name);
+        let policy = RetryPolicy {
+            base: f
+                .alert_retry_initial_ms
+                .or(env("CHURNGUARD_ALERT_RETRY_INITIAL_MS")?)
+                .or(a.retry_initial_ms)
+                .map_or(d.base, Duration::from_millis),
+            max: f
+                .alert_retry_max_seconds
+                .or(env("CHURNGUARD_ALERT_RETRY_MAX_SECONDS")?)
+                .or(a.retry_max_seconds)
+                .map_or(d.max, Duration::from_secs),
+            give_up_after: f
+                .alert_give_up_after_seconds
+                .or(env("CHURNGUARD_ALERT_GIVE_UP_AFTER_SECONDS")?)
+                .or(a.give_up_after_seconds)
+                .map_or(d.give_up_after, Duration::from_secs),
+            jitter: d.jitter,
+        };
+        policy.validate()?;
+        Ok(policy)
+    }
+
+    /// `alerts redrive`: the outbox it works on, and the keys (`None`: every
+    /// dead-lettered alert).
+    pub fn redrive(&self, f: &RedriveFlags) -> (PathBuf, Option<Vec<String>>) {
+        let model = self.model(&f.models);
+        let keys = (!f.all).then(|| f.id.clone());
+        (self.outbox(f.outbox.as_deref(), &model), keys)
+    }
+
     /// The early-warning rules: the flag, the environment, else `[alerts] rules`; `None`
     /// keeps the built-in ones.
     pub fn rules(&self, f: &RulesFlags) -> Result<Option<Vec<Rule>>> {
@@ -444,6 +484,7 @@ impl Settings {
             rules: self.rules(&f.rules)?,
             guard: self.guard(f)?,
             contributions: f.contributions || self.env.switch("CHURNGUARD_CONTRIBUTIONS"),
+            retry: self.retry(&f.retry)?,
             model,
         })
     }
@@ -576,6 +617,7 @@ impl Settings {
                 None => d.max_connections,
             },
             rules: self.rules(&f.rules)?,
+            retry: self.retry(&f.retry)?,
             ..d
         })
     }
@@ -888,6 +930,72 @@ outbox = "file.db"
             .unwrap_err()
             .to_string();
         assert!(e.contains("min_population_ratio 2"), "{e}");
+    }
+
+    #[test]
+    fn alert_retries_layer_like_every_other_setting() {
+        let none = RetryFlags::default();
+        assert_eq!(
+            settings("", &[]).retry(&none).unwrap(),
+            RetryPolicy::default()
+        );
+        let file = "[alerts]\nretry_initial_ms = 100\nretry_max_seconds = 60\ngive_up_after_seconds = 3600\n";
+        let r = settings(file, &[]).retry(&none).unwrap();
+        assert_eq!(
+            (r.base, r.max, r.give_up_after),
+            (
+                Duration::from_millis(100),
+                Duration::from_secs(60),
+                Duration::from_secs(3600)
+            )
+        );
+        let env = [
+            ("CHURNGUARD_ALERT_RETRY_INITIAL_MS", "50"),
+            ("CHURNGUARD_ALERT_RETRY_MAX_SECONDS", "30"),
+            ("CHURNGUARD_ALERT_GIVE_UP_AFTER_SECONDS", "600"),
+        ];
+        let s = settings(file, &env);
+        let r = s.retry(&none).unwrap();
+        assert_eq!(
+            (r.base, r.max, r.give_up_after),
+            (
+                Duration::from_millis(50),
+                Duration::from_secs(30),
+                Duration::from_secs(600)
+            )
+        );
+        let flags = RetryFlags {
+            alert_retry_initial_ms: Some(20),
+            alert_retry_max_seconds: Some(1),
+            alert_give_up_after_seconds: Some(5),
+        };
+        let r = s.retry(&flags).unwrap();
+        assert_eq!(
+            (r.base, r.max, r.give_up_after),
+            (
+                Duration::from_millis(20),
+                Duration::from_secs(1),
+                Duration::from_secs(5)
+            )
+        );
+        // Both commands that deliver use it.
+        let serve = ServeFlags {
+            retry: flags.clone(),
+            ..ServeFlags::default()
+        };
+        assert_eq!(s.serve(&serve).unwrap().retry, r);
+        let score = ScoreFlags {
+            as_of: "2024-12-01".into(),
+            out: "scores.parquet".into(),
+            retry: flags,
+            ..ScoreFlags::default()
+        };
+        assert_eq!(s.score(&score).unwrap().retry, r);
+        let e = settings("", &[("CHURNGUARD_ALERT_RETRY_INITIAL_MS", "0")])
+            .retry(&none)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("at least 1 ms"), "{e}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! End-to-end tests: one binary so polars links once.
 
+mod alert_delivery;
 mod cli;
 mod common;
 mod features_golden;

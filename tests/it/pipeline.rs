@@ -153,6 +153,7 @@ fn options(name: &str, as_of: &str) -> BatchOptions {
         webhook: None,
         guard: InputGuard::default(),
         contributions: false,
+        retry: churnguard::alerts::RetryPolicy::default(),
     }
 }
 

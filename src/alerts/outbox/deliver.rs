@@ -16,13 +16,21 @@ const MARK: &str = "INSERT INTO deliveries \
      attempts = deliveries.attempts + 1, next_attempt_ms = excluded.next_attempt_ms, \
      last_error = excluded.last_error, updated_at = excluded.updated_at \
      WHERE deliveries.status = 'pending'";
+/// A failed attempt at `?4` (epoch ms): dead once the give-up deadline (`?6` ms after
+/// the delivery's first attempt) has passed, else retried at `?5`, never later than the
+/// deadline itself (so the last attempt is made at it).
 const MARK_FAILED: &str = "INSERT INTO deliveries \
-     (idempotency_key, sink, status, attempts, next_attempt_ms, last_error, updated_at) \
-     SELECT idempotency_key, ?2, CASE WHEN ?5 <= 1 THEN 'dead' ELSE 'pending' END, 1, ?4, ?3, ?6 \
+     (idempotency_key, sink, status, attempts, next_attempt_ms, last_error, updated_at, \
+      first_attempt_ms) \
+     SELECT idempotency_key, ?2, CASE WHEN ?6 <= 0 THEN 'dead' ELSE 'pending' END, 1, \
+     min(?5, ?4 + ?6), ?3, ?7, ?4 \
      FROM alerts WHERE idempotency_key = ?1 \
      ON CONFLICT (idempotency_key, sink) DO UPDATE SET \
-     status = CASE WHEN deliveries.attempts + 1 >= ?5 THEN 'dead' ELSE 'pending' END, \
-     attempts = deliveries.attempts + 1, next_attempt_ms = excluded.next_attempt_ms, \
+     status = CASE WHEN ?4 >= coalesce(deliveries.first_attempt_ms, ?4) + ?6 \
+     THEN 'dead' ELSE 'pending' END, \
+     attempts = deliveries.attempts + 1, \
+     next_attempt_ms = min(?5, coalesce(deliveries.first_attempt_ms, ?4) + ?6), \
+     first_attempt_ms = coalesce(deliveries.first_attempt_ms, ?4), \
      last_error = excluded.last_error, updated_at = excluded.updated_at \
      WHERE deliveries.status = 'pending'";
 const CLOSE_IF_DONE: &str = "UPDATE alerts SET updated_at = ?2, status = CASE WHEN EXISTS \
@@ -38,7 +46,8 @@ pub enum DeliveryStatus {
     Pending,
     /// Accepted by the sink.
     Delivered,
-    /// Given up: a permanent error or too many attempts. Needs a human.
+    /// Given up: a permanent error, or still failing past the give-up deadline.
+    /// Needs a human (`churnguard alerts redrive`).
     Dead,
 }
 
@@ -93,6 +102,28 @@ pub struct DeliveryRecord {
     pub last_error: Option<String>,
     /// When the next attempt is due (epoch milliseconds), while pending.
     pub next_attempt_ms: i64,
+    /// When the first attempt was made (epoch milliseconds): the give-up deadline runs
+    /// from here. `None` before the first attempt (and for a row of a layout-1 file
+    /// not attempted since the upgrade).
+    pub first_attempt_ms: Option<i64>,
+}
+
+/// Alerts waiting on a sink, read cheaply for `/metrics`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OutboxDepth {
+    /// Alerts not yet through every sink.
+    pub pending: u64,
+    /// Alerts a sink gave up on, waiting for `churnguard alerts redrive`.
+    pub dead_lettered: u64,
+}
+
+/// What [`Outbox::redrive`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Redriven {
+    /// Dead-lettered alerts moved back to pending.
+    pub redriven: usize,
+    /// Keys asked for that were not dead-lettered (pending or delivered): left alone.
+    pub not_dead: Vec<String>,
 }
 
 /// Alerts by overall status: `pending` until every sink has accepted or given up on it;
@@ -198,11 +229,18 @@ impl Outbox {
             match serde_json::from_str::<Alert>(&payload) {
                 Ok(alert) => {
                     tx.prepare_cached(
-                        "UPDATE deliveries SET next_attempt_ms = ?3, updated_at = ?4 \
+                        "UPDATE deliveries SET next_attempt_ms = ?3, updated_at = ?4, \
+                         first_attempt_ms = coalesce(first_attempt_ms, ?5) \
                          WHERE idempotency_key = ?1 AND sink = ?2",
                     )
                     .ctx("preparing")?
-                    .execute(params![key, sink, now_ms.saturating_add(lease_ms), now])
+                    .execute(params![
+                        key,
+                        sink,
+                        now_ms.saturating_add(lease_ms),
+                        now,
+                        now_ms
+                    ])
                     .ctx("claiming a delivery")?;
                     due.push(Due {
                         alert,
@@ -262,16 +300,18 @@ impl Outbox {
         tx.commit().ctx("committing a delivery update")
     }
 
-    /// Records a failed attempt of `sink` on the alert `key`: retried at `next_attempt_ms`
-    /// (epoch milliseconds), or dead-lettered if this was attempt `max_attempts`.
+    /// Records a failed attempt of `sink` on the alert `key`, made at `now_ms` (epoch
+    /// milliseconds): retried at `next_attempt_ms` (but no later than the deadline), or
+    /// dead-lettered when `give_up_ms` have passed since the delivery's first attempt.
     /// Returns the delivery's status afterwards.
     pub fn mark_failed(
         &self,
         key: &str,
         sink: &str,
         error: &str,
+        now_ms: i64,
         next_attempt_ms: i64,
-        max_attempts: u32,
+        give_up_ms: i64,
     ) -> Result<DeliveryStatus> {
         let now = now_secs();
         let mut db = self.lock();
@@ -286,8 +326,9 @@ impl Outbox {
                 key,
                 sink,
                 error,
+                now_ms,
                 next_attempt_ms,
-                max_attempts,
+                give_up_ms,
                 now
             ])
             .ctx("recording a failed delivery")?;
@@ -304,13 +345,113 @@ impl Outbox {
         Ok(status)
     }
 
+    /// Moves dead-lettered alerts back to pending, with every dead delivery due at once
+    /// and a fresh give-up deadline (its attempts count on): the given keys, or every
+    /// dead-lettered alert when `keys` is `None`. One transaction; a key that names no
+    /// alert fails the whole call and changes nothing. The next dispatcher pass (a
+    /// running service's, or the next `serve` / `score`) delivers them.
+    pub fn redrive(&self, keys: Option<&[String]>) -> Result<Redriven> {
+        let now = now_secs();
+        let mut db = self.lock();
+        let tx = db
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .ctx("starting a redrive")?;
+        let keys: Vec<String> = match keys {
+            Some(keys) => {
+                let mut unknown = Vec::new();
+                for key in keys {
+                    let exists: bool = tx
+                        .query_row(
+                            "SELECT EXISTS (SELECT 1 FROM alerts WHERE idempotency_key = ?1)",
+                            [key],
+                            |r| r.get(0),
+                        )
+                        .ctx("looking up an alert")?;
+                    if !exists {
+                        unknown.push(format!("`{key}`"));
+                    }
+                }
+                if !unknown.is_empty() {
+                    return Err(Error::Outbox(format!(
+                        "no alert with idempotency key {} in {}: nothing redriven",
+                        unknown.join(", "),
+                        self.path().display()
+                    )));
+                }
+                keys.to_vec()
+            }
+            None => {
+                let mut stmt = tx
+                    .prepare(
+                        "SELECT idempotency_key FROM alerts WHERE status = 'dead' ORDER BY seq",
+                    )
+                    .ctx("preparing")?;
+                let rows = stmt
+                    .query_map([], |r| r.get(0))
+                    .ctx("listing dead-lettered alerts")?;
+                rows.collect::<rusqlite::Result<_>>()
+                    .ctx("listing dead-lettered alerts")?
+            }
+        };
+        let mut out = Redriven::default();
+        for key in keys {
+            let changed = tx
+                .prepare_cached(
+                    "UPDATE alerts SET status = 'pending', updated_at = ?2 \
+                     WHERE idempotency_key = ?1 AND status = 'dead'",
+                )
+                .ctx("preparing")?
+                .execute(params![key, now])
+                .ctx("redriving an alert")?;
+            if changed == 0 {
+                out.not_dead.push(key);
+                continue;
+            }
+            tx.prepare_cached(
+                "UPDATE deliveries SET status = 'pending', next_attempt_ms = 0, \
+                 first_attempt_ms = NULL, updated_at = ?2 \
+                 WHERE idempotency_key = ?1 AND status = 'dead'",
+            )
+            .ctx("preparing")?
+            .execute(params![key, now])
+            .ctx("redriving a delivery")?;
+            out.redriven += 1;
+        }
+        tx.commit().ctx("committing a redrive")?;
+        drop(db);
+        if out.redriven > 0 {
+            self.inner.notify.notify_one();
+        }
+        Ok(out)
+    }
+
+    /// Alerts pending and dead-lettered: two counts over the status index, on a reader
+    /// (never waits for the writer), for `/metrics` at each scrape.
+    pub fn depth(&self) -> Result<OutboxDepth> {
+        let conn = self.reader();
+        let (pending, dead): (i64, i64) = conn
+            .prepare_cached(
+                "SELECT (SELECT count(*) FROM alerts WHERE status = 'pending'), \
+                 (SELECT count(*) FROM alerts WHERE status = 'dead')",
+            )
+            .ctx("preparing")?
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .ctx("counting pending alerts")?;
+        Ok(OutboxDepth {
+            pending: u64::try_from(pending).unwrap_or(0),
+            dead_lettered: u64::try_from(dead).unwrap_or(0),
+        })
+    }
+
     /// The deliveries of one alert, by sink name.
     pub fn deliveries(&self, key: &str) -> Result<Vec<DeliveryRecord>> {
         let db = self.lock();
         let mut stmt = db
             .conn
             .prepare_cached(
-                "SELECT sink, status, attempts, last_error, next_attempt_ms FROM deliveries \
+                "SELECT sink, status, attempts, last_error, next_attempt_ms, first_attempt_ms \
+                 FROM deliveries \
                  WHERE idempotency_key = ?1 ORDER BY sink",
             )
             .ctx("preparing")?;
@@ -322,6 +463,7 @@ impl Outbox {
                     attempts: r.get(2)?,
                     last_error: r.get(3)?,
                     next_attempt_ms: r.get(4)?,
+                    first_attempt_ms: r.get(5)?,
                 })
             })
             .ctx("listing deliveries")?;
@@ -421,7 +563,7 @@ mod tests {
     use crate::scoring::Tier;
 
     #[test]
-    fn a_failed_delivery_is_retried_then_dead_lettered_after_max_attempts() {
+    fn a_failed_delivery_is_retried_until_its_deadline_then_dead_lettered() {
         let (_dir, outbox) = fresh();
         let alert = Alert::new(model(), "c1", 0.9, Tier::High, None, 0, "batch");
         outbox.insert(&alert).unwrap();
@@ -434,8 +576,12 @@ mod tests {
             .claim_due(&["hook"], 1_001, 10, 5_000)
             .unwrap()
             .is_empty());
+        // Give up 10 s after the first attempt (made at 1 000).
+        let give_up = 10_000;
         assert_eq!(
-            outbox.mark_failed(key, "hook", "503", 2_000, 3).unwrap(),
+            outbox
+                .mark_failed(key, "hook", "503", 1_100, 2_000, give_up)
+                .unwrap(),
             DeliveryStatus::Pending
         );
         assert!(outbox
@@ -446,13 +592,30 @@ mod tests {
             outbox.claim_due(&["hook"], 2_000, 10, 5_000).unwrap()[0].attempts,
             1
         );
-        assert_eq!(
-            outbox.mark_failed(key, "hook", "503", 3_000, 3).unwrap(),
-            DeliveryStatus::Pending
-        );
+        // A retry asked for past the deadline is made at the deadline instead.
         assert_eq!(
             outbox
-                .mark_failed(key, "hook", "still 503", 4_000, 3)
+                .mark_failed(key, "hook", "503", 2_100, 60_000, give_up)
+                .unwrap(),
+            DeliveryStatus::Pending
+        );
+        let d = &outbox.deliveries(key).unwrap()[0];
+        assert_eq!(
+            (d.next_attempt_ms, d.first_attempt_ms),
+            (11_000, Some(1_000))
+        );
+        // Many more failures before the deadline: still pending, however many.
+        for i in 0..20 {
+            assert_eq!(
+                outbox
+                    .mark_failed(key, "hook", "503", 3_000 + i, 3_100 + i, give_up)
+                    .unwrap(),
+                DeliveryStatus::Pending
+            );
+        }
+        assert_eq!(
+            outbox
+                .mark_failed(key, "hook", "still 503", 11_000, 12_000, give_up)
                 .unwrap(),
             DeliveryStatus::Dead
         );
@@ -461,15 +624,66 @@ mod tests {
             .unwrap()
             .is_empty());
         let d = &outbox.deliveries(key).unwrap()[0];
-        assert_eq!((d.status, d.attempts), (DeliveryStatus::Dead, 3));
+        assert_eq!((d.status, d.attempts), (DeliveryStatus::Dead, 23));
         assert_eq!(d.last_error.as_deref(), Some("still 503"));
         assert_eq!(outbox.counts().unwrap().dead, 1);
+        assert_eq!(
+            outbox.depth().unwrap(),
+            OutboxDepth {
+                pending: 0,
+                dead_lettered: 1
+            }
+        );
         // A late success never reopens a finished delivery.
         outbox.mark_delivered(key, "hook").unwrap();
         assert_eq!(
             outbox.deliveries(key).unwrap()[0].status,
             DeliveryStatus::Dead
         );
+    }
+
+    #[test]
+    fn a_redrive_makes_dead_letters_due_at_once_with_a_fresh_deadline() {
+        let (_dir, outbox) = fresh();
+        let dead = Alert::new(model(), "c1", 0.9, Tier::High, None, 0, "batch");
+        let fine = Alert::new(model(), "c2", 0.9, Tier::High, None, 0, "batch");
+        outbox.insert(&dead).unwrap();
+        outbox.insert(&fine).unwrap();
+        let (k1, k2) = (&dead.idempotency_key, &fine.idempotency_key);
+        assert_eq!(
+            outbox.claim_due(&["hook"], 1_000, 10, 5_000).unwrap().len(),
+            2
+        );
+        outbox.mark_dead(k1, "hook", "400").unwrap();
+        outbox.mark_delivered(k2, "hook").unwrap();
+        // An unknown key refuses the whole call, naming the key.
+        let err = outbox
+            .redrive(Some(&[k1.clone(), "nope".into()]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`nope`"), "{err}");
+        assert_eq!(outbox.counts().unwrap().dead, 1, "nothing changed");
+        // A delivered key is reported, not reopened.
+        let r = outbox.redrive(Some(&[k1.clone(), k2.clone()])).unwrap();
+        assert_eq!((r.redriven, r.not_dead), (1, vec![k2.clone()]));
+        let counts = outbox.counts().unwrap();
+        assert_eq!((counts.pending, counts.delivered, counts.dead), (1, 1, 0));
+        let d = &outbox.deliveries(k1).unwrap()[0];
+        assert_eq!(
+            (d.status, d.attempts, d.next_attempt_ms, d.first_attempt_ms),
+            (DeliveryStatus::Pending, 1, 0, None)
+        );
+        let due = outbox.claim_due(&["hook"], 50_000, 10, 5_000).unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].alert.idempotency_key, *k1);
+        // The deadline now runs from the attempt after the redrive.
+        assert_eq!(
+            outbox.deliveries(k1).unwrap()[0].first_attempt_ms,
+            Some(50_000)
+        );
+        // --all with nothing dead redrives nothing.
+        outbox.mark_delivered(k1, "hook").unwrap();
+        assert_eq!(outbox.redrive(None).unwrap(), Redriven::default());
     }
 
     #[test]
@@ -497,6 +711,6 @@ mod tests {
     fn marking_an_unknown_key_is_an_error() {
         let (_dir, outbox) = fresh();
         assert!(outbox.mark_delivered("nope", "a").is_err());
-        assert!(outbox.mark_failed("nope", "a", "x", 0, 8).is_err());
+        assert!(outbox.mark_failed("nope", "a", "x", 0, 10, 1_000).is_err());
     }
 }

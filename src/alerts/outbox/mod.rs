@@ -34,7 +34,7 @@ mod schema;
 #[cfg(test)]
 mod test_support;
 
-pub use deliver::{DeliveryRecord, DeliveryStatus, Due, OutboxCounts};
+pub use deliver::{DeliveryRecord, DeliveryStatus, Due, OutboxCounts, OutboxDepth, Redriven};
 pub use nights::{Night, NightFiles, NightlyHealth, Refusals};
 pub use record::{Observation, RecordSummary, Transition};
 

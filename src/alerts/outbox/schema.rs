@@ -10,8 +10,10 @@ use super::{Ctx, BUSY_TIMEOUT};
 use crate::scoring::Tier;
 use crate::{Error, Result};
 
-/// Version of the file layout, in SQLite's `user_version`.
-const SCHEMA_VERSION: i64 = 1;
+/// Version of the file layout, in SQLite's `user_version`. Layout 2 added
+/// `deliveries.first_attempt_ms` (the start of a delivery's give-up deadline); a layout-1
+/// file is migrated in place when opened ([`migrate`]).
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS customer_state (
@@ -45,6 +47,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
     next_attempt_ms INTEGER NOT NULL,
     last_error      TEXT,
     updated_at      INTEGER NOT NULL,
+    first_attempt_ms INTEGER,
     PRIMARY KEY (idempotency_key, sink)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (status, next_attempt_ms);
@@ -82,6 +85,7 @@ pub(super) fn open_writer(path: &Path, shown: &str) -> Result<Connection> {
         .ctx(shown)?;
     tx.execute_batch(SCHEMA)
         .ctx(&format!("{shown}: creating tables"))?;
+    migrate(&tx, shown)?;
     // Added within layout 1: a file written before it gains the table here.
     tx.execute_batch(super::nights::SCHEMA)
         .ctx(&format!("{shown}: creating the nights table"))?;
@@ -89,6 +93,27 @@ pub(super) fn open_writer(path: &Path, shown: &str) -> Result<Connection> {
         .ctx(shown)?;
     tx.commit().ctx(shown)?;
     Ok(conn)
+}
+
+/// Brings an older layout's tables up to this one (the tables exist by now).
+/// Layout 1 -> 2: `deliveries` gains `first_attempt_ms`, NULL for rows written before: their
+/// give-up deadline starts at their next attempt (their earlier attempts carry no time).
+fn migrate(tx: &rusqlite::Transaction<'_>, shown: &str) -> Result<()> {
+    let has_first_attempt: bool = tx
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM pragma_table_info('deliveries') \
+             WHERE name = 'first_attempt_ms')",
+            [],
+            |r| r.get(0),
+        )
+        .ctx(&format!("{shown}: reading the deliveries table"))?;
+    if !has_first_attempt {
+        tx.execute_batch("ALTER TABLE deliveries ADD COLUMN first_attempt_ms INTEGER")
+            .ctx(&format!(
+                "{shown}: migrating the deliveries table to layout 2"
+            ))?;
+    }
+    Ok(())
 }
 
 /// A read-only connection beside the writer (WAL readers never wait for it).
@@ -153,6 +178,75 @@ mod tests {
             }
             other => panic!("expected an SQLite outbox error, got {other:?}"),
         }
+    }
+
+    /// The layout-1 `deliveries` table, as churnguard wrote it before layout 2.
+    const LAYOUT_1_DELIVERIES: &str = "
+        CREATE TABLE deliveries (
+            idempotency_key TEXT NOT NULL REFERENCES alerts (idempotency_key),
+            sink            TEXT NOT NULL,
+            status          TEXT NOT NULL DEFAULT 'pending'
+                            CHECK (status IN ('pending', 'delivered', 'dead')),
+            attempts        INTEGER NOT NULL DEFAULT 0,
+            next_attempt_ms INTEGER NOT NULL,
+            last_error      TEXT,
+            updated_at      INTEGER NOT NULL,
+            PRIMARY KEY (idempotency_key, sink)
+        ) WITHOUT ROWID;";
+
+    #[test]
+    fn a_layout_1_file_is_migrated_and_its_pending_deliveries_get_a_fresh_deadline() {
+        use super::super::test_support::{build, night, obs};
+        use crate::alerts::{AlertPolicy, DeliveryStatus};
+        use crate::scoring::Tier;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.db");
+        {
+            // A layout-1 file holding one alert with a failed attempt.
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(LAYOUT_1_DELIVERIES).unwrap();
+            conn.execute_batch(SCHEMA).unwrap(); // `deliveries` exists: left as it is
+            conn.pragma_update(None, "user_version", 1).unwrap();
+        }
+        let key = {
+            let outbox = Outbox::open(&path).unwrap();
+            let alert = outbox
+                .record(
+                    &AlertPolicy::default(),
+                    obs("c1", Tier::High, night("2024-03-01")),
+                    build,
+                )
+                .unwrap()
+                .unwrap();
+            alert.idempotency_key
+        };
+        let conn = Connection::open(&path).unwrap();
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        // A row written before the migration (no first attempt time).
+        conn.execute(
+            "INSERT INTO deliveries (idempotency_key, sink, status, attempts, next_attempt_ms, updated_at) \
+             VALUES (?1, 'hook', 'pending', 5, 0, 0)",
+            [&key],
+        )
+        .unwrap();
+        drop(conn);
+        let outbox = Outbox::open(&path).unwrap();
+        let due = outbox.claim_due(&["hook"], 10_000, 10, 1_000).unwrap();
+        assert_eq!((due.len(), due[0].attempts), (1, 5));
+        // The deadline runs from this first attempt after the upgrade: not dead yet.
+        assert_eq!(
+            outbox
+                .mark_failed(&key, "hook", "503", 10_100, 20_000, 1_000)
+                .unwrap(),
+            DeliveryStatus::Pending
+        );
+        assert_eq!(
+            outbox.deliveries(&key).unwrap()[0].first_attempt_ms,
+            Some(10_000)
+        );
     }
 
     #[test]

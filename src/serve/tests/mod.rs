@@ -158,6 +158,7 @@ impl Env {
             header_timeout: Duration::from_secs(10),
             max_connections: 1000,
             rules: None,
+            retry: crate::alerts::RetryPolicy::default(),
         }
     }
 
