@@ -52,16 +52,12 @@ pub struct BatchOptions {
     /// How failed alert deliveries are retried (a delivery still due later stays pending
     /// for the next run or the service).
     pub retry: crate::alerts::RetryPolicy,
+    /// Where to write the nightly Prometheus series for node_exporter's textfile
+    /// collector (`--metrics-textfile`), after the run whatever its outcome.
+    pub metrics_textfile: Option<PathBuf>,
 }
 
-/// The path of the run summary written beside a score file.
-pub fn summary_path(out: &Path) -> PathBuf {
-    let name = out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    out.with_file_name(format!("{name}.summary.json"))
-}
+pub use crate::scores::summary_path;
 
 /// What a nightly run did: `<out>.summary.json`. Every number is a JSON number (an
 /// undefined one, NaN or infinite, is `null`, never text), every entry of a list an
@@ -143,7 +139,60 @@ fn psi_level(p: f64) -> &'static str {
 /// score file and its summary atomically, then records tiers, alerts and the night in
 /// the outbox. Input that fails a [`guard`] check is refused with [`Error::Refused`]
 /// (unless `opts.guard.allow_stale`) before anything but the refused night is written.
+///
+/// With [`BatchOptions::metrics_textfile`], the night's series are written there after
+/// the run, whatever its outcome ([`write_metrics_textfile`]).
 pub fn run(
+    base: &CustomerBase,
+    scorer: &Scorer,
+    opts: &BatchOptions,
+    stage: &dyn Fn(&str),
+) -> Result<BatchSummary> {
+    let result = run_night(base, scorer, opts, stage);
+    let Some(textfile) = &opts.metrics_textfile else {
+        return result;
+    };
+    let written = write_metrics_textfile(textfile, opts, result.as_ref().ok());
+    match (result, written) {
+        (Ok(summary), Ok(())) => Ok(summary),
+        (Ok(_), Err(e)) => Err(e),
+        (Err(e), written) => {
+            if let Err(w) = written {
+                tracing::error!(path = %textfile.display(), error = %w.chain(),
+                    "could not write the metrics textfile");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Writes the nightly series ([`crate::nightly_metrics::render`]) to `path`, the same
+/// lines `serve --scores <out> --outbox <outbox>` shows on `/metrics`: what the outbox
+/// records of the nights (a refusal included) and the run summary, `summary` when the
+/// run succeeded, else the one beside `--out` from an earlier night, if any. Written
+/// even when only part is known; nothing is written when neither can be read.
+pub fn write_metrics_textfile(
+    path: &Path,
+    opts: &BatchOptions,
+    summary: Option<&BatchSummary>,
+) -> Result<()> {
+    use crate::nightly_metrics::{self, SummaryMetrics};
+    let health = Outbox::open(&opts.outbox).and_then(|o| o.nightly_health());
+    let summary = match summary {
+        // Through the summary's JSON, as the service reads it.
+        Some(s) => serde_json::to_vec(s)
+            .map_err(|e| Error::Data(e.to_string()))
+            .and_then(|b| SummaryMetrics::from_json(&b).map_err(|e| Error::Data(e.to_string()))),
+        None => SummaryMetrics::read(&summary_path(&opts.out)),
+    };
+    if health.is_err() && summary.is_err() {
+        return health.map(|_| ());
+    }
+    let text = nightly_metrics::render(health.as_ref().ok(), summary.as_ref().ok());
+    nightly_metrics::write_textfile(path, &text)
+}
+
+fn run_night(
     base: &CustomerBase,
     scorer: &Scorer,
     opts: &BatchOptions,

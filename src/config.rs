@@ -35,6 +35,8 @@ use std::path::Path;
 /// retry_initial_ms = 500
 /// retry_max_seconds = 300
 /// give_up_after_seconds = 86400
+/// [score]
+/// metrics_textfile = "/var/lib/node_exporter/textfile/churnguard.prom"
 /// ```
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -52,6 +54,17 @@ pub struct FileConfig {
     pub serve: ServeSection,
     #[serde(default)]
     pub alerts: AlertsSection,
+    #[serde(default)]
+    pub score: ScoreSection,
+}
+
+/// `[score]`: the nightly run's own options (its guards and alerts are under `[alerts]`).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ScoreSection {
+    /// `score` writes the nightly Prometheus series here, for node_exporter's textfile
+    /// collector.
+    pub metrics_textfile: Option<String>,
 }
 
 /// `[labels]`.

@@ -12,6 +12,7 @@ const LAYERS: &[&[&str]] = &[
     &["demo", "export"],
     &["settings"],
     &["batch", "serve", "train", "backtest", "retention"],
+    &["nightly_metrics"],
     &["alerts", "scores", "report"],
     &["scoring"],
     &["model", "labels", "registry"],

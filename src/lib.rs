@@ -11,6 +11,7 @@
 //!   -> demo | export                                    command orchestration
 //!   -> settings                                         defaults < file < env < flags
 //!   -> batch | serve | train | backtest | retention     the jobs
+//!   -> nightly_metrics                                  the nightly series, /metrics and textfile
 //!   -> alerts | scores | report                         what the jobs share
 //!   -> scoring                                          probability, tier, reasons, rules
 //!   -> model | labels | registry
@@ -45,6 +46,8 @@
 //! - [`batch`]: nightly scoring of every active customer, drift, alerts.
 //! - [`backtest`]: realised performance of an earlier run once its outcomes are known.
 //! - [`alerts`]: alert policy, cooldown, the SQLite outbox and the sinks.
+//! - [`nightly_metrics`]: the nightly run's Prometheus series, one renderer for the
+//!   service's `/metrics` and `score --metrics-textfile`.
 //! - [`serve`]: the HTTP service (`app(state) -> Router`).
 //! - [`report`]: self-contained HTML reports with inline SVG charts.
 //! - [`retention`]: retention KPIs, revenue at risk, how well the early-warning rules did.
@@ -79,6 +82,7 @@ pub mod logging;
 pub mod manifest;
 pub mod metrics;
 pub mod model;
+pub mod nightly_metrics;
 pub mod registry;
 pub mod report;
 pub mod retention;

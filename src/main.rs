@@ -241,7 +241,7 @@ fn models(s: &Settings, action: ModelsAction) -> Result<()> {
     match action {
         ModelsAction::List(m) => {
             let (reg, name) = open(&m);
-            let versions = reg.versions(&name)?;
+            let versions = reg.versions_each(&name)?;
             if versions.is_empty() {
                 println!("no versions of `{name}` in {}", reg.root().display());
             }
@@ -249,7 +249,17 @@ fn models(s: &Settings, action: ModelsAction) -> Result<()> {
                 "{:<6} {:<22} {:<10} {:>8} {:>8}  aliases",
                 "version", "created", "algorithm", "ROC AUC", "PR AUC"
             );
-            for v in versions {
+            let mut unreadable = 0;
+            for (version, info) in versions {
+                // A version whose manifest cannot be read is reported, and the list goes on.
+                let v = match info {
+                    Ok(v) => v,
+                    Err(e) => {
+                        unreadable += 1;
+                        println!("v{version:<5} UNREADABLE: {}", e.chain());
+                        continue;
+                    }
+                };
                 let m = &v.manifest;
                 println!(
                     "v{:<5} {:<22} {:<10} {:>8.4} {:>8.4}  {}",
@@ -263,6 +273,11 @@ fn models(s: &Settings, action: ModelsAction) -> Result<()> {
                     m.metrics.validation_roc_auc.unwrap_or(f64::NAN),
                     m.metrics.validation_pr_auc.unwrap_or(f64::NAN),
                     v.aliases.join(", ")
+                );
+            }
+            if unreadable > 0 {
+                eprintln!(
+                    "warning: {unreadable} version(s) with an unreadable manifest (see `models verify`)"
                 );
             }
         }
@@ -309,10 +324,12 @@ fn models(s: &Settings, action: ModelsAction) -> Result<()> {
             let (reg, name) = open(&m);
             let versions: Vec<u32> = match version {
                 Some(v) => vec![reg.resolve(&name, &v.parse()?)?],
+                // Every version on disk, its manifest readable or not: each is verified
+                // (and a broken one reported) in turn.
                 None => reg
-                    .versions(&name)?
+                    .versions_each(&name)?
                     .into_iter()
-                    .map(|i| i.version)
+                    .map(|(v, _)| v)
                     .collect(),
             };
             let mut bad = 0;
@@ -390,6 +407,7 @@ fn score(s: ScoreSettings) -> Result<()> {
         guard: s.guard,
         contributions: s.contributions,
         retry: s.retry,
+        metrics_textfile: s.metrics_textfile,
     };
     let pb = spinner();
     let r = batch::run(&base, &scorer, &opts, &stage_fn(&pb))?;

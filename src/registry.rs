@@ -442,25 +442,38 @@ impl Registry {
     /// Every version of `name`, ascending. Errors if the name has no directory or a
     /// manifest cannot be read.
     pub fn versions(&self, name: &str) -> Result<Vec<VersionInfo>> {
+        self.versions_each(name)?
+            .into_iter()
+            .map(|(_, info)| info)
+            .collect()
+    }
+
+    /// Every version of `name`, ascending, each with its listing or the error reading its
+    /// manifest, so that `models list` and `models verify` report every broken version
+    /// and go on past it. Errors only if the name has no directory or its aliases cannot
+    /// be read.
+    pub fn versions_each(&self, name: &str) -> Result<Vec<(u32, Result<VersionInfo>)>> {
         validate_name(name)?;
         let name_dir = self.root.join(name);
         if !name_dir.is_dir() {
             return Err(self.no_model(name));
         }
         let aliases = self.read_aliases(name)?;
-        self.version_numbers(name)?
+        Ok(self
+            .version_numbers(name)?
             .into_iter()
             .map(|version| {
-                let manifest = self.read_manifest(name, version)?;
-                let created_at = manifest.created_at.clone();
-                Ok(VersionInfo {
-                    version,
-                    created_at,
-                    aliases: aliases.of_version(version),
-                    manifest,
-                })
+                let info = self
+                    .read_manifest(name, version)
+                    .map(|manifest| VersionInfo {
+                        version,
+                        created_at: manifest.created_at.clone(),
+                        aliases: aliases.of_version(version),
+                        manifest,
+                    });
+                (version, info)
             })
-            .collect()
+            .collect())
     }
 
     /// The model names with at least one version, sorted. Empty if the root does not exist.

@@ -20,7 +20,7 @@
 //! (written before early warnings existed).
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -71,6 +71,16 @@ mod col {
     pub const WARNINGS: usize = SEGMENT + 1;
     pub const MODEL_NAME: usize = WARNINGS + 1;
     pub const MODEL_VERSION: usize = MODEL_NAME + 1;
+}
+
+/// The path of the run summary a nightly run writes beside its score file
+/// (`<out>.summary.json`), which the service reads for `/metrics`.
+pub fn summary_path(out: &Path) -> PathBuf {
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    out.with_file_name(format!("{name}.summary.json"))
 }
 
 /// One scored customer of a nightly run, as the score file holds it and as

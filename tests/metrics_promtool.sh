@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Checks the service's `/metrics` with Prometheus' own linter (`promtool check metrics`):
-# a small generated base, one trained model, `churnguard serve` on a free loopback port,
-# a few requests (a score among them, so every family has a series), then the scrape.
+# Checks the service's `/metrics` with Prometheus' own parser and linter (`promtool check
+# metrics`): a small generated base, one trained model, a nightly `score` run writing its
+# `--metrics-textfile`, `churnguard serve --scores` over that night on a free loopback
+# port, a few requests (a score among them, so every family has a series), then the
+# scrape. The textfile passes the same check, its nightly lines are the scrape's, and
+# the drift gauges hold the run summary's exact PSI values.
 #
 #   bash tests/metrics_promtool.sh
 #
@@ -36,9 +39,16 @@ mkdir -p "$WORK"
 "$BIN" generate --customers 1500 --seed 5 --out "$WORK/data" > "$WORK/generate.log"
 "$BIN" train --data "$WORK/data" --models "$WORK/models" --algorithms logistic > "$WORK/train.log"
 
+step "a nightly run with --metrics-textfile"
+END_DATE="$(cg_end_date "$WORK/models/churn/v1/manifest.json")"
+"$BIN" score --data "$WORK/data" --models "$WORK/models" --as-of "$END_DATE" \
+    --out "$WORK/scores.parquet" --metrics-textfile "$WORK/churnguard.prom" > "$WORK/score.log"
+promtool check metrics < "$WORK/churnguard.prom"
+echo "promtool check metrics (textfile): ok"
+
 step "serve and scrape"
 trap cg_stop_server EXIT
-cg_serve "$WORK/serve" --models "$WORK/models"
+cg_serve "$WORK/serve" --models "$WORK/models" --scores "$WORK/scores.parquet"
 "$PYTHON" - "$WORK" "$CG_URL" <<'PY'
 import json, sys, urllib.error, urllib.request
 work, base = sys.argv[1], sys.argv[2]
@@ -68,7 +78,26 @@ for line in ['churnguard_http_request_duration_seconds_bucket{route="/v1/score",
              'churnguard_score_count{model="churn",model_version="v1"} 1',
              'churnguard_model_reloads_total 0']:
     assert line in text, f"`{line}` missing from /metrics:\n{text}"
-print(f"{len(text.splitlines())} lines scraped from {base}/metrics")
+# The nightly series: the textfile's lines are the scrape's, and the drift gauges hold
+# the summary's numbers exactly (the text's floats round-trip).
+textfile = open(f"{work}/churnguard.prom").read()
+assert textfile and textfile in text, f"the textfile's lines are not in /metrics:\n{textfile}"
+summary = json.load(open(f"{work}/scores.parquet.summary.json"))
+def value(series):
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.split(" ")[-1])
+    raise AssertionError(f"`{series}` missing from /metrics:\n{text}")
+version = summary["model"].split(" ")[-1]
+feature = next(f for f in summary["feature_psi"] if f["psi"] is not None)
+assert value(f'churnguard_feature_psi{{model="churn",model_version="{version}",feature="{feature["feature"]}"}}') == feature["psi"]
+assert value(f'churnguard_score_psi{{model="churn",model_version="{version}"}}') == summary["score_psi"]
+assert value("churnguard_nightly_last_success_customers") == summary["customers_scored"]
+assert value("churnguard_batch_alerts_raised") == summary["alerts_raised"]
+assert abs(value("churnguard_batch_duration_seconds") - sum(summary["seconds"].values())) < 1e-9
+assert value("churnguard_nightly_last_success_timestamp_seconds") > 1.7e9
+print(f"{len(text.splitlines())} lines scraped from {base}/metrics; "
+      f"{feature['feature']} PSI {feature['psi']} as in the summary")
 PY
 promtool check metrics < "$WORK/metrics.txt"
 echo "promtool check metrics: ok"

@@ -24,14 +24,14 @@ use axum::response::Response;
 use prometheus_client::encoding::{prometheus_text, EncodeLabelSet};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use rustc_hash::FxHashMap;
 
 use super::state::AppState;
 use crate::alerts::{CountersSnapshot, DeliveryTimings, NightlyHealth, OutboxDepth};
-use crate::error::RefusalReason;
+use crate::nightly_metrics::SummaryMetrics;
 
 /// Upper bounds of the request-duration buckets, in seconds: from 50 µs, because a
 /// score is answered in well under a millisecond and buckets starting at 1 ms would put
@@ -64,12 +64,6 @@ struct RouteLabels {
 struct ModelLabels {
     model: String,
     model_version: String,
-}
-
-/// The label of the nightly refusal series.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ReasonLabels {
-    reason: String,
 }
 
 /// A family of histograms that all share one set of bucket bounds.
@@ -231,12 +225,15 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition (format 0.0.4). `nightly` is what the alert state
-    /// records of the nightly runs (left out when it could not be read).
+    /// records of the nightly runs (left out when it could not be read), `summary` the
+    /// run summary beside the served score file (left out when there is none); both
+    /// rendered by [`crate::nightly_metrics`], as the batch's textfile is.
     pub fn render(
         &self,
         served: Option<(&str, &str)>,
         alerts: CountersSnapshot,
         nightly: Option<&NightlyHealth>,
+        summary: Option<&SummaryMetrics>,
     ) -> String {
         // A registry per scrape: the families are shared handles, and the values owned
         // elsewhere are read now. (The registry adds `_total` to counters and a final
@@ -316,67 +313,15 @@ impl Metrics {
                 ),
                 (
                     "churnguard_scores_reload_failures",
-                    "Reloads of the nightly score file that failed; the previous scores kept serving",
+                    "Reloads of the nightly score file or its run summary that failed; the previous ones kept serving",
                     load(&self.scores_reload_failures),
                 ),
             ],
         );
-        if let Some(n) = nightly {
-            register_nightly(&mut r, n);
-        }
+        crate::nightly_metrics::register(&mut r, nightly, summary);
         let mut out = String::with_capacity(4096);
         prometheus_text::encode(&mut out, &r).expect("writing to a String cannot fail");
         out
-    }
-}
-
-/// The nightly runs' series: an operator alerts on "no successful night for 36 hours"
-/// (`time() - churnguard_nightly_last_success_timestamp_seconds`) and on refusals.
-fn register_nightly(r: &mut Registry, n: &NightlyHealth) {
-    let refused = Family::<ReasonLabels, Counter>::default();
-    let pending = Family::<ReasonLabels, Gauge>::default();
-    for reason in RefusalReason::ALL.map(RefusalReason::as_str) {
-        let labels = ReasonLabels {
-            reason: reason.to_string(),
-        };
-        let ever = n.refused_by_reason.get(reason).copied().unwrap_or(0);
-        refused.get_or_create(&labels).inc_by(ever);
-        let since = n.since_last_success.by_reason.get(reason).copied();
-        pending
-            .get_or_create(&labels)
-            .set(since.unwrap_or(0) as i64);
-    }
-    r.register(
-        "churnguard_nightly_refused",
-        "Nightly runs that refused their input (stale data, as_of outside the data, empty or collapsed population), by reason",
-        refused,
-    );
-    r.register(
-        "churnguard_nightly_refusals_since_success",
-        "Refused nightly runs since the latest successful one, by reason (0 after a success)",
-        pending,
-    );
-    if let Some(night) = &n.last_success {
-        let gauges: [(&str, &str, i64); 3] = [
-            (
-                "churnguard_nightly_last_success_timestamp_seconds",
-                "When the latest successful nightly run finished (UTC seconds)",
-                night.finished_at,
-            ),
-            (
-                "churnguard_nightly_last_success_as_of_timestamp_seconds",
-                "The as_of the latest successful nightly run scored (UTC seconds)",
-                night.as_of,
-            ),
-            (
-                "churnguard_nightly_last_success_customers",
-                "Customers the latest successful nightly run scored",
-                night.customers as i64,
-            ),
-        ];
-        for (name, help, v) in gauges {
-            r.register(name, help, ConstGauge::new(v));
-        }
     }
 }
 
@@ -457,7 +402,7 @@ mod tests {
     fn a_histogram_renders_cumulative_buckets_sum_and_count() {
         let m = Metrics::default();
         m.observe_scores("churn", "v1", &[0.005, 0.5, 0.95, f64::NAN]);
-        let text = m.render(None, CountersSnapshot::default(), None);
+        let text = m.render(None, CountersSnapshot::default(), None, None);
         assert!(text.contains(
             "churnguard_score_bucket{model=\"churn\",model_version=\"v1\",le=\"0.01\"} 1"
         ));
@@ -474,7 +419,7 @@ mod tests {
     fn label_values_are_escaped() {
         let m = Metrics::default();
         m.observe_request("a\"b\\c\nd", "GET", 200, 0.01);
-        let text = m.render(None, CountersSnapshot::default(), None);
+        let text = m.render(None, CountersSnapshot::default(), None, None);
         assert!(
             text.contains("churnguard_http_requests_total{route=\"a\\\"b\\\\c\\nd\",method=\"GET\",status=\"200\"} 1"),
             "{text}"
@@ -492,7 +437,7 @@ mod tests {
             raised: 3,
             ..CountersSnapshot::default()
         };
-        let text = m.render(Some(("churn", "v7")), alerts, None);
+        let text = m.render(Some(("churn", "v7")), alerts, None, None);
         let headers: Vec<&str> = text.lines().filter(|l| l.starts_with('#')).collect();
         assert_eq!(
             headers,
@@ -519,7 +464,7 @@ mod tests {
                 "# TYPE churnguard_model_reloads_total counter",
                 "# HELP churnguard_model_reload_failures_total Model reloads that failed; the previous model kept serving.",
                 "# TYPE churnguard_model_reload_failures_total counter",
-                "# HELP churnguard_scores_reload_failures_total Reloads of the nightly score file that failed; the previous scores kept serving.",
+                "# HELP churnguard_scores_reload_failures_total Reloads of the nightly score file or its run summary that failed; the previous ones kept serving.",
                 "# TYPE churnguard_scores_reload_failures_total counter",
             ]
         );
@@ -547,7 +492,7 @@ mod tests {
     fn a_family_without_series_is_left_out_until_its_first_value() {
         // As client_golang does: no served model, no request and no score yet print
         // nothing for their families; plain counters always print.
-        let text = Metrics::default().render(None, CountersSnapshot::default(), None);
+        let text = Metrics::default().render(None, CountersSnapshot::default(), None, None);
         for name in [
             "churnguard_model_info",
             "churnguard_http_requests_total",
@@ -569,7 +514,7 @@ mod tests {
         for seconds in [0.00004, 0.00008, 0.0002, 0.0004, 0.0009] {
             m.observe_request("/v1/score", "POST", 200, seconds);
         }
-        let text = m.render(None, CountersSnapshot::default(), None);
+        let text = m.render(None, CountersSnapshot::default(), None, None);
         let bucket = |le: &str| {
             let prefix =
                 format!("churnguard_http_request_duration_seconds_bucket{{route=\"/v1/score\",le=\"{le}\"}} ");
@@ -640,7 +585,12 @@ mod tests {
         let m = Metrics::default();
         m.observe_request("/v1/score", "POST", 200, 0.002);
         m.observe_scores("churn", "v7", &[0.3]);
-        let text = m.render(Some(("churn", "v7")), CountersSnapshot::default(), None);
+        let text = m.render(
+            Some(("churn", "v7")),
+            CountersSnapshot::default(),
+            None,
+            None,
+        );
         let mut names = std::collections::BTreeSet::new();
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let Some((_, labels)) = line.split_once('{') else {
@@ -662,5 +612,40 @@ mod tests {
             names,
             ["le", "method", "model", "model_version", "route", "status"]
         );
+    }
+
+    #[test]
+    fn the_service_and_the_textfile_give_the_same_nightly_lines() {
+        let health = NightlyHealth {
+            refused_by_reason: [("stale_data".to_string(), 2)].into(),
+            since_last_success: crate::alerts::Refusals::default(),
+            last_success: Some(crate::alerts::Night {
+                as_of: 1_717_200_000,
+                finished_at: 1_717_203_600,
+                model: "churn v3".into(),
+                customers: 10,
+                tiers: Default::default(),
+                refused: false,
+                reason: None,
+                detail: None,
+            }),
+        };
+        let summary = SummaryMetrics::from_json(
+            br#"{"model": "churn v3", "customers_scored": 10, "alerts_raised": 2,
+                 "score_psi": 0.05, "seconds": {"features": 1.0},
+                 "feature_psi": [{"feature": "logins_30d", "psi": 0.125}]}"#,
+        )
+        .unwrap();
+        let textfile = crate::nightly_metrics::render(Some(&health), Some(&summary));
+        let m = Metrics::default();
+        m.observe_request("/v1/score", "POST", 200, 0.002);
+        let served = m.render(
+            Some(("churn", "v3")),
+            CountersSnapshot::default(),
+            Some(&health),
+            Some(&summary),
+        );
+        assert!(textfile.lines().count() > 20, "{textfile}");
+        assert!(served.contains(&textfile), "{textfile}\nnot in\n{served}");
     }
 }

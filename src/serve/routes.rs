@@ -711,10 +711,13 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             None
         }
     };
-    let mut text =
-        state
-            .metrics
-            .render(served, state.outbox.counters().snapshot(), nightly.as_ref());
+    let summary = state.summary();
+    let mut text = state.metrics.render(
+        served,
+        state.outbox.counters().snapshot(),
+        nightly.as_ref(),
+        summary.as_deref(),
+    );
     // Two counts over an index, on a reader; a scrape never fails on them.
     let depth = match state.outbox.depth() {
         Ok(d) => Some(d),

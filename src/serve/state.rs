@@ -16,6 +16,7 @@ use super::auth::Keys;
 use super::metrics::Metrics;
 use super::ServeConfig;
 use crate::alerts::{AlertPolicy, Observation, Outbox};
+use crate::nightly_metrics::SummaryMetrics;
 use crate::registry::{Registry, Selector, PRODUCTION};
 use crate::scores::ScoreRecord;
 use crate::scoring::{Rule, Score, Scorer};
@@ -62,6 +63,11 @@ pub struct Shared {
     scores: RwLock<Option<Arc<HashMap<String, ScoreRecord>>>>,
     /// Modification time of the score file last attempted (loaded or failed).
     scores_seen: Mutex<Option<SystemTime>>,
+    /// The run summary beside the score file, for `/metrics` (drift, the night's health).
+    summary: RwLock<Option<Arc<SummaryMetrics>>>,
+    /// Modification time of the summary last attempted: it is renamed into place after
+    /// the score file, so it is watched on its own.
+    summary_seen: Mutex<Option<SystemTime>>,
     /// Where tiers are recorded and alerts stored.
     pub outbox: Outbox,
     /// The group-commit writer in front of the outbox.
@@ -144,6 +150,8 @@ impl AppState {
             scores_path: config.scores.clone(),
             scores: RwLock::new(None),
             scores_seen: Mutex::new(None),
+            summary: RwLock::new(None),
+            summary_seen: Mutex::new(None),
             outbox,
             recorder,
             policy: config.policy,
@@ -317,12 +325,18 @@ impl AppState {
         }
     }
 
-    /// Reloads the score file when its modification time changed (or `force`). A file
-    /// that cannot be read keeps the previous scores. Blocking.
+    /// Reloads the score file when its modification time changed (or `force`), and its
+    /// run summary when the summary's changed. A file that cannot be read keeps the
+    /// previous scores (or summary). Blocking.
     pub fn reload_scores(&self, force: bool) {
         let Some(path) = &self.scores_path else {
             return;
         };
+        self.reload_score_file(path, force);
+        self.reload_summary(&crate::scores::summary_path(path), force);
+    }
+
+    fn reload_score_file(&self, path: &Path, force: bool) {
         let mut seen = lock(&self.scores_seen);
         let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
         let Some(mtime) = mtime else {
@@ -349,6 +363,44 @@ impl AppState {
                     "could not read the score file; the previous scores keep serving");
             }
         }
+    }
+
+    /// Reloads the run summary at `path` when its modification time changed (or
+    /// `force`). A summary that disappears is forgotten (its night's series with it); one
+    /// that cannot be read keeps the previous one and counts as a failed scores reload.
+    fn reload_summary(&self, path: &Path, force: bool) {
+        let mut seen = lock(&self.summary_seen);
+        let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        let Some(mtime) = mtime else {
+            *seen = None;
+            *self.summary.write().unwrap_or_else(|e| e.into_inner()) = None;
+            return;
+        };
+        if !force && *seen == Some(mtime) {
+            return;
+        }
+        *seen = Some(mtime);
+        match SummaryMetrics::read(path) {
+            Ok(summary) => {
+                tracing::info!(path = %path.display(), "run summary loaded");
+                *self.summary.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(summary));
+            }
+            Err(e) => {
+                self.metrics
+                    .scores_reload_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::error!(path = %path.display(), error = %e.chain(),
+                    "could not read the run summary; the previous one keeps serving");
+            }
+        }
+    }
+
+    /// The run summary beside the score file, if one was read.
+    pub fn summary(&self) -> Option<Arc<SummaryMetrics>> {
+        self.summary
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Whether a score file is configured.

@@ -152,6 +152,9 @@ pub struct ScoreFlags {
     /// Add every feature's SHAP value to the score file: `shap_base` and `shap_<feature>` (calibrated log-odds; sigmoid(shap_base + the row's shap_ sum) = churn_probability) [env: CHURNGUARD_CONTRIBUTIONS].
     #[arg(long)]
     pub contributions: bool,
+    /// Write the nightly Prometheus series (drift, the night's health, refusals) to this file for node_exporter's textfile collector, after the run whatever its outcome [env: CHURNGUARD_METRICS_TEXTFILE].
+    #[arg(long)]
+    pub metrics_textfile: Option<PathBuf>,
 }
 
 /// `features`.

@@ -146,6 +146,9 @@ pub struct ScoreSettings {
     pub contributions: bool,
     /// Alert delivery retries ([`Settings::retry`]).
     pub retry: RetryPolicy,
+    /// The nightly series' textfile (`--metrics-textfile`, `CHURNGUARD_METRICS_TEXTFILE`,
+    /// `[score] metrics_textfile`).
+    pub metrics_textfile: Option<PathBuf>,
 }
 
 /// What `features` runs with.
@@ -485,6 +488,11 @@ impl Settings {
             guard: self.guard(f)?,
             contributions: f.contributions || self.env.switch("CHURNGUARD_CONTRIBUTIONS"),
             retry: self.retry(&f.retry)?,
+            metrics_textfile: f
+                .metrics_textfile
+                .clone()
+                .or_else(|| self.env.path("CHURNGUARD_METRICS_TEXTFILE"))
+                .or_else(|| self.file.score.metrics_textfile.clone().map(PathBuf::from)),
             model,
         })
     }
@@ -996,6 +1004,28 @@ outbox = "file.db"
             .unwrap_err()
             .to_string();
         assert!(e.contains("at least 1 ms"), "{e}");
+    }
+
+    #[test]
+    fn the_metrics_textfile_comes_from_the_flag_the_environment_or_the_file() {
+        let flags = ScoreFlags {
+            as_of: "2024-12-01".into(),
+            out: "scores.parquet".into(),
+            ..ScoreFlags::default()
+        };
+        let file = "[score]\nmetrics_textfile = \"file.prom\"\n";
+        let env = [("CHURNGUARD_METRICS_TEXTFILE", "env.prom")];
+        let flagged = ScoreFlags {
+            metrics_textfile: Some("flag.prom".into()),
+            ..flags.clone()
+        };
+        let got = |file: &str, env: &[(&str, &str)], f: &ScoreFlags| {
+            settings(file, env).score(f).unwrap().metrics_textfile
+        };
+        assert_eq!(got("", &[], &flags), None);
+        assert_eq!(got(file, &[], &flags), Some("file.prom".into()));
+        assert_eq!(got(file, &env, &flags), Some("env.prom".into()));
+        assert_eq!(got(file, &env, &flagged), Some("flag.prom".into()));
     }
 
     #[test]

@@ -293,3 +293,73 @@ fn backtest_of_a_corrupt_score_file_exits_1_with_the_file_named_not_a_panic() {
     ]);
     refused_as_unreadable(&out, &bad);
 }
+
+/// Copies the directory tree `from` to `to`.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn models_list_and_verify_report_every_unreadable_manifest_and_go_on() {
+    // Issue 15 (f): both stopped at the first version whose manifest could not be read.
+    let models = scratch("cli-broken-manifests");
+    let churn = models.join("churn");
+    copy_tree(&trained().join("churn"), &churn);
+    for v in ["v2", "v3"] {
+        copy_tree(&churn.join("v1"), &churn.join(v));
+        let path = churn.join(v).join("manifest.json");
+        let mut m: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        m["version"] = v.into();
+        std::fs::write(&path, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    }
+    std::fs::write(churn.join("v1/manifest.json"), b"{\"version\": ").unwrap();
+    std::fs::remove_file(churn.join("v3/manifest.json")).unwrap();
+    let models = models.to_str().unwrap();
+
+    let list = churnguard(&["models", "list", "--models", models]);
+    let text = String::from_utf8_lossy(&list.stdout).into_owned();
+    assert_eq!(list.status.code(), Some(0), "{text}{}", stderr(&list));
+    let rows: Vec<&str> = text.lines().skip(1).collect();
+    assert_eq!(rows.len(), 3, "{text}");
+    assert!(
+        rows[0].starts_with("v1") && rows[0].contains("UNREADABLE"),
+        "{text}"
+    );
+    assert!(rows[0].contains("manifest.json"), "{text}");
+    assert!(
+        rows[1].starts_with("v2") && !rows[1].contains("UNREADABLE"),
+        "{text}"
+    );
+    assert!(
+        rows[2].starts_with("v3") && rows[2].contains("the file is missing"),
+        "{text}"
+    );
+    assert!(stderr(&list).contains("2 version(s) with an unreadable manifest"));
+
+    let verify = churnguard(&["models", "verify", "--models", models]);
+    let text = String::from_utf8_lossy(&verify.stdout).into_owned();
+    assert_eq!(verify.status.code(), Some(1), "{text}{}", stderr(&verify));
+    let rows: Vec<&str> = text.lines().collect();
+    assert_eq!(rows.len(), 3, "{text}");
+    assert!(
+        rows[0].starts_with("v1: FAILED") && rows[0].contains("manifest.json"),
+        "{text}"
+    );
+    assert_eq!(rows[1], "v2: ok", "{text}");
+    assert!(rows[2].starts_with("v3: FAILED"), "{text}");
+    assert!(
+        stderr(&verify).contains("2 version(s) failed verification"),
+        "{}",
+        stderr(&verify)
+    );
+}

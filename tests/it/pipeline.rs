@@ -154,6 +154,7 @@ fn options(name: &str, as_of: &str) -> BatchOptions {
         guard: InputGuard::default(),
         contributions: false,
         retry: churnguard::alerts::RetryPolicy::default(),
+        metrics_textfile: None,
     }
 }
 
@@ -1154,4 +1155,93 @@ fn a_night_killed_between_its_commit_and_its_renames_is_finished_by_the_next_run
     assert_eq!(std::fs::read(&dated).unwrap(), bytes, "rolled forward");
     assert_eq!(temporaries(&dir), Vec::<String>::new());
     assert_eq!(third.previous_night.as_deref(), Some("2024-10-02"));
+}
+
+/// The value of the sample line `series` (name and labels exactly) in a Prometheus text.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map(|v| v.parse().unwrap())
+}
+
+#[test]
+fn the_metrics_textfile_carries_the_nights_drift_and_health_and_then_its_refusal() {
+    let s = scorer();
+    let base = load_dir(sample_parquet());
+    let plain = options("metrics-textfile", "2024-12-01");
+    let textfile = plain.out.with_file_name("churnguard.prom");
+    let opts = BatchOptions {
+        metrics_textfile: Some(textfile.clone()),
+        ..plain
+    };
+    let summary = batch::run(&base, &s, &opts, &|_| {}).unwrap();
+    let text = std::fs::read_to_string(&textfile).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(batch::summary_path(&opts.out)).unwrap()).unwrap();
+    // Every defined PSI of the summary file, exactly (the text's numbers round-trip).
+    let mut checked = 0;
+    for f in json["feature_psi"].as_array().unwrap() {
+        let series = format!(
+            "churnguard_feature_psi{{model=\"churn\",model_version=\"{}\",feature=\"{}\"}}",
+            s.version,
+            f["feature"].as_str().unwrap()
+        );
+        match f["psi"].as_f64() {
+            Some(psi) => {
+                assert_eq!(sample(&text, &series), Some(psi), "{series} in\n{text}");
+                checked += 1;
+            }
+            None => assert_eq!(sample(&text, &series), None),
+        }
+    }
+    assert!(checked > 3, "{text}");
+    let score_psi = format!(
+        "churnguard_score_psi{{model=\"churn\",model_version=\"{}\"}}",
+        s.version
+    );
+    assert_eq!(sample(&text, &score_psi), json["score_psi"].as_f64());
+    assert_eq!(
+        sample(&text, "churnguard_nightly_last_success_customers"),
+        Some(summary.customers_scored as f64)
+    );
+    assert_eq!(
+        sample(&text, "churnguard_batch_alerts_raised"),
+        Some(summary.alerts_raised as f64)
+    );
+    let duration: f64 = summary.seconds.values().sum();
+    assert_eq!(
+        sample(&text, "churnguard_batch_duration_seconds"),
+        Some(duration)
+    );
+    assert!(sample(&text, "churnguard_nightly_last_success_timestamp_seconds").unwrap() > 1.7e9);
+    assert!(!text.contains("customer_id") && !text.contains("_total{customer"));
+    // Nothing but the outputs is left beside them (no temporary file).
+    let dir = textfile.parent().unwrap();
+    let names = crate::common::entries(dir);
+    assert!(names.iter().all(|n| !n.contains(".tmp")), "{names:?}");
+
+    // A refused night rewrites the file with its refusal, keeping the last good night's drift.
+    let refused_night = BatchOptions {
+        as_of: parse_ts("2030-01-01").unwrap(),
+        ..opts.clone()
+    };
+    let (reason, _) = refused(batch::run(&base, &s, &refused_night, &|_| {}));
+    let after = std::fs::read_to_string(&textfile).unwrap();
+    let series = format!("{{reason=\"{}\"}}", reason.as_str());
+    assert_eq!(
+        sample(&after, &format!("churnguard_nightly_refused_total{series}")),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &after,
+            &format!("churnguard_nightly_refusals_since_success{series}")
+        ),
+        Some(1.0)
+    );
+    assert_eq!(sample(&after, &score_psi), json["score_psi"].as_f64());
+    assert_eq!(
+        sample(&after, "churnguard_nightly_last_success_timestamp_seconds"),
+        sample(&text, "churnguard_nightly_last_success_timestamp_seconds")
+    );
 }

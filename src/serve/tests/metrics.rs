@@ -126,3 +126,108 @@ async fn nightly_refusals_are_counted_in_metrics_by_reason() {
         assert!(text.contains(needle), "missing `{needle}` in\n{text}");
     }
 }
+
+/// Writes `json` as the run summary beside `scores`, through a rename (as the batch
+/// does), modified `mtime_offset_secs` from now, so a reload sees it change.
+fn write_summary(scores: &Path, json: &Value, mtime_offset_secs: u64) {
+    let path = crate::scores::summary_path(scores);
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(json).unwrap()).unwrap();
+    let when = std::time::SystemTime::now() + Duration::from_secs(mtime_offset_secs);
+    std::fs::File::options()
+        .write(true)
+        .open(&tmp)
+        .unwrap()
+        .set_modified(when)
+        .unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+}
+
+fn summary_json(logins_psi: f64, alerts: usize) -> Value {
+    json!({
+        "as_of": "2024-06-01", "model": "churn v1", "customers_scored": 1,
+        "tiers": {"high": 0, "low": 0, "medium": 1}, "alerts_raised": alerts,
+        "score_psi": 0.0625,
+        "feature_psi": [
+            {"feature": "logins_30d", "psi": logins_psi, "level": "stable", "by_construction": false},
+            {"feature": "tenure_days", "psi": null, "level": "by construction", "by_construction": true}
+        ],
+        "seconds": {"features": 0.5, "scoring": 0.125, "writing": 0.25, "alerts": 0.125}
+    })
+}
+
+#[tokio::test]
+async fn drift_and_the_nights_health_come_from_the_summary_and_follow_its_reloads() {
+    let env = Env::new();
+    let scores = env.path("scores.csv");
+    write_scores(&scores, &[("c1", 0.5, "medium")]);
+    write_summary(&scores, &summary_json(0.015625, 3), 0);
+    let server = Server::start(env.config()).await;
+    let scrape = || async {
+        server
+            .client
+            .get(server.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let text = scrape().await;
+    for line in [
+        "# TYPE churnguard_feature_psi gauge",
+        "churnguard_feature_psi{model=\"churn\",model_version=\"v1\",feature=\"logins_30d\"} 0.015625",
+        "churnguard_score_psi{model=\"churn\",model_version=\"v1\"} 0.0625",
+        "churnguard_batch_alerts_raised 3",
+        "churnguard_batch_duration_seconds 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing `{line}` in\n{text}");
+    }
+    assert!(!text.contains("tenure_days"), "{text}");
+    // The night's identical lines as the batch's textfile would give them.
+    let summary =
+        crate::nightly_metrics::SummaryMetrics::read(&crate::scores::summary_path(&scores))
+            .unwrap();
+    let health = crate::alerts::Outbox::open(env.path("outbox.db"))
+        .unwrap()
+        .nightly_health()
+        .unwrap();
+    let textfile = crate::nightly_metrics::render(Some(&health), Some(&summary));
+    assert!(text.contains(&textfile), "{textfile}\nnot in\n{text}");
+
+    // The next night's summary replaces it without a restart.
+    write_summary(&scores, &summary_json(0.5, 7), 10);
+    let reloaded = eventually(20, || async {
+        scrape().await.lines().any(|l| {
+            l == "churnguard_feature_psi{model=\"churn\",model_version=\"v1\",feature=\"logins_30d\"} 0.5"
+        })
+    })
+    .await;
+    assert!(reloaded, "{}", scrape().await);
+    assert!(scrape()
+        .await
+        .contains("\nchurnguard_batch_alerts_raised 7\n"));
+    // A summary that cannot be read keeps the previous one and is counted.
+    let path = crate::scores::summary_path(&scores);
+    std::fs::write(&path, b"{not json").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() + Duration::from_secs(20))
+        .unwrap();
+    assert!(
+        eventually(20, || async {
+            server
+                .metric("churnguard_scores_reload_failures_total")
+                .await
+                == 1.0
+        })
+        .await
+    );
+    assert!(scrape()
+        .await
+        .contains("\nchurnguard_batch_alerts_raised 7\n"));
+    server.stop().await.unwrap();
+}
