@@ -10,16 +10,43 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use prometheus_client::encoding::{prometheus_text, EncodeLabelSet};
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::encoding::{prometheus_text, EncodeLabelSet, EncodeMetric, MetricEncoder};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 use serde::Deserialize;
 
 use crate::alerts::NightlyHealth;
 use crate::error::RefusalReason;
 use crate::{Error, Result};
+
+/// A metric family whose samples print in the order they were pushed:
+/// prometheus-client's `Family` keeps a `HashMap`, so two renders of the same values
+/// (the textfile and `/metrics`) would list their label sets in different orders.
+#[derive(Debug)]
+pub(crate) struct OrderedFamily<L, M>(pub(crate) Vec<(L, M)>);
+
+impl<L, M> EncodeMetric for OrderedFamily<L, M>
+where
+    L: EncodeLabelSet,
+    M: EncodeMetric + TypedMetric,
+{
+    fn encode(&self, mut encoder: MetricEncoder) -> std::result::Result<(), std::fmt::Error> {
+        for (labels, metric) in &self.0 {
+            metric.encode(encoder.encode_family(labels)?)?;
+        }
+        Ok(())
+    }
+
+    fn metric_type(&self) -> MetricType {
+        M::TYPE
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
 
 /// The label of the nightly refusal series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -134,18 +161,18 @@ pub fn write_textfile(path: &Path, text: &str) -> Result<()> {
 /// The alert state's series: an operator alerts on "no successful night for 36 hours"
 /// (`time() - churnguard_nightly_last_success_timestamp_seconds`) and on refusals.
 fn register_health(r: &mut Registry, n: &NightlyHealth) {
-    let refused = Family::<ReasonLabels, Counter>::default();
-    let pending = Family::<ReasonLabels, Gauge>::default();
+    let mut refused = OrderedFamily(Vec::new());
+    let mut pending = OrderedFamily(Vec::new());
     for reason in RefusalReason::ALL.map(RefusalReason::as_str) {
         let labels = ReasonLabels {
             reason: reason.to_string(),
         };
         let ever = n.refused_by_reason.get(reason).copied().unwrap_or(0);
-        refused.get_or_create(&labels).inc_by(ever);
         let since = n.since_last_success.by_reason.get(reason).copied();
+        refused.0.push((labels.clone(), ConstCounter::new(ever)));
         pending
-            .get_or_create(&labels)
-            .set(since.unwrap_or(0) as i64);
+            .0
+            .push((labels, ConstGauge::new(since.unwrap_or(0) as i64)));
     }
     r.register(
         "churnguard_nightly_refused",
@@ -185,30 +212,28 @@ fn register_health(r: &mut Registry, n: &NightlyHealth) {
 /// 0.25`, a major shift) and what the night did. Undefined PSIs are left out.
 fn register_summary(r: &mut Registry, s: &SummaryMetrics) {
     let (model, model_version) = s.model_labels();
-    let score = Family::<ModelLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+    let mut score = OrderedFamily(Vec::new());
     if let Some(psi) = s.score_psi.filter(|p| p.is_finite()) {
-        score
-            .get_or_create(&ModelLabels {
-                model: model.clone(),
-                model_version: model_version.clone(),
-            })
-            .set(psi);
+        let labels = ModelLabels {
+            model: model.clone(),
+            model_version: model_version.clone(),
+        };
+        score.0.push((labels, ConstGauge::new(psi)));
     }
     r.register(
         "churnguard_score_psi",
         "PSI of the churn probabilities of the night in the run summary against the model's reference night",
         score,
     );
-    let features = Family::<FeatureLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+    let mut features = OrderedFamily(Vec::new());
     for f in &s.feature_psi {
         if let Some(psi) = f.psi.filter(|p| p.is_finite()) {
-            features
-                .get_or_create(&FeatureLabels {
-                    model: model.clone(),
-                    model_version: model_version.clone(),
-                    feature: f.feature.clone(),
-                })
-                .set(psi);
+            let labels = FeatureLabels {
+                model: model.clone(),
+                model_version: model_version.clone(),
+                feature: f.feature.clone(),
+            };
+            features.0.push((labels, ConstGauge::new(psi)));
         }
     }
     r.register(
@@ -247,13 +272,25 @@ mod tests {
         let text = render(None, Some(&summary()));
         for line in [
             "churnguard_score_psi{model=\"churn\",model_version=\"v3\"} 0.0123",
-            "churnguard_feature_psi{model=\"churn\",model_version=\"v3\",feature=\"logins_30d\"} 0.30000000000000004",
             "churnguard_batch_alerts_raised 2",
             "churnguard_batch_duration_seconds 1.75",
             "# TYPE churnguard_feature_psi gauge",
         ] {
-            assert!(text.lines().any(|l| l == line), "missing `{line}` in\n{text}");
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing `{line}` in\n{text}"
+            );
         }
+        // dtoa may print another decimal of the same double: compare the parsed value.
+        let series =
+            "churnguard_feature_psi{model=\"churn\",model_version=\"v3\",feature=\"logins_30d\"} ";
+        let psi: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix(series))
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+            .parse()
+            .unwrap();
+        assert_eq!(psi.to_bits(), 0.30000000000000004f64.to_bits());
         // An undefined PSI is left out, not written as a number it is not.
         assert!(!text.contains("tenure_days"), "{text}");
         assert!(!text.contains("_total"), "{text}");

@@ -24,7 +24,7 @@ use axum::response::Response;
 use prometheus_client::encoding::{prometheus_text, EncodeLabelSet};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use rustc_hash::FxHashMap;
@@ -338,15 +338,16 @@ struct StateLabels {
 pub fn render_outbox(depth: Option<OutboxDepth>, timings: &DeliveryTimings) -> String {
     let mut r = Registry::default();
     if let Some(depth) = depth {
-        let states = Family::<StateLabels, Gauge>::default();
-        for (state, n) in [
-            ("pending", depth.pending),
-            ("dead_lettered", depth.dead_lettered),
-        ] {
-            states
-                .get_or_create(&StateLabels { state })
-                .set(i64::try_from(n).unwrap_or(i64::MAX));
-        }
+        let states = crate::nightly_metrics::OrderedFamily(Vec::from(
+            [
+                ("pending", depth.pending),
+                ("dead_lettered", depth.dead_lettered),
+            ]
+            .map(|(state, n)| {
+                let n = i64::try_from(n).unwrap_or(i64::MAX);
+                (StateLabels { state }, ConstGauge::new(n))
+            }),
+        ));
         r.register(
             "churnguard_outbox_alerts",
             "Alerts in the outbox by state: pending (not yet through every sink) or dead_lettered (waiting for churnguard alerts redrive)",

@@ -180,7 +180,7 @@ async fn drift_and_the_nights_health_come_from_the_summary_and_follow_its_reload
         "churnguard_feature_psi{model=\"churn\",model_version=\"v1\",feature=\"logins_30d\"} 0.015625",
         "churnguard_score_psi{model=\"churn\",model_version=\"v1\"} 0.0625",
         "churnguard_batch_alerts_raised 3",
-        "churnguard_batch_duration_seconds 1",
+        "churnguard_batch_duration_seconds 1.0",
     ] {
         assert!(text.lines().any(|l| l == line), "missing `{line}` in\n{text}");
     }
