@@ -101,3 +101,21 @@ print(f"{len(text.splitlines())} lines scraped from {base}/metrics; "
 PY
 promtool check metrics < "$WORK/metrics.txt"
 echo "promtool check metrics: ok"
+
+step "the suggested alerting rules (deploy/prometheus)"
+RULES="$(cd "$(dirname "${BASH_SOURCE[0]}")/../deploy/prometheus" && pwd)"
+promtool check rules "$RULES/churnguard.rules.yml"
+(cd "$RULES" && promtool test rules churnguard.rules.test.yml)
+# Every series a rule reads is one the service or the textfile really exports, so a
+# renamed series fails here instead of silencing an alert.
+"$PYTHON" - "$RULES/churnguard.rules.yml" "$WORK/metrics.txt" "$WORK/churnguard.prom" <<'PY'
+import re, sys
+rules, scraped = open(sys.argv[1]).read(), open(sys.argv[2]).read() + open(sys.argv[3]).read()
+exported = {re.sub(r"_(bucket|sum|count)$", "", l.split("{")[0].split(" ")[0])
+            for l in scraped.splitlines() if l and not l.startswith("#")}
+exported |= {l.split(" ")[2] for l in scraped.splitlines() if l.startswith("# TYPE ")}
+used = {re.sub(r"_bucket$", "", n) for n in re.findall(r"\bchurnguard_[a-z0-9_]+", rules)}
+missing = sorted(used - exported)
+assert not missing, f"rules read series nobody exports: {missing}"
+print(f"the rules read {len(used)} series, all exported")
+PY
