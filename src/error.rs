@@ -8,6 +8,15 @@
 
 use std::path::PathBuf;
 
+/// ` (row R, column `c`)` / ` (the header)` for [`Error::BadCsv`].
+fn csv_where(row: Option<usize>, column: Option<&str>) -> String {
+    match (row, column) {
+        (None, _) => " (the header)".into(),
+        (Some(r), None) => format!(" (row {r})"),
+        (Some(r), Some(c)) => format!(" (row {r}, column `{c}`)"),
+    }
+}
+
 /// Errors raised by the churnguard library. `main` adds context with `anyhow`.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -28,6 +37,18 @@ pub enum Error {
         file: String,
         row: usize,
         column: String,
+        message: String,
+    },
+    /// A CSV table file that does not parse as CSV (a ragged row, an unclosed quote,
+    /// invalid UTF-8); names the file, the 1-based line, the data row and the column
+    /// when known.
+    #[error("{file}, line {line}{}: {message}", csv_where(*.row, .column.as_deref()))]
+    BadCsv {
+        file: String,
+        line: usize,
+        /// 1-based data row (the header excluded); `None` for the header.
+        row: Option<usize>,
+        column: Option<String>,
         message: String,
     },
     /// Invalid settings or arguments, found before any work starts.

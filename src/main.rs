@@ -98,6 +98,7 @@ fn load(src: &DataSource) -> Result<data::CustomerBase> {
     }
     let opts = data::LoadOptions {
         skip_bad_rows: src.skip_bad_rows,
+        ..data::LoadOptions::default()
     };
     let base = data::load(&src.dir, &opts)
         .with_context(|| format!("loading the customer base in {}", src.dir.display()))?;

@@ -497,3 +497,89 @@ fn a_delivery_still_failing_past_its_deadline_is_dead_lettered() {
     // The last attempt came after the deadline (one second after the first).
     assert!(seen[seen.len() - 1].at - seen[0].at >= Duration::from_millis(990));
 }
+
+/// `kill -9` of `serve` while its alerts are pending (the receiver refusing connections,
+/// every alert attempted and waiting for its retry): the process gets no chance to
+/// drain or record anything more. A new service after the receiver is up delivers every
+/// alert exactly once, with the same idempotency key, and dead-letters none.
+#[test]
+fn serve_killed_with_alerts_pending_delivers_each_once_after_a_restart() {
+    const N: usize = 300;
+    let d = dir("delivery-kill-pending");
+    let path = d.join("alerts.db");
+    let keys = record_alerts(&path, N);
+    let addr = closed_port();
+    let webhook = format!("http://{addr}/hook");
+    let fast = [
+        "--alert-retry-initial-ms",
+        "20",
+        "--alert-retry-max-seconds",
+        "1",
+    ];
+    let outbox = Outbox::open(&path).unwrap();
+    let first = Service::start(&path, &webhook, &fast);
+    wait_for("2 attempts each", Duration::from_secs(120), || {
+        deliveries(&outbox, &keys)
+            .iter()
+            .all(|d| d.as_ref().is_some_and(|d| d.attempts >= 2))
+    });
+    first.kill();
+    let c = outbox.counts().unwrap();
+    assert_eq!((c.pending, c.delivered, c.dead), (N as u64, 0, 0));
+
+    let rt = runtime();
+    let receiver = start_receiver(&rt, addr, 200, 0, None);
+    let _second = Service::start(&path, &webhook, &fast);
+    // A pass cut off by the kill leaves its claims leased (2 minutes) before a retry.
+    wait_for("all delivered", Duration::from_secs(240), || {
+        let c = outbox.counts().unwrap();
+        c.delivered + c.dead == N as u64
+    });
+    let c = outbox.counts().unwrap();
+    assert_eq!((c.delivered, c.dead, c.pending), (N as u64, 0, 0));
+    assert_eq!(receiver.delivered_keys(), keys, "exactly one 200 per key");
+    assert_eq!(receiver.seen().len(), N, "nothing sent twice");
+}
+
+/// A receiver answering 500 (a retryable failure) for a while, then 200: every alert is
+/// delivered once, none dead-lettered, and the outbox counts each request it sent.
+#[test]
+fn a_receiver_answering_500_then_200_gets_each_alert_once_and_none_is_dead_lettered() {
+    const N: usize = 20;
+    const FAILING: u16 = 50;
+    let d = dir("delivery-500");
+    let path = d.join("alerts.db");
+    let keys = record_alerts(&path, N);
+    let rt = runtime();
+    let addr = closed_port();
+    let receiver = start_receiver(&rt, addr, 500, FAILING, None);
+    let outbox = Outbox::open(&path).unwrap();
+    let _service = Service::start(
+        &path,
+        &format!("http://{addr}/hook"),
+        &[
+            "--alert-retry-initial-ms",
+            "10",
+            "--alert-retry-max-seconds",
+            "1",
+        ],
+    );
+    wait_for("all delivered", Duration::from_secs(120), || {
+        let c = outbox.counts().unwrap();
+        c.delivered + c.dead == N as u64
+    });
+    let c = outbox.counts().unwrap();
+    assert_eq!((c.delivered, c.dead, c.pending), (N as u64, 0, 0));
+    let seen = receiver.seen();
+    assert_eq!(
+        seen.iter().filter(|s| s.status == 500).count(),
+        FAILING as usize
+    );
+    assert_eq!(receiver.delivered_keys(), keys, "exactly one 200 per key");
+    for (key, d) in keys.iter().zip(deliveries(&outbox, &keys)) {
+        let d = d.unwrap();
+        let sent = seen.iter().filter(|s| &s.key == key).count();
+        assert_eq!(d.status, DeliveryStatus::Delivered);
+        assert_eq!(d.attempts as usize, sent, "{key}: every request counted");
+    }
+}

@@ -363,3 +363,47 @@ fn models_list_and_verify_report_every_unreadable_manifest_and_go_on() {
         stderr(&verify)
     );
 }
+
+/// Issue 15 (f): one login dated 9999 passed `inspect` (its time range ending in 9999)
+/// and `train`, which laid its snapshots out up to 9999 and failed with "0 churned".
+/// Now the row is a bad row, named by table, file, row and column, for both commands.
+#[test]
+fn a_row_dated_9999_is_refused_by_inspect_and_train_with_its_table_file_row_and_column() {
+    let dir = scratch("future-row").join("data");
+    let _ = std::fs::remove_dir_all(&dir);
+    copy_tree(crate::common::sample_csv(), &dir);
+    let logins = dir.join("logins.csv");
+    let text = std::fs::read_to_string(&logins).unwrap();
+    let id = text
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .to_string();
+    let row = text.lines().count(); // the header, then rows 1.. : the appended one is this
+    std::fs::write(&logins, format!("{text}{id},9999-01-01\n")).unwrap();
+    let expected = format!(
+        "table `logins` ({}), row {row}, column `at`: 9999-01-01T00:00:00Z is after ",
+        logins.display()
+    );
+    let (d, m) = (dir.to_str().unwrap(), scratch("future-row").join("models"));
+    let inspect = churnguard(&["inspect", "--data", d]);
+    assert_eq!(inspect.status.code(), Some(1), "{}", stderr(&inspect));
+    assert!(stderr(&inspect).contains(&expected), "{}", stderr(&inspect));
+    let train = churnguard(&["train", "--data", d, "--models", m.to_str().unwrap()]);
+    let err = stderr(&train);
+    assert_eq!(train.status.code(), Some(1), "{err}");
+    assert!(err.contains(&expected), "{err}");
+    assert!(!err.contains("churned"), "{err}");
+    assert!(!m.join("churn").exists(), "nothing published");
+    // Skipped, it is counted and the data ends where the real rows end.
+    let skipped = churnguard(&["inspect", "--data", d, "--skip-bad-rows"]);
+    let out = String::from_utf8_lossy(&skipped.stdout);
+    assert_eq!(skipped.status.code(), Some(0), "{}", stderr(&skipped));
+    let range = out.lines().find(|l| l.contains("time range:")).unwrap();
+    assert!(!range.contains("9999"), "{out}");
+    assert!(out.contains("skipped: table `logins`"), "{out}");
+    assert!(out.contains(&format!("row {row}, column `at`")), "{out}");
+}

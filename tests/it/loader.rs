@@ -126,6 +126,7 @@ fn skip_bad_rows_counts_and_skips_and_orphans_are_reported() {
         &dir,
         &LoadOptions {
             skip_bad_rows: true,
+            ..LoadOptions::default()
         },
     )
     .unwrap();

@@ -3,6 +3,7 @@
 mod alert_delivery;
 mod cli;
 mod common;
+mod faults;
 mod features_golden;
 mod leakage;
 mod loader;

@@ -752,7 +752,7 @@ fn metrics_json_is_reproduced_from_the_validation_predictions() {
 
 /// Everything the alert state holds about customers and alerts (not the nights): a
 /// refused run must leave it as it was.
-fn alert_state(outbox: &Path) -> Vec<String> {
+pub(crate) fn alert_state(outbox: &Path) -> Vec<String> {
     let conn = rusqlite::Connection::open(outbox).unwrap();
     let mut out = Vec::new();
     for sql in [
@@ -1043,7 +1043,7 @@ fn the_cli_exits_3_with_the_reason_when_it_refuses_a_night() {
 }
 
 /// The names in `dir` that are temporary files of a writer.
-fn temporaries(dir: &Path) -> Vec<String> {
+pub(crate) fn temporaries(dir: &Path) -> Vec<String> {
     let mut names = crate::common::entries(dir);
     names.retain(|n| n.starts_with(churnguard::fsutil::TMP_PREFIX));
     names

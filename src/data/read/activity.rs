@@ -188,6 +188,8 @@ fn convert_batch(
             errs.add(i, time_col, format!("empty {time_col} (required)"))?;
         }
     }
+    errs.next_check();
+    errs.refuse_future(&at, time_col)?;
     let n = part.df.height();
     // Whether row i is kept (good and of a known customer); counts orphans.
     let mut keep = |i: usize, errs: &Errs| -> bool {
@@ -425,7 +427,7 @@ pub(super) fn read_activity(
             ),
         };
         require(&header, &required)?;
-        let mut errs = Errs::new(&header, opts.skip_bad_rows);
+        let mut errs = Errs::new(&header, opts);
         let whole = batches.parquet.as_ref().is_none_or(|(_, r)| r.len() <= 1);
         let read = batches.for_each(path, &wanted, |offset, df| {
             let part = Part {
@@ -492,7 +494,7 @@ fn first_error(table: Table, path: &Path, index: &IdIndex, opts: &LoadOptions) -
         file: path.display().to_string(),
         df: read_file(path).ok()?,
     };
-    let mut errs = Errs::new(&part, opts.skip_bad_rows);
+    let mut errs = Errs::new(&part, opts);
     let n = index.len();
     let mut rows = match table {
         Table::Logins => Rows::Logins(Grouper::new(n)),

@@ -14,19 +14,41 @@ use std::sync::Once;
 
 /// Reads one table file whole: CSV with every column as text (types are the contract's,
 /// never guessed: an id `007` stays `007`), or Parquet as typed.
+///
+/// A CSV file polars cannot read, or one where polars may have filled a short row with
+/// nulls (its last column has a null), is scanned again ([`super::csv_scan`]) so that a
+/// ragged row, an unclosed quote or invalid UTF-8 is an [`Error::BadCsv`] naming the line,
+/// row and column; a file whose last column has no null cannot hold a short row, so the
+/// common case is read once.
 pub(crate) fn read_file(path: &Path) -> Result<DataFrame> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    contained(path, || {
-        if is_csv(path) {
-            CsvReadOptions::default()
-                .with_has_header(true)
-                .with_infer_schema_length(Some(0))
-                .into_reader_with_file_handle(file)
-                .finish()
-        } else {
-            ParquetReader::new(file).finish()
+    if !is_csv(path) {
+        return contained(path, || ParquetReader::new(file).finish());
+    }
+    let read = contained(path, || {
+        CsvReadOptions::default()
+            .with_has_header(true)
+            .with_infer_schema_length(Some(0))
+            .into_reader_with_file_handle(file)
+            .finish()
+    });
+    let short_rows_possible = match &read {
+        Ok(df) => df.columns().last().is_some_and(|c| c.null_count() > 0),
+        Err(_) => true,
+    };
+    if short_rows_possible {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        if let Some(f) = super::csv_scan::find_fault(&bytes) {
+            return Err(Error::BadCsv {
+                file: path.display().to_string(),
+                line: f.line,
+                row: f.row,
+                column: f.column,
+                message: f.message,
+            });
         }
-    })
+    }
+    read
 }
 
 /// Runs a polars read of the table file `path`, the one way the library calls polars'

@@ -27,7 +27,7 @@ pub(super) fn read_customers(
     for (pi, part) in parts.iter().enumerate() {
         summary.files.push(part.file.clone());
         require(part, &["customer_id", "signup_at"])?;
-        let mut errs = Errs::new(part, opts.skip_bad_rows);
+        let mut errs = Errs::new(part, opts);
         let ids = strings(part, "customer_id")?;
         for (i, v) in ids.iter().enumerate() {
             if v.map(str::trim).is_none_or(str::is_empty) {
@@ -42,6 +42,8 @@ pub(super) fn read_customers(
                 errs.add(i, "signup_at", "empty signup_at (required)".into())?;
             }
         }
+        errs.next_check();
+        errs.refuse_future(&signup, "signup_at")?;
         // Extra columns are attributes, kept as numbers when the column is numeric.
         let extra: Vec<String> = part
             .df

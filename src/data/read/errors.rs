@@ -1,13 +1,17 @@
 //! Bad cells: stop at the first, or count them and keep examples in the order a check of
 //! the whole file at once would list them.
 
-use super::Part;
+use super::cells::MISSING;
+use super::{LoadOptions, Part};
 use crate::data::{BadRow, Table};
+use crate::time::{fmt_ts, Ts};
 use crate::{Error, Result};
 
 /// Collects bad cells; stops at the first one unless skipping.
 pub(super) struct Errs {
     skip: bool,
+    /// Timestamps after this are refused ([`LoadOptions::latest`]).
+    latest: Ts,
     table: Table,
     file: String,
     /// 0-based file row of the first row of the frame being checked.
@@ -27,9 +31,10 @@ pub(super) struct Errs {
 const EXAMPLES: usize = 20;
 
 impl Errs {
-    pub(super) fn new(part: &Part, skip: bool) -> Self {
+    pub(super) fn new(part: &Part, opts: &LoadOptions) -> Self {
         Errs {
-            skip,
+            skip: opts.skip_bad_rows,
+            latest: opts.latest(),
             table: part.table,
             file: part.file.clone(),
             offset: 0,
@@ -52,6 +57,27 @@ impl Errs {
     /// The following problems come from the next check.
     pub(super) fn next_check(&mut self) {
         self.phase += 1;
+    }
+
+    /// Refuses the rows of the frame whose `column` (`ts`, one per row) is dated after
+    /// [`LoadOptions::latest`]: a mistyped year or a placeholder such as 9999-12-31 would
+    /// otherwise be the end of the data, and every snapshot and label window would be
+    /// laid out up to it.
+    pub(super) fn refuse_future(&mut self, ts: &[Ts], column: &str) -> Result<()> {
+        for (i, &t) in ts.iter().enumerate() {
+            if t != MISSING && t > self.latest && !self.bad[i] {
+                self.add(
+                    i,
+                    column,
+                    format!(
+                        "{} is after {} (a day past this load's clock): an export cannot hold rows from the future; a mistyped year or a placeholder date? Fix or remove the row (--skip-bad-rows skips it)",
+                        fmt_ts(t),
+                        fmt_ts(self.latest)
+                    ),
+                )?;
+            }
+        }
+        Ok(())
     }
 
     pub(super) fn add(&mut self, row: usize, column: &str, message: String) -> Result<()> {

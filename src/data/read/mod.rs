@@ -2,11 +2,13 @@
 //!
 //! By job: finding the tables and loading them in order (here); `errors` (collecting bad
 //! cells, in the order a whole-file check finds them); `cells` (typed columns from
-//! text or Parquet); `customers` (the customers table and its attributes); `activity`
+//! text or Parquet); `csv_scan` (the line, row and column of a CSV file that is not
+//! well-formed); `customers` (the customers table and its attributes); `activity`
 //! (the five activity tables, read in batches of row groups and grouped by customer).
 
 mod activity;
 pub(super) mod cells;
+mod csv_scan;
 mod customers;
 mod errors;
 
@@ -24,6 +26,19 @@ use customers::read_customers;
 pub struct LoadOptions {
     /// Count and skip unparseable rows instead of stopping at the first one.
     pub skip_bad_rows: bool,
+    /// The instant the load runs at; `None`: the system clock. A row dated more than a
+    /// day after it ([`LoadOptions::latest`]) is a bad row: an export cannot hold the
+    /// future, and one row dated 9999 would otherwise become the end of the data.
+    pub now: Option<crate::time::Ts>,
+}
+
+impl LoadOptions {
+    /// The latest timestamp a row's `signup_at`, `at`, `opened_at` or `churned_at` may
+    /// hold: [`LoadOptions::now`] plus a day (time zones and clock skew).
+    pub fn latest(&self) -> crate::time::Ts {
+        let now = self.now.unwrap_or_else(|| chrono::Utc::now().timestamp());
+        now + crate::time::DAY
+    }
 }
 
 /// Where a table comes from: one file or a directory of Parquet parts.
@@ -349,6 +364,7 @@ mod tests {
         bad_cells(dir.path());
         let opts = LoadOptions {
             skip_bad_rows: true,
+            ..LoadOptions::default()
         };
         let whole = load_in_batches(dir.path(), &opts, usize::MAX).unwrap();
         let rows: Vec<(usize, &str)> = whole
@@ -416,5 +432,132 @@ mod tests {
             );
         }
         load_in_batches(dir.path(), &opts, 4).expect("the restored base loads");
+    }
+
+    /// Writes tiny CSV tables into a fresh directory.
+    fn csv_dir(files: &[(&str, &[u8])]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, bytes) in files {
+            std::fs::write(dir.path().join(name), bytes).unwrap();
+        }
+        dir
+    }
+
+    const CUSTOMERS: &[u8] = b"customer_id,signup_at,plan\na,2024-01-01,pro\nb,2024-01-02,basic\n";
+
+    /// The error loading `files` strictly, as printed.
+    fn load_error(files: &[(&str, &[u8])]) -> (tempfile::TempDir, String) {
+        let dir = csv_dir(files);
+        let e = load(dir.path(), &LoadOptions::default()).unwrap_err();
+        (dir, e.to_string())
+    }
+
+    #[test]
+    fn a_csv_row_with_too_few_fields_names_file_line_row_and_the_first_missing_column() {
+        let (dir, e) = load_error(&[(
+            "customers.csv",
+            b"customer_id,signup_at,plan\na,2024-01-01,pro\nb,2024-01-02\n",
+        )]);
+        let file = dir.path().join("customers.csv");
+        assert_eq!(
+            e,
+            format!("{}, line 3 (row 2, column `plan`): 2 fields where the header has 3 (missing from here on); a ragged row, an unquoted `,` or a stray line break?", file.display())
+        );
+    }
+
+    #[test]
+    fn a_csv_row_with_too_many_fields_names_file_line_and_row() {
+        let (dir, e) = load_error(&[
+            ("customers.csv", CUSTOMERS),
+            (
+                "logins.csv",
+                b"customer_id,at\na,2024-02-01\nb,2024-02-02\na,2024-02-03,x\n",
+            ),
+        ]);
+        let file = dir.path().join("logins.csv");
+        assert_eq!(
+            e,
+            format!("{}, line 4 (row 3): 3 fields where the header has 2 (one too many or more); a ragged row, an unquoted `,` or a stray line break?", file.display())
+        );
+    }
+
+    #[test]
+    fn an_unclosed_csv_quote_names_the_line_where_it_opened() {
+        let (dir, e) = load_error(&[
+            ("customers.csv", CUSTOMERS),
+            (
+                "orders.csv",
+                b"customer_id,at,amount\na,2024-02-01,10\nb,\"2024-02-02,5\na,2024-02-03,7\n",
+            ),
+        ]);
+        let file = dir.path().join("orders.csv");
+        assert_eq!(
+            e,
+            format!(
+                "{}, line 3 (row 2, column `at`): a quoted field opened on this line is never closed",
+                file.display()
+            )
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_in_a_csv_names_file_line_row_and_column() {
+        let (dir, e) = load_error(&[(
+            "customers.csv",
+            b"customer_id,signup_at,plan\na,2024-01-01,pro\nb,2024-01-02,caf\xe9\n",
+        )]);
+        let file = dir.path().join("customers.csv");
+        assert_eq!(
+            e,
+            format!(
+                "{}, line 3 (row 2, column `plan`): invalid UTF-8 (byte 0xe9 at byte offset 60); save the file as UTF-8",
+                file.display()
+            )
+        );
+    }
+
+    #[test]
+    fn a_row_dated_after_the_load_is_a_bad_row_with_table_file_row_and_column() {
+        let dir = csv_dir(&[
+            ("customers.csv", CUSTOMERS),
+            (
+                "logins.csv",
+                b"customer_id,at\na,2024-02-01\nb,9999-01-01\na,2024-02-03\n",
+            ),
+        ]);
+        let now = crate::time::parse_ts("2024-06-01").unwrap();
+        let strict = LoadOptions {
+            now: Some(now),
+            ..LoadOptions::default()
+        };
+        let e = load(dir.path(), &strict).unwrap_err().to_string();
+        let file = dir.path().join("logins.csv");
+        assert_eq!(
+            e,
+            format!("table `logins` ({}), row 2, column `at`: 9999-01-01T00:00:00Z is after 2024-06-02T00:00:00Z (a day past this load's clock): an export cannot hold rows from the future; a mistyped year or a placeholder date? Fix or remove the row (--skip-bad-rows skips it)", file.display())
+        );
+        // Skipped, the row does not become the end of the data.
+        let skipping = LoadOptions {
+            skip_bad_rows: true,
+            ..strict.clone()
+        };
+        let base = load(dir.path(), &skipping).unwrap();
+        assert_eq!(base.summary.bad_rows(), 1);
+        assert_eq!(
+            base.data_end(),
+            crate::time::parse_ts("2024-02-03"),
+            "{:?}",
+            base.summary
+        );
+        // A day of clock skew is allowed; a signup after it is refused too.
+        let dir = csv_dir(&[(
+            "customers.csv",
+            b"customer_id,signup_at\na,2024-06-02\nb,2024-06-02T00:00:01Z\n",
+        )]);
+        let e = load(dir.path(), &strict).unwrap_err().to_string();
+        assert!(
+            e.contains("row 2, column `signup_at`: 2024-06-02T00:00:01Z is after"),
+            "{e}"
+        );
     }
 }
