@@ -8,3 +8,4 @@ mod leakage;
 mod loader;
 mod online_vs_batch;
 mod pipeline;
+mod postgres_replicas;
