@@ -14,6 +14,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 THREADS="${1:-16}" SECONDS_EACH="${2:-10}" RUNS="${3:-3}"
 WORK="${CG_OUTBOX_BENCH_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/churnguard-outbox-bench.XXXXXX")}"
+chmod 755 "$WORK"  # the server runs as `postgres`, which must reach WORK/pg
 # shellcheck source=../tests/lib/pg.sh
 source tests/lib/pg.sh
 pg_start "$WORK/pg"
