@@ -122,6 +122,8 @@ pub struct AlertsSection {
     pub tier: Option<String>,
     pub cooldown_days: Option<u32>,
     pub outbox: Option<String>,
+    /// Days a delivered or dead-lettered alert is kept (default 90; 0 keeps them all).
+    pub retention_days: Option<u32>,
     pub log: Option<String>,
     /// Early-warning rules file (JSON) for `score` and `serve`.
     pub rules: Option<String>,
@@ -136,6 +138,8 @@ pub struct AlertsSection {
     /// Delay before the first retry of a failed alert delivery, in milliseconds; it
     /// doubles after each failure (default 500).
     pub retry_initial_ms: Option<u64>,
+    /// Seconds a claimed delivery is reserved for the service that claimed it (default 120).
+    pub lease_seconds: Option<u64>,
     /// Longest delay between two delivery attempts, in seconds (default 300).
     pub retry_max_seconds: Option<u64>,
     /// A delivery still failing this many seconds after its first attempt is

@@ -117,6 +117,14 @@ pub enum Error {
         #[source]
         source: rusqlite::Error,
     },
+    /// The alert outbox's PostgreSQL database failed; `context` says what the outbox was
+    /// doing (the driver's error, with the server's message, is the source).
+    #[error("alert outbox (PostgreSQL): {context}")]
+    OutboxPg {
+        context: String,
+        #[source]
+        source: postgres::Error,
+    },
     /// The nightly run refused its input: stale data, an `--as-of` outside the data, an
     /// empty or collapsed population. Nothing was scored, written or alerted (the
     /// refusal itself is recorded in the alert state's `nights` table, to be counted);

@@ -45,7 +45,7 @@
 //! - [`scores`]: the score file: [`scores::ScoreRecord`], its columns, its writer and reader.
 //! - [`batch`]: nightly scoring of every active customer, drift, alerts.
 //! - [`backtest`]: realised performance of an earlier run once its outcomes are known.
-//! - [`alerts`]: alert policy, cooldown, the SQLite outbox and the sinks.
+//! - [`alerts`]: alert policy, cooldown, the outbox (SQLite, or PostgreSQL) and the sinks.
 //! - [`nightly_metrics`]: the nightly run's Prometheus series, one renderer for the
 //!   service's `/metrics` and `score --metrics-textfile`.
 //! - [`serve`]: the HTTP service (`app(state) -> Router`).

@@ -359,7 +359,7 @@ fn alerts(s: &Settings, action: AlertsAction) -> Result<()> {
     match action {
         AlertsAction::Redrive(f) => {
             let (path, keys) = s.redrive(&f);
-            if !path.exists() {
+            if !is_postgres(&path) && !path.exists() {
                 bail!("no outbox at {}: nothing to redrive", path.display());
             }
             let outbox = churnguard::alerts::Outbox::open(&path)?;
@@ -370,11 +370,46 @@ fn alerts(s: &Settings, action: AlertsAction) -> Result<()> {
             println!(
                 "redrove {} dead-lettered alert(s) in {}: the next serve or score delivers them",
                 r.redriven,
-                path.display()
+                outbox.path().display()
             );
+        }
+        AlertsAction::Prune(f) => {
+            let (path, days) = s.prune(&f)?;
+            if days == 0 {
+                println!("retention is 0 days (keep every alert): nothing pruned");
+                return Ok(());
+            }
+            if !is_postgres(&path) && !path.exists() {
+                bail!("no outbox at {}: nothing to prune", path.display());
+            }
+            let size = || std::fs::metadata(&path).map(|m| m.len()).ok();
+            let before = size();
+            let outbox = churnguard::alerts::Outbox::open(&path)?;
+            let p = outbox.prune(retention_cutoff(days))?;
+            print!(
+                "pruned {} finished alert(s) and {} delivery row(s) older than {days} days from {}",
+                p.alerts,
+                p.deliveries,
+                outbox.path().display()
+            );
+            match (before, size()) {
+                (Some(b), Some(a)) => println!(" ({b} -> {a} bytes)"),
+                _ => println!(),
+            }
         }
     }
     Ok(())
+}
+
+fn is_postgres(target: &Path) -> bool {
+    target
+        .to_str()
+        .is_some_and(churnguard::alerts::outbox::is_postgres_url)
+}
+
+/// The instant before which finished alerts go, `days` before now.
+fn retention_cutoff(days: u32) -> i64 {
+    chrono::Utc::now().timestamp() - i64::from(days) * churnguard::time::DAY
 }
 
 fn load_scorer(reg: &Registry, name: &str, version: Option<&str>) -> Result<Scorer> {
@@ -446,6 +481,22 @@ fn score(s: ScoreSettings) -> Result<()> {
         "  wall time {total:.2}s; summary: {}",
         batch::summary_path(&out).display()
     );
+    // Retention once the night is committed: a failure here leaves the night recorded.
+    if s.retention_days > 0 {
+        let pruned = churnguard::alerts::Outbox::open(&opts.outbox)
+            .and_then(|o| o.prune(retention_cutoff(s.retention_days)));
+        match pruned {
+            Ok(p) if p.alerts > 0 => println!(
+                "  retention: pruned {} finished alert(s) older than {} days",
+                p.alerts, s.retention_days
+            ),
+            Ok(_) => {}
+            Err(e) => eprintln!(
+                "warning: pruning finished alerts failed (the night is recorded): {}",
+                e.chain()
+            ),
+        }
+    }
     // The line a scheduler's log watcher keys on (always printed, whatever the log level).
     let high = r.tiers.get("high").copied().unwrap_or(0);
     logging::always(

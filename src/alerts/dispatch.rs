@@ -169,6 +169,9 @@ impl std::ops::AddAssign for DispatchStats {
     }
 }
 
+/// How long a claimed delivery stays reserved for the dispatcher that claimed it.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(120);
+
 /// Delivers the outbox's due alerts to its sinks. Run one per outbox file.
 pub struct Dispatcher {
     outbox: Outbox,
@@ -216,7 +219,7 @@ impl Dispatcher {
             retry,
             poll_interval: Duration::from_millis(500),
             batch_size: 32,
-            lease: Duration::from_secs(120),
+            lease: DEFAULT_LEASE,
             drain_timeout: Duration::from_secs(30),
         })
     }

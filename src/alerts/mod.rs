@@ -1,5 +1,5 @@
 //! Alerts that are never lost: the policy that turns scores into alerts, the durable
-//! SQLite outbox, the sinks (webhook, JSON lines, log) and the dispatcher that delivers.
+//! outbox (SQLite, or PostgreSQL for several hosts), the sinks (webhook, JSON lines, log) and the dispatcher that delivers.
 //!
 //! # How an alert travels
 //!
@@ -14,8 +14,8 @@
 //! ```
 //!
 //! - [`policy`]: when a score becomes an alert (tier transitions, cooldown). Pure.
-//! - [`outbox`]: the SQLite file: per-customer state, alerts, per-sink deliveries, and
-//!   each nightly run (scored or refused).
+//! - [`outbox`]: the SQLite file or PostgreSQL database: per-customer state, alerts,
+//!   per-sink deliveries, and each nightly run (scored or refused).
 //! - [`sink`]: where alerts go (signed webhook, JSON lines file, log).
 //! - [`dispatch`]: delivers due alerts with retries; shared counters for `/metrics`.
 //!

@@ -108,6 +108,9 @@ pub struct ServeConfig {
     pub rules: Option<Vec<crate::scoring::Rule>>,
     /// How failed alert deliveries are retried and when they are given up.
     pub retry: RetryPolicy,
+    /// How long a claimed delivery is reserved for this process: another replica on
+    /// the same outbox takes it over once it expires (this one was killed mid-send).
+    pub alert_lease: Duration,
 }
 
 impl Default for ServeConfig {
@@ -133,6 +136,7 @@ impl Default for ServeConfig {
             max_connections: 1000,
             rules: None,
             retry: RetryPolicy::default(),
+            alert_lease: crate::alerts::dispatch::DEFAULT_LEASE,
         }
     }
 }
@@ -321,7 +325,11 @@ pub async fn run(
         );
         None
     } else {
-        Some(Dispatcher::new(state.outbox.clone(), sinks, config.retry)?.spawn(stop_rx.clone()))
+        Some(
+            Dispatcher::new(state.outbox.clone(), sinks, config.retry)?
+                .with_lease(config.alert_lease)
+                .spawn(stop_rx.clone()),
+        )
     };
     let reloader = tokio::spawn(reload_loop(
         state.clone(),

@@ -88,13 +88,16 @@ pub struct ServeFlags {
     /// Webhook receiving alerts, signed with CHURNGUARD_WEBHOOK_SECRET [env: CHURNGUARD_ALERT_WEBHOOK].
     #[arg(long)]
     pub alert_webhook: Option<String>,
-    /// The alert state and outbox database [env: CHURNGUARD_OUTBOX] [default: <models>/<name>/alerts.db].
+    /// The alert state and outbox database, a file or a postgres:// URL [env: CHURNGUARD_OUTBOX] [default: <models>/<name>/alerts.db].
     #[arg(long)]
     pub outbox: Option<PathBuf>,
     #[command(flatten)]
     pub rules: RulesFlags,
     #[command(flatten)]
     pub retry: RetryFlags,
+    /// Seconds a claimed alert delivery is reserved for this process; another replica on the same outbox takes it over after that (this one died mid-send) [env: CHURNGUARD_ALERT_LEASE_SECONDS] [config: alerts.lease_seconds] [default: 120].
+    #[arg(long)]
+    pub alert_lease_seconds: Option<u64>,
 }
 
 /// `train`.
@@ -133,7 +136,7 @@ pub struct ScoreFlags {
     /// Score with this version instead of production (vN, N, staging).
     #[arg(long)]
     pub version: Option<String>,
-    /// The alert state and outbox database [env: CHURNGUARD_OUTBOX] [default: <models>/<name>/alerts.db].
+    /// The alert state and outbox database, a file or a postgres:// URL [env: CHURNGUARD_OUTBOX] [default: <models>/<name>/alerts.db].
     #[arg(long)]
     pub outbox: Option<PathBuf>,
     /// Deliver alerts to this webhook too, signed with CHURNGUARD_WEBHOOK_SECRET [env: CHURNGUARD_ALERT_WEBHOOK].
@@ -273,6 +276,22 @@ pub enum AlertsAction {
     /// Move dead-lettered alerts back to pending, with a fresh give-up deadline; the
     /// next `serve` or `score` (or the running service, within its poll) delivers them.
     Redrive(RedriveFlags),
+    /// Delete delivered and dead-lettered alerts older than the retention (pending ones
+    /// are kept whatever their age) and give the space back (SQLite: VACUUM).
+    Prune(PruneFlags),
+}
+
+/// `alerts prune`.
+#[derive(Args, Clone, Debug, Default)]
+pub struct PruneFlags {
+    #[command(flatten)]
+    pub models: ModelFlags,
+    /// The alert state and outbox database, a file or a postgres:// URL [env: CHURNGUARD_OUTBOX] [default: <models>/<name>/alerts.db].
+    #[arg(long)]
+    pub outbox: Option<PathBuf>,
+    /// Keep finished alerts this many days [env: CHURNGUARD_ALERTS_RETENTION_DAYS] [config: alerts.retention_days] [default: 90].
+    #[arg(long, value_name = "DAYS")]
+    pub retention_days: Option<u32>,
 }
 
 /// `alerts redrive`.
@@ -281,7 +300,7 @@ pub enum AlertsAction {
 pub struct RedriveFlags {
     #[command(flatten)]
     pub models: ModelFlags,
-    /// The alert state and outbox database [env: CHURNGUARD_OUTBOX] [default: <models>/<name>/alerts.db].
+    /// The alert state and outbox database, a file or a postgres:// URL [env: CHURNGUARD_OUTBOX] [default: <models>/<name>/alerts.db].
     #[arg(long)]
     pub outbox: Option<PathBuf>,
     /// The idempotency key of an alert to redrive (repeat for several).

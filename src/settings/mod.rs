@@ -134,6 +134,9 @@ pub struct ScoreSettings {
     /// `None`: production.
     pub version: Option<String>,
     pub outbox: PathBuf,
+    /// Finished alerts older than this many days are pruned after a successful night
+    /// (0: kept forever).
+    pub retention_days: u32,
     pub alerts_log: Option<PathBuf>,
     pub policy: AlertPolicy,
     /// Webhook URL and signing secret ([`Settings::webhook`]).
@@ -415,6 +418,24 @@ impl Settings {
         Ok(policy)
     }
 
+    /// How long finished alerts are kept, in days (0: forever): the flag,
+    /// `CHURNGUARD_ALERTS_RETENTION_DAYS`, `[alerts] retention_days`, else 90.
+    pub fn retention_days(&self, flag: Option<u32>) -> Result<u32> {
+        Ok(flag
+            .or(self.env.number("CHURNGUARD_ALERTS_RETENTION_DAYS")?)
+            .or(self.file.alerts.retention_days)
+            .unwrap_or(crate::alerts::outbox::DEFAULT_RETENTION_DAYS))
+    }
+
+    /// `alerts prune`: the outbox it works on and the retention in days.
+    pub fn prune(&self, f: &PruneFlags) -> Result<(PathBuf, u32)> {
+        let model = self.model(&f.models);
+        Ok((
+            self.outbox(f.outbox.as_deref(), &model),
+            self.retention_days(f.retention_days)?,
+        ))
+    }
+
     /// `alerts redrive`: the outbox it works on, and the keys (`None`: every
     /// dead-lettered alert).
     pub fn redrive(&self, f: &RedriveFlags) -> (PathBuf, Option<Vec<String>>) {
@@ -478,6 +499,7 @@ impl Settings {
             out: f.out.clone(),
             version: f.version.clone(),
             outbox: self.outbox(f.outbox.as_deref(), &model),
+            retention_days: self.retention_days(None)?,
             alerts_log: f
                 .alerts
                 .clone()
@@ -626,6 +648,19 @@ impl Settings {
             },
             rules: self.rules(&f.rules)?,
             retry: self.retry(&f.retry)?,
+            alert_lease: match f
+                .alert_lease_seconds
+                .or(self.env.number("CHURNGUARD_ALERT_LEASE_SECONDS")?)
+                .or(self.file.alerts.lease_seconds)
+            {
+                Some(0) => {
+                    return Err(Error::Config(
+                        "the alert lease must be at least 1 second".into(),
+                    ))
+                }
+                Some(n) => Duration::from_secs(n),
+                None => d.alert_lease,
+            },
             ..d
         })
     }
@@ -757,6 +792,45 @@ outbox = "file.db"
                 .to_string();
             assert!(err.contains("at least 1"), "{zero}: {err}");
         }
+    }
+
+    #[test]
+    fn retention_and_lease_come_from_the_flag_the_environment_the_file_or_the_default() {
+        let none = settings("", &[]);
+        assert_eq!(none.retention_days(None).unwrap(), 90);
+        assert_eq!(
+            none.serve(&ServeFlags::default()).unwrap().alert_lease,
+            Duration::from_secs(120)
+        );
+        let file = settings("[alerts]\nretention_days = 30\nlease_seconds = 5\n", &[]);
+        assert_eq!(file.retention_days(None).unwrap(), 30);
+        assert_eq!(
+            file.serve(&ServeFlags::default()).unwrap().alert_lease,
+            Duration::from_secs(5)
+        );
+        let env = settings(
+            "[alerts]\nretention_days = 30\n",
+            &[("CHURNGUARD_ALERTS_RETENTION_DAYS", "7")],
+        );
+        assert_eq!(env.retention_days(None).unwrap(), 7);
+        assert_eq!(env.retention_days(Some(0)).unwrap(), 0, "the flag wins");
+        let url = "postgres://cg@db:5432/alerts";
+        let (outbox, days) = env
+            .prune(&PruneFlags {
+                outbox: Some(url.into()),
+                ..PruneFlags::default()
+            })
+            .unwrap();
+        assert_eq!((outbox, days), (PathBuf::from(url), 7));
+        let zero = ServeFlags {
+            alert_lease_seconds: Some(0),
+            ..ServeFlags::default()
+        };
+        assert!(none
+            .serve(&zero)
+            .unwrap_err()
+            .to_string()
+            .contains("at least 1"));
     }
 
     #[test]

@@ -35,12 +35,14 @@ struct Seen {
 
 /// A webhook receiver: answers `status` (and `Retry-After: retry_after` with a 503 when
 /// set) until told otherwise.
-struct Receiver {
+pub(crate) struct Receiver {
     seen: Mutex<Vec<Seen>>,
     status: AtomicU16,
     /// Answer this many requests with `status`, then 200 (`u16::MAX`: always `status`).
     failing: AtomicU16,
     retry_after: Option<&'static str>,
+    /// How long each answer takes (a slow receiver keeps deliveries in flight).
+    delay: Duration,
 }
 
 impl Receiver {
@@ -49,7 +51,7 @@ impl Receiver {
     }
 
     /// Keys answered 200, sorted.
-    fn delivered_keys(&self) -> Vec<String> {
+    pub(crate) fn delivered_keys(&self) -> Vec<String> {
         let mut keys: Vec<String> = self
             .seen()
             .into_iter()
@@ -67,6 +69,9 @@ async fn hook(State(r): State<Arc<Receiver>>, headers: HeaderMap) -> axum::respo
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string();
+    if !r.delay.is_zero() {
+        tokio::time::sleep(r.delay).await;
+    }
     let failing = r.failing.load(Ordering::SeqCst);
     let status = if failing > 0 {
         if failing != u16::MAX {
@@ -89,7 +94,7 @@ async fn hook(State(r): State<Arc<Receiver>>, headers: HeaderMap) -> axum::respo
 }
 
 /// A runtime for the receivers (and the scrapes) of one test.
-fn runtime() -> tokio::runtime::Runtime {
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -105,12 +110,40 @@ fn start_receiver(
     failing: u16,
     retry_after: Option<&'static str>,
 ) -> Arc<Receiver> {
-    let state = Arc::new(Receiver {
-        seen: Mutex::default(),
-        status: AtomicU16::new(status),
-        failing: AtomicU16::new(failing),
-        retry_after,
-    });
+    serve_receiver(
+        rt,
+        addr,
+        Receiver {
+            seen: Mutex::default(),
+            status: AtomicU16::new(status),
+            failing: AtomicU16::new(failing),
+            retry_after,
+            delay: Duration::ZERO,
+        },
+    )
+}
+
+/// A receiver answering 200 to everything, each answer `delay` late.
+pub(crate) fn start_slow_receiver(
+    rt: &tokio::runtime::Runtime,
+    addr: SocketAddr,
+    delay: Duration,
+) -> Arc<Receiver> {
+    serve_receiver(
+        rt,
+        addr,
+        Receiver {
+            seen: Mutex::default(),
+            status: AtomicU16::new(200),
+            failing: AtomicU16::new(0),
+            retry_after: None,
+            delay,
+        },
+    )
+}
+
+fn serve_receiver(rt: &tokio::runtime::Runtime, addr: SocketAddr, r: Receiver) -> Arc<Receiver> {
+    let state = Arc::new(r);
     let app = Router::new()
         .route("/hook", post(hook))
         .with_state(Arc::clone(&state));
@@ -122,7 +155,7 @@ fn start_receiver(
 }
 
 /// A loopback port nobody listens on (yet): connections to it are refused.
-fn closed_port() -> SocketAddr {
+pub(crate) fn closed_port() -> SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap()
 }
@@ -155,13 +188,14 @@ fn record_alerts(path: &Path, n: usize) -> Vec<String> {
 }
 
 /// `churnguard serve` on a free loopback port, delivering `outbox` to `webhook`.
-struct Service {
+pub(crate) struct Service {
     child: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Service {
-    fn start(outbox: &Path, webhook: &str, extra: &[&str]) -> Service {
+    /// Scoring routes take the key `k`.
+    pub(crate) fn start(outbox: &Path, webhook: &str, extra: &[&str]) -> Service {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_churnguard"));
         clean_env(&mut cmd);
         cmd.args([
@@ -177,6 +211,7 @@ impl Service {
         ])
         .args(extra)
         .env("CHURNGUARD_WEBHOOK_SECRET", SECRET)
+        .env("CHURNGUARD_API_KEYS", "k")
         .env("RUST_LOG", "error")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -210,7 +245,7 @@ impl Service {
     }
 
     /// `kill -9`: the process gets no chance to drain.
-    fn kill(mut self) {
+    pub(crate) fn kill(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -231,14 +266,14 @@ fn clean_env(cmd: &mut Command) {
     }
 }
 
-fn churnguard(args: &[&str]) -> Output {
+pub(crate) fn churnguard(args: &[&str]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_churnguard"));
     clean_env(&mut cmd);
     cmd.args(args).stdin(Stdio::null()).output().unwrap()
 }
 
 /// Waits (polling, at most `limit`) until `done` holds; panics with `what` otherwise.
-fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+pub(crate) fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     let started = Instant::now();
     while !done() {
         assert!(started.elapsed() < limit, "not {what} after {limit:?}");

@@ -9,3 +9,4 @@ mod leakage;
 mod loader;
 mod online_vs_batch;
 mod pipeline;
+mod postgres_replicas;

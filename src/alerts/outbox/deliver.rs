@@ -4,7 +4,7 @@
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ValueRef};
 use rusqlite::{params, ToSql, Transaction, TransactionBehavior};
 
-use super::{Ctx, Outbox};
+use super::{Ctx, Sqlite};
 use crate::alerts::{now_secs, Alert};
 use crate::time::Ts;
 use crate::{Error, Result};
@@ -138,7 +138,7 @@ pub struct OutboxCounts {
     pub dead: u64,
 }
 
-impl Outbox {
+impl Sqlite {
     /// Up to `limit` alerts not yet through every sink, oldest first.
     pub fn pending(&self, limit: usize) -> Result<Vec<Alert>> {
         let db = self.lock();
@@ -562,155 +562,153 @@ mod tests {
     use super::*;
     use crate::scoring::Tier;
 
-    #[test]
-    fn a_failed_delivery_is_retried_until_its_deadline_then_dead_lettered() {
-        let (_dir, outbox) = fresh();
-        let alert = Alert::new(model(), "c1", 0.9, Tier::High, None, 0, "batch");
-        outbox.insert(&alert).unwrap();
-        let key = &alert.idempotency_key;
-        let due = outbox.claim_due(&["hook"], 1_000, 10, 5_000).unwrap();
-        assert_eq!(due.len(), 1);
-        assert_eq!(due[0].attempts, 0);
-        // Claimed: not due again within the lease.
-        assert!(outbox
-            .claim_due(&["hook"], 1_001, 10, 5_000)
-            .unwrap()
-            .is_empty());
-        // Give up 10 s after the first attempt (made at 1 000).
-        let give_up = 10_000;
-        assert_eq!(
-            outbox
-                .mark_failed(key, "hook", "503", 1_100, 2_000, give_up)
-                .unwrap(),
-            DeliveryStatus::Pending
-        );
-        assert!(outbox
-            .claim_due(&["hook"], 1_999, 10, 5_000)
-            .unwrap()
-            .is_empty());
-        assert_eq!(
-            outbox.claim_due(&["hook"], 2_000, 10, 5_000).unwrap()[0].attempts,
-            1
-        );
-        // A retry asked for past the deadline is made at the deadline instead.
-        assert_eq!(
-            outbox
-                .mark_failed(key, "hook", "503", 2_100, 60_000, give_up)
-                .unwrap(),
-            DeliveryStatus::Pending
-        );
-        let d = &outbox.deliveries(key).unwrap()[0];
-        assert_eq!(
-            (d.next_attempt_ms, d.first_attempt_ms),
-            (11_000, Some(1_000))
-        );
-        // Many more failures before the deadline: still pending, however many.
-        for i in 0..20 {
+    both_backends! {
+        fn a_failed_delivery_is_retried_until_its_deadline_then_dead_lettered(db) {
+            let outbox = db.open();
+            let alert = Alert::new(model(), "c1", 0.9, Tier::High, None, 0, "batch");
+            outbox.insert(&alert).unwrap();
+            let key = &alert.idempotency_key;
+            let due = outbox.claim_due(&["hook"], 1_000, 10, 5_000).unwrap();
+            assert_eq!(due.len(), 1);
+            assert_eq!(due[0].attempts, 0);
+            // Claimed: not due again within the lease.
+            assert!(outbox
+                .claim_due(&["hook"], 1_001, 10, 5_000)
+                .unwrap()
+                .is_empty());
+            // Give up 10 s after the first attempt (made at 1 000).
+            let give_up = 10_000;
             assert_eq!(
                 outbox
-                    .mark_failed(key, "hook", "503", 3_000 + i, 3_100 + i, give_up)
+                    .mark_failed(key, "hook", "503", 1_100, 2_000, give_up)
                     .unwrap(),
                 DeliveryStatus::Pending
             );
-        }
-        assert_eq!(
-            outbox
-                .mark_failed(key, "hook", "still 503", 11_000, 12_000, give_up)
-                .unwrap(),
-            DeliveryStatus::Dead
-        );
-        assert!(outbox
-            .claim_due(&["hook"], i64::MAX / 2, 10, 0)
-            .unwrap()
-            .is_empty());
-        let d = &outbox.deliveries(key).unwrap()[0];
-        assert_eq!((d.status, d.attempts), (DeliveryStatus::Dead, 23));
-        assert_eq!(d.last_error.as_deref(), Some("still 503"));
-        assert_eq!(outbox.counts().unwrap().dead, 1);
-        assert_eq!(
-            outbox.depth().unwrap(),
-            OutboxDepth {
-                pending: 0,
-                dead_lettered: 1
+            assert!(outbox
+                .claim_due(&["hook"], 1_999, 10, 5_000)
+                .unwrap()
+                .is_empty());
+            assert_eq!(
+                outbox.claim_due(&["hook"], 2_000, 10, 5_000).unwrap()[0].attempts,
+                1
+            );
+            // A retry asked for past the deadline is made at the deadline instead.
+            assert_eq!(
+                outbox
+                    .mark_failed(key, "hook", "503", 2_100, 60_000, give_up)
+                    .unwrap(),
+                DeliveryStatus::Pending
+            );
+            let d = &outbox.deliveries(key).unwrap()[0];
+            assert_eq!(
+                (d.next_attempt_ms, d.first_attempt_ms),
+                (11_000, Some(1_000))
+            );
+            // Many more failures before the deadline: still pending, however many.
+            for i in 0..20 {
+                assert_eq!(
+                    outbox
+                        .mark_failed(key, "hook", "503", 3_000 + i, 3_100 + i, give_up)
+                        .unwrap(),
+                    DeliveryStatus::Pending
+                );
             }
-        );
-        // A late success never reopens a finished delivery.
-        outbox.mark_delivered(key, "hook").unwrap();
-        assert_eq!(
-            outbox.deliveries(key).unwrap()[0].status,
-            DeliveryStatus::Dead
-        );
-    }
+            assert_eq!(
+                outbox
+                    .mark_failed(key, "hook", "still 503", 11_000, 12_000, give_up)
+                    .unwrap(),
+                DeliveryStatus::Dead
+            );
+            assert!(outbox
+                .claim_due(&["hook"], i64::MAX / 2, 10, 0)
+                .unwrap()
+                .is_empty());
+            let d = &outbox.deliveries(key).unwrap()[0];
+            assert_eq!((d.status, d.attempts), (DeliveryStatus::Dead, 23));
+            assert_eq!(d.last_error.as_deref(), Some("still 503"));
+            assert_eq!(outbox.counts().unwrap().dead, 1);
+            assert_eq!(
+                outbox.depth().unwrap(),
+                OutboxDepth {
+                    pending: 0,
+                    dead_lettered: 1
+                }
+            );
+            // A late success never reopens a finished delivery.
+            outbox.mark_delivered(key, "hook").unwrap();
+            assert_eq!(
+                outbox.deliveries(key).unwrap()[0].status,
+                DeliveryStatus::Dead
+            );
+        }
 
-    #[test]
-    fn a_redrive_makes_dead_letters_due_at_once_with_a_fresh_deadline() {
-        let (_dir, outbox) = fresh();
-        let dead = Alert::new(model(), "c1", 0.9, Tier::High, None, 0, "batch");
-        let fine = Alert::new(model(), "c2", 0.9, Tier::High, None, 0, "batch");
-        outbox.insert(&dead).unwrap();
-        outbox.insert(&fine).unwrap();
-        let (k1, k2) = (&dead.idempotency_key, &fine.idempotency_key);
-        assert_eq!(
-            outbox.claim_due(&["hook"], 1_000, 10, 5_000).unwrap().len(),
-            2
-        );
-        outbox.mark_dead(k1, "hook", "400").unwrap();
-        outbox.mark_delivered(k2, "hook").unwrap();
-        // An unknown key refuses the whole call, naming the key.
-        let err = outbox
-            .redrive(Some(&[k1.clone(), "nope".into()]))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("`nope`"), "{err}");
-        assert_eq!(outbox.counts().unwrap().dead, 1, "nothing changed");
-        // A delivered key is reported, not reopened.
-        let r = outbox.redrive(Some(&[k1.clone(), k2.clone()])).unwrap();
-        assert_eq!((r.redriven, r.not_dead), (1, vec![k2.clone()]));
-        let counts = outbox.counts().unwrap();
-        assert_eq!((counts.pending, counts.delivered, counts.dead), (1, 1, 0));
-        let d = &outbox.deliveries(k1).unwrap()[0];
-        assert_eq!(
-            (d.status, d.attempts, d.next_attempt_ms, d.first_attempt_ms),
-            (DeliveryStatus::Pending, 1, 0, None)
-        );
-        let due = outbox.claim_due(&["hook"], 50_000, 10, 5_000).unwrap();
-        assert_eq!(due.len(), 1);
-        assert_eq!(due[0].alert.idempotency_key, *k1);
-        // The deadline now runs from the attempt after the redrive.
-        assert_eq!(
-            outbox.deliveries(k1).unwrap()[0].first_attempt_ms,
-            Some(50_000)
-        );
-        // --all with nothing dead redrives nothing.
-        outbox.mark_delivered(k1, "hook").unwrap();
-        assert_eq!(outbox.redrive(None).unwrap(), Redriven::default());
-    }
+        fn a_redrive_makes_dead_letters_due_at_once_with_a_fresh_deadline(db) {
+            let outbox = db.open();
+            let dead = Alert::new(model(), "c1", 0.9, Tier::High, None, 0, "batch");
+            let fine = Alert::new(model(), "c2", 0.9, Tier::High, None, 0, "batch");
+            outbox.insert(&dead).unwrap();
+            outbox.insert(&fine).unwrap();
+            let (k1, k2) = (&dead.idempotency_key, &fine.idempotency_key);
+            assert_eq!(
+                outbox.claim_due(&["hook"], 1_000, 10, 5_000).unwrap().len(),
+                2
+            );
+            outbox.mark_dead(k1, "hook", "400").unwrap();
+            outbox.mark_delivered(k2, "hook").unwrap();
+            // An unknown key refuses the whole call, naming the key.
+            let err = outbox
+                .redrive(Some(&[k1.clone(), "nope".into()]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("`nope`"), "{err}");
+            assert_eq!(outbox.counts().unwrap().dead, 1, "nothing changed");
+            // A delivered key is reported, not reopened.
+            let r = outbox.redrive(Some(&[k1.clone(), k2.clone()])).unwrap();
+            assert_eq!((r.redriven, r.not_dead), (1, vec![k2.clone()]));
+            let counts = outbox.counts().unwrap();
+            assert_eq!((counts.pending, counts.delivered, counts.dead), (1, 1, 0));
+            let d = &outbox.deliveries(k1).unwrap()[0];
+            assert_eq!(
+                (d.status, d.attempts, d.next_attempt_ms, d.first_attempt_ms),
+                (DeliveryStatus::Pending, 1, 0, None)
+            );
+            let due = outbox.claim_due(&["hook"], 50_000, 10, 5_000).unwrap();
+            assert_eq!(due.len(), 1);
+            assert_eq!(due[0].alert.idempotency_key, *k1);
+            // The deadline now runs from the attempt after the redrive.
+            assert_eq!(
+                outbox.deliveries(k1).unwrap()[0].first_attempt_ms,
+                Some(50_000)
+            );
+            // --all with nothing dead redrives nothing.
+            outbox.mark_delivered(k1, "hook").unwrap();
+            assert_eq!(outbox.redrive(None).unwrap(), Redriven::default());
+        }
 
-    #[test]
-    fn an_alert_is_delivered_once_every_sink_accepted_it() {
-        let (_dir, outbox) = fresh();
-        let alert = Alert::new(model(), "c1", 0.9, Tier::High, None, 0, "batch");
-        outbox.insert(&alert).unwrap();
-        let key = &alert.idempotency_key;
-        assert_eq!(
-            outbox.claim_due(&["a", "b"], 0, 10, 1_000).unwrap().len(),
-            2
-        );
-        outbox.mark_delivered(key, "a").unwrap();
-        assert_eq!(outbox.counts().unwrap().pending, 1);
-        outbox.mark_delivered(key, "b").unwrap();
-        assert_eq!(outbox.counts().unwrap().delivered, 1);
-        // A sink added afterwards does not receive finished alerts.
-        assert!(outbox
-            .claim_due(&["a", "b", "c"], 10_000, 10, 1_000)
-            .unwrap()
-            .is_empty());
-    }
+        fn an_alert_is_delivered_once_every_sink_accepted_it(db) {
+            let outbox = db.open();
+            let alert = Alert::new(model(), "c1", 0.9, Tier::High, None, 0, "batch");
+            outbox.insert(&alert).unwrap();
+            let key = &alert.idempotency_key;
+            assert_eq!(
+                outbox.claim_due(&["a", "b"], 0, 10, 1_000).unwrap().len(),
+                2
+            );
+            outbox.mark_delivered(key, "a").unwrap();
+            assert_eq!(outbox.counts().unwrap().pending, 1);
+            outbox.mark_delivered(key, "b").unwrap();
+            assert_eq!(outbox.counts().unwrap().delivered, 1);
+            // A sink added afterwards does not receive finished alerts.
+            assert!(outbox
+                .claim_due(&["a", "b", "c"], 10_000, 10, 1_000)
+                .unwrap()
+                .is_empty());
+        }
 
-    #[test]
-    fn marking_an_unknown_key_is_an_error() {
-        let (_dir, outbox) = fresh();
-        assert!(outbox.mark_delivered("nope", "a").is_err());
-        assert!(outbox.mark_failed("nope", "a", "x", 0, 10, 1_000).is_err());
+        fn marking_an_unknown_key_is_an_error(db) {
+            let outbox = db.open();
+            assert!(outbox.mark_delivered("nope", "a").is_err());
+            assert!(outbox.mark_failed("nope", "a", "x", 0, 10, 1_000).is_err());
+        }
     }
 }

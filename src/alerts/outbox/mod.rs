@@ -1,5 +1,8 @@
-//! The durable outbox: one SQLite file (WAL, `synchronous=FULL`) holding each customer's
-//! alert state, every alert raised and its delivery status per sink.
+//! The durable outbox: each customer's alert state, every alert raised and its delivery
+//! status per sink, behind one interface ([`Outbox`]) with two backends: one SQLite
+//! file (WAL, `synchronous=FULL`; the embedded default, described below) and a
+//! PostgreSQL database shared by several hosts (`pg`, which mirrors these semantics
+//! with row and advisory locks; see its module doc).
 //!
 //! Recording a score updates the customer's state and stores the alert it raises in one
 //! transaction, committed (fsynced) before `record` returns: once a caller has been told
@@ -23,19 +26,26 @@
 //!
 //! The parts, by job: `schema` (the file layout, its version and the column encodings),
 //! `cache` (customer states read without the writer), `record` (scores in, alerts out,
-//! one transaction), `deliver` (fan-out to sinks, claims, outcomes) and `nights` (each
-//! nightly run, successful or refused, recorded with the state it produced).
+//! one transaction), `deliver` (fan-out to sinks, claims, outcomes), `nights` (each
+//! nightly run, successful or refused, recorded with the state it produced) and `prune`
+//! (retention); `pg` is all of it on PostgreSQL.
+
+// First: its `both_backends!` macro is used by the modules below.
+#[cfg(test)]
+#[macro_use]
+mod test_support;
 
 mod cache;
 mod deliver;
 mod nights;
+mod pg;
+mod prune;
 mod record;
 mod schema;
-#[cfg(test)]
-mod test_support;
 
 pub use deliver::{DeliveryRecord, DeliveryStatus, Due, OutboxCounts, OutboxDepth, Redriven};
 pub use nights::{Night, NightFiles, NightlyHealth, Refusals};
+pub use prune::{Pruned, DEFAULT_RETENTION_DAYS};
 pub use record::{Observation, RecordSummary, Transition};
 
 use std::collections::HashMap;
@@ -47,9 +57,9 @@ use std::time::Duration;
 use rusqlite::Connection;
 use tokio::sync::Notify;
 
-#[cfg(doc)]
-use super::policy::CustomerState;
-use super::AlertCounters;
+use super::policy::{AlertPolicy, CustomerState};
+use super::{Alert, AlertCounters};
+use crate::time::Ts;
 use crate::{Error, Result};
 use cache::StateCache;
 
@@ -83,18 +93,10 @@ struct Inner {
     notify: Arc<Notify>,
 }
 
-/// The alert outbox: cheap to clone (all clones share one connection and the counters).
+/// The SQLite backend: cheap to clone (all clones share one connection and the counters).
 #[derive(Clone)]
-pub struct Outbox {
+pub(super) struct Sqlite {
     inner: Arc<Inner>,
-}
-
-impl std::fmt::Debug for Outbox {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Outbox")
-            .field("path", &self.inner.path)
-            .finish_non_exhaustive()
-    }
 }
 
 trait Ctx<T> {
@@ -110,10 +112,10 @@ impl<T> Ctx<T> for rusqlite::Result<T> {
     }
 }
 
-impl Outbox {
+impl Sqlite {
     /// Opens (creating if needed, with its parent directory) the outbox file, in WAL mode
     /// with `synchronous=FULL`, and creates or checks its tables.
-    pub fn open(path: impl AsRef<Path>) -> Result<Outbox> {
+    pub fn open(path: impl AsRef<Path>) -> Result<Sqlite> {
         let path = path.as_ref().to_path_buf();
         let shown = path.display().to_string();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -123,7 +125,7 @@ impl Outbox {
         let readers = (0..READERS)
             .map(|_| Ok(Mutex::new(schema::open_reader(&path, &shown)?)))
             .collect::<Result<Vec<_>>>()?;
-        Ok(Outbox {
+        Ok(Sqlite {
             inner: Arc::new(Inner {
                 path,
                 db: Mutex::new(Db {
@@ -175,5 +177,277 @@ impl Outbox {
         readers[start % readers.len()]
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The alert outbox: one interface over two databases. SQLite (a file path) is the
+/// embedded default for one host; PostgreSQL (a `postgres://` or `postgresql://` URL) is
+/// shared by several service replicas and the nightly batch on several hosts. Cheap to
+/// clone: clones share the connections and the counters.
+#[derive(Clone)]
+pub struct Outbox(Backend);
+
+#[derive(Clone)]
+enum Backend {
+    Sqlite(Sqlite),
+    Postgres(pg::Postgres),
+}
+
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbox")
+            .field("path", &self.path())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether an `--outbox` value names a PostgreSQL database rather than a file.
+pub fn is_postgres_url(target: &str) -> bool {
+    target.starts_with("postgres://") || target.starts_with("postgresql://")
+}
+
+/// Calls the same method on whichever backend this outbox is.
+macro_rules! on_backend {
+    ($self:ident, $b:ident => $call:expr) => {
+        match &$self.0 {
+            Backend::Sqlite($b) => $call,
+            Backend::Postgres($b) => $call,
+        }
+    };
+}
+
+impl Outbox {
+    /// Opens the outbox `target` names: a `postgres://` / `postgresql://` URL (libpq's
+    /// URL form: user, password, host, port, database, `?options=...`) opens PostgreSQL
+    /// and applies its migrations; anything else is a file path, opened (created if
+    /// needed, with its parent directory) as SQLite in WAL mode with `synchronous=FULL`.
+    pub fn open(target: impl AsRef<Path>) -> Result<Outbox> {
+        let target = target.as_ref();
+        match target.to_str() {
+            Some(url) if is_postgres_url(url) => {
+                Ok(Outbox(Backend::Postgres(pg::Postgres::open(url)?)))
+            }
+            _ => Ok(Outbox(Backend::Sqlite(Sqlite::open(target)?))),
+        }
+    }
+
+    /// The file this outbox lives in, or its PostgreSQL URL without the password.
+    pub fn path(&self) -> &Path {
+        on_backend!(self, b => b.path())
+    }
+
+    /// Counters shared with the dispatcher (`raised` is counted here).
+    pub fn counters(&self) -> Arc<AlertCounters> {
+        on_backend!(self, b => b.counters())
+    }
+
+    /// Notified whenever this process stores a new alert; the dispatcher waits on it.
+    pub fn notifier(&self) -> Arc<Notify> {
+        on_backend!(self, b => b.notifier())
+    }
+
+    /// Whether recording these scores would write anything (a new tier, an alert), read
+    /// without taking the writer, from a cache of recently read states that follows
+    /// other processes' commits within 100 ms: when it says no, [`Outbox::record_many`]
+    /// would only have confirmed the stored states, and a caller may skip it.
+    pub fn needs_recording(
+        &self,
+        policy: &AlertPolicy,
+        observations: &[Observation<'_>],
+    ) -> Result<bool> {
+        on_backend!(self, b => b.needs_recording(policy, observations))
+    }
+
+    /// Records one score: in one committed transaction, updates the customer's state and,
+    /// if `policy` alerts, stores the alert `build` makes (once per idempotency key).
+    /// Returns the alert when the policy raised one, even if an identical key was
+    /// already stored (a re-run): the outbox then keeps the first.
+    pub fn record<F>(
+        &self,
+        policy: &AlertPolicy,
+        obs: Observation<'_>,
+        build: F,
+    ) -> Result<Option<Alert>>
+    where
+        F: FnOnce(&Transition<'_>) -> Alert,
+    {
+        on_backend!(self, b => b.record(policy, obs, build))
+    }
+
+    /// Records many scores (the nightly run) in ONE transaction: either every state and
+    /// alert is stored or none is. `build` is called for each transition the policy
+    /// alerts on.
+    pub fn record_many<F>(
+        &self,
+        policy: &AlertPolicy,
+        observations: &[Observation<'_>],
+        build: F,
+    ) -> Result<RecordSummary>
+    where
+        F: FnMut(&Transition<'_>) -> Alert,
+    {
+        on_backend!(self, b => b.record_many(policy, observations, build))
+    }
+
+    /// [`Outbox::record_many`] for a whole night: `night` (with the alerts stored) is
+    /// recorded in the same transaction, and `stage` runs inside it, before the commit,
+    /// to stage the night's files (see [`NightFiles`]).
+    pub fn record_night<F>(
+        &self,
+        policy: &AlertPolicy,
+        observations: &[Observation<'_>],
+        build: F,
+        night: &Night,
+        stage: &mut (dyn FnMut(&RecordSummary) -> Result<NightFiles> + '_),
+    ) -> Result<RecordSummary>
+    where
+        F: FnMut(&Transition<'_>) -> Alert,
+    {
+        on_backend!(self, b => b.record_night(policy, observations, build, night, stage))
+    }
+
+    /// [`Outbox::record_many`] for scores gathered from concurrent requests (the
+    /// service's group commit): committed without waiting for the disk unless it stores
+    /// an alert.
+    pub fn record_group<F>(
+        &self,
+        policy: &AlertPolicy,
+        observations: &[Observation<'_>],
+        build: F,
+    ) -> Result<RecordSummary>
+    where
+        F: FnMut(&Transition<'_>) -> Alert,
+    {
+        on_backend!(self, b => b.record_group(policy, observations, build))
+    }
+
+    /// Stores an alert without consulting the policy or touching customer state (a
+    /// manual re-send, a test). Returns whether it was new (false: its key was there).
+    pub fn insert(&self, alert: &Alert) -> Result<bool> {
+        on_backend!(self, b => b.insert(alert))
+    }
+
+    /// The stored state of one customer.
+    pub fn state(&self, customer_id: &str) -> Result<Option<CustomerState>> {
+        on_backend!(self, b => b.state(customer_id))
+    }
+
+    /// Up to `limit` alerts not yet through every sink, oldest first.
+    pub fn pending(&self, limit: usize) -> Result<Vec<Alert>> {
+        on_backend!(self, b => b.pending(limit))
+    }
+
+    /// Claims up to `limit` deliveries due at `now_ms` for the named sinks, oldest due
+    /// first, after giving every pending alert a delivery row per sink. A claimed
+    /// delivery is not due again for `lease_ms`: another dispatcher on the same database
+    /// does not send it concurrently, and after a crash it is retried once the lease
+    /// expires. A stored alert that no longer parses is dead-lettered here.
+    pub fn claim_due(
+        &self,
+        sinks: &[&str],
+        now_ms: i64,
+        limit: usize,
+        lease_ms: i64,
+    ) -> Result<Vec<Due>> {
+        on_backend!(self, b => b.claim_due(sinks, now_ms, limit, lease_ms))
+    }
+
+    /// Records that `sink` accepted the alert `key`.
+    pub fn mark_delivered(&self, key: &str, sink: &str) -> Result<()> {
+        on_backend!(self, b => b.mark_delivered(key, sink))
+    }
+
+    /// Records that `sink` refused the alert `key` for good: dead-lettered.
+    pub fn mark_dead(&self, key: &str, sink: &str, error: &str) -> Result<()> {
+        on_backend!(self, b => b.mark_dead(key, sink, error))
+    }
+
+    /// Records a failed attempt of `sink` on the alert `key`, made at `now_ms` (epoch
+    /// milliseconds): retried at `next_attempt_ms` (but no later than the deadline), or
+    /// dead-lettered when `give_up_ms` have passed since the delivery's first attempt.
+    /// Returns the delivery's status afterwards.
+    pub fn mark_failed(
+        &self,
+        key: &str,
+        sink: &str,
+        error: &str,
+        now_ms: i64,
+        next_attempt_ms: i64,
+        give_up_ms: i64,
+    ) -> Result<DeliveryStatus> {
+        on_backend!(self, b => b.mark_failed(key, sink, error, now_ms, next_attempt_ms, give_up_ms))
+    }
+
+    /// Moves dead-lettered alerts back to pending (the given keys, or all of them), with
+    /// every dead delivery due at once and a fresh give-up deadline. One transaction; an
+    /// unknown key fails the whole call and changes nothing.
+    pub fn redrive(&self, keys: Option<&[String]>) -> Result<Redriven> {
+        on_backend!(self, b => b.redrive(keys))
+    }
+
+    /// Alerts pending and dead-lettered, for `/metrics` at each scrape.
+    pub fn depth(&self) -> Result<OutboxDepth> {
+        on_backend!(self, b => b.depth())
+    }
+
+    /// The deliveries of one alert, by sink name.
+    pub fn deliveries(&self, key: &str) -> Result<Vec<DeliveryRecord>> {
+        on_backend!(self, b => b.deliveries(key))
+    }
+
+    /// Alerts by overall status, for metrics.
+    pub fn counts(&self) -> Result<OutboxCounts> {
+        on_backend!(self, b => b.counts())
+    }
+
+    /// Deletes the alerts finished (delivered or dead-lettered) before `before` (UTC
+    /// seconds, by their last change) with their deliveries, and gives the space back
+    /// (SQLite: `VACUUM` when anything went; PostgreSQL: autovacuum reuses it). Pending
+    /// alerts, customer states and nights are kept whatever their age. A key pruned is
+    /// forgotten: the same night re-run after that would raise its alert again.
+    pub fn prune(&self, before: Ts) -> Result<Pruned> {
+        on_backend!(self, b => b.prune(before))
+    }
+
+    /// Records a refused night (a successful one goes with its alert state, through
+    /// [`Outbox::record_night`]). Touches nothing else.
+    pub fn record_refusal(&self, night: &Night) -> Result<()> {
+        on_backend!(self, b => b.record_refusal(night))
+    }
+
+    /// The latest successful night strictly before `as_of` (so re-running a night
+    /// compares with the one before it, never with itself).
+    pub fn previous_night(&self, as_of: Ts) -> Result<Option<Night>> {
+        on_backend!(self, b => b.previous_night(as_of))
+    }
+
+    /// Every recorded night, oldest run first.
+    pub fn nights(&self) -> Result<Vec<Night>> {
+        on_backend!(self, b => b.nights())
+    }
+
+    /// Renames the staged files of committed nights into place (in the order they were
+    /// recorded) and forgets them. Returns how many it renamed.
+    pub fn finish_night_files(&self) -> Result<usize> {
+        on_backend!(self, b => b.finish_night_files())
+    }
+
+    /// The nightly runs' health for `/metrics`.
+    pub fn nightly_health(&self) -> Result<NightlyHealth> {
+        on_backend!(self, b => b.nightly_health())
+    }
+
+    /// Refused runs recorded since the latest successful one, by reason.
+    pub fn refusals_since_last_success(&self) -> Result<Refusals> {
+        on_backend!(self, b => b.refusals_since_last_success())
+    }
+
+    /// The SQLite backend, for tests of its connection settings.
+    #[cfg(test)]
+    fn sqlite(&self) -> &Sqlite {
+        match &self.0 {
+            Backend::Sqlite(s) => s,
+            Backend::Postgres(_) => panic!("an SQLite outbox was expected"),
+        }
     }
 }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use rusqlite::{params, OptionalExtension, Transaction};
 
-use super::{Ctx, Outbox};
+use super::{Ctx, Sqlite};
 use crate::alerts::now_secs;
 use crate::error::RefusalReason;
 use crate::time::Ts;
@@ -155,7 +155,7 @@ pub(super) fn insert(tx: &Transaction<'_>, night: &Night, alerts_new: usize) -> 
     Ok(())
 }
 
-impl Outbox {
+impl Sqlite {
     /// Records a refused night (a successful one goes with its alert state, through
     /// [`Outbox::record_night`]). Touches nothing else.
     pub fn record_refusal(&self, night: &Night) -> Result<()> {
@@ -350,129 +350,6 @@ mod tests {
     }
 
     #[test]
-    fn the_previous_night_is_the_latest_success_strictly_before() {
-        let (_dir, outbox) = fresh();
-        let t = night("2024-03-10");
-        assert_eq!(outbox.previous_night(t).unwrap(), None);
-        record_ok(&outbox, &ok(t - 2 * DAY, 100, 5));
-        record_ok(&outbox, &ok(t - DAY, 90, 7));
-        outbox
-            .record_refusal(&refused(t - DAY / 2, RefusalReason::StaleTable))
-            .unwrap();
-        // Re-running night t itself: it is not its own previous night.
-        record_ok(&outbox, &ok(t, 95, 6));
-        let prev = outbox.previous_night(t).unwrap().unwrap();
-        assert_eq!((prev.as_of, prev.customers), (t - DAY, 90));
-        assert_eq!(prev.tiers["high"], 7);
-        assert!(prev.finished_at > 0 && !prev.refused);
-        assert_eq!(
-            outbox.previous_night(t + DAY).unwrap().unwrap().customers,
-            95
-        );
-        // A backfill of an earlier night compares with the night before it.
-        assert_eq!(
-            outbox.previous_night(t - DAY).unwrap().unwrap().as_of,
-            t - 2 * DAY
-        );
-    }
-
-    #[test]
-    fn refusals_are_counted_by_reason_until_the_next_success() {
-        let (_dir, outbox) = fresh();
-        let t = night("2024-03-10");
-        outbox
-            .record_refusal(&refused(t, RefusalReason::AsOfAfterData))
-            .unwrap();
-        let r = outbox.refusals_since_last_success().unwrap();
-        assert_eq!((r.total, r.last_success_as_of), (1, None));
-        record_ok(&outbox, &ok(t, 10, 1));
-        assert_eq!(
-            outbox.refusals_since_last_success().unwrap(),
-            Refusals {
-                total: 0,
-                by_reason: BTreeMap::new(),
-                last_success_as_of: Some(t),
-            }
-        );
-        for reason in [
-            RefusalReason::StaleTable,
-            RefusalReason::StaleTable,
-            RefusalReason::CollapsedPopulation,
-        ] {
-            outbox.record_refusal(&refused(t + DAY, reason)).unwrap();
-        }
-        let r = outbox.refusals_since_last_success().unwrap();
-        assert_eq!(r.total, 3);
-        assert_eq!(r.by_reason["stale_table"], 2);
-        assert_eq!(r.by_reason["collapsed_population"], 1);
-        let all = outbox.nights().unwrap();
-        assert_eq!(all.len(), 5);
-        assert_eq!(all[4].reason, Some(RefusalReason::CollapsedPopulation));
-        assert_eq!(all[4].detail.as_deref(), Some("the data is late"));
-    }
-
-    #[test]
-    fn a_night_is_recorded_with_its_alert_state_or_not_at_all() {
-        let (_dir, outbox) = fresh();
-        let t = night("2024-03-01");
-        let err = outbox
-            .record_night(
-                &AlertPolicy::default(),
-                &[obs("c1", Tier::High, t)],
-                |_| Alert::new(model(), "someone-else", 0.9, Tier::High, None, t, "batch"),
-                &ok(t, 1, 1),
-                &mut no_files,
-            )
-            .unwrap_err();
-        assert!(err.to_string().contains("someone-else"), "{err}");
-        assert!(outbox.nights().unwrap().is_empty());
-        assert_eq!(outbox.state("c1").unwrap(), None);
-        let s = outbox
-            .record_night(
-                &AlertPolicy::default(),
-                &[obs("c1", Tier::High, t)],
-                build,
-                &ok(t, 1, 1),
-                &mut no_files,
-            )
-            .unwrap();
-        assert_eq!(s.inserted, 1);
-        assert_eq!(outbox.nights().unwrap().len(), 1);
-        assert!(outbox.state("c1").unwrap().is_some());
-    }
-
-    #[test]
-    fn nightly_health_counts_refusals_ever_and_since_the_last_success() {
-        let (_dir, outbox) = fresh();
-        assert_eq!(outbox.nightly_health().unwrap(), NightlyHealth::default());
-        let stale = RefusalReason::StaleTable;
-        outbox
-            .record_refusal(&refused(night("2024-03-01"), stale))
-            .unwrap();
-        record_ok(&outbox, &ok(night("2024-03-01"), 3, 1));
-        outbox
-            .record_refusal(&refused(night("2024-03-02"), stale))
-            .unwrap();
-        let collapsed = RefusalReason::CollapsedPopulation;
-        outbox
-            .record_refusal(&refused(night("2024-03-02"), collapsed))
-            .unwrap();
-        let h = outbox.nightly_health().unwrap();
-        assert_eq!(
-            h.refused_by_reason,
-            [
-                ("collapsed_population".to_string(), 1),
-                ("stale_table".into(), 2)
-            ]
-            .into()
-        );
-        assert_eq!(h.since_last_success.total, 2);
-        let last = h.last_success.unwrap();
-        assert_eq!((last.as_of, last.customers), (night("2024-03-01"), 3));
-        assert!(last.finished_at > 0);
-    }
-
-    #[test]
     fn an_outbox_written_before_the_nights_table_gains_it_on_open() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.db");
@@ -484,5 +361,126 @@ mod tests {
         assert!(outbox.nights().unwrap().is_empty());
         record_ok(&outbox, &ok(night("2024-03-01"), 3, 1));
         assert_eq!(outbox.nights().unwrap().len(), 1);
+    }
+
+    both_backends! {
+        fn the_previous_night_is_the_latest_success_strictly_before(db) {
+            let outbox = db.open();
+            let t = night("2024-03-10");
+            assert_eq!(outbox.previous_night(t).unwrap(), None);
+            record_ok(&outbox, &ok(t - 2 * DAY, 100, 5));
+            record_ok(&outbox, &ok(t - DAY, 90, 7));
+            outbox
+                .record_refusal(&refused(t - DAY / 2, RefusalReason::StaleTable))
+                .unwrap();
+            // Re-running night t itself: it is not its own previous night.
+            record_ok(&outbox, &ok(t, 95, 6));
+            let prev = outbox.previous_night(t).unwrap().unwrap();
+            assert_eq!((prev.as_of, prev.customers), (t - DAY, 90));
+            assert_eq!(prev.tiers["high"], 7);
+            assert!(prev.finished_at > 0 && !prev.refused);
+            assert_eq!(
+                outbox.previous_night(t + DAY).unwrap().unwrap().customers,
+                95
+            );
+            // A backfill of an earlier night compares with the night before it.
+            assert_eq!(
+                outbox.previous_night(t - DAY).unwrap().unwrap().as_of,
+                t - 2 * DAY
+            );
+        }
+
+        fn refusals_are_counted_by_reason_until_the_next_success(db) {
+            let outbox = db.open();
+            let t = night("2024-03-10");
+            outbox
+                .record_refusal(&refused(t, RefusalReason::AsOfAfterData))
+                .unwrap();
+            let r = outbox.refusals_since_last_success().unwrap();
+            assert_eq!((r.total, r.last_success_as_of), (1, None));
+            record_ok(&outbox, &ok(t, 10, 1));
+            assert_eq!(
+                outbox.refusals_since_last_success().unwrap(),
+                Refusals {
+                    total: 0,
+                    by_reason: BTreeMap::new(),
+                    last_success_as_of: Some(t),
+                }
+            );
+            for reason in [
+                RefusalReason::StaleTable,
+                RefusalReason::StaleTable,
+                RefusalReason::CollapsedPopulation,
+            ] {
+                outbox.record_refusal(&refused(t + DAY, reason)).unwrap();
+            }
+            let r = outbox.refusals_since_last_success().unwrap();
+            assert_eq!(r.total, 3);
+            assert_eq!(r.by_reason["stale_table"], 2);
+            assert_eq!(r.by_reason["collapsed_population"], 1);
+            let all = outbox.nights().unwrap();
+            assert_eq!(all.len(), 5);
+            assert_eq!(all[4].reason, Some(RefusalReason::CollapsedPopulation));
+            assert_eq!(all[4].detail.as_deref(), Some("the data is late"));
+        }
+
+        fn a_night_is_recorded_with_its_alert_state_or_not_at_all(db) {
+            let outbox = db.open();
+            let t = night("2024-03-01");
+            let err = outbox
+                .record_night(
+                    &AlertPolicy::default(),
+                    &[obs("c1", Tier::High, t)],
+                    |_| Alert::new(model(), "someone-else", 0.9, Tier::High, None, t, "batch"),
+                    &ok(t, 1, 1),
+                    &mut no_files,
+                )
+                .unwrap_err();
+            assert!(err.to_string().contains("someone-else"), "{err}");
+            assert!(outbox.nights().unwrap().is_empty());
+            assert_eq!(outbox.state("c1").unwrap(), None);
+            let s = outbox
+                .record_night(
+                    &AlertPolicy::default(),
+                    &[obs("c1", Tier::High, t)],
+                    build,
+                    &ok(t, 1, 1),
+                    &mut no_files,
+                )
+                .unwrap();
+            assert_eq!(s.inserted, 1);
+            assert_eq!(outbox.nights().unwrap().len(), 1);
+            assert!(outbox.state("c1").unwrap().is_some());
+        }
+
+        fn nightly_health_counts_refusals_ever_and_since_the_last_success(db) {
+            let outbox = db.open();
+            assert_eq!(outbox.nightly_health().unwrap(), NightlyHealth::default());
+            let stale = RefusalReason::StaleTable;
+            outbox
+                .record_refusal(&refused(night("2024-03-01"), stale))
+                .unwrap();
+            record_ok(&outbox, &ok(night("2024-03-01"), 3, 1));
+            outbox
+                .record_refusal(&refused(night("2024-03-02"), stale))
+                .unwrap();
+            let collapsed = RefusalReason::CollapsedPopulation;
+            outbox
+                .record_refusal(&refused(night("2024-03-02"), collapsed))
+                .unwrap();
+            let h = outbox.nightly_health().unwrap();
+            assert_eq!(
+                h.refused_by_reason,
+                [
+                    ("collapsed_population".to_string(), 1),
+                    ("stale_table".into(), 2)
+                ]
+                .into()
+            );
+            assert_eq!(h.since_last_success.total, 2);
+            let last = h.last_success.unwrap();
+            assert_eq!((last.as_of, last.customers), (night("2024-03-01"), 3));
+            assert!(last.finished_at > 0);
+        }
     }
 }

@@ -3,7 +3,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use super::{Ctx, Night, Outbox, SMALL_RECORDING};
+use super::{Ctx, Night, Sqlite, SMALL_RECORDING};
 use crate::alerts::policy::{AlertPolicy, CustomerState, Decision, Step};
 use crate::alerts::{now_secs, Alert};
 use crate::scoring::{ModelRef, Tier};
@@ -80,12 +80,12 @@ pub struct RecordSummary {
 }
 
 /// Stages a night's files once its alerts are known (see [`Outbox::record_night`]).
-type StageFiles<'a> = dyn FnMut(&RecordSummary) -> Result<super::NightFiles> + 'a;
+pub(super) type StageFiles<'a> = dyn FnMut(&RecordSummary) -> Result<super::NightFiles> + 'a;
 
 /// A night recorded with its scores: the night and the staging of its files.
 type NightCommit<'a> = (&'a Night, &'a mut StageFiles<'a>);
 
-impl Outbox {
+impl Sqlite {
     /// Records one score: in one committed transaction, updates the customer's state and,
     /// if `policy` alerts, stores the alert `build` makes (once per idempotency key).
     /// Returns the alert when the policy raised one, even if an identical key was
@@ -378,112 +378,13 @@ mod tests {
     use super::*;
     use crate::time::DAY;
 
-    #[test]
-    fn a_score_that_crosses_into_the_alert_tier_stores_one_pending_alert() {
-        let (_dir, outbox) = fresh();
-        let p = AlertPolicy::default();
-        assert_eq!(
-            outbox
-                .record(&p, obs("c1", Tier::Low, night("2024-03-01")), build)
-                .unwrap(),
-            None
-        );
-        let alert = outbox
-            .record(&p, obs("c1", Tier::High, night("2024-03-02")), build)
-            .unwrap()
-            .expect("entering high alerts");
-        assert_eq!(alert.previous_tier, Some(Tier::Low));
-        assert_eq!(outbox.pending(10).unwrap(), vec![alert]);
-        assert_eq!(
-            outbox.counts().unwrap(),
-            OutboxCounts {
-                pending: 1,
-                delivered: 0,
-                dead: 0
-            }
-        );
-        assert_eq!(outbox.counters().snapshot().raised, 1);
-    }
-
-    #[test]
-    fn recording_the_same_key_twice_inserts_it_once() {
-        let (_dir, outbox) = fresh();
-        // No cooldown, so a customer flapping within one day raises twice with one key.
-        let p = AlertPolicy {
-            alert_tier: Tier::High,
-            cooldown_days: 0,
-        };
-        let t = night("2024-03-01");
-        let first = outbox.record(&p, obs("c1", Tier::High, t), build).unwrap();
-        outbox
-            .record(&p, obs("c1", Tier::Low, t + 60), build)
-            .unwrap();
-        let second = outbox
-            .record(&p, obs("c1", Tier::High, t + 120), build)
-            .unwrap();
-        let (first, second) = (first.unwrap(), second.unwrap());
-        assert_eq!(first.idempotency_key, second.idempotency_key);
-        assert_eq!(outbox.counts().unwrap().pending, 1);
-        assert_eq!(outbox.counters().snapshot().raised, 1);
-        assert!(!outbox.insert(&first).unwrap());
-        // The stored alert is the first one (same key, first payload wins).
-        assert_eq!(outbox.pending(10).unwrap()[0].previous_tier, None);
-    }
-
-    #[test]
-    fn rerunning_the_same_night_raises_nothing_new() {
-        let (_dir, outbox) = fresh();
-        let p = AlertPolicy::default();
-        let t = night("2024-03-01");
-        let batch = [obs("c1", Tier::High, t), obs("c2", Tier::Low, t)];
-        let first = outbox.record_many(&p, &batch, build).unwrap();
-        let again = outbox.record_many(&p, &batch, build).unwrap();
-        assert_eq!((first.raised, first.inserted), (1, 1));
-        assert_eq!((again.raised, again.inserted), (0, 0));
-        assert_eq!(outbox.counts().unwrap().pending, 1);
-    }
-
     fn sync_level(outbox: &Outbox) -> i64 {
         outbox
+            .sqlite()
             .lock()
             .conn
             .pragma_query_value(None, "synchronous", |r| r.get(0))
             .unwrap()
-    }
-
-    #[test]
-    fn a_score_that_confirms_the_stored_tier_writes_nothing() {
-        let (_dir, outbox) = fresh();
-        let p = AlertPolicy::default();
-        let t = night("2024-03-01");
-        let first = outbox
-            .record_many(&p, &[obs("c1", Tier::Medium, t)], build)
-            .unwrap();
-        assert_eq!((first.observed, first.unchanged, first.stale), (1, 0, 0));
-        let stored = outbox.state("c1").unwrap().unwrap();
-        assert_eq!((stored.last_tier, stored.last_scored_at), (Tier::Medium, t));
-        // A later score at the same tier: nothing to write, the stored time stays.
-        let confirm = [obs("c1", Tier::Medium, t + DAY)];
-        assert!(!outbox.needs_recording(&p, &confirm).unwrap());
-        let again = outbox.record_many(&p, &confirm, build).unwrap();
-        assert_eq!((again.unchanged, again.raised), (1, 0));
-        assert_eq!(outbox.state("c1").unwrap().unwrap(), stored);
-        // A change of tier, a new customer, an alert or a repeated id all need writing.
-        for batch in [
-            vec![obs("c1", Tier::Low, t + DAY)],
-            vec![obs("c2", Tier::Low, t + DAY)],
-            vec![obs("c1", Tier::High, t + DAY)],
-            vec![
-                obs("c1", Tier::Medium, t + DAY),
-                obs("c1", Tier::Medium, t + 2 * DAY),
-            ],
-        ] {
-            assert!(outbox.needs_recording(&p, &batch).unwrap(), "{batch:?}");
-        }
-        // A stale score needs nothing either.
-        assert!(!outbox
-            .needs_recording(&p, &[obs("c1", Tier::High, t - DAY)])
-            .unwrap());
     }
 
     #[test]
@@ -514,73 +415,6 @@ mod tests {
         assert_eq!(sync_level(&outbox), 1);
         outbox.record_many(&p, &night_obs, build).unwrap();
         assert_eq!(sync_level(&outbox), 2);
-    }
-
-    #[test]
-    fn customer_state_and_alerts_survive_reopening_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("a.db");
-        let t = night("2024-03-01");
-        {
-            let outbox = Outbox::open(&path).unwrap();
-            outbox
-                .record(&AlertPolicy::default(), obs("c1", Tier::High, t), build)
-                .unwrap();
-        }
-        let outbox = Outbox::open(&path).unwrap();
-        assert_eq!(
-            outbox.state("c1").unwrap(),
-            Some(CustomerState {
-                last_tier: Tier::High,
-                last_scored_at: t,
-                last_alert_at: Some(t),
-                last_alert_tier: Some(Tier::High),
-            })
-        );
-        assert_eq!(outbox.pending(10).unwrap().len(), 1);
-        // The cooldown holds across the restart.
-        let p = AlertPolicy::default();
-        outbox
-            .record(&p, obs("c1", Tier::Low, t + DAY), build)
-            .unwrap();
-        assert_eq!(
-            outbox
-                .record(&p, obs("c1", Tier::High, t + 2 * DAY), build)
-                .unwrap(),
-            None
-        );
-    }
-
-    #[test]
-    fn a_stale_score_leaves_the_state_alone() {
-        let (_dir, outbox) = fresh();
-        let p = AlertPolicy::default();
-        let t = night("2024-03-10");
-        outbox
-            .record_many(&p, &[obs("c1", Tier::Low, t)], build)
-            .unwrap();
-        let s = outbox
-            .record_many(&p, &[obs("c1", Tier::High, t - DAY)], build)
-            .unwrap();
-        assert_eq!((s.stale, s.raised), (1, 0));
-        assert_eq!(outbox.state("c1").unwrap().unwrap().last_tier, Tier::Low);
-    }
-
-    #[test]
-    fn an_alert_built_for_another_customer_is_refused_and_nothing_is_stored() {
-        let (_dir, outbox) = fresh();
-        let t = night("2024-03-01");
-        let err = outbox
-            .record_many(
-                &AlertPolicy::default(),
-                &[obs("c1", Tier::Low, t), obs("c2", Tier::High, t)],
-                |_| Alert::new(model(), "someone-else", 0.9, Tier::High, None, t, "batch"),
-            )
-            .unwrap_err();
-        assert!(err.to_string().contains("someone-else"), "{err}");
-        // The transaction rolled back: not even c1's state was written.
-        assert_eq!(outbox.state("c1").unwrap(), None);
-        assert_eq!(outbox.counts().unwrap(), OutboxCounts::default());
     }
 
     /// Measures the nightly workload: `n` customers in one `record_many` transaction,
@@ -629,5 +463,197 @@ mod tests {
         assert!(entering_high > 0 && same > 0);
         assert_eq!((s.unchanged, s.stale), (same, 0));
         assert_eq!((s.raised, s.inserted), (entering_high, entering_high));
+    }
+
+    both_backends! {
+        fn customer_state_and_alerts_survive_reopening_the_database(db) {
+            let t = night("2024-03-01");
+            {
+                let outbox = db.open();
+                outbox
+                    .record(&AlertPolicy::default(), obs("c1", Tier::High, t), build)
+                    .unwrap();
+            }
+            let outbox = db.open();
+            assert_eq!(
+                outbox.state("c1").unwrap(),
+                Some(CustomerState {
+                    last_tier: Tier::High,
+                    last_scored_at: t,
+                    last_alert_at: Some(t),
+                    last_alert_tier: Some(Tier::High),
+                })
+            );
+            assert_eq!(outbox.pending(10).unwrap().len(), 1);
+            // The cooldown holds across the restart.
+            let p = AlertPolicy::default();
+            outbox
+                .record(&p, obs("c1", Tier::Low, t + DAY), build)
+                .unwrap();
+            assert_eq!(
+                outbox
+                    .record(&p, obs("c1", Tier::High, t + 2 * DAY), build)
+                    .unwrap(),
+                None
+            );
+        }
+
+        fn concurrent_recorders_decide_each_transition_once(db) {
+            // Eight processes (eight outboxes on one database) score the same customers
+            // at once, each a different day within one cooldown: whatever the order,
+            // each customer enters High once and raises one alert.
+            let p = AlertPolicy::default();
+            let t = night("2024-03-01");
+            let ids: Vec<String> = (0..200).map(|i| format!("c{i:03}")).collect();
+            let base: Vec<_> = ids.iter().map(|c| obs(c, Tier::Low, t)).collect();
+            db.open().record_many(&p, &base, build).unwrap();
+            let raised: usize = std::thread::scope(|s| {
+                let handles: Vec<_> = (1..=8)
+                    .map(|day| {
+                        let (outbox, ids) = (db.open(), &ids);
+                        s.spawn(move || {
+                            let mut raised = 0;
+                            for chunk in ids.chunks(7) {
+                                let batch: Vec<_> = chunk
+                                    .iter()
+                                    .map(|c| obs(c, Tier::High, t + day * DAY))
+                                    .collect();
+                                raised += outbox.record_group(&p, &batch, build).unwrap().inserted;
+                            }
+                            raised
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).sum()
+            });
+            assert_eq!(raised, ids.len());
+            assert_eq!(db.open().counts().unwrap().pending, ids.len() as u64);
+        }
+
+        fn a_score_that_crosses_into_the_alert_tier_stores_one_pending_alert(db) {
+            let outbox = db.open();
+            let p = AlertPolicy::default();
+            assert_eq!(
+                outbox
+                    .record(&p, obs("c1", Tier::Low, night("2024-03-01")), build)
+                    .unwrap(),
+                None
+            );
+            let alert = outbox
+                .record(&p, obs("c1", Tier::High, night("2024-03-02")), build)
+                .unwrap()
+                .expect("entering high alerts");
+            assert_eq!(alert.previous_tier, Some(Tier::Low));
+            assert_eq!(outbox.pending(10).unwrap(), vec![alert]);
+            assert_eq!(
+                outbox.counts().unwrap(),
+                OutboxCounts {
+                    pending: 1,
+                    delivered: 0,
+                    dead: 0
+                }
+            );
+            assert_eq!(outbox.counters().snapshot().raised, 1);
+        }
+
+        fn recording_the_same_key_twice_inserts_it_once(db) {
+            let outbox = db.open();
+            // No cooldown, so a customer flapping within one day raises twice with one key.
+            let p = AlertPolicy {
+                alert_tier: Tier::High,
+                cooldown_days: 0,
+            };
+            let t = night("2024-03-01");
+            let first = outbox.record(&p, obs("c1", Tier::High, t), build).unwrap();
+            outbox
+                .record(&p, obs("c1", Tier::Low, t + 60), build)
+                .unwrap();
+            let second = outbox
+                .record(&p, obs("c1", Tier::High, t + 120), build)
+                .unwrap();
+            let (first, second) = (first.unwrap(), second.unwrap());
+            assert_eq!(first.idempotency_key, second.idempotency_key);
+            assert_eq!(outbox.counts().unwrap().pending, 1);
+            assert_eq!(outbox.counters().snapshot().raised, 1);
+            assert!(!outbox.insert(&first).unwrap());
+            // The stored alert is the first one (same key, first payload wins).
+            assert_eq!(outbox.pending(10).unwrap()[0].previous_tier, None);
+        }
+
+        fn rerunning_the_same_night_raises_nothing_new(db) {
+            let outbox = db.open();
+            let p = AlertPolicy::default();
+            let t = night("2024-03-01");
+            let batch = [obs("c1", Tier::High, t), obs("c2", Tier::Low, t)];
+            let first = outbox.record_many(&p, &batch, build).unwrap();
+            let again = outbox.record_many(&p, &batch, build).unwrap();
+            assert_eq!((first.raised, first.inserted), (1, 1));
+            assert_eq!((again.raised, again.inserted), (0, 0));
+            assert_eq!(outbox.counts().unwrap().pending, 1);
+        }
+
+        fn a_score_that_confirms_the_stored_tier_writes_nothing(db) {
+            let outbox = db.open();
+            let p = AlertPolicy::default();
+            let t = night("2024-03-01");
+            let first = outbox
+                .record_many(&p, &[obs("c1", Tier::Medium, t)], build)
+                .unwrap();
+            assert_eq!((first.observed, first.unchanged, first.stale), (1, 0, 0));
+            let stored = outbox.state("c1").unwrap().unwrap();
+            assert_eq!((stored.last_tier, stored.last_scored_at), (Tier::Medium, t));
+            // A later score at the same tier: nothing to write, the stored time stays.
+            let confirm = [obs("c1", Tier::Medium, t + DAY)];
+            assert!(!outbox.needs_recording(&p, &confirm).unwrap());
+            let again = outbox.record_many(&p, &confirm, build).unwrap();
+            assert_eq!((again.unchanged, again.raised), (1, 0));
+            assert_eq!(outbox.state("c1").unwrap().unwrap(), stored);
+            // A change of tier, a new customer, an alert or a repeated id all need writing.
+            for batch in [
+                vec![obs("c1", Tier::Low, t + DAY)],
+                vec![obs("c2", Tier::Low, t + DAY)],
+                vec![obs("c1", Tier::High, t + DAY)],
+                vec![
+                    obs("c1", Tier::Medium, t + DAY),
+                    obs("c1", Tier::Medium, t + 2 * DAY),
+                ],
+            ] {
+                assert!(outbox.needs_recording(&p, &batch).unwrap(), "{batch:?}");
+            }
+            // A stale score needs nothing either.
+            assert!(!outbox
+                .needs_recording(&p, &[obs("c1", Tier::High, t - DAY)])
+                .unwrap());
+        }
+
+        fn a_stale_score_leaves_the_state_alone(db) {
+            let outbox = db.open();
+            let p = AlertPolicy::default();
+            let t = night("2024-03-10");
+            outbox
+                .record_many(&p, &[obs("c1", Tier::Low, t)], build)
+                .unwrap();
+            let s = outbox
+                .record_many(&p, &[obs("c1", Tier::High, t - DAY)], build)
+                .unwrap();
+            assert_eq!((s.stale, s.raised), (1, 0));
+            assert_eq!(outbox.state("c1").unwrap().unwrap().last_tier, Tier::Low);
+        }
+
+        fn an_alert_built_for_another_customer_is_refused_and_nothing_is_stored(db) {
+            let outbox = db.open();
+            let t = night("2024-03-01");
+            let err = outbox
+                .record_many(
+                    &AlertPolicy::default(),
+                    &[obs("c1", Tier::Low, t), obs("c2", Tier::High, t)],
+                    |_| Alert::new(model(), "someone-else", 0.9, Tier::High, None, t, "batch"),
+                )
+                .unwrap_err();
+            assert!(err.to_string().contains("someone-else"), "{err}");
+            // The transaction rolled back: not even c1's state was written.
+            assert_eq!(outbox.state("c1").unwrap(), None);
+            assert_eq!(outbox.counts().unwrap(), OutboxCounts::default());
+        }
     }
 }

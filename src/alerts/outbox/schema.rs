@@ -148,7 +148,7 @@ mod tests {
     fn opening_sets_wal_mode_and_full_synchronous() {
         let dir = tempfile::tempdir().unwrap();
         let outbox = Outbox::open(dir.path().join("nested/alerts.db")).unwrap();
-        let db = outbox.lock();
+        let db = outbox.sqlite().lock();
         let mode: String = db
             .conn
             .pragma_query_value(None, "journal_mode", |r| r.get(0))

@@ -159,6 +159,7 @@ impl Env {
             max_connections: 1000,
             rules: None,
             retry: crate::alerts::RetryPolicy::default(),
+            alert_lease: crate::alerts::dispatch::DEFAULT_LEASE,
         }
     }
 
