@@ -35,6 +35,10 @@ use std::path::Path;
 /// retry_initial_ms = 500
 /// retry_max_seconds = 300
 /// give_up_after_seconds = 86400
+/// [gbdt]
+/// rounds = 300
+/// max_depth = 6
+/// early_stopping_rounds = 30
 /// [score]
 /// metrics_textfile = "/var/lib/node_exporter/textfile/churnguard.prom"
 /// ```
@@ -56,6 +60,21 @@ pub struct FileConfig {
     pub alerts: AlertsSection,
     #[serde(default)]
     pub score: ScoreSection,
+    #[serde(default)]
+    pub gbdt: GbdtSection,
+}
+
+/// `[gbdt]`: the boosting's size, for a fixed tree count (benchmarks of a 300-tree
+/// model, comparisons with other libraries at the same count); defaults in
+/// `BoostParams::gbdt`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GbdtSection {
+    /// Boosting rounds at most.
+    pub rounds: Option<usize>,
+    pub max_depth: Option<u32>,
+    /// Rounds without improvement before stopping; 0 keeps every round.
+    pub early_stopping_rounds: Option<usize>,
 }
 
 /// `[score]`: the nightly run's own options (its guards and alerts are under `[alerts]`).

@@ -10,7 +10,7 @@
 
 use super::logistic::normalise;
 use super::shap_export::{export_tree, leq_threshold_of_f32_less, ShapTreeDict};
-use super::treeshap::{add_tree_shap, ShapScratch, ShapTables, ShapTree};
+use super::treeshap::{add_tree_shap, RowBlock, ShapScratch, ShapTables, ShapTree};
 use super::Classifier;
 use crate::{Error, Result};
 use hessboost::prelude::*;
@@ -119,6 +119,10 @@ impl ShapTree for Forest {
     }
     fn threshold(&self, k: usize) -> f64 {
         leq_threshold_of_f32_less(self.nodes[k].cond)
+    }
+    fn f32_split(&self, k: usize) -> Option<(usize, f32, bool)> {
+        let n = &self.nodes[k];
+        Some((n.feature as usize, n.cond, n.default_left))
     }
 }
 
@@ -357,13 +361,15 @@ impl Classifier for BoostModel {
         let (_, forest, bias) = self.state();
         out.iter_mut().for_each(|c| *c = 0.0);
         let mut scratch = ShapScratch::default();
-        let mut dirs = Vec::new();
+        let mut block = RowBlock::new(row, row.len());
         let mut expected = *bias;
         for (t, &root) in forest.roots.iter().enumerate() {
             // An inner node's value is its subtree's cover-weighted mean, so the
             // root's is the tree's expected value.
             expected += forest.nodes[root as usize].value;
-            if !forest.shap.add(forest, t, row, out, &mut dirs) {
+            if forest.shap.has(t) {
+                forest.shap.add_rows(t, &mut block, out);
+            } else {
                 add_tree_shap(
                     forest,
                     root as usize,
@@ -385,20 +391,23 @@ impl Classifier for BoostModel {
         out.iter_mut().for_each(|c| *c = 0.0);
         let margins = x.chunks(width).map(|r| bias + forest.sum(r)).collect();
         let mut scratch = ShapScratch::default();
-        let mut dirs = Vec::new();
-        // Tree by tree, the rows' contributions add up in the same order as row by row.
+        let mut block = RowBlock::new(x, width);
+        // Tree by tree (its tables stay in cache for the block), the rows'
+        // contributions add up in the same order as row by row.
         for (t, &root) in forest.roots.iter().enumerate() {
+            if forest.shap.has(t) {
+                forest.shap.add_rows(t, &mut block, out);
+                continue;
+            }
             for (row, phi) in x.chunks(width).zip(out.chunks_mut(width)) {
-                if !forest.shap.add(forest, t, row, phi, &mut dirs) {
-                    add_tree_shap(
-                        forest,
-                        root as usize,
-                        forest.max_depth,
-                        row,
-                        phi,
-                        &mut scratch,
-                    );
-                }
+                add_tree_shap(
+                    forest,
+                    root as usize,
+                    forest.max_depth,
+                    row,
+                    phi,
+                    &mut scratch,
+                );
             }
         }
         margins

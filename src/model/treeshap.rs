@@ -26,6 +26,12 @@ pub(crate) trait ShapTree {
     /// The threshold `t` of inner node `k` under shap's rule: a finite value `v` of
     /// its feature goes left exactly when `v <= t` (for the export to shap).
     fn threshold(&self, k: usize) -> f64;
+    /// Inner node `k`'s split as `(feature, cond, default_left)` when it routes a row
+    /// by `(v as f32) < cond`, a NaN `v` by `default_left` (the rule [`ShapTables`]
+    /// evaluates); `None`, the default: the tree is explained by the recursion.
+    fn f32_split(&self, _k: usize) -> Option<(usize, f32, bool)> {
+        None
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -225,200 +231,601 @@ fn unwound_sum(path: &[PathElement], depth: usize, index: usize) -> f64 {
 /// build; at 8 it would be 2,048 values and 52k steps, per leaf.
 const MAX_TABLE_FEATURES: usize = 6;
 
+/// Inner nodes a tree may have for its tables: one row's directions at all of them are
+/// the bits of one `u64` (a depth-6 tree has at most 63).
+const MAX_TABLE_INNER: usize = 64;
+
+/// Inner nodes a group (see [`ShapTables`]) may span, and the most values its table may
+/// hold. On the 300-tree depth-6 gbdt of BENCHMARKS.md, 4 and 4,096 (32 KiB) make the
+/// tables smaller than one per leaf (8.3 MB against 13.2 MB) while a row reads and adds
+/// a third as many values (24k against 79k); 3 would read 10% more, 5 needs 20% more
+/// memory for 10% fewer.
+const MAX_GROUP_INNER: usize = 4;
+const MAX_GROUP_VALUES: usize = 4096;
+
+/// A node above the groups: it hands its path mask down to its children.
 #[derive(Debug, Clone, Copy)]
-struct Cond {
-    /// Index into the tree's inner nodes.
-    inner: u32,
-    /// The way the leaf's path goes at that node.
-    left: bool,
-    /// Position of the node's feature among the leaf's path features.
+struct Top {
+    /// The node's bit in the row's direction word (its preorder index among the inner
+    /// nodes).
+    bit: u8,
+    /// Position of its feature among the distinct features of the path through it.
     pos: u8,
+    /// Mask slots (preorder indexes of the tree's nodes): its own, its children's.
+    slot: u8,
+    left: u8,
+    right: u8,
 }
 
+/// A subtree explained by one table lookup: its leaves' contributions summed for each
+/// combination of (which of the path features above it the row satisfies, which way
+/// the row goes at each of its inner nodes).
 #[derive(Debug, Clone, Copy)]
-struct Leaf {
-    conds: (u32, u32),
+struct Group {
+    /// Mask slot of the subtree's root.
+    slot: u8,
+    /// One bit per distinct path feature above the root: `mask & full` is the first part
+    /// of the table index.
+    full: u8,
+    /// The subtree's inner nodes: how many, and the direction bit of the first (they are
+    /// consecutive in preorder); their directions are the last `k` bits of the index.
+    k: u8,
+    s: u8,
+    /// Distinct features of the subtree's leaves' paths: values per table entry.
+    u: u8,
     feats: u32,
-    d: u8,
     table: u32,
+}
+
+/// An inner node's split, as [`ShapTree::f32_split`] gives it.
+#[derive(Debug, Clone, Copy)]
+struct Split {
+    feature: u32,
+    cond: f32,
+    /// 1 when a missing value goes left, else 0.
+    default_left: u32,
 }
 
 #[derive(Debug, Clone)]
 struct TableTree {
-    /// Absolute ids of the inner nodes, in the order `Cond::inner` counts them.
-    inner: Vec<u32>,
-    leaves: (u32, u32),
+    /// Ranges into `splits` (the inner nodes in preorder), `tops` and `runs`.
+    inner: (u32, u32),
+    tops: (u32, u32),
+    runs: (u32, u32),
 }
 
-/// Path-dependent TreeSHAP with every leaf's Shapley weights precomputed (the
-/// "Fast TreeSHAP v2" idea of Yang 2021): a leaf's contribution to each of its path
-/// features depends only on which of them the row satisfies, so a table indexed by
-/// that mask replaces the recursion's O(depth^2) work per leaf with one lookup per
-/// path feature. Measured on the 300-tree gbdt of `benches/online.rs`: see
-/// BENCHMARKS.md. Same values as [`add_tree_shap`] up to float rounding.
+/// Consecutive groups with the same number of values: `(u, start, end)` into `groups`,
+/// so that the loop adding them has a fixed length the compiler unrolls.
+type Run = (u8, u32, u32);
+
+/// Rows in chunks of this many, each feature's values of a chunk side by side: the
+/// comparisons at an inner node then run on a chunk's rows at once.
+const LANES: usize = 8;
+
+/// A block of feature rows laid out for [`ShapTables::add_rows`]: chunks of [`LANES`]
+/// rows, in each the chunk's values of feature 0, then of feature 1..., each value
+/// `v as f32` (what the tree walk compares); a last short chunk is padded with zeros.
+#[derive(Debug, Clone)]
+pub(crate) struct RowBlock {
+    width: usize,
+    rows: usize,
+    data: Vec<f32>,
+    /// Scratch for [`ShapTables::add_rows`], one mask a lane for each node of a tree (a
+    /// bit a path feature: the row satisfies every split on it so far); here so that it
+    /// is not cleared for every tree.
+    masks: Box<[[u8; LANES]; 256]>,
+}
+
+impl RowBlock {
+    /// The layout of `x`, row-major with `width` values a row.
+    pub(crate) fn new(x: &[f64], width: usize) -> Self {
+        let rows = x.len().checked_div(width).unwrap_or(0);
+        let mut data = vec![0.0f32; rows.div_ceil(LANES) * width * LANES];
+        for (r, row) in x.chunks_exact(width.max(1)).take(rows).enumerate() {
+            let chunk = &mut data[(r / LANES) * width * LANES..][..width * LANES];
+            for (j, &v) in row.iter().enumerate() {
+                chunk[j * LANES + r % LANES] = v as f32;
+            }
+        }
+        RowBlock {
+            width,
+            rows,
+            data,
+            masks: Box::new([[0; LANES]; 256]),
+        }
+    }
+}
+
+/// Path-dependent TreeSHAP with the Shapley weights precomputed (the "Fast TreeSHAP v2"
+/// idea of Yang 2021). A leaf's contribution to each of its path features depends only
+/// on which of them the row satisfies (every split on that feature along the path goes
+/// the row's way), so a table indexed by that mask replaces the recursion's O(depth^2)
+/// work per leaf. Going further, a small subtree's leaves depend only on the mask at
+/// its root and the row's directions at its own inner nodes, so their tables are summed
+/// into one per subtree ("group"): per row and tree, one comparison per inner node (the
+/// bits of a `u64`), a mask handed down the nodes above the groups, then one lookup per
+/// group adding a few values. Same values as [`add_tree_shap`] up to float rounding
+/// (the order of the sums), proven against it by the tests below; measured in
+/// BENCHMARKS.md.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ShapTables {
     /// One per tree, in the order built; `None`: explained by the recursion.
     trees: Vec<Option<TableTree>>,
-    leaves: Vec<Leaf>,
-    conds: Vec<Cond>,
+    splits: Vec<Split>,
+    tops: Vec<Top>,
+    /// Each tree's groups sorted by their number of values, in `runs`.
+    groups: Vec<Group>,
+    runs: Vec<Run>,
     feats: Vec<u32>,
     tables: Vec<f64>,
 }
 
-/// One split on the way to a leaf: (inner node index, went left, feature, cover ratio).
-type PathStep = (u32, bool, usize, f64);
+/// One split on the way to a leaf.
+#[derive(Debug, Clone, Copy)]
+struct Step {
+    /// Preorder index of the inner node among the inner nodes.
+    inner: usize,
+    /// The way the path goes there.
+    left: bool,
+    /// Position of the node's feature among the path's distinct features.
+    pos: usize,
+    /// Cover of the child taken over the node's.
+    ratio: f64,
+}
+
+/// A node of a tree being tabled, in preorder.
+#[derive(Debug, Clone)]
+struct Visit {
+    /// Distinct features of the splits above the node, in order of first appearance
+    /// (a feature's position in it is the same for every node below).
+    prefix: Vec<usize>,
+    kind: VisitKind,
+}
+
+#[derive(Debug, Clone)]
+enum VisitKind {
+    Inner {
+        inner: usize,
+        pos: usize,
+        feature: usize,
+        /// Indexes of the children in the visit list.
+        left: usize,
+        right: usize,
+    },
+    Leaf {
+        value: f64,
+        path: Vec<Step>,
+    },
+}
+
+/// Lists the nodes below `k` in preorder; `None` when the tree is too big for tables
+/// or a node does not route by an f32 split.
+fn walk<T: ShapTree>(
+    tree: &T,
+    k: usize,
+    prefix: Vec<usize>,
+    path: Vec<Step>,
+    n_inner: &mut usize,
+    out: &mut Vec<Visit>,
+    splits: &mut Vec<(u32, f32, bool)>,
+) -> Option<usize> {
+    let me = out.len();
+    match tree.children(k) {
+        None => {
+            if prefix.len() > MAX_TABLE_FEATURES {
+                return None;
+            }
+            out.push(Visit {
+                prefix,
+                kind: VisitKind::Leaf {
+                    value: tree.leaf_value(k),
+                    path,
+                },
+            });
+        }
+        Some((l, r)) => {
+            let inner = *n_inner;
+            *n_inner += 1;
+            if *n_inner > MAX_TABLE_INNER {
+                return None;
+            }
+            let (feature, cond, default_left) = tree.f32_split(k)?;
+            splits.push((u32::try_from(feature).ok()?, cond, default_left));
+            let pos = prefix
+                .iter()
+                .position(|&g| g == feature)
+                .unwrap_or(prefix.len());
+            let mut below = prefix.clone();
+            if pos == prefix.len() {
+                below.push(feature);
+            }
+            out.push(Visit {
+                prefix,
+                kind: VisitKind::Inner {
+                    inner,
+                    pos,
+                    feature,
+                    left: 0,
+                    right: 0,
+                },
+            });
+            let w = tree.cover(k);
+            let step = |child: usize, left: bool| Step {
+                inner,
+                left,
+                pos,
+                ratio: tree.cover(child) / w,
+            };
+            let mut lp = path.clone();
+            lp.push(step(l, true));
+            let li = walk(tree, l, below.clone(), lp, n_inner, out, splits)?;
+            let mut rp = path;
+            rp.push(step(r, false));
+            let ri = walk(tree, r, below, rp, n_inner, out, splits)?;
+            if let VisitKind::Inner { left, right, .. } = &mut out[me].kind {
+                *left = li;
+                *right = ri;
+            }
+        }
+    }
+    Some(me)
+}
+
+/// A leaf's table: for each mask `m` of its `d` path features that the row satisfies,
+/// its contribution to each of them (`d` values at `m * d`).
+fn leaf_table(value: f64, path: &[Step], d: usize) -> Vec<f64> {
+    let mut zero = vec![1.0; d];
+    for s in path {
+        zero[s.pos] *= s.ratio;
+    }
+    let full = (1usize << d) - 1;
+    let fact = |n: usize| (1..=n).map(|v| v as f64).product::<f64>();
+    // w[s]: the Shapley weight of a coalition of s of the other d - 1 features.
+    let w: Vec<f64> = (0..d.max(1))
+        .map(|s| fact(s) * fact(d.saturating_sub(s + 1)) / fact(d))
+        .collect();
+    let prod: Vec<f64> = (0..=full)
+        .map(|m| {
+            (0..d)
+                .filter(|j| m & (1 << j) != 0)
+                .map(|j| zero[j])
+                .product()
+        })
+        .collect();
+    let mut table = Vec::with_capacity((full + 1) * d);
+    for m in 0..=full {
+        for (p, &zero_p) in zero.iter().enumerate() {
+            let others = full & !(1 << p);
+            let q = m & others;
+            // Sum over coalitions S of satisfied features; the unsatisfied and the
+            // absent ones contribute their cover fractions.
+            let mut a = 0.0;
+            let mut sub = q;
+            loop {
+                a += w[sub.count_ones() as usize] * prod[others & !sub];
+                if sub == 0 {
+                    break;
+                }
+                sub = (sub - 1) & q;
+            }
+            let one = if m & (1 << p) != 0 { 1.0 } else { 0.0 };
+            table.push(value * (one - zero_p) * a);
+        }
+    }
+    table
+}
+
+/// What a subtree holds: its inner nodes, its leaves (visit indexes, preorder) and the
+/// distinct features of its paths (the root's prefix first).
+fn subtree(visits: &[Visit], v: usize) -> (usize, Vec<usize>, Vec<usize>) {
+    let mut feats = visits[v].prefix.clone();
+    let (mut k, mut leaves) = (0, Vec::new());
+    let mut stack = vec![v];
+    while let Some(x) = stack.pop() {
+        match &visits[x].kind {
+            VisitKind::Leaf { .. } => leaves.push(x),
+            VisitKind::Inner {
+                feature,
+                left,
+                right,
+                ..
+            } => {
+                k += 1;
+                if !feats.contains(feature) {
+                    feats.push(*feature);
+                }
+                stack.push(*right);
+                stack.push(*left);
+            }
+        }
+    }
+    (k, leaves, feats)
+}
 
 impl ShapTables {
     /// Adds one tree (rooted at `root`); trees are explained in the order added.
     pub(crate) fn push_tree<T: ShapTree>(&mut self, tree: &T, root: usize) {
-        let mut inner = Vec::new();
-        let leaves_start = self.leaves.len() as u32;
-        let starts = (self.conds.len(), self.feats.len(), self.tables.len());
-        let mut stack: Vec<(usize, Vec<PathStep>)> = vec![(root, Vec::new())];
-        let mut ok = true;
-        while let Some((k, path)) = stack.pop() {
-            match tree.children(k) {
-                Some((l, r)) => {
-                    let i = inner.len() as u32;
-                    inner.push(k as u32);
-                    let (f, w) = (tree.feature(k), tree.cover(k));
-                    for (child, left) in [(r, false), (l, true)] {
-                        let mut p = path.clone();
-                        p.push((i, left, f, tree.cover(child) / w));
-                        stack.push((child, p));
-                    }
-                }
-                None => {
-                    if !self.push_leaf(tree.leaf_value(k), &path) {
-                        ok = false;
-                        break;
-                    }
-                }
-            }
-        }
+        let mut visits = Vec::new();
+        let mut splits = Vec::new();
+        let mut n_inner = 0;
+        let ok = walk(
+            tree,
+            root,
+            Vec::new(),
+            Vec::new(),
+            &mut n_inner,
+            &mut visits,
+            &mut splits,
+        )
+        .is_some();
         if !ok {
-            self.leaves.truncate(leaves_start as usize);
-            self.conds.truncate(starts.0);
-            self.feats.truncate(starts.1);
-            self.tables.truncate(starts.2);
             self.trees.push(None);
             return;
         }
+        let leaf_tables: Vec<Vec<f64>> = visits
+            .iter()
+            .map(|v| match &v.kind {
+                VisitKind::Leaf { value, path } => leaf_table(*value, path, v.prefix.len()),
+                VisitKind::Inner { .. } => Vec::new(),
+            })
+            .collect();
+        let inner_start = self.splits.len() as u32;
+        self.splits
+            .extend(splits.iter().map(|&(feature, cond, dl)| Split {
+                feature,
+                cond,
+                default_left: u32::from(dl),
+            }));
+        let tops_start = self.tops.len() as u32;
+        let groups_start = self.groups.len() as u32;
+        let mut stack = vec![0usize];
+        while let Some(v) = stack.pop() {
+            let (k, leaves, union) = subtree(&visits, v);
+            let dn = visits[v].prefix.len();
+            if k <= MAX_GROUP_INNER && (union.len() << (dn + k)) <= MAX_GROUP_VALUES {
+                self.push_group(&visits, &leaf_tables, v, k, &leaves, &union);
+            } else if let VisitKind::Inner {
+                inner,
+                pos,
+                left,
+                right,
+                ..
+            } = visits[v].kind
+            {
+                // A leaf always fits a group (at most 6 features: 384 values).
+                self.tops.push(Top {
+                    bit: inner as u8,
+                    pos: pos as u8,
+                    slot: v as u8,
+                    left: left as u8,
+                    right: right as u8,
+                });
+                // Preorder: a node's mask is written before its children read it.
+                stack.push(right);
+                stack.push(left);
+            }
+        }
+        // Sorted by size (stable: preorder within a size), then cut into runs.
+        self.groups[groups_start as usize..].sort_by_key(|g| g.u);
+        let runs_start = self.runs.len() as u32;
+        for i in groups_start as usize..self.groups.len() {
+            let u = self.groups[i].u;
+            let open = self.runs.len() as u32 > runs_start;
+            match self.runs.last_mut() {
+                Some(run) if open && run.0 == u => run.2 = i as u32 + 1,
+                _ => self.runs.push((u, i as u32, i as u32 + 1)),
+            }
+        }
         self.trees.push(Some(TableTree {
-            inner,
-            leaves: (leaves_start, self.leaves.len() as u32),
+            inner: (inner_start, self.splits.len() as u32),
+            tops: (tops_start, self.tops.len() as u32),
+            runs: (runs_start, self.runs.len() as u32),
         }));
     }
 
-    fn push_leaf(&mut self, value: f64, path: &[PathStep]) -> bool {
-        let mut feats: Vec<usize> = Vec::new();
-        let mut zero: Vec<f64> = Vec::new();
-        let conds_start = self.conds.len() as u32;
-        for &(inner, left, f, ratio) in path {
-            let pos = match feats.iter().position(|&g| g == f) {
-                Some(p) => {
-                    zero[p] *= ratio;
-                    p
-                }
-                None => {
-                    feats.push(f);
-                    zero.push(ratio);
-                    feats.len() - 1
-                }
-            };
-            if feats.len() > MAX_TABLE_FEATURES {
-                self.conds.truncate(conds_start as usize);
-                return false;
-            }
-            self.conds.push(Cond {
-                inner,
-                left,
-                pos: pos as u8,
-            });
-        }
-        let d = feats.len();
-        let full = (1usize << d) - 1;
-        let fact = |n: usize| (1..=n).map(|v| v as f64).product::<f64>();
-        // w[s]: the Shapley weight of a coalition of s of the other d - 1 features.
-        let w: Vec<f64> = (0..d.max(1))
-            .map(|s| fact(s) * fact(d.saturating_sub(s + 1)) / fact(d))
-            .collect();
-        let prod: Vec<f64> = (0..=full)
-            .map(|m| {
-                (0..d)
-                    .filter(|j| m & (1 << j) != 0)
-                    .map(|j| zero[j])
-                    .product()
+    /// The table of the subtree at visit `v`: for every mask of the root's prefix
+    /// features and every direction of its `k` inner nodes, the sum of its leaves'
+    /// contributions to each feature of `union`.
+    fn push_group(
+        &mut self,
+        visits: &[Visit],
+        leaf_tables: &[Vec<f64>],
+        v: usize,
+        k: usize,
+        leaves: &[usize],
+        union: &[usize],
+    ) {
+        let dn = visits[v].prefix.len();
+        let s = match visits[v].kind {
+            VisitKind::Inner { inner, .. } => inner,
+            VisitKind::Leaf { .. } => 0,
+        };
+        let table = self.tables.len() as u32;
+        let u = union.len();
+        let mut acc = vec![0.0; u];
+        // Where each leaf's path features sit in `union`.
+        let at: Vec<Vec<usize>> = leaves
+            .iter()
+            .map(|&l| {
+                let p = &visits[l].prefix;
+                p.iter()
+                    .map(|f| union.iter().position(|g| g == f).expect("in the union"))
+                    .collect()
             })
             .collect();
-        let table = self.tables.len() as u32;
-        for m in 0..=full {
-            for (p, &zero_p) in zero.iter().enumerate().take(d) {
-                let others = full & !(1 << p);
-                let q = m & others;
-                // Sum over coalitions S of satisfied features; the unsatisfied and
-                // the absent ones contribute their cover fractions.
-                let mut a = 0.0;
-                let mut sub = q;
-                loop {
-                    a += w[sub.count_ones() as usize] * prod[others & !sub];
-                    if sub == 0 {
-                        break;
+        for idx in 0..(1usize << (dn + k)) {
+            let above = idx >> k;
+            let dirs = idx & ((1 << k) - 1);
+            acc.iter_mut().for_each(|a| *a = 0.0);
+            for (&l, at) in leaves.iter().zip(&at) {
+                let VisitKind::Leaf { path, .. } = &visits[l].kind else {
+                    continue;
+                };
+                let d = visits[l].prefix.len();
+                // Features first split on inside the subtree start satisfied.
+                let mut m = above | !((1usize << dn) - 1);
+                for st in path.iter().filter(|st| st.inner >= s && st.inner < s + k) {
+                    let goes_left = (dirs >> (st.inner - s)) & 1 == 1;
+                    if goes_left != st.left {
+                        m &= !(1 << st.pos);
                     }
-                    sub = (sub - 1) & q;
                 }
-                let one = if m & (1 << p) != 0 { 1.0 } else { 0.0 };
-                self.tables.push(value * (one - zero_p) * a);
+                m &= (1 << d) - 1;
+                for (j, &p) in at.iter().enumerate() {
+                    acc[p] += leaf_tables[l][m * d + j];
+                }
             }
+            self.tables.extend_from_slice(&acc);
         }
-        let feats_start = self.feats.len() as u32;
-        self.feats.extend(feats.iter().map(|&f| f as u32));
-        self.leaves.push(Leaf {
-            conds: (conds_start, self.conds.len() as u32),
-            feats: feats_start,
-            d: d as u8,
+        let feats = self.feats.len() as u32;
+        self.feats.extend(union.iter().map(|&f| f as u32));
+        self.groups.push(Group {
+            slot: v as u8,
+            full: ((1u32 << dn) - 1) as u8,
+            k: k as u8,
+            s: s as u8,
+            u: u as u8,
+            feats,
             table,
         });
-        true
     }
 
-    /// Adds tree `t`'s SHAP values for `row` into `phi`; `false` when the tree has no
-    /// tables (the caller runs [`add_tree_shap`]). `dirs` is scratch space.
-    pub(crate) fn add<T: ShapTree>(
-        &self,
-        tree: &T,
-        t: usize,
-        row: &[f64],
-        phi: &mut [f64],
-        dirs: &mut Vec<u64>,
-    ) -> bool {
+    /// Whether tree `t` has tables (else the caller runs [`add_tree_shap`]).
+    pub(crate) fn has(&self, t: usize) -> bool {
+        matches!(self.trees.get(t), Some(Some(_)))
+    }
+
+    /// Adds tree `t`'s SHAP values for every row of `rows` into `phi` (row-major, the
+    /// block's width a row); nothing when the tree has no tables ([`ShapTables::has`]).
+    // Lane loops index several arrays of LANES at once: fixed-length loops that LLVM
+    // turns into vector instructions.
+    #[allow(clippy::needless_range_loop)]
+    pub(crate) fn add_rows(&self, t: usize, rows: &mut RowBlock, phi: &mut [f64]) {
         let Some(Some(tt)) = self.trees.get(t) else {
-            return false;
+            return;
         };
-        // One bit per inner node: 1 where the row goes left.
-        dirs.clear();
-        dirs.resize(tt.inner.len().div_ceil(64), 0);
-        for (i, &k) in tt.inner.iter().enumerate() {
-            dirs[i >> 6] |= u64::from(tree.goes_left(k as usize, row)) << (i & 63);
+        let width = rows.width;
+        if width == 0 {
+            return;
         }
-        for leaf in &self.leaves[tt.leaves.0 as usize..tt.leaves.1 as usize] {
-            let d = leaf.d as usize;
-            let mut m = (1usize << d) - 1;
-            for c in &self.conds[leaf.conds.0 as usize..leaf.conds.1 as usize] {
-                let i = c.inner as usize;
-                let left = (dirs[i >> 6] >> (i & 63)) & 1 != 0;
-                if left != c.left {
-                    m &= !(1 << c.pos);
+        let splits = &self.splits[tt.inner.0 as usize..tt.inner.1 as usize];
+        let tops = &self.tops[tt.tops.0 as usize..tt.tops.1 as usize];
+        let runs = &self.runs[tt.runs.0 as usize..tt.runs.1 as usize];
+        // Every slot read below is written first for the same chunk (the root's here,
+        // the others by their parent, in preorder).
+        let masks: &mut [[u8; LANES]; 256] = &mut rows.masks;
+        let chunks = rows.data.chunks_exact(width * LANES);
+        for (c, (chunk, phi)) in chunks.zip(phi.chunks_mut(width * LANES)).enumerate() {
+            // Bit i of lane r: row r goes left at inner node i, as `Forest::next`
+            // routes it (a NaN fails `v < cond`, then goes its default way).
+            let mut dirs = [0u64; LANES];
+            for (i, s) in splits.iter().enumerate() {
+                let col: &[f32; LANES] = chunk[s.feature as usize * LANES..][..LANES]
+                    .try_into()
+                    .expect("a chunk holds LANES values a feature");
+                let dl = u64::from(s.default_left);
+                for (d, &v) in dirs.iter_mut().zip(col) {
+                    *d |= (u64::from(v < s.cond) | (u64::from(v.is_nan()) & dl)) << i;
                 }
             }
-            let values = &self.tables[leaf.table as usize + m * d..][..d];
-            let feats = &self.feats[leaf.feats as usize..][..d];
-            for (&f, &v) in feats.iter().zip(values) {
-                phi[f as usize] += v;
+            let n = (rows.rows - c * LANES).min(LANES);
+            masks[0] = [u8::MAX; LANES];
+            for t in tops {
+                let m = masks[t.slot as usize];
+                let (mut l, mut r) = ([0u8; LANES], [0u8; LANES]);
+                for x in 0..LANES {
+                    let g = ((dirs[x] >> t.bit) & 1) as u8;
+                    l[x] = m[x] & !((g ^ 1) << t.pos);
+                    r[x] = m[x] & !(g << t.pos);
+                }
+                masks[t.left as usize] = l;
+                masks[t.right as usize] = r;
+            }
+            for &(u, a, b) in runs {
+                let groups = &self.groups[a as usize..b as usize];
+                match u {
+                    1 => self.add_groups::<1>(groups, masks, &dirs, n, width, phi),
+                    2 => self.add_groups::<2>(groups, masks, &dirs, n, width, phi),
+                    3 => self.add_groups::<3>(groups, masks, &dirs, n, width, phi),
+                    4 => self.add_groups::<4>(groups, masks, &dirs, n, width, phi),
+                    5 => self.add_groups::<5>(groups, masks, &dirs, n, width, phi),
+                    6 => self.add_groups::<6>(groups, masks, &dirs, n, width, phi),
+                    7 => self.add_groups::<7>(groups, masks, &dirs, n, width, phi),
+                    8 => self.add_groups::<8>(groups, masks, &dirs, n, width, phi),
+                    9 => self.add_groups::<9>(groups, masks, &dirs, n, width, phi),
+                    10 => self.add_groups::<10>(groups, masks, &dirs, n, width, phi),
+                    // At most 6 features above a group and 4 inner nodes in it make
+                    // 10; any other size would still add up, only slower.
+                    _ => self.add_groups_of(usize::from(u), groups, masks, &dirs, n, width, phi),
+                }
             }
         }
-        true
+    }
+
+    /// The table entry of each lane of a chunk for group `g`.
+    #[inline(always)]
+    #[allow(clippy::needless_range_loop)]
+    fn entries(g: &Group, masks: &[[u8; LANES]; 256], dirs: &[u64; LANES]) -> [usize; LANES] {
+        let k = u32::from(g.k);
+        let m = &masks[g.slot as usize];
+        let mut idx = [0usize; LANES];
+        for x in 0..LANES {
+            idx[x] =
+                (usize::from(m[x] & g.full) << k) | ((dirs[x] >> g.s) & ((1u64 << k) - 1)) as usize;
+        }
+        idx
+    }
+
+    /// [`ShapTables::add_groups`] for a size known only at run time.
+    #[allow(clippy::too_many_arguments)]
+    fn add_groups_of(
+        &self,
+        u: usize,
+        groups: &[Group],
+        masks: &[[u8; LANES]; 256],
+        dirs: &[u64; LANES],
+        n: usize,
+        width: usize,
+        phi: &mut [f64],
+    ) {
+        for g in groups {
+            let idx = Self::entries(g, masks, dirs);
+            let feats = &self.feats[g.feats as usize..][..u];
+            for (&e, phi) in idx.iter().zip(phi.chunks_exact_mut(width)).take(n) {
+                let values = &self.tables[g.table as usize + e * u..][..u];
+                for (&f, &v) in feats.iter().zip(values) {
+                    phi[f as usize] += v;
+                }
+            }
+        }
+    }
+
+    /// Adds the values of `groups` (each with `U` of them) for the first `n` rows of a
+    /// chunk.
+    #[inline(always)]
+    fn add_groups<const U: usize>(
+        &self,
+        groups: &[Group],
+        masks: &[[u8; LANES]; 256],
+        dirs: &[u64; LANES],
+        n: usize,
+        width: usize,
+        phi: &mut [f64],
+    ) {
+        for g in groups {
+            let idx = Self::entries(g, masks, dirs);
+            let f = g.feats as usize;
+            let feats: &[u32; U] = self.feats[f..f + U].try_into().expect("U features a group");
+            for (&e, phi) in idx.iter().zip(phi.chunks_exact_mut(width)).take(n) {
+                let at = g.table as usize + e * U;
+                let values: &[f64; U] = self.tables[at..at + U]
+                    .try_into()
+                    .expect("U values an entry");
+                for (&f, &v) in feats.iter().zip(values) {
+                    phi[f as usize] += v;
+                }
+            }
+        }
     }
 }
 
@@ -555,38 +962,82 @@ pub(crate) mod tests {
         }
     }
 
+    /// [`TestTree`] routing as the boosted trees do: `(x as f32) < threshold as f32`, a
+    /// NaN left at even nodes and right at odd ones.
+    struct F32Tree(TestTree);
+
+    impl ShapTree for F32Tree {
+        fn children(&self, k: usize) -> Option<(usize, usize)> {
+            self.0.children(k)
+        }
+        fn feature(&self, k: usize) -> usize {
+            self.0.feature(k)
+        }
+        fn cover(&self, k: usize) -> f64 {
+            self.0.cover(k)
+        }
+        fn leaf_value(&self, k: usize) -> f64 {
+            self.0.leaf_value(k)
+        }
+        fn goes_left(&self, k: usize, row: &[f64]) -> bool {
+            let (f, c, default_left) = self.f32_split(k).expect("every node splits on f32");
+            let v = row[f] as f32;
+            if v.is_nan() {
+                default_left
+            } else {
+                v < c
+            }
+        }
+        fn threshold(&self, k: usize) -> f64 {
+            crate::model::shap_export::leq_threshold_of_f32_less(self.0.nodes[k].1 as f32)
+        }
+        fn f32_split(&self, k: usize) -> Option<(usize, f32, bool)> {
+            Some((self.0.nodes[k].0, self.0.nodes[k].1 as f32, k % 2 == 0))
+        }
+    }
+
     #[test]
-    fn the_tables_give_the_recursions_values() {
+    fn the_tables_give_the_recursions_and_the_brute_force_values() {
         let mut scratch = ShapScratch::default();
-        let mut dirs = Vec::new();
-        for seed in 0..60u64 {
+        let mut tabled = 0;
+        for seed in 0..80u64 {
             let m = 2 + (seed as usize % 7);
             let depth = 1 + (seed as usize % 8);
-            let t = random_tree(seed, depth, m);
+            let t = F32Tree(random_tree(seed, depth, m));
             let mut tables = ShapTables::default();
             tables.push_tree(&t, 0);
-            let deep = tables.trees[0].is_none();
-            for r in 0..8 {
-                let row: Vec<f64> = (0..m)
-                    .map(|j| ((seed * 17 + r * 5 + j as u64 * 11) % 89) as f64 / 89.0)
-                    .collect();
+            if !tables.has(0) {
+                continue;
+            }
+            tabled += 1;
+            // Rows with missing values, a chunk and a short one through one call.
+            let rows: Vec<f64> = (0..11u64)
+                .flat_map(|r| {
+                    (0..m).map(move |j| match (seed + r + j as u64) % 5 {
+                        0 => f64::NAN,
+                        _ => ((seed * 17 + r * 5 + j as u64 * 11) % 89) as f64 / 89.0,
+                    })
+                })
+                .collect();
+            let mut got = vec![0.0; rows.len()];
+            tables.add_rows(0, &mut RowBlock::new(&rows, m), &mut got);
+            for (r, (row, got)) in rows.chunks(m).zip(got.chunks(m)).enumerate() {
                 let mut want = vec![0.0; m];
-                add_tree_shap(&t, 0, depth, &row, &mut want, &mut scratch);
-                let mut got = vec![0.0; m];
-                assert_eq!(tables.add(&t, 0, &row, &mut got, &mut dirs), !deep);
-                if deep {
-                    continue;
-                }
+                add_tree_shap(&t, 0, depth, row, &mut want, &mut scratch);
+                let brute = brute_force(&t, 0, row, m);
                 for j in 0..m {
                     assert!(
-                        (got[j] - want[j]).abs() < 1e-12,
-                        "seed {seed} row {r} feature {j}: {} vs {}",
+                        (got[j] - want[j]).abs() < 1e-12 && (got[j] - brute[j]).abs() < 1e-12,
+                        "seed {seed} row {r} feature {j}: {} vs {} (brute force {})",
                         got[j],
-                        want[j]
+                        want[j],
+                        brute[j]
                     );
                 }
             }
         }
+        // Most trees have tables (the deep ones with many features do not).
+        assert!(tabled >= 50, "{tabled} of 80 trees tabled");
     }
 
     #[test]

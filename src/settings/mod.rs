@@ -20,7 +20,7 @@ use crate::batch::InputGuard;
 use crate::config::FileConfig;
 use crate::features::AttributeConfig;
 use crate::labels::LabelConfig;
-use crate::model::Algorithm;
+use crate::model::{Algorithm, BoostParams};
 use crate::scoring::Rule;
 use crate::scoring::Tier;
 use crate::serve::ServeConfig;
@@ -307,6 +307,18 @@ impl Settings {
         }
     }
 
+    /// The gbdt's hyper-parameters: `[gbdt]` over the defaults.
+    pub fn gbdt(&self) -> BoostParams {
+        let g = &self.file.gbdt;
+        let d = BoostParams::gbdt();
+        BoostParams {
+            rounds: g.rounds.unwrap_or(d.rounds),
+            max_depth: g.max_depth.unwrap_or(d.max_depth),
+            early_stopping_rounds: g.early_stopping_rounds.unwrap_or(d.early_stopping_rounds),
+            ..d
+        }
+    }
+
     /// When a score becomes an alert (`[alerts] tier`, `cooldown_days`).
     pub fn policy(&self) -> Result<AlertPolicy> {
         let a = &self.file.alerts;
@@ -479,6 +491,7 @@ impl Settings {
             attributes: self.attributes(&f.windows),
             promote: f.promote,
             tiers: self.tiers(),
+            gbdt: self.gbdt(),
             ..TrainConfig::default()
         };
         config.validate()?;
@@ -770,6 +783,26 @@ outbox = "file.db"
         let cfg = s.serve(&ServeFlags::default()).unwrap();
         assert_eq!(cfg.bind.port(), 7001);
         assert_eq!(cfg.outbox, PathBuf::from("file.db"));
+    }
+
+    #[test]
+    fn the_gbdt_section_sets_the_boosting_size_and_bad_sizes_are_refused() {
+        assert_eq!(settings("", &[]).gbdt(), BoostParams::gbdt());
+        let toml = "[gbdt]\nrounds = 300\nmax_depth = 4\nearly_stopping_rounds = 0\n";
+        let t = settings(toml, &[]).train(&TrainFlags::default()).unwrap();
+        let g = t.config.gbdt;
+        assert_eq!(
+            (g.rounds, g.max_depth, g.early_stopping_rounds),
+            (300, 4, 0)
+        );
+        assert_eq!(g.eta, BoostParams::gbdt().eta);
+        for bad in ["rounds = 0", "max_depth = 0", "max_depth = 17"] {
+            let err = settings(&format!("[gbdt]\n{bad}\n"), &[])
+                .train(&TrainFlags::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("[gbdt]"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -103,6 +103,13 @@ impl TrainConfig {
         if self.algorithms.is_empty() {
             return Err(Error::Config("--algorithms names no algorithm".into()));
         }
+        let g = &self.gbdt;
+        if g.rounds == 0 || !(1..=16).contains(&g.max_depth) {
+            return Err(Error::Config(format!(
+                "[gbdt] needs rounds >= 1 and 1 <= max_depth <= 16 (got rounds {}, max_depth {})",
+                g.rounds, g.max_depth
+            )));
+        }
         let t = &self.tiers;
         if !(0.0 < t.high_share && t.high_share <= t.medium_share && t.medium_share < 1.0) {
             return Err(Error::Config(
