@@ -108,6 +108,11 @@ pub struct ServeConfig {
     pub rules: Option<Vec<crate::scoring::Rule>>,
     /// How failed alert deliveries are retried and when they are given up.
     pub retry: RetryPolicy,
+    /// The score history directory (`GET /v1/customers/{id}/history`, the trend of
+    /// fresh scores); `None`: neither.
+    pub history: Option<PathBuf>,
+    /// What alerts carry besides the score (the service uses `due_days`).
+    pub task: crate::alerts::TaskConfig,
 }
 
 impl Default for ServeConfig {
@@ -133,6 +138,8 @@ impl Default for ServeConfig {
             max_connections: 1000,
             rules: None,
             retry: RetryPolicy::default(),
+            history: None,
+            task: crate::alerts::TaskConfig::default(),
         }
     }
 }
@@ -167,6 +174,7 @@ pub fn app(state: AppState) -> Router {
     let protected = Router::new()
         .route("/v1/score", post(routes::score))
         .route("/v1/customers/{id}/score", get(routes::customer_score))
+        .route("/v1/customers/{id}/history", get(routes::customer_history))
         .route("/v1/models", get(routes::list_models))
         .route("/v1/models/{name}", get(routes::model_detail))
         .route("/v2/models/{name}", get(v2::model_metadata))

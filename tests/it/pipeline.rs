@@ -155,6 +155,8 @@ fn options(name: &str, as_of: &str) -> BatchOptions {
         contributions: false,
         retry: churnguard::alerts::RetryPolicy::default(),
         metrics_textfile: None,
+        history: dir.join("history"),
+        task: churnguard::alerts::TaskConfig::default(),
     }
 }
 

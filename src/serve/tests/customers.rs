@@ -58,6 +58,7 @@ async fn a_customer_score_answers_the_record_of_the_score_file_early_warnings_in
         customer_id: "c-7",
         score: &score,
         rfm_segment: Some("at risk"),
+        trend: crate::scoring::Trend30::of(0.75, Some(0.5)),
     }];
     let as_of = crate::time::parse_ts("2024-06-01").unwrap();
     scores::write(&path, as_of, &model, &rows).unwrap();
@@ -72,4 +73,7 @@ async fn a_customer_score_answers_the_record_of_the_score_file_early_warnings_in
         json!(["no_login_7d", "order_overdue_1_5x"])
     );
     assert_eq!(a.body["model"], json!({"name": "churn", "version": "v1"}));
+    assert_eq!(a.body["probability_30d_ago"], 0.5);
+    assert_eq!(a.body["change_30d"], 0.25);
+    assert_eq!(a.body["trend"], "rising");
 }
