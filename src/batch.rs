@@ -450,7 +450,9 @@ fn run_night(
         for tmp in &kept {
             let _ = std::fs::remove_file(tmp);
         }
-        // A partition directory this run created stays no longer than its temporary.
+        // A partition directory this run created stays no longer than its temporary
+        // (removed here if the commit failed before the files were kept).
+        drop(staged_history.take());
         if let Some(dir) = history.partition(opts.as_of).parent() {
             let _ = std::fs::remove_dir(dir);
         }

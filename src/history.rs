@@ -35,7 +35,7 @@ use utoipa::ToSchema;
 use crate::fsutil::Staged;
 use crate::scoring::trend::{TOLERANCE_DAYS, WINDOW_DAYS};
 use crate::scoring::Tier;
-use crate::time::{fmt_date, parse_ts, Ts, DAY};
+use crate::time::{fmt_date, fmt_ts, parse_ts, Ts, DAY};
 use crate::{Error, Result};
 
 /// The file of each night's partition.
@@ -66,8 +66,8 @@ pub struct HistoryRow<'a> {
 /// One night of a customer's series.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, ToSchema)]
 pub struct HistoryPoint {
-    /// The night (`YYYY-MM-DD`).
-    #[schema(format = Date)]
+    /// The night's snapshot instant (RFC 3339, UTC: midnight of the partition's date).
+    #[schema(format = DateTime)]
     pub as_of: String,
     /// The churn probability scored that night.
     pub churn_probability: f64,
@@ -222,7 +222,7 @@ impl History {
         let tier = strings(&df, &path, "risk_tier")?;
         let risk_tier = tier.get(i).unwrap_or_default().parse::<Tier>()?;
         Ok(Some(HistoryPoint {
-            as_of: fmt_date(night),
+            as_of: fmt_ts(night),
             churn_probability: floats(&df, &path)?.get(i).unwrap_or(f64::NAN),
             risk_tier,
         }))
@@ -303,7 +303,7 @@ mod tests {
         assert_eq!(pick_30d_before(&nights, t("2024-06-04")), None);
         // 3 days off is still in.
         assert_eq!(
-            pick_30d_before(&nights, t("2024-06-03") + 3600),
+            pick_30d_before(&nights, t("2024-06-03")),
             Some(t("2024-05-01"))
         );
         assert_eq!(pick_30d_before(&[], t("2024-06-30")), None);
@@ -345,12 +345,12 @@ mod tests {
             s.points,
             vec![
                 HistoryPoint {
-                    as_of: "2024-05-01".into(),
+                    as_of: "2024-05-01T00:00:00Z".into(),
                     churn_probability: 0.125,
                     risk_tier: Tier::Low
                 },
                 HistoryPoint {
-                    as_of: "2024-05-31".into(),
+                    as_of: "2024-05-31T00:00:00Z".into(),
                     churn_probability: 0.25,
                     risk_tier: Tier::Medium
                 },
@@ -363,7 +363,7 @@ mod tests {
                 .iter()
                 .map(|p| p.as_of.as_str())
                 .collect::<Vec<_>>(),
-            ["2024-05-15", "2024-05-31"]
+            ["2024-05-15T00:00:00Z", "2024-05-31T00:00:00Z"]
         );
         assert!(h.series("nobody", 90).unwrap().points.is_empty());
         let base = h.trend_base(t("2024-05-31")).unwrap();

@@ -293,8 +293,8 @@ fn an_edge_pointing_up_names_the_file_and_the_edge() {
     assert_eq!(
         bad,
         [
-            "src/scoring/rules.rs: scoring -> alerts points up or sideways (row 5 -> row 4)",
-            "src/features/mod.rs: features -> scoring points up or sideways (row 7 -> row 5)",
+            "src/scoring/rules.rs: scoring -> alerts points up or sideways (row 6 -> row 5)",
+            "src/features/mod.rs: features -> scoring points up or sideways (row 8 -> row 6)",
             "src/serve/mod.rs: serve -> labels: only [\"train\", \"backtest\", \"settings\"] may use `labels`",
         ]
     );

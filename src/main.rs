@@ -94,7 +94,9 @@ fn history(s: HistorySettings) -> Result<()> {
     for p in &series.points {
         println!(
             "{:<10}  {:>17.4}  {}",
-            p.as_of, p.churn_probability, p.risk_tier
+            p.as_of.get(..10).unwrap_or(&p.as_of),
+            p.churn_probability,
+            p.risk_tier
         );
     }
     Ok(())

@@ -159,6 +159,8 @@ impl Env {
             max_connections: 1000,
             rules: None,
             retry: crate::alerts::RetryPolicy::default(),
+            history: Some(self.path("history")),
+            task: crate::alerts::TaskConfig::default(),
         }
     }
 
