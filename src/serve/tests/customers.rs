@@ -78,10 +78,13 @@ async fn a_customer_score_answers_the_record_of_the_score_file_early_warnings_in
     assert_eq!(a.body["trend"], "rising");
 }
 
+/// A night of history: its date and `(customer, probability, tier)` rows.
+type HistoryNight<'a> = (&'a str, &'a [(&'a str, f64, Tier)]);
+
 /// Three nights of history for two customers.
 fn write_history(env: &Env) {
     let h = crate::history::History::new(env.path("history"));
-    let nights: [(&str, &[(&str, f64, Tier)]); 3] = [
+    let nights: [HistoryNight<'_>; 3] = [
         (
             "2024-05-01",
             &[("c-1", 0.25, Tier::Medium), ("c-2", 0.5, Tier::High)],
