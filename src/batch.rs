@@ -13,8 +13,9 @@ pub mod guard;
 use crate::alerts::{Alert, AlertPolicy, Night, NightFiles, Observation, Outbox, RecordSummary};
 use crate::data::CustomerBase;
 use crate::features::{check_tables, snapshot_features};
+use crate::history::HistoryRow;
 use crate::scores::{ScoreRow, REASONS_PER_CUSTOMER};
-use crate::scoring::{RfmColumns, Score, Scorer, Tier};
+use crate::scoring::{RfmColumns, Score, Scorer, Tier, Trend30};
 use crate::time::{fmt_date, Ts};
 use crate::{Error, Result};
 use rayon::prelude::*;
@@ -55,6 +56,11 @@ pub struct BatchOptions {
     /// Where to write the nightly Prometheus series for node_exporter's textfile
     /// collector (`--metrics-textfile`), after the run whatever its outcome.
     pub metrics_textfile: Option<PathBuf>,
+    /// The score history directory ([`crate::history`]): the night's partition joins
+    /// the night's commit; the trend compares with the night about 30 days before.
+    pub history: PathBuf,
+    /// What the alerts carry besides the score (profile attributes, owner, due date).
+    pub task: crate::alerts::TaskConfig,
 }
 
 pub use crate::scores::summary_path;
@@ -211,7 +217,12 @@ fn run_night(
     // before anything compares with the previous night; then drop what a run killed
     // before its commit left beside the outputs.
     outbox.finish_night_files()?;
-    for path in [opts.out.clone(), summary_path(&opts.out)] {
+    let history = crate::history::History::new(&opts.history);
+    for path in [
+        opts.out.clone(),
+        summary_path(&opts.out),
+        history.partition(opts.as_of),
+    ] {
         crate::fsutil::remove_stale_temps(&path, STALE_TEMPORARIES);
     }
     let mut warnings = Vec::new();
@@ -332,15 +343,38 @@ fn run_night(
         seconds,
         output: opts.out.display().to_string(),
     };
+    // The 30-day trend: two columns of the one night about 30 days back, dropped once
+    // compared.
+    let trends: Vec<Trend30> = {
+        let before = history.trend_base(opts.as_of)?;
+        ids.iter()
+            .zip(&scored)
+            .map(|(id, s)| Trend30::of(s.score.churn_probability, before.get(*id).copied()))
+            .collect()
+    };
     let rows: Vec<ScoreRow<'_>> = ids
         .iter()
         .zip(&scored)
-        .map(|(id, s)| ScoreRow {
+        .zip(&trends)
+        .map(|((id, s), &trend)| ScoreRow {
             customer_id: id,
             score: &s.score,
             rfm_segment: s.segment,
+            trend,
         })
         .collect();
+    let night_history: Vec<HistoryRow<'_>> = ids
+        .iter()
+        .zip(&scored)
+        .map(|(id, s)| HistoryRow {
+            customer_id: id,
+            churn_probability: s.score.churn_probability,
+            risk_tier: s.score.risk_tier,
+        })
+        .collect();
+    // The night's history partition, staged like the score file and renamed with it.
+    let mut staged_history = Some(history.stage(opts.as_of, &night_history)?);
+    drop(night_history);
     // Complete and fsynced, but in place only once the night commits (below).
     let names: Vec<String> = spec.defs().iter().map(|d| d.name.clone()).collect();
     let mut staged = Some(crate::scores::stage(
@@ -377,7 +411,12 @@ fn run_night(
     let build = |tr: &crate::alerts::Transition<'_>| {
         let i = tr.index;
         let row = &x[i * w..(i + 1) * w];
-        Alert::for_score(tr, scorer, &scored[i].score, row, Alert::SOURCE_BATCH)
+        let task = crate::alerts::task::of_customer(base, pop[i] as usize, opts.as_of, &opts.task);
+        Alert::for_score(tr, scorer, &scored[i].score, row, Alert::SOURCE_BATCH).with_task(
+            task,
+            trends[i],
+            opts.task.due_days,
+        )
     };
     // The night commits as one: its customers' tiers and alerts, its `nights` row and
     // its two files (staged complete inside the transaction, renamed right after it).
@@ -397,7 +436,12 @@ fn run_night(
         kept.push(scores.0.clone());
         let summary_kept = staged_summary.keep()?;
         kept.push(summary_kept.0.clone());
-        Ok(vec![scores, summary_kept])
+        let history_kept = staged_history
+            .take()
+            .ok_or_else(|| Error::Outbox("the night's files were staged twice".into()))?
+            .keep()?;
+        kept.push(history_kept.0.clone());
+        Ok(vec![scores, summary_kept, history_kept])
     };
     let recorded =
         outbox.record_night(&opts.policy, &observations, build, &night, &mut stage_files);
@@ -405,6 +449,12 @@ fn run_night(
         // Nothing committed: the staged files must not outlive the run.
         for tmp in &kept {
             let _ = std::fs::remove_file(tmp);
+        }
+        // A partition directory this run created stays no longer than its temporary
+        // (removed here if the commit failed before the files were kept).
+        drop(staged_history.take());
+        if let Some(dir) = history.partition(opts.as_of).parent() {
+            let _ = std::fs::remove_dir(dir);
         }
         return Err(e);
     }

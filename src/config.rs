@@ -62,6 +62,8 @@ pub struct FileConfig {
     pub score: ScoreSection,
     #[serde(default)]
     pub gbdt: GbdtSection,
+    #[serde(default)]
+    pub history: HistorySection,
 }
 
 /// `[gbdt]`: the boosting's size, for a fixed tree count (benchmarks of a 300-tree
@@ -75,6 +77,14 @@ pub struct GbdtSection {
     pub max_depth: Option<u32>,
     /// Rounds without improvement before stopping; 0 keeps every round.
     pub early_stopping_rounds: Option<usize>,
+}
+
+/// `[history]`: the score history (`score` writes it, `serve` and `history` read it).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HistorySection {
+    /// The history directory (default: `history/` beside the score file).
+    pub dir: Option<String>,
 }
 
 /// `[score]`: the nightly run's own options (its guards and alerts are under `[alerts]`).
@@ -164,6 +174,14 @@ pub struct AlertsSection {
     /// A delivery still failing this many seconds after its first attempt is
     /// dead-lettered (default 86400: a day).
     pub give_up_after_seconds: Option<u64>,
+    /// Customer attributes copied into an alert's profile (default none).
+    pub profile_attributes: Option<Vec<String>>,
+    /// The attribute read as the plan in an alert's profile (default `plan`).
+    pub plan_attribute: Option<String>,
+    /// The attribute naming the account manager: an alert's `owner` (default none).
+    pub owner_attribute: Option<String>,
+    /// An alert's `due_at` is this many days after `raised_at` (default 3).
+    pub due_days: Option<u32>,
 }
 
 impl FileConfig {

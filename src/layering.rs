@@ -13,7 +13,7 @@ const LAYERS: &[&[&str]] = &[
     &["settings"],
     &["batch", "serve", "train", "backtest", "retention"],
     &["nightly_metrics"],
-    &["alerts", "scores", "report"],
+    &["alerts", "scores", "history", "report"],
     &["scoring"],
     &["model", "labels", "registry"],
     &["features"],

@@ -12,7 +12,7 @@
 //!   -> settings                                         defaults < file < env < flags
 //!   -> batch | serve | train | backtest | retention     the jobs
 //!   -> nightly_metrics                                  the nightly series, /metrics and textfile
-//!   -> alerts | scores | report                         what the jobs share
+//!   -> alerts | scores | history | report               what the jobs share
 //!   -> scoring                                          probability, tier, reasons, rules
 //!   -> model | labels | registry
 //!   -> features
@@ -43,6 +43,7 @@
 //! - [`scoring`]: artifact + features -> probability, health, tier, reasons, early warnings.
 //!   Pure, synchronous. Owns [`scoring::Tier`] and the early-warning rules.
 //! - [`scores`]: the score file: [`scores::ScoreRecord`], its columns, its writer and reader.
+//! - [`history`]: the score history, one Parquet partition per night; trends and series.
 //! - [`batch`]: nightly scoring of every active customer, drift, alerts.
 //! - [`backtest`]: realised performance of an earlier run once its outcomes are known.
 //! - [`alerts`]: alert policy, cooldown, the outbox (SQLite, or PostgreSQL) and the sinks.
@@ -61,7 +62,8 @@
 //! - Only [`train`] and [`backtest`] reach [`labels`]: serving code cannot touch the label window.
 //! - An artifact records the exact feature schema it was trained with; loading it against
 //!   a different schema fails at start-up.
-//! - Nothing is written over a previous model, score file or alert state by a run that fails.
+//! - Nothing is written over a previous model, score file, alert state or score history by a
+//!   run that fails.
 
 pub mod error;
 pub mod time;
@@ -77,6 +79,7 @@ pub mod demo;
 pub mod export;
 pub mod features;
 pub mod fsutil;
+pub mod history;
 pub mod labels;
 pub mod logging;
 pub mod manifest;

@@ -9,8 +9,9 @@ use churnguard::registry::{Registry, Selector};
 use churnguard::scoring::Scorer;
 use churnguard::settings::{
     AlertsAction, BacktestFlags, BacktestSettings, DataSource, DemoFlags, Env, FeaturesFlags,
-    GenerateFlags, InspectFlags, ModelFlags, ModelsAction, RetentionFlags, RetentionSettings,
-    ScoreFlags, ScoreSettings, ServeFlags, Settings, TrainFlags, TrainSettings,
+    GenerateFlags, HistoryFlags, HistorySettings, InspectFlags, ModelFlags, ModelsAction,
+    RetentionFlags, RetentionSettings, ScoreFlags, ScoreSettings, ServeFlags, Settings, TrainFlags,
+    TrainSettings,
 };
 use churnguard::{batch, data, logging, scores, synth};
 use clap::{Parser, Subcommand};
@@ -67,6 +68,38 @@ enum Command {
     Backtest(BacktestFlags),
     /// Retention KPIs, revenue at risk and early-warning rules as a self-contained HTML report.
     Retention(RetentionFlags),
+    /// A customer's nightly probabilities and tiers from the score history.
+    History(HistoryFlags),
+}
+
+/// `history`: one line per night (date, probability, tier), or the JSON of the API.
+fn history(s: HistorySettings) -> Result<()> {
+    let h = churnguard::history::History::new(&s.dir);
+    let series = h
+        .series(&s.customer, s.days)
+        .with_context(|| format!("reading the score history in {}", s.dir.display()))?;
+    if series.points.is_empty() {
+        anyhow::bail!(
+            "no score for customer `{}` in the last {} days of the history in {}",
+            s.customer,
+            s.days,
+            s.dir.display()
+        );
+    }
+    if s.json {
+        println!("{}", serde_json::to_string_pretty(&series)?);
+        return Ok(());
+    }
+    println!("as_of       churn_probability  risk_tier");
+    for p in &series.points {
+        println!(
+            "{:<10}  {:>17.4}  {}",
+            p.as_of.get(..10).unwrap_or(&p.as_of),
+            p.churn_probability,
+            p.risk_tier
+        );
+    }
+    Ok(())
 }
 
 /// A spinner on a terminal, nothing otherwise.
@@ -172,6 +205,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Demo(a) => demo(&s, Demo::new(&s, &a), a.no_serve),
         Command::Backtest(a) => backtest(s.backtest(&a)),
         Command::Retention(a) => retention(s.retention(&a)?),
+        Command::History(a) => history(s.history(&a)?),
     }
 }
 
@@ -444,6 +478,8 @@ fn score(s: ScoreSettings) -> Result<()> {
         contributions: s.contributions,
         retry: s.retry,
         metrics_textfile: s.metrics_textfile,
+        history: s.history,
+        task: s.task,
     };
     let pb = spinner();
     let r = batch::run(&base, &scorer, &opts, &stage_fn(&pb))?;

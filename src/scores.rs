@@ -26,7 +26,7 @@ use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::data::write;
-use crate::scoring::{ModelRef, Reason, Score, Tier};
+use crate::scoring::{ModelRef, Reason, Score, Tier, Trend, Trend30};
 use crate::time::{fmt_ts, Ts};
 use crate::{Error, Result};
 
@@ -36,7 +36,7 @@ pub const REASONS_PER_CUSTOMER: usize = 3;
 
 /// The score file's columns, in order. Its length is tied to [`REASONS_PER_CUSTOMER`], so
 /// changing the number of reasons does not compile until the list follows.
-pub const COLUMNS: [&str; 9 + 3 * REASONS_PER_CUSTOMER] = [
+pub const COLUMNS: [&str; 12 + 3 * REASONS_PER_CUSTOMER] = [
     "customer_id",
     "as_of",
     "churn_probability",
@@ -55,6 +55,10 @@ pub const COLUMNS: [&str; 9 + 3 * REASONS_PER_CUSTOMER] = [
     "early_warnings",
     "model_name",
     "model_version",
+    // The 30-day trend from the score history (issue 14, item 6); optional on reading.
+    "probability_30d_ago",
+    "change_30d",
+    "trend",
 ];
 
 /// Positions in [`COLUMNS`], shared by the writer's order and the reader's lookups.
@@ -71,6 +75,10 @@ mod col {
     pub const WARNINGS: usize = SEGMENT + 1;
     pub const MODEL_NAME: usize = WARNINGS + 1;
     pub const MODEL_VERSION: usize = MODEL_NAME + 1;
+    // The trend block (item 6): absent from files written before the score history.
+    pub const PROBABILITY_30D_AGO: usize = MODEL_VERSION + 1;
+    pub const CHANGE_30D: usize = PROBABILITY_30D_AGO + 1;
+    pub const TREND: usize = CHANGE_30D + 1;
 }
 
 /// The path of the run summary a nightly run writes beside its score file
@@ -111,6 +119,30 @@ pub struct ScoreRecord {
     pub early_warnings: Vec<String>,
     /// The model of the nightly run.
     pub model: ModelRef,
+    // --- The 30-day trend (issue 14, item 6; rule in `scoring::trend`). ---
+    /// The churn probability on the night about 30 days before (the latest night at or
+    /// before `as_of - 30 days`, at most 3 days earlier); null without one.
+    #[serde(default)]
+    pub probability_30d_ago: Option<f64>,
+    /// `churn_probability - probability_30d_ago` in probability units (0.05 = 5
+    /// points); null without an earlier score.
+    #[serde(default)]
+    pub change_30d: Option<f64>,
+    /// `rising` (change >= +0.05), `falling` (<= -0.05), `steady`, or `unknown` without
+    /// an earlier score.
+    #[serde(default)]
+    pub trend: Trend,
+}
+
+impl ScoreRecord {
+    /// The record's trend block.
+    pub fn trend30(&self) -> Trend30 {
+        Trend30 {
+            probability_30d_ago: self.probability_30d_ago,
+            change_30d: self.change_30d,
+            trend: self.trend,
+        }
+    }
 }
 
 /// One scored customer as [`write`] takes it: borrowed from the run, so that a million
@@ -123,6 +155,8 @@ pub struct ScoreRow<'a> {
     pub score: &'a Score,
     /// RFM segment, when the model has RFM features.
     pub rfm_segment: Option<&'a str>,
+    /// The 30-day trend from the score history (item 6).
+    pub trend: Trend30,
 }
 
 /// Writes the score file of a run as of `as_of` by `model` atomically (readers see the
@@ -199,7 +233,27 @@ pub fn stage(
             .map(|r| r.score.early_warnings.iter().map(|h| h.rule.as_str())),
     ));
     cols.push(Column::new(unnamed.clone(), vec![model.name.as_str(); n]));
-    cols.push(Column::new(unnamed, vec![model.version.as_str(); n]));
+    cols.push(Column::new(
+        unnamed.clone(),
+        vec![model.version.as_str(); n],
+    ));
+    // The trend block (item 6).
+    cols.push(Column::new(
+        unnamed.clone(),
+        rows.iter()
+            .map(|r| r.trend.probability_30d_ago)
+            .collect::<Vec<_>>(),
+    ));
+    cols.push(Column::new(
+        unnamed.clone(),
+        rows.iter().map(|r| r.trend.change_30d).collect::<Vec<_>>(),
+    ));
+    cols.push(Column::new(
+        unnamed,
+        rows.iter()
+            .map(|r| r.trend.trend.as_str())
+            .collect::<Vec<_>>(),
+    ));
     assert_eq!(cols.len(), COLUMNS.len(), "one column per name in COLUMNS");
     let mut cols: Vec<Column> = cols
         .into_iter()
@@ -240,10 +294,11 @@ fn contribution_columns(names: &[String], rows: &[ScoreRow<'_>]) -> Result<Vec<C
 /// refused with the file, row and value named, never read as some default.
 pub fn read(path: &Path) -> Result<HashMap<String, ScoreRecord>> {
     let df = crate::data::read_table_file(path)?;
-    // Every column of COLUMNS is required, except `early_warnings`: older score files
-    // have none.
+    // Every column of COLUMNS is required, except `early_warnings` and the trend block:
+    // older score files have none.
     for (j, c) in COLUMNS.iter().enumerate() {
-        if j != col::WARNINGS && !crate::data::has_column(&df, c) {
+        let optional = j == col::WARNINGS || j >= col::PROBABILITY_30D_AGO;
+        if !optional && !crate::data::has_column(&df, c) {
             return Err(Error::Data(format!(
                 "{}: not a score file: no column `{c}` (expected the columns {})",
                 path.display(),
@@ -290,6 +345,16 @@ pub fn read(path: &Path) -> Result<HashMap<String, ScoreRecord>> {
             .map_err(|e| Error::polars(ctx(COLUMNS[col::WARNINGS]), e))?
     } else {
         Vec::new()
+    };
+    let has = |j: usize| crate::data::has_column(&df, COLUMNS[j]);
+    let (before, change, trend) = if has(col::TREND) {
+        (
+            Some(f(col::PROBABILITY_30D_AGO)?),
+            Some(f(col::CHANGE_30D)?),
+            Some(s(col::TREND)?),
+        )
+    } else {
+        (None, None, None)
     };
     let mut reasons = Vec::new();
     for k in 0..REASONS_PER_CUSTOMER {
@@ -341,6 +406,12 @@ pub fn read(path: &Path) -> Result<HashMap<String, ScoreRecord>> {
                     name: mname.get(i).unwrap_or_default().to_string(),
                     version: mver.get(i).unwrap_or_default().to_string(),
                 },
+                probability_30d_ago: before.as_ref().and_then(|c| c.get(i)),
+                change_30d: change.as_ref().and_then(|c| c.get(i)),
+                trend: trend
+                    .as_ref()
+                    .and_then(|c| c.get(i))
+                    .map_or(Trend::Unknown, Trend::parse),
             },
         );
     }
@@ -462,6 +533,14 @@ mod tests {
         ]
     }
 
+    /// c-1 rose from 0.5 to 0.875; c-2 has no earlier score.
+    fn trend_of(id: &str) -> Trend30 {
+        match id {
+            "c-1" => Trend30::of(0.875, Some(0.5)),
+            _ => Trend30::default(),
+        }
+    }
+
     fn write_both(dir: &Path) -> [std::path::PathBuf; 2] {
         let scores = scores();
         let rows: Vec<ScoreRow<'_>> = scores
@@ -470,6 +549,7 @@ mod tests {
                 customer_id: id,
                 score: s,
                 rfm_segment: *seg,
+                trend: trend_of(id),
             })
             .collect();
         let as_of = crate::time::parse_ts("2024-06-01").unwrap();
@@ -497,6 +577,9 @@ mod tests {
                     rfm_segment: seg.map(String::from),
                     early_warnings: s.early_warnings.iter().map(|h| h.rule.clone()).collect(),
                     model: model(),
+                    probability_30d_ago: trend_of(id).probability_30d_ago,
+                    change_30d: trend_of(id).change_30d,
+                    trend: trend_of(id).trend,
                 };
                 assert_eq!(got[id], want, "{}", path.display());
             }
@@ -511,7 +594,9 @@ mod tests {
         assert_eq!(text.lines().next().unwrap(), COLUMNS.join(","));
         let first = text.lines().nth(1).unwrap();
         assert!(
-            first.ends_with(",at risk,\"no_login_7d,urgent_tickets_open_2\",churn,v3"),
+            first.ends_with(
+                ",at risk,\"no_login_7d,urgent_tickets_open_2\",churn,v3,0.5,0.375,rising"
+            ),
             "{first}"
         );
         for k in 1..=REASONS_PER_CUSTOMER {
@@ -605,6 +690,7 @@ mod tests {
         assert!(r.early_warnings.is_empty() && r.rfm_segment.is_none());
         assert_eq!(r.reasons, [reason("logins_30d", Some(1.0), 0.3)]);
         assert_eq!(r.model.version, "v1");
+        assert_eq!(r.trend30(), Trend30::default(), "no trend columns: unknown");
     }
 
     #[test]
@@ -614,7 +700,7 @@ mod tests {
         let header = COLUMNS.join(",");
         std::fs::write(
             &path,
-            format!("{header}\n007,2024-06-01T00:00:00Z,0.5,50,high,,,,,,,,,,,,churn,v1\n"),
+            format!("{header}\n007,2024-06-01T00:00:00Z,0.5,50,high,,,,,,,,,,,,churn,v1,,,\n"),
         )
         .unwrap();
         let got = read(&path).unwrap();

@@ -18,6 +18,7 @@
 //!   per-sink deliveries, and each nightly run (scored or refused).
 //! - [`sink`]: where alerts go (signed webhook, JSON lines file, log).
 //! - [`dispatch`]: delivers due alerts with retries; shared counters for `/metrics`.
+//! - [`task`]: what makes an alert a task: profile, behaviour trail, owner, due date.
 //!
 //! Delivery is **at least once**: a crash between a sink accepting an alert and the
 //! outbox recording it re-sends that alert after restart. Every alert carries a stable
@@ -28,6 +29,7 @@ pub mod dispatch;
 pub mod outbox;
 pub mod policy;
 pub mod sink;
+pub mod task;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -37,7 +39,7 @@ use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
 use crate::features::FeatureSpec;
-use crate::scoring::{ModelRef, RfmColumns, Score, Scorer, Tier};
+use crate::scoring::{ModelRef, RfmColumns, Score, Scorer, Tier, Trend30};
 use crate::time::{fmt_date, fmt_ts, Ts};
 
 pub use dispatch::{DeliveryTimings, DispatchStats, Dispatcher, RetryPolicy};
@@ -49,6 +51,7 @@ pub use policy::{AlertPolicy, CustomerState, Decision};
 pub use sink::{
     sign, verify_signature, AlertSink, DeliveryFuture, JsonlSink, LogSink, SinkError, WebhookSink,
 };
+pub use task::{Profile, Task, TaskConfig, Trail};
 
 /// One alert for an account manager, exactly as the sinks receive it (JSON).
 #[derive(Clone, Serialize, Deserialize, Debug, PartialEq, ToSchema)]
@@ -78,6 +81,24 @@ pub struct Alert {
     pub raised_at: String,
     /// Who raised it: [`Alert::SOURCE_SERVICE`] or [`Alert::SOURCE_BATCH`].
     pub source: String,
+    // --- An alert is a task (issue 14, item 7; see `alerts::task`). ---
+    /// Who the customer is as of `as_of`: configured attributes, tenure, plan, revenue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<Profile>,
+    /// The last logins, orders and tickets and 12 weekly counts before `as_of`; null in
+    /// the service's alerts (it has no customer base).
+    #[serde(default)]
+    pub trail: Option<Trail>,
+    /// The 30-day trend of the churn probability (`scoring::trend`).
+    #[serde(default)]
+    pub trend: Trend30,
+    /// The account manager, from the configured customer attribute
+    /// (`[alerts] owner_attribute`); absent when not configured or empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// When the task is due: `raised_at` + `[alerts] due_days` (default 3), RFC 3339.
+    #[serde(default)]
+    pub due_at: String,
 }
 
 impl Alert {
@@ -98,6 +119,7 @@ impl Alert {
         source: &str,
     ) -> Alert {
         let customer_id = customer_id.into();
+        let raised_at = now_secs();
         Alert {
             idempotency_key: idempotency_key(&model.name, &customer_id, tier, as_of),
             customer_id,
@@ -108,9 +130,27 @@ impl Alert {
             summary: serde_json::Value::Object(Default::default()),
             model,
             as_of: fmt_ts(as_of),
-            raised_at: fmt_ts(now_secs()),
+            raised_at: fmt_ts(raised_at),
             source: source.to_string(),
+            profile: None,
+            trail: None,
+            trend: Trend30::default(),
+            owner: None,
+            due_at: fmt_ts(raised_at + i64::from(task::DEFAULT_DUE_DAYS) * crate::time::DAY),
         }
+    }
+
+    /// Sets the task part: profile, trail, owner, the trend, and `due_at` `due_days`
+    /// after `raised_at`.
+    pub fn with_task(mut self, t: Task, trend: Trend30, due_days: u32) -> Alert {
+        self.profile = t.profile;
+        self.trail = t.trail;
+        self.owner = t.owner;
+        self.trend = trend;
+        if let Some(raised) = crate::time::parse_ts(&self.raised_at) {
+            self.due_at = fmt_ts(raised + i64::from(due_days) * crate::time::DAY);
+        }
+        self
     }
 
     /// Sets the per-feature reasons.

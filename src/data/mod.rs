@@ -11,7 +11,8 @@ pub mod write;
 
 /// Whole-file table reading shared with the score file's reader (CSV cells as text).
 pub(crate) use read::cells::{
-    datetime_seconds, has as has_column, read_file as read_table_file, ticks_per_second,
+    datetime_seconds, has as has_column, read_file as read_table_file, read_parquet_columns,
+    ticks_per_second,
 };
 pub use read::{load, LoadOptions};
 pub use summary::{BadRow, Summary, TableSummary};

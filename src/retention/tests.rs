@@ -178,6 +178,9 @@ fn record(id: &str, p: f64, tier: Tier, segment: &str) -> (String, ScoreRecord) 
                 name: "churn".into(),
                 version: "v1".into(),
             },
+            probability_30d_ago: None,
+            change_30d: None,
+            trend: crate::scoring::Trend::Unknown,
         },
     )
 }

@@ -3,9 +3,11 @@
 //!
 //! - [`Tier`]: the risk tier a probability falls in (and its parsing).
 //! - [`rules`]: the rule-based early warnings evaluated beside the model on the same row.
+//! - [`trend`]: the 30-day trend rule (`rising`, `falling`, `steady`, `unknown`).
 
 pub mod rules;
 mod tier;
+pub mod trend;
 
 use crate::features::online::{kind, OwnedActivity};
 use crate::features::{rfm_segment, FeatureSpec};
@@ -22,6 +24,7 @@ pub use rules::{
     Rule, RuleHit,
 };
 pub use tier::Tier;
+pub use trend::{Trend, Trend30};
 
 /// A tree model in the form `shap.TreeExplainer` takes for a custom model (arrays as
 /// JSON lists: `np.array` each tree's lists before passing it). shap ignores the

@@ -111,6 +111,11 @@ pub struct ServeConfig {
     /// How long a claimed delivery is reserved for this process: another replica on
     /// the same outbox takes it over once it expires (this one was killed mid-send).
     pub alert_lease: Duration,
+    /// The score history directory (`GET /v1/customers/{id}/history`, the trend of
+    /// fresh scores); `None`: neither.
+    pub history: Option<PathBuf>,
+    /// What alerts carry besides the score (the service uses `due_days`).
+    pub task: crate::alerts::TaskConfig,
 }
 
 impl Default for ServeConfig {
@@ -137,6 +142,8 @@ impl Default for ServeConfig {
             rules: None,
             retry: RetryPolicy::default(),
             alert_lease: crate::alerts::dispatch::DEFAULT_LEASE,
+            history: None,
+            task: crate::alerts::TaskConfig::default(),
         }
     }
 }
@@ -171,6 +178,7 @@ pub fn app(state: AppState) -> Router {
     let protected = Router::new()
         .route("/v1/score", post(routes::score))
         .route("/v1/customers/{id}/score", get(routes::customer_score))
+        .route("/v1/customers/{id}/history", get(routes::customer_history))
         .route("/v1/models", get(routes::list_models))
         .route("/v1/models/{name}", get(routes::model_detail))
         .route("/v2/models/{name}", get(v2::model_metadata))

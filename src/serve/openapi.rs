@@ -44,6 +44,7 @@ impl Modify for BearerAuth {
         routes::score,
         routes::score_batch,
         routes::customer_score,
+        routes::customer_history,
         routes::list_models,
         routes::model_detail,
         routes::healthz,

@@ -13,7 +13,35 @@ use tokio::sync::{mpsc, oneshot};
 use super::state::Recorded;
 use crate::alerts::outbox::{Observation, Outbox};
 use crate::alerts::{Alert, AlertPolicy};
-use crate::scoring::Scorer;
+use crate::history::History;
+use crate::scoring::{Scorer, Trend30};
+
+/// What the service's alerts carry besides the score: the 30-day trend of the fresh
+/// score against the score history (when one is configured) and the due date. The
+/// service has no customer base, so the profile comes from the feature row and there is
+/// no trail nor owner ([`crate::alerts::task::of_features`]).
+#[derive(Debug, Clone)]
+pub struct AlertExtras {
+    pub history: Option<History>,
+    pub due_days: u32,
+}
+
+impl AlertExtras {
+    /// The trend of `r`: its probability against its customer's score about 30 days
+    /// before its `as_of` (read only when an alert is raised: rare, and one partition's
+    /// two columns).
+    fn trend(&self, r: &Recorded) -> Trend30 {
+        let before = self.history.as_ref().and_then(|h| {
+            h.probability_30d_before(&r.customer_id, r.as_of)
+                .map_err(|e| {
+                    tracing::warn!(error = %e.chain(), "could not read the score history; the alert's trend is unknown");
+                })
+                .ok()
+                .flatten()
+        });
+        Trend30::of(r.score.churn_probability, before)
+    }
+}
 
 /// Most scores recorded in one transaction.
 pub const MAX_GROUP: usize = 256;
@@ -43,7 +71,11 @@ impl std::fmt::Debug for Job {
 
 impl Recorder {
     /// Starts the writer thread over `outbox`.
-    pub fn start(outbox: Outbox, policy: AlertPolicy) -> std::io::Result<Recorder> {
+    pub fn start(
+        outbox: Outbox,
+        policy: AlertPolicy,
+        extras: AlertExtras,
+    ) -> std::io::Result<Recorder> {
         let (tx, mut rx) = mpsc::channel::<Job>(QUEUE);
         std::thread::Builder::new()
             .name("outbox-writer".into())
@@ -63,7 +95,7 @@ impl Recorder {
                     // A panic fails this group's requests (their replies are dropped),
                     // not the writer.
                     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        write_group(&outbox, &policy, jobs)
+                        write_group(&outbox, &policy, &extras, jobs)
                     }));
                 }
             })?;
@@ -93,7 +125,7 @@ impl Recorder {
     }
 }
 
-fn write_group(outbox: &Outbox, policy: &AlertPolicy, jobs: Vec<Job>) {
+fn write_group(outbox: &Outbox, policy: &AlertPolicy, extras: &AlertExtras, jobs: Vec<Job>) {
     let index: Vec<(usize, usize)> = jobs
         .iter()
         .enumerate()
@@ -116,7 +148,12 @@ fn write_group(outbox: &Outbox, policy: &AlertPolicy, jobs: Vec<Job>) {
             let (k, i) = index[t.index];
             raised[k][i] = true;
             let (r, scorer) = (&jobs[k].items[i], &jobs[k].scorer);
-            Alert::for_score(t, scorer, &r.score, &r.row, Alert::SOURCE_SERVICE)
+            let task = crate::alerts::task::of_features(&scorer.artifact.spec, &r.row);
+            Alert::for_score(t, scorer, &r.score, &r.row, Alert::SOURCE_SERVICE).with_task(
+                task,
+                extras.trend(r),
+                extras.due_days,
+            )
         })
     };
     match result {

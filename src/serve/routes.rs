@@ -563,6 +563,82 @@ pub async fn customer_score(
     Ok(Json(r))
 }
 
+/// The customer's nightly probabilities and tiers from the score history: the nights of
+/// the last `days` days (default 90, 1 to 3650) up to the newest night recorded, oldest
+/// first. 404 when no history is configured or the customer has no night in the window;
+/// 422 when `days` is not an integer from 1 to 3650.
+#[utoipa::path(
+    get, path = "/v1/customers/{id}/history", tag = "scoring",
+    params(
+        ("id" = String, Path, description = "The customer id"),
+        ("days" = Option<u32>, Query, minimum = 1, maximum = 3650,
+            description = "The window in days up to the newest night recorded (default 90)"),
+    ),
+    responses(
+        (status = 200, description = "The customer's nights in the window, oldest first", body = crate::history::CustomerHistory),
+        (status = 401, description = "Missing or unknown API key", body = ErrorBody),
+        (status = 404, description = "Unknown customer (no night in the window), or no score history configured", body = ErrorBody),
+        (status = 422, description = "`days` is not an integer from 1 to 3650", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn customer_history(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Result<Json<crate::history::CustomerHistory>, ApiError> {
+    let days = history_days(query.as_deref().unwrap_or_default())?;
+    let Some(history) = state.history().cloned() else {
+        return Err(ApiError::not_found(
+            "no score history is configured on this server",
+        ));
+    };
+    let who = id.clone();
+    let series = tokio::task::spawn_blocking(move || history.series(&who, days))
+        .await
+        .map_err(|_| ApiError::internal())?
+        .map_err(|e| {
+            tracing::error!(error = %e.chain(), "could not read the score history");
+            ApiError::internal()
+        })?;
+    if series.points.is_empty() {
+        return Err(ApiError::not_found(format!(
+            "no score for this customer in the last {days} days of the history"
+        ))
+        .with_field("id"));
+    }
+    Ok(Json(series))
+}
+
+/// `days` of a history query string: absent is the default; anything but one integer
+/// from 1 to 3650 is a 422 naming `days`.
+fn history_days(query: &str) -> Result<u32, ApiError> {
+    use crate::history::{DEFAULT_DAYS, MAX_DAYS};
+    let mut days = None;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if k != "days" {
+            continue;
+        }
+        if days.is_some() {
+            return Err(ApiError::invalid("days", "days is given more than once"));
+        }
+        let n = v
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=MAX_DAYS).contains(n))
+            .ok_or_else(|| {
+                let shown: String = v.chars().take(40).collect();
+                ApiError::invalid(
+                    "days",
+                    format!("days must be an integer from 1 to {MAX_DAYS}, got `{shown}`"),
+                )
+            })?;
+        days = Some(n);
+    }
+    Ok(days.unwrap_or(DEFAULT_DAYS))
+}
+
 /// A manifest text field, `None` when an older manifest did not record it.
 fn recorded(s: &str) -> Option<String> {
     (!s.is_empty()).then(|| s.to_string())

@@ -68,6 +68,8 @@ pub struct Shared {
     /// Modification time of the summary last attempted: it is renamed into place after
     /// the score file, so it is watched on its own.
     summary_seen: Mutex<Option<SystemTime>>,
+    /// The score history, when configured (`GET /v1/customers/{id}/history`).
+    history: Option<crate::history::History>,
     /// Where tiers are recorded and alerts stored.
     pub outbox: Outbox,
     /// The group-commit writer in front of the outbox.
@@ -139,7 +141,12 @@ impl AppState {
         crate::registry::validate_name(&config.name)?;
         check_registry(&config.models)?;
         let outbox = Outbox::open(&config.outbox)?;
-        let recorder = super::recorder::Recorder::start(outbox.clone(), config.policy)
+        let history = config.history.as_ref().map(crate::history::History::new);
+        let extras = super::recorder::AlertExtras {
+            history: history.clone(),
+            due_days: config.task.due_days,
+        };
+        let recorder = super::recorder::Recorder::start(outbox.clone(), config.policy, extras)
             .map_err(|e| crate::Error::Outbox(format!("starting the outbox writer: {e}")))?;
         let state = AppState(Arc::new(Shared {
             name: config.name.clone(),
@@ -152,6 +159,7 @@ impl AppState {
             scores_seen: Mutex::new(None),
             summary: RwLock::new(None),
             summary_seen: Mutex::new(None),
+            history,
             outbox,
             recorder,
             policy: config.policy,
@@ -401,6 +409,11 @@ impl AppState {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// The score history, when configured.
+    pub fn history(&self) -> Option<&crate::history::History> {
+        self.history.as_ref()
     }
 
     /// Whether a score file is configured.

@@ -82,6 +82,9 @@ pub struct ServeFlags {
     /// Latest nightly score file, for GET /v1/customers/{id}/score [env: CHURNGUARD_SCORES].
     #[arg(long)]
     pub scores: Option<PathBuf>,
+    /// The score history directory, for GET /v1/customers/{id}/history and the trend of fresh scores [env: CHURNGUARD_HISTORY_DIR] [default: history/ beside --scores].
+    #[arg(long)]
+    pub history_dir: Option<PathBuf>,
     /// File with one API key per line, in addition to CHURNGUARD_API_KEYS [env: CHURNGUARD_API_KEYS_FILE].
     #[arg(long)]
     pub api_keys_file: Option<PathBuf>,
@@ -158,6 +161,29 @@ pub struct ScoreFlags {
     /// Write the nightly Prometheus series (drift, the night's health, refusals) to this file for node_exporter's textfile collector, after the run whatever its outcome [env: CHURNGUARD_METRICS_TEXTFILE].
     #[arg(long)]
     pub metrics_textfile: Option<PathBuf>,
+    /// The score history directory: the night's partition `as_of=YYYY-MM-DD/part.parquet` is written there, the trend read from it [env: CHURNGUARD_HISTORY_DIR] [default: history/ beside --out].
+    #[arg(long)]
+    pub history_dir: Option<PathBuf>,
+}
+
+/// `history`.
+#[derive(Args, Clone, Debug, Default)]
+pub struct HistoryFlags {
+    /// The customer whose series to print.
+    #[arg(long)]
+    pub customer: String,
+    /// The nights of the last N days up to the newest night recorded (1 to 3650).
+    #[arg(long, default_value_t = crate::history::DEFAULT_DAYS)]
+    pub days: u32,
+    /// The score history directory [env: CHURNGUARD_HISTORY_DIR] [default: `[history] dir`, else history/ beside --scores].
+    #[arg(long)]
+    pub history_dir: Option<PathBuf>,
+    /// The score file whose directory holds `history/` (when no directory is configured) [env: CHURNGUARD_SCORES].
+    #[arg(long)]
+    pub scores: Option<PathBuf>,
+    /// Print the series as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `features`.

@@ -152,6 +152,19 @@ pub struct ScoreSettings {
     /// The nightly series' textfile (`--metrics-textfile`, `CHURNGUARD_METRICS_TEXTFILE`,
     /// `[score] metrics_textfile`).
     pub metrics_textfile: Option<PathBuf>,
+    /// The score history directory ([`Settings::history_dir`]).
+    pub history: PathBuf,
+    /// What alerts carry ([`Settings::task`]).
+    pub task: crate::alerts::TaskConfig,
+}
+
+/// What `history` runs with.
+#[derive(Debug, Clone)]
+pub struct HistorySettings {
+    pub dir: PathBuf,
+    pub customer: String,
+    pub days: u32,
+    pub json: bool,
 }
 
 /// What `features` runs with.
@@ -528,7 +541,71 @@ impl Settings {
                 .clone()
                 .or_else(|| self.env.path("CHURNGUARD_METRICS_TEXTFILE"))
                 .or_else(|| self.file.score.metrics_textfile.clone().map(PathBuf::from)),
+            history: self
+                .history_dir(f.history_dir.as_deref())
+                .unwrap_or_else(|| crate::history::default_dir(&f.out)),
+            task: self.task()?,
             model,
+        })
+    }
+
+    /// The score history directory: the flag, `CHURNGUARD_HISTORY_DIR`, `[history] dir`;
+    /// `None` when none is set (each command then has its default beside the scores).
+    pub fn history_dir(&self, flag: Option<&Path>) -> Option<PathBuf> {
+        flag.map(Path::to_path_buf)
+            .or_else(|| self.env.path("CHURNGUARD_HISTORY_DIR"))
+            .or_else(|| self.file.history.dir.clone().map(PathBuf::from))
+    }
+
+    /// What alerts carry besides the score: `[alerts] profile_attributes`,
+    /// `plan_attribute`, `owner_attribute` (`CHURNGUARD_OWNER_ATTRIBUTE`) and `due_days`
+    /// (`CHURNGUARD_DUE_DAYS`).
+    pub fn task(&self) -> Result<crate::alerts::TaskConfig> {
+        let a = &self.file.alerts;
+        let d = crate::alerts::TaskConfig::default();
+        Ok(crate::alerts::TaskConfig {
+            profile_attributes: a.profile_attributes.clone().unwrap_or(d.profile_attributes),
+            plan_attribute: a.plan_attribute.clone().unwrap_or(d.plan_attribute),
+            owner_attribute: self
+                .env
+                .string("CHURNGUARD_OWNER_ATTRIBUTE")
+                .or_else(|| a.owner_attribute.clone()),
+            due_days: self
+                .env
+                .number("CHURNGUARD_DUE_DAYS")?
+                .or(a.due_days)
+                .unwrap_or(d.due_days),
+        })
+    }
+
+    /// `history`: the directory from the flag, the environment or the file, else
+    /// `history/` beside `--scores` (or `CHURNGUARD_SCORES`, `[serve] scores`).
+    pub fn history(&self, f: &HistoryFlags) -> Result<HistorySettings> {
+        if f.days == 0 || f.days > crate::history::MAX_DAYS {
+            return Err(Error::Config(format!(
+                "--days {}: choose 1 to {}",
+                f.days,
+                crate::history::MAX_DAYS
+            )));
+        }
+        let scores = f
+            .scores
+            .clone()
+            .or_else(|| self.env.path("CHURNGUARD_SCORES"))
+            .or_else(|| self.file.serve.scores.clone().map(PathBuf::from));
+        let dir = self
+            .history_dir(f.history_dir.as_deref())
+            .or_else(|| scores.as_deref().map(crate::history::default_dir))
+            .ok_or_else(|| {
+                Error::Config(
+                    "no history directory: give --history-dir (or CHURNGUARD_HISTORY_DIR, [history] dir) or --scores".into(),
+                )
+            })?;
+        Ok(HistorySettings {
+            dir,
+            customer: f.customer.clone(),
+            days: f.days,
+            json: f.json,
         })
     }
 
@@ -674,6 +751,14 @@ impl Settings {
                 Some(n) => Duration::from_secs(n),
                 None => d.alert_lease,
             },
+            history: self.history_dir(f.history_dir.as_deref()).or_else(|| {
+                f.scores
+                    .clone()
+                    .or_else(|| self.env.path("CHURNGUARD_SCORES"))
+                    .or_else(|| s.scores.clone().map(PathBuf::from))
+                    .map(|p| crate::history::default_dir(&p))
+            }),
+            task: self.task()?,
             ..d
         })
     }
@@ -1133,6 +1218,55 @@ outbox = "file.db"
         assert_eq!(got(file, &[], &flags), Some("file.prom".into()));
         assert_eq!(got(file, &env, &flags), Some("env.prom".into()));
         assert_eq!(got(file, &env, &flagged), Some("flag.prom".into()));
+    }
+
+    #[test]
+    fn the_history_dir_comes_from_the_flag_the_environment_the_file_or_beside_the_scores() {
+        let flags = ScoreFlags {
+            as_of: "2024-12-01".into(),
+            out: "nightly/scores.parquet".into(),
+            ..ScoreFlags::default()
+        };
+        let file = "[history]\ndir = \"file-history\"\n";
+        let env = [("CHURNGUARD_HISTORY_DIR", "env-history")];
+        let flagged = ScoreFlags {
+            history_dir: Some("flag-history".into()),
+            ..flags.clone()
+        };
+        let got = |file: &str, env: &[(&str, &str)], f: &ScoreFlags| {
+            settings(file, env).score(f).unwrap().history
+        };
+        assert_eq!(got("", &[], &flags), PathBuf::from("nightly/history"));
+        assert_eq!(got(file, &[], &flags), PathBuf::from("file-history"));
+        assert_eq!(got(file, &env, &flags), PathBuf::from("env-history"));
+        assert_eq!(got(file, &env, &flagged), PathBuf::from("flag-history"));
+        let h = HistoryFlags {
+            customer: "c1".into(),
+            days: 30,
+            scores: Some("nightly/scores.parquet".into()),
+            ..HistoryFlags::default()
+        };
+        assert_eq!(
+            settings("", &[]).history(&h).unwrap().dir,
+            PathBuf::from("nightly/history")
+        );
+        let bad = HistoryFlags { days: 0, ..h };
+        let e = settings("", &[]).history(&bad).unwrap_err().to_string();
+        assert!(e.contains("--days 0"), "{e}");
+    }
+
+    #[test]
+    fn the_alert_task_settings_come_from_the_file_and_the_environment() {
+        let file = "[alerts]\nowner_attribute = \"account_manager\"\ndue_days = 5\nprofile_attributes = [\"country\"]\n";
+        let t = settings(file, &[]).task().unwrap();
+        assert_eq!(t.owner_attribute.as_deref(), Some("account_manager"));
+        assert_eq!((t.due_days, t.plan_attribute.as_str()), (5, "plan"));
+        assert_eq!(t.profile_attributes, ["country"]);
+        let t = settings(file, &[("CHURNGUARD_DUE_DAYS", "1")])
+            .task()
+            .unwrap();
+        assert_eq!(t.due_days, 1);
+        assert_eq!(settings("", &[]).task().unwrap(), Default::default());
     }
 
     #[test]

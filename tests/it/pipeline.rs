@@ -155,6 +155,8 @@ fn options(name: &str, as_of: &str) -> BatchOptions {
         contributions: false,
         retry: churnguard::alerts::RetryPolicy::default(),
         metrics_textfile: None,
+        history: dir.join("history"),
+        task: churnguard::alerts::TaskConfig::default(),
     }
 }
 
@@ -545,14 +547,25 @@ fn a_batch_alert_and_a_service_alert_for_the_same_customer_have_one_shape() {
     assert_eq!(service_alert.source, Alert::SOURCE_SERVICE);
     assert_eq!(batch_alert.source, Alert::SOURCE_BATCH);
     // Same keys, the same early warnings as full rule hits, the same everything but who
-    // raised it and when.
+    // raised it and when (and so when it is due), and what only the batch knows: the
+    // customer table and the activity tables (attributes, plan, owner, trail).
     let shape = |a: &Alert| {
         let mut v = serde_json::to_value(a).unwrap();
         let o = v.as_object_mut().unwrap();
         o.remove("source");
         o.remove("raised_at");
+        o.remove("due_at");
+        o.remove("trail");
+        let p = o["profile"].as_object_mut().unwrap();
+        p.remove("plan");
+        p.remove("attributes");
         v
     };
+    assert!(service_alert.trail.is_none() && batch_alert.trail.is_some());
+    assert_eq!(
+        batch_alert.profile.as_ref().unwrap().plan.as_deref(),
+        Some("pro")
+    );
     let hits = &service_alert.summary["early_warnings"];
     assert!(
         hits.as_array()
@@ -1058,6 +1071,11 @@ fn a_night_whose_alert_step_fails_keeps_the_previous_files_and_state_and_no_temp
     let scores_before = std::fs::read(&opts.out).unwrap();
     let summary_before = std::fs::read(batch::summary_path(&opts.out)).unwrap();
     let state_before = alert_state(&opts.outbox);
+    let history_before = history_files(&opts.history);
+    assert_eq!(
+        history_before.keys().collect::<Vec<_>>(),
+        ["as_of=2024-10-01", "as_of=2024-10-01/part.parquet"]
+    );
     let next = BatchOptions {
         as_of: opts.as_of + DAY,
         ..opts.clone()
@@ -1086,6 +1104,11 @@ fn a_night_whose_alert_step_fails_keeps_the_previous_files_and_state_and_no_temp
     assert_eq!(
         temporaries(opts.out.parent().unwrap()),
         Vec::<String>::new()
+    );
+    assert_eq!(
+        history_files(&opts.history),
+        history_before,
+        "the failed night left the history as it was"
     );
     // The next attempt of the night goes through as if the failed one never ran.
     let retried = batch::run(&base, &s, &next, &|_| {}).unwrap();
@@ -1244,4 +1267,204 @@ fn the_metrics_textfile_carries_the_nights_drift_and_health_and_then_its_refusal
         sample(&after, "churnguard_nightly_last_success_timestamp_seconds"),
         sample(&text, "churnguard_nightly_last_success_timestamp_seconds")
     );
+}
+
+/// Every file below the history directory (temporaries and empty partitions included,
+/// as paths) with the hex SHA-256 of its bytes.
+fn history_files(dir: &Path) -> std::collections::BTreeMap<String, String> {
+    use sha2::Digest;
+    let mut out = std::collections::BTreeMap::new();
+    for night in std::fs::read_dir(dir).unwrap() {
+        let night = night.unwrap().path();
+        let name = night.file_name().unwrap().to_string_lossy().into_owned();
+        out.insert(name.clone(), String::new());
+        for f in std::fs::read_dir(&night).unwrap() {
+            let f = f.unwrap().path();
+            let file = f.file_name().unwrap().to_string_lossy().into_owned();
+            let digest = sha2::Sha256::digest(std::fs::read(&f).unwrap());
+            out.insert(format!("{name}/{file}"), hex::encode(digest));
+        }
+    }
+    out
+}
+
+#[test]
+fn the_history_holds_each_nights_scores_gives_the_30_day_trend_and_a_rerun_changes_nothing() {
+    use churnguard::history::History;
+    use churnguard::scoring::{Trend, Trend30};
+    let s = scorer();
+    let base = load_dir(sample_parquet());
+    let opts = options("history-nights", "2024-09-01");
+    let nights = ["2024-09-01", "2024-09-16", "2024-10-01"].map(|n| parse_ts(n).unwrap());
+    let mut files = Vec::new();
+    for &as_of in &nights {
+        let night = BatchOptions {
+            as_of,
+            ..opts.clone()
+        };
+        batch::run(&base, &s, &night, &|_| {}).unwrap();
+        files.push(scores::read(&night.out).unwrap());
+    }
+    let h = History::new(&opts.history);
+    assert_eq!(h.nights().unwrap(), nights.to_vec());
+    // Each partition holds exactly its night's probabilities and tiers, in three columns.
+    for (&night, file) in nights.iter().zip(&files) {
+        let df = read_parquet(&h.partition(night));
+        let names: Vec<String> = df
+            .get_column_names()
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        assert_eq!(names, ["customer_id", "churn_probability", "risk_tier"]);
+        assert_eq!(df.height(), file.len());
+        let ids = df.column("customer_id").unwrap().str().unwrap().clone();
+        let p = df
+            .column("churn_probability")
+            .unwrap()
+            .f64()
+            .unwrap()
+            .clone();
+        let tier = df.column("risk_tier").unwrap().str().unwrap().clone();
+        for i in 0..df.height() {
+            let rec = &file[ids.get(i).unwrap()];
+            assert_eq!(p.get(i).unwrap().to_bits(), rec.churn_probability.to_bits());
+            assert_eq!(tier.get(i).unwrap(), rec.risk_tier.as_str());
+        }
+    }
+    // Nights 1 and 2 have no night 30 days back; night 3 (2024-10-01) compares with
+    // 2024-09-01, exactly 30 days before.
+    for file in &files[..2] {
+        assert!(file.values().all(|r| r.trend30() == Trend30::default()));
+    }
+    let mut seen = std::collections::BTreeMap::new();
+    for (id, rec) in &files[2] {
+        let before = files[0].get(id).map(|r| r.churn_probability);
+        let want = Trend30::of(rec.churn_probability, before);
+        assert_eq!(rec.trend30(), want, "{id}");
+        if let (Some(c), Some(b)) = (rec.change_30d, before) {
+            assert_eq!(c.to_bits(), (rec.churn_probability - b).to_bits(), "{id}");
+        }
+        *seen.entry(rec.trend.as_str()).or_insert(0) += 1;
+    }
+    for t in [Trend::Rising, Trend::Falling, Trend::Steady] {
+        assert!(seen.contains_key(t.as_str()), "{seen:?}");
+    }
+    // A customer scored every night: its series is the three nights, oldest first.
+    let id = files[2]
+        .keys()
+        .find(|id| files[0].contains_key(*id) && files[1].contains_key(*id))
+        .unwrap();
+    let series = h.series(id, 90).unwrap();
+    let got: Vec<(String, f64, Tier)> = series
+        .points
+        .iter()
+        .map(|p| (p.as_of.clone(), p.churn_probability, p.risk_tier))
+        .collect();
+    let want: Vec<(String, f64, Tier)> = nights
+        .iter()
+        .zip(&files)
+        .map(|(&n, f)| {
+            (
+                churnguard::time::fmt_ts(n),
+                f[id].churn_probability,
+                f[id].risk_tier,
+            )
+        })
+        .collect();
+    assert_eq!(got, want);
+    // Re-running the middle night rewrites its partition with the same bytes and
+    // touches no other night.
+    let before = history_files(&opts.history);
+    let rerun = BatchOptions {
+        as_of: nights[1],
+        ..opts.clone()
+    };
+    batch::run(&base, &s, &rerun, &|_| {}).unwrap();
+    assert_eq!(history_files(&opts.history), before);
+}
+
+#[test]
+fn a_batch_alert_is_a_task_with_profile_trail_owner_and_due_date_and_nothing_after_as_of() {
+    let s = scorer();
+    let base = load_dir(sample_parquet());
+    let mut opts = options("alert-task", "2024-10-01");
+    opts.task = churnguard::alerts::TaskConfig {
+        profile_attributes: vec!["country".into(), "channel".into()],
+        owner_attribute: Some("channel".into()),
+        due_days: 5,
+        ..Default::default()
+    };
+    let summary = batch::run(&base, &s, &opts, &|_| {}).unwrap();
+    assert!(summary.alerts_new > 0);
+    let log = std::fs::read_to_string(opts.alerts_log.as_ref().unwrap()).unwrap();
+    let as_of = opts.as_of;
+    let before_as_of = |v: &serde_json::Value, what: &str| {
+        let t = parse_ts(v.as_str().unwrap()).unwrap();
+        assert!(t < as_of, "{what} {v} is not before the night");
+    };
+    for line in log.lines() {
+        let a: serde_json::Value = serde_json::from_str(line).unwrap();
+        let id = a["customer_id"].as_str().unwrap();
+        let c = base.customers.index[id] as usize;
+        let attr = |name: &str| match base.customers.attribute(name).unwrap() {
+            churnguard::data::Attribute::Categorical(v) => v[c].clone(),
+            churnguard::data::Attribute::Numeric(_) => unreachable!("text attributes"),
+        };
+        assert_eq!(
+            a["owner"].as_str().map(String::from),
+            attr("channel"),
+            "{a}"
+        );
+        assert_eq!(
+            a["profile"]["plan"].as_str().map(String::from),
+            attr("plan")
+        );
+        assert_eq!(
+            a["profile"]["attributes"]["country"]
+                .as_str()
+                .map(String::from),
+            attr("country")
+        );
+        let signup = base.customers.signup[c];
+        assert_eq!(
+            a["profile"]["tenure_days"].as_f64().unwrap(),
+            ((as_of - signup) / DAY) as f64
+        );
+        let raised = parse_ts(a["raised_at"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            parse_ts(a["due_at"].as_str().unwrap()),
+            Some(raised + 5 * DAY)
+        );
+        assert_eq!(a["trend"]["trend"], "unknown", "no history 30 days back");
+        // The trail: nothing at or after the night.
+        let trail = &a["trail"];
+        for t in trail["logins"].as_array().unwrap() {
+            before_as_of(t, "login");
+        }
+        for o in trail["orders"].as_array().unwrap() {
+            before_as_of(&o["at"], "order");
+        }
+        for t in trail["tickets"].as_array().unwrap() {
+            before_as_of(&t["opened_at"], "ticket");
+            if !t["closed_at"].is_null() {
+                before_as_of(&t["closed_at"], "ticket closure");
+            }
+        }
+        let weekly = trail["weekly"].as_array().unwrap();
+        assert_eq!(weekly.len(), 12);
+        assert_eq!(
+            parse_ts(weekly[11]["week_start"].as_str().unwrap()),
+            Some(as_of - 7 * DAY)
+        );
+        let logins_before = base
+            .logins
+            .as_ref()
+            .unwrap()
+            .of(c)
+            .iter()
+            .filter(|&&t| t < as_of)
+            .count();
+        let listed = trail["logins"].as_array().unwrap().len();
+        assert_eq!(listed, logins_before.min(10), "{id}");
+    }
 }

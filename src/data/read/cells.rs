@@ -51,6 +51,18 @@ pub(crate) fn read_file(path: &Path) -> Result<DataFrame> {
     read
 }
 
+/// Reads only the columns `columns` of the Parquet file `path`, the others never leave
+/// the disk (a history partition read for a trend needs three of its columns).
+pub(crate) fn read_parquet_columns(path: &Path, columns: &[&str]) -> Result<DataFrame> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let columns: Vec<String> = columns.iter().map(|c| c.to_string()).collect();
+    contained(path, || {
+        ParquetReader::new(file)
+            .with_columns(Some(columns))
+            .finish()
+    })
+}
+
 /// Runs a polars read of the table file `path`, the one way the library calls polars'
 /// readers: an error becomes [`Error::Polars`] "reading PATH", and so does a panic.
 ///

@@ -1,4 +1,4 @@
-//! `GET /v1/customers/{id}/score`: the record of the nightly score file.
+//! `GET /v1/customers/{id}/score` and `/history`: the nightly score file and the score history.
 
 use super::*;
 
@@ -58,6 +58,7 @@ async fn a_customer_score_answers_the_record_of_the_score_file_early_warnings_in
         customer_id: "c-7",
         score: &score,
         rfm_segment: Some("at risk"),
+        trend: crate::scoring::Trend30::of(0.75, Some(0.5)),
     }];
     let as_of = crate::time::parse_ts("2024-06-01").unwrap();
     scores::write(&path, as_of, &model, &rows).unwrap();
@@ -72,4 +73,95 @@ async fn a_customer_score_answers_the_record_of_the_score_file_early_warnings_in
         json!(["no_login_7d", "order_overdue_1_5x"])
     );
     assert_eq!(a.body["model"], json!({"name": "churn", "version": "v1"}));
+    assert_eq!(a.body["probability_30d_ago"], 0.5);
+    assert_eq!(a.body["change_30d"], 0.25);
+    assert_eq!(a.body["trend"], "rising");
+}
+
+/// A night of history: its date and `(customer, probability, tier)` rows.
+type HistoryNight<'a> = (&'a str, &'a [(&'a str, f64, Tier)]);
+
+/// Three nights of history for two customers.
+fn write_history(env: &Env) {
+    let h = crate::history::History::new(env.path("history"));
+    let nights: [HistoryNight<'_>; 3] = [
+        (
+            "2024-05-01",
+            &[("c-1", 0.25, Tier::Medium), ("c-2", 0.5, Tier::High)],
+        ),
+        ("2024-05-15", &[("c-1", 0.5, Tier::High)]),
+        (
+            "2024-05-31",
+            &[("c-1", 0.75, Tier::High), ("c-2", 0.125, Tier::Low)],
+        ),
+    ];
+    for (night, rows) in nights {
+        let rows: Vec<crate::history::HistoryRow<'_>> = rows
+            .iter()
+            .map(
+                |&(customer_id, churn_probability, risk_tier)| crate::history::HistoryRow {
+                    customer_id,
+                    churn_probability,
+                    risk_tier,
+                },
+            )
+            .collect();
+        let at = crate::time::parse_ts(night).unwrap();
+        h.stage(at, &rows).unwrap().commit().unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_customer_history_is_the_series_of_its_nights_in_the_window() {
+    let env = Env::new();
+    write_history(&env);
+    let (app, _) = router(&env.config());
+    let a = get(&app, "/v1/customers/c-1/history").await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(
+        a.body,
+        json!({"customer_id": "c-1", "days": 90, "points": [
+            {"as_of": "2024-05-01T00:00:00Z", "churn_probability": 0.25, "risk_tier": "medium"},
+            {"as_of": "2024-05-15T00:00:00Z", "churn_probability": 0.5, "risk_tier": "high"},
+            {"as_of": "2024-05-31T00:00:00Z", "churn_probability": 0.75, "risk_tier": "high"},
+        ]})
+    );
+    // The nights after 05-14 (17 days before the newest): 05-15 and 05-31.
+    let a = get(&app, "/v1/customers/c-1/history?days=17").await;
+    assert_eq!(a.body["points"].as_array().unwrap().len(), 2, "{}", a.body);
+    let a = get(&app, "/v1/customers/c-2/history?days=10").await;
+    assert_eq!(
+        a.body["points"],
+        json!([{"as_of": "2024-05-31T00:00:00Z", "churn_probability": 0.125, "risk_tier": "low"}])
+    );
+}
+
+#[tokio::test]
+async fn a_history_of_an_unknown_customer_is_404_and_bad_days_422() {
+    let env = Env::new();
+    write_history(&env);
+    let (app, _) = router(&env.config());
+    let a = get(&app, "/v1/customers/nobody/history").await;
+    assert_error(&a, StatusCode::NOT_FOUND, "not_found", Some("id"));
+    for bad in ["0", "3651", "-1", "1.5", "ten", "", "99999999999999999999"] {
+        let a = get(&app, &format!("/v1/customers/c-1/history?days={bad}")).await;
+        assert_error(
+            &a,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+            Some("days"),
+        );
+    }
+    let a = get(&app, "/v1/customers/c-1/history?days=1&days=2").await;
+    assert_error(
+        &a,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_input",
+        Some("days"),
+    );
+    let mut cfg = env.config();
+    cfg.history = None;
+    let (app, _) = router(&cfg);
+    let a = get(&app, "/v1/customers/c-1/history").await;
+    assert_error(&a, StatusCode::NOT_FOUND, "not_found", None);
 }

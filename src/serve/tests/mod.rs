@@ -160,6 +160,8 @@ impl Env {
             rules: None,
             retry: crate::alerts::RetryPolicy::default(),
             alert_lease: crate::alerts::dispatch::DEFAULT_LEASE,
+            history: Some(self.path("history")),
+            task: crate::alerts::TaskConfig::default(),
         }
     }
 
