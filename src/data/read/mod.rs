@@ -26,11 +26,31 @@ pub struct LoadOptions {
     pub skip_bad_rows: bool,
 }
 
-/// Where a table comes from: one file or a directory of Parquet parts.
+/// Where a table comes from: one file, a directory of Parquet parts, or frames in memory.
 #[derive(Debug, Clone)]
 struct Source {
     table: Table,
-    parts: Vec<PathBuf>,
+    parts: Vec<Input>,
+}
+
+/// One part of a table: a file, or a frame handed over in memory ([`load_frames`]).
+#[derive(Debug, Clone)]
+enum Input {
+    File(PathBuf),
+    Frame(DataFrame),
+}
+
+/// What messages call a frame given in memory, where a file's path would be.
+const FRAME_LABEL: &str = "frame";
+
+impl Input {
+    /// The file's path, or [`FRAME_LABEL`]: what messages name.
+    fn label(&self) -> String {
+        match self {
+            Input::File(p) => p.display().to_string(),
+            Input::Frame(_) => FRAME_LABEL.to_string(),
+        }
+    }
 }
 
 /// One part of a table, read into memory.
@@ -45,19 +65,57 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<CustomerBase> {
     load_in_batches(dir, opts, BATCH_ROWS)
 }
 
+/// Loads and validates a customer base from tables already in memory (any subset of the
+/// six; `customers` is required), with exactly the checks and messages of [`load`]: a
+/// message names the table and `frame` where [`load`] names the file. Columns may be
+/// text (parsed as the CSV reader's cells are) or typed (as Parquet's are).
+pub fn load_frames(tables: Vec<(Table, DataFrame)>, opts: &LoadOptions) -> Result<CustomerBase> {
+    let mut sources: Vec<Source> = Vec::new();
+    for (table, df) in tables {
+        if sources.iter().any(|s| s.table == table) {
+            return Err(Error::Data(format!(
+                "table `{}` is given twice; keep one",
+                table.name()
+            )));
+        }
+        sources.push(Source {
+            table,
+            parts: vec![Input::Frame(df)],
+        });
+    }
+    load_sources(FRAME_LABEL, sources, Vec::new(), opts, BATCH_ROWS)
+}
+
 /// [`load`], reading Parquet activity tables in batches of about `batch_rows` rows.
 fn load_in_batches(dir: &Path, opts: &LoadOptions, batch_rows: usize) -> Result<CustomerBase> {
     let (sources, ignored) = discover(dir)?;
+    load_sources(
+        &dir.display().to_string(),
+        sources,
+        ignored,
+        opts,
+        batch_rows,
+    )
+}
+
+/// Reads and validates the tables of `sources`, `customers` first; `directory` is where
+/// they come from (for the summary and messages).
+fn load_sources(
+    directory: &str,
+    sources: Vec<Source>,
+    ignored: Vec<String>,
+    opts: &LoadOptions,
+    batch_rows: usize,
+) -> Result<CustomerBase> {
     let mut summary = Summary {
-        directory: dir.display().to_string(),
+        directory: directory.to_string(),
         ignored_files: ignored,
         ..Summary::default()
     };
     let find = |t: Table| sources.iter().find(|s| s.table == t);
     let customers_src = find(Table::Customers).ok_or_else(|| {
         Error::Data(format!(
-            "{}: no `customers` table (customers.csv, customers.parquet or a customers/ directory of Parquet parts); it is the one required table",
-            dir.display()
+            "{directory}: no `customers` table (customers.csv, customers.parquet or a customers/ directory of Parquet parts); it is the one required table"
         ))
     })?;
     let parts = read_parts(customers_src)?;
@@ -147,7 +205,7 @@ fn discover(dir: &Path) -> Result<(Vec<Source>, Vec<String>)> {
             return Err(Error::Data(format!(
                 "table `{}` is given twice: {} and {}; keep one",
                 table.name(),
-                prev.parts[0].display(),
+                prev.parts[0].label(),
                 path.display()
             )));
         }
@@ -175,6 +233,7 @@ fn discover(dir: &Path) -> Result<(Vec<Source>, Vec<String>)> {
         } else {
             vec![path]
         };
+        let parts = parts.into_iter().map(Input::File).collect();
         sources.push(Source { table, parts });
     }
     Ok((sources, ignored))
@@ -186,8 +245,11 @@ fn read_parts(src: &Source) -> Result<Vec<Part>> {
         .map(|p| {
             Ok(Part {
                 table: src.table,
-                file: p.display().to_string(),
-                df: read_file(p)?,
+                file: p.label(),
+                df: match p {
+                    Input::File(path) => read_file(path)?,
+                    Input::Frame(df) => df.clone(),
+                },
             })
         })
         .collect()
