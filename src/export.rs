@@ -1,5 +1,6 @@
 //! `churnguard features`: the feature table of one snapshot, or the whole training set,
-//! exactly as training and scoring compute them, for a data scientist's own analysis.
+//! exactly as training and scoring compute them, for a data scientist's own analysis
+//! (written to a file, or returned as a frame to the Python package).
 
 use std::path::Path;
 

@@ -343,6 +343,62 @@ mod tests {
     }
 
     #[test]
+    fn frames_in_memory_load_the_same_base_as_their_files() {
+        let dir = tempfile::tempdir().unwrap();
+        base(dir.path());
+        let opts = LoadOptions::default();
+        let files = load(dir.path(), &opts).unwrap();
+        let tables: Vec<(Table, DataFrame)> = Table::ALL
+            .into_iter()
+            .map(|t| {
+                let path = dir.path().join(format!("{}.parquet", t.name()));
+                (t, read_file(&path).unwrap())
+            })
+            .collect();
+        let frames = load_frames(tables, &opts).unwrap();
+        assert_eq!(frames.summary.directory, "frame");
+        assert_eq!(frames.summary.tables.len(), files.summary.tables.len());
+        for (f, d) in frames.summary.tables.iter().zip(&files.summary.tables) {
+            assert_eq!(f.files, ["frame"]);
+            assert_eq!(
+                (f.rows, f.orphans, f.bad_rows),
+                (d.rows, d.orphans, d.bad_rows)
+            );
+        }
+        assert_eq!(frames.customers.ids, files.customers.ids);
+        assert_eq!(frames.customers.attributes, files.customers.attributes);
+        assert_eq!(groups(&frames.logins), groups(&files.logins));
+        assert_eq!(groups(&frames.orders), groups(&files.orders));
+        assert_eq!(groups(&frames.tickets), groups(&files.tickets));
+        assert_eq!(groups(&frames.events), groups(&files.events));
+        assert_eq!(groups(&frames.churn), groups(&files.churn));
+    }
+
+    #[test]
+    fn a_bad_cell_of_a_frame_is_named_like_a_files_and_customers_are_required() {
+        let customers = DataFrame::new(
+            2,
+            vec![
+                col("customer_id", strs(&["a", "b"])),
+                col("signup_at", strs(&["2024-01-01", "soon"])),
+            ],
+        )
+        .unwrap();
+        let e = load_frames(vec![(Table::Customers, customers)], &LoadOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "table `customers` (frame), row 2, column `signup_at`: `soon` is not a timestamp (use RFC 3339, `YYYY-MM-DD HH:MM:SS` or `YYYY-MM-DD`)"
+        );
+        let e = load_frames(Vec::new(), &LoadOptions::default()).unwrap_err();
+        assert!(
+            e.to_string().starts_with("frame: no `customers` table"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn batches_of_row_groups_load_the_same_base_as_whole_files() {
         let dir = tempfile::tempdir().unwrap();
         base(dir.path());
