@@ -172,6 +172,238 @@ pub fn run(
     }
 }
 
+/// Scores the row-major feature matrix `x` (the model's feature order) on every core:
+/// the probability, tier, reasons (and with `contributions` every SHAP value) and RFM
+/// segment of each row.
+fn score_matrix(scorer: &Scorer, x: &[f64], contributions: bool) -> Vec<Scored> {
+    let w = scorer.artifact.spec.len();
+    let rfm = RfmColumns::of(&scorer.artifact.spec);
+    // Blocks of rows: the boosted trees explain a block tree by tree.
+    x.par_chunks(SCORE_BLOCK * w.max(1))
+        .flat_map_iter(|block| {
+            scorer
+                .score_block_with(block, REASONS_PER_CUSTOMER, contributions)
+                .into_iter()
+                .zip(block.chunks(w.max(1)))
+                .map(|(score, row)| Scored {
+                    score,
+                    segment: rfm.segment(row),
+                })
+        })
+        .collect()
+}
+
+/// The score file's table (see [`crate::scores::frame`]) of `customer_ids` with feature
+/// rows `x`, row `i` scored as of `as_of(i)`.
+fn score_table(
+    scorer: &Scorer,
+    customer_ids: &[&str],
+    as_of: impl Fn(usize) -> Ts,
+    x: &[f64],
+    contributions: bool,
+) -> Result<polars::prelude::DataFrame> {
+    let scored = score_matrix(scorer, x, contributions);
+    let rows: Vec<ScoreRow<'_>> = customer_ids
+        .iter()
+        .zip(&scored)
+        .map(|(id, s)| ScoreRow {
+            customer_id: id,
+            score: &s.score,
+            rfm_segment: s.segment,
+        })
+        .collect();
+    let names: Vec<String> = scorer
+        .artifact
+        .spec
+        .defs()
+        .iter()
+        .map(|d| d.name.clone())
+        .collect();
+    crate::scores::frame(
+        as_of,
+        &scorer.model_ref(),
+        &rows,
+        contributions.then_some(names.as_slice()),
+    )
+}
+
+/// The night's scores of every active customer of `base` as of `as_of` as a table, the
+/// rows and columns [`run`] writes to its score file, without writing anything or
+/// touching an alert state (the Python package's `Model.score`). The input guards run
+/// as in [`run`] (there is no previous night to compare the population with); a finding
+/// refuses with [`Error::Refused`] unless `guard.allow_stale`.
+pub fn score_frame(
+    base: &CustomerBase,
+    scorer: &Scorer,
+    as_of: Ts,
+    guard: &InputGuard,
+    contributions: bool,
+) -> Result<polars::prelude::DataFrame> {
+    let spec = &scorer.artifact.spec;
+    check_tables(spec, base)?;
+    refuse_unless_allowed(check_data(base, as_of, guard), as_of, guard)?;
+    let (pop, x) = snapshot_features(base, spec, &scorer.artifact.definition, as_of);
+    refuse_unless_allowed(
+        check_population(pop.len(), as_of, None, guard),
+        as_of,
+        guard,
+    )?;
+    let ids: Vec<&str> = pop
+        .iter()
+        .map(|&c| base.customers.ids[c as usize].as_str())
+        .collect();
+    score_table(scorer, &ids, |_| as_of, &x, contributions)
+}
+
+/// Scores precomputed feature rows (`customer_id`, the model's features by name in any
+/// order, other columns ignored), each as of its own `as_of`: the score file's table,
+/// as [`score_frame`] gives it for the same features (the Python package's
+/// `Model.score_features`).
+pub fn score_feature_rows(
+    scorer: &Scorer,
+    customer_ids: &[&str],
+    as_of: &[Ts],
+    x: &[f64],
+    contributions: bool,
+) -> Result<polars::prelude::DataFrame> {
+    let w = scorer.artifact.spec.len();
+    if customer_ids.len() != as_of.len() || x.len() != customer_ids.len() * w {
+        return Err(Error::Input {
+            field: "features".into(),
+            message: format!(
+                "{} customer ids, {} as_of values and {} feature values for {w} features per row do not make whole rows",
+                customer_ids.len(),
+                as_of.len(),
+                x.len()
+            ),
+        });
+    }
+    score_table(scorer, customer_ids, |i| as_of[i], x, contributions)
+}
+
+/// The rows of a feature table (`churnguard features --as-of` or `--training-set`, or the
+/// same columns from elsewhere) for [`score_feature_rows`]: customer ids, each row's
+/// `as_of` (its `as_of` column, else `as_of` for every row) and the row-major matrix in
+/// the model's feature order, a null (an undefined feature, as the table writes it) read
+/// as NaN (as the nightly run scores it).
+pub fn feature_rows(
+    scorer: &Scorer,
+    df: &polars::prelude::DataFrame,
+    as_of: Option<Ts>,
+) -> Result<(Vec<String>, Vec<Ts>, Vec<f64>)> {
+    use polars::prelude::DataType;
+    let bad = |field: &str, message: String| Error::Input {
+        field: field.to_string(),
+        message,
+    };
+    let found = || {
+        df.get_column_names()
+            .iter()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let column = |name: &str| {
+        df.column(name)
+            .map(|c| c.as_materialized_series().clone())
+            .map_err(|_| {
+                bad(
+                    name,
+                    format!(
+                        "features: missing column `{name}` (columns found: {})",
+                        found()
+                    ),
+                )
+            })
+    };
+    let polars = |what: &str| {
+        let what = what.to_string();
+        move |e| Error::polars(format!("features: column `{what}`"), e)
+    };
+    let n = df.height();
+    let ids = column("customer_id")?
+        .cast(&DataType::String)
+        .map_err(polars("customer_id"))?;
+    let ids: Vec<String> = ids
+        .str()
+        .map_err(polars("customer_id"))?
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            v.map(str::to_string).ok_or_else(|| {
+                bad(
+                    "customer_id",
+                    format!("features: row {}, column `customer_id`: empty", i + 1),
+                )
+            })
+        })
+        .collect::<Result<_>>()?;
+    let at: Vec<Ts> = match (df.column("as_of").is_ok(), as_of) {
+        (_, Some(t)) => vec![t; n],
+        (true, None) => {
+            let s = column("as_of")?;
+            let seconds = crate::data::datetime_seconds(&s, |v| v).ok_or_else(|| {
+                bad(
+                    "as_of",
+                    format!("features: column `as_of` is {}, not a timestamp", s.dtype()),
+                )
+            })?;
+            seconds
+                .map_err(polars("as_of"))?
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    v.ok_or_else(|| {
+                        bad(
+                            "as_of",
+                            format!("features: row {}, column `as_of`: empty", i + 1),
+                        )
+                    })
+                })
+                .collect::<Result<_>>()?
+        }
+        (false, None) => {
+            return Err(bad(
+                "as_of",
+                "features: no `as_of` column; give as_of".to_string(),
+            ))
+        }
+    };
+    let spec = &scorer.artifact.spec;
+    let w = spec.len();
+    let mut x = vec![f64::NAN; n * w];
+    for (j, d) in spec.defs().iter().enumerate() {
+        let s = column(&d.name)?;
+        if !s.dtype().is_primitive_numeric() && !s.dtype().is_null() {
+            return Err(bad(
+                &d.name,
+                format!(
+                    "features: column `{}` is {}, not numeric",
+                    d.name,
+                    s.dtype()
+                ),
+            ));
+        }
+        let s = s.cast(&DataType::Float64).map_err(polars(&d.name))?;
+        for (i, v) in s.f64().map_err(polars(&d.name))?.iter().enumerate() {
+            x[i * w + j] = v.unwrap_or(f64::NAN);
+        }
+    }
+    Ok((ids, at, x))
+}
+
+/// [`Error::Refused`] for what the guards `found`, unless `guard.allow_stale`.
+fn refuse_unless_allowed(found: Vec<Finding>, as_of: Ts, guard: &InputGuard) -> Result<()> {
+    match found.first() {
+        Some(first) if !guard.allow_stale => Err(Error::Refused {
+            reason: first.reason,
+            as_of: fmt_date(as_of),
+            message: joined(&found).unwrap_or_default(),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Writes the nightly series ([`crate::nightly_metrics::render`]) to `path`, the same
 /// lines `serve --scores <out> --outbox <outbox>` shows on `/metrics`: what the outbox
 /// records of the nights (a refusal included) and the run summary, `summary` when the
@@ -238,21 +470,7 @@ fn run_night(
     let t1 = Instant::now();
     stage("scoring");
     let w = spec.len();
-    let rfm = RfmColumns::of(spec);
-    // Blocks of rows: the boosted trees explain a block tree by tree.
-    let scored: Vec<Scored> = x
-        .par_chunks(SCORE_BLOCK * w.max(1))
-        .flat_map_iter(|block| {
-            scorer
-                .score_block_with(block, REASONS_PER_CUSTOMER, opts.contributions)
-                .into_iter()
-                .zip(block.chunks(w.max(1)))
-                .map(|(score, row)| Scored {
-                    score,
-                    segment: rfm.segment(row),
-                })
-        })
-        .collect();
+    let scored = score_matrix(scorer, &x, opts.contributions);
     seconds.insert("scoring".to_string(), t1.elapsed().as_secs_f64());
 
     let t2 = Instant::now();

@@ -1,5 +1,6 @@
 //! `churnguard features`: the feature table of one snapshot, or the whole training set,
-//! exactly as training and scoring compute them, for a data scientist's own analysis.
+//! exactly as training and scoring compute them, for a data scientist's own analysis
+//! (written to a file, or returned as a frame to the Python package).
 
 use std::path::Path;
 
@@ -46,10 +47,30 @@ pub fn write_snapshot(
     as_of: Ts,
     out: &Path,
 ) -> Result<(usize, usize)> {
-    let (spec, def) = snapshot_schema(base, settings, as_of)?;
-    let mut df: DataFrame = crate::features::snapshot_frame(base, &spec, &def, as_of)?;
+    let mut df = snapshot(base, settings, as_of)?;
     crate::data::write::write_frame(&mut df, out)?;
     Ok((df.height(), df.width()))
+}
+
+/// The feature table of the customers active at `as_of` (`as_of`, `customer_id`, the
+/// features), as [`write_snapshot`] writes it; the Python package's `features`.
+pub fn snapshot(base: &CustomerBase, settings: &FeatureSettings, as_of: Ts) -> Result<DataFrame> {
+    let (spec, def) = snapshot_schema(base, settings, as_of)?;
+    crate::features::snapshot_frame(base, &spec, &def, as_of)
+}
+
+/// The training set as one frame, the rows [`write_training_set`] writes (built by the
+/// same chunks); the Python package's `training_set`.
+pub fn training_set(base: &CustomerBase, settings: &FeatureSettings) -> Result<DataFrame> {
+    let set = TrainingSet::build(base, &settings.labels, &settings.attributes)?;
+    let mut chunks = crate::train::training_set_chunks(base, &set, TRAINING_SET_CHUNK);
+    let mut df = chunks.next().unwrap_or_else(|| Ok(DataFrame::empty()))?;
+    for chunk in chunks {
+        df.vstack_mut_owned(chunk?)
+            .map_err(|e| crate::Error::polars("joining the training set", e))?;
+    }
+    df.rechunk_mut();
+    Ok(df)
 }
 
 /// Writes every training snapshot with `as_of`, label and split to `out`, exactly as

@@ -176,6 +176,18 @@ pub fn stage(
     rows: &[ScoreRow<'_>],
     contributions: Option<&[String]>,
 ) -> Result<crate::fsutil::Staged> {
+    let mut df = frame(|_| as_of, model, rows, contributions)?;
+    write::stage_frame(&mut df, path)
+}
+
+/// The score file's table, [`COLUMNS`] (then the contributions, see [`stage`]), as [`stage`]
+/// writes it and the Python package returns it; row `i`'s snapshot instant is `as_of(i)`.
+pub fn frame(
+    as_of: impl Fn(usize) -> Ts,
+    model: &ModelRef,
+    rows: &[ScoreRow<'_>],
+    contributions: Option<&[String]>,
+) -> Result<DataFrame> {
     let n = rows.len();
     let unnamed = PlSmallStr::EMPTY;
     let mut cols = vec![
@@ -183,7 +195,7 @@ pub fn stage(
             unnamed.clone(),
             rows.iter().map(|r| r.customer_id).collect::<Vec<_>>(),
         ),
-        write::timestamp_column("", std::iter::repeat_n(as_of, n)),
+        write::timestamp_column("", (0..n).map(as_of)),
         Column::new(
             unnamed.clone(),
             rows.iter()
@@ -263,9 +275,7 @@ pub fn stage(
     if let Some(names) = contributions {
         cols.extend(contribution_columns(names, rows)?);
     }
-    let mut df =
-        DataFrame::new(n, cols).map_err(|e| Error::polars("building the score table", e))?;
-    write::stage_frame(&mut df, path)
+    DataFrame::new(n, cols).map_err(|e| Error::polars("building the score table", e))
 }
 
 /// `shap_base` then `shap_<feature>` per feature, in calibrated log-odds.

@@ -14,7 +14,7 @@ pub(crate) use read::cells::{
     datetime_seconds, has as has_column, read_file as read_table_file, read_parquet_columns,
     ticks_per_second,
 };
-pub use read::{load, LoadOptions};
+pub use read::{load, load_frames, LoadOptions};
 pub use summary::{BadRow, Summary, TableSummary};
 
 use crate::time::Ts;

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use super::cells::{contained, has, numbers, read_file, require, strings, timestamps, MISSING};
 use super::errors::Errs;
-use super::{LoadOptions, Part, Source};
+use super::{Input, LoadOptions, Part, Source};
 use crate::data::{
     is_csv, BadRow, Event, Grouped, Grouper, IdIndex, Order, Priority, Table, TableSummary, Ticket,
 };
@@ -82,6 +82,22 @@ struct BatchFile {
     csv: Option<DataFrame>,
     /// Parquet: the file metadata and the row ranges `(first row, rows)` of the batches.
     parquet: Option<(FileMetadataRef, Vec<(usize, usize)>)>,
+}
+
+impl BatchFile {
+    /// A frame given in memory: one batch, like a CSV file.
+    fn frame(df: DataFrame) -> BatchFile {
+        let names = df
+            .get_column_names()
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        BatchFile {
+            names,
+            csv: Some(df),
+            parquet: None,
+        }
+    }
 }
 
 impl BatchFile {
@@ -394,6 +410,10 @@ pub(super) fn read_activity(
     let expected: usize = src
         .parts
         .iter()
+        .filter_map(|p| match p {
+            Input::File(p) => Some(p),
+            Input::Frame(_) => None,
+        })
         .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
         .filter_map(|p| {
             let file = std::fs::File::open(p).ok()?;
@@ -411,10 +431,14 @@ pub(super) fn read_activity(
     let mut type_index = IdIndex::default();
     let (required, optional) = activity_columns(table);
     let wanted: Vec<&str> = required.iter().chain(&optional).copied().collect();
-    for path in &src.parts {
-        let file = path.display().to_string();
+    for input in &src.parts {
+        let file = input.label();
         summary.files.push(file.clone());
-        let batches = BatchFile::open(path, batch_rows)?;
+        let (batches, path) = match input {
+            Input::File(path) => (BatchFile::open(path, batch_rows)?, path.as_path()),
+            // Never read from a path: a frame is one batch, like a CSV file.
+            Input::Frame(df) => (BatchFile::frame(df.clone()), Path::new(&file)),
+        };
         let header = Part {
             table,
             file: file.clone(),
@@ -452,6 +476,7 @@ pub(super) fn read_activity(
             }
             // The first problem of a batch need not be the first of the file (which is
             // found column by column): check the whole file at once for the same error.
+            // (A frame is one batch: `whole` above.)
             return Err(first_error(src.table, path, index, opts).unwrap_or(e));
         }
         summary.bad_rows += errs.count;

@@ -41,11 +41,31 @@ impl LoadOptions {
     }
 }
 
-/// Where a table comes from: one file or a directory of Parquet parts.
+/// Where a table comes from: one file, a directory of Parquet parts, or frames in memory.
 #[derive(Debug, Clone)]
 struct Source {
     table: Table,
-    parts: Vec<PathBuf>,
+    parts: Vec<Input>,
+}
+
+/// One part of a table: a file, or a frame handed over in memory ([`load_frames`]).
+#[derive(Debug, Clone)]
+enum Input {
+    File(PathBuf),
+    Frame(DataFrame),
+}
+
+/// What messages call a frame given in memory, where a file's path would be.
+const FRAME_LABEL: &str = "frame";
+
+impl Input {
+    /// The file's path, or [`FRAME_LABEL`]: what messages name.
+    fn label(&self) -> String {
+        match self {
+            Input::File(p) => p.display().to_string(),
+            Input::Frame(_) => FRAME_LABEL.to_string(),
+        }
+    }
 }
 
 /// One part of a table, read into memory.
@@ -60,19 +80,57 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<CustomerBase> {
     load_in_batches(dir, opts, BATCH_ROWS)
 }
 
+/// Loads and validates a customer base from tables already in memory (any subset of the
+/// six; `customers` is required), with exactly the checks and messages of [`load`]: a
+/// message names the table and `frame` where [`load`] names the file. Columns may be
+/// text (parsed as the CSV reader's cells are) or typed (as Parquet's are).
+pub fn load_frames(tables: Vec<(Table, DataFrame)>, opts: &LoadOptions) -> Result<CustomerBase> {
+    let mut sources: Vec<Source> = Vec::new();
+    for (table, df) in tables {
+        if sources.iter().any(|s| s.table == table) {
+            return Err(Error::Data(format!(
+                "table `{}` is given twice; keep one",
+                table.name()
+            )));
+        }
+        sources.push(Source {
+            table,
+            parts: vec![Input::Frame(df)],
+        });
+    }
+    load_sources(FRAME_LABEL, sources, Vec::new(), opts, BATCH_ROWS)
+}
+
 /// [`load`], reading Parquet activity tables in batches of about `batch_rows` rows.
 fn load_in_batches(dir: &Path, opts: &LoadOptions, batch_rows: usize) -> Result<CustomerBase> {
     let (sources, ignored) = discover(dir)?;
+    load_sources(
+        &dir.display().to_string(),
+        sources,
+        ignored,
+        opts,
+        batch_rows,
+    )
+}
+
+/// Reads and validates the tables of `sources`, `customers` first; `directory` is where
+/// they come from (for the summary and messages).
+fn load_sources(
+    directory: &str,
+    sources: Vec<Source>,
+    ignored: Vec<String>,
+    opts: &LoadOptions,
+    batch_rows: usize,
+) -> Result<CustomerBase> {
     let mut summary = Summary {
-        directory: dir.display().to_string(),
+        directory: directory.to_string(),
         ignored_files: ignored,
         ..Summary::default()
     };
     let find = |t: Table| sources.iter().find(|s| s.table == t);
     let customers_src = find(Table::Customers).ok_or_else(|| {
         Error::Data(format!(
-            "{}: no `customers` table (customers.csv, customers.parquet or a customers/ directory of Parquet parts); it is the one required table",
-            dir.display()
+            "{directory}: no `customers` table (customers.csv, customers.parquet or a customers/ directory of Parquet parts); it is the one required table"
         ))
     })?;
     let parts = read_parts(customers_src)?;
@@ -162,7 +220,7 @@ fn discover(dir: &Path) -> Result<(Vec<Source>, Vec<String>)> {
             return Err(Error::Data(format!(
                 "table `{}` is given twice: {} and {}; keep one",
                 table.name(),
-                prev.parts[0].display(),
+                prev.parts[0].label(),
                 path.display()
             )));
         }
@@ -190,6 +248,7 @@ fn discover(dir: &Path) -> Result<(Vec<Source>, Vec<String>)> {
         } else {
             vec![path]
         };
+        let parts = parts.into_iter().map(Input::File).collect();
         sources.push(Source { table, parts });
     }
     Ok((sources, ignored))
@@ -201,8 +260,11 @@ fn read_parts(src: &Source) -> Result<Vec<Part>> {
         .map(|p| {
             Ok(Part {
                 table: src.table,
-                file: p.display().to_string(),
-                df: read_file(p)?,
+                file: p.label(),
+                df: match p {
+                    Input::File(path) => read_file(path)?,
+                    Input::Frame(df) => df.clone(),
+                },
             })
         })
         .collect()
@@ -293,6 +355,62 @@ mod tests {
     fn groups<T: Timed + Copy + Send + Sync>(g: &Option<Grouped<T>>) -> Vec<Vec<T>> {
         let g = g.as_ref().expect("table present");
         (0..5).map(|c| g.of(c).to_vec()).collect()
+    }
+
+    #[test]
+    fn frames_in_memory_load_the_same_base_as_their_files() {
+        let dir = tempfile::tempdir().unwrap();
+        base(dir.path());
+        let opts = LoadOptions::default();
+        let files = load(dir.path(), &opts).unwrap();
+        let tables: Vec<(Table, DataFrame)> = Table::ALL
+            .into_iter()
+            .map(|t| {
+                let path = dir.path().join(format!("{}.parquet", t.name()));
+                (t, read_file(&path).unwrap())
+            })
+            .collect();
+        let frames = load_frames(tables, &opts).unwrap();
+        assert_eq!(frames.summary.directory, "frame");
+        assert_eq!(frames.summary.tables.len(), files.summary.tables.len());
+        for (f, d) in frames.summary.tables.iter().zip(&files.summary.tables) {
+            assert_eq!(f.files, ["frame"]);
+            assert_eq!(
+                (f.rows, f.orphans, f.bad_rows),
+                (d.rows, d.orphans, d.bad_rows)
+            );
+        }
+        assert_eq!(frames.customers.ids, files.customers.ids);
+        assert_eq!(frames.customers.attributes, files.customers.attributes);
+        assert_eq!(groups(&frames.logins), groups(&files.logins));
+        assert_eq!(groups(&frames.orders), groups(&files.orders));
+        assert_eq!(groups(&frames.tickets), groups(&files.tickets));
+        assert_eq!(groups(&frames.events), groups(&files.events));
+        assert_eq!(groups(&frames.churn), groups(&files.churn));
+    }
+
+    #[test]
+    fn a_bad_cell_of_a_frame_is_named_like_a_files_and_customers_are_required() {
+        let customers = DataFrame::new(
+            2,
+            vec![
+                col("customer_id", strs(&["a", "b"])),
+                col("signup_at", strs(&["2024-01-01", "soon"])),
+            ],
+        )
+        .unwrap();
+        let e = load_frames(vec![(Table::Customers, customers)], &LoadOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "table `customers` (frame), row 2, column `signup_at`: `soon` is not a timestamp (use RFC 3339, `YYYY-MM-DD HH:MM:SS` or `YYYY-MM-DD`)"
+        );
+        let e = load_frames(Vec::new(), &LoadOptions::default()).unwrap_err();
+        assert!(
+            e.to_string().starts_with("frame: no `customers` table"),
+            "{e}"
+        );
     }
 
     #[test]

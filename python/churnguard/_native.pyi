@@ -1,0 +1,121 @@
+"""Type stubs of the native module (the Rust binding); use the wrappers in churnguard."""
+
+from typing import Any, List, Optional
+
+__version__: str
+
+class ChurnguardError(Exception):
+    """Every error churnguard raises; its message is the one the CLI prints."""
+
+class DataError(ChurnguardError):
+    """A table breaks the data contract or cannot be read. A bad cell also sets these."""
+
+    table: str
+    file: str
+    row: int
+    column: str
+
+class ConfigError(ChurnguardError):
+    """Invalid settings or arguments, found before any work starts."""
+
+class ArtifactError(ChurnguardError):
+    """A model artifact is invalid, corrupt, or does not match what is expected."""
+
+class ModelNotFoundError(ArtifactError):
+    """The registry has no such model, alias or version."""
+
+class TrainError(ChurnguardError):
+    """Training could not produce a model."""
+
+class InputError(ChurnguardError):
+    """Input to scoring is wrong; ``field`` names it."""
+
+    field: str
+
+class RefusedError(ChurnguardError):
+    """Scoring refused its input; ``reason`` is the stable name (``as_of_after_data``...)."""
+
+    reason: str
+    as_of: str
+
+class ArrowTable:
+    """A result table; exports itself once through the Arrow PyCapsule interface."""
+
+    def __arrow_c_stream__(self, requested_schema: Optional[object] = None) -> object: ...
+
+class CustomerBase:
+    """A validated customer base (the data contract's tables, indexed by customer)."""
+
+    @staticmethod
+    def from_dir(path: str, *, skip_bad_rows: bool = False) -> "CustomerBase":
+        """Reads and validates the tables in ``path`` as the CLI's ``--data`` does."""
+    @staticmethod
+    def from_frames(
+        *,
+        customers: Any = None,
+        logins: Any = None,
+        tickets: Any = None,
+        orders: Any = None,
+        events: Any = None,
+        churn: Any = None,
+        skip_bad_rows: bool = False,
+    ) -> "CustomerBase":
+        """Builds a base from polars or pyarrow tables (``customers`` required)."""
+    def summary_json(self) -> str:
+        """The summary ``churnguard inspect --json`` prints, as JSON text."""
+    def __len__(self) -> int: ...
+
+class Model:
+    @staticmethod
+    def load(
+        models: Optional[str] = None, *, name: Optional[str] = None, version: Optional[str] = None
+    ) -> "Model": ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def feature_names(self) -> List[str]: ...
+    def manifest_json(self) -> str: ...
+    def score(
+        self, base: CustomerBase, as_of: str, *, allow_stale: bool = False, contributions: bool = False
+    ) -> ArrowTable: ...
+    def score_features(
+        self, features: Any, *, as_of: Optional[str] = None, contributions: bool = False
+    ) -> ArrowTable: ...
+
+def inspect_json(base: CustomerBase) -> str: ...
+def features(
+    base: CustomerBase,
+    as_of: str,
+    *,
+    models: Optional[str] = None,
+    name: Optional[str] = None,
+    horizon_days: Optional[int] = None,
+    active_days: Optional[int] = None,
+    snapshot_days: Optional[int] = None,
+    categorical: Optional[List[str]] = None,
+    numeric: Optional[List[str]] = None,
+) -> ArrowTable: ...
+def training_set(
+    base: CustomerBase,
+    *,
+    horizon_days: Optional[int] = None,
+    active_days: Optional[int] = None,
+    snapshot_days: Optional[int] = None,
+    categorical: Optional[List[str]] = None,
+    numeric: Optional[List[str]] = None,
+) -> ArrowTable: ...
+def train(
+    base: CustomerBase,
+    *,
+    models: Optional[str] = None,
+    name: Optional[str] = None,
+    algorithms: Optional[List[str]] = None,
+    horizon_days: Optional[int] = None,
+    active_days: Optional[int] = None,
+    snapshot_days: Optional[int] = None,
+    categorical: Optional[List[str]] = None,
+    numeric: Optional[List[str]] = None,
+    promote: bool = False,
+) -> str: ...
