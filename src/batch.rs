@@ -210,6 +210,8 @@ fn score_table(
             customer_id: id,
             score: &s.score,
             rfm_segment: s.segment,
+            // Without the score history (Python, Spark buckets) the trend is unknown.
+            trend: Trend30::default(),
         })
         .collect();
     let names: Vec<String> = scorer

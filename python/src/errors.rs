@@ -72,9 +72,11 @@ pub fn to_py(e: Error, context: Option<&str>) -> PyErr {
         None => chain,
     };
     let err = match &e {
-        Error::Data(_) | Error::BadValue { .. } | Error::Io { .. } | Error::Polars { .. } => {
-            DataError::new_err(message)
-        }
+        Error::Data(_)
+        | Error::BadValue { .. }
+        | Error::BadCsv { .. }
+        | Error::Io { .. }
+        | Error::Polars { .. } => DataError::new_err(message),
         Error::Config(_) => ConfigError::new_err(message),
         Error::Artifact(_) | Error::Corrupt { .. } => ArtifactError::new_err(message),
         Error::ModelNotFound { .. }
@@ -83,9 +85,10 @@ pub fn to_py(e: Error, context: Option<&str>) -> PyErr {
         Error::Train(_) => TrainError::new_err(message),
         Error::Input { .. } => InputError::new_err(message),
         Error::Refused { .. } => RefusedError::new_err(message),
-        Error::Outbox(_) | Error::OutboxDb { .. } | Error::OutboxPayload { .. } => {
-            OutboxError::new_err(message)
-        }
+        Error::Outbox(_)
+        | Error::OutboxDb { .. }
+        | Error::OutboxPg { .. }
+        | Error::OutboxPayload { .. } => OutboxError::new_err(message),
     };
     Python::attach(|py| {
         let value = err.value(py);
@@ -100,6 +103,12 @@ pub fn to_py(e: Error, context: Option<&str>) -> PyErr {
             } => value
                 .setattr("table", table)
                 .and_then(|_| value.setattr("file", file))
+                .and_then(|_| value.setattr("row", row))
+                .and_then(|_| value.setattr("column", column)),
+            Error::BadCsv {
+                file, row, column, ..
+            } => value
+                .setattr("file", file)
                 .and_then(|_| value.setattr("row", row))
                 .and_then(|_| value.setattr("column", column)),
             Error::Input { field, .. } => value.setattr("field", field),

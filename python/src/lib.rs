@@ -45,7 +45,10 @@ impl PyCustomerBase {
     #[staticmethod]
     #[pyo3(signature = (path, *, skip_bad_rows=false))]
     fn from_dir(py: Python<'_>, path: PathBuf, skip_bad_rows: bool) -> PyResult<Self> {
-        let opts = LoadOptions { skip_bad_rows };
+        let opts = LoadOptions {
+            skip_bad_rows,
+            now: None,
+        };
         let loaded = py.detach(|| data::load(&path, &opts));
         let context = format!("loading the customer base in {}", path.display());
         let base = loaded.map_err(|e| to_py(e, Some(&context)))?;
@@ -86,7 +89,10 @@ impl PyCustomerBase {
                 tables.push((table, frame_from_py(&obj, table.name())?));
             }
         }
-        let opts = LoadOptions { skip_bad_rows };
+        let opts = LoadOptions {
+            skip_bad_rows,
+            now: None,
+        };
         let loaded = py.detach(|| data::load_frames(tables, &opts));
         let base = loaded.map_err(|e| to_py(e, Some("loading the customer base from frames")))?;
         Ok(PyCustomerBase {
