@@ -65,7 +65,7 @@ pub struct Alert {
     pub tier: Tier,
     /// The tier of the customer's previous score; `None` when first seen.
     pub previous_tier: Option<Tier>,
-    /// Why: `[{"feature", "value", "contribution"}]` as computed by scoring.
+    /// Why: `[{"feature", "value", "contribution", "text"}]` as computed by scoring.
     pub reasons: Vec<serde_json::Value>,
     /// Recent behaviour for the account manager (logins, open tickets, last order...),
     /// the RFM segment and the early-warning rules that fired: see [`behaviour_summary`].
@@ -78,6 +78,15 @@ pub struct Alert {
     pub raised_at: String,
     /// Who raised it: [`Alert::SOURCE_SERVICE`] or [`Alert::SOURCE_BATCH`].
     pub source: String,
+    // Explanations (issue 14, item 5); the reasons' `text` is in `reasons`.
+    /// Each dimension's contribution and health, as scored; absent on alerts stored
+    /// before dimensions existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dimensions: Option<crate::scoring::DimensionScores>,
+    /// The dimension pushing the risk up the most (`engagement`, `support`, `billing`,
+    /// `relationship`); absent when none does (or on alerts stored before dimensions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_driver: Option<crate::features::Dimension>,
 }
 
 impl Alert {
@@ -110,7 +119,20 @@ impl Alert {
             as_of: fmt_ts(as_of),
             raised_at: fmt_ts(now_secs()),
             source: source.to_string(),
+            dimensions: None,
+            primary_driver: None,
         }
+    }
+
+    /// Sets the health by dimension and the primary driver.
+    pub fn with_dimensions(
+        mut self,
+        dimensions: crate::scoring::DimensionScores,
+        primary_driver: Option<crate::features::Dimension>,
+    ) -> Alert {
+        self.dimensions = Some(dimensions);
+        self.primary_driver = primary_driver;
+        self
     }
 
     /// Sets the per-feature reasons.
@@ -138,6 +160,7 @@ impl Alert {
         transition
             .alert(scorer.model_ref(), score.churn_probability, source)
             .with_reasons(score.reasons.iter().map(|r| json!(r)).collect())
+            .with_dimensions(score.dimensions, score.primary_driver)
             .with_summary(behaviour_summary(
                 &scorer.artifact.spec,
                 row,

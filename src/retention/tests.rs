@@ -171,12 +171,20 @@ fn record(id: &str, p: f64, tier: Tier, segment: &str) -> (String, ScoreRecord) 
                 feature: "order_recency_days".into(),
                 value: Some(10.0),
                 contribution: 0.3,
+                text: "last order 10 days ago".into(),
             }],
             rfm_segment: Some(segment.into()),
             early_warnings: Vec::new(),
             model: ModelRef {
                 name: "churn".into(),
                 version: "v1".into(),
+            },
+            dimensions: None,
+            // `zz` is driven by support, the others by billing (`c` by none).
+            primary_driver: match id {
+                "zz" => Some(crate::features::Dimension::Support),
+                "c" => None,
+                _ => Some(crate::features::Dimension::Billing),
             },
         },
     )
