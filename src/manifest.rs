@@ -59,9 +59,28 @@ pub struct Manifest {
     pub snapshots: Vec<SnapshotSummary>,
     /// Reasons to doubt this version's evidence.
     pub warnings: Vec<String>,
+    /// What the reasons' texts quote and the health by dimension compares with, learned
+    /// at training; `None` in manifests written before them (texts then carry no
+    /// reference part, and health by dimension its fallback).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explain: Option<ExplainReferences>,
     /// Keys this version of churnguard does not know, kept as they were.
     #[serde(flatten)]
     pub extra: BTreeMap<String, Value>,
+}
+
+/// The references of the explanations (see [`Manifest::explain`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ExplainReferences {
+    /// Feature name -> the value its reason text quotes as "customers who stay": the
+    /// median among training examples that did not churn (the share for a 0/1
+    /// indicator); null when no such example has a value.
+    pub stayed: BTreeMap<String, Option<f64>>,
+    /// Dimension id (`engagement`, `support`, `billing`, `relationship`) -> 101 sorted
+    /// quantiles of that dimension's contribution (calibrated log-odds) over the
+    /// validation population: `health_<dimension>` is the share of it above a customer's.
+    pub dimension_health_reference: BTreeMap<String, Vec<f64>>,
 }
 
 /// `features`: the schema, its hash and how it was chosen.

@@ -26,7 +26,10 @@ use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::data::write;
-use crate::scoring::{ModelRef, Reason, Score, Tier, Trend, Trend30};
+use crate::features::Dimension;
+use crate::scoring::{
+    DimensionScore, DimensionScores, ModelRef, Reason, Score, Tier, Trend, Trend30,
+};
 use crate::time::{fmt_ts, Ts};
 use crate::{Error, Result};
 
@@ -60,6 +63,33 @@ pub const COLUMNS: [&str; 12 + 3 * REASONS_PER_CUSTOMER] = [
     "change_30d",
     "trend",
 ];
+
+/// The explanation columns, after [`COLUMNS`] (issue 14, items 4 and 5): each reason's
+/// text, then per dimension its contribution and health, then the primary driver. Files
+/// written before them have none, and read with empty texts and no dimensions.
+pub const EXPLAIN_COLUMNS: [&str; REASONS_PER_CUSTOMER + 2 * 4 + 1] = [
+    "reason_1_text",
+    "reason_2_text",
+    "reason_3_text",
+    "contribution_engagement",
+    "contribution_support",
+    "contribution_billing",
+    "contribution_relationship",
+    "health_engagement",
+    "health_support",
+    "health_billing",
+    "health_relationship",
+    "primary_driver",
+];
+
+/// Positions in [`EXPLAIN_COLUMNS`].
+mod explain_col {
+    use super::REASONS_PER_CUSTOMER;
+    pub const TEXTS: usize = 0;
+    pub const CONTRIBUTIONS: usize = REASONS_PER_CUSTOMER;
+    pub const HEALTH: usize = CONTRIBUTIONS + 4;
+    pub const DRIVER: usize = HEALTH + 4;
+}
 
 /// Positions in [`COLUMNS`], shared by the writer's order and the reader's lookups.
 mod col {
@@ -132,6 +162,14 @@ pub struct ScoreRecord {
     /// an earlier score.
     #[serde(default)]
     pub trend: Trend,
+    // Explanations (issue 14, item 5); reason texts are in `reasons`.
+    /// Each dimension's contribution and health; null in files written before dimensions.
+    #[serde(default)]
+    pub dimensions: Option<DimensionScores>,
+    /// The dimension pushing the risk up the most; null when none does (or in files
+    /// written before dimensions).
+    #[serde(default)]
+    pub primary_driver: Option<Dimension>,
 }
 
 impl ScoreRecord {
@@ -272,13 +310,55 @@ pub fn frame(
         .zip(COLUMNS)
         .map(|(c, name)| c.with_name(name.into()))
         .collect();
+    cols.extend(explain_columns(rows));
     if let Some(names) = contributions {
         cols.extend(contribution_columns(names, rows)?);
     }
     DataFrame::new(n, cols).map_err(|e| Error::polars("building the score table", e))
 }
 
-/// `shap_base` then `shap_<feature>` per feature, in calibrated log-odds.
+/// The columns of [`EXPLAIN_COLUMNS`], named.
+fn explain_columns(rows: &[ScoreRow<'_>]) -> Vec<Column> {
+    let mut cols = Vec::with_capacity(EXPLAIN_COLUMNS.len());
+    for k in 0..REASONS_PER_CUSTOMER {
+        cols.push(Column::new(
+            "".into(),
+            rows.iter()
+                .map(|r| r.score.reasons.get(k).map(|x| x.text.as_str()))
+                .collect::<Vec<_>>(),
+        ));
+    }
+    for d in Dimension::ALL {
+        cols.push(Column::new(
+            "".into(),
+            rows.iter()
+                .map(|r| r.score.dimensions.get(d).contribution)
+                .collect::<Vec<_>>(),
+        ));
+    }
+    for d in Dimension::ALL {
+        cols.push(Column::new(
+            "".into(),
+            rows.iter()
+                .map(|r| r.score.dimensions.get(d).health)
+                .collect::<Vec<_>>(),
+        ));
+    }
+    cols.push(Column::new(
+        "".into(),
+        rows.iter()
+            .map(|r| r.score.primary_driver.map(Dimension::as_str))
+            .collect::<Vec<_>>(),
+    ));
+    cols.into_iter()
+        .zip(EXPLAIN_COLUMNS)
+        .map(|(c, name)| c.with_name(name.into()))
+        .collect()
+}
+
+/// `shap_base` then `shap_<feature>` per feature, in calibrated log-odds, then
+/// `value_<feature>` per feature: the value explained, in the feature's own units
+/// (empty when undefined).
 fn contribution_columns(names: &[String], rows: &[ScoreRow<'_>]) -> Result<Vec<Column>> {
     let all: Vec<&crate::scoring::Contributions> = rows
         .iter()
@@ -294,6 +374,14 @@ fn contribution_columns(names: &[String], rows: &[ScoreRow<'_>]) -> Result<Vec<C
             format!("shap_{name}").into(),
             all.iter()
                 .map(|c| c.values.get(j).copied().unwrap_or(0.0))
+                .collect::<Vec<_>>(),
+        ));
+    }
+    for (j, name) in names.iter().enumerate() {
+        cols.push(Column::new(
+            format!("value_{name}").into(),
+            all.iter()
+                .map(|c| c.features.get(j).copied().filter(|v| v.is_finite()))
                 .collect::<Vec<_>>(),
         ));
     }
@@ -371,6 +459,7 @@ pub fn read(path: &Path) -> Result<HashMap<String, ScoreRecord>> {
         let j = col::REASONS + 3 * k;
         reasons.push((s(j)?, f(j + 1)?, f(j + 2)?));
     }
+    let explained = read_explanations(&df, path)?;
     let bad_tier = |i: usize, message: String| Error::BadValue {
         table: "scores".into(),
         file: path.display().to_string(),
@@ -402,11 +491,17 @@ pub fn read(path: &Path) -> Result<HashMap<String, ScoreRecord>> {
                 risk_tier,
                 reasons: reasons
                     .iter()
-                    .filter_map(|(n, v, c)| {
+                    .enumerate()
+                    .filter_map(|(k, (n, v, c))| {
                         Some(Reason {
                             feature: n.get(i)?.to_string(),
                             value: v.get(i),
                             contribution: c.get(i)?,
+                            text: explained
+                                .as_ref()
+                                .and_then(|e| e.texts[k].get(i))
+                                .unwrap_or_default()
+                                .to_string(),
                         })
                     })
                     .collect(),
@@ -422,10 +517,84 @@ pub fn read(path: &Path) -> Result<HashMap<String, ScoreRecord>> {
                     .as_ref()
                     .and_then(|c| c.get(i))
                     .map_or(Trend::Unknown, Trend::parse),
+                dimensions: explained.as_ref().and_then(|e| e.dimensions(i)),
+                primary_driver: explained
+                    .as_ref()
+                    .and_then(|e| e.driver.get(i))
+                    .and_then(Dimension::parse),
             },
         );
     }
     Ok(out)
+}
+
+/// The columns of [`EXPLAIN_COLUMNS`] as read.
+struct Explained {
+    texts: Vec<StringChunked>,
+    contributions: Vec<Float64Chunked>,
+    health: Vec<Float64Chunked>,
+    driver: StringChunked,
+}
+
+impl Explained {
+    fn dimensions(&self, i: usize) -> Option<DimensionScores> {
+        let mut d = [DimensionScore {
+            contribution: 0.0,
+            health: 0.0,
+        }; 4];
+        for (k, x) in d.iter_mut().enumerate() {
+            *x = DimensionScore {
+                contribution: self.contributions[k].get(i)?,
+                health: self.health[k].get(i)?,
+            };
+        }
+        Some(DimensionScores::from_array(d))
+    }
+}
+
+/// The explanation columns of a score file; `None` for a file written before them
+/// (without `primary_driver`); a file with some of them but not all is refused.
+fn read_explanations(df: &DataFrame, path: &Path) -> Result<Option<Explained>> {
+    if !crate::data::has_column(df, EXPLAIN_COLUMNS[explain_col::DRIVER]) {
+        return Ok(None);
+    }
+    let ctx = |c: &str| format!("{}: column `{c}`", path.display());
+    let cast = |j: usize, to: DataType| -> Result<Column> {
+        let c = EXPLAIN_COLUMNS[j];
+        let col = df.column(c).map_err(|e| {
+            Error::Data(format!(
+                "{}: not a score file: no column `{c}` beside `primary_driver` ({e})",
+                path.display()
+            ))
+        })?;
+        col.cast(&to).map_err(|e| Error::polars(ctx(c), e))
+    };
+    let s = |j: usize| -> Result<StringChunked> {
+        let col = cast(j, DataType::String)?;
+        Ok(col
+            .str()
+            .map_err(|e| Error::polars(ctx(EXPLAIN_COLUMNS[j]), e))?
+            .clone())
+    };
+    let f = |j: usize| -> Result<Float64Chunked> {
+        let col = cast(j, DataType::Float64)?;
+        Ok(col
+            .f64()
+            .map_err(|e| Error::polars(ctx(EXPLAIN_COLUMNS[j]), e))?
+            .clone())
+    };
+    Ok(Some(Explained {
+        texts: (0..REASONS_PER_CUSTOMER)
+            .map(|k| s(explain_col::TEXTS + k))
+            .collect::<Result<_>>()?,
+        contributions: (0..4)
+            .map(|k| f(explain_col::CONTRIBUTIONS + k))
+            .collect::<Result<_>>()?,
+        health: (0..4)
+            .map(|k| f(explain_col::HEALTH + k))
+            .collect::<Result<_>>()?,
+        driver: s(explain_col::DRIVER)?,
+    }))
 }
 
 /// The `as_of` column as RFC 3339 UTC text: a Parquet timestamp (this version's files)
@@ -486,7 +655,15 @@ mod tests {
             feature: feature.into(),
             value,
             contribution,
+            text: format!("{feature}, in words"),
         }
+    }
+
+    fn dimensions(c: [f64; 4]) -> DimensionScores {
+        DimensionScores::from_array(c.map(|contribution| DimensionScore {
+            contribution,
+            health: (50.0 - 10.0 * contribution).round(),
+        }))
     }
 
     fn hit(rule: &str) -> RuleHit {
@@ -502,7 +679,10 @@ mod tests {
     }
 
     fn score(p: f64, tier: Tier, reasons: Vec<Reason>, hits: Vec<RuleHit>) -> Score {
+        let dimensions = dimensions([0.8, 0.25, -0.5, 0.125 - 4.0 * p]);
         Score {
+            primary_driver: dimensions.primary_driver(),
+            dimensions,
             churn_probability: p,
             health_score: (100.0 * (1.0 - p)).round(),
             risk_tier: tier,
@@ -590,6 +770,8 @@ mod tests {
                     probability_30d_ago: trend_of(id).probability_30d_ago,
                     change_30d: trend_of(id).change_30d,
                     trend: trend_of(id).trend,
+                    dimensions: Some(s.dimensions),
+                    primary_driver: s.primary_driver,
                 };
                 assert_eq!(got[id], want, "{}", path.display());
             }
@@ -601,14 +783,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let [csv, _] = write_both(dir.path());
         let text = std::fs::read_to_string(&csv).unwrap();
-        assert_eq!(text.lines().next().unwrap(), COLUMNS.join(","));
+        let header: Vec<&str> = COLUMNS.iter().chain(&EXPLAIN_COLUMNS).copied().collect();
+        assert_eq!(text.lines().next().unwrap(), header.join(","));
         let first = text.lines().nth(1).unwrap();
         assert!(
-            first.ends_with(
-                ",at risk,\"no_login_7d,urgent_tickets_open_2\",churn,v3,0.5,0.375,rising"
+            first.contains(
+                ",at risk,\"no_login_7d,urgent_tickets_open_2\",churn,v3,0.5,0.375,rising,\"logins_30d, in words\","
             ),
             "{first}"
         );
+        assert!(first.ends_with(",engagement"), "{first}");
         for k in 1..=REASONS_PER_CUSTOMER {
             let at = COLUMNS.iter().position(|c| *c == format!("reason_{k}"));
             let at = at.expect("a column per reason");
@@ -698,7 +882,12 @@ mod tests {
         let r = &got["c-9"];
         assert_eq!(r.risk_tier, Tier::Medium);
         assert!(r.early_warnings.is_empty() && r.rfm_segment.is_none());
-        assert_eq!(r.reasons, [reason("logins_30d", Some(1.0), 0.3)]);
+        let old_reason = Reason {
+            text: String::new(),
+            ..reason("logins_30d", Some(1.0), 0.3)
+        };
+        assert_eq!(r.reasons, [old_reason], "no text before texts existed");
+        assert_eq!((r.dimensions, r.primary_driver), (None, None));
         assert_eq!(r.model.version, "v1");
         assert_eq!(r.trend30(), Trend30::default(), "no trend columns: unknown");
     }

@@ -68,7 +68,7 @@ pub struct Alert {
     pub tier: Tier,
     /// The tier of the customer's previous score; `None` when first seen.
     pub previous_tier: Option<Tier>,
-    /// Why: `[{"feature", "value", "contribution"}]` as computed by scoring.
+    /// Why: `[{"feature", "value", "contribution", "text"}]` as computed by scoring.
     pub reasons: Vec<serde_json::Value>,
     /// Recent behaviour for the account manager (logins, open tickets, last order...),
     /// the RFM segment and the early-warning rules that fired: see [`behaviour_summary`].
@@ -99,6 +99,15 @@ pub struct Alert {
     /// When the task is due: `raised_at` + `[alerts] due_days` (default 3), RFC 3339.
     #[serde(default)]
     pub due_at: String,
+    // Explanations (issue 14, item 5); the reasons' `text` is in `reasons`.
+    /// Each dimension's contribution and health, as scored; absent on alerts stored
+    /// before dimensions existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dimensions: Option<crate::scoring::DimensionScores>,
+    /// The dimension pushing the risk up the most (`engagement`, `support`, `billing`,
+    /// `relationship`); absent when none does (or on alerts stored before dimensions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_driver: Option<crate::features::Dimension>,
 }
 
 impl Alert {
@@ -137,6 +146,8 @@ impl Alert {
             trend: Trend30::default(),
             owner: None,
             due_at: fmt_ts(raised_at + i64::from(task::DEFAULT_DUE_DAYS) * crate::time::DAY),
+            dimensions: None,
+            primary_driver: None,
         }
     }
 
@@ -150,6 +161,17 @@ impl Alert {
         if let Some(raised) = crate::time::parse_ts(&self.raised_at) {
             self.due_at = fmt_ts(raised + i64::from(due_days) * crate::time::DAY);
         }
+        self
+    }
+
+    /// Sets the health by dimension and the primary driver.
+    pub fn with_dimensions(
+        mut self,
+        dimensions: crate::scoring::DimensionScores,
+        primary_driver: Option<crate::features::Dimension>,
+    ) -> Alert {
+        self.dimensions = Some(dimensions);
+        self.primary_driver = primary_driver;
         self
     }
 
@@ -178,6 +200,7 @@ impl Alert {
         transition
             .alert(scorer.model_ref(), score.churn_probability, source)
             .with_reasons(score.reasons.iter().map(|r| json!(r)).collect())
+            .with_dimensions(score.dimensions, score.primary_driver)
             .with_summary(behaviour_summary(
                 &scorer.artifact.spec,
                 row,

@@ -1,6 +1,7 @@
 //! Customer attributes: one-hot levels of categorical columns and numeric columns as
 //! they are (table `customers`). The columns are chosen by [`super::AttributeConfig`].
 
+use super::explain::{Dimension, Text};
 use super::spec::{slug, FeatureDef, Transform};
 
 /// The table the family reads.
@@ -16,6 +17,35 @@ pub struct Attrs<'a> {
     pub categorical: Vec<Option<&'a str>>,
     /// One per [`FeatureSpec::numeric`](super::FeatureSpec::numeric) entry; NaN when unknown.
     pub numeric: Vec<f64>,
+}
+
+/// The attribute and level of a one-hot feature named `feature` (`plan_basic` ->
+/// `("plan", "basic")`; the level is [`OTHER`] for the `other` column).
+pub(super) fn level_of<'s>(
+    categorical: &'s [(String, Vec<String>)],
+    feature: &str,
+) -> Option<(&'s str, &'s str)> {
+    categorical.iter().find_map(|(name, levels)| {
+        levels
+            .iter()
+            .map(String::as_str)
+            .chain([OTHER])
+            .find(|level| format!("{}_{}", slug(name), slug(level)) == feature)
+            .map(|level| (name.as_str(), level))
+    })
+}
+
+/// The attribute a numeric attribute feature named `feature` comes from.
+pub(super) fn numeric_of<'s>(numeric: &'s [String], feature: &str) -> Option<&'s str> {
+    numeric
+        .iter()
+        .find(|n| slug(n) == feature)
+        .map(String::as_str)
+}
+
+/// Whether `level` is the column of every value outside the top levels.
+pub(super) fn is_other(level: &str) -> bool {
+    level == OTHER
 }
 
 /// The family's features: per categorical attribute one indicator per top level then
@@ -34,6 +64,8 @@ pub(super) fn defs(
                 transform: Transform::Binary,
                 may_be_missing: false,
                 by_construction: false,
+                dimension: Dimension::Relationship,
+                text: Text::Level,
             });
         }
     }
@@ -45,6 +77,8 @@ pub(super) fn defs(
             transform: Transform::Identity,
             may_be_missing: true,
             by_construction: false,
+            dimension: Dimension::Relationship,
+            text: Text::Attribute,
         });
     }
 }

@@ -1,6 +1,7 @@
 //! Usage events: the total of the last 30 days, then per top event type its count and
 //! its change against the 30 days before (table `events`).
 
+use super::explain::{Dimension, Text, Unit};
 use super::family::{push_all, write, At, Def};
 use super::spec::{slug, FeatureDef, Transform};
 use crate::data::{before, between};
@@ -17,7 +18,12 @@ pub(super) const FEATURES: [Def; 1] = [Def::new(
     Transform::Log1p,
     false,
     "usage events in the last 30 days",
-)];
+)
+.says(Text::Count {
+    one: "usage event",
+    many: "usage events",
+    rest: " in the last 30 days",
+})];
 
 /// Event types beyond this many get no counts (their columns stay 0).
 const MAX_TYPES: usize = 64;
@@ -28,22 +34,34 @@ const PER_TYPE: usize = 2;
 /// The features of event type `ty`, in schema order.
 fn type_defs(ty: &str) -> [FeatureDef; PER_TYPE] {
     let s = slug(ty);
-    let def = |name: String, description: String| FeatureDef {
+    let def = |name: String, description: String, text: Text| FeatureDef {
         name,
         description,
         table: TABLE.into(),
         transform: Transform::Log1p,
         may_be_missing: false,
         by_construction: false,
+        dimension: Dimension::Engagement,
+        text,
     };
     [
         def(
             format!("events_{s}_30d"),
             format!("`{ty}` events in the last 30 days"),
+            Text::Count {
+                one: "event",
+                many: "events",
+                rest: " of this type in the last 30 days",
+            },
         ),
         def(
             format!("events_{s}_change"),
             format!("(`{ty}` events in the last 30 days + 1) / (in the 30 days before + 1)"),
+            Text::Value {
+                pattern: "events of this type at {v} their earlier rate",
+                unit: Unit::Times,
+                missing: "no change measured",
+            },
         ),
     ]
 }

@@ -1,6 +1,7 @@
 //! What the feature families share: the row of a family's feature table, the customer
 //! and instant a family computes for, and the one statistic two families need.
 
+use super::explain::{Dimension, Text};
 use super::spec::{FeatureDef, Transform};
 use crate::data::CustomerView;
 use crate::time::{Ts, DAY};
@@ -14,6 +15,8 @@ pub(super) struct Def {
     pub description: &'static str,
     /// See [`FeatureDef::by_construction`].
     pub by_construction: bool,
+    /// See [`FeatureDef::text`].
+    pub text: Text,
 }
 
 impl Def {
@@ -29,15 +32,19 @@ impl Def {
             may_be_missing,
             description,
             by_construction: false,
+            text: Text::Generic,
         }
     }
 
+    /// The same feature, with the template of its reason text.
+    pub const fn says(self, text: Text) -> Def {
+        Def { text, ..self }
+    }
+
     /// The same feature, marked as one that grows with time by construction.
-    pub const fn by_construction(self) -> Def {
-        Def {
-            by_construction: true,
-            ..self
-        }
+    pub const fn by_construction(mut self) -> Def {
+        self.by_construction = true;
+        self
     }
 
     /// The schema entry of this feature, computed from `table`.
@@ -49,6 +56,9 @@ impl Def {
             transform: self.transform,
             may_be_missing: self.may_be_missing,
             by_construction: self.by_construction,
+            // The spec sets the family's dimension once the family is assembled.
+            dimension: Dimension::default(),
+            text: self.text,
         }
     }
 }

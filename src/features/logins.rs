@@ -1,5 +1,7 @@
 //! Logins: counts, recency, trend and active days (table `logins`).
 
+use super::explain::Text;
+use super::explain::Unit::*;
 use super::family::{At, Def};
 use super::spec::Transform::*;
 use crate::data::{before, between};
@@ -13,28 +15,55 @@ pub(super) const SUMMARY: &str = "login counts, recency, trend, active days";
 
 /// The family's features, in schema order.
 pub(super) const FEATURES: [Def; 6] = [
-    Def::new("logins_7d", Log1p, false, "logins in the last 7 days"),
-    Def::new("logins_30d", Log1p, false, "logins in the last 30 days"),
-    Def::new("logins_90d", Log1p, false, "logins in the last 90 days"),
+    Def::new("logins_7d", Log1p, false, "logins in the last 7 days").says(LOGINS_7D),
+    Def::new("logins_30d", Log1p, false, "logins in the last 30 days").says(LOGINS_30D),
+    Def::new("logins_90d", Log1p, false, "logins in the last 90 days").says(LOGINS_90D),
     Def::new(
         "days_since_last_login",
         Log1p,
         false,
         "days since the last login (days since signup if none)",
-    ),
+    )
+    .says(Text::Since {
+        pattern: "no login for {v}",
+        recent: "a login within the last day",
+        never: "no login since signing up {v} ago",
+    }),
     Def::new(
         "login_trend",
         Log1p,
         false,
         "(logins in the last 30 days + 1) / (mean of the two 30-day windows before + 1)",
-    ),
+    )
+    .says(Text::Value {
+        pattern: "logins at {v} their earlier rate",
+        unit: Times,
+        missing: "no login trend",
+    }),
     Def::new(
         "active_days_30d",
         Identity,
         false,
         "distinct days with a login in the last 30 days",
-    ),
+    )
+    .says(Text::Count {
+        one: "day",
+        many: "days",
+        rest: " with a login in the last 30 days",
+    }),
 ];
+
+/// A login count's text: `3 logins in the last 7 days`.
+const fn logins(rest: &'static str) -> Text {
+    Text::Count {
+        one: "login",
+        many: "logins",
+        rest,
+    }
+}
+const LOGINS_7D: Text = logins(" in the last 7 days");
+const LOGINS_30D: Text = logins(" in the last 30 days");
+const LOGINS_90D: Text = logins(" in the last 90 days");
 
 /// The values of [`FEATURES`], in their order.
 pub(super) fn compute(at: &At) -> [f64; FEATURES.len()] {

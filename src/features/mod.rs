@@ -15,6 +15,7 @@
 
 mod attributes;
 mod events;
+mod explain;
 mod family;
 mod logins;
 pub mod online;
@@ -26,6 +27,7 @@ mod tenure;
 mod tickets;
 
 pub use attributes::Attrs;
+pub use explain::{learn_references, Dimension, Row, Text, Unit};
 pub use rfm::{rfm_segment, RfmCuts, RFM_SEGMENTS};
 pub use snapshot::{check_tables, feature_frame, snapshot_features, snapshot_frame};
 pub use spec::{AttributeConfig, FeatureDef, FeatureSpec, Transform};

@@ -1,6 +1,7 @@
 //! Orders: purchase recency, frequency and money, intervals between orders, refunds, and
 //! the RFM quintile scores when cut points were learned (table `orders`).
 
+use super::explain::{Text, Unit::*};
 use super::family::{mean_std, push_all, write, At, Def};
 use super::rfm::RfmCuts;
 use super::spec::{FeatureDef, Transform::*};
@@ -20,46 +21,103 @@ pub(super) const FEATURES: [Def; 9] = [
         Log1p,
         false,
         "days since the last order (days since signup if none)",
-    ),
-    Def::new("orders_90d", Log1p, false, "orders in the last 90 days"),
-    Def::new("orders_365d", Log1p, false, "orders in the last 365 days"),
+    )
+    .says(Text::Since {
+        pattern: "last order {v} ago",
+        recent: "an order within the last day",
+        never: "no orders yet",
+    }),
+    Def::new("orders_90d", Log1p, false, "orders in the last 90 days")
+        .says(orders(" in the last 90 days")),
+    Def::new("orders_365d", Log1p, false, "orders in the last 365 days")
+        .says(orders(" in the last 365 days")),
     Def::new(
         "revenue_90d",
         Log1p,
         false,
         "money from orders in the last 90 days (refunds subtract)",
-    ),
+    )
+    .says(revenue("revenue of {v} in the last 90 days")),
     Def::new(
         "revenue_365d",
         Log1p,
         false,
         "money from orders in the last 365 days (refunds subtract)",
-    ),
+    )
+    .says(revenue("revenue of {v} in the last 365 days")),
     Def::new(
         "interval_mean_days",
         Log1p,
         true,
         "mean days between consecutive orders",
-    ),
+    )
+    .says(Text::Value {
+        pattern: "orders usually every {v}",
+        unit: Days,
+        missing: FEWER_THAN_TWO,
+    }),
     Def::new(
         "interval_std_days",
         Log1p,
         true,
         "standard deviation of days between orders",
-    ),
+    )
+    .says(Text::Value {
+        pattern: "order intervals vary by {v}",
+        unit: Days,
+        missing: FEWER_THAN_TWO,
+    }),
     Def::new(
         "overdue_ratio",
         Log1p,
         true,
         "days since the last order / mean interval",
-    ),
+    )
+    .says(Text::Overdue {
+        missing: FEWER_THAN_TWO,
+    }),
     Def::new(
         "refunds_365d",
         Log1p,
         false,
         "refunds (negative orders) in the last 365 days",
-    ),
+    )
+    .says(Text::Count {
+        one: "refund",
+        many: "refunds",
+        rest: " in the last 365 days",
+    }),
 ];
+
+/// The text of an interval feature without two orders to measure one.
+const FEWER_THAN_TWO: &str = "fewer than two orders, so no usual interval yet";
+
+/// An order count's text: `3 orders in the last 90 days`.
+const fn orders(rest: &'static str) -> Text {
+    Text::Count {
+        one: "order",
+        many: "orders",
+        rest,
+    }
+}
+
+/// A revenue's text.
+const fn revenue(pattern: &'static str) -> Text {
+    Text::Value {
+        pattern,
+        unit: Money,
+        missing: "no revenue",
+    }
+}
+
+/// An RFM score's text: `recency score 1 of 5`.
+const fn rfm(pattern: &'static str) -> Text {
+    Text::Value {
+        pattern,
+        unit: Number,
+        missing: "no RFM score",
+    }
+}
 
 /// The RFM scores, after [`FEATURES`] when the spec has cut points.
 pub(super) const RFM_FEATURES: [Def; 3] = [
@@ -68,19 +126,22 @@ pub(super) const RFM_FEATURES: [Def; 3] = [
         Identity,
         false,
         "recency quintile score, 5 = most recent",
-    ),
+    )
+    .says(rfm("recency score {v} of 5")),
     Def::new(
         "rfm_f",
         Identity,
         false,
         "frequency quintile score (orders in 365 days), 5 = most",
-    ),
+    )
+    .says(rfm("frequency score {v} of 5")),
     Def::new(
         "rfm_m",
         Identity,
         false,
         "monetary quintile score (revenue in 365 days), 5 = most",
-    ),
+    )
+    .says(rfm("monetary score {v} of 5")),
 ];
 
 /// The family's features: [`FEATURES`], then [`RFM_FEATURES`] with cut points.

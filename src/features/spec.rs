@@ -2,6 +2,7 @@
 //! description, source table and preprocessing hint.
 
 use super::attributes::{self, Attrs};
+use super::explain::{Dimension, Text};
 use super::family::{push_all, write, At};
 use super::rfm::RfmCuts;
 use super::{events, logins, orders, tenure, tickets};
@@ -40,6 +41,13 @@ pub struct FeatureDef {
     /// Not part of the schema hash.
     #[serde(default)]
     pub by_construction: bool,
+    /// The dimension the feature belongs to (engagement, support, billing, relationship):
+    /// its family's. Not part of the schema hash.
+    #[serde(default)]
+    pub dimension: Dimension,
+    /// The template of the feature's reason text (see [`Text`]).
+    #[serde(skip)]
+    pub text: Text,
 }
 
 /// Which customer attributes become features.
@@ -189,6 +197,7 @@ impl FeatureSpec {
     fn build_defs(&self) -> Vec<FeatureDef> {
         let mut d = Vec::new();
         for family in self.families() {
+            let start = d.len();
             match family {
                 Family::Tenure => push_all(&tenure::FEATURES, tenure::TABLE, &mut d),
                 Family::Attributes => attributes::defs(&self.categorical, &self.numeric, &mut d),
@@ -196,6 +205,9 @@ impl FeatureSpec {
                 Family::Tickets => push_all(&tickets::FEATURES, tickets::TABLE, &mut d),
                 Family::Orders => orders::defs(self.rfm.is_some(), &mut d),
                 Family::Events => events::defs(&self.event_types, &mut d),
+            }
+            for def in &mut d[start..] {
+                def.dimension = family.dimension();
             }
         }
         d
@@ -284,6 +296,16 @@ impl Family {
             Family::Tickets => present.tickets,
             Family::Orders => present.orders,
             Family::Events => present.events,
+        }
+    }
+
+    /// The dimension every feature of the family belongs to.
+    fn dimension(self) -> Dimension {
+        match self {
+            Family::Logins | Family::Events => Dimension::Engagement,
+            Family::Tickets => Dimension::Support,
+            Family::Orders => Dimension::Billing,
+            Family::Tenure | Family::Attributes => Dimension::Relationship,
         }
     }
 

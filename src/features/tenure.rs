@@ -1,5 +1,6 @@
 //! Tenure: how long the customer has been one (table `customers`).
 
+use super::explain::{Text, Unit};
 use super::family::{At, Def};
 use super::spec::Transform::*;
 
@@ -9,8 +10,13 @@ pub(super) const TABLE: &str = "customers";
 /// The family's features, in schema order.
 /// Tenure grows by a day every day, so every night's population is older than any
 /// reference: its drift is expected, not a warning.
-pub(super) const FEATURES: [Def; 1] =
-    [Def::new("tenure_days", Log1p, false, "days since signup").by_construction()];
+pub(super) const FEATURES: [Def; 1] = [Def::new("tenure_days", Log1p, false, "days since signup")
+    .by_construction()
+    .says(Text::Value {
+        pattern: "customer for {v}",
+        unit: Unit::Days,
+        missing: "signup unknown",
+    })];
 
 /// The values of [`FEATURES`], in their order.
 pub(super) fn compute(at: &At) -> [f64; FEATURES.len()] {

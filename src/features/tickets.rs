@@ -1,6 +1,7 @@
 //! Support tickets: volume, open tickets, resolution time and csat (table `tickets`).
 //! A ticket closed at or after `T` is open at `T`: its resolution and csat are not known yet.
 
+use super::explain::{Text, Unit::*};
 use super::family::{mean_std, At, Def};
 use super::spec::Transform::*;
 use crate::data::{before, between, Priority, Ticket};
@@ -18,50 +19,91 @@ pub(super) const FEATURES: [Def; 8] = [
         Log1p,
         false,
         "tickets opened in the last 30 days",
-    ),
+    )
+    .says(tickets(" in the last 30 days")),
     Def::new(
         "tickets_90d",
         Log1p,
         false,
         "tickets opened in the last 90 days",
-    ),
+    )
+    .says(tickets(" in the last 90 days")),
     Def::new(
         "tickets_open",
         Log1p,
         false,
         "tickets open at T (closed at or after T counts as open)",
-    ),
+    )
+    .says(Text::Count {
+        one: "ticket",
+        many: "tickets",
+        rest: " open",
+    }),
     Def::new(
         "tickets_open_urgent",
         Log1p,
         false,
         "high or urgent tickets open at T",
-    ),
+    )
+    .says(Text::Count {
+        one: "urgent ticket",
+        many: "urgent tickets",
+        rest: " open",
+    }),
     Def::new(
         "resolution_hours_90d",
         Log1p,
         true,
         "mean resolution hours of tickets closed in the last 90 days",
-    ),
+    )
+    .says(Text::Value {
+        pattern: "tickets took {v} to resolve",
+        unit: Hours,
+        missing: "no ticket closed in the last 90 days",
+    }),
     Def::new(
         "urgent_share_90d",
         Identity,
         false,
         "share of tickets opened in the last 90 days that are high or urgent (0 if none)",
-    ),
+    )
+    .says(Text::Value {
+        pattern: "{v} of tickets in the last 90 days high or urgent",
+        unit: Percent,
+        missing: "no ticket in the last 90 days",
+    }),
     Def::new(
         "csat_mean_90d",
         Identity,
         true,
         "mean csat of tickets closed in the last 90 days",
-    ),
+    )
+    .says(Text::Value {
+        pattern: "mean satisfaction {v} of 5",
+        unit: Number,
+        missing: "no rated ticket in the last 90 days",
+    }),
     Def::new(
         "days_since_last_ticket",
         Log1p,
         false,
         "days since the last ticket was opened (days since signup if none)",
-    ),
+    )
+    .says(Text::Since {
+        pattern: "last ticket {v} ago",
+        recent: "a ticket opened within the last day",
+        never: "no ticket since signing up {v} ago",
+    }),
 ];
+
+/// A ticket count's text: `3 tickets in the last 30 days`.
+const fn tickets(rest: &'static str) -> Text {
+    Text::Count {
+        one: "ticket",
+        many: "tickets",
+        rest,
+    }
+}
 
 /// The values of [`FEATURES`], in their order.
 pub(super) fn compute(at: &At) -> [f64; FEATURES.len()] {

@@ -105,6 +105,8 @@ mod tests {
             transform: t,
             may_be_missing: true,
             by_construction: false,
+            dimension: Default::default(),
+            text: Default::default(),
         }
     }
 

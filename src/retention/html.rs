@@ -574,7 +574,11 @@ fn revenue_at_risk(r: &mut Report, k: &RetentionKpis) {
                 c.risk_tier.as_str().to_string(),
                 c.rfm_segment.clone().unwrap_or_default(),
                 money(c.trailing_revenue),
-                c.top_reason.clone().unwrap_or_default(),
+                c.top_reason_text
+                    .clone()
+                    .or_else(|| c.top_reason.clone())
+                    .unwrap_or_default(),
+                c.primary_driver.clone().unwrap_or_default(),
             ]
         })
         .collect();
@@ -592,9 +596,54 @@ fn revenue_at_risk(r: &mut Report, k: &RetentionKpis) {
             "segment",
             "revenue 12m",
             "top reason",
+            "primary driver",
         ],
         &rows,
     );
+    if !rar.by_primary_driver.is_empty() {
+        let labels: Vec<String> = rar
+            .by_primary_driver
+            .iter()
+            .map(|g| driver_label(&g.risk.group))
+            .collect();
+        s.chart(svg::bar_chart(
+            "Revenue at risk by primary driver",
+            &labels,
+            &rar.by_primary_driver
+                .iter()
+                .map(|g| g.risk.revenue_at_risk)
+                .collect::<Vec<_>>(),
+            "revenue at risk",
+            false,
+        ))
+        .reading("The primary driver of a customer is the dimension (engagement, support, billing and purchases, relationship) whose features push its churn risk up the most: where to look first. \"none\": no dimension pushes the risk up; \"unknown\": a score file written before dimensions.");
+        let rows: Vec<Vec<String>> = rar
+            .by_primary_driver
+            .iter()
+            .zip(group_rows(
+                &rar.by_primary_driver
+                    .iter()
+                    .map(|g| g.risk.clone())
+                    .collect::<Vec<_>>(),
+            ))
+            .map(|(g, mut row)| {
+                row[0] = driver_label(&g.risk.group);
+                row.insert(2, count(g.at_risk_customers));
+                row
+            })
+            .collect();
+        let mut header: Vec<&str> = GROUP_HEADER.to_vec();
+        header[0] = "primary driver";
+        header.insert(2, "high or medium");
+        s.table(&header, &rows);
+    }
+}
+
+/// The report's name of a primary driver group (`billing` -> `billing and purchases`).
+fn driver_label(group: &str) -> String {
+    crate::features::Dimension::parse(group)
+        .map_or(group, |d| d.label())
+        .to_string()
 }
 
 fn method(r: &mut Report, k: &RetentionKpis) {

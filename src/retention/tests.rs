@@ -171,6 +171,7 @@ fn record(id: &str, p: f64, tier: Tier, segment: &str) -> (String, ScoreRecord) 
                 feature: "order_recency_days".into(),
                 value: Some(10.0),
                 contribution: 0.3,
+                text: "last order 10 days ago".into(),
             }],
             rfm_segment: Some(segment.into()),
             early_warnings: Vec::new(),
@@ -181,6 +182,20 @@ fn record(id: &str, p: f64, tier: Tier, segment: &str) -> (String, ScoreRecord) 
             probability_30d_ago: None,
             change_30d: None,
             trend: crate::scoring::Trend::Unknown,
+            dimensions: (id == "c").then(|| {
+                crate::scoring::DimensionScores::from_array([-0.5, -0.1, 0.0, -0.2].map(
+                    |contribution| crate::scoring::DimensionScore {
+                        contribution,
+                        health: 60.0,
+                    },
+                ))
+            }),
+            // `zz` is driven by support, the others by billing (`c` by none).
+            primary_driver: match id {
+                "zz" => Some(crate::features::Dimension::Support),
+                "c" => None,
+                _ => Some(crate::features::Dimension::Billing),
+            },
         },
     )
 }
@@ -279,7 +294,7 @@ fn the_repeat_purchase_rate_is_buyers_with_two_purchases_over_buyers() {
 fn revenue_at_risk_is_probability_times_the_revenue_of_the_last_365_days() {
     let s = scores();
     let k = kpis_scored(&subscription().build(), d("2024-04-01"), &s).unwrap();
-    let r = k.revenue_at_risk.unwrap();
+    let r = k.revenue_at_risk.clone().unwrap();
     assert_eq!(r.customers_scored, 3);
     assert_eq!(r.customers_not_in_base, 1);
     assert!(close(
@@ -303,6 +318,35 @@ fn revenue_at_risk_is_probability_times_the_revenue_of_the_last_365_days() {
         .collect();
     assert_eq!(top, [("b", 40.0), ("e", 20.0), ("c", 10.0)]);
     assert_eq!(r.top[0].top_reason.as_deref(), Some("order_recency_days"));
+    assert_eq!(
+        r.top[0].top_reason_text.as_deref(),
+        Some("last order 10 days ago")
+    );
+    let drivers: Vec<(&str, usize, usize, f64)> = r
+        .by_primary_driver
+        .iter()
+        .map(|g| {
+            (
+                g.risk.group.as_str(),
+                g.risk.customers,
+                g.at_risk_customers,
+                g.risk.revenue_at_risk,
+            )
+        })
+        .collect();
+    assert_eq!(
+        drivers,
+        [
+            ("engagement", 0, 0, 0.0),
+            ("support", 0, 0, 0.0),
+            ("billing", 2, 1, 60.0),
+            ("relationship", 0, 0, 0.0),
+            ("none", 1, 1, 10.0),
+        ]
+    );
+    let html = crate::retention::report(&k);
+    assert!(html.contains("Revenue at risk by primary driver"));
+    assert!(html.contains("billing and purchases"));
 }
 
 #[test]

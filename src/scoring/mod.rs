@@ -5,6 +5,7 @@
 //! - [`rules`]: the rule-based early warnings evaluated beside the model on the same row.
 //! - [`trend`]: the 30-day trend rule (`rising`, `falling`, `steady`, `unknown`).
 
+mod dimensions;
 pub mod rules;
 mod tier;
 pub mod trend;
@@ -19,6 +20,7 @@ use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+pub use dimensions::{learn_explain_references, DimensionScore, DimensionScores, Explain};
 pub use rules::{
     alerting_tier, default_rules, evaluate, rules_from_json, rules_without_feature, Condition,
     Rule, RuleHit,
@@ -48,6 +50,11 @@ pub struct Reason {
     pub value: Option<f64>,
     /// Log-odds added to the average customer's score by this feature.
     pub contribution: f64,
+    /// The reason in plain language, with the value and, when the model learned one,
+    /// what customers who stay have (`no login for 88 days (customers who stay: 2
+    /// days)`). Empty in score files written before texts existed.
+    #[serde(default)]
+    pub text: String,
 }
 
 /// The answer for one customer.
@@ -62,6 +69,11 @@ pub struct Score {
     /// Every feature's SHAP value, when asked for ([`Scorer::score_block_with`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub contributions: Option<Contributions>,
+    // Health by dimension (issue 14, item 5).
+    /// Each dimension's contribution and health.
+    pub dimensions: DimensionScores,
+    /// The dimension pushing the risk up the most; `None` when none pushes it up.
+    pub primary_driver: Option<crate::features::Dimension>,
 }
 
 /// Every feature's contribution (SHAP value) to one score, in calibrated log-odds:
@@ -72,6 +84,8 @@ pub struct Contributions {
     pub base: f64,
     /// One per feature, in the model's schema order.
     pub values: Vec<f64>,
+    /// The features' values in their own units (NaN when undefined), schema order.
+    pub features: Vec<f64>,
 }
 
 impl Score {
@@ -79,6 +93,31 @@ impl Score {
     pub fn alerting_tier(&self) -> Tier {
         alerting_tier(self.risk_tier, &self.early_warnings)
     }
+}
+
+/// Every feature's contribution to one score (`"explain": "all"`), in calibrated
+/// log-odds: `sigmoid(base + the contributions) = churn_probability` up to rounding.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AllContributions {
+    /// The expected calibrated log-odds (the average customer's), `shap_base` in the
+    /// score file.
+    pub base: f64,
+    /// One per feature of the model, in its schema order (`GET /v1/models/{name}`).
+    pub features: Vec<FeatureContribution>,
+}
+
+/// One feature's part in a score.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct FeatureContribution {
+    pub feature: String,
+    /// The customer's value, in the feature's own units (null when undefined).
+    pub value: Option<f64>,
+    /// Its SHAP value in calibrated log-odds (positive pushes the risk up).
+    pub contribution: f64,
+    /// The dimension it belongs to.
+    pub dimension: crate::features::Dimension,
+    /// The value in plain language, as a reason would say it.
+    pub text: String,
 }
 
 /// The model that produced a score, as named in the registry.
@@ -119,6 +158,8 @@ pub struct Scorer {
     pub manifest: Manifest,
     /// Rule-based early warnings evaluated beside the model (the defaults unless set).
     pub rules: Vec<Rule>,
+    /// The references of the reasons' texts and the health by dimension.
+    pub explain: Explain,
     /// Feature name -> position in the row, for request parsing.
     feature_index: rustc_hash::FxHashMap<String, usize>,
 }
@@ -168,12 +209,14 @@ impl Scorer {
             .enumerate()
             .map(|(i, d)| (d.name.clone(), i))
             .collect();
+        let explain = Explain::new(&artifact.spec, manifest.explain.as_ref());
         Scorer {
             name,
             version,
             artifact,
             manifest,
             rules: default_rules(),
+            explain,
             feature_index,
         }
     }
@@ -217,12 +260,7 @@ impl Scorer {
         if r.is_empty() {
             return (100.0 * (1.0 - p)).round();
         }
-        let below = r.partition_point(|&x| x < p) as f64;
-        let equal = r[r.partition_point(|&x| x < p)..]
-            .iter()
-            .take_while(|&&x| x == p)
-            .count() as f64;
-        (100.0 * (1.0 - (below + equal / 2.0) / r.len() as f64)).round()
+        dimensions::share_above(r, p)
     }
 
     /// The model's trees as the dictionary `shap.TreeExplainer` accepts for a custom
@@ -280,7 +318,7 @@ impl Scorer {
             .map(|((row, c), m)| {
                 let mut s = self.finish(row, m, c, n_reasons);
                 if let Some(base) = base {
-                    s.contributions = Some(self.calibrated(base, c));
+                    s.contributions = Some(self.calibrated(base, c, row));
                 }
                 s
             })
@@ -296,16 +334,18 @@ impl Scorer {
         a * bias + b
     }
 
-    fn calibrated(&self, base: f64, c: &[f64]) -> Contributions {
+    fn calibrated(&self, base: f64, c: &[f64], row: &[f64]) -> Contributions {
         let a = self.artifact.calibration.a;
         Contributions {
             base,
             values: c.iter().map(|v| v * a).collect(),
+            features: row.to_vec(),
         }
     }
 
     fn finish(&self, row: &[f64], margin: f64, c: &[f64], n_reasons: usize) -> Score {
         let p = self.artifact.calibration.apply(margin);
+        let (dimensions, primary_driver) = self.explain.dimensions(c, self.artifact.calibration.a);
         Score {
             churn_probability: p,
             health_score: self.health(p),
@@ -313,6 +353,29 @@ impl Scorer {
             reasons: self.top_reasons(row, c, n_reasons),
             early_warnings: evaluate(&self.rules, &self.artifact.spec, row),
             contributions: None,
+            dimensions,
+            primary_driver,
+        }
+    }
+
+    /// Every feature's contribution to a score of `row`, in schema order, with its value,
+    /// text and dimension: what `"explain": "all"` answers.
+    pub fn all_contributions(&self, row: &[f64]) -> AllContributions {
+        let mut c = vec![0.0; row.len()];
+        let bias = self.artifact.model.contributions(row, &mut c);
+        let Platt { a, b } = self.artifact.calibration;
+        let defs = self.artifact.spec.defs();
+        AllContributions {
+            base: a * bias + b,
+            features: (0..row.len())
+                .map(|j| FeatureContribution {
+                    feature: defs[j].name.clone(),
+                    value: row[j].is_finite().then_some(row[j]),
+                    contribution: c[j] * a,
+                    dimension: defs[j].dimension,
+                    text: self.explain.text(&self.artifact.spec, row, j),
+                })
+                .collect(),
         }
     }
 
@@ -343,6 +406,7 @@ impl Scorer {
                 feature: names[j].name.clone(),
                 value: row[j].is_finite().then_some(row[j]),
                 contribution: c[j] * a,
+                text: self.explain.text(&self.artifact.spec, row, j),
             })
             .collect()
     }

@@ -3,7 +3,7 @@
 //! A well-formed request with `features` is parsed in one pass into the model's row,
 //! without building a JSON tree (which cost a third of a request's CPU). Anything
 //! unusual (a missing or null feature the model needs, a wrong type, a duplicate key,
-//! `activity`, a bad `customer_id` or `as_of` (unparseable, or in the future), malformed JSON) makes [`prepare`] return
+//! `activity`, `explain`, a bad `customer_id` or `as_of` (unparseable, or in the future), malformed JSON) makes [`prepare`] return
 //! `None`, and the route falls back to the tree walk that names the offending field.
 //! So the fast path never decides an error; a property test checks that whenever it
 //! answers, it answers exactly what the tree walk does.
@@ -174,6 +174,8 @@ impl<'de> Visitor<'de> for BodySeed<'_> {
                     };
                     p.row = Some(map.next_value_seed(seed)?);
                 }
+                // `explain` takes the careful path: the default needs no fast one.
+                "explain" => return Err(refuse()),
                 // A non-null `activity` takes the careful path (and is slower anyway).
                 "activity" => {
                     if map.next_value::<Option<Ignored>>()?.is_some() {

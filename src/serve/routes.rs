@@ -18,8 +18,9 @@ use super::error::{parse_json, ApiError, ErrorBody, JsonBody, JsonBytes};
 use super::state::{AppState, Recorded, ReloadOutcome};
 use crate::alerts::outbox::Observation;
 use crate::features::online::kind;
+use crate::features::Dimension;
 use crate::scores::ScoreRecord;
-use crate::scoring::{ModelRef, Reason, RuleHit, Scorer, Tier};
+use crate::scoring::{AllContributions, DimensionScores, ModelRef, Reason, RuleHit, Scorer, Tier};
 use crate::time::{parse_as_of, Ts};
 
 /// Reasons returned per score (as many as the nightly file carries).
@@ -66,6 +67,21 @@ pub struct ScoreRequest {
     #[serde(default)]
     #[schema(value_type = Option<super::schema::Activity>)]
     pub activity: Option<Value>,
+    /// `top` (the default, also when absent or null): the top reasons only; `all`: also
+    /// every feature's contribution, in `contributions`.
+    #[serde(default)]
+    pub explain: Option<ExplainLevel>,
+}
+
+/// How much of a score to explain.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ExplainLevel {
+    /// The top reasons (as many as the nightly file carries).
+    #[default]
+    Top,
+    /// The top reasons and every feature's contribution.
+    All,
 }
 
 /// The score of one customer.
@@ -94,6 +110,14 @@ pub struct ScoreResponse {
     pub as_of: String,
     /// Request fields that were not used (`features.unknown_thing`), never an error.
     pub ignored_fields: Vec<String>,
+    // Explanations (issue 14, items 3 and 5); the reasons' texts are in `reasons`.
+    /// Each dimension's contribution (the sum of its features' contributions) and health.
+    pub dimensions: DimensionScores,
+    /// The dimension pushing the risk up the most; null when none does.
+    pub primary_driver: Option<Dimension>,
+    /// Every feature's contribution, in schema order: only with `"explain": "all"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contributions: Option<AllContributions>,
 }
 
 /// Several customers at once.
@@ -235,9 +259,11 @@ pub(super) struct Prepared {
     pub(super) as_of: Ts,
     pub(super) row: Vec<f64>,
     pub(super) ignored: Vec<String>,
+    /// `"explain": "all"`: answer every contribution.
+    pub(super) explain_all: bool,
 }
 
-const KNOWN_FIELDS: [&str; 4] = ["customer_id", "as_of", "features", "activity"];
+const KNOWN_FIELDS: [&str; 5] = ["customer_id", "as_of", "features", "activity", "explain"];
 
 /// Validates one instance; `prefix` (`""` or `instances[3].`) prefixes every field named
 /// in an error. Ignored fields are named relative to the instance.
@@ -310,6 +336,23 @@ pub(super) fn prepare(
             ))
         }
     };
+    let explain_all = match obj.get("explain") {
+        None | Some(Value::Null) => false,
+        Some(Value::String(s)) if s == "top" => false,
+        Some(Value::String(s)) if s == "all" => true,
+        Some(other) => {
+            return Err(ApiError::invalid(
+                field("explain"),
+                format!(
+                    "explain must be \"top\" or \"all\", got {}",
+                    match other {
+                        Value::String(s) => format!("\"{s}\""),
+                        v => kind(v).to_string(),
+                    }
+                ),
+            ))
+        }
+    };
     let present = |k: &str| obj.get(k).filter(|v| !v.is_null());
     let (features, activity) = (present("features"), present("activity"));
     let (form, parsed) = match (features, activity) {
@@ -337,6 +380,7 @@ pub(super) fn prepare(
         as_of,
         row,
         ignored,
+        explain_all,
     })
 }
 
@@ -404,6 +448,9 @@ async fn score_all(
         .zip(scores)
         .zip(alerts)
         .map(|((p, s), alert)| ScoreResponse {
+            contributions: p.explain_all.then(|| scorer.all_contributions(&p.row)),
+            dimensions: s.dimensions,
+            primary_driver: s.primary_driver,
             customer_id: p.customer_id,
             churn_probability: s.churn_probability,
             health_score: s.health_score,
@@ -424,6 +471,10 @@ pub fn finite(s: &crate::scoring::Score) -> bool {
     s.churn_probability.is_finite()
         && s.health_score.is_finite()
         && s.reasons.iter().all(|r| r.contribution.is_finite())
+        && crate::features::Dimension::ALL.iter().all(|&d| {
+            let x = s.dimensions.get(d);
+            x.contribution.is_finite() && x.health.is_finite()
+        })
 }
 
 /// Scores one customer from its features or its raw activity.
@@ -458,6 +509,7 @@ pub async fn score(
             as_of: fast.as_of,
             row: fast.row,
             ignored: fast.ignored,
+            explain_all: false,
         },
         None => prepare(&scorer, &parse_json(&body)?, "", now)?,
     };

@@ -338,6 +338,33 @@ fn drift_reference(x: &[f64], w: usize, as_of: &[Ts], scores: &[f64]) -> (Vec<Bi
     (feature_bins, column(&|i| scores[i]))
 }
 
+/// At most this many validation rows are explained for the dimension health reference
+/// (evenly spaced): 101 quantiles need no more, and TreeSHAP of every row would cost
+/// seconds on a large base.
+const EXPLAIN_REFERENCE_ROWS: usize = 20_000;
+
+/// The references of the explanations: the stayers' values on the training rows, and
+/// the dimension contributions of (up to [`EXPLAIN_REFERENCE_ROWS`]) validation rows.
+fn explain_references(
+    spec: &crate::features::FeatureSpec,
+    model: &crate::model::FittedModel,
+    platt: Platt,
+    xt: &[f64],
+    yt: &[bool],
+    xv: &[f64],
+) -> crate::manifest::ExplainReferences {
+    let w = spec.len().max(1);
+    let n = xv.len() / w;
+    let step = n.div_ceil(EXPLAIN_REFERENCE_ROWS).max(1);
+    let rows: Vec<f64> = xv.chunks(w).step_by(step).flatten().copied().collect();
+    let mut c = vec![0.0; rows.len()];
+    model.margins_and_contributions(&rows, w, &mut c);
+    for v in &mut c {
+        *v *= platt.a;
+    }
+    crate::scoring::learn_explain_references(spec, xt, yt, &c)
+}
+
 fn quantile_desc(sorted_asc: &[f64], share: f64) -> f64 {
     if sorted_asc.is_empty() {
         return 1.0;
@@ -506,6 +533,7 @@ pub fn run(
         .collect();
     let val_as_of: Vec<Ts> = iv.iter().map(|&i| set.examples[i].as_of).collect();
     let (feature_bins, score_bins) = drift_reference(&xv, w, &val_as_of, &probs);
+    let explain = explain_references(spec, &model, platt, &xt, &yt, &xv);
 
     let artifact = Artifact {
         format: ARTIFACT_FORMAT,
@@ -612,6 +640,7 @@ pub fn run(
         training_data: fingerprint(base),
         snapshots,
         warnings: warnings.clone(),
+        explain: Some(explain),
         ..Manifest::default()
     };
     let files = vec![

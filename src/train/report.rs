@@ -1,5 +1,21 @@
 //! The training report: data, comparison, curves, calibration, importances, thresholds.
 
+/// Every dimension's share of a model's importance (the sum of its features'), in
+/// [`crate::features::Dimension::ALL`]'s order.
+pub fn importance_by_dimension(
+    spec: &crate::features::FeatureSpec,
+    importance: &[f64],
+) -> Vec<(crate::features::Dimension, f64)> {
+    let mut sum = [0.0; 4];
+    for (d, v) in spec.defs().iter().zip(importance) {
+        sum[d.dimension.index()] += v;
+    }
+    crate::features::Dimension::ALL
+        .into_iter()
+        .zip(sum)
+        .collect()
+}
+
 use super::{Candidate, TierStats, TrainingSet};
 use crate::data::CustomerBase;
 use crate::labels::Split;
@@ -363,6 +379,23 @@ pub(super) fn render(
             "tree" => "Tree: impurity decrease contributed by each feature's splits.",
             _ => "Boosted trees: total gain of each feature's splits.",
         });
+    }
+    // Importance by dimension: the champion's, every feature's share summed by dimension.
+    if let Some(c) = candidates
+        .iter()
+        .find(|c| c.algorithm == artifact.model.algorithm())
+    {
+        let by = importance_by_dimension(&set.spec, &c.importance);
+        sec.chart(svg::bar_chart(
+            &format!("{} (shipped): importance by dimension", c.algorithm.name()),
+            &by.iter()
+                .map(|(d, _)| d.label().to_string())
+                .collect::<Vec<_>>(),
+            &by.iter().map(|(_, v)| *v).collect::<Vec<_>>(),
+            "share of importance",
+            true,
+        ));
+        sec.reading("Each dimension's share: the sum of its features' importance. Engagement = logins and usage events, support = tickets, billing and purchases = orders and the RFM scores, relationship = tenure and attributes. Per customer, the score file splits the SHAP contributions the same way (contribution_<dimension>, health_<dimension>, primary_driver).");
     }
     sec.paragraph(
         "Per-customer reasons are exact SHAP values: linear SHAP (logistic), path-dependent TreeSHAP (trees).",

@@ -177,7 +177,7 @@ type ScoreFile = std::collections::HashMap<String, scores::ScoreRecord>;
 fn batch_scores_equal_the_service_path_for_the_same_customers_and_date() {
     let (s, base, opts, scores) = night("batch-vs-service", "2024-11-15");
     assert!(scores.len() > 500);
-    let mut checked = 0;
+    let (mut checked, mut quoted) = (0, 0);
     for (c, id) in base.customers.ids.iter().enumerate().step_by(7) {
         let Some(rec) = scores.get(id) else { continue };
         let (row, _) = s
@@ -199,9 +199,38 @@ fn batch_scores_equal_the_service_path_for_the_same_customers_and_date() {
                 .collect::<Vec<_>>(),
             rec.reasons.iter().map(|r| &r.feature).collect::<Vec<_>>()
         );
+        // The same texts, dimensions and primary driver (the file keeps f64 exactly).
+        assert_eq!(
+            online.reasons.iter().map(|r| &r.text).collect::<Vec<_>>(),
+            rec.reasons.iter().map(|r| &r.text).collect::<Vec<_>>(),
+            "{id}"
+        );
+        assert_eq!(Some(online.dimensions), rec.dimensions, "{id}");
+        assert_eq!(online.primary_driver, rec.primary_driver, "{id}");
+        quoted += rec
+            .reasons
+            .iter()
+            .filter(|r| r.text.contains("(customers who stay: "))
+            .count();
+        // The dimensions add up to the calibrated margin minus the base.
+        let all = s.all_contributions(&row);
+        let margin = (online.churn_probability / (1.0 - online.churn_probability)).ln();
+        let dims: f64 = churnguard::features::Dimension::ALL
+            .iter()
+            .map(|&d| online.dimensions.get(d).contribution)
+            .sum();
+        assert!(
+            (all.base + dims - margin).abs() < 1e-6,
+            "{id}: base {} + dimensions {dims} vs margin {margin}",
+            all.base
+        );
         checked += 1;
     }
     assert!(checked > 50);
+    assert!(
+        quoted > 0,
+        "the texts quote the references learned at training"
+    );
 }
 
 #[test]

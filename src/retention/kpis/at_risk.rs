@@ -38,6 +38,22 @@ pub struct AtRiskCustomer {
     pub revenue_at_risk: f64,
     /// The model's strongest reason, when it gave one.
     pub top_reason: Option<String>,
+    // Explanations (issue 14, items 4 and 5).
+    /// That reason in plain language (empty in score files written before texts).
+    pub top_reason_text: Option<String>,
+    /// The dimension pushing the customer's risk up the most (from the score file).
+    pub primary_driver: Option<String>,
+}
+
+/// The scored customers whose primary driver is one dimension.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DriverGroup {
+    /// `group` is the dimension id, `none` when no dimension pushes the risk up, or
+    /// `unknown` for score files written before dimensions.
+    #[serde(flatten)]
+    pub risk: RiskGroup,
+    /// Of them, the customers in the high or medium tier.
+    pub at_risk_customers: usize,
 }
 
 /// Revenue at risk from a nightly score file: probability x trailing-12-month revenue.
@@ -64,6 +80,9 @@ pub struct RevenueAtRisk {
     pub by_segment: Vec<RiskGroup>,
     /// Largest revenue at risk first.
     pub top: Vec<AtRiskCustomer>,
+    /// By primary driver (engagement, support, billing, relationship, then `none` and
+    /// `unknown` when present): where the risk comes from.
+    pub by_primary_driver: Vec<DriverGroup>,
 }
 
 pub(super) fn revenue_at_risk(
@@ -142,6 +161,17 @@ pub(super) fn revenue_at_risk(
             trailing_revenue: rev,
             revenue_at_risk: rec.churn_probability * rev,
             top_reason: rec.reasons.first().map(|r| r.feature.clone()),
+            top_reason_text: rec
+                .reasons
+                .first()
+                .map(|r| r.text.clone())
+                .filter(|t| !t.is_empty()),
+            primary_driver: Some(match (rec.primary_driver, rec.dimensions) {
+                (Some(d), _) => d.as_str().to_string(),
+                (None, Some(_)) => "none".to_string(),
+                // A score file written before dimensions.
+                (None, None) => "unknown".to_string(),
+            }),
         })
         .collect();
     let total_risk: f64 = customers.iter().map(|c| c.revenue_at_risk).sum();
@@ -191,6 +221,22 @@ pub(super) fn revenue_at_risk(
             .total_cmp(&a.revenue_at_risk)
             .then_with(|| a.group.cmp(&b.group))
     });
+    let by_primary_driver = crate::features::Dimension::ALL
+        .iter()
+        .map(|d| d.as_str())
+        .chain(["none", "unknown"])
+        .filter_map(|name| {
+            let m: Vec<&AtRiskCustomer> = customers
+                .iter()
+                .filter(|c| c.primary_driver.as_deref() == Some(name))
+                .collect();
+            let named = crate::features::Dimension::parse(name).is_some();
+            (named || !m.is_empty()).then(|| DriverGroup {
+                at_risk_customers: m.iter().filter(|c| c.risk_tier != Tier::Low).count(),
+                risk: group(name, &m),
+            })
+        })
+        .collect();
     let expected_churners = customers.iter().map(|c| c.churn_probability).sum();
     let trailing_revenue = customers.iter().map(|c| c.trailing_revenue).sum();
     customers.sort_by(|a, b| {
@@ -208,6 +254,7 @@ pub(super) fn revenue_at_risk(
         customers_not_in_base: unknown,
         invalid_scores: invalid,
         revenue_available: present.orders,
+        by_primary_driver,
         expected_churners,
         trailing_revenue,
         revenue_at_risk: total_risk,

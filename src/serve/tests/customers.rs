@@ -45,9 +45,17 @@ async fn a_customer_score_answers_the_record_of_the_score_file_early_warnings_in
             feature: "days_since_last_login".into(),
             value: Some(12.0),
             contribution: 0.5,
+            text: "no login for 12 days (customers who stay: 2 days)".into(),
         }],
         early_warnings: evaluate(&default_rules(), &spec, &row),
         contributions: None,
+        dimensions: crate::scoring::DimensionScores::from_array([0.5, -0.25, 0.0, 0.125].map(
+            |contribution| crate::scoring::DimensionScore {
+                contribution,
+                health: 50.0,
+            },
+        )),
+        primary_driver: Some(crate::features::Dimension::Engagement),
     };
     let path = env.path("scores.csv");
     let model = ModelRef {

@@ -182,6 +182,7 @@ fn the_hand_read_bodies_are_typed_exactly() {
         [
             "by_construction",
             "description",
+            "dimension",
             "may_be_missing",
             "name",
             "table",
@@ -192,6 +193,25 @@ fn the_hand_read_bodies_are_typed_exactly() {
         resolve(&doc, &def["properties"]["transform"])["enum"],
         json!(["identity", "log1p", "binary"])
     );
+    assert_eq!(
+        resolve(&doc, &def["properties"]["dimension"])["enum"],
+        json!(["engagement", "support", "billing", "relationship"])
+    );
+    // `explain` of a score request, and what `"explain": "all"` adds to the answer.
+    let request = schema(&doc, "ScoreRequest");
+    let explain = alternatives(&doc, &request["properties"]["explain"]);
+    assert!(
+        explain.iter().any(|a| a["enum"] == json!(["top", "all"])),
+        "{explain:?}"
+    );
+    let response = schema(&doc, "ScoreResponse");
+    for field in ["dimensions", "primary_driver", "contributions"] {
+        assert!(response["properties"].get(field).is_some(), "{field}");
+    }
+    assert!(!response["required"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("contributions")));
 
     // The tensors: the protocol's numbers, strings and booleans, never objects.
     let input = &schema(&doc, "RequestInput")["properties"]["data"];
@@ -481,6 +501,17 @@ async fn every_answer_of_the_server_matches_the_document() {
             "POST",
             "/v1/score/batch",
             json!({"instances": [{"customer_id": "c11", "features": features(0.0)}]}),
+        ),
+        (
+            "POST",
+            "/v1/score",
+            json!({"customer_id": "c12", "features": features(1.0), "explain": "all"}),
+        ),
+        (
+            "POST",
+            "/v1/score/batch",
+            json!({"instances": [{"customer_id": "c13", "features": features(0.0), "explain": "all"},
+                                 {"customer_id": "c14", "features": features(2.0), "explain": "top"}]}),
         ),
         ("POST", "/v2/models/{name}/infer", infer_request(3, 0.0)),
         ("POST", "/v2/models/{name}/infer", v2_with_nulls),

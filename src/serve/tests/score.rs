@@ -220,3 +220,74 @@ async fn an_as_of_past_the_clock_skew_is_refused_naming_the_field_and_the_server
     assert_eq!(a.body["alert"], false);
     assert_eq!(state.outbox.state("c1").unwrap(), Some(recorded));
 }
+
+#[tokio::test]
+async fn explain_all_answers_every_contribution_adding_up_to_the_probability() {
+    let env = Env::new();
+    let (app, _) = router(&env.config());
+    let body = json!({"customer_id": "c42", "features": features(1.0)});
+    let top = post_json(&app, "/v1/score", &body).await;
+    assert_eq!(top.status, StatusCode::OK, "{}", top.body);
+    assert!(
+        top.body.get("contributions").is_none(),
+        "the default answers the top reasons only"
+    );
+    let mut all = body.clone();
+    all["explain"] = json!("all");
+    let a = post_json(&app, "/v1/score", &all).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let c = &a.body["contributions"];
+    let features = c["features"].as_array().unwrap();
+    let names: Vec<&str> = features
+        .iter()
+        .map(|f| f["feature"].as_str().unwrap())
+        .collect();
+    let model = get(&app, "/v1/models/churn").await;
+    let schema: Vec<&str> = model.body["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, schema, "one per feature, in schema order");
+    let margin = c["base"].as_f64().unwrap()
+        + features
+            .iter()
+            .map(|f| f["contribution"].as_f64().unwrap())
+            .sum::<f64>();
+    let p = a.body["churn_probability"].as_f64().unwrap();
+    assert!(
+        (1.0 / (1.0 + (-margin).exp()) - p).abs() < 1e-9,
+        "{margin} vs {p}"
+    );
+    // The dimensions are the features' contributions summed by dimension.
+    for d in ["engagement", "support", "billing", "relationship"] {
+        let sum: f64 = features
+            .iter()
+            .filter(|f| f["dimension"] == d)
+            .map(|f| f["contribution"].as_f64().unwrap())
+            .sum();
+        let got = a.body["dimensions"][d]["contribution"].as_f64().unwrap();
+        assert!((sum - got).abs() < 1e-9, "{d}: {sum} vs {got}");
+    }
+    // Everything else is the default's answer.
+    let mut rest = a.body.clone();
+    rest.as_object_mut().unwrap().remove("contributions");
+    assert_eq!(rest, top.body);
+    for r in top.body["reasons"].as_array().unwrap() {
+        assert!(!r["text"].as_str().unwrap().is_empty(), "{r}");
+    }
+
+    all["explain"] = json!("everything");
+    let a = post_json(&app, "/v1/score", &all).await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", a.body);
+    assert_eq!(a.body["error"]["field"], "explain");
+    assert!(
+        a.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"top\" or \"all\""),
+        "{}",
+        a.body
+    );
+}
