@@ -1264,7 +1264,10 @@ fn the_metrics_textfile_carries_the_nights_drift_and_health_and_then_its_refusal
     // is random, so the sums may differ in the last bit.
     let duration: f64 = summary.seconds.values().sum();
     let seen = sample(&text, "churnguard_batch_duration_seconds").unwrap();
-    assert!((seen - duration).abs() <= 1e-12 * duration.max(1.0), "{seen} vs {duration}");
+    assert!(
+        (seen - duration).abs() <= 1e-12 * duration.max(1.0),
+        "{seen} vs {duration}"
+    );
     assert!(sample(&text, "churnguard_nightly_last_success_timestamp_seconds").unwrap() > 1.7e9);
     assert!(!text.contains("customer_id") && !text.contains("_total{customer"));
     // Nothing but the outputs is left beside them (no temporary file).

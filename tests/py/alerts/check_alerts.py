@@ -26,6 +26,10 @@ for path, source in ((batch, "batch"), (service, "service")):
         if alert.get("source") != source:
             print(f"FAIL {path}:{n}: source {alert.get('source')!r}, expected {source!r}")
             failures += 1
+        # What makes an alert a task an account manager can act on, from either source.
+        if "dimensions" not in alert or not all(r.get("text") for r in alert.get("reasons", [])):
+            print(f"FAIL {path}:{n}: an alert without dimensions or without reason texts")
+            failures += 1
         for e in errors[:3]:
             print(f"FAIL {path}:{n}: {'/'.join(map(str, e.path))}: {e.message}")
             failures += 1
