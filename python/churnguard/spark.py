@@ -43,6 +43,17 @@ SCORE_SCHEMA = (
         for k in (1, 2, 3)
     )
     + ", rfm_segment string, early_warnings array<string>, model_name string, model_version string"
+    # The trend block, then the explanations (see the README's score file columns);
+    # tests/spark.sh fails when this list and the library's columns part.
+    + ", probability_30d_ago double, change_30d double, trend string, "
+    + ", ".join(f"reason_{k}_text string" for k in (1, 2, 3))
+    + ", "
+    + ", ".join(
+        f"{kind}_{d} double"
+        for kind in ("contribution", "health")
+        for d in ("engagement", "support", "billing", "relationship")
+    )
+    + ", primary_driver string"
 )
 
 # One loaded model per Python worker process (workers are reused between tasks).
