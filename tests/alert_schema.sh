@@ -7,20 +7,16 @@
 #   bash tests/alert_schema.sh
 #
 # Idempotent: the Python environment (tests/py/alerts/.venv, git-ignored) is reused while
-# tests/py/alerts/requirements.txt is unchanged; the work directory is temporary.
-# Environment: CHURNGUARD_BIN (default: build target/release/churnguard), PYTHON.
+# tests/py/alerts/requirements.txt is unchanged. Environment: CHURNGUARD_BIN (default: build
+# target/release/churnguard), ALERT_SCHEMA_WORK (default: a new temporary directory, removed
+# when the run passes), PYTHON.
 set -euo pipefail
 
 # shellcheck source=lib/suite.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/suite.sh"
 SUITE="$ROOT/tests/py/alerts"
 VENV="$SUITE/.venv"
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/churnguard-alert-schema.XXXXXX")"
-cleanup() {
-    cg_stop_server
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+cg_work ALERT_SCHEMA_WORK alert-schema
 
 step "python environment ($VENV)"
 # shellcheck source=lib/venv.sh
@@ -96,4 +92,5 @@ PY
 step "validate against schemas/alert.schema.json"
 "$VENV/bin/python" "$SUITE/check_alerts.py" "$ROOT/schemas/alert.schema.json" \
     "$WORK/batch.jsonl" "$WORK/service.jsonl"
+cg_done
 echo "alert schema: ok"

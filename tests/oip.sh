@@ -15,7 +15,7 @@ set -euo pipefail
 
 # shellcheck source=lib/suite.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/suite.sh"
-WORK="${OIP_WORK:-$(mktemp -d "${TMPDIR:-/tmp}/churnguard-oip.XXXXXX")}"
+cg_work OIP_WORK oip
 
 step "python environment (tests/py/oip/.venv)"
 # shellcheck source=lib/venv.sh
@@ -27,8 +27,6 @@ step "churnguard binary"
 cg_bin
 
 step "sample, two versions, their features and nightly scores ($WORK)"
-rm -rf "$WORK"
-mkdir -p "$WORK"
 DATA="$WORK/data"
 MODELS="$WORK/models"
 "$BIN" generate --customers 2000 --seed 11 --out "$DATA" > "$WORK/generate.log"
@@ -46,7 +44,6 @@ END_DATE="$(cg_end_date "$MODELS/churn/v1/manifest.json")"
 
 step "churnguard serve"
 KEY="oip-$RANDOM$RANDOM"
-trap cg_stop_server EXIT
 CHURNGUARD_API_KEYS="$KEY" cg_serve "$WORK/serve" --models "$MODELS"
 ADDR="${CG_URL#http://}"
 
@@ -54,8 +51,4 @@ step "tritonclient against /v2"
 "$PY" "$ROOT/tests/py/oip/test_tritonclient.py" --addr "$ADDR" --key "$KEY" \
     --features-v1 "$WORK/features-v1.csv" --features-v2 "$WORK/features-v2.csv" \
     --scores-v1 "$WORK/scores-v1.csv"
-cg_stop_server
-# A passing run leaves nothing behind (a failing one keeps $WORK, logs included, to look at).
-if [ -z "${OIP_WORK:-}" ]; then
-    rm -rf "$WORK"
-fi
+cg_done

@@ -9,25 +9,14 @@
 # Idempotent: the Python environment (tests/py/openapi/.venv, git-ignored) is reused while
 # tests/py/openapi/requirements.txt is unchanged; the work directory is temporary.
 # Environment: CHURNGUARD_BIN (a churnguard binary; default: build target/release/churnguard),
-# OPENAPI_WORK (default: a new temporary directory, removed at exit), PYTHON (default python3).
+# OPENAPI_WORK (default: a new temporary directory, removed when the run passes), PYTHON (default python3).
 set -euo pipefail
 
 # shellcheck source=lib/suite.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/suite.sh"
 SUITE="$ROOT/tests/py/openapi"
 VENV="$SUITE/.venv"
-if [ -n "${OPENAPI_WORK:-}" ]; then
-    WORK="$OPENAPI_WORK"
-    rm -rf "$WORK"
-    mkdir -p "$WORK"
-else
-    WORK="$(mktemp -d "${TMPDIR:-/tmp}/churnguard-openapi.XXXXXX")"
-fi
-cleanup() {
-    cg_stop_server
-    [ -n "${OPENAPI_WORK:-}" ] || rm -rf "$WORK"
-}
-trap cleanup EXIT
+cg_work OPENAPI_WORK openapi
 
 step "python environment ($VENV)"
 # shellcheck source=lib/venv.sh
@@ -71,3 +60,4 @@ PY
 step "driving the service through the generated client"
 CG_URL="$URL" CG_KEY="$KEY" CG_FEATURES="$WORK/features.csv" CG_MODEL=churn \
     "$PY" "$SUITE/test_generated_client.py"
+cg_done

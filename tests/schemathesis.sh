@@ -13,7 +13,7 @@
 # Idempotent: the Python environment (tests/py/schemathesis/.venv, git-ignored) is reused
 # while tests/py/schemathesis/requirements.txt is unchanged; the work directory is temporary.
 # Environment: CHURNGUARD_BIN (a churnguard binary; default: build target/release/churnguard),
-# SCHEMATHESIS_WORK (default: a new temporary directory, removed at exit),
+# SCHEMATHESIS_WORK (default: a new temporary directory, removed when the run passes),
 # SCHEMATHESIS_MAX_EXAMPLES (examples per operation and phase; default 30),
 # SCHEMATHESIS_SEED (default 15, so a run is reproducible), PYTHON (default python3).
 set -euo pipefail
@@ -22,18 +22,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/suite.sh"
 SUITE="$ROOT/tests/py/schemathesis"
 VENV="$SUITE/.venv"
-if [ -n "${SCHEMATHESIS_WORK:-}" ]; then
-    WORK="$SCHEMATHESIS_WORK"
-    rm -rf "$WORK"
-    mkdir -p "$WORK"
-else
-    WORK="$(mktemp -d "${TMPDIR:-/tmp}/churnguard-schemathesis.XXXXXX")"
-fi
-cleanup() {
-    cg_stop_server
-    [ -n "${SCHEMATHESIS_WORK:-}" ] || rm -rf "$WORK"
-}
-trap cleanup EXIT
+cg_work SCHEMATHESIS_WORK schemathesis
 
 step "python environment ($VENV)"
 # shellcheck source=lib/venv.sh
@@ -79,4 +68,6 @@ if grep -qE "[0-9]+ failures?" "$WORK/st.log"; then
     echo "FAIL: schemathesis reported failures" >&2
     exit 1
 fi
+cd "$ROOT"
+cg_done
 echo "ok: schemathesis found no contract failure"

@@ -14,7 +14,7 @@ set -euo pipefail
 
 # shellcheck source=lib/suite.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/suite.sh"
-WORK="${SHAP_WORK:-$(mktemp -d "${TMPDIR:-/tmp}/churnguard-shap.XXXXXX")}"
+cg_work SHAP_WORK shap
 
 step "python environment (tests/py/shap/.venv)"
 # shellcheck source=lib/venv.sh
@@ -26,8 +26,6 @@ step "churnguard binary"
 cg_bin
 
 step "sample, one model per tree algorithm, features, scores with contributions ($WORK)"
-rm -rf "$WORK"
-mkdir -p "$WORK"
 DATA="$WORK/data"
 MODELS="$WORK/models"
 "$BIN" generate --customers 3000 --seed 23 --out "$DATA" > "$WORK/generate.log"
@@ -38,8 +36,7 @@ for algo in tree forest gbdt; do
         --categorical plan,channel,country --numeric monthly_fee > "$WORK/train-$algo.log"
     END_DATE="$(cg_end_date "$MODELS/$algo/v1/manifest.json")"
     "$BIN" models export --models "$MODELS" --name "$algo" --trees "$WORK/$algo.json"
-    # `features` takes the model name from the environment (it has no --name flag).
-    CHURNGUARD_NAME="$algo" "$BIN" features --data "$DATA" --models "$MODELS" --as-of "$END_DATE" \
+    "$BIN" features --data "$DATA" --models "$MODELS" --name "$algo" --as-of "$END_DATE" \
         --out "$WORK/features-$algo.csv"
     "$BIN" score --data "$DATA" --models "$MODELS" --name "$algo" --as-of "$END_DATE" \
         --contributions --out "$WORK/scores-$algo.csv" > "$WORK/score-$algo.log"
@@ -48,6 +45,4 @@ done
 
 step "shap.TreeExplainer against churnguard"
 "$PY" "$ROOT/tests/py/shap/check_shap.py" "${ARGS[@]}"
-if [ -z "${SHAP_WORK:-}" ]; then
-    rm -rf "$WORK"
-fi
+cg_done

@@ -151,6 +151,7 @@ fn feature_settings(
         training_set: as_of.is_none(),
         as_of,
         models,
+        name: None,
         out: PathBuf::from("returned-to-python.parquet"),
     };
     let mut fs = settings()?.features(&flags).map_err(|e| to_py(e, None))?;

@@ -202,6 +202,9 @@ pub struct FeaturesFlags {
     /// Use the schema of this registry's production model for `--as-of` (else it is learned from the snapshot) [env: CHURNGUARD_MODELS].
     #[arg(long)]
     pub models: Option<PathBuf>,
+    /// The model of `--models` whose schema is used [env: CHURNGUARD_NAME] [default: churn].
+    #[arg(long)]
+    pub name: Option<String>,
     /// Output file: .parquet or .csv.
     #[arg(long)]
     pub out: PathBuf,

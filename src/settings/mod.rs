@@ -619,7 +619,12 @@ impl Settings {
             .or_else(|| self.env.path("CHURNGUARD_MODELS"))
             .map(|models| ModelRef {
                 models,
-                name: self.model(&ModelFlags::default()).name,
+                name: self
+                    .model(&ModelFlags {
+                        models: None,
+                        name: f.name.clone(),
+                    })
+                    .name,
             });
         let as_of = match (&f.as_of, f.training_set) {
             (_, true) => None,
@@ -1300,5 +1305,21 @@ outbox = "file.db"
             .unwrap_err()
             .to_string()
             .contains("`localhost` is not an address"));
+    }
+
+    #[test]
+    fn features_use_the_flag_name_then_the_environment_then_the_file() {
+        let flags = |name: Option<&str>| FeaturesFlags {
+            models: Some("m".into()),
+            name: name.map(String::from),
+            as_of: Some("2024-12-01".into()),
+            out: "f.parquet".into(),
+            ..FeaturesFlags::default()
+        };
+        let name = |s: &Settings, f: &FeaturesFlags| s.features(f).unwrap().model.unwrap().name;
+        let s = settings(FILE, &[("CHURNGUARD_NAME", "env-name")]);
+        assert_eq!(name(&s, &flags(Some("flag-name"))), "flag-name");
+        assert_eq!(name(&s, &flags(None)), "env-name");
+        assert_eq!(name(&settings(FILE, &[]), &flags(None)), "file-name");
     }
 }

@@ -573,8 +573,18 @@ pub fn run(
         })
         .collect();
     let warnings = evidence_warnings(calibrated_eval.roc_auc, pos_v, yv.len() - pos_v);
+    let champion_importance = candidates
+        .iter()
+        .find(|c| c.algorithm == champion)
+        .map(|c| {
+            report::importance_by_dimension(&set.spec, &c.importance)
+                .into_iter()
+                .map(|(d, v)| (d.as_str().to_string(), json!(v)))
+                .collect::<serde_json::Map<_, _>>()
+        });
     let metrics_json = json!({
         "warnings": warnings,
+        "importance_by_dimension": champion_importance,
         "champion": champion.name(),
         "champion_rule": "highest validation ROC AUC, then PR AUC, then the simpler algorithm",
         "calibration": {"method": "platt", "a": platt.a, "b": platt.b,

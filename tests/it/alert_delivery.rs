@@ -312,6 +312,36 @@ fn dir(name: &str) -> PathBuf {
     d
 }
 
+/// Retries every 20 ms, backing off to at most 1 s: outages measured in seconds.
+const FAST_RETRY: [&str; 4] = [
+    "--alert-retry-initial-ms",
+    "20",
+    "--alert-retry-max-seconds",
+    "1",
+];
+
+/// `n` alerts pending in a new outbox, and a webhook on a port nobody listens on (yet).
+struct Pending {
+    path: PathBuf,
+    keys: Vec<String>,
+    addr: SocketAddr,
+    webhook: String,
+    outbox: Outbox,
+}
+
+fn pending(name: &str, n: usize) -> Pending {
+    let path = dir(name).join("alerts.db");
+    let keys = record_alerts(&path, n);
+    let addr = closed_port();
+    Pending {
+        webhook: format!("http://{addr}/hook"),
+        outbox: Outbox::open(&path).unwrap(),
+        path,
+        keys,
+        addr,
+    }
+}
+
 /// The outage: the receiver refuses connections for longer than the old policy's
 /// whole patience (8 attempts), the service is stopped and restarted in the middle, then
 /// the receiver comes up: every alert is delivered exactly once, none dead-lettered, and
@@ -321,18 +351,14 @@ fn a_webhook_outage_longer_than_eight_attempts_loses_no_alert_even_across_a_rest
     const N: usize = 100;
     // More failed attempts each than the old policy allowed before dead-lettering.
     const ATTEMPTS: u32 = 10;
-    let d = dir("delivery-outage");
-    let path = d.join("alerts.db");
-    let keys = record_alerts(&path, N);
-    let addr = closed_port();
-    let webhook = format!("http://{addr}/hook");
-    let fast = [
-        "--alert-retry-initial-ms",
-        "20",
-        "--alert-retry-max-seconds",
-        "1",
-    ];
-    let outbox = Outbox::open(&path).unwrap();
+    let Pending {
+        path,
+        keys,
+        addr,
+        webhook,
+        outbox,
+    } = pending("delivery-outage", N);
+    let fast = FAST_RETRY;
     let all_attempted = |outbox: &Outbox, n: u32| {
         let ds = deliveries(outbox, &keys);
         ds.iter()
@@ -540,18 +566,14 @@ fn a_delivery_still_failing_past_its_deadline_is_dead_lettered() {
 #[test]
 fn serve_killed_with_alerts_pending_delivers_each_once_after_a_restart() {
     const N: usize = 300;
-    let d = dir("delivery-kill-pending");
-    let path = d.join("alerts.db");
-    let keys = record_alerts(&path, N);
-    let addr = closed_port();
-    let webhook = format!("http://{addr}/hook");
-    let fast = [
-        "--alert-retry-initial-ms",
-        "20",
-        "--alert-retry-max-seconds",
-        "1",
-    ];
-    let outbox = Outbox::open(&path).unwrap();
+    let Pending {
+        path,
+        keys,
+        addr,
+        webhook,
+        outbox,
+    } = pending("delivery-kill-pending", N);
+    let fast = FAST_RETRY;
     let first = Service::start(&path, &webhook, &fast);
     wait_for("2 attempts each", Duration::from_secs(120), || {
         deliveries(&outbox, &keys)

@@ -719,6 +719,27 @@ fn metrics_json_is_reproduced_from_the_validation_predictions() {
         manifest["files"][VALIDATION_PREDICTIONS].is_string(),
         "the predictions are checksummed like every file of the version"
     );
+    // The shipped model's importance by dimension: every feature's share, summed.
+    let champion = m["champion"].as_str().unwrap();
+    let importance: f64 = m["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["algorithm"] == champion)
+        .unwrap()["importance"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .sum();
+    let by_dimension = m["importance_by_dimension"].as_object().unwrap();
+    let names: Vec<&str> = by_dimension.keys().map(String::as_str).collect();
+    assert_eq!(names, ["billing", "engagement", "relationship", "support"]);
+    let summed: f64 = by_dimension.values().map(|v| v.as_f64().unwrap()).sum();
+    assert!(
+        (summed - importance).abs() < 1e-12,
+        "{summed} vs {importance}"
+    );
     let df = read_parquet(&dir.join(VALIDATION_PREDICTIONS));
     assert_eq!(
         df.height() as u64,

@@ -5,6 +5,8 @@
 #   cg_bin                           # BIN: CHURNGUARD_BIN, or target/release/churnguard built
 #   CHURNGUARD_API_KEYS=k cg_serve "$WORK/serve" --models "$MODELS"    # CG_URL, CG_SERVER_PID
 #   trap cg_stop_server EXIT
+#   cg_work OIP_WORK oip             # WORK: $OIP_WORK, or a temporary directory ...
+#   cg_done                          # ... removed when the run passed (a failing run keeps it)
 #
 # PYTHON (default python3; standard library only) waits for the service.
 
@@ -73,4 +75,25 @@ cg_stop_server() {
         kill "$CG_SERVER_PID" 2> /dev/null || true
         wait "$CG_SERVER_PID" 2> /dev/null || true
     fi
+}
+
+# cg_work VAR LABEL: sets WORK to the directory named by $VAR (emptied first, kept at the end),
+# or to a new temporary directory that cg_done removes, so that a failing run keeps it, logs
+# included, to look at. Stops the service cg_serve started at exit.
+cg_work() {
+    CG_KEEP_WORK="${!1:-}"
+    if [ -n "$CG_KEEP_WORK" ]; then
+        WORK="$CG_KEEP_WORK"
+        rm -rf "$WORK"
+        mkdir -p "$WORK"
+    else
+        WORK="$(mktemp -d "${TMPDIR:-/tmp}/churnguard-$2.XXXXXX")"
+    fi
+    trap cg_stop_server EXIT
+}
+
+# cg_done: the run passed: stops the service and removes a temporary WORK.
+cg_done() {
+    cg_stop_server
+    [ -n "${CG_KEEP_WORK:-}" ] || rm -rf "$WORK"
 }
