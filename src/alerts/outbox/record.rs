@@ -82,6 +82,10 @@ pub struct RecordSummary {
 /// Stages a night's files once its alerts are known (see [`Outbox::record_night`]).
 pub(super) type StageFiles<'a> = dyn FnMut(&RecordSummary) -> Result<super::NightFiles> + 'a;
 
+/// Stores one decided state (and the alert it raises); returns the alerts newly stored.
+pub(super) type WriteState<'w, 'o> =
+    dyn FnMut(&'o str, &CustomerState, Option<Alert>) -> Result<usize> + 'w;
+
 /// Decides one recording, the same on both backends: the observations in customer order
 /// (stable, so a customer listed twice is decided in the given order, the second time on
 /// the first one's result), each against `stored` (the customer's state before this
@@ -94,7 +98,7 @@ pub(super) fn decide<'o>(
     build: &mut dyn FnMut(&Transition<'_>) -> Alert,
     may_raise: bool,
     stored: &mut dyn FnMut(&str) -> Result<Option<CustomerState>>,
-    write: &mut dyn FnMut(&'o str, &CustomerState, Option<Alert>) -> Result<usize>,
+    write: &mut WriteState<'_, 'o>,
 ) -> Result<Option<RecordSummary>> {
     let mut summary = RecordSummary {
         observed: observations.len(),
