@@ -2,35 +2,22 @@
 //! lease, and recording each sink's outcome (delivered, retried, dead-lettered).
 
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ValueRef};
-use rusqlite::{params, ToSql, Transaction, TransactionBehavior};
+use rusqlite::{params, OptionalExtension, ToSql, Transaction, TransactionBehavior};
 
 use super::{Ctx, Sqlite};
 use crate::alerts::{now_secs, Alert};
 use crate::time::Ts;
 use crate::{Error, Result};
 
-const MARK: &str = "INSERT INTO deliveries \
-     (idempotency_key, sink, status, attempts, next_attempt_ms, last_error, updated_at) \
-     SELECT idempotency_key, ?2, ?3, 1, ?4, ?5, ?6 FROM alerts WHERE idempotency_key = ?1 \
-     ON CONFLICT (idempotency_key, sink) DO UPDATE SET status = excluded.status, \
-     attempts = deliveries.attempts + 1, next_attempt_ms = excluded.next_attempt_ms, \
-     last_error = excluded.last_error, updated_at = excluded.updated_at \
-     WHERE deliveries.status = 'pending'";
-/// A failed attempt at `?4` (epoch ms): dead once the give-up deadline (`?6` ms after
-/// the delivery's first attempt) has passed, else retried at `?5`, never later than the
-/// deadline itself (so the last attempt is made at it).
-const MARK_FAILED: &str = "INSERT INTO deliveries \
+/// An outcome (`?3`, retried at `?4`, with the error `?5`, at `?6`, the first attempt
+/// made at `?7` or, when NULL, as stored): a finished delivery is never reopened.
+const PUT_OUTCOME: &str = "INSERT INTO deliveries \
      (idempotency_key, sink, status, attempts, next_attempt_ms, last_error, updated_at, \
       first_attempt_ms) \
-     SELECT idempotency_key, ?2, CASE WHEN ?6 <= 0 THEN 'dead' ELSE 'pending' END, 1, \
-     min(?5, ?4 + ?6), ?3, ?7, ?4 \
-     FROM alerts WHERE idempotency_key = ?1 \
-     ON CONFLICT (idempotency_key, sink) DO UPDATE SET \
-     status = CASE WHEN ?4 >= coalesce(deliveries.first_attempt_ms, ?4) + ?6 \
-     THEN 'dead' ELSE 'pending' END, \
-     attempts = deliveries.attempts + 1, \
-     next_attempt_ms = min(?5, coalesce(deliveries.first_attempt_ms, ?4) + ?6), \
-     first_attempt_ms = coalesce(deliveries.first_attempt_ms, ?4), \
+     SELECT idempotency_key, ?2, ?3, 1, ?4, ?5, ?6, ?7 FROM alerts WHERE idempotency_key = ?1 \
+     ON CONFLICT (idempotency_key, sink) DO UPDATE SET status = excluded.status, \
+     attempts = deliveries.attempts + 1, next_attempt_ms = excluded.next_attempt_ms, \
+     first_attempt_ms = coalesce(excluded.first_attempt_ms, deliveries.first_attempt_ms), \
      last_error = excluded.last_error, updated_at = excluded.updated_at \
      WHERE deliveries.status = 'pending'";
 const CLOSE_IF_DONE: &str = "UPDATE alerts SET updated_at = ?2, status = CASE WHEN EXISTS \
@@ -138,9 +125,112 @@ pub struct OutboxCounts {
     pub dead: u64,
 }
 
+/// What one outcome does to a delivery, the same on both backends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Outcome {
+    pub status: DeliveryStatus,
+    /// When it is due again (0 once finished).
+    pub next_attempt_ms: i64,
+    /// When its first attempt was made; `None`: keep what is stored.
+    pub first_attempt_ms: Option<i64>,
+}
+
+impl Outcome {
+    /// A sink's final answer: delivered, or dead-lettered for good.
+    pub(super) fn finished(status: DeliveryStatus) -> Outcome {
+        Outcome {
+            status,
+            next_attempt_ms: 0,
+            first_attempt_ms: None,
+        }
+    }
+
+    /// A failed attempt at `now_ms` on a delivery first attempted at `first_attempt_ms`
+    /// (`None`: this is the first): dead once `give_up_ms` have passed since the first
+    /// attempt, else retried at `next_attempt_ms` but never later than that deadline
+    /// (so the last attempt is made at it).
+    pub(super) fn failed(
+        first_attempt_ms: Option<i64>,
+        now_ms: i64,
+        next_attempt_ms: i64,
+        give_up_ms: i64,
+    ) -> Outcome {
+        let first = first_attempt_ms.unwrap_or(now_ms);
+        let deadline = first.saturating_add(give_up_ms);
+        Outcome {
+            status: if now_ms >= deadline {
+                DeliveryStatus::Dead
+            } else {
+                DeliveryStatus::Pending
+            },
+            next_attempt_ms: next_attempt_ms.min(deadline),
+            first_attempt_ms: Some(first),
+        }
+    }
+}
+
+/// A claimed delivery as stored, before its payload is read.
+pub(super) struct Claimed {
+    pub key: String,
+    pub sink: String,
+    pub attempts: u32,
+    pub payload: String,
+}
+
+/// A claimed delivery whose stored payload no longer parses: dead-lettered at once.
+pub(super) struct Unreadable {
+    pub key: String,
+    pub sink: String,
+    pub error: String,
+}
+
+/// A claim's alert, or why it cannot be sent.
+pub(super) fn decode(c: Claimed) -> std::result::Result<Due, Unreadable> {
+    match serde_json::from_str::<Alert>(&c.payload) {
+        Ok(alert) => Ok(Due {
+            alert,
+            sink: c.sink,
+            attempts: c.attempts,
+        }),
+        Err(e) => {
+            tracing::error!(idempotency_key = %c.key, sink = %c.sink, error = %e,
+                "stored alert is not valid JSON: dead-lettered");
+            Err(Unreadable {
+                key: c.key,
+                sink: c.sink,
+                error: format!("stored payload is not a valid alert: {e}"),
+            })
+        }
+    }
+}
+
+/// A pending alert's stored payload, read back.
+pub(super) fn parse_stored(payload: &str) -> Result<Alert> {
+    serde_json::from_str(payload).map_err(|source| Error::OutboxPayload {
+        context: "a stored alert is not valid JSON".to_string(),
+        source,
+    })
+}
+
+/// An outcome for a key that names no alert: the caller's mistake.
+pub(super) fn no_such_alert(key: &str) -> Error {
+    Error::Outbox(format!("no alert with idempotency key `{key}`"))
+}
+
+/// A redrive naming keys that are not in the outbox: refused whole.
+pub(super) fn unknown_keys(unknown: &[&String], outbox: &std::path::Path) -> Error {
+    let named: Vec<String> = unknown.iter().map(|k| format!("`{k}`")).collect();
+    Error::Outbox(format!(
+        "no alert with idempotency key {} in {}: nothing redriven",
+        named.join(", "),
+        outbox.display()
+    ))
+}
+
 impl Sqlite {
-    /// Up to `limit` alerts not yet through every sink, oldest first.
-    pub fn pending(&self, limit: usize) -> Result<Vec<Alert>> {
+    /// The stored payloads of up to `limit` alerts not yet through every sink, oldest
+    /// first.
+    pub(super) fn pending(&self, limit: usize) -> Result<Vec<String>> {
         let db = self.lock();
         let mut stmt = db
             .conn
@@ -151,14 +241,8 @@ impl Sqlite {
         let rows = stmt
             .query_map([limit_sql(limit)], |r| r.get::<_, String>(0))
             .ctx("listing pending alerts")?;
-        rows.map(|payload| {
-            let payload = payload.ctx("listing pending alerts")?;
-            serde_json::from_str(&payload).map_err(|source| Error::OutboxPayload {
-                context: "a stored alert is not valid JSON".to_string(),
-                source,
-            })
-        })
-        .collect()
+        rows.collect::<rusqlite::Result<_>>()
+            .ctx("listing pending alerts")
     }
 
     /// Claims up to `limit` deliveries due at `now_ms` for the named sinks, oldest due
@@ -167,16 +251,13 @@ impl Sqlite {
     /// is not due again for `lease_ms`: another dispatcher on the same file does not send
     /// it concurrently, and after a crash it is retried once the lease expires. A stored
     /// alert that no longer parses is dead-lettered here.
-    pub fn claim_due(
+    pub(super) fn claim_due(
         &self,
         sinks: &[&str],
         now_ms: i64,
         limit: usize,
         lease_ms: i64,
-    ) -> Result<Vec<Due>> {
-        if sinks.is_empty() || limit == 0 {
-            return Ok(Vec::new());
-        }
+    ) -> Result<Vec<Claimed>> {
         let now = now_secs();
         let mut guard = self.lock();
         let db = &mut *guard;
@@ -224,54 +305,48 @@ impl Sqlite {
             rows.collect::<rusqlite::Result<_>>()
                 .ctx("finding due deliveries")?
         };
-        let mut due = Vec::with_capacity(rows.len());
+        let mut claimed = Vec::with_capacity(rows.len());
         for (key, sink, attempts, payload) in rows {
-            match serde_json::from_str::<Alert>(&payload) {
-                Ok(alert) => {
-                    tx.prepare_cached(
-                        "UPDATE deliveries SET next_attempt_ms = ?3, updated_at = ?4, \
-                         first_attempt_ms = coalesce(first_attempt_ms, ?5) \
-                         WHERE idempotency_key = ?1 AND sink = ?2",
-                    )
-                    .ctx("preparing")?
-                    .execute(params![
-                        key,
-                        sink,
-                        now_ms.saturating_add(lease_ms),
-                        now,
-                        now_ms
-                    ])
-                    .ctx("claiming a delivery")?;
-                    due.push(Due {
-                        alert,
-                        sink,
-                        attempts,
-                    });
-                }
-                Err(e) => {
-                    tracing::error!(idempotency_key = %key, sink = %sink, error = %e,
-                        "stored alert is not valid JSON: dead-lettered");
-                    mark_in_tx(
-                        &tx,
-                        &key,
-                        &sink,
-                        DeliveryStatus::Dead,
-                        Some(&format!("stored payload is not a valid alert: {e}")),
-                        0,
-                        now,
-                    )?;
-                    self.inner
-                        .counters
-                        .dead
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
-            }
+            tx.prepare_cached(
+                "UPDATE deliveries SET next_attempt_ms = ?3, updated_at = ?4, \
+                 first_attempt_ms = coalesce(first_attempt_ms, ?5) \
+                 WHERE idempotency_key = ?1 AND sink = ?2",
+            )
+            .ctx("preparing")?
+            .execute(params![
+                key,
+                sink,
+                now_ms.saturating_add(lease_ms),
+                now,
+                now_ms
+            ])
+            .ctx("claiming a delivery")?;
+            claimed.push(Claimed {
+                key,
+                sink,
+                attempts,
+                payload,
+            });
         }
         tx.commit().ctx("committing a claim")?;
         for sink in fanned {
             db.fanned_out.insert(sink.to_string(), max_seq);
         }
-        Ok(due)
+        Ok(claimed)
+    }
+
+    /// Dead-letters claimed deliveries whose payload no longer parses, in one transaction.
+    pub(super) fn dead_letter_unreadable(&self, dead: &[Unreadable]) -> Result<()> {
+        let mut db = self.lock();
+        let tx = db
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .ctx("starting a delivery update")?;
+        for d in dead {
+            let outcome = Outcome::finished(DeliveryStatus::Dead);
+            put_outcome(&tx, &d.key, &d.sink, outcome, Some(&d.error), now_secs())?;
+        }
+        tx.commit().ctx("committing a delivery update")
     }
 
     /// Records that `sink` accepted the alert `key`.
@@ -296,14 +371,11 @@ impl Sqlite {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .ctx("starting a delivery update")?;
-        mark_in_tx(&tx, key, sink, status, error, 0, now_secs())?;
+        put_outcome(&tx, key, sink, Outcome::finished(status), error, now_secs())?;
         tx.commit().ctx("committing a delivery update")
     }
 
-    /// Records a failed attempt of `sink` on the alert `key`, made at `now_ms` (epoch
-    /// milliseconds): retried at `next_attempt_ms` (but no later than the deadline), or
-    /// dead-lettered when `give_up_ms` have passed since the delivery's first attempt.
-    /// Returns the delivery's status afterwards.
+    /// [`super::Outbox::mark_failed`]: the policy is [`Outcome::failed`].
     pub fn mark_failed(
         &self,
         key: &str,
@@ -319,20 +391,17 @@ impl Sqlite {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .ctx("starting a delivery update")?;
-        let changed = tx
-            .prepare_cached(MARK_FAILED)
-            .ctx("preparing")?
-            .execute(params![
-                key,
-                sink,
-                error,
-                now_ms,
-                next_attempt_ms,
-                give_up_ms,
-                now
-            ])
-            .ctx("recording a failed delivery")?;
-        ensure_alert_exists(&tx, key, changed)?;
+        let first: Option<i64> = tx
+            .query_row(
+                "SELECT first_attempt_ms FROM deliveries WHERE idempotency_key = ?1 AND sink = ?2",
+                params![key, sink],
+                |r| r.get(0),
+            )
+            .optional()
+            .ctx("reading a delivery")?
+            .flatten();
+        let outcome = Outcome::failed(first, now_ms, next_attempt_ms, give_up_ms);
+        put_outcome(&tx, key, sink, outcome, Some(error), now)?;
         let status: DeliveryStatus = tx
             .query_row(
                 "SELECT status FROM deliveries WHERE idempotency_key = ?1 AND sink = ?2",
@@ -340,7 +409,6 @@ impl Sqlite {
                 |r| r.get(0),
             )
             .ctx("reading a delivery")?;
-        close_if_done(&tx, key, now)?;
         tx.commit().ctx("committing a delivery update")?;
         Ok(status)
     }
@@ -361,23 +429,12 @@ impl Sqlite {
             Some(keys) => {
                 let mut unknown = Vec::new();
                 for key in keys {
-                    let exists: bool = tx
-                        .query_row(
-                            "SELECT EXISTS (SELECT 1 FROM alerts WHERE idempotency_key = ?1)",
-                            [key],
-                            |r| r.get(0),
-                        )
-                        .ctx("looking up an alert")?;
-                    if !exists {
-                        unknown.push(format!("`{key}`"));
+                    if !alert_exists(&tx, key)? {
+                        unknown.push(key);
                     }
                 }
                 if !unknown.is_empty() {
-                    return Err(Error::Outbox(format!(
-                        "no alert with idempotency key {} in {}: nothing redriven",
-                        unknown.join(", "),
-                        self.path().display()
-                    )));
+                    return Err(unknown_keys(&unknown, self.path()));
                 }
                 keys.to_vec()
             }
@@ -419,10 +476,6 @@ impl Sqlite {
             out.redriven += 1;
         }
         tx.commit().ctx("committing a redrive")?;
-        drop(db);
-        if out.redriven > 0 {
-            self.inner.notify.notify_one();
-        }
         Ok(out)
     }
 
@@ -501,51 +554,41 @@ fn limit_sql(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
 }
 
-fn mark_in_tx(
+/// Stores an outcome, then closes the alert if every sink is through with it.
+fn put_outcome(
     tx: &Transaction<'_>,
     key: &str,
     sink: &str,
-    status: DeliveryStatus,
+    o: Outcome,
     error: Option<&str>,
-    next_attempt_ms: i64,
     now: Ts,
 ) -> Result<()> {
     let changed = tx
-        .prepare_cached(MARK)
+        .prepare_cached(PUT_OUTCOME)
         .ctx("preparing")?
         .execute(params![
             key,
             sink,
-            status.as_str(),
-            next_attempt_ms,
+            o.status.as_str(),
+            o.next_attempt_ms,
             error,
-            now
+            now,
+            o.first_attempt_ms
         ])
         .ctx("recording a delivery")?;
-    ensure_alert_exists(tx, key, changed)?;
+    // Nothing changed: a finished delivery (a late duplicate outcome never reopens
+    // it), or no such alert.
+    if changed == 0 && !alert_exists(tx, key)? {
+        return Err(no_such_alert(key));
+    }
     close_if_done(tx, key, now)
 }
 
-/// An upsert that changed nothing either found a finished delivery (fine: a late
-/// duplicate outcome never reopens it) or no alert with that key (a caller's mistake).
-fn ensure_alert_exists(tx: &Transaction<'_>, key: &str, changed: usize) -> Result<()> {
-    if changed > 0 {
-        return Ok(());
-    }
-    let exists: bool = tx
-        .query_row(
-            "SELECT EXISTS (SELECT 1 FROM alerts WHERE idempotency_key = ?1)",
-            [key],
-            |r| r.get(0),
-        )
-        .ctx("looking up an alert")?;
-    if exists {
-        Ok(())
-    } else {
-        Err(Error::Outbox(format!(
-            "no alert with idempotency key `{key}`"
-        )))
-    }
+fn alert_exists(tx: &Transaction<'_>, key: &str) -> Result<bool> {
+    tx.prepare_cached("SELECT EXISTS (SELECT 1 FROM alerts WHERE idempotency_key = ?1)")
+        .ctx("preparing")?
+        .query_row([key], |r| r.get(0))
+        .ctx("looking up an alert")
 }
 
 fn close_if_done(tx: &Transaction<'_>, key: &str, now: Ts) -> Result<()> {

@@ -1,8 +1,8 @@
 //! The durable outbox: each customer's alert state, every alert raised and its delivery
 //! status per sink, behind one interface ([`Outbox`]) with two backends: one SQLite
 //! file (WAL, `synchronous=FULL`; the embedded default, described below) and a
-//! PostgreSQL database shared by several hosts (`pg`, which mirrors these semantics
-//! with row and advisory locks; see its module doc).
+//! PostgreSQL database shared by several hosts (`pg`, which keeps these semantics with
+//! compare-and-set recordings and row locks; see its module doc).
 //!
 //! Recording a score updates the customer's state and stores the alert it raises in one
 //! transaction, committed (fsynced) before `record` returns: once a caller has been told
@@ -28,7 +28,9 @@
 //! `cache` (customer states read without the writer), `record` (scores in, alerts out,
 //! one transaction), `deliver` (fan-out to sinks, claims, outcomes), `nights` (each
 //! nightly run, successful or refused, recorded with the state it produced) and `prune`
-//! (retention); `pg` is all of it on PostgreSQL.
+//! (retention); `pg` is the statements of all of it on PostgreSQL. What does not depend
+//! on the database is written once: the recording entry points and counters here, the
+//! decisions in `record::decide`, the delivery policy in `deliver::Outcome`.
 
 // First: its `both_backends!` macro is used by the modules below.
 #[cfg(test)]
@@ -89,11 +91,9 @@ struct Inner {
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
     cache: Mutex<StateCache>,
-    counters: Arc<AlertCounters>,
-    notify: Arc<Notify>,
 }
 
-/// The SQLite backend: cheap to clone (all clones share one connection and the counters).
+/// The SQLite backend: cheap to clone (all clones share one connection).
 #[derive(Clone)]
 pub(super) struct Sqlite {
     inner: Arc<Inner>,
@@ -136,8 +136,6 @@ impl Sqlite {
                 readers,
                 next_reader: AtomicUsize::new(0),
                 cache: Mutex::default(),
-                counters: Arc::default(),
-                notify: Arc::default(),
             }),
         })
     }
@@ -145,16 +143,6 @@ impl Sqlite {
     /// The file this outbox lives in.
     pub fn path(&self) -> &Path {
         &self.inner.path
-    }
-
-    /// Counters shared with the dispatcher (`raised` is counted here).
-    pub fn counters(&self) -> Arc<AlertCounters> {
-        Arc::clone(&self.inner.counters)
-    }
-
-    /// Notified whenever this process stores a new alert; the dispatcher waits on it.
-    pub fn notifier(&self) -> Arc<Notify> {
-        Arc::clone(&self.inner.notify)
     }
 
     fn lock(&self) -> MutexGuard<'_, Db> {
@@ -184,8 +172,15 @@ impl Sqlite {
 /// embedded default for one host; PostgreSQL (a `postgres://` or `postgresql://` URL) is
 /// shared by several service replicas and the nightly batch on several hosts. Cheap to
 /// clone: clones share the connections and the counters.
+///
+/// What is the same on both (the recording entry points, the counters, waking the
+/// dispatcher) lives here once; each backend implements the statements.
 #[derive(Clone)]
-pub struct Outbox(Backend);
+pub struct Outbox {
+    backend: Backend,
+    counters: Arc<AlertCounters>,
+    notify: Arc<Notify>,
+}
 
 #[derive(Clone)]
 enum Backend {
@@ -209,7 +204,7 @@ pub fn is_postgres_url(target: &str) -> bool {
 /// Calls the same method on whichever backend this outbox is.
 macro_rules! on_backend {
     ($self:ident, $b:ident => $call:expr) => {
-        match &$self.0 {
+        match &$self.backend {
             Backend::Sqlite($b) => $call,
             Backend::Postgres($b) => $call,
         }
@@ -223,12 +218,42 @@ impl Outbox {
     /// needed, with its parent directory) as SQLite in WAL mode with `synchronous=FULL`.
     pub fn open(target: impl AsRef<Path>) -> Result<Outbox> {
         let target = target.as_ref();
-        match target.to_str() {
-            Some(url) if is_postgres_url(url) => {
-                Ok(Outbox(Backend::Postgres(pg::Postgres::open(url)?)))
-            }
-            _ => Ok(Outbox(Backend::Sqlite(Sqlite::open(target)?))),
+        let backend = match target.to_str() {
+            Some(url) if is_postgres_url(url) => Backend::Postgres(pg::Postgres::open(url)?),
+            _ => Backend::Sqlite(Sqlite::open(target)?),
+        };
+        Ok(Outbox {
+            backend,
+            counters: Arc::default(),
+            notify: Arc::default(),
+        })
+    }
+
+    /// Counts alerts newly stored by this process and wakes its dispatcher.
+    fn stored(&self, inserted: usize) {
+        if inserted > 0 {
+            self.counters
+                .raised
+                .fetch_add(inserted as u64, Ordering::Relaxed);
+            self.notify.notify_one();
         }
+    }
+
+    /// One recording on whichever backend; `durable`: commit with an fsync even when no
+    /// alert is stored (SQLite; PostgreSQL commits as its server's `synchronous_commit`
+    /// says, always).
+    fn record_with(
+        &self,
+        policy: &AlertPolicy,
+        observations: &[Observation<'_>],
+        build: &mut dyn FnMut(&Transition<'_>) -> Alert,
+        durable: bool,
+        night: Option<(&Night, &mut record::StageFiles<'_>)>,
+    ) -> Result<RecordSummary> {
+        let summary =
+            on_backend!(self, b => b.record_with(policy, observations, build, durable, night))?;
+        self.stored(summary.inserted);
+        Ok(summary)
     }
 
     /// The file this outbox lives in, or its PostgreSQL URL without the password.
@@ -238,18 +263,20 @@ impl Outbox {
 
     /// Counters shared with the dispatcher (`raised` is counted here).
     pub fn counters(&self) -> Arc<AlertCounters> {
-        on_backend!(self, b => b.counters())
+        Arc::clone(&self.counters)
     }
 
     /// Notified whenever this process stores a new alert; the dispatcher waits on it.
     pub fn notifier(&self) -> Arc<Notify> {
-        on_backend!(self, b => b.notifier())
+        Arc::clone(&self.notify)
     }
 
     /// Whether recording these scores would write anything (a new tier, an alert), read
     /// without taking the writer, from a cache of recently read states that follows
-    /// other processes' commits within 100 ms: when it says no, [`Outbox::record_many`]
-    /// would only have confirmed the stored states, and a caller may skip it.
+    /// other processes' commits within 100 ms (SQLite) or as their notifications arrive
+    /// (PostgreSQL; the rule is in `pg`'s module doc): when it says no,
+    /// [`Outbox::record_many`] would only have confirmed the stored states, and a
+    /// caller may skip it.
     pub fn needs_recording(
         &self,
         policy: &AlertPolicy,
@@ -266,12 +293,23 @@ impl Outbox {
         &self,
         policy: &AlertPolicy,
         obs: Observation<'_>,
-        build: F,
+        mut build: F,
     ) -> Result<Option<Alert>>
     where
-        F: FnOnce(&Transition<'_>) -> Alert,
+        F: FnMut(&Transition<'_>) -> Alert,
     {
-        on_backend!(self, b => b.record(policy, obs, build))
+        // A retried recording (PostgreSQL) decides again, maybe otherwise: the alert of
+        // the attempt that committed is the one.
+        let mut raised = None;
+        let mut one = |t: &Transition<'_>| {
+            let alert = build(t);
+            raised = Some(alert.clone());
+            alert
+        };
+        let summary =
+            self.record_with(policy, std::slice::from_ref(&obs), &mut one, false, None)?;
+        debug_assert!(summary.raised <= 1);
+        Ok(raised.filter(|_| summary.raised == 1))
     }
 
     /// Records many scores (the nightly run) in ONE transaction: either every state and
@@ -281,12 +319,13 @@ impl Outbox {
         &self,
         policy: &AlertPolicy,
         observations: &[Observation<'_>],
-        build: F,
+        mut build: F,
     ) -> Result<RecordSummary>
     where
         F: FnMut(&Transition<'_>) -> Alert,
     {
-        on_backend!(self, b => b.record_many(policy, observations, build))
+        let big = observations.len() > SMALL_RECORDING;
+        self.record_with(policy, observations, &mut build, big, None)
     }
 
     /// [`Outbox::record_many`] for a whole night: `night` (with the alerts stored) is
@@ -296,14 +335,14 @@ impl Outbox {
         &self,
         policy: &AlertPolicy,
         observations: &[Observation<'_>],
-        build: F,
+        mut build: F,
         night: &Night,
         stage: &mut (dyn FnMut(&RecordSummary) -> Result<NightFiles> + '_),
     ) -> Result<RecordSummary>
     where
         F: FnMut(&Transition<'_>) -> Alert,
     {
-        on_backend!(self, b => b.record_night(policy, observations, build, night, stage))
+        self.record_with(policy, observations, &mut build, true, Some((night, stage)))
     }
 
     /// [`Outbox::record_many`] for scores gathered from concurrent requests (the
@@ -313,18 +352,20 @@ impl Outbox {
         &self,
         policy: &AlertPolicy,
         observations: &[Observation<'_>],
-        build: F,
+        mut build: F,
     ) -> Result<RecordSummary>
     where
         F: FnMut(&Transition<'_>) -> Alert,
     {
-        on_backend!(self, b => b.record_group(policy, observations, build))
+        self.record_with(policy, observations, &mut build, false, None)
     }
 
     /// Stores an alert without consulting the policy or touching customer state (a
     /// manual re-send, a test). Returns whether it was new (false: its key was there).
     pub fn insert(&self, alert: &Alert) -> Result<bool> {
-        on_backend!(self, b => b.insert(alert))
+        let inserted = on_backend!(self, b => b.insert(alert))?;
+        self.stored(usize::from(inserted));
+        Ok(inserted)
     }
 
     /// The stored state of one customer.
@@ -334,7 +375,8 @@ impl Outbox {
 
     /// Up to `limit` alerts not yet through every sink, oldest first.
     pub fn pending(&self, limit: usize) -> Result<Vec<Alert>> {
-        on_backend!(self, b => b.pending(limit))
+        let payloads = on_backend!(self, b => b.pending(limit))?;
+        payloads.iter().map(|p| deliver::parse_stored(p)).collect()
     }
 
     /// Claims up to `limit` deliveries due at `now_ms` for the named sinks, oldest due
@@ -349,7 +391,26 @@ impl Outbox {
         limit: usize,
         lease_ms: i64,
     ) -> Result<Vec<Due>> {
-        on_backend!(self, b => b.claim_due(sinks, now_ms, limit, lease_ms))
+        if sinks.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let claimed = on_backend!(self, b => b.claim_due(sinks, now_ms, limit, lease_ms))?;
+        let mut due = Vec::with_capacity(claimed.len());
+        let mut dead = Vec::new();
+        for c in claimed {
+            match deliver::decode(c) {
+                Ok(d) => due.push(d),
+                Err(unreadable) => dead.push(unreadable),
+            }
+        }
+        if !dead.is_empty() {
+            // Dead-lettered at once: retrying cannot make a stored payload parse.
+            on_backend!(self, b => b.dead_letter_unreadable(&dead))?;
+            self.counters
+                .dead
+                .fetch_add(dead.len() as u64, Ordering::Relaxed);
+        }
+        Ok(due)
     }
 
     /// Records that `sink` accepted the alert `key`.
@@ -382,7 +443,11 @@ impl Outbox {
     /// every dead delivery due at once and a fresh give-up deadline. One transaction; an
     /// unknown key fails the whole call and changes nothing.
     pub fn redrive(&self, keys: Option<&[String]>) -> Result<Redriven> {
-        on_backend!(self, b => b.redrive(keys))
+        let out = on_backend!(self, b => b.redrive(keys))?;
+        if out.redriven > 0 {
+            self.notify.notify_one();
+        }
+        Ok(out)
     }
 
     /// Alerts pending and dead-lettered, for `/metrics` at each scrape.
@@ -445,7 +510,7 @@ impl Outbox {
     /// The SQLite backend, for tests of its connection settings.
     #[cfg(test)]
     fn sqlite(&self) -> &Sqlite {
-        match &self.0 {
+        match &self.backend {
             Backend::Sqlite(s) => s,
             Backend::Postgres(_) => panic!("an SQLite outbox was expected"),
         }

@@ -3,7 +3,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use super::{Ctx, Night, Sqlite, SMALL_RECORDING};
+use super::{Ctx, Night, Sqlite};
 use crate::alerts::policy::{AlertPolicy, CustomerState, Decision, Step};
 use crate::alerts::{now_secs, Alert};
 use crate::scoring::{ModelRef, Tier};
@@ -82,103 +82,105 @@ pub struct RecordSummary {
 /// Stages a night's files once its alerts are known (see [`Outbox::record_night`]).
 pub(super) type StageFiles<'a> = dyn FnMut(&RecordSummary) -> Result<super::NightFiles> + 'a;
 
-/// A night recorded with its scores: the night and the staging of its files.
-type NightCommit<'a> = (&'a Night, &'a mut StageFiles<'a>);
+/// Stores one decided state (and the alert it raises); returns the alerts newly stored.
+pub(super) type WriteState<'w, 'o> =
+    dyn FnMut(&'o str, &CustomerState, Option<Alert>) -> Result<usize> + 'w;
+
+/// Decides one recording, the same on both backends: the observations in customer order
+/// (stable, so a customer listed twice is decided in the given order, the second time on
+/// the first one's result), each against `stored` (the customer's state before this
+/// recording, asked once per customer). `write` gets each state to store, with the alert
+/// it raises, and returns the alerts it newly stored. `None` when the policy raises an
+/// alert and `may_raise` is false (SQLite's unsynced attempt: redone with an fsync).
+pub(super) fn decide<'o>(
+    policy: &AlertPolicy,
+    observations: &[Observation<'o>],
+    build: &mut dyn FnMut(&Transition<'_>) -> Alert,
+    may_raise: bool,
+    stored: &mut dyn FnMut(&str) -> Result<Option<CustomerState>>,
+    write: &mut WriteState<'_, 'o>,
+) -> Result<Option<RecordSummary>> {
+    let mut summary = RecordSummary {
+        observed: observations.len(),
+        ..RecordSummary::default()
+    };
+    // Visiting customers in key order keeps SQLite's B-tree pages hot (a million updates
+    // in random order are several times slower) and PostgreSQL's row locks ordered.
+    let mut order: Vec<usize> = (0..observations.len()).collect();
+    order.sort_by(|&a, &b| observations[a].customer_id.cmp(observations[b].customer_id));
+    let mut last: Option<(&str, Option<CustomerState>)> = None;
+    for index in order {
+        let obs = &observations[index];
+        let current = match last {
+            Some((id, state)) if id == obs.customer_id => state,
+            _ => stored(obs.customer_id)?,
+        };
+        last = Some((obs.customer_id, current));
+        let (next, decision) = match policy.step(current.as_ref(), obs.tier, obs.as_of) {
+            Step::Stale => {
+                summary.stale += 1;
+                continue;
+            }
+            Step::Unchanged => {
+                summary.unchanged += 1;
+                continue;
+            }
+            Step::Write { next, decision } => (next, decision),
+        };
+        if decision.is_raise() && !may_raise {
+            return Ok(None);
+        }
+        last = Some((obs.customer_id, Some(next)));
+        let alert = match decision {
+            Decision::Raise { previous } => {
+                summary.raised += 1;
+                let alert = build(&Transition {
+                    index,
+                    customer_id: obs.customer_id,
+                    tier: obs.tier,
+                    previous,
+                    as_of: obs.as_of,
+                });
+                if alert.customer_id != obs.customer_id || alert.tier != obs.tier {
+                    return Err(Error::Outbox(format!(
+                        "the alert built for customer `{}` at tier {} is for `{}` at tier {}",
+                        obs.customer_id, obs.tier, alert.customer_id, alert.tier
+                    )));
+                }
+                Some(alert)
+            }
+            Decision::Suppress(_) => None,
+        };
+        summary.inserted += write(obs.customer_id, &next, alert)?;
+    }
+    Ok(Some(summary))
+}
+
+/// The alert's stored form (its JSON), refusing a non-finite probability.
+pub(super) fn payload(alert: &Alert) -> Result<String> {
+    if !alert.churn_probability.is_finite() {
+        return Err(Error::Outbox(format!(
+            "alert for customer `{}` has a non-finite probability",
+            alert.customer_id
+        )));
+    }
+    serde_json::to_string(alert).map_err(|source| Error::OutboxPayload {
+        context: "serialising an alert".to_string(),
+        source,
+    })
+}
 
 impl Sqlite {
-    /// Records one score: in one committed transaction, updates the customer's state and,
-    /// if `policy` alerts, stores the alert `build` makes (once per idempotency key).
-    /// Returns the alert when the policy raised one, even if an identical key was
-    /// already stored (a re-run): the outbox then keeps the first.
-    pub fn record<F>(
-        &self,
-        policy: &AlertPolicy,
-        obs: Observation<'_>,
-        build: F,
-    ) -> Result<Option<Alert>>
-    where
-        F: FnOnce(&Transition<'_>) -> Alert,
-    {
-        let mut build = Some(build);
-        let mut raised = None;
-        let mut one = |t: &Transition<'_>| {
-            let alert = (build.take().expect("one observation, one transition"))(t);
-            raised = Some(alert.clone());
-            alert
-        };
-        let summary =
-            self.record_with(policy, std::slice::from_ref(&obs), &mut one, false, None)?;
-        debug_assert!(summary.raised <= 1);
-        Ok(raised)
-    }
-
-    /// Records many scores (the nightly run) in ONE transaction: either every state and
-    /// alert is stored or none is. `build` is called for each transition the policy
-    /// alerts on; [`Transition::index`] points into `observations`.
-    pub fn record_many<F>(
-        &self,
-        policy: &AlertPolicy,
-        observations: &[Observation<'_>],
-        mut build: F,
-    ) -> Result<RecordSummary>
-    where
-        F: FnMut(&Transition<'_>) -> Alert,
-    {
-        self.record_with(
-            policy,
-            observations,
-            &mut build,
-            observations.len() > SMALL_RECORDING,
-            None,
-        )
-    }
-
-    /// [`Outbox::record_many`] for a whole night: `night` (with the alerts stored) is
-    /// recorded in the same transaction, so the nights table says a night succeeded
-    /// exactly when its alert state is there.
-    ///
-    /// `stage` runs inside the transaction, once the night's alerts are known and before
-    /// the commit: it writes the night's output files complete beside their paths and
-    /// returns them, recorded in the same commit (see [`super::NightFiles`]); call
-    /// [`Outbox::finish_night_files`] after this returns to put them in place. When the
-    /// recording fails after `stage`, nothing commits and the staged files are the
-    /// caller's to remove.
-    pub fn record_night<F>(
-        &self,
-        policy: &AlertPolicy,
-        observations: &[Observation<'_>],
-        mut build: F,
-        night: &Night,
-        stage: &mut StageFiles<'_>,
-    ) -> Result<RecordSummary>
-    where
-        F: FnMut(&Transition<'_>) -> Alert,
-    {
-        self.record_with(policy, observations, &mut build, true, Some((night, stage)))
-    }
-
-    /// [`Outbox::record_many`] for scores gathered from concurrent requests (the
-    /// service's group commit): whatever their number, the transaction commits without
-    /// fsync unless it stores an alert.
-    pub fn record_group<F>(
-        &self,
-        policy: &AlertPolicy,
-        observations: &[Observation<'_>],
-        mut build: F,
-    ) -> Result<RecordSummary>
-    where
-        F: FnMut(&Transition<'_>) -> Alert,
-    {
-        self.record_with(policy, observations, &mut build, false, None)
-    }
-
-    fn record_with(
+    /// One recording (see [`super::Outbox::record_many`]): `full_sync` commits with an
+    /// fsync whatever is stored; otherwise a recording that stores no alert commits with
+    /// `synchronous=NORMAL`, and one that does is rolled back and redone with FULL.
+    pub(super) fn record_with(
         &self,
         policy: &AlertPolicy,
         observations: &[Observation<'_>],
         build: &mut dyn FnMut(&Transition<'_>) -> Alert,
         mut full_sync: bool,
-        mut night: Option<NightCommit<'_>>,
+        mut night: Option<(&Night, &mut StageFiles<'_>)>,
     ) -> Result<RecordSummary> {
         let mut db = self.lock();
         loop {
@@ -213,7 +215,6 @@ impl Sqlite {
                     if summary.observed > summary.stale + summary.unchanged {
                         self.forget_states(observations);
                     }
-                    self.after_insert(summary.inserted);
                     return Ok(summary);
                 }
                 // An alert under NORMAL: rolled back, redone with an fsynced commit.
@@ -233,69 +234,39 @@ impl Sqlite {
         night: Option<(&Night, &mut StageFiles<'_>)>,
     ) -> Result<Option<RecordSummary>> {
         let now = now_secs();
-        let mut summary = RecordSummary {
-            observed: observations.len(),
-            ..RecordSummary::default()
-        };
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .ctx("starting the recording transaction")?;
-        {
+        let summary = {
             let mut get = tx.prepare_cached(GET_STATE).ctx("preparing")?;
             let mut put = tx.prepare_cached(PUT_STATE).ctx("preparing")?;
             let mut insert = tx.prepare_cached(INSERT_ALERT).ctx("preparing")?;
-            // Visiting customers in key order keeps the B-tree pages hot: a million
-            // updates in random order are several times slower. The sort is stable, so a
-            // customer listed twice is still recorded in the given order.
-            let mut order: Vec<usize> = (0..observations.len()).collect();
-            order.sort_by(|&a, &b| observations[a].customer_id.cmp(observations[b].customer_id));
-            for index in order {
-                let obs = &observations[index];
-                let last = get
-                    .query_row([obs.customer_id], state_from_row)
-                    .optional()
-                    .ctx("reading a customer's state")?;
-                let (next, decision) = match policy.step(last.as_ref(), obs.tier, obs.as_of) {
-                    Step::Stale => {
-                        summary.stale += 1;
-                        continue;
-                    }
-                    Step::Unchanged => {
-                        summary.unchanged += 1;
-                        continue;
-                    }
-                    Step::Write { next, decision } => (next, decision),
-                };
-                if decision.is_raise() && !full_sync {
-                    return Ok(None);
-                }
-                put.execute(params![
-                    obs.customer_id,
-                    next.last_tier,
-                    next.last_scored_at,
-                    next.last_alert_at,
-                    next.last_alert_tier
-                ])
-                .ctx("writing a customer's state")?;
-                if let Decision::Raise { previous } = decision {
-                    summary.raised += 1;
-                    let alert = build(&Transition {
-                        index,
-                        customer_id: obs.customer_id,
-                        tier: obs.tier,
-                        previous,
-                        as_of: obs.as_of,
-                    });
-                    if alert.customer_id != obs.customer_id || alert.tier != obs.tier {
-                        return Err(Error::Outbox(format!(
-                            "the alert built for customer `{}` at tier {} is for `{}` at tier {}",
-                            obs.customer_id, obs.tier, alert.customer_id, alert.tier
-                        )));
-                    }
-                    summary.inserted += insert_alert(&mut insert, &alert, now)?;
-                }
-            }
-        }
+            decide(
+                policy,
+                observations,
+                build,
+                full_sync,
+                &mut |id| {
+                    get.query_row([id], state_from_row)
+                        .optional()
+                        .ctx("reading a customer's state")
+                },
+                &mut |id, next, alert| {
+                    put.execute(params![
+                        id,
+                        next.last_tier,
+                        next.last_scored_at,
+                        next.last_alert_at,
+                        next.last_alert_tier
+                    ])
+                    .ctx("writing a customer's state")?;
+                    alert.map_or(Ok(0), |a| insert_alert(&mut insert, &a, now))
+                },
+            )?
+        };
+        let Some(summary) = summary else {
+            return Ok(None);
+        };
         if let Some((night, stage)) = night {
             super::nights::insert(&tx, night, summary.inserted)?;
             super::nights::insert_files(&tx, &stage(&summary)?)?;
@@ -304,25 +275,12 @@ impl Sqlite {
         Ok(Some(summary))
     }
 
-    fn after_insert(&self, inserted: usize) {
-        if inserted > 0 {
-            self.inner
-                .counters
-                .raised
-                .fetch_add(inserted as u64, std::sync::atomic::Ordering::Relaxed);
-            self.inner.notify.notify_one();
-        }
-    }
-
     /// Stores an alert without consulting the policy or touching customer state (a
     /// manual re-send, a test). Returns whether it was new (false: its key was there).
     pub fn insert(&self, alert: &Alert) -> Result<bool> {
         let db = self.lock();
         let mut stmt = db.conn.prepare_cached(INSERT_ALERT).ctx("preparing")?;
         let inserted = insert_alert(&mut stmt, alert, now_secs())? == 1;
-        drop(stmt);
-        drop(db);
-        self.after_insert(usize::from(inserted));
         Ok(inserted)
     }
 
@@ -338,16 +296,7 @@ impl Sqlite {
 }
 
 fn insert_alert(stmt: &mut rusqlite::CachedStatement<'_>, alert: &Alert, now: Ts) -> Result<usize> {
-    if !alert.churn_probability.is_finite() {
-        return Err(Error::Outbox(format!(
-            "alert for customer `{}` has a non-finite probability",
-            alert.customer_id
-        )));
-    }
-    let payload = serde_json::to_string(alert).map_err(|source| Error::OutboxPayload {
-        context: "serialising an alert".to_string(),
-        source,
-    })?;
+    let payload = payload(alert)?;
     stmt.execute(params![
         alert.idempotency_key,
         alert.customer_id,
@@ -374,7 +323,7 @@ mod tests {
     use std::time::Duration;
 
     use super::super::test_support::*;
-    use super::super::OutboxCounts;
+    use super::super::{OutboxCounts, SMALL_RECORDING};
     use super::*;
     use crate::time::DAY;
 
