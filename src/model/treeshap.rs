@@ -292,6 +292,13 @@ struct TableTree {
     inner: (u32, u32),
     tops: (u32, u32),
     runs: (u32, u32),
+    /// Where the tree's nodes start in `steps` and its leaves in `leaf_values`, how
+    /// many inner nodes it has (they come first) and its depth: the leaf a row reaches
+    /// is found from its direction bits in `depth` steps (see [`ShapTables::add_rows`]).
+    steps: u32,
+    leaves: u32,
+    n_inner: u8,
+    depth: u8,
 }
 
 /// Consecutive groups with the same number of values: `(u, start, end)` into `groups`,
@@ -358,6 +365,12 @@ pub(crate) struct ShapTables {
     runs: Vec<Run>,
     feats: Vec<u32>,
     tables: Vec<f64>,
+    /// Per node (inner nodes in preorder, then the leaves in preorder), the node a row
+    /// goes to next: `[1]` when it goes left at it, `[0]` when it goes right; a leaf
+    /// goes to itself both ways.
+    steps: Vec<[u8; 2]>,
+    /// The leaves' values, each tree's in preorder: what the margin adds.
+    leaf_values: Vec<f64>,
 }
 
 /// One split on the way to a leaf.
@@ -616,10 +629,44 @@ impl ShapTables {
                 _ => self.runs.push((u, i as u32, i as u32 + 1)),
             }
         }
+        // The leaf finder: node ids (inner nodes by preorder index, then the leaves) and
+        // each node's depth.
+        let n_inner = splits.len();
+        let mut id = vec![0usize; visits.len()];
+        let mut depth = vec![0usize; visits.len()];
+        let steps_start = self.steps.len() as u32;
+        let leaves_start = self.leaf_values.len() as u32;
+        let mut leaf_ids = n_inner;
+        for (v, visit) in visits.iter().enumerate() {
+            match &visit.kind {
+                VisitKind::Inner { inner, .. } => id[v] = *inner,
+                VisitKind::Leaf { value, .. } => {
+                    id[v] = leaf_ids;
+                    leaf_ids += 1;
+                    self.leaf_values.push(*value);
+                }
+            }
+        }
+        self.steps.resize(self.steps.len() + leaf_ids, [0, 0]);
+        let steps = &mut self.steps[steps_start as usize..];
+        for (v, visit) in visits.iter().enumerate() {
+            match visit.kind {
+                VisitKind::Inner { left, right, .. } => {
+                    steps[id[v]] = [id[right] as u8, id[left] as u8];
+                    depth[left] = depth[v] + 1;
+                    depth[right] = depth[v] + 1;
+                }
+                VisitKind::Leaf { .. } => steps[id[v]] = [id[v] as u8; 2],
+            }
+        }
         self.trees.push(Some(TableTree {
             inner: (inner_start, self.splits.len() as u32),
             tops: (tops_start, self.tops.len() as u32),
             runs: (runs_start, self.runs.len() as u32),
+            steps: steps_start,
+            leaves: leaves_start,
+            n_inner: n_inner as u8,
+            depth: depth.iter().copied().max().unwrap_or(0) as u8,
         }));
     }
 
@@ -696,11 +743,20 @@ impl ShapTables {
     }
 
     /// Adds tree `t`'s SHAP values for every row of `rows` into `phi` (row-major, the
-    /// block's width a row); nothing when the tree has no tables ([`ShapTables::has`]).
+    /// block's width a row) and the value of the leaf each row reaches into `sums` (one
+    /// a row); nothing when the tree has no tables ([`ShapTables::has`]). The leaf
+    /// comes from the same direction bits the contributions are looked up by (one
+    /// comparison per split for both), and it is the leaf a walk down the tree reaches.
     // Lane loops index several arrays of LANES at once: fixed-length loops that LLVM
     // turns into vector instructions.
     #[allow(clippy::needless_range_loop)]
-    pub(crate) fn add_rows(&self, t: usize, rows: &mut RowBlock, phi: &mut [f64]) {
+    pub(crate) fn add_rows(
+        &self,
+        t: usize,
+        rows: &mut RowBlock,
+        phi: &mut [f64],
+        sums: &mut [f64],
+    ) {
         let Some(Some(tt)) = self.trees.get(t) else {
             return;
         };
@@ -714,8 +770,12 @@ impl ShapTables {
         // Every slot read below is written first for the same chunk (the root's here,
         // the others by their parent, in preorder).
         let masks: &mut [[u8; LANES]; 256] = &mut rows.masks;
+        let steps = &self.steps[tt.steps as usize..];
+        let leaf_values = &self.leaf_values[tt.leaves as usize..];
+        let n_inner = usize::from(tt.n_inner);
         let chunks = rows.data.chunks_exact(width * LANES);
-        for (c, (chunk, phi)) in chunks.zip(phi.chunks_mut(width * LANES)).enumerate() {
+        let lanes = phi.chunks_mut(width * LANES).zip(sums.chunks_mut(LANES));
+        for (c, (chunk, (phi, sums))) in chunks.zip(lanes).enumerate() {
             // Bit i of lane r: row r goes left at inner node i, as `Forest::next`
             // routes it (a NaN fails `v < cond`, then goes its default way).
             let mut dirs = [0u64; LANES];
@@ -729,6 +789,18 @@ impl ShapTables {
                 }
             }
             let n = (rows.rows - c * LANES).min(LANES);
+            // The leaf each lane reaches: `depth` steps from the root, a leaf staying
+            // put (for a leaf the bit read is any, both ways lead back to it).
+            let mut node = [0u8; LANES];
+            for _ in 0..tt.depth {
+                for x in 0..LANES {
+                    let k = usize::from(node[x]);
+                    node[x] = steps[k][((dirs[x] >> (k & 63)) & 1) as usize];
+                }
+            }
+            for (s, &k) in sums.iter_mut().zip(&node).take(n) {
+                *s += leaf_values[usize::from(k) - n_inner];
+            }
             masks[0] = [u8::MAX; LANES];
             for t in tops {
                 let m = masks[t.slot as usize];
@@ -816,11 +888,17 @@ impl ShapTables {
             let idx = Self::entries(g, masks, dirs);
             let f = g.feats as usize;
             let feats: &[u32; U] = self.feats[f..f + U].try_into().expect("U features a group");
-            for (&e, phi) in idx.iter().zip(phi.chunks_exact_mut(width)).take(n) {
+            // Every lane's entry read first (a padded lane's index is a valid one too):
+            // the loads, mostly cache misses, then overlap instead of each waiting for
+            // the adds before it.
+            let mut values = [[0.0f64; U]; LANES];
+            for (v, &e) in values.iter_mut().zip(&idx) {
                 let at = g.table as usize + e * U;
-                let values: &[f64; U] = self.tables[at..at + U]
+                *v = self.tables[at..at + U]
                     .try_into()
                     .expect("U values an entry");
+            }
+            for (values, phi) in values.iter().zip(phi.chunks_exact_mut(width)).take(n) {
                 for (&f, &v) in feats.iter().zip(values) {
                     phi[f as usize] += v;
                 }
@@ -1020,8 +1098,19 @@ pub(crate) mod tests {
                 })
                 .collect();
             let mut got = vec![0.0; rows.len()];
-            tables.add_rows(0, &mut RowBlock::new(&rows, m), &mut got);
+            let mut sums = vec![0.0; rows.len() / m];
+            tables.add_rows(0, &mut RowBlock::new(&rows, m), &mut got, &mut sums);
             for (r, (row, got)) in rows.chunks(m).zip(got.chunks(m)).enumerate() {
+                // The leaf the direction bits find is the one a walk reaches.
+                let mut k = 0;
+                while let Some((l, rt)) = t.children(k) {
+                    k = if t.goes_left(k, row) { l } else { rt };
+                }
+                assert_eq!(
+                    sums[r].to_bits(),
+                    t.leaf_value(k).to_bits(),
+                    "seed {seed} row {r}"
+                );
                 let mut want = vec![0.0; m];
                 add_tree_shap(&t, 0, depth, row, &mut want, &mut scratch);
                 let brute = brute_force(&t, 0, row, m);
