@@ -114,7 +114,9 @@ import json, sys
 j = json.load(open(sys.argv[1]))
 codes = j.get("statusCodeDistribution", {})
 n = sum(codes.values())
-bad = n - codes.get("200", 0) + sum(j.get("errorDistribution", {}).values())
+# requests in flight when -z ends are "aborted due to deadline": not failures
+errors = {k: v for k, v in j.get("errorDistribution", {}).items() if k != "aborted due to deadline"}
+bad = n - codes.get("200", 0) + sum(errors.values())
 p = j["latencyPercentiles"]
 print(f'{j["summary"]["requestsPerSec"]:.0f} {p["p50"] * 1e3:.3f} {p["p99"] * 1e3:.3f} {bad} {n}')
 PY
