@@ -151,6 +151,19 @@ impl Alert {
         }
     }
 
+    /// An alert as stored in the outbox. One stored before alerts were tasks has no
+    /// `due_at`: it is due [`task::DEFAULT_DUE_DAYS`] after it was raised, as a new one.
+    pub fn from_stored(payload: &str) -> serde_json::Result<Alert> {
+        let mut alert: Alert = serde_json::from_str(payload)?;
+        if alert.due_at.is_empty() {
+            if let Some(raised) = crate::time::parse_ts(&alert.raised_at) {
+                alert.due_at =
+                    fmt_ts(raised + i64::from(task::DEFAULT_DUE_DAYS) * crate::time::DAY);
+            }
+        }
+        Ok(alert)
+    }
+
     /// Sets the task part: profile, trail, owner, the trend, and `due_at` `due_days`
     /// after `raised_at`.
     pub fn with_task(mut self, t: Task, trend: Trend30, due_days: u32) -> Alert {
@@ -393,8 +406,18 @@ mod tests {
         assert_eq!(v["previous_tier"], "medium");
         assert_eq!(v["as_of"], "2024-03-01T00:00:00Z");
         assert_eq!(v["model"]["name"], "churn");
-        let back: Alert = serde_json::from_value(v).unwrap();
+        let back: Alert = serde_json::from_value(v.clone()).unwrap();
         assert_eq!(back, a);
+        // Stored before alerts were tasks: no due_at, due 3 days after it was raised.
+        let mut old = v;
+        old.as_object_mut().unwrap().remove("due_at");
+        old["raised_at"] = "2024-03-02T08:30:00Z".into();
+        let stored = Alert::from_stored(&old.to_string()).unwrap();
+        assert_eq!(stored.due_at, "2024-03-05T08:30:00Z");
+        assert_eq!(
+            Alert::from_stored(&serde_json::to_string(&a).unwrap()).unwrap(),
+            a
+        );
     }
 
     #[test]

@@ -186,7 +186,7 @@ pub(super) struct Unreadable {
 
 /// A claim's alert, or why it cannot be sent.
 pub(super) fn decode(c: Claimed) -> std::result::Result<Due, Unreadable> {
-    match serde_json::from_str::<Alert>(&c.payload) {
+    match Alert::from_stored(&c.payload) {
         Ok(alert) => Ok(Due {
             alert,
             sink: c.sink,
