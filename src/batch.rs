@@ -27,8 +27,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 pub use from_scores::{alerts_from_scores, ScoresAlertOptions, ScoresAlertSummary};
-pub use guard::InputGuard;
 use guard::{check_data, check_population, Finding};
+pub use guard::{DataExtent, InputGuard};
 
 /// One customer's score in a run.
 struct Scored {
@@ -394,6 +394,16 @@ pub fn feature_rows(
         }
     }
     Ok((ids, at, x))
+}
+
+/// The data guards of [`score_frame`] on the [`DataExtent`] of a base scored in parts
+/// (a Spark job's buckets, merged): [`Error::Refused`] for what they find unless
+/// `guard.allow_stale`, else what they found, as warnings.
+pub fn check_extent(extent: &DataExtent, as_of: Ts, guard: &InputGuard) -> Result<Vec<String>> {
+    let found = guard::check_extent(extent, as_of, guard);
+    let warnings = found.iter().map(|f| f.message.clone()).collect();
+    refuse_unless_allowed(found, as_of, guard)?;
+    Ok(warnings)
 }
 
 /// [`Error::Refused`] for what the guards `found`, unless `guard.allow_stale`.
