@@ -491,7 +491,7 @@ pub fn records(df: &DataFrame, source: &Path) -> Result<Vec<ScoreRecord>> {
     // older score files have none.
     for (j, c) in COLUMNS.iter().enumerate() {
         let optional = j == col::WARNINGS || j >= col::PROBABILITY_30D_AGO;
-        if !optional && !crate::data::has_column(&df, c) {
+        if !optional && !crate::data::has_column(df, c) {
             return Err(Error::Data(format!(
                 "{}: not a score file: no column `{c}` (expected the columns {})",
                 path.display(),
@@ -533,13 +533,13 @@ pub fn records(df: &DataFrame, source: &Path) -> Result<Vec<ScoreRecord>> {
         s(col::MODEL_NAME)?,
         s(col::MODEL_VERSION)?,
     );
-    let mut warnings = if crate::data::has_column(&df, COLUMNS[col::WARNINGS]) {
+    let mut warnings = if crate::data::has_column(df, COLUMNS[col::WARNINGS]) {
         rule_lists(column(col::WARNINGS)?)
             .map_err(|e| Error::polars(ctx(COLUMNS[col::WARNINGS]), e))?
     } else {
         Vec::new()
     };
-    let has = |j: usize| crate::data::has_column(&df, COLUMNS[j]);
+    let has = |j: usize| crate::data::has_column(df, COLUMNS[j]);
     let (before, change, trend) = if has(col::TREND) {
         (
             Some(f(col::PROBABILITY_30D_AGO)?),
@@ -554,7 +554,7 @@ pub fn records(df: &DataFrame, source: &Path) -> Result<Vec<ScoreRecord>> {
         let j = col::REASONS + 3 * k;
         reasons.push((s(j)?, f(j + 1)?, f(j + 2)?));
     }
-    let explained = read_explanations(&df, path)?;
+    let explained = read_explanations(df, path)?;
     let bad_tier = |i: usize, message: String| Error::BadValue {
         table: "scores".into(),
         file: path.display().to_string(),
