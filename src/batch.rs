@@ -8,6 +8,7 @@
 //! table, and writes nothing else. Each successful night is recorded there too, in the
 //! transaction of its alert state; the next night's `tier_change` compares with it.
 
+mod from_scores;
 pub mod guard;
 
 use crate::alerts::{Alert, AlertPolicy, Night, NightFiles, Observation, Outbox, RecordSummary};
@@ -25,8 +26,9 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-pub use guard::InputGuard;
+pub use from_scores::{alerts_from_scores, ScoresAlertOptions, ScoresAlertSummary};
 use guard::{check_data, check_population, Finding};
+pub use guard::{DataExtent, InputGuard};
 
 /// One customer's score in a run.
 struct Scored {
@@ -394,6 +396,16 @@ pub fn feature_rows(
     Ok((ids, at, x))
 }
 
+/// The data guards of [`score_frame`] on the [`DataExtent`] of a base scored in parts
+/// (a Spark job's buckets, merged): [`Error::Refused`] for what they find unless
+/// `guard.allow_stale`, else what they found, as warnings.
+pub fn check_extent(extent: &DataExtent, as_of: Ts, guard: &InputGuard) -> Result<Vec<String>> {
+    let found = guard::check_extent(extent, as_of, guard);
+    let warnings = found.iter().map(|f| f.message.clone()).collect();
+    refuse_unless_allowed(found, as_of, guard)?;
+    Ok(warnings)
+}
+
 /// [`Error::Refused`] for what the guards `found`, unless `guard.allow_stale`.
 fn refuse_unless_allowed(found: Vec<Finding>, as_of: Ts, guard: &InputGuard) -> Result<()> {
     match found.first() {
@@ -484,13 +496,7 @@ fn run_night(
         .collect();
 
     // Summary: tiers, their change, distribution and drift against the reference night.
-    let mut tiers: HashMap<String, usize> = HashMap::new();
-    for t in Tier::ALL {
-        tiers.insert(
-            t.as_str().into(),
-            scored.iter().filter(|s| s.score.risk_tier == t).count(),
-        );
-    }
+    let tiers = tier_counts(scored.iter().map(|s| s.score.risk_tier));
     let tier_change = tiers
         .iter()
         .map(|(k, &v)| {
@@ -618,24 +624,19 @@ fn run_night(
             as_of: opts.as_of,
         })
         .collect();
-    let night = Night {
-        as_of: opts.as_of,
-        finished_at: 0,
-        model,
-        customers: n,
-        tiers: summary.tiers.iter().map(|(k, &v)| (k.clone(), v)).collect(),
-        refused: false,
-        reason: warnings.first().map(|f| f.reason),
-        detail: joined(&warnings),
-    };
+    let night = scored_night(opts.as_of, model, &summary.tiers, &warnings);
     let build = |tr: &crate::alerts::Transition<'_>| {
         let i = tr.index;
         let row = &x[i * w..(i + 1) * w];
         let task = crate::alerts::task::of_customer(base, pop[i] as usize, opts.as_of, &opts.task);
-        Alert::for_score(tr, scorer, &scored[i].score, row, Alert::SOURCE_BATCH).with_task(
+        night_alert(
+            tr,
+            scorer,
+            &scored[i].score,
+            row,
             task,
             trends[i],
-            opts.task.due_days,
+            &opts.task,
         )
     };
     // The night commits as one: its customers' tiers and alerts, its `nights` row and
@@ -663,46 +664,38 @@ fn run_night(
         kept.push(history_kept.0.clone());
         Ok(vec![scores, summary_kept, history_kept])
     };
-    let recorded =
-        outbox.record_night(&opts.policy, &observations, build, &night, &mut stage_files);
-    if let Err(e) = recorded {
-        // Nothing committed: the staged files must not outlive the run.
-        for tmp in &kept {
-            let _ = std::fs::remove_file(tmp);
+    let sinks = Sinks {
+        alerts_log: opts.alerts_log.as_deref(),
+        webhook: opts.webhook.as_ref(),
+        retry: opts.retry,
+    };
+    let recorded = alert_night(
+        outbox,
+        &opts.policy,
+        &observations,
+        build,
+        &night,
+        &mut stage_files,
+        &sinks,
+    );
+    let delivered = match recorded {
+        Ok((_, delivered)) => delivered,
+        Err(AlertStageError::NotRecorded(e)) => {
+            // Nothing committed: the staged files must not outlive the run.
+            for tmp in &kept {
+                let _ = std::fs::remove_file(tmp);
+            }
+            // A partition directory this run created stays no longer than its temporary
+            // (removed here if the commit failed before the files were kept).
+            drop(staged_history.take());
+            if let Some(dir) = history.partition(opts.as_of).parent() {
+                let _ = std::fs::remove_dir(dir);
+            }
+            return Err(e);
         }
-        // A partition directory this run created stays no longer than its temporary
-        // (removed here if the commit failed before the files were kept).
-        drop(staged_history.take());
-        if let Some(dir) = history.partition(opts.as_of).parent() {
-            let _ = std::fs::remove_dir(dir);
-        }
-        return Err(e);
-    }
-    outbox.finish_night_files()?;
-    let mut sinks: Vec<std::sync::Arc<dyn crate::alerts::sink::AlertSink>> = Vec::new();
-    if let Some(log) = &opts.alerts_log {
-        sinks.push(std::sync::Arc::new(crate::alerts::sink::JsonlSink::new(
-            log.clone(),
-        )));
-    }
-    if let Some((url, secret)) = &opts.webhook {
-        sinks.push(std::sync::Arc::new(crate::alerts::sink::WebhookSink::new(
-            url,
-            secret.as_bytes().to_vec(),
-            std::time::Duration::from_secs(10),
-        )?));
-    }
-    if !sinks.is_empty() {
-        // Deliver through the same dispatcher the service uses; what is not delivered
-        // now stays pending in the outbox for the next run or the service.
-        let dispatcher = crate::alerts::dispatch::Dispatcher::new(outbox, sinks, opts.retry)?;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| Error::io(&opts.outbox, e))?;
-        let stats = rt.block_on(dispatcher.drain());
-        summary.alerts_delivered = stats.delivered;
-    }
+        Err(AlertStageError::Recorded(e)) => return Err(e),
+    };
+    summary.alerts_delivered = delivered;
     summary
         .seconds
         .insert("alerts".into(), t3.elapsed().as_secs_f64());
@@ -710,6 +703,124 @@ fn run_night(
     let bytes = serde_json::to_vec_pretty(&summary).map_err(|e| Error::Data(e.to_string()))?;
     crate::fsutil::write_atomic(&summary_file, &bytes)?;
     Ok(summary)
+}
+
+/// Customers per tier (`high`, `low`, `medium`), every tier present.
+fn tier_counts(tiers: impl Iterator<Item = Tier>) -> HashMap<String, usize> {
+    let mut counts: HashMap<String, usize> =
+        Tier::ALL.iter().map(|t| (t.as_str().into(), 0)).collect();
+    for t in tiers {
+        *counts.entry(t.as_str().into()).or_default() += 1;
+    }
+    counts
+}
+
+/// The `nights` row of a night that scored (`warnings`: what `--allow-stale` let
+/// through).
+fn scored_night(
+    as_of: Ts,
+    model: String,
+    tiers: &HashMap<String, usize>,
+    warnings: &[Finding],
+) -> Night {
+    Night {
+        as_of,
+        finished_at: 0,
+        model,
+        customers: tiers.values().sum(),
+        tiers: tiers.iter().map(|(k, &v)| (k.clone(), v)).collect(),
+        refused: false,
+        reason: warnings.first().map(|f| f.reason),
+        detail: joined(warnings),
+    }
+}
+
+/// The alert of one customer's transition in a night, in one shape whoever built the
+/// score (this run, or a score file): [`Alert::for_score`] with the task and trend.
+fn night_alert(
+    tr: &crate::alerts::Transition<'_>,
+    scorer: &Scorer,
+    score: &Score,
+    row: &[f64],
+    task: crate::alerts::Task,
+    trend: Trend30,
+    cfg: &crate::alerts::TaskConfig,
+) -> Alert {
+    Alert::for_score(tr, scorer, score, row, Alert::SOURCE_BATCH).with_task(
+        task,
+        trend,
+        cfg.due_days,
+    )
+}
+
+/// Where a night's alerts go besides the outbox.
+struct Sinks<'a> {
+    /// `--alerts`: JSON lines.
+    alerts_log: Option<&'a Path>,
+    /// `--alert-webhook` and its signing secret.
+    webhook: Option<&'a (String, String)>,
+    retry: crate::alerts::RetryPolicy,
+}
+
+/// How [`alert_night`] failed: before its transaction committed (nothing of the night
+/// is recorded) or after (the night is recorded; a delivery step failed).
+enum AlertStageError {
+    NotRecorded(Error),
+    Recorded(Error),
+}
+
+/// The alert stage of a night, the one implementation `score` and `alerts --scores`
+/// share: every customer's alerting tier, the transitions' alerts (by `build`) and the
+/// night's row in one outbox transaction with the files `stage_files` stages; then the
+/// files renamed into place and the outbox drained through the sinks by the service's
+/// dispatcher (what is not delivered now stays pending for the next run or the
+/// service). Returns what was recorded and how many deliveries succeeded.
+fn alert_night<F>(
+    outbox: Outbox,
+    policy: &AlertPolicy,
+    observations: &[Observation<'_>],
+    build: F,
+    night: &Night,
+    stage_files: &mut (dyn FnMut(&RecordSummary) -> Result<NightFiles> + '_),
+    sinks: &Sinks<'_>,
+) -> std::result::Result<(RecordSummary, usize), AlertStageError>
+where
+    F: FnMut(&crate::alerts::Transition<'_>) -> Alert,
+{
+    let recorded = outbox
+        .record_night(policy, observations, build, night, stage_files)
+        .map_err(AlertStageError::NotRecorded)?;
+    let delivered = deliver(outbox, sinks).map_err(AlertStageError::Recorded)?;
+    Ok((recorded, delivered))
+}
+
+/// [`alert_night`] after its commit: the night's files into place, then the sinks.
+fn deliver(outbox: Outbox, sinks: &Sinks<'_>) -> Result<usize> {
+    outbox.finish_night_files()?;
+    let mut all: Vec<std::sync::Arc<dyn crate::alerts::sink::AlertSink>> = Vec::new();
+    if let Some(log) = sinks.alerts_log {
+        all.push(std::sync::Arc::new(crate::alerts::sink::JsonlSink::new(
+            log.to_path_buf(),
+        )));
+    }
+    if let Some((url, secret)) = sinks.webhook {
+        all.push(std::sync::Arc::new(crate::alerts::sink::WebhookSink::new(
+            url,
+            secret.as_bytes().to_vec(),
+            std::time::Duration::from_secs(10),
+        )?));
+    }
+    if all.is_empty() {
+        return Ok(0);
+    }
+    let path = outbox.path().to_path_buf();
+    // Deliver through the same dispatcher the service uses.
+    let dispatcher = crate::alerts::dispatch::Dispatcher::new(outbox, all, sinks.retry)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io(&path, e))?;
+    Ok(rt.block_on(dispatcher.drain()).delivered)
 }
 
 /// Customers scored together: 256 rows of a 300-tree gbdt keep one tree's TreeSHAP

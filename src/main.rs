@@ -8,10 +8,10 @@ use churnguard::demo::Demo;
 use churnguard::registry::{Registry, Selector};
 use churnguard::scoring::Scorer;
 use churnguard::settings::{
-    AlertsAction, BacktestFlags, BacktestSettings, DataSource, DemoFlags, Env, FeaturesFlags,
-    GenerateFlags, HistoryFlags, HistorySettings, InspectFlags, ModelFlags, ModelsAction,
-    RetentionFlags, RetentionSettings, ScoreFlags, ScoreSettings, ServeFlags, Settings, TrainFlags,
-    TrainSettings,
+    AlertsAction, AlertsCommand, AlertsSettings, BacktestFlags, BacktestSettings, DataSource,
+    DemoFlags, Env, FeaturesFlags, GenerateFlags, HistoryFlags, HistorySettings, InspectFlags,
+    ModelFlags, ModelsAction, RetentionFlags, RetentionSettings, ScoreFlags, ScoreSettings,
+    ServeFlags, Settings, TrainFlags, TrainSettings,
 };
 use churnguard::{batch, data, logging, scores, synth};
 use clap::{Parser, Subcommand};
@@ -57,11 +57,8 @@ enum Command {
     },
     /// Nightly batch scoring of every active customer.
     Score(ScoreFlags),
-    /// The alert outbox: redrive dead-lettered alerts.
-    Alerts {
-        #[command(subcommand)]
-        action: AlertsAction,
-    },
+    /// A night's alerts from a score table (--scores), or the alert outbox: redrive, prune.
+    Alerts(AlertsCommand),
     /// The HTTP scoring service.
     Serve(ServeFlags),
     /// How an earlier nightly run actually did, once its horizon has passed.
@@ -200,7 +197,10 @@ fn run(cli: Cli) -> Result<()> {
         Command::Train(a) => train(s.train(&a)?),
         Command::Models { action } => models(&s, action),
         Command::Score(a) => score(s.score(&a)?),
-        Command::Alerts { action } => alerts(&s, action),
+        Command::Alerts(a) => match a.action {
+            Some(action) => alerts(&s, action),
+            None => alerts_from_scores(s.alerts(&a.scores)?),
+        },
         Command::Serve(a) => run_service(s.serve(&a)?),
         Command::Demo(a) => demo(&s, Demo::new(&s, &a), a.no_serve),
         Command::Backtest(a) => backtest(s.backtest(&a)),
@@ -432,6 +432,35 @@ fn alerts(s: &Settings, action: AlertsAction) -> Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// `alerts --scores`: the alert stage of `score` over a score table written elsewhere.
+fn alerts_from_scores(a: AlertsSettings) -> Result<()> {
+    let df = scores::read_table(&a.scores)
+        .with_context(|| format!("reading --scores {}", a.scores.display()))?;
+    let base = a
+        .data
+        .map(|dir| {
+            load(&DataSource {
+                dir,
+                skip_bad_rows: false,
+            })
+        })
+        .transpose()?;
+    let registry = Registry::new(&a.models);
+    let r = batch::alerts_from_scores(&df, &a.scores, &registry, base.as_ref(), &a.options)?;
+    println!(
+        "alerts for {} customers as of {} scored by {} ({}): {} raised, {} new, {} delivered",
+        r.customers,
+        r.as_of,
+        r.model,
+        a.scores.display(),
+        r.alerts_raised,
+        r.alerts_new,
+        r.alerts_delivered
+    );
+    println!("  outbox: {}", r.outbox);
     Ok(())
 }
 

@@ -322,6 +322,12 @@ impl Registry {
         &self.root
     }
 
+    /// `<root>/<name>/alerts.db`: model `name`'s alert state and outbox unless
+    /// configured otherwise.
+    pub fn default_outbox(&self, name: &str) -> PathBuf {
+        self.root.join(name).join("alerts.db")
+    }
+
     /// `<root>/<name>/vN`, whether it exists or not.
     pub fn version_dir(&self, name: &str, version: u32) -> PathBuf {
         self.root.join(name).join(version_dir(version))

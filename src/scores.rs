@@ -173,6 +173,28 @@ pub struct ScoreRecord {
 }
 
 impl ScoreRecord {
+    /// The score this record holds, with `early_warnings` as the hits of the rules it
+    /// names (the file keeps their names only); no contributions. A record without
+    /// dimensions (a file written before them) has zeros there.
+    pub fn to_score(&self, early_warnings: Vec<crate::scoring::RuleHit>) -> Score {
+        let zero = DimensionScore {
+            contribution: 0.0,
+            health: 0.0,
+        };
+        Score {
+            churn_probability: self.churn_probability,
+            health_score: self.health_score,
+            risk_tier: self.risk_tier,
+            reasons: self.reasons.clone(),
+            early_warnings,
+            contributions: None,
+            dimensions: self
+                .dimensions
+                .unwrap_or_else(|| DimensionScores::from_array([zero; 4])),
+            primary_driver: self.primary_driver,
+        }
+    }
+
     /// The record's trend block.
     pub fn trend30(&self) -> Trend30 {
         Trend30 {
@@ -391,12 +413,85 @@ fn contribution_columns(names: &[String], rows: &[ScoreRow<'_>]) -> Result<Vec<C
 /// Reads a score file into a map by customer id. A `risk_tier` that is not a tier is
 /// refused with the file, row and value named, never read as some default.
 pub fn read(path: &Path) -> Result<HashMap<String, ScoreRecord>> {
-    let df = crate::data::read_table_file(path)?;
+    Ok(records(&read_table(path)?, path)?
+        .into_iter()
+        .map(|r| (r.customer_id.clone(), r))
+        .collect())
+}
+
+/// The table of a score file (`.parquet` or `.csv`), or of a directory of Parquet (or
+/// CSV) parts such as a Spark job writes (`part-*.parquet`; names starting with `_` or
+/// `.`, like `_SUCCESS`, are skipped), the parts stacked in name order.
+pub fn read_table(path: &Path) -> Result<DataFrame> {
+    if !path.is_dir() {
+        return crate::data::read_table_file(path);
+    }
+    let mut parts: Vec<PathBuf> = std::fs::read_dir(path)
+        .map_err(|e| Error::io(path, e))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| {
+            let n = p.file_name().unwrap_or_default().to_string_lossy();
+            !n.starts_with('_')
+                && !n.starts_with('.')
+                && (n.ends_with(".parquet") || n.ends_with(".csv"))
+        })
+        .collect();
+    parts.sort();
+    let mut whole: Option<DataFrame> = None;
+    for part in &parts {
+        let df = crate::data::read_table_file(part)?;
+        match &mut whole {
+            None => whole = Some(df),
+            Some(w) => {
+                w.vstack_mut_owned(df).map_err(|e| {
+                    Error::polars(format!("{}: stacking the parts", part.display()), e)
+                })?;
+            }
+        }
+    }
+    let mut df = whole.ok_or_else(|| {
+        Error::Data(format!(
+            "{}: a directory without .parquet or .csv parts is not a score file",
+            path.display()
+        ))
+    })?;
+    df.rechunk_mut();
+    Ok(df)
+}
+
+/// The `value_<feature>` columns of a score file written with contributions, row-major
+/// in the order of `features` (NaN where undefined); `None` when the table lacks one.
+pub fn feature_values(df: &DataFrame, features: &[String]) -> Result<Option<Vec<f64>>> {
+    let w = features.len();
+    let mut x = vec![f64::NAN; df.height() * w];
+    for (j, name) in features.iter().enumerate() {
+        let c = format!("value_{name}");
+        let Ok(col) = df.column(&c) else {
+            return Ok(None);
+        };
+        let col = col
+            .cast(&DataType::Float64)
+            .map_err(|e| Error::polars(format!("score table: column `{c}`"), e))?;
+        let values = col
+            .f64()
+            .map_err(|e| Error::polars(format!("score table: column `{c}`"), e))?;
+        for (i, v) in values.iter().enumerate() {
+            x[i * w + j] = v.unwrap_or(f64::NAN);
+        }
+    }
+    Ok(Some(x))
+}
+
+/// The records of a score table ([`read_table`], or the same columns from elsewhere),
+/// in its row order; `source` names it in errors (the file, or `frame`).
+pub fn records(df: &DataFrame, source: &Path) -> Result<Vec<ScoreRecord>> {
+    let path = source;
     // Every column of COLUMNS is required, except `early_warnings` and the trend block:
     // older score files have none.
     for (j, c) in COLUMNS.iter().enumerate() {
         let optional = j == col::WARNINGS || j >= col::PROBABILITY_30D_AGO;
-        if !optional && !crate::data::has_column(&df, c) {
+        if !optional && !crate::data::has_column(df, c) {
             return Err(Error::Data(format!(
                 "{}: not a score file: no column `{c}` (expected the columns {})",
                 path.display(),
@@ -438,13 +533,13 @@ pub fn read(path: &Path) -> Result<HashMap<String, ScoreRecord>> {
         s(col::MODEL_NAME)?,
         s(col::MODEL_VERSION)?,
     );
-    let mut warnings = if crate::data::has_column(&df, COLUMNS[col::WARNINGS]) {
+    let mut warnings = if crate::data::has_column(df, COLUMNS[col::WARNINGS]) {
         rule_lists(column(col::WARNINGS)?)
             .map_err(|e| Error::polars(ctx(COLUMNS[col::WARNINGS]), e))?
     } else {
         Vec::new()
     };
-    let has = |j: usize| crate::data::has_column(&df, COLUMNS[j]);
+    let has = |j: usize| crate::data::has_column(df, COLUMNS[j]);
     let (before, change, trend) = if has(col::TREND) {
         (
             Some(f(col::PROBABILITY_30D_AGO)?),
@@ -459,7 +554,7 @@ pub fn read(path: &Path) -> Result<HashMap<String, ScoreRecord>> {
         let j = col::REASONS + 3 * k;
         reasons.push((s(j)?, f(j + 1)?, f(j + 2)?));
     }
-    let explained = read_explanations(&df, path)?;
+    let explained = read_explanations(df, path)?;
     let bad_tier = |i: usize, message: String| Error::BadValue {
         table: "scores".into(),
         file: path.display().to_string(),
@@ -467,7 +562,7 @@ pub fn read(path: &Path) -> Result<HashMap<String, ScoreRecord>> {
         column: COLUMNS[col::TIER].into(),
         message,
     };
-    let mut out = HashMap::with_capacity(df.height());
+    let mut out = Vec::with_capacity(df.height());
     for (i, as_of) in as_of.into_iter().enumerate() {
         let Some(id) = ids.get(i) else { continue };
         let risk_tier = match tier.get(i) {
@@ -481,49 +576,46 @@ pub fn read(path: &Path) -> Result<HashMap<String, ScoreRecord>> {
                 ))
             }
         };
-        out.insert(
-            id.to_string(),
-            ScoreRecord {
-                customer_id: id.to_string(),
-                as_of: as_of.unwrap_or_default(),
-                churn_probability: prob.get(i).unwrap_or(f64::NAN),
-                health_score: health.get(i).unwrap_or(f64::NAN),
-                risk_tier,
-                reasons: reasons
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(k, (n, v, c))| {
-                        Some(Reason {
-                            feature: n.get(i)?.to_string(),
-                            value: v.get(i),
-                            contribution: c.get(i)?,
-                            text: explained
-                                .as_ref()
-                                .and_then(|e| e.texts[k].get(i))
-                                .unwrap_or_default()
-                                .to_string(),
-                        })
+        out.push(ScoreRecord {
+            customer_id: id.to_string(),
+            as_of: as_of.unwrap_or_default(),
+            churn_probability: prob.get(i).unwrap_or(f64::NAN),
+            health_score: health.get(i).unwrap_or(f64::NAN),
+            risk_tier,
+            reasons: reasons
+                .iter()
+                .enumerate()
+                .filter_map(|(k, (n, v, c))| {
+                    Some(Reason {
+                        feature: n.get(i)?.to_string(),
+                        value: v.get(i),
+                        contribution: c.get(i)?,
+                        text: explained
+                            .as_ref()
+                            .and_then(|e| e.texts[k].get(i))
+                            .unwrap_or_default()
+                            .to_string(),
                     })
-                    .collect(),
-                rfm_segment: seg.get(i).map(str::to_string),
-                early_warnings: warnings.get_mut(i).map(std::mem::take).unwrap_or_default(),
-                model: ModelRef {
-                    name: mname.get(i).unwrap_or_default().to_string(),
-                    version: mver.get(i).unwrap_or_default().to_string(),
-                },
-                probability_30d_ago: before.as_ref().and_then(|c| c.get(i)),
-                change_30d: change.as_ref().and_then(|c| c.get(i)),
-                trend: trend
-                    .as_ref()
-                    .and_then(|c| c.get(i))
-                    .map_or(Trend::Unknown, Trend::parse),
-                dimensions: explained.as_ref().and_then(|e| e.dimensions(i)),
-                primary_driver: explained
-                    .as_ref()
-                    .and_then(|e| e.driver.get(i))
-                    .and_then(Dimension::parse),
+                })
+                .collect(),
+            rfm_segment: seg.get(i).map(str::to_string),
+            early_warnings: warnings.get_mut(i).map(std::mem::take).unwrap_or_default(),
+            model: ModelRef {
+                name: mname.get(i).unwrap_or_default().to_string(),
+                version: mver.get(i).unwrap_or_default().to_string(),
             },
-        );
+            probability_30d_ago: before.as_ref().and_then(|c| c.get(i)),
+            change_30d: change.as_ref().and_then(|c| c.get(i)),
+            trend: trend
+                .as_ref()
+                .and_then(|c| c.get(i))
+                .map_or(Trend::Unknown, Trend::parse),
+            dimensions: explained.as_ref().and_then(|e| e.dimensions(i)),
+            primary_driver: explained
+                .as_ref()
+                .and_then(|e| e.driver.get(i))
+                .and_then(Dimension::parse),
+        });
     }
     Ok(out)
 }

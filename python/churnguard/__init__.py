@@ -50,6 +50,7 @@ __all__ = [
     "features",
     "training_set",
     "train",
+    "alerts",
     "ChurnguardError",
     "DataError",
     "ConfigError",
@@ -253,3 +254,45 @@ class Model:
 
     def __repr__(self) -> str:
         return repr(self._native)
+
+
+def alerts(
+    scores: Any,
+    *,
+    models: Optional[PathLike] = None,
+    outbox: Optional[PathLike] = None,
+    alerts: Optional[PathLike] = None,
+    webhook: Optional[str] = None,
+    base: Optional[CustomerBase] = None,
+    rules: Optional[PathLike] = None,
+) -> Dict[str, Any]:
+    """The night's alerts from a score table, exactly as ``churnguard alerts --scores``:
+    ``score``'s alert stage (tier transitions, cooldown, the outbox transaction, the same
+    idempotency keys, the sinks) over ``scores``, a path (a score file or a directory of
+    Parquet parts such as :func:`churnguard.spark.score_base`'s output) or a table (polars,
+    pyarrow, or a Spark DataFrame, collected). A re-run of the same night raises none.
+
+    ``outbox``: SQLite file or ``postgres://`` URL (default beside the model in
+    ``models``); ``alerts``: JSON-lines file the alerts are appended to; ``webhook``:
+    signed with ``CHURNGUARD_WEBHOOK_SECRET``; ``base``: the customer base, for alerts
+    carrying the feature summary, profile, trail and owner as ``score``'s do. Returns the
+    summary: ``as_of``, ``model``, ``customers``, ``tiers``, ``alerts_raised``,
+    ``alerts_new``, ``alerts_delivered``, ``outbox``."""
+    if isinstance(scores, (str, os.PathLike)):
+        scores = os.fspath(scores)
+    elif hasattr(scores, "toArrow") and hasattr(scores, "sparkSession"):
+        # A Spark DataFrame: collected through toArrow (pyspark 4.3's own
+        # __arrow_c_stream__ fails on timestamp columns without a time zone argument).
+        scores = scores.toArrow()
+    path = lambda p: None if p is None else os.fspath(p)  # noqa: E731
+    return json.loads(
+        _native.alerts_json(
+            scores,
+            models=path(models),
+            outbox=path(outbox),
+            alerts=path(alerts),
+            webhook=webhook,
+            base=base,
+            rules=path(rules),
+        )
+    )

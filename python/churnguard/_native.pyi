@@ -119,3 +119,23 @@ def train(
     numeric: Optional[List[str]] = None,
     promote: bool = False,
 ) -> str: ...
+def alerts_json(
+    scores: Any,
+    *,
+    models: Optional[str] = None,
+    outbox: Optional[str] = None,
+    alerts: Optional[str] = None,
+    webhook: Optional[str] = None,
+    base: Optional[CustomerBase] = None,
+    rules: Optional[str] = None,
+) -> str: ...
+def score_columns() -> List[str]:
+    """The score file's columns in order (the library's COLUMNS then EXPLAIN_COLUMNS)."""
+def empty_scores() -> ArrowTable:
+    """The score file's table without rows: its columns with their types."""
+def data_extent_json(base: CustomerBase) -> str:
+    """What the data guards read of ``base`` (data end, first signup, newest rows)."""
+def check_extents(
+    extents: List[str], as_of: str, *, allow_stale: bool = False, max_data_age_days: Optional[int] = None
+) -> List[str]:
+    """The data guards of ``score`` on merged extents; raises RefusedError unless allow_stale."""

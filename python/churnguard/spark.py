@@ -20,9 +20,16 @@ workers, the churnguard wheel on the workers, and ``models`` readable by every w
 (a shared file system). The session should set ``spark.sql.session.timeZone=UTC`` and
 ``spark.sql.execution.arrow.useLargeVarTypes=true`` (:func:`configure` does).
 
-Not done here: the input guards of ``churnguard score`` (stale tables, an ``as_of``
-after the data, a collapsed population) need the whole base; each bucket is scored with
-``allow_stale=True``.
+The input guards of ``churnguard score`` on the data (stale tables, an ``as_of`` outside
+the data) run on the whole base: each bucket reports its extent (data end, first signup,
+each table's newest row), the driver merges them and the library's guard decides, so
+``score_base`` refuses (:class:`churnguard.RefusedError`) exactly when ``score`` would,
+unless ``allow_stale=True``. Not here: the collapsed-population check (it compares with
+the previous night in the outbox, which ``churnguard alerts --scores`` then records).
+
+Alerts stay exactly-once on the driver: ``churnguard alerts --scores OUT_DIR`` (or
+:func:`churnguard.alerts`) over the job's output raises the night's alerts as ``score``
+would, with the same idempotency keys.
 """
 
 from __future__ import annotations
@@ -34,27 +41,40 @@ from typing import Dict, Optional
 
 TABLES = ["customers", "logins", "tickets", "orders", "events", "churn"]
 
-# The columns of `churnguard score`'s file, as a Spark schema.
-SCORE_SCHEMA = (
-    "customer_id string, as_of timestamp, churn_probability double, health_score double, "
-    "risk_tier string, "
-    + ", ".join(
-        f"reason_{k} string, reason_{k}_value double, reason_{k}_contribution double"
-        for k in (1, 2, 3)
-    )
-    + ", rfm_segment string, early_warnings array<string>, model_name string, model_version string"
-    # The trend block, then the explanations (see the README's score file columns);
-    # tests/spark.sh fails when this list and the library's columns part.
-    + ", probability_30d_ago double, change_30d double, trend string, "
-    + ", ".join(f"reason_{k}_text string" for k in (1, 2, 3))
-    + ", "
-    + ", ".join(
-        f"{kind}_{d} double"
-        for kind in ("contribution", "health")
-        for d in ("engagement", "support", "billing", "relationship")
-    )
-    + ", primary_driver string"
-)
+# Spark types of the polars types the score file and feature tables use.
+_SPARK_TYPES = {
+    "String": "string",
+    "Float64": "double",
+    "Int64": "long",
+    "Boolean": "boolean",
+    "Datetime": "timestamp",
+    "List(String)": "array<string>",
+}
+
+
+def _spark_schema(frame) -> str:
+    """A Spark DDL schema for a polars frame's columns."""
+    import polars as pl
+
+    out = []
+    for name, dtype in frame.schema.items():
+        key = "Datetime" if isinstance(dtype, pl.Datetime) else str(dtype)
+        out.append(f"{name} {_SPARK_TYPES[key]}")
+    return ", ".join(out)
+
+
+def score_schema() -> str:
+    """The columns of ``churnguard score``'s file as a Spark DDL schema, from the
+    library (its ``scores::COLUMNS`` then ``EXPLAIN_COLUMNS``, with the types the file
+    has): one source of truth for the CLI, Python and Spark."""
+    import polars as pl
+
+    from . import _native
+
+    empty = pl.DataFrame(_native.empty_scores())
+    assert empty.columns == _native.score_columns()
+    return _spark_schema(empty)
+
 
 # One loaded model per Python worker process (workers are reused between tasks).
 _MODELS: Dict[tuple, object] = {}
@@ -77,24 +97,11 @@ def configure(builder):
     )
 
 
-def score_base(
-    spark,
-    tables: Dict[str, object],
-    models: str,
-    as_of: str,
-    name: str = "churn",
-    buckets: int = 64,
-    version: Optional[str] = None,
-):
-    """Scores every customer active at ``as_of`` of the base whose tables are the Spark
-    DataFrames ``tables`` (``customers`` required; the data contract's columns): a Spark
-    DataFrame with the columns of ``churnguard score``'s file. ``version`` None is the
-    production alias, resolved once on the driver so that every bucket uses the same
-    version."""
+def _tagged(tables: Dict[str, object], buckets: int):
+    """Every table's rows in one DataFrame, tagged with their table and routed to
+    ``_bucket = xxhash64(customer_id) mod buckets``; and each table's columns."""
     import churnguard as cg
     from pyspark.sql import functions as F
-    from pyspark.sql.pandas.types import to_arrow_schema
-    from pyspark.sql.types import _parse_datatype_string
 
     if "customers" not in tables:
         raise cg.DataError("no `customers` table; it is the one required table")
@@ -103,7 +110,6 @@ def score_base(
         raise cg.DataError(f"unknown tables {unknown}; the contract's are {TABLES}")
     if buckets < 1:
         raise cg.ConfigError(f"invalid configuration: buckets must be at least 1, got {buckets}")
-    pinned = cg.Model.load(models, name=name, version=version).version
     columns = {t: list(df.columns) for t, df in tables.items()}
     tagged = None
     for t, df in tables.items():
@@ -111,27 +117,130 @@ def score_base(
             "_bucket", F.pmod(F.xxhash64(F.col("customer_id").cast("string")), F.lit(buckets))
         )
         tagged = df if tagged is None else tagged.unionByName(df, allowMissingColumns=True)
-    out_schema = _parse_datatype_string(SCORE_SCHEMA)
+    return tagged, columns
+
+
+def _bucket_base(table, columns):
+    """A bucket's rows (an Arrow table) as a customer base, through the library."""
+    import pyarrow.compute as pc
+
+    import churnguard as cg
+
+    frames = {
+        t: table.filter(pc.equal(table["_table"], t)).select(cols) for t, cols in columns.items()
+    }
+    return cg.CustomerBase.from_frames(**frames)
+
+
+def _per_bucket(tagged, fn, ddl: str):
+    """``fn(bucket's Arrow table) -> polars frame`` on every bucket, as a Spark
+    DataFrame of schema ``ddl`` (the Arrow types applyInArrow requires)."""
+    from pyspark.sql.pandas.types import to_arrow_schema
+    from pyspark.sql.types import _parse_datatype_string
+
+    out_schema = _parse_datatype_string(ddl)
     arrow_out = to_arrow_schema(out_schema, timezone="UTC", prefers_large_types=True)
 
-    def score_bucket(table):
-        import pyarrow.compute as pc
+    def run(table):
+        return fn(table).to_arrow().cast(arrow_out)
 
-        frames = {
-            t: table.filter(pc.equal(table["_table"], t)).select(cols)
-            for t, cols in columns.items()
-        }
-        base = cg.CustomerBase.from_frames(**frames)
+    return tagged.groupBy("_bucket").applyInArrow(run, schema=out_schema)
+
+
+def check_input(tagged, columns, as_of: str, allow_stale: bool = False,
+                max_data_age_days: Optional[int] = None) -> list:
+    """The data guards of ``churnguard score`` on the whole base: every bucket's extent
+    merged on the driver, decided by the library. Raises :class:`churnguard.RefusedError`
+    (what was refused, and the override) unless ``allow_stale``; else returns what the
+    guards found, as warnings."""
+    import polars as pl
+
+    import churnguard as cg
+    from churnguard import _native
+
+    def extent(table):
+        return pl.DataFrame({"extent": [_native.data_extent_json(_bucket_base(table, columns))]})
+
+    parts = [r["extent"] for r in _per_bucket(tagged, extent, "extent string").collect()]
+    try:
+        return _native.check_extents(parts, as_of, allow_stale=allow_stale,
+                                     max_data_age_days=max_data_age_days)
+    except cg.RefusedError as e:
+        err = cg.RefusedError(
+            f"{e} (on Spark: allow_stale=True to score_base/features_base, or --allow-stale "
+            "to python -m churnguard.spark)"
+        )
+        err.reason, err.as_of = getattr(e, "reason", None), getattr(e, "as_of", None)
+        raise err from None
+
+
+def score_base(
+    spark,
+    tables: Dict[str, object],
+    models: str,
+    as_of: str,
+    name: str = "churn",
+    buckets: int = 64,
+    version: Optional[str] = None,
+    allow_stale: bool = False,
+    max_data_age_days: Optional[int] = None,
+):
+    """Scores every customer active at ``as_of`` of the base whose tables are the Spark
+    DataFrames ``tables`` (``customers`` required; the data contract's columns): a Spark
+    DataFrame with the columns of ``churnguard score``'s file. ``version`` None is the
+    production alias, resolved once on the driver so that every bucket uses the same
+    version. Input ``churnguard score`` refuses (stale tables, an ``as_of`` outside the
+    data) raises :class:`churnguard.RefusedError` unless ``allow_stale``."""
+    import churnguard as cg
+
+    tagged, columns = _tagged(tables, buckets)
+    pinned = cg.Model.load(models, name=name, version=version).version
+    check_input(tagged, columns, as_of, allow_stale, max_data_age_days)
+
+    def score_bucket(table):
         # Through the installed module, so that its cache lives as long as the worker
         # (a function pickled from `python -m churnguard.spark`'s __main__ would carry a
         # fresh copy of the cache to every task).
         from churnguard import spark as installed
 
         model = installed._model(models, name, pinned)
-        scores = model.score(base, as_of, allow_stale=True)
-        return scores.to_arrow().cast(arrow_out)
+        # The guards ran on the whole base above; a bucket alone would misjudge them.
+        return model.score(_bucket_base(table, columns), as_of, allow_stale=True)
 
-    return tagged.groupBy("_bucket").applyInArrow(score_bucket, schema=out_schema)
+    return _per_bucket(tagged, score_bucket, score_schema())
+
+
+def features_base(
+    spark,
+    tables: Dict[str, object],
+    models: str,
+    as_of: str,
+    name: str = "churn",
+    buckets: int = 64,
+    allow_stale: bool = False,
+    max_data_age_days: Optional[int] = None,
+):
+    """The feature table of the customers active at ``as_of`` (``churnguard features
+    --as-of AS_OF --models MODELS``, :func:`churnguard.features`), bucket by bucket as
+    :func:`score_base` routes them: a Spark DataFrame (``customer_id``, ``as_of``, the
+    features). The schema is the production model ``name``'s in ``models`` (a schema
+    learned from one bucket's population would differ between buckets). Guarded like
+    :func:`score_base`. Not for the training set: its feature schema (RFM cuts, category
+    levels) and snapshots are learned from the whole base, so pull a sample to the
+    driver and use :func:`churnguard.training_set` there."""
+    import churnguard as cg
+
+    tagged, columns = _tagged(tables, buckets)
+    model = cg.Model.load(models, name=name)
+    check_input(tagged, columns, as_of, allow_stale, max_data_age_days)
+    ddl = ", ".join(
+        ["customer_id string", "as_of timestamp"] + [f"`{f}` double" for f in model.feature_names]
+    )
+
+    def features_bucket(table):
+        return cg.features(_bucket_base(table, columns), as_of, models=models, name=name)
+
+    return _per_bucket(tagged, features_bucket, ddl)
 
 
 def read_tables(spark, data: str) -> Dict[str, object]:
@@ -160,6 +269,9 @@ def main(argv=None) -> int:
     s.add_argument("--as-of", required=True, help="YYYY-MM-DD or RFC 3339")
     s.add_argument("--out", required=True, help="output directory of Parquet parts")
     s.add_argument("--buckets", type=int, default=64)
+    s.add_argument("--allow-stale", action="store_true",
+                   help="score even when the data guards fail (as churnguard score --allow-stale)")
+    s.add_argument("--max-data-age-days", type=int, default=None)
     args = parser.parse_args(argv)
 
     import churnguard as cg
@@ -169,13 +281,17 @@ def main(argv=None) -> int:
     try:
         tables = read_tables(spark, args.data)
         scores = score_base(spark, tables, args.models, args.as_of, name=args.name,
-                            buckets=args.buckets, version=args.version)
+                            buckets=args.buckets, version=args.version,
+                            allow_stale=args.allow_stale,
+                            max_data_age_days=args.max_data_age_days)
         scores.write.mode("overwrite").parquet(args.out)
         written = spark.read.parquet(args.out).count()
         print(f"scored {written} customers as of {args.as_of} -> {args.out}")
+        print(f"alerts: churnguard alerts --scores {args.out} --models {args.models}")
     except cg.ChurnguardError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 1
+        # As `churnguard score`: 3 when the input was refused (the data is not ready).
+        return 3 if isinstance(e, cg.RefusedError) else 1
     finally:
         spark.stop()
     return 0

@@ -18,7 +18,8 @@ use churnguard::data::{self, LoadOptions, Table};
 use churnguard::registry::{Registry, Selector};
 use churnguard::scoring::Scorer;
 use churnguard::settings::{
-    DataFlags, Env, FeaturesFlags, ModelFlags, Settings, TrainFlags, WindowFlags,
+    AlertsFlags, DataFlags, Env, FeaturesFlags, ModelFlags, RulesFlags, Settings, TrainFlags,
+    WindowFlags,
 };
 use pyo3::prelude::*;
 
@@ -366,6 +367,111 @@ impl PyModel {
     }
 }
 
+/// `churnguard alerts --scores`: the night's alerts from a score table (a path to a
+/// score file or a directory of Parquet parts, or a table with the Arrow PyCapsule
+/// interface), through `score`'s alert stage; the summary as JSON text.
+#[pyfunction]
+#[pyo3(signature = (scores, *, models=None, outbox=None, alerts=None, webhook=None, base=None, rules=None))]
+#[allow(clippy::too_many_arguments)]
+fn alerts_json(
+    py: Python<'_>,
+    scores: Bound<'_, PyAny>,
+    models: Option<PathBuf>,
+    outbox: Option<PathBuf>,
+    alerts: Option<PathBuf>,
+    webhook: Option<String>,
+    base: Option<PyRef<'_, PyCustomerBase>>,
+    rules: Option<PathBuf>,
+) -> PyResult<String> {
+    let path: Option<PathBuf> = scores.extract().ok();
+    let df = match &path {
+        Some(p) => {
+            let context = format!("reading --scores {}", p.display());
+            churnguard::scores::read_table(p).map_err(|e| to_py(e, Some(&context)))?
+        }
+        None => frame_from_py(&scores, "scores")?,
+    };
+    let source = path.unwrap_or_else(|| PathBuf::from("frame"));
+    let flags = AlertsFlags {
+        scores: Some(source.clone()),
+        models,
+        data: None,
+        alerts,
+        outbox,
+        alert_webhook: webhook,
+        rules: RulesFlags { rules },
+        ..AlertsFlags::default()
+    };
+    let a = settings()?.alerts(&flags).map_err(|e| to_py(e, None))?;
+    let b = base.map(|b| b.inner.clone());
+    let summary = py.detach(|| {
+        let registry = Registry::new(&a.models);
+        batch::alerts_from_scores(&df, &source, &registry, b.as_deref(), &a.options)
+    });
+    let summary = summary.map_err(|e| to_py(e, None))?;
+    serde_json::to_string(&summary)
+        .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))
+}
+
+/// The score file's columns, in order ([`churnguard::scores::COLUMNS`] then
+/// [`churnguard::scores::EXPLAIN_COLUMNS`]), for the Spark job's output schema.
+#[pyfunction]
+fn score_columns() -> Vec<&'static str> {
+    churnguard::scores::COLUMNS
+        .iter()
+        .chain(churnguard::scores::EXPLAIN_COLUMNS.iter())
+        .copied()
+        .collect()
+}
+
+/// The score file's table without rows: its columns ([`score_columns`]) with the types
+/// `churnguard score` writes, for the Spark job's output schema.
+#[pyfunction]
+fn empty_scores() -> PyResult<ArrowTable> {
+    let model = churnguard::scoring::ModelRef {
+        name: String::new(),
+        version: String::new(),
+    };
+    let df = churnguard::scores::frame(|_| 0, &model, &[], None).map_err(|e| to_py(e, None))?;
+    Ok(ArrowTable::new(df))
+}
+
+/// The extent of `base` the data guards read (data end, first signup, each activity
+/// table's newest row), as JSON text: a Spark bucket's part of the whole base's.
+#[pyfunction]
+fn data_extent_json(base: &PyCustomerBase) -> PyResult<String> {
+    serde_json::to_string(&batch::DataExtent::of(&base.inner))
+        .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))
+}
+
+/// The data guards of `churnguard score` (stale tables, an `as_of` outside the data) on
+/// the merged extents of a base's parts (JSON texts of [`data_extent_json`]), layered
+/// like the CLI's (`CHURNGUARD_MAX_DATA_AGE_DAYS`...): raises `RefusedError` unless
+/// `allow_stale`, else returns what they found, as warnings.
+#[pyfunction]
+#[pyo3(signature = (extents, as_of, *, allow_stale=false, max_data_age_days=None))]
+fn check_extents(
+    extents: Vec<String>,
+    as_of: String,
+    allow_stale: bool,
+    max_data_age_days: Option<u32>,
+) -> PyResult<Vec<String>> {
+    let t = churnguard::time::parse_as_of(&as_of).map_err(|e| to_py(e, None))?;
+    let flags = churnguard::settings::ScoreFlags {
+        allow_stale,
+        max_data_age_days,
+        ..Default::default()
+    };
+    let guard = settings()?.guard(&flags).map_err(|e| to_py(e, None))?;
+    let mut whole = batch::DataExtent::default();
+    for e in &extents {
+        let part: batch::DataExtent = serde_json::from_str(e)
+            .map_err(|e| pyo3::exceptions::PyValueError::new_err(format!("extent: {e}")))?;
+        whole = whole.merge(&part);
+    }
+    batch::check_extent(&whole, t, &guard).map_err(|e| to_py(e, None))
+}
+
 /// `churnguard inspect --json`'s summary of `base`, as JSON text.
 #[pyfunction]
 fn inspect_json(base: &PyCustomerBase) -> PyResult<String> {
@@ -381,6 +487,11 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(training_set, m)?)?;
     m.add_function(wrap_pyfunction!(train, m)?)?;
     m.add_function(wrap_pyfunction!(inspect_json, m)?)?;
+    m.add_function(wrap_pyfunction!(alerts_json, m)?)?;
+    m.add_function(wrap_pyfunction!(score_columns, m)?)?;
+    m.add_function(wrap_pyfunction!(empty_scores, m)?)?;
+    m.add_function(wrap_pyfunction!(data_extent_json, m)?)?;
+    m.add_function(wrap_pyfunction!(check_extents, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     errors::register(m)
 }

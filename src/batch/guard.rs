@@ -90,15 +90,68 @@ pub fn newest_rows(base: &CustomerBase) -> Vec<(&'static str, Option<Ts>)> {
     out
 }
 
+/// What the data guards read of a customer base: where its data ends, its first
+/// signup, and each activity table's newest row. Extents of disjoint parts of a base
+/// (a Spark job's buckets) [`merge`](DataExtent::merge) into the whole base's, so a
+/// distributed run is guarded as `churnguard score` guards the base.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DataExtent {
+    /// [`CustomerBase::data_end`].
+    pub data_end: Option<Ts>,
+    /// The earliest signup.
+    pub first_signup: Option<Ts>,
+    /// [`newest_rows`]: every activity table present, `None` when it has no rows.
+    pub newest: Vec<(String, Option<Ts>)>,
+}
+
+impl DataExtent {
+    /// The extent of `base`.
+    pub fn of(base: &CustomerBase) -> DataExtent {
+        DataExtent {
+            data_end: base.data_end(),
+            first_signup: base.customers.signup.iter().min().copied(),
+            newest: newest_rows(base)
+                .into_iter()
+                .map(|(t, n)| (t.to_string(), n))
+                .collect(),
+        }
+    }
+
+    /// The extent of two disjoint parts of one base together.
+    pub fn merge(mut self, other: &DataExtent) -> DataExtent {
+        self.data_end = self.data_end.max(other.data_end);
+        self.first_signup = match (self.first_signup, other.first_signup) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        for (table, newest) in &other.newest {
+            match self.newest.iter_mut().find(|(t, _)| t == table) {
+                Some((_, n)) => *n = (*n).max(*newest),
+                None => self.newest.push((table.clone(), *newest)),
+            }
+        }
+        // The order `newest_rows` gives, whatever order the parts came in.
+        let order = ["logins", "tickets", "orders", "events"];
+        self.newest
+            .sort_by_key(|(t, _)| order.iter().position(|o| o == t).unwrap_or(order.len()));
+        self
+    }
+}
+
 /// The checks that need only the data and the date: `as_of` within the data (after
 /// the first signup, not after the end of the data's last day), and every activity
 /// table's data ending at most `max_data_age_days` before `as_of`.
 pub fn check_data(base: &CustomerBase, as_of: Ts, guard: &InputGuard) -> Vec<Finding> {
+    check_extent(&DataExtent::of(base), as_of, guard)
+}
+
+/// [`check_data`] on the extent of a base.
+pub fn check_extent(extent: &DataExtent, as_of: Ts, guard: &InputGuard) -> Vec<Finding> {
     let mut found = Vec::new();
     let shown = fmt_date(as_of);
     // Past the data as a whole, the tables that end with it say nothing more.
     let mut after_data = None;
-    if let Some(end) = base.data_end() {
+    if let Some(end) = extent.data_end {
         if as_of > day_end(end) {
             after_data = Some(day_end(end));
             found.push(Finding {
@@ -111,7 +164,7 @@ pub fn check_data(base: &CustomerBase, as_of: Ts, guard: &InputGuard) -> Vec<Fin
             });
         }
     }
-    if let Some(&first) = base.customers.signup.iter().min() {
+    if let Some(first) = extent.first_signup {
         if as_of <= first {
             found.push(Finding {
                 reason: RefusalReason::AsOfBeforeSignups,
@@ -123,8 +176,8 @@ pub fn check_data(base: &CustomerBase, as_of: Ts, guard: &InputGuard) -> Vec<Fin
         }
     }
     let limit = guard.max_data_age_days as i64 * DAY;
-    for (table, newest) in newest_rows(base) {
-        let message = match newest {
+    for (table, newest) in &extent.newest {
+        let message = match *newest {
             None => format!("table `{table}` has no rows"),
             Some(t) if after_data == Some(day_end(t)) => continue,
             Some(t) if as_of - day_end(t) > limit => format!(

@@ -247,6 +247,21 @@ impl Condition {
 }
 
 impl Rule {
+    /// This rule's hit with `value` of its feature, as [`evaluate`] gives it when the
+    /// rule fires; with the value unknown (a score file names the rules that fired, not
+    /// their values) the message describes the rule instead.
+    pub fn hit(&self, value: Option<f64>) -> RuleHit {
+        RuleHit {
+            rule: self.name(),
+            kind: self.condition.kind().to_string(),
+            feature: self.feature().to_string(),
+            value: value.unwrap_or(f64::NAN),
+            threshold: self.condition.threshold(),
+            message: value.map_or_else(|| self.condition.describe(), |v| self.condition.message(v)),
+            alert: self.alert,
+        }
+    }
+
     /// A rule with the derived name.
     pub fn new(condition: Condition) -> Self {
         Rule {
@@ -370,15 +385,7 @@ pub fn evaluate(rules: &[Rule], spec: &FeatureSpec, row: &[f64]) -> Vec<RuleHit>
         .filter_map(|r| {
             let j = spec.index_of(r.feature())?;
             let value = *row.get(j)?;
-            r.condition.fires(value).then(|| RuleHit {
-                rule: r.name(),
-                kind: r.condition.kind().to_string(),
-                feature: r.feature().to_string(),
-                value,
-                threshold: r.condition.threshold(),
-                message: r.condition.message(value),
-                alert: r.alert,
-            })
+            r.condition.fires(value).then(|| r.hit(Some(value)))
         })
         .collect()
 }

@@ -299,7 +299,45 @@ pub struct InspectFlags {
     pub json: bool,
 }
 
-/// `alerts`: the outbox's subcommands.
+/// `alerts`: a night's alerts from a score table (`--scores`), or one of the outbox's
+/// subcommands.
+#[derive(Args, Clone, Debug)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct AlertsCommand {
+    #[command(subcommand)]
+    pub action: Option<AlertsAction>,
+    #[command(flatten)]
+    pub scores: AlertsFlags,
+}
+
+/// `alerts --scores`: the alert stage of `score` over a score table written elsewhere.
+#[derive(Args, Clone, Debug, Default)]
+pub struct AlertsFlags {
+    /// Raise the night's alerts from this score table: a .parquet or .csv score file, or a directory of Parquet parts (a Spark job's output). Same tiers, policy, outbox and idempotency keys as `score` for that night; a re-run raises none.
+    #[arg(long, value_name = "PATH", required = true)]
+    pub scores: Option<PathBuf>,
+    /// The registry holding the model version the scores name [env: CHURNGUARD_MODELS] [default: models].
+    #[arg(long)]
+    pub models: Option<PathBuf>,
+    /// The customer tables, for alerts that carry the feature summary, profile, trail and owner as `score`'s do (else they carry what the score table holds).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Append alerts to this JSON-lines file.
+    #[arg(long)]
+    pub alerts: Option<PathBuf>,
+    /// The alert state and outbox database, a file or a postgres:// URL [env: CHURNGUARD_OUTBOX] [default: <models>/<name>/alerts.db].
+    #[arg(long)]
+    pub outbox: Option<PathBuf>,
+    /// Deliver alerts to this webhook too, signed with CHURNGUARD_WEBHOOK_SECRET [env: CHURNGUARD_ALERT_WEBHOOK].
+    #[arg(long)]
+    pub alert_webhook: Option<String>,
+    #[command(flatten)]
+    pub rules: RulesFlags,
+    #[command(flatten)]
+    pub retry: RetryFlags,
+}
+
+/// The outbox's subcommands.
 #[derive(Subcommand, Clone, Debug)]
 pub enum AlertsAction {
     /// Move dead-lettered alerts back to pending, with a fresh give-up deadline; the

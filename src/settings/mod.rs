@@ -111,7 +111,7 @@ pub struct ModelRef {
 impl ModelRef {
     /// The alert state and outbox database of this model unless configured otherwise.
     pub fn default_outbox(&self) -> PathBuf {
-        self.models.join(&self.name).join("alerts.db")
+        crate::registry::Registry::new(&self.models).default_outbox(&self.name)
     }
 }
 
@@ -156,6 +156,18 @@ pub struct ScoreSettings {
     pub history: PathBuf,
     /// What alerts carry ([`Settings::task`]).
     pub task: crate::alerts::TaskConfig,
+}
+
+/// What `alerts --scores` runs with.
+#[derive(Debug, Clone)]
+pub struct AlertsSettings {
+    /// The score table: a file or a directory of parts.
+    pub scores: PathBuf,
+    /// The registry holding the model the scores name.
+    pub models: PathBuf,
+    /// The customer tables, when given.
+    pub data: Option<PathBuf>,
+    pub options: crate::batch::ScoresAlertOptions,
 }
 
 /// What `history` runs with.
@@ -546,6 +558,37 @@ impl Settings {
                 .unwrap_or_else(|| crate::history::default_dir(&f.out)),
             task: self.task()?,
             model,
+        })
+    }
+
+    /// `alerts --scores`: the alert stage's settings, layered as `score`'s are (the
+    /// outbox's default is beside the model the scores name, so it is `None` here unless
+    /// set).
+    pub fn alerts(&self, f: &AlertsFlags) -> Result<AlertsSettings> {
+        let scores = f
+            .scores
+            .clone()
+            .ok_or_else(|| Error::Config("alerts: give --scores PATH".into()))?;
+        Ok(AlertsSettings {
+            scores,
+            models: self.models_dir(f.models.as_deref()),
+            data: f.data.clone(),
+            options: crate::batch::ScoresAlertOptions {
+                outbox: f
+                    .outbox
+                    .clone()
+                    .or_else(|| self.env.path("CHURNGUARD_OUTBOX"))
+                    .or_else(|| self.file.alerts.outbox.clone().map(PathBuf::from)),
+                policy: self.policy()?,
+                alerts_log: f
+                    .alerts
+                    .clone()
+                    .or_else(|| self.file.alerts.log.clone().map(PathBuf::from)),
+                webhook: self.webhook(f.alert_webhook.as_deref())?,
+                retry: self.retry(&f.retry)?,
+                task: self.task()?,
+                rules: self.rules(&f.rules)?,
+            },
         })
     }
 

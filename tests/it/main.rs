@@ -1,6 +1,7 @@
 //! End-to-end tests: one binary so polars links once.
 
 mod alert_delivery;
+mod alerts_from_scores;
 mod cli;
 mod common;
 mod faults;

@@ -1,8 +1,10 @@
-"""churnguard.spark on a real local[2] Spark session against `churnguard score`.
+"""churnguard.spark on a real local[2] Spark session against `churnguard score`, and
+`churnguard alerts --scores` over the Spark output against `score`'s alerts.
 
 Run by tests/spark.sh (CHURNGUARD_BIN: the CLI; SPARK_WORK: a scratch directory).
 """
 
+import json
 import os
 import shutil
 import subprocess
@@ -13,7 +15,7 @@ import polars as pl
 import pytest
 
 import churnguard as cg
-from churnguard.spark import configure, read_tables, score_base
+from churnguard.spark import configure, features_base, read_tables, score_base
 
 BIN = os.environ["CHURNGUARD_BIN"]
 WORK = Path(os.environ["SPARK_WORK"])
@@ -34,7 +36,8 @@ def run():
     cli("train", "--data", data, "--models", models, "--algorithms", "logistic,gbdt")
     as_of = cg.Model.load(str(models)).manifest["training_data"]["time_range"][1][:10]
     cli("score", "--data", data, "--models", models, "--as-of", as_of,
-        "--out", WORK / "scores.parquet")
+        "--out", WORK / "scores.parquet", "--outbox", WORK / "score.db",
+        "--alerts", WORK / "score-alerts.jsonl")
     return {"data": data, "models": models, "as_of": as_of}
 
 
@@ -91,3 +94,65 @@ def test_the_command_line_writes_the_same_scores_as_parquet(run):
     assert p.returncode == 0, p.stderr[-3000:]
     assert "scored" in p.stdout
     same_scores(pl.read_parquet(out / "*.parquet"), pl.read_parquet(WORK / "scores.parquet"))
+
+
+def alert_keys(path: Path):
+    """(idempotency key, customer id) of every alert in a JSON-lines file."""
+    if not path.exists():
+        return []
+    return sorted((a["idempotency_key"], a["customer_id"])
+                  for a in map(json.loads, path.read_text().splitlines()))
+
+
+def test_alerts_over_the_spark_output_are_scores_alerts_once(run, spark):
+    out = WORK / "spark-alerts-scores"
+    tables = read_tables(spark, str(run["data"]))
+    score_base(spark, tables, str(run["models"]), run["as_of"], buckets=4) \
+        .write.mode("overwrite").parquet(str(out))
+    want = alert_keys(WORK / "score-alerts.jsonl")
+    assert len(want) > 5
+    log, outbox = WORK / "spark-alerts.jsonl", WORK / "spark.db"
+    args = ("alerts", "--scores", out, "--models", run["models"], "--outbox", outbox,
+            "--alerts", log)
+    first = cli(*args)
+    assert f"{len(want)} raised, {len(want)} new" in first.stdout, first.stdout
+    assert alert_keys(log) == want
+    # A re-run of the night raises none, and the sink receives nothing more.
+    again = cli(*args)
+    assert "0 raised, 0 new, 0 delivered" in again.stdout, again.stdout
+    assert alert_keys(log) == want
+    # The same from Python, over the Spark DataFrame itself.
+    py_log = WORK / "py-alerts.jsonl"
+    summary = cg.alerts(spark.read.parquet(str(out)), models=str(run["models"]),
+                        outbox=str(WORK / "py.db"), alerts=str(py_log))
+    assert (summary["alerts_new"], summary["as_of"]) == (len(want), run["as_of"])
+    assert alert_keys(py_log) == want
+    assert cg.alerts(str(out), models=str(run["models"]),
+                     outbox=str(WORK / "py.db"))["alerts_new"] == 0
+
+
+def test_features_base_equals_cg_features(run, spark):
+    tables = read_tables(spark, str(run["data"]))
+    got = pl.from_arrow(
+        features_base(spark, tables, str(run["models"]), run["as_of"], buckets=4).toArrow()
+    )
+    base = cg.CustomerBase.from_dir(str(run["data"]))
+    want = cg.features(base, run["as_of"], models=str(run["models"]))
+    same_scores(got.select(want.columns), want)
+
+
+def test_score_base_refuses_what_score_refuses_unless_allow_stale(run, spark):
+    late = "2031-01-01"
+    p = subprocess.run([BIN, "score", "--data", run["data"], "--models", run["models"],
+                        "--as-of", late, "--out", WORK / "late.parquet"],
+                       capture_output=True, text=True)
+    assert p.returncode == 3
+    tables = read_tables(spark, str(run["data"]))
+    with pytest.raises(cg.RefusedError) as e:
+        score_base(spark, tables, str(run["models"]), late, buckets=4)
+    assert e.value.reason == "as_of_after_data"
+    cli_message = p.stderr.strip().splitlines()[-1]
+    assert "after the data ends" in str(e.value) and "allow_stale=True" in str(e.value)
+    assert str(e.value).split(" (on Spark")[0] in cli_message
+    scored = score_base(spark, tables, str(run["models"]), late, buckets=4, allow_stale=True)
+    assert scored.count() > 500
