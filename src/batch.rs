@@ -63,6 +63,9 @@ pub struct BatchOptions {
     pub history: PathBuf,
     /// What the alerts carry besides the score (profile attributes, owner, due date).
     pub task: crate::alerts::TaskConfig,
+    /// Seconds the base took to load, when the caller loaded it: the summary's
+    /// `loading` stage.
+    pub loading_seconds: Option<f64>,
 }
 
 pub use crate::scores::summary_path;
@@ -98,7 +101,8 @@ pub struct BatchSummary {
     pub alerts_raised: usize,
     pub alerts_new: usize,
     pub alerts_delivered: usize,
-    /// Wall-clock seconds per stage (`alerts`, `features`, `scoring`, `writing`).
+    /// Wall-clock seconds per stage (`alerts`, `features`, `scoring`, `writing`, and
+    /// `loading` when [`BatchOptions::loading_seconds`] is given).
     #[serde(serialize_with = "sorted")]
     pub seconds: HashMap<String, f64>,
     pub output: String,
@@ -456,6 +460,9 @@ fn run_night(
     let spec = &art.spec;
     check_tables(spec, base)?;
     let mut seconds = HashMap::new();
+    if let Some(s) = opts.loading_seconds {
+        seconds.insert("loading".to_string(), s);
+    }
     let model = format!("{} {}", scorer.name, scorer.version);
     stage("checking");
     let outbox = Outbox::open(&opts.outbox)?;

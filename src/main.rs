@@ -121,6 +121,24 @@ fn stage_fn(pb: &Option<ProgressBar>) -> impl Fn(&str) + '_ {
     }
 }
 
+/// Checks the base of `src` as [`load`] does, keeping only its summary (bounded memory).
+fn summarize(src: &DataSource) -> Result<data::Summary> {
+    let pb = spinner();
+    if let Some(pb) = &pb {
+        pb.set_message(format!("checking {}", src.dir.display()));
+    }
+    let opts = data::LoadOptions {
+        skip_bad_rows: src.skip_bad_rows,
+        ..data::LoadOptions::default()
+    };
+    let summary = data::summarize(&src.dir, &opts)
+        .with_context(|| format!("loading the customer base in {}", src.dir.display()))?;
+    if let Some(pb) = pb {
+        pb.finish_and_clear();
+    }
+    Ok(summary)
+}
+
 fn load(src: &DataSource) -> Result<data::CustomerBase> {
     let pb = spinner();
     if let Some(pb) = &pb {
@@ -210,11 +228,11 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn inspect(src: &DataSource, json: bool) -> Result<()> {
-    let base = load(src)?;
+    let summary = summarize(src)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&base.summary)?);
+        println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
-        print!("{}", base.summary);
+        print!("{summary}");
         println!("valid: yes");
     }
     Ok(())
@@ -247,11 +265,11 @@ fn generate_into(cfg: &synth::SynthConfig, out: &Path) -> Result<()> {
             t.table, t.rows, t.bytes
         );
     }
-    let base = load(&DataSource {
+    let summary = summarize(&DataSource {
         dir: out.to_path_buf(),
         skip_bad_rows: false,
     })?;
-    print!("{}", base.summary);
+    print!("{summary}");
     Ok(())
 }
 
@@ -494,7 +512,9 @@ fn score(s: ScoreSettings) -> Result<()> {
             rule.feature()
         );
     }
+    let loading = std::time::Instant::now();
     let base = load(&s.data)?;
+    let loading_seconds = loading.elapsed().as_secs_f64();
     let out = s.out;
     let opts = batch::BatchOptions {
         as_of: s.as_of,
@@ -509,6 +529,7 @@ fn score(s: ScoreSettings) -> Result<()> {
         metrics_textfile: s.metrics_textfile,
         history: s.history,
         task: s.task,
+        loading_seconds: Some(loading_seconds),
     };
     let pb = spinner();
     let r = batch::run(&base, &scorer, &opts, &stage_fn(&pb))?;
@@ -542,6 +563,11 @@ fn score(s: ScoreSettings) -> Result<()> {
         println!("  drift: {w}");
     }
     let total: f64 = r.seconds.values().sum();
+    let stages: Vec<String> = ["loading", "features", "scoring", "writing", "alerts"]
+        .iter()
+        .filter_map(|k| r.seconds.get(*k).map(|v| format!("{k} {v:.2}s")))
+        .collect();
+    eprintln!("stages: {}", stages.join(", "));
     println!(
         "  wall time {total:.2}s; summary: {}",
         batch::summary_path(&out).display()

@@ -14,7 +14,7 @@ pub(crate) use read::cells::{
     datetime_seconds, has as has_column, read_file as read_table_file, read_parquet_columns,
     ticks_per_second,
 };
-pub use read::{load, load_frames, LoadOptions};
+pub use read::{load, load_frames, summarize, LoadOptions};
 pub use summary::{BadRow, Summary, TableSummary};
 
 use crate::time::Ts;
@@ -206,12 +206,24 @@ pub struct Grouper<T> {
     /// Each bucket's customer indexes and rows, in arrival order.
     buckets: Vec<(Vec<u32>, Vec<T>)>,
     len: usize,
+    /// Only counting rows ([`Grouper::counting`]): none is kept.
+    counting: bool,
 }
 
 impl<T: Timed + Copy + Send + Sync> Grouper<T> {
     /// A grouper for customer indexes `0..n`.
     pub fn new(n: usize) -> Self {
         Self::with_capacity(n, 0)
+    }
+
+    /// A grouper that only counts the rows pushed ([`Grouper::len`]) and keeps none:
+    /// [`Grouper::finish`] gives `n` empty groups. A load that only checks a base
+    /// ([`crate::data::summarize`]) holds no table, whatever the base's size.
+    pub fn counting(n: usize) -> Self {
+        Grouper {
+            counting: true,
+            ..Self::with_capacity(n, 0)
+        }
     }
 
     /// A grouper for customer indexes `0..n` expecting about `rows` rows (spread over
@@ -240,16 +252,20 @@ impl<T: Timed + Copy + Send + Sync> Grouper<T> {
                 .map(|_| (Vec::with_capacity(reserve), Vec::with_capacity(reserve)))
                 .collect(),
             len: 0,
+            counting: false,
         }
     }
 
     /// Adds a row of customer `c` (`c < n`); rows of one customer keep their order
     /// among equal times.
     pub fn push(&mut self, c: u32, row: T) {
+        self.len += 1;
+        if self.counting {
+            return;
+        }
         let (cs, rs) = &mut self.buckets[(c >> self.shift) as usize];
         cs.push(c);
         rs.push(row);
-        self.len += 1;
     }
 
     /// Rows added so far.
@@ -271,7 +287,9 @@ impl<T: Timed + Copy + Send + Sync> Grouper<T> {
             shift,
             buckets,
             len,
+            counting,
         } = self;
+        let len = if counting { 0 } else { len };
         let per = 1usize << shift;
         let mut offsets = vec![0usize; n + 1];
         let mut items: Vec<T> = Vec::with_capacity(len);

@@ -157,6 +157,7 @@ fn options(name: &str, as_of: &str) -> BatchOptions {
         metrics_textfile: None,
         history: dir.join("history"),
         task: churnguard::alerts::TaskConfig::default(),
+        loading_seconds: None,
     }
 }
 

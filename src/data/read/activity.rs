@@ -43,20 +43,40 @@ pub(super) struct Activity {
 const ORPHAN: u32 = u32::MAX;
 
 /// Customer indexes of a part's rows; `ORPHAN` for unknown customers, bad cells reported.
+///
+/// Ids are looked up in slices of [`LOOKUP_ROWS`] rows on every core. Exports usually
+/// hold a customer's rows together (sorted or grouped by customer), so a row whose id is
+/// the previous row's reuses its index instead of hashing and comparing the id again.
 fn customer_ids(part: &Part, index: &IdIndex, errs: &mut Errs) -> Result<Vec<u32>> {
     use rayon::prelude::*;
     const EMPTY: u32 = u32::MAX - 1;
     let ids = strings(part, "customer_id")?;
-    // Look ids up chunk by chunk on every core (Parquet row groups arrive as chunks).
-    let chunks: Vec<_> = ids.downcast_iter().collect();
-    let looked_up: Vec<Vec<u32>> = chunks
+    let slices: Vec<_> = ids
+        .downcast_iter()
+        .flat_map(|arr| {
+            (0..arr.len())
+                .step_by(LOOKUP_ROWS)
+                .map(move |s| (arr, s, (s + LOOKUP_ROWS).min(arr.len())))
+        })
+        .collect();
+    let looked_up: Vec<Vec<u32>> = slices
         .par_iter()
-        .map(|arr| {
-            arr.iter()
-                .map(|v| match v.map(str::trim).filter(|v| !v.is_empty()) {
-                    None => EMPTY,
-                    Some(id) => index.get(id).copied().unwrap_or(ORPHAN),
-                })
+        .map(|&(arr, start, stop)| {
+            let mut previous: Option<(&str, u32)> = None;
+            (start..stop)
+                .map(
+                    |i| match arr.get(i).map(str::trim).filter(|v| !v.is_empty()) {
+                        None => EMPTY,
+                        Some(id) => match previous {
+                            Some((p, c)) if p == id => c,
+                            _ => {
+                                let c = index.get(id).copied().unwrap_or(ORPHAN);
+                                previous = Some((id, c));
+                                c
+                            }
+                        },
+                    },
+                )
                 .collect()
         })
         .collect();
@@ -70,50 +90,48 @@ fn customer_ids(part: &Part, index: &IdIndex, errs: &mut Errs) -> Result<Vec<u32
     Ok(out)
 }
 
+/// Rows of a slice of ids looked up on one core.
+const LOOKUP_ROWS: usize = 1 << 16;
+
 /// Rows per batch when a Parquet file is read in slices of whole row groups: memory
 /// holds one batch's frame (and its converted columns) at a time, not the whole table.
 pub(super) const BATCH_ROWS: usize = 1 << 21;
 
 /// The columns of one activity table's file, and how to read it in batches.
 struct BatchFile {
-    /// Every column of the file, in file order.
+    /// Every column of the file, in file order (empty for a CSV file until it is read).
     names: Vec<String>,
-    /// CSV: the whole file, read at once (every column as text).
-    csv: Option<DataFrame>,
+    /// A CSV file (read whole, every column as text, when its turn comes) or a frame.
+    whole: Option<Whole>,
     /// Parquet: the file metadata and the row ranges `(first row, rows)` of the batches.
     parquet: Option<(FileMetadataRef, Vec<(usize, usize)>)>,
+}
+
+/// A table part read as one batch.
+enum Whole {
+    Csv(std::path::PathBuf),
+    Frame(DataFrame),
 }
 
 impl BatchFile {
     /// A frame given in memory: one batch, like a CSV file.
     fn frame(df: DataFrame) -> BatchFile {
-        let names = df
-            .get_column_names()
-            .iter()
-            .map(|c| c.to_string())
-            .collect();
         BatchFile {
-            names,
-            csv: Some(df),
+            names: column_names(&df),
+            whole: Some(Whole::Frame(df)),
             parquet: None,
         }
     }
-}
 
-impl BatchFile {
-    /// Opens `path`; Parquet batches hold whole row groups, about `batch_rows` rows.
+    /// Opens `path` (for Parquet, reads its footer: the one time it is read); Parquet
+    /// batches hold whole row groups, about `batch_rows` rows. A CSV file is only read
+    /// by [`BatchFile::for_each`], so that opening every part of a table first holds
+    /// no CSV frame.
     fn open(path: &Path, batch_rows: usize) -> Result<BatchFile> {
         if is_csv(path) {
-            // CSV is read whole (every column as text): one batch.
-            let df = read_file(path)?;
-            let names = df
-                .get_column_names()
-                .iter()
-                .map(|c| c.to_string())
-                .collect();
             return Ok(BatchFile {
-                names,
-                csv: Some(df),
+                names: Vec::new(),
+                whole: Some(Whole::Csv(path.to_path_buf())),
                 parquet: None,
             });
         }
@@ -140,13 +158,31 @@ impl BatchFile {
         }
         Ok(BatchFile {
             names,
-            csv: None,
+            whole: None,
             parquet: Some((metadata, ranges)),
         })
     }
 
+    /// Rows of a Parquet file, as its footer says; 0 for CSV and frames.
+    fn parquet_rows(&self) -> usize {
+        self.parquet.as_ref().map_or(0, |(m, _)| {
+            m.row_groups.iter().map(|rg| rg.num_rows()).sum()
+        })
+    }
+
+    /// Reads a CSV part (its column names become known); a no-op otherwise.
+    fn read_csv(&mut self) -> Result<()> {
+        if let Some(Whole::Csv(path)) = &self.whole {
+            let df = read_file(path)?;
+            self.names = column_names(&df);
+            self.whole = Some(Whole::Frame(df));
+        }
+        Ok(())
+    }
+
     /// Reads the columns `wanted` that the file has, batch by batch: `f(first row, frame)`.
-    /// A file without rows still gives one (empty) frame.
+    /// A file without rows still gives one (empty) frame. A CSV part must have been read
+    /// ([`BatchFile::read_csv`]).
     fn for_each(
         self,
         path: &Path,
@@ -154,7 +190,13 @@ impl BatchFile {
         mut f: impl FnMut(usize, DataFrame) -> Result<()>,
     ) -> Result<()> {
         let Some((metadata, ranges)) = &self.parquet else {
-            return f(0, self.csv.unwrap_or_default());
+            return f(
+                0,
+                match self.whole {
+                    Some(Whole::Frame(df)) => df,
+                    _ => DataFrame::default(),
+                },
+            );
         };
         let columns: Vec<String> = wanted
             .iter()
@@ -179,6 +221,13 @@ impl BatchFile {
         }
         Ok(())
     }
+}
+
+fn column_names(df: &DataFrame) -> Vec<String> {
+    df.get_column_names()
+        .iter()
+        .map(|c| c.to_string())
+        .collect()
 }
 
 /// Checks one frame of an activity table and adds its good rows to `rows`.
@@ -392,6 +441,7 @@ pub(super) fn read_activity(
     n: usize,
     opts: &LoadOptions,
     batch_rows: usize,
+    keep_rows: bool,
 ) -> Result<Activity> {
     let table = src.table;
     let mut summary = TableSummary {
@@ -406,39 +456,36 @@ pub(super) fn read_activity(
             Some((a, b)) => (a.min(t), b.max(t)),
         })
     };
-    // Rows to expect: Parquet footers say (CSV files are only counted when read).
-    let expected: usize = src
-        .parts
-        .iter()
-        .filter_map(|p| match p {
-            Input::File(p) => Some(p),
-            Input::Frame(_) => None,
-        })
-        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
-        .filter_map(|p| {
-            let file = std::fs::File::open(p).ok()?;
-            contained(p, || ParquetReader::new(file).num_rows()).ok()
-        })
-        .sum();
+    // Every part's footer is read once, here; its row count sizes the grouper.
+    let mut opened = Vec::with_capacity(src.parts.len());
+    for input in &src.parts {
+        opened.push(match input {
+            Input::File(path) => BatchFile::open(path, batch_rows)?,
+            // Never read from a path: a frame is one batch, like a CSV file.
+            Input::Frame(df) => BatchFile::frame(df.clone()),
+        });
+    }
+    let expected: usize = opened.iter().map(BatchFile::parquet_rows).sum();
+    let expected = if keep_rows { expected } else { 0 };
     let mut rows = match table {
-        Table::Logins => Rows::Logins(Grouper::with_capacity(n, expected)),
-        Table::Tickets => Rows::Tickets(Grouper::with_capacity(n, expected)),
-        Table::Orders => Rows::Orders(Grouper::with_capacity(n, expected)),
-        Table::Events => Rows::Events(Grouper::with_capacity(n, expected), Vec::new()),
+        Table::Logins => Rows::Logins(grouper(keep_rows, n, expected)),
+        Table::Tickets => Rows::Tickets(grouper(keep_rows, n, expected)),
+        Table::Orders => Rows::Orders(grouper(keep_rows, n, expected)),
+        Table::Events => Rows::Events(grouper(keep_rows, n, expected), Vec::new()),
         Table::Churn => Rows::Churn(Vec::new(), Vec::new()),
         Table::Customers => unreachable!("customers are read by read_customers"),
     };
     let mut type_index = IdIndex::default();
     let (required, optional) = activity_columns(table);
     let wanted: Vec<&str> = required.iter().chain(&optional).copied().collect();
-    for input in &src.parts {
+    for (input, mut batches) in src.parts.iter().zip(opened) {
         let file = input.label();
         summary.files.push(file.clone());
-        let (batches, path) = match input {
-            Input::File(path) => (BatchFile::open(path, batch_rows)?, path.as_path()),
-            // Never read from a path: a frame is one batch, like a CSV file.
-            Input::Frame(df) => (BatchFile::frame(df.clone()), Path::new(&file)),
+        let path = match input {
+            Input::File(path) => path.as_path(),
+            Input::Frame(_) => Path::new(&file),
         };
+        batches.read_csv()?;
         let header = Part {
             table,
             file: file.clone(),
@@ -482,6 +529,14 @@ pub(super) fn read_activity(
         summary.bad_rows += errs.count;
         examples.extend(errs.examples());
     }
+    // Counted before grouping: a counting grouper (`keep_rows` false) keeps no row.
+    let kept = match &rows {
+        Rows::Logins(g) => g.len(),
+        Rows::Tickets(g) => g.len(),
+        Rows::Orders(g) => g.len(),
+        Rows::Events(g, _) => g.len(),
+        Rows::Churn(c, _) => c.len(),
+    };
     let rows = match rows {
         Rows::Logins(g) => Grouping::Logins(g.finish()),
         Rows::Tickets(g) => Grouping::Tickets(g.finish()),
@@ -499,10 +554,8 @@ pub(super) fn read_activity(
         }
     };
     summary.rows = match &rows {
-        Grouping::Logins(g) | Grouping::Churn(g) => g.len(),
-        Grouping::Tickets(g) => g.len(),
-        Grouping::Orders(g) => g.len(),
-        Grouping::Events(g, _) => g.len(),
+        Grouping::Churn(g) => g.len(),
+        _ => kept,
     };
     Ok(Activity {
         rows,
@@ -510,6 +563,19 @@ pub(super) fn read_activity(
         bad_examples: examples,
         range,
     })
+}
+
+/// A grouper for `n` customers expecting `rows` rows, or one only counting them.
+fn grouper<T: crate::data::Timed + Copy + Send + Sync>(
+    keep_rows: bool,
+    n: usize,
+    rows: usize,
+) -> Grouper<T> {
+    if keep_rows {
+        Grouper::with_capacity(n, rows)
+    } else {
+        Grouper::counting(n)
+    }
 }
 
 /// The error a check of the whole file `path` at once stops at (reading it whole).

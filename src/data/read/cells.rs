@@ -15,29 +15,31 @@ use std::sync::Once;
 /// Reads one table file whole: CSV with every column as text (types are the contract's,
 /// never guessed: an id `007` stays `007`), or Parquet as typed.
 ///
-/// A CSV file polars cannot read, or one where polars may have filled a short row with
-/// nulls (its last column has a null), is scanned again ([`super::csv_scan`]) so that a
-/// ragged row, an unclosed quote or invalid UTF-8 is an [`Error::BadCsv`] naming the line,
-/// row and column; a file whose last column has no null cannot hold a short row, so the
-/// common case is read once.
+/// A CSV file is read from disk once, into memory, and parsed by polars from there. One
+/// polars cannot parse, or one where polars may have filled a short row with nulls (its
+/// last column has a null), is then checked on the same bytes: first by a quick count of
+/// each line's commas ([`super::csv_scan::every_line_complete`], enough for a file
+/// without quotes), and only when that cannot clear it by the full scan
+/// ([`super::csv_scan::find_fault`]), so that a ragged row, an unclosed quote or invalid
+/// UTF-8 is an [`Error::BadCsv`] naming the line, row and column.
 pub(crate) fn read_file(path: &Path) -> Result<DataFrame> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     if !is_csv(path) {
+        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
         return contained(path, || ParquetReader::new(file).finish());
     }
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let read = contained(path, || {
         CsvReadOptions::default()
             .with_has_header(true)
             .with_infer_schema_length(Some(0))
-            .into_reader_with_file_handle(file)
+            .into_reader_with_file_handle(std::io::Cursor::new(bytes.as_slice()))
             .finish()
     });
     let short_rows_possible = match &read {
         Ok(df) => df.columns().last().is_some_and(|c| c.null_count() > 0),
         Err(_) => true,
     };
-    if short_rows_possible {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    if short_rows_possible && !(read.is_ok() && super::csv_scan::every_line_complete(&bytes)) {
         if let Some(f) = super::csv_scan::find_fault(&bytes) {
             return Err(Error::BadCsv {
                 file: path.display().to_string(),

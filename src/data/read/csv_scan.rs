@@ -134,9 +134,42 @@ pub(crate) fn find_fault(bytes: &[u8]) -> Option<CsvFault> {
     None
 }
 
+/// Whether `bytes` holds no quote and every non-blank line has the header's number of
+/// commas: then no record is short or long (a record is a line). `false` says nothing
+/// (quotes, or a ragged line): [`find_fault`] decides. A count of one byte per line, many
+/// times faster than [`find_fault`]'s tokenizer.
+pub(crate) fn every_line_complete(bytes: &[u8]) -> bool {
+    if bytes.contains(&b'"') {
+        return false;
+    }
+    let commas = |line: &[u8]| line.iter().filter(|&&b| b == b',').count();
+    let mut lines = bytes
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty() && *l != b"\r");
+    let Some(header) = lines.next() else {
+        return true;
+    };
+    let want = commas(header);
+    lines.all(|l| commas(l) == want)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_quick_check_clears_only_files_without_quotes_whose_lines_are_complete() {
+        assert!(every_line_complete(b"id,at,kind\r\na,1,\n\nb,2,x\n"));
+        assert!(every_line_complete(b""));
+        assert!(!every_line_complete(b"id,at,kind\na,1\n"));
+        assert!(!every_line_complete(b"id,at\na,1,2\n"));
+        assert!(!every_line_complete(b"id,at\na,\"1\"\n"));
+        // Every file it clears has no fault.
+        for text in [&b"id,at,kind\na,1,\nb,2,x\n"[..], b"id\na\n\nb"] {
+            assert!(every_line_complete(text));
+            assert_eq!(find_fault(text), None);
+        }
+    }
 
     fn fault(text: &[u8]) -> (usize, Option<usize>, Option<String>, String) {
         let f = find_fault(text).expect("a fault");

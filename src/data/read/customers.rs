@@ -1,8 +1,6 @@
 //! The `customers` table: ids (non-empty, unique), signup times and the extra columns
 //! kept as attributes (numeric when every non-empty cell is a number).
 
-use rustc_hash::FxHashMap;
-
 use super::cells::{polars_err, require, strings, timestamps, MISSING};
 use super::errors::Errs;
 use super::{LoadOptions, Part};
@@ -20,8 +18,8 @@ pub(super) fn read_customers(
         ..TableSummary::default()
     };
     let mut examples = Vec::new();
-    // (part, row) of each id, to name both rows of a duplicate.
-    let mut first_seen: FxHashMap<String, (usize, usize)> = FxHashMap::default();
+    // (part, row) of each customer index, to name both rows of a duplicate.
+    let mut origin: Vec<(usize, usize)> = Vec::new();
     let mut attr_names: Vec<String> = Vec::new();
     let mut attr_raw: Vec<Vec<AttrCell>> = Vec::new();
     for (pi, part) in parts.iter().enumerate() {
@@ -56,36 +54,50 @@ pub(super) fn read_customers(
         for name in &extra {
             cols.push(attr_cells(part, name)?);
         }
+        // Where each extra column goes among the attributes, found at the part's first
+        // good row (a part without one adds no attribute).
+        let mut slots: Option<Vec<usize>> = None;
         for (i, id) in ids.iter().enumerate() {
             if errs.bad[i] {
                 continue;
             }
-            let id = id.map(str::trim).unwrap_or_default().to_string();
-            if let Some(&(pj, row)) = first_seen.get(&id) {
-                return Err(Error::Data(format!(
-                    "table `customers` ({}), row {}, column `customer_id`: duplicate customer_id `{id}` (first at row {} of {})",
-                    part.file,
-                    i + 1,
-                    row + 1,
-                    parts[pj].file
-                )));
-            }
-            first_seen.insert(id.clone(), (pi, i));
+            let id = id.map(str::trim).unwrap_or_default();
             let idx = customers.ids.len() as u32;
-            customers.index.insert(id.clone(), idx);
-            customers.ids.push(id);
-            customers.signup.push(signup[i]);
-            for (k, name) in extra.iter().enumerate() {
-                let pos = match attr_names.iter().position(|n| n == name) {
-                    Some(p) => p,
-                    None => {
-                        attr_names.push(name.clone());
-                        attr_raw.push(vec![AttrCell::Empty; idx as usize]);
-                        attr_names.len() - 1
-                    }
-                };
-                attr_raw[pos].push(cols[k][i].clone());
+            match customers.index.entry(id.to_string()) {
+                std::collections::hash_map::Entry::Occupied(e) => {
+                    let (pj, row) = origin[*e.get() as usize];
+                    return Err(Error::Data(format!(
+                        "table `customers` ({}), row {}, column `customer_id`: duplicate customer_id `{id}` (first at row {} of {})",
+                        part.file,
+                        i + 1,
+                        row + 1,
+                        parts[pj].file
+                    )));
+                }
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(idx);
+                }
             }
+            origin.push((pi, i));
+            customers.ids.push(id.to_string());
+            customers.signup.push(signup[i]);
+            let slots = slots.get_or_insert_with(|| {
+                extra
+                    .iter()
+                    .map(|name| match attr_names.iter().position(|n| n == name) {
+                        Some(p) => p,
+                        None => {
+                            attr_names.push(name.clone());
+                            attr_raw.push(vec![AttrCell::Empty; idx as usize]);
+                            attr_names.len() - 1
+                        }
+                    })
+                    .collect()
+            });
+            for (k, &pos) in slots.iter().enumerate() {
+                attr_raw[pos].push(std::mem::replace(&mut cols[k][i], AttrCell::Empty));
+            }
+            // Attributes this part does not have are empty for its customers.
             for col in attr_raw.iter_mut() {
                 col.resize(idx as usize + 1, AttrCell::Empty);
             }

@@ -80,6 +80,22 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<CustomerBase> {
     load_in_batches(dir, opts, BATCH_ROWS)
 }
 
+/// Checks the customer base in `dir` exactly as [`load`] does (the same errors, the same
+/// [`Summary`]) without keeping its activity rows: memory holds the customers and one
+/// batch of a table, whatever the base's size. What `inspect` and `generate` print.
+pub fn summarize(dir: &Path, opts: &LoadOptions) -> Result<Summary> {
+    let (sources, ignored) = discover(dir)?;
+    let base = load_sources(
+        &dir.display().to_string(),
+        sources,
+        ignored,
+        opts,
+        BATCH_ROWS,
+        false,
+    )?;
+    Ok(base.summary)
+}
+
 /// Loads and validates a customer base from tables already in memory (any subset of the
 /// six; `customers` is required), with exactly the checks and messages of [`load`]: a
 /// message names the table and `frame` where [`load`] names the file. Columns may be
@@ -98,7 +114,7 @@ pub fn load_frames(tables: Vec<(Table, DataFrame)>, opts: &LoadOptions) -> Resul
             parts: vec![Input::Frame(df)],
         });
     }
-    load_sources(FRAME_LABEL, sources, Vec::new(), opts, BATCH_ROWS)
+    load_sources(FRAME_LABEL, sources, Vec::new(), opts, BATCH_ROWS, true)
 }
 
 /// [`load`], reading Parquet activity tables in batches of about `batch_rows` rows.
@@ -110,17 +126,20 @@ fn load_in_batches(dir: &Path, opts: &LoadOptions, batch_rows: usize) -> Result<
         ignored,
         opts,
         batch_rows,
+        true,
     )
 }
 
 /// Reads and validates the tables of `sources`, `customers` first; `directory` is where
-/// they come from (for the summary and messages).
+/// they come from (for the summary and messages). Without `keep_rows`, the activity
+/// tables are checked and counted but their rows are not kept ([`summarize`]).
 fn load_sources(
     directory: &str,
     sources: Vec<Source>,
     ignored: Vec<String>,
     opts: &LoadOptions,
     batch_rows: usize,
+    keep_rows: bool,
 ) -> Result<CustomerBase> {
     let mut summary = Summary {
         directory: directory.to_string(),
@@ -161,7 +180,7 @@ fn load_sources(
             summary.missing_tables.push(t.name().to_string());
             continue;
         };
-        let act = read_activity(src, &base.customers.index, n, opts, batch_rows)?;
+        let act = read_activity(src, &base.customers.index, n, opts, batch_rows, keep_rows)?;
         if let Some((a, b)) = act.range {
             summary.widen(a);
             summary.widen(b);
