@@ -67,6 +67,7 @@ fn alerts_from_a_score_file_in_parts_are_the_nights_alerts_once() {
         metrics_textfile: None,
         history: dir.join("history"),
         task: TaskConfig::default(),
+        loading_seconds: None,
     };
     let night = batch::run(&base, &scorer, &opts, &|_| {}).unwrap();
     let want = alerts(&dir.join("score.jsonl"));
