@@ -567,7 +567,8 @@ fn score(s: ScoreSettings) -> Result<()> {
         .iter()
         .filter_map(|k| r.seconds.get(*k).map(|v| format!("{k} {v:.2}s")))
         .collect();
-    eprintln!("stages: {}", stages.join(", "));
+    // Through the logger, so that `--log-json` keeps every stderr line JSON.
+    tracing::info!(event = "stages", "stages: {}", stages.join(", "));
     println!(
         "  wall time {total:.2}s; summary: {}",
         batch::summary_path(&out).display()
