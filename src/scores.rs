@@ -426,18 +426,7 @@ pub fn read_table(path: &Path) -> Result<DataFrame> {
     if !path.is_dir() {
         return crate::data::read_table_file(path);
     }
-    let mut parts: Vec<PathBuf> = std::fs::read_dir(path)
-        .map_err(|e| Error::io(path, e))?
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| {
-            let n = p.file_name().unwrap_or_default().to_string_lossy();
-            !n.starts_with('_')
-                && !n.starts_with('.')
-                && (n.ends_with(".parquet") || n.ends_with(".csv"))
-        })
-        .collect();
-    parts.sort();
+    let parts = crate::data::dir_parts(path)?;
     let mut whole: Option<DataFrame> = None;
     for part in &parts {
         let df = crate::data::read_table_file(part)?;

@@ -9,11 +9,12 @@ mod read;
 mod summary;
 pub mod write;
 
-/// Whole-file table reading shared with the score file's reader (CSV cells as text).
 pub(crate) use read::cells::{
     datetime_seconds, has as has_column, read_file as read_table_file, read_parquet_columns,
     ticks_per_second,
 };
+/// Whole-file table reading shared with the score file's reader (CSV cells as text).
+pub(crate) use read::dir_parts;
 pub use read::{load, load_frames, summarize, LoadOptions};
 pub use summary::{BadRow, Summary, TableSummary};
 

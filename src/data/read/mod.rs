@@ -244,18 +244,7 @@ fn discover(dir: &Path) -> Result<(Vec<Source>, Vec<String>)> {
             )));
         }
         let parts = if path.is_dir() {
-            let mut parts: Vec<PathBuf> = std::fs::read_dir(&path)
-                .map_err(|e| Error::io(&path, e))?
-                .filter_map(|e| e.ok())
-                .map(|e| e.path())
-                .filter(|p| {
-                    let n = p.file_name().unwrap_or_default().to_string_lossy();
-                    !n.starts_with('_')
-                        && !n.starts_with('.')
-                        && (n.ends_with(".parquet") || n.ends_with(".csv"))
-                })
-                .collect();
-            parts.sort();
+            let parts = dir_parts(&path)?;
             if parts.is_empty() {
                 return Err(Error::Data(format!(
                     "table `{}`: directory {} holds no .parquet or .csv parts",
@@ -697,4 +686,22 @@ mod tests {
             "{e}"
         );
     }
+}
+
+/// The `.parquet` and `.csv` parts of a directory table, in name order; names starting
+/// with `_` or `.` (a Spark job's `_SUCCESS`, hidden files) are not parts.
+pub(crate) fn dir_parts(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut parts: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| {
+            let n = p.file_name().unwrap_or_default().to_string_lossy();
+            !n.starts_with('_')
+                && !n.starts_with('.')
+                && (n.ends_with(".parquet") || n.ends_with(".csv"))
+        })
+        .collect();
+    parts.sort();
+    Ok(parts)
 }
