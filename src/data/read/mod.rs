@@ -278,6 +278,24 @@ fn read_parts(src: &Source) -> Result<Vec<Part>> {
         .collect()
 }
 
+/// The `.parquet` and `.csv` parts of a directory table, in name order; names starting
+/// with `_` or `.` (a Spark job's `_SUCCESS`, hidden files) are not parts.
+pub(crate) fn dir_parts(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut parts: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| {
+            let n = p.file_name().unwrap_or_default().to_string_lossy();
+            !n.starts_with('_')
+                && !n.starts_with('.')
+                && (n.ends_with(".parquet") || n.ends_with(".csv"))
+        })
+        .collect();
+    parts.sort();
+    Ok(parts)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -686,22 +704,4 @@ mod tests {
             "{e}"
         );
     }
-}
-
-/// The `.parquet` and `.csv` parts of a directory table, in name order; names starting
-/// with `_` or `.` (a Spark job's `_SUCCESS`, hidden files) are not parts.
-pub(crate) fn dir_parts(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut parts: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| Error::io(dir, e))?
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| {
-            let n = p.file_name().unwrap_or_default().to_string_lossy();
-            !n.starts_with('_')
-                && !n.starts_with('.')
-                && (n.ends_with(".parquet") || n.ends_with(".csv"))
-        })
-        .collect();
-    parts.sort();
-    Ok(parts)
 }
