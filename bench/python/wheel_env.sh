@@ -6,7 +6,8 @@
 #
 # W (default /tmp/cg-pybench) holds the model: `churnguard train` on a 20,000-customer base
 # generated with the same seed as bench/generate.sh's (so it scores that base), made once.
-# AS_OF is the last day of that base's data.
+# AS_OF is the last day of that base's data. BENCH_REUSE_WHEEL=1 keeps the churnguard
+# already installed in the venv (e.g. while another benchmark runs from it).
 
 # shellcheck source=../../tests/lib/suite.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../../tests/lib/suite.sh"
@@ -20,7 +21,11 @@ mkdir -p "$W"
 step "venv and wheel"
 cg_venv "$VENV" "$ROOT/tests/py/requirements.txt"
 cg_bin
-cg_wheel "$VENV" "$W/maturin.log"
+if [ "${BENCH_REUSE_WHEEL:-0}" = 1 ]; then
+    echo "churnguard $("$VENV/bin/python" -c 'import churnguard; print(churnguard.__version__)') as installed (BENCH_REUSE_WHEEL=1)"
+else
+    cg_wheel "$VENV" "$W/maturin.log"
+fi
 MODELS="$W/models"
 if [ ! -f "$MODELS/churn/aliases.json" ]; then
     step "model (train on a 20k base, seed 7)"
