@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# Executes every notebook in notebooks/ headless against churnguard's own outputs on a small
-# generated customer base, and fails on any cell error (or on a notebook committed with outputs).
+# Executes every notebook in notebooks/ headless on a small generated customer base, with the
+# churnguard wheel (built like tests/python.sh: the workspace's one build of polars) installed
+# in their venv, and fails on any cell error (or on a notebook committed with outputs). The
+# notebooks call the Python API (features, training set, scores, explanations); the registry
+# and two nights of score files + summaries are written by the CLI, as the jobs would.
 # Before that, tests/py/outputs/check_outputs.py reads the same outputs with pandas, pyarrow,
 # polars and DuckDB (their own venv, tests/py/outputs/requirements.txt) and checks their types.
 #
 #   bash tests/notebooks.sh
 #
 # Idempotent: the Python environment (notebooks/.venv, git-ignored) is reused while
-# notebooks/requirements.txt is unchanged; the work directory is rebuilt on every run.
+# notebooks/requirements.txt is unchanged (the wheel is rebuilt and reinstalled on every run);
+# the work directory is rebuilt on every run.
 # Environment: CHURNGUARD_BIN (a churnguard binary; default: build target/release/churnguard),
 # NOTEBOOKS_VENV, NOTEBOOKS_WORK (default: $TMPDIR/churnguard-notebooks), PYTHON (default python3).
 set -euo pipefail
@@ -40,6 +44,11 @@ cg_venv "$VENV" "$ROOT/notebooks/requirements.txt"
 step "churnguard binary"
 cg_bin
 
+step "churnguard wheel, installed into $VENV"
+# shellcheck source=lib/wheel.sh
+source "$ROOT/tests/lib/wheel.sh"
+cg_wheel "$VENV" "$WORK.maturin.log"
+
 step "sample outputs ($WORK)"
 rm -rf "$WORK"
 mkdir -p "$WORK/scores" "$WORK/executed"
@@ -51,8 +60,8 @@ ATTRS=(--categorical plan,channel,country --numeric monthly_fee)
 # A second version (other algorithms, no customer attributes), so that the comparison
 # notebook has a different champion and feature schema to compare.
 "$BIN" train --data "$DATA" --models "$MODELS" --algorithms gbdt,tree > "$WORK/train-v2.log"
-# Two nightly runs: the latest validation snapshot (labels known, for the capacity curve) and
-# the last day of data.
+# Two nightly runs (notebook 04 reads their files and summaries): the latest validation
+# snapshot and the last day of data.
 read -r VAL_DATE END_DATE < <("$VENV/bin/python" - "$MODELS/churn/v1/manifest.json" <<'PY'
 import json, sys
 m = json.load(open(sys.argv[1]))
@@ -64,6 +73,7 @@ for d in "$VAL_DATE" "$END_DATE"; do
     "$BIN" score --data "$DATA" --models "$MODELS" --as-of "$d" --out "$WORK/scores/$d.parquet" \
         --outbox "$WORK/alerts.db" > "$WORK/score-$d.log"
 done
+# The exports check_outputs.py reads (the notebooks compute theirs through the Python API).
 "$BIN" features --data "$DATA" --models "$MODELS" --as-of "$END_DATE" --out "$WORK/features.parquet"
 "$BIN" features --data "$DATA" --training-set "${ATTRS[@]}" --out "$WORK/training_set.parquet"
 
@@ -80,8 +90,6 @@ cg_venv "$OUT_VENV" "$ROOT/tests/py/outputs/requirements.txt"
 
 step "executing notebooks"
 export CHURNGUARD_DATA="$DATA" CHURNGUARD_MODELS="$MODELS" CHURNGUARD_NAME=churn
-export CHURNGUARD_NB_FEATURES="$WORK/features.parquet"
-export CHURNGUARD_NB_TRAINING_SET="$WORK/training_set.parquet"
 export CHURNGUARD_NB_SCORES_DIR="$WORK/scores"
 passed=0
 failed=0

@@ -14,7 +14,7 @@ set -euo pipefail
 # shellcheck source=lib/suite.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/suite.sh"
 WORK="${SPARK_WORK:-$(mktemp -d "${TMPDIR:-/tmp}/churnguard-spark.XXXXXX")}"
-VENV="$ROOT/tests/py/spark/.venv"
+VENV="$ROOT/tests/py/.venv"
 
 step "java"
 if ! command -v java > /dev/null; then
@@ -27,25 +27,18 @@ if ! command -v java > /dev/null; then
 fi
 java -version 2>&1 | head -1
 
-step "python environment (tests/py/spark/.venv)"
+step "python environment (tests/py/.venv, shared with tests/python.sh)"
 # shellcheck source=lib/venv.sh
 source "$ROOT/tests/lib/venv.sh"
-cg_venv "$VENV" "$ROOT/tests/py/spark/requirements.txt"
+cg_venv "$VENV" "$ROOT/tests/py/requirements.txt"
 
 step "churnguard binary"
 cg_bin
 
 step "wheel"
-mkdir -p "$WORK"
-rm -f "$ROOT"/target/wheels/churnguard-*.whl
-"$VENV/bin/maturin" build --release --locked -m "$ROOT/python/Cargo.toml" -i "$VENV/bin/python" -v \
-    > "$WORK/maturin.log" 2>&1 || { tail -40 "$WORK/maturin.log"; exit 1; }
-if grep -q 'Compiling polars' "$WORK/maturin.log"; then
-    echo "FAIL: building the wheel recompiled polars" >&2
-    exit 1
-fi
-"$VENV/bin/pip" install --quiet --disable-pip-version-check --no-deps --force-reinstall \
-    "$ROOT"/target/wheels/churnguard-*.whl
+# shellcheck source=lib/wheel.sh
+source "$ROOT/tests/lib/wheel.sh"
+cg_wheel "$VENV" "$WORK/maturin.log"
 
 step "pytest with a local[2] Spark session ($WORK)"
 # Loopback only (else the driver listens on the host's address); the workers' Python.
