@@ -3,10 +3,11 @@
 //! alert's `as_of`: only rows strictly before it, a ticket's closure and csat only when
 //! they happened before it (the data contract's point-in-time rules).
 //!
-//! The nightly batch has the customer base and fills everything. The service scores
-//! from a feature row (or a request's activity) and has no customer table: its alerts
-//! carry the profile numbers the model's features hold (`tenure_days`, `revenue_365d`),
-//! no attributes, no owner and a `null` trail (see the README).
+//! The nightly batch has the customer base and fills everything. The service fills
+//! everything too when a request sends the customer's `activity` (its rows and its
+//! `customer` object: the same builder as the batch). From a bare feature row it has no
+//! rows nor customer record: those alerts carry the profile numbers the model's features
+//! hold (`tenure_days`, `revenue_365d`), no attributes, no owner and a `null` trail.
 
 use std::collections::BTreeMap;
 
@@ -15,6 +16,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::data::{before, between, Attribute, CustomerBase, CustomerView, Priority};
+use crate::features::online::OwnedActivity;
 use crate::features::FeatureSpec;
 use crate::time::{fmt_ts, Ts, DAY};
 
@@ -174,31 +176,53 @@ pub fn trail(view: &CustomerView<'_>, present: crate::data::Present, as_of: Ts) 
 
 fn attribute_value(a: &Attribute, c: usize) -> Value {
     match a {
-        Attribute::Numeric(v) => serde_json::Number::from_f64(v[c])
-            .map(Value::Number)
-            .unwrap_or(Value::Null),
+        Attribute::Numeric(v) => number(v[c]),
         Attribute::Categorical(v) => v[c].clone().map_or(Value::Null, Value::String),
     }
 }
 
-fn attribute_text(a: &Attribute, c: usize) -> Option<String> {
-    match attribute_value(a, c) {
+fn number(x: f64) -> Value {
+    serde_json::Number::from_f64(x)
+        .map(Value::Number)
+        .unwrap_or(Value::Null)
+}
+
+/// An attribute sent in a request's `customer` object, as a column of the customer
+/// table would hold it: a string, a number (as the `f64` a numeric column holds, so 49
+/// and 49.0 read alike), anything else unknown.
+fn sent_value(v: &Value) -> Value {
+    match v {
+        Value::String(_) => v.clone(),
+        Value::Number(n) => n.as_f64().map_or(Value::Null, number),
+        _ => Value::Null,
+    }
+}
+
+fn value_text(v: Value) -> Option<String> {
+    match v {
         Value::String(s) => Some(s),
         Value::Number(n) => Some(n.to_string()),
         _ => None,
     }
 }
 
-/// The whole task of customer `c` of `base` as of `as_of` (the nightly batch).
-pub fn of_customer(base: &CustomerBase, c: usize, as_of: Ts, cfg: &TaskConfig) -> Task {
-    let view = base.view(c);
-    let customers = &base.customers;
+/// The whole task of one customer as of `as_of`, from its rows, the tables known
+/// (`present`) and `attribute(name)`: `None` when there is no such attribute, else its
+/// value (`null` when unknown). The batch and the service's activity form both go
+/// through here, so their alerts for the same customer and night are the same.
+fn build(
+    view: &CustomerView<'_>,
+    present: crate::data::Present,
+    as_of: Ts,
+    cfg: &TaskConfig,
+    attribute: impl Fn(&str) -> Option<Value>,
+) -> Task {
     let attributes = cfg
         .profile_attributes
         .iter()
-        .filter_map(|name| Some((name.clone(), attribute_value(customers.attribute(name)?, c))))
+        .filter_map(|name| Some((name.clone(), attribute(name)?)))
         .collect();
-    let revenue_365d = base.orders.as_ref().map(|_| {
+    let revenue_365d = present.orders.then(|| {
         between(view.orders, as_of - 365 * DAY, as_of)
             .iter()
             .map(|o| o.amount)
@@ -208,18 +232,33 @@ pub fn of_customer(base: &CustomerBase, c: usize, as_of: Ts, cfg: &TaskConfig) -
         profile: Some(Profile {
             attributes,
             tenure_days: Some(((as_of - view.signup).max(0) / DAY) as f64),
-            plan: customers
-                .attribute(&cfg.plan_attribute)
-                .and_then(|a| attribute_text(a, c)),
+            plan: attribute(&cfg.plan_attribute).and_then(value_text),
             revenue_365d,
         }),
-        trail: Some(trail(&view, base.present(), as_of)),
+        trail: Some(trail(view, present, as_of)),
         owner: cfg
             .owner_attribute
             .as_deref()
-            .and_then(|name| customers.attribute(name))
-            .and_then(|a| attribute_text(a, c)),
+            .and_then(&attribute)
+            .and_then(value_text),
     }
+}
+
+/// The whole task of customer `c` of `base` as of `as_of` (the nightly batch).
+pub fn of_customer(base: &CustomerBase, c: usize, as_of: Ts, cfg: &TaskConfig) -> Task {
+    let customers = &base.customers;
+    build(&base.view(c), base.present(), as_of, cfg, |name| {
+        customers.attribute(name).map(|a| attribute_value(a, c))
+    })
+}
+
+/// The whole task of a customer the service scored from a request's `activity`: its
+/// rows, the lists it sent and the attributes of its `customer` object, exactly as the
+/// batch builds it from a base holding the same rows.
+pub fn of_activity(a: &OwnedActivity, as_of: Ts, cfg: &TaskConfig) -> Task {
+    build(&a.view(), a.present, as_of, cfg, |name| {
+        a.customer.get(name).map(sent_value)
+    })
 }
 
 /// The task the service can build from a scored feature row: the profile numbers the
@@ -335,6 +374,56 @@ mod tests {
         assert_eq!(task.owner.as_deref(), Some("dana"));
         let none = of_customer(&base(), 0, t("2024-06-01"), &TaskConfig::default());
         assert_eq!(none.owner, None);
+    }
+
+    /// The customer of [`base`] as a request's `activity` would carry it (`seats` sent as
+    /// the integer 12), the lists it sent marked in `present`.
+    fn activity(present: crate::data::Present) -> OwnedActivity {
+        let b = base();
+        let v = b.view(0);
+        let customer = serde_json::json!({"signup_at": "2024-01-01", "account_manager": "dana",
+                                          "plan": "pro", "seats": 12, "missing": null});
+        OwnedActivity {
+            signup: v.signup,
+            logins: v.logins.to_vec(),
+            tickets: v.tickets.to_vec(),
+            orders: v.orders.to_vec(),
+            customer: customer.as_object().unwrap().clone(),
+            present,
+            ..OwnedActivity::default()
+        }
+    }
+
+    #[test]
+    fn a_requests_activity_gives_the_task_the_batch_gives_for_the_same_rows() {
+        let night = t("2024-06-01");
+        let batch = of_customer(&base(), 0, night, &cfg());
+        let service = of_activity(&activity(base().present()), night, &cfg());
+        // `missing` was sent as null: known to be unknown, as a null cell would be; the
+        // batch's base has no such column, so its profile leaves it out.
+        let mut expected = batch.clone();
+        let p = expected.profile.as_mut().unwrap();
+        p.attributes
+            .insert("missing".into(), serde_json::Value::Null);
+        assert_eq!(service, expected);
+        assert_eq!(
+            serde_json::to_value(&service.profile.as_ref().unwrap().attributes["seats"]).unwrap(),
+            serde_json::json!(12.0)
+        );
+        assert_eq!(service.owner.as_deref(), Some("dana"));
+    }
+
+    #[test]
+    fn a_list_the_request_did_not_send_is_unknown_in_the_trail_not_empty() {
+        let present = crate::data::Present {
+            tickets: false,
+            ..base().present()
+        };
+        let task = of_activity(&activity(present), t("2024-06-01"), &cfg());
+        let trail = task.trail.unwrap();
+        assert_eq!(trail.tickets, None);
+        assert!(trail.weekly.iter().all(|w| w.tickets.is_none()));
+        assert_eq!(trail.logins.map(|l| l.len()), Some(TRAIL_ROWS));
     }
 
     #[test]

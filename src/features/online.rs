@@ -12,7 +12,7 @@
 //! Every problem is an [`Error::Input`] naming the field (`activity.orders[2].amount`).
 
 use super::{Attrs, FeatureSpec};
-use crate::data::{CustomerView, Event, Order, Priority, Ticket};
+use crate::data::{CustomerView, Event, Order, Present, Priority, Ticket};
 use crate::time::{parse_ts, Ts};
 use crate::{Error, Result};
 use serde_json::{Map, Value};
@@ -29,8 +29,14 @@ pub struct OwnedActivity {
     pub events: Vec<Event>,
     pub categorical: Vec<Option<String>>,
     pub numeric: Vec<f64>,
+    /// The request's `customer` object as sent: an alert's profile and owner read the
+    /// configured attributes from it, whether or not the model uses them.
+    pub customer: Map<String, Value>,
+    /// Which lists the request sent (a list absent or null is unknown, not empty): the
+    /// alert trail's counterpart of the tables a base has.
+    pub present: Present,
     /// The identity mapping from slot to slot, plus `None` for unknown types.
-    event_slot: Vec<Option<usize>>,
+    pub(crate) event_slot: Vec<Option<usize>>,
 }
 
 /// `activity.<list>[<index>]`, formatted only when an error needs it (a payload holds
@@ -152,8 +158,17 @@ impl OwnedActivity {
             })?,
             &"activity.customer.signup_at",
         )?;
+        let sent = |k: &str| obj.get(k).is_some_and(|v| !v.is_null());
         let mut a = OwnedActivity {
             signup,
+            customer: customer.clone(),
+            present: Present {
+                logins: sent("logins"),
+                tickets: sent("tickets"),
+                orders: sent("orders"),
+                events: sent("events"),
+                churn: false,
+            },
             ..Default::default()
         };
         for (name, _) in &spec.categorical {

@@ -489,15 +489,25 @@ impl Scorer {
         self.feature_index.get(name).copied()
     }
 
-    /// Features from a raw `activity` payload as of `t`, through the feature code.
-    pub fn features_from_activity(
-        &self,
-        activity: &Value,
-        t: Ts,
-    ) -> Result<(Vec<f64>, Vec<String>)> {
+    /// Features from a raw `activity` payload as of `t`, through the feature code, with the
+    /// parsed activity (an alert raised on the score reads its rows and customer record).
+    pub fn features_from_activity(&self, activity: &Value, t: Ts) -> Result<FromActivity> {
         let (a, ignored) = OwnedActivity::parse(&self.artifact.spec, activity)?;
-        Ok((a.features(&self.artifact.spec, t), ignored))
+        Ok(FromActivity {
+            row: a.features(&self.artifact.spec, t),
+            ignored,
+            activity: a,
+        })
     }
+}
+
+/// What [`Scorer::features_from_activity`] gives: the feature row, the request keys it
+/// ignored and the parsed activity.
+#[derive(Debug, Clone)]
+pub struct FromActivity {
+    pub row: Vec<f64>,
+    pub ignored: Vec<String>,
+    pub activity: OwnedActivity,
 }
 
 /// The largest magnitude a feature value sent to the service may have: far past any real

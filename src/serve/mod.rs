@@ -114,7 +114,8 @@ pub struct ServeConfig {
     /// The score history directory (`GET /v1/customers/{id}/history`, the trend of
     /// fresh scores); `None`: neither.
     pub history: Option<PathBuf>,
-    /// What alerts carry besides the score (the service uses `due_days`).
+    /// What alerts carry besides the score: profile attributes, plan and owner (read from
+    /// a request's `activity.customer`) and the due date.
     pub task: crate::alerts::TaskConfig,
 }
 

@@ -12,18 +12,20 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::state::Recorded;
 use crate::alerts::outbox::{Observation, Outbox};
-use crate::alerts::{Alert, AlertPolicy};
+use crate::alerts::{Alert, AlertPolicy, TaskConfig};
 use crate::history::History;
 use crate::scoring::{Scorer, Trend30};
 
 /// What the service's alerts carry besides the score: the 30-day trend of the fresh
-/// score against the score history (when one is configured) and the due date. The
-/// service has no customer base, so the profile comes from the feature row and there is
-/// no trail nor owner ([`crate::alerts::task::of_features`]).
+/// score against the score history (when one is configured), the task settings (profile
+/// attributes, plan, owner, due date). A request that sent its `activity` gets the whole
+/// task, as the batch builds it ([`crate::alerts::task::of_activity`]); one that sent a
+/// feature row gets the profile numbers the row holds, no trail nor owner
+/// ([`crate::alerts::task::of_features`]).
 #[derive(Debug, Clone)]
 pub struct AlertExtras {
     pub history: Option<History>,
-    pub due_days: u32,
+    pub task: TaskConfig,
 }
 
 impl AlertExtras {
@@ -148,11 +150,14 @@ fn write_group(outbox: &Outbox, policy: &AlertPolicy, extras: &AlertExtras, jobs
             let (k, i) = index[t.index];
             raised[k][i] = true;
             let (r, scorer) = (&jobs[k].items[i], &jobs[k].scorer);
-            let task = crate::alerts::task::of_features(&scorer.artifact.spec, &r.row);
+            let task = match &r.activity {
+                Some(a) => crate::alerts::task::of_activity(a, r.as_of, &extras.task),
+                None => crate::alerts::task::of_features(&scorer.artifact.spec, &r.row),
+            };
             Alert::for_score(t, scorer, &r.score, &r.row, Alert::SOURCE_SERVICE).with_task(
                 task,
                 extras.trend(r),
-                extras.due_days,
+                extras.task.due_days,
             )
         })
     };

@@ -17,7 +17,7 @@ use utoipa::ToSchema;
 use super::error::{parse_json, ApiError, ErrorBody, JsonBody, JsonBytes};
 use super::state::{AppState, Recorded, ReloadOutcome};
 use crate::alerts::outbox::Observation;
-use crate::features::online::kind;
+use crate::features::online::{kind, OwnedActivity};
 use crate::features::Dimension;
 use crate::scores::ScoreRecord;
 use crate::scoring::{AllContributions, DimensionScores, ModelRef, Reason, RuleHit, Scorer, Tier};
@@ -258,6 +258,8 @@ pub(super) struct Prepared {
     pub(super) customer_id: String,
     pub(super) as_of: Ts,
     pub(super) row: Vec<f64>,
+    /// The parsed `activity` of that form (an alert's trail and profile read it).
+    pub(super) activity: Option<Arc<OwnedActivity>>,
     pub(super) ignored: Vec<String>,
     /// `"explain": "all"`: answer every contribution.
     pub(super) explain_all: bool,
@@ -356,8 +358,18 @@ pub(super) fn prepare(
     let present = |k: &str| obj.get(k).filter(|v| !v.is_null());
     let (features, activity) = (present("features"), present("activity"));
     let (form, parsed) = match (features, activity) {
-        (Some(f), None) => (field("features"), scorer.parse_features(f)),
-        (None, Some(a)) => (field("activity"), scorer.features_from_activity(a, as_of)),
+        (Some(f), None) => (
+            field("features"),
+            scorer
+                .parse_features(f)
+                .map(|(row, ignored)| (row, ignored, None)),
+        ),
+        (None, Some(a)) => (
+            field("activity"),
+            scorer
+                .features_from_activity(a, as_of)
+                .map(|f| (f.row, f.ignored, Some(Arc::new(f.activity)))),
+        ),
         (Some(_), Some(_)) => {
             return Err(ApiError::invalid(
                 field("features"),
@@ -372,13 +384,14 @@ pub(super) fn prepare(
             ))
         }
     };
-    let (row, more) = parsed.map_err(|e| ApiError::from_library(e, prefix))?;
+    let (row, more, activity) = parsed.map_err(|e| ApiError::from_library(e, prefix))?;
     ignored.extend(more);
     Ok(Prepared {
         form,
         customer_id,
         as_of,
         row,
+        activity,
         ignored,
         explain_all,
     })
@@ -439,6 +452,7 @@ async fn score_all(
                 as_of: p.as_of,
                 score: s.clone(),
                 row: p.row.clone(),
+                activity: p.activity.clone(),
             })
             .collect();
         state.record_tiers(scorer, records).await
@@ -508,6 +522,7 @@ pub async fn score(
             customer_id: fast.customer_id,
             as_of: fast.as_of,
             row: fast.row,
+            activity: None,
             ignored: fast.ignored,
             explain_all: false,
         },

@@ -144,7 +144,7 @@ impl AppState {
         let history = config.history.as_ref().map(crate::history::History::new);
         let extras = super::recorder::AlertExtras {
             history: history.clone(),
-            due_days: config.task.due_days,
+            task: config.task.clone(),
         };
         let recorder = super::recorder::Recorder::start(outbox.clone(), config.policy, extras)
             .map_err(|e| crate::Error::Outbox(format!("starting the outbox writer: {e}")))?;
@@ -501,6 +501,8 @@ pub struct Recorded {
     pub score: Score,
     /// The feature row (for the alert's behaviour summary).
     pub row: Vec<f64>,
+    /// The request's activity when it sent one: the alert's profile, trail and owner.
+    pub activity: Option<Arc<crate::features::online::OwnedActivity>>,
 }
 
 #[cfg(test)]

@@ -824,6 +824,7 @@ async fn run_inference(
                 as_of,
                 score: s.clone(),
                 row: x[j * w..(j + 1) * w].to_vec(),
+                activity: None,
             })
             .collect();
         state.record_tiers(scorer, records).await;

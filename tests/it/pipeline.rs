@@ -181,9 +181,10 @@ fn batch_scores_equal_the_service_path_for_the_same_customers_and_date() {
     let (mut checked, mut quoted) = (0, 0);
     for (c, id) in base.customers.ids.iter().enumerate().step_by(7) {
         let Some(rec) = scores.get(id) else { continue };
-        let (row, _) = s
+        let row = s
             .features_from_activity(&payload(&base, c), opts.as_of)
-            .unwrap();
+            .unwrap()
+            .row;
         let online = s.score(&row, REASONS_PER_CUSTOMER);
         assert_eq!(
             online.churn_probability.to_bits(),
@@ -516,9 +517,17 @@ fn a_batch_alert_and_a_service_alert_for_the_same_customer_have_one_shape() {
     use churnguard::serve::{app, AppState, ServeConfig};
     let s = scorer();
     let base = load_dir(sample_parquet());
+    // Profile attributes and an owner, read by the batch from the customer table and by
+    // the service from the request's `activity.customer`.
+    let task = churnguard::alerts::TaskConfig {
+        profile_attributes: vec!["country".into(), "monthly_fee".into()],
+        owner_attribute: Some("channel".into()),
+        ..Default::default()
+    };
     // No sink: the batch's alerts stay pending in its outbox, where they are read back.
     let opts = BatchOptions {
         alerts_log: None,
+        task: task.clone(),
         ..options("one-shape-batch", "2024-11-15")
     };
     batch::run(&base, &s, &opts, &|_| {}).unwrap();
@@ -544,6 +553,7 @@ fn a_batch_alert_and_a_service_alert_for_the_same_customer_have_one_shape() {
         api_keys: vec!["k".into()],
         scores: Some(opts.out.clone()),
         outbox: dir.join("alerts.db"),
+        task,
         ..ServeConfig::default()
     };
     let state = AppState::open(&config).unwrap();
@@ -577,25 +587,25 @@ fn a_batch_alert_and_a_service_alert_for_the_same_customer_have_one_shape() {
     assert_eq!(service_alert.source, Alert::SOURCE_SERVICE);
     assert_eq!(batch_alert.source, Alert::SOURCE_BATCH);
     // Same keys, the same early warnings as full rule hits, the same everything but who
-    // raised it and when (and so when it is due), and what only the batch knows: the
-    // customer table and the activity tables (attributes, plan, owner, trail).
+    // raised it and when (and so when it is due): the request sent the customer's
+    // activity, so the service knows its profile, owner and trail as the batch does.
     let shape = |a: &Alert| {
         let mut v = serde_json::to_value(a).unwrap();
         let o = v.as_object_mut().unwrap();
         o.remove("source");
         o.remove("raised_at");
         o.remove("due_at");
-        o.remove("trail");
-        let p = o["profile"].as_object_mut().unwrap();
-        p.remove("plan");
-        p.remove("attributes");
         v
     };
-    assert!(service_alert.trail.is_none() && batch_alert.trail.is_some());
+    let profile = batch_alert.profile.as_ref().unwrap();
+    assert_eq!(profile.plan.as_deref(), Some("pro"));
     assert_eq!(
-        batch_alert.profile.as_ref().unwrap().plan.as_deref(),
-        Some("pro")
+        profile.attributes.keys().collect::<Vec<_>>(),
+        ["country", "monthly_fee"]
     );
+    assert!(batch_alert.owner.is_some());
+    let trail = batch_alert.trail.as_ref().unwrap();
+    assert!(trail.logins.as_ref().is_some_and(|l| !l.is_empty()));
     let hits = &service_alert.summary["early_warnings"];
     assert!(
         hits.as_array()
