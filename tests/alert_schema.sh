@@ -51,13 +51,13 @@ ID="$(head -n 1 "$WORK/batch.jsonl" | "${PYTHON:-python3}" -c 'import json, sys;
 "$BIN" history --customer "$ID" --scores "$WORK/scores.parquet"
 "$BIN" history --customer "$ID" --scores "$WORK/scores.parquet" --json > "$WORK/history.json"
 
-step "churnguard serve: fresh customers at risk scored from features"
+step "churnguard serve: fresh customers at risk scored from features, and one from its activity"
 KEY="alert-schema-key"
 CHURNGUARD_API_KEYS="$KEY" cg_serve "$WORK/serve" --config "$WORK/churnguard.toml" \
     --models "$MODELS" --outbox "$WORK/service.db" --scores "$WORK/scores.parquet"
-"${PYTHON:-python3}" - "$CG_URL" "$KEY" "$WORK/service.jsonl" "$ID" <<'PY'
-import json, os, sys, time, urllib.request
-url, key, log, known = sys.argv[1:5]
+"${PYTHON:-python3}" - "$CG_URL" "$KEY" "$WORK/service.jsonl" "$ID" "$AS_OF" <<'PY'
+import datetime, json, os, sys, time, urllib.request
+url, key, log, known, as_of = sys.argv[1:6]
 def call(path, body=None):
     req = urllib.request.Request(url + path, data=None if body is None else json.dumps(body).encode(),
                                  headers={"Authorization": "Bearer " + key, "Content-Type": "application/json"})
@@ -78,15 +78,36 @@ for i in range(3):
     answer = call("/v1/score", {"customer_id": f"svc-{i}", "features": at_risk})
     alerts += answer["alert"]
 assert alerts == 3, answer
+# A customer sent as raw activity: gone quiet after a busy start, urgent tickets piling
+# up. Its alert carries the task the batch would build: owner, attributes, trail.
+night = datetime.date.fromisoformat(as_of)
+day = lambda d: (night - datetime.timedelta(days=d)).isoformat()
+activity = {
+    "customer": {"signup_at": day(400), "channel": "partner", "country": "DE", "plan": "basic"},
+    "logins": [day(d) for d in range(120, 400, 3)],
+    "tickets": [{"opened_at": day(d), "priority": "urgent"} for d in (2, 4, 6, 9, 12, 15)],
+    "orders": [{"at": day(d), "amount": 20.0} for d in range(150, 400, 30)],
+}
+answer = call("/v1/score", {"customer_id": "svc-activity", "as_of": as_of, "activity": activity})
+assert answer["alert"], answer
+alerts += 1
 history = call(f"/v1/customers/{known}/history?days=30")
 assert len(history["points"]) == 1, history
 deadline = time.monotonic() + 30
 while time.monotonic() < deadline:
-    if os.path.exists(log) and len(open(log).read().splitlines()) >= 3:
+    if os.path.exists(log) and len(open(log).read().splitlines()) >= alerts:
         break
     time.sleep(0.2)
 else:
     sys.exit("the service wrote no alert to " + log)
+sent = [a for a in map(json.loads, open(log)) if a["customer_id"] == "svc-activity"]
+assert len(sent) == 1, sent
+a = sent[0]
+assert a["owner"] == "partner" and a["profile"]["attributes"] == {"country": "DE"}, a
+assert a["profile"]["plan"] == "basic" and a["profile"]["revenue_365d"] == 160.0, a["profile"]
+assert a["trail"]["tickets"][0]["opened_at"] == day(2) + "T00:00:00Z", a["trail"]
+assert a["trail"]["logins"][0] == day(120) + "T00:00:00Z", a["trail"]["logins"][:3]
+assert sum(w["tickets"] for w in a["trail"]["weekly"]) == 6, a["trail"]["weekly"]
 PY
 
 step "validate against schemas/alert.schema.json"
