@@ -22,26 +22,10 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 HERE="$ROOT/bench/shap"
-W="${CG_BENCH_DIR:-/tmp/churnguard-shap-bench}"
-CUSTOMERS="${CUSTOMERS:-100000}"
-RUNS="${RUNS:-5}"
 BASE_BIN="${1:-}"
-AS_OF=2025-01-01
-mkdir -p "$W"
-
-if [[ -z "${CG_BIN:-}" ]]; then
-    (cd "$ROOT" && cargo build --release --locked --quiet)
-    cp "$ROOT/target/release/churnguard" "$W/churnguard"
-    CG_BIN="$W/churnguard"
-fi
-
-[[ -d "$W/train20k" ]] || "$CG_BIN" generate --customers 20000 --seed 7 --out "$W/train20k" > /dev/null
-[[ -d "$W/score$CUSTOMERS" ]] || "$CG_BIN" generate --customers "$CUSTOMERS" --seed 8 --out "$W/score$CUSTOMERS" > /dev/null
-if [[ ! -f "$W/models/churn/v1/manifest.json" ]]; then
-    rm -rf "$W/models"
-    "$CG_BIN" train --config "$HERE/gbdt300.toml" --data "$W/train20k" --models "$W/models" \
-        --algorithms gbdt --categorical plan,channel,country --numeric monthly_fee > "$W/train.log"
-fi
+RUNS="${RUNS:-5}"
+# shellcheck source=fixture.sh
+source "$HERE/fixture.sh"
 TREES=$(python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(d['candidates'][0]['params']['trees_kept'])" "$W/models/churn/v1/metrics.json")
 echo "model: gbdt, $TREES trees, depth 6; scored base: $CUSTOMERS customers; load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 

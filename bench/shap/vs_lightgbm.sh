@@ -22,29 +22,11 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 HERE="$ROOT/bench/shap"
-W="${CG_BENCH_DIR:-/tmp/churnguard-shap-bench}"
-CUSTOMERS="${CUSTOMERS:-100000}"
 RUNS="${RUNS:-3}"
-AS_OF=2025-01-01
-CAT="--categorical plan,channel,country --numeric monthly_fee"
-mkdir -p "$W"
-
+# shellcheck source=fixture.sh
+source "$HERE/fixture.sh"
 bash "$ROOT/bench/python/setup.sh" > /dev/null
 PY="$ROOT/bench/.venv/bin/python"
-if [[ -z "${CG_BIN:-}" ]]; then
-    (cd "$ROOT" && cargo build --release --locked --quiet)
-    cp "$ROOT/target/release/churnguard" "$W/churnguard"
-    CG_BIN="$W/churnguard"
-fi
-
-[[ -d "$W/train20k" ]] || "$CG_BIN" generate --customers 20000 --seed 7 --out "$W/train20k" > /dev/null
-[[ -d "$W/score$CUSTOMERS" ]] || "$CG_BIN" generate --customers "$CUSTOMERS" --seed 8 --out "$W/score$CUSTOMERS" > /dev/null
-if [[ ! -f "$W/models/churn/v1/manifest.json" ]]; then
-    rm -rf "$W/models"
-    # shellcheck disable=SC2086
-    "$CG_BIN" train --config "$HERE/gbdt300.toml" --data "$W/train20k" --models "$W/models" \
-        --algorithms gbdt $CAT > "$W/train.log"
-fi
 if [[ ! -f "$W/models-logistic/churn/v1/manifest.json" ]]; then
     rm -rf "$W/models-logistic"
     # shellcheck disable=SC2086

@@ -3,12 +3,11 @@
 //! once, whether the table is one file or a directory of parts (a Spark job's output).
 
 use crate::common::{load_dir, sample_parquet, scratch};
-use crate::pipeline::trained;
+use crate::pipeline::{scorer, trained};
 use churnguard::alerts::{AlertPolicy, RetryPolicy, TaskConfig};
 use churnguard::batch::{self, BatchOptions, InputGuard, ScoresAlertOptions};
-use churnguard::registry::{Registry, Selector};
+use churnguard::registry::Registry;
 use churnguard::scores;
-use churnguard::scoring::Scorer;
 use churnguard::time::parse_ts;
 use serde_json::Value;
 use std::path::Path;
@@ -47,12 +46,7 @@ fn timeless(mut a: Value) -> Value {
 fn alerts_from_a_score_file_in_parts_are_the_nights_alerts_once() {
     let dir = scratch("alerts-from-scores");
     let registry = Registry::new(trained());
-    let scorer = Scorer::from_loaded(
-        registry
-            .load("churn", &Selector::Alias("production".into()))
-            .unwrap(),
-    )
-    .unwrap();
+    let scorer = scorer();
     let base = load_dir(sample_parquet());
     let opts = BatchOptions {
         as_of: parse_ts("2024-10-01").unwrap(),
@@ -149,12 +143,7 @@ fn alerts_from_a_score_file_in_parts_are_the_nights_alerts_once() {
 fn a_score_table_of_two_nights_is_refused_with_the_row_named() {
     let dir = scratch("alerts-two-nights");
     let registry = Registry::new(trained());
-    let scorer = Scorer::from_loaded(
-        registry
-            .load("churn", &Selector::Alias("production".into()))
-            .unwrap(),
-    )
-    .unwrap();
+    let scorer = scorer();
     let base = load_dir(sample_parquet());
     let t = parse_ts("2024-09-01").unwrap();
     let a = batch::score_frame(&base, &scorer, t, &InputGuard::default(), false).unwrap();

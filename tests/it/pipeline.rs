@@ -45,7 +45,8 @@ pub(crate) fn trained() -> &'static Path {
     })
 }
 
-fn scorer() -> Scorer {
+/// The shared model's production version.
+pub(crate) fn scorer() -> Scorer {
     let reg = Registry::new(trained());
     Scorer::from_loaded(
         reg.load("churn", &Selector::Alias("production".into()))
