@@ -11,8 +11,8 @@ use crate::registry::{Registry, Selector, PRODUCTION};
 use crate::scoring::Scorer;
 use crate::serve::ServeConfig;
 use crate::settings::{
-    DataFlags, DataSource, DemoFlags, ModelFlags, ModelRef, ScoreFlags, ScoreSettings, ServeFlags,
-    Settings, TrainFlags, TrainSettings, WindowFlags,
+    AlertStageFlags, DataFlags, DataSource, DemoFlags, ModelFlags, ModelRef, ScoreFlags,
+    ScoreSettings, ServeFlags, Settings, TrainFlags, TrainSettings, WindowFlags,
 };
 use crate::time::{self, Ts};
 use crate::{data::CustomerBase, Error, Result};
@@ -107,7 +107,10 @@ impl Demo {
             models: self.flags.clone(),
             as_of: time::fmt_date(as_of),
             out: self.scores.clone(),
-            alerts: Some(self.alerts.clone()),
+            alerting: AlertStageFlags {
+                alerts: Some(self.alerts.clone()),
+                ..AlertStageFlags::default()
+            },
             ..ScoreFlags::default()
         })
     }

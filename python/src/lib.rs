@@ -18,8 +18,8 @@ use churnguard::data::{self, LoadOptions, Table};
 use churnguard::registry::{Registry, Selector};
 use churnguard::scoring::Scorer;
 use churnguard::settings::{
-    AlertsFlags, DataFlags, Env, FeaturesFlags, ModelFlags, RulesFlags, Settings, TrainFlags,
-    WindowFlags,
+    AlertStageFlags, AlertsFlags, DataFlags, Env, FeaturesFlags, ModelFlags, RulesFlags, Settings,
+    TrainFlags, WindowFlags,
 };
 use pyo3::prelude::*;
 
@@ -396,11 +396,13 @@ fn alerts_json(
         scores: Some(source.clone()),
         models,
         data: None,
-        alerts,
-        outbox,
-        alert_webhook: webhook,
-        rules: RulesFlags { rules },
-        ..AlertsFlags::default()
+        alerting: AlertStageFlags {
+            alerts,
+            outbox,
+            alert_webhook: webhook,
+            rules: RulesFlags { rules },
+            ..AlertStageFlags::default()
+        },
     };
     let a = settings()?.alerts(&flags).map_err(|e| to_py(e, None))?;
     let b = base.map(|b| b.inner.clone());

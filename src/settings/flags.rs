@@ -133,22 +133,11 @@ pub struct ScoreFlags {
     /// Score file: .parquet or .csv; a run summary is written beside it.
     #[arg(long)]
     pub out: PathBuf,
-    /// Append alerts (customers newly reaching the alert tier) to this JSON-lines file.
-    #[arg(long)]
-    pub alerts: Option<PathBuf>,
     /// Score with this version instead of production (vN, N, staging).
     #[arg(long)]
     pub version: Option<String>,
-    /// The alert state and outbox database, a file or a postgres:// URL [env: CHURNGUARD_OUTBOX] [default: <models>/<name>/alerts.db].
-    #[arg(long)]
-    pub outbox: Option<PathBuf>,
-    /// Deliver alerts to this webhook too, signed with CHURNGUARD_WEBHOOK_SECRET [env: CHURNGUARD_ALERT_WEBHOOK].
-    #[arg(long)]
-    pub alert_webhook: Option<String>,
     #[command(flatten)]
-    pub rules: RulesFlags,
-    #[command(flatten)]
-    pub retry: RetryFlags,
+    pub alerting: AlertStageFlags,
     /// Refuse the night when an activity table's data ends more than this many days before --as-of [env: CHURNGUARD_MAX_DATA_AGE_DAYS] [default: 3].
     #[arg(long)]
     pub max_data_age_days: Option<u32>,
@@ -322,7 +311,14 @@ pub struct AlertsFlags {
     /// The customer tables, for alerts that carry the feature summary, profile, trail and owner as `score`'s do (else they carry what the score table holds).
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// Append alerts to this JSON-lines file.
+    #[command(flatten)]
+    pub alerting: AlertStageFlags,
+}
+
+/// The alert stage's flags, shared by `score` and `alerts --scores` (the one stage both run).
+#[derive(Args, Clone, Debug, Default)]
+pub struct AlertStageFlags {
+    /// Append alerts (customers newly reaching the alert tier) to this JSON-lines file.
     #[arg(long)]
     pub alerts: Option<PathBuf>,
     /// The alert state and outbox database, a file or a postgres:// URL [env: CHURNGUARD_OUTBOX] [default: <models>/<name>/alerts.db].

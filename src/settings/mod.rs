@@ -536,18 +536,15 @@ impl Settings {
             as_of: crate::time::parse_as_of(&f.as_of)?,
             out: f.out.clone(),
             version: f.version.clone(),
-            outbox: self.outbox(f.outbox.as_deref(), &model),
+            outbox: self.outbox(f.alerting.outbox.as_deref(), &model),
             retention_days: self.retention_days(None)?,
-            alerts_log: f
-                .alerts
-                .clone()
-                .or_else(|| self.file.alerts.log.clone().map(PathBuf::from)),
+            alerts_log: self.alerts_log(&f.alerting),
             policy: self.policy()?,
-            webhook: self.webhook(f.alert_webhook.as_deref())?,
-            rules: self.rules(&f.rules)?,
+            webhook: self.webhook(f.alerting.alert_webhook.as_deref())?,
+            rules: self.rules(&f.alerting.rules)?,
             guard: self.guard(f)?,
             contributions: f.contributions || self.env.switch("CHURNGUARD_CONTRIBUTIONS"),
-            retry: self.retry(&f.retry)?,
+            retry: self.retry(&f.alerting.retry)?,
             metrics_textfile: f
                 .metrics_textfile
                 .clone()
@@ -575,21 +572,26 @@ impl Settings {
             data: f.data.clone(),
             options: crate::batch::ScoresAlertOptions {
                 outbox: f
+                    .alerting
                     .outbox
                     .clone()
                     .or_else(|| self.env.path("CHURNGUARD_OUTBOX"))
                     .or_else(|| self.file.alerts.outbox.clone().map(PathBuf::from)),
                 policy: self.policy()?,
-                alerts_log: f
-                    .alerts
-                    .clone()
-                    .or_else(|| self.file.alerts.log.clone().map(PathBuf::from)),
-                webhook: self.webhook(f.alert_webhook.as_deref())?,
-                retry: self.retry(&f.retry)?,
+                alerts_log: self.alerts_log(&f.alerting),
+                webhook: self.webhook(f.alerting.alert_webhook.as_deref())?,
+                retry: self.retry(&f.alerting.retry)?,
                 task: self.task()?,
-                rules: self.rules(&f.rules)?,
+                rules: self.rules(&f.alerting.rules)?,
             },
         })
+    }
+
+    /// The alert stage's JSON-lines file: the flag, else `[alerts] log`.
+    fn alerts_log(&self, f: &AlertStageFlags) -> Option<PathBuf> {
+        f.alerts
+            .clone()
+            .or_else(|| self.file.alerts.log.clone().map(PathBuf::from))
     }
 
     /// The score history directory: the flag, `CHURNGUARD_HISTORY_DIR`, `[history] dir`;
@@ -1235,7 +1237,10 @@ outbox = "file.db"
         let score = ScoreFlags {
             as_of: "2024-12-01".into(),
             out: "scores.parquet".into(),
-            retry: flags,
+            alerting: AlertStageFlags {
+                retry: flags,
+                ..AlertStageFlags::default()
+            },
             ..ScoreFlags::default()
         };
         assert_eq!(s.score(&score).unwrap().retry, r);
