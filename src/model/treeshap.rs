@@ -309,6 +309,28 @@ type Run = (u8, u32, u32);
 /// comparisons at an inner node then run on a chunk's rows at once.
 const LANES: usize = 8;
 
+/// Bit `i` of lane `x`: row `x` of a chunk goes left at `splits[i]` (at most 32 splits).
+#[inline(always)]
+#[allow(clippy::needless_range_loop)]
+fn lane_bits(chunk: &[f32], splits: &[Split]) -> [u32; LANES] {
+    let mut bits = [0u32; LANES];
+    for (i, s) in splits.iter().enumerate().take(32) {
+        let col: &[f32; LANES] = chunk[s.feature as usize * LANES..][..LANES]
+            .try_into()
+            .expect("a chunk holds LANES values a feature");
+        // All ones or zero, like the compare instructions' masks.
+        let dl = 0u32.wrapping_sub(s.default_left);
+        let bit = 1u32 << i;
+        for x in 0..LANES {
+            let v = col[x];
+            let less = 0u32.wrapping_sub(u32::from(v < s.cond));
+            let nan = 0u32.wrapping_sub(u32::from(v.is_nan()));
+            bits[x] |= (less | (nan & dl)) & bit;
+        }
+    }
+    bits
+}
+
 /// A block of feature rows laid out for [`ShapTables::add_rows`]: chunks of [`LANES`]
 /// rows, in each the chunk's values of feature 0, then of feature 1..., each value
 /// `v as f32` (what the tree walk compares); a last short chunk is padded with zeros.
@@ -826,16 +848,12 @@ impl ShapTables {
         for (c, (chunk, (phi, sums))) in chunks.zip(lanes).enumerate() {
             // Bit i of lane r: row r goes left at inner node i, as `Forest::next`
             // routes it (a NaN fails `v < cond`, then goes its default way).
-            let mut dirs = [0u64; LANES];
-            for (i, s) in splits.iter().enumerate() {
-                let col: &[f32; LANES] = chunk[s.feature as usize * LANES..][..LANES]
-                    .try_into()
-                    .expect("a chunk holds LANES values a feature");
-                let dl = u64::from(s.default_left);
-                for (d, &v) in dirs.iter_mut().zip(col) {
-                    *d |= (u64::from(v < s.cond) | (u64::from(v.is_nan()) & dl)) << i;
-                }
-            }
+            // Built as two halves of 32-bit lanes (the compare masks are 32 bits wide,
+            // so no widening and no variable shift per split), then joined.
+            let (low, high) = splits.split_at(splits.len().min(32));
+            let (low, high) = (lane_bits(chunk, low), lane_bits(chunk, high));
+            let dirs: [u64; LANES] =
+                std::array::from_fn(|x| u64::from(low[x]) | (u64::from(high[x]) << 32));
             let n = (rows.rows - c * LANES).min(LANES);
             // The leaf each lane reaches: `depth` steps from the root, a leaf staying
             // put (for a leaf the bit read is any, both ways lead back to it).
