@@ -166,19 +166,32 @@ impl Forest {
     fn sums_and_shap(&self, x: &[f64], width: usize, phi: &mut [f64]) -> Vec<f64> {
         let mut sums = vec![0.0f64; x.len().checked_div(width).unwrap_or(0)];
         let mut scratch = ShapScratch::default();
+        // The block holds the SHAP values while the trees add to them (its layout adds
+        // faster); a tree without tables works on a copy of one row's at a time.
         let mut block = RowBlock::new(x, width);
+        block.load_phi(phi);
+        let mut row_phi = vec![0.0; width];
         // Tree by tree (its tables stay in cache for the block).
         for (t, &root) in self.roots.iter().enumerate() {
             if self.shap.has(t) {
-                self.shap.add_rows(t, &mut block, phi, &mut sums);
+                self.shap.add_rows(t, &mut block, &mut sums);
                 continue;
             }
-            let rows = x.chunks(width).zip(phi.chunks_mut(width)).zip(&mut sums);
-            for ((row, phi), sum) in rows {
+            for (r, (row, sum)) in x.chunks(width).zip(&mut sums).enumerate() {
                 *sum += self.leaf(root, row);
-                add_tree_shap(self, root as usize, self.max_depth, row, phi, &mut scratch);
+                block.phi_row(r, &mut row_phi);
+                add_tree_shap(
+                    self,
+                    root as usize,
+                    self.max_depth,
+                    row,
+                    &mut row_phi,
+                    &mut scratch,
+                );
+                block.set_phi_row(r, &row_phi);
             }
         }
+        block.store_phi(phi);
         sums
     }
 }

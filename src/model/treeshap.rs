@@ -309,6 +309,28 @@ type Run = (u8, u32, u32);
 /// comparisons at an inner node then run on a chunk's rows at once.
 const LANES: usize = 8;
 
+/// Bit `i` of lane `x`: row `x` of a chunk goes left at `splits[i]` (at most 32 splits).
+#[inline(always)]
+#[allow(clippy::needless_range_loop)]
+fn lane_bits(chunk: &[f32], splits: &[Split]) -> [u32; LANES] {
+    let mut bits = [0u32; LANES];
+    for (i, s) in splits.iter().enumerate().take(32) {
+        let col: &[f32; LANES] = chunk[s.feature as usize * LANES..][..LANES]
+            .try_into()
+            .expect("a chunk holds LANES values a feature");
+        // All ones or zero, like the compare instructions' masks.
+        let dl = 0u32.wrapping_sub(s.default_left);
+        let bit = 1u32 << i;
+        for x in 0..LANES {
+            let v = col[x];
+            let less = 0u32.wrapping_sub(u32::from(v < s.cond));
+            let nan = 0u32.wrapping_sub(u32::from(v.is_nan()));
+            bits[x] |= (less | (nan & dl)) & bit;
+        }
+    }
+    bits
+}
+
 /// A block of feature rows laid out for [`ShapTables::add_rows`]: chunks of [`LANES`]
 /// rows, in each the chunk's values of feature 0, then of feature 1..., each value
 /// `v as f32` (what the tree walk compares); a last short chunk is padded with zeros.
@@ -321,6 +343,12 @@ pub(crate) struct RowBlock {
     /// bit a path feature: the row satisfies every split on it so far); here so that it
     /// is not cleared for every tree.
     masks: Box<[[u8; LANES]; 256]>,
+    /// The rows' SHAP values while trees are added, laid out like `data` (a chunk's 8
+    /// lanes of feature 0, then of feature 1...): a group's value for one feature lands
+    /// in one cache line for the whole chunk and the lanes add as vectors, where a
+    /// row-major layout scatters them over 8 rows. Read and written row by row with
+    /// [`RowBlock::load_phi`], [`RowBlock::phi_row`] and [`RowBlock::store_phi`].
+    phi: Vec<f64>,
 }
 
 impl RowBlock {
@@ -334,11 +362,56 @@ impl RowBlock {
                 chunk[j * LANES + r % LANES] = v as f32;
             }
         }
+        let phi = vec![0.0; data.len()];
         RowBlock {
             width,
             rows,
             data,
             masks: Box::new([[0; LANES]; 256]),
+            phi,
+        }
+    }
+
+    /// Where row `r`'s value of feature 0 sits in `phi` (feature `j` is `j * LANES` on).
+    fn at(&self, r: usize) -> usize {
+        (r / LANES) * self.width * LANES + r % LANES
+    }
+
+    /// Row `r`'s SHAP values so far, copied into `out` (the block's width).
+    pub(crate) fn phi_row(&self, r: usize, out: &mut [f64]) {
+        let at = self.at(r);
+        for (j, o) in out.iter_mut().enumerate().take(self.width) {
+            *o = self.phi[at + j * LANES];
+        }
+    }
+
+    /// Sets row `r`'s SHAP values to `row` (the block's width).
+    pub(crate) fn set_phi_row(&mut self, r: usize, row: &[f64]) {
+        let at = self.at(r);
+        for (j, &v) in row.iter().enumerate().take(self.width) {
+            self.phi[at + j * LANES] = v;
+        }
+    }
+
+    /// Sets every row's SHAP values from `phi` (row-major, the block's width a row).
+    pub(crate) fn load_phi(&mut self, phi: &[f64]) {
+        for (r, row) in phi
+            .chunks_exact(self.width.max(1))
+            .take(self.rows)
+            .enumerate()
+        {
+            self.set_phi_row(r, row);
+        }
+    }
+
+    /// Copies every row's SHAP values into `phi` (row-major, the block's width a row).
+    pub(crate) fn store_phi(&self, phi: &mut [f64]) {
+        for (r, row) in phi
+            .chunks_exact_mut(self.width.max(1))
+            .take(self.rows)
+            .enumerate()
+        {
+            self.phi_row(r, row);
         }
     }
 }
@@ -742,21 +815,15 @@ impl ShapTables {
         matches!(self.trees.get(t), Some(Some(_)))
     }
 
-    /// Adds tree `t`'s SHAP values for every row of `rows` into `phi` (row-major, the
-    /// block's width a row) and the value of the leaf each row reaches into `sums` (one
-    /// a row); nothing when the tree has no tables ([`ShapTables::has`]). The leaf
+    /// Adds tree `t`'s SHAP values for every row of `rows` into the block's values
+    /// ([`RowBlock::store_phi`] reads them) and the value of the leaf each row reaches
+    /// into `sums` (one a row); nothing when the tree has no tables ([`ShapTables::has`]). The leaf
     /// comes from the same direction bits the contributions are looked up by (one
     /// comparison per split for both), and it is the leaf a walk down the tree reaches.
     // Lane loops index several arrays of LANES at once: fixed-length loops that LLVM
     // turns into vector instructions.
     #[allow(clippy::needless_range_loop)]
-    pub(crate) fn add_rows(
-        &self,
-        t: usize,
-        rows: &mut RowBlock,
-        phi: &mut [f64],
-        sums: &mut [f64],
-    ) {
+    pub(crate) fn add_rows(&self, t: usize, rows: &mut RowBlock, sums: &mut [f64]) {
         let Some(Some(tt)) = self.trees.get(t) else {
             return;
         };
@@ -774,20 +841,19 @@ impl ShapTables {
         let leaf_values = &self.leaf_values[tt.leaves as usize..];
         let n_inner = usize::from(tt.n_inner);
         let chunks = rows.data.chunks_exact(width * LANES);
-        let lanes = phi.chunks_mut(width * LANES).zip(sums.chunks_mut(LANES));
+        let lanes = rows
+            .phi
+            .chunks_exact_mut(width * LANES)
+            .zip(sums.chunks_mut(LANES));
         for (c, (chunk, (phi, sums))) in chunks.zip(lanes).enumerate() {
             // Bit i of lane r: row r goes left at inner node i, as `Forest::next`
             // routes it (a NaN fails `v < cond`, then goes its default way).
-            let mut dirs = [0u64; LANES];
-            for (i, s) in splits.iter().enumerate() {
-                let col: &[f32; LANES] = chunk[s.feature as usize * LANES..][..LANES]
-                    .try_into()
-                    .expect("a chunk holds LANES values a feature");
-                let dl = u64::from(s.default_left);
-                for (d, &v) in dirs.iter_mut().zip(col) {
-                    *d |= (u64::from(v < s.cond) | (u64::from(v.is_nan()) & dl)) << i;
-                }
-            }
+            // Built as two halves of 32-bit lanes (the compare masks are 32 bits wide,
+            // so no widening and no variable shift per split), then joined.
+            let (low, high) = splits.split_at(splits.len().min(32));
+            let (low, high) = (lane_bits(chunk, low), lane_bits(chunk, high));
+            let dirs: [u64; LANES] =
+                std::array::from_fn(|x| u64::from(low[x]) | (u64::from(high[x]) << 32));
             let n = (rows.rows - c * LANES).min(LANES);
             // The leaf each lane reaches: `depth` steps from the root, a leaf staying
             // put (for a leaf the bit read is any, both ways lead back to it).
@@ -816,19 +882,19 @@ impl ShapTables {
             for &(u, a, b) in runs {
                 let groups = &self.groups[a as usize..b as usize];
                 match u {
-                    1 => self.add_groups::<1>(groups, masks, &dirs, n, width, phi),
-                    2 => self.add_groups::<2>(groups, masks, &dirs, n, width, phi),
-                    3 => self.add_groups::<3>(groups, masks, &dirs, n, width, phi),
-                    4 => self.add_groups::<4>(groups, masks, &dirs, n, width, phi),
-                    5 => self.add_groups::<5>(groups, masks, &dirs, n, width, phi),
-                    6 => self.add_groups::<6>(groups, masks, &dirs, n, width, phi),
-                    7 => self.add_groups::<7>(groups, masks, &dirs, n, width, phi),
-                    8 => self.add_groups::<8>(groups, masks, &dirs, n, width, phi),
-                    9 => self.add_groups::<9>(groups, masks, &dirs, n, width, phi),
-                    10 => self.add_groups::<10>(groups, masks, &dirs, n, width, phi),
+                    1 => self.add_groups::<1>(groups, masks, &dirs, phi),
+                    2 => self.add_groups::<2>(groups, masks, &dirs, phi),
+                    3 => self.add_groups::<3>(groups, masks, &dirs, phi),
+                    4 => self.add_groups::<4>(groups, masks, &dirs, phi),
+                    5 => self.add_groups::<5>(groups, masks, &dirs, phi),
+                    6 => self.add_groups::<6>(groups, masks, &dirs, phi),
+                    7 => self.add_groups::<7>(groups, masks, &dirs, phi),
+                    8 => self.add_groups::<8>(groups, masks, &dirs, phi),
+                    9 => self.add_groups::<9>(groups, masks, &dirs, phi),
+                    10 => self.add_groups::<10>(groups, masks, &dirs, phi),
                     // At most 6 features above a group and 4 inner nodes in it make
                     // 10; any other size would still add up, only slower.
-                    _ => self.add_groups_of(usize::from(u), groups, masks, &dirs, n, width, phi),
+                    _ => self.add_groups_of(usize::from(u), groups, masks, &dirs, phi),
                 }
             }
         }
@@ -849,58 +915,56 @@ impl ShapTables {
     }
 
     /// [`ShapTables::add_groups`] for a size known only at run time.
-    #[allow(clippy::too_many_arguments)]
     fn add_groups_of(
         &self,
         u: usize,
         groups: &[Group],
         masks: &[[u8; LANES]; 256],
         dirs: &[u64; LANES],
-        n: usize,
-        width: usize,
         phi: &mut [f64],
     ) {
         for g in groups {
             let idx = Self::entries(g, masks, dirs);
             let feats = &self.feats[g.feats as usize..][..u];
-            for (&e, phi) in idx.iter().zip(phi.chunks_exact_mut(width)).take(n) {
+            for (x, &e) in idx.iter().enumerate() {
                 let values = &self.tables[g.table as usize + e * u..][..u];
                 for (&f, &v) in feats.iter().zip(values) {
-                    phi[f as usize] += v;
+                    phi[f as usize * LANES + x] += v;
                 }
             }
         }
     }
 
-    /// Adds the values of `groups` (each with `U` of them) for the first `n` rows of a
-    /// chunk.
+    /// Adds the values of `groups` (each with `U` of them) for every lane of a chunk
+    /// (`phi`: the chunk's values, feature-major as in [`RowBlock`]). A padded lane's
+    /// entry is a valid one too, and its sums are never read.
     #[inline(always)]
+    #[allow(clippy::needless_range_loop)]
     fn add_groups<const U: usize>(
         &self,
         groups: &[Group],
         masks: &[[u8; LANES]; 256],
         dirs: &[u64; LANES],
-        n: usize,
-        width: usize,
         phi: &mut [f64],
     ) {
         for g in groups {
             let idx = Self::entries(g, masks, dirs);
             let f = g.feats as usize;
             let feats: &[u32; U] = self.feats[f..f + U].try_into().expect("U features a group");
-            // Every lane's entry read first (a padded lane's index is a valid one too):
-            // the loads, mostly cache misses, then overlap instead of each waiting for
-            // the adds before it.
-            let mut values = [[0.0f64; U]; LANES];
-            for (v, &e) in values.iter_mut().zip(&idx) {
-                let at = g.table as usize + e * U;
-                *v = self.tables[at..at + U]
+            // Each lane's entry bounds-checked once; the loads of a feature's 8 lanes
+            // are independent (mostly cache misses) and overlap.
+            let values: [&[f64; U]; LANES] = std::array::from_fn(|x| {
+                let at = g.table as usize + idx[x] * U;
+                self.tables[at..at + U]
                     .try_into()
-                    .expect("U values an entry");
-            }
-            for (values, phi) in values.iter().zip(phi.chunks_exact_mut(width)).take(n) {
-                for (&f, &v) in feats.iter().zip(values) {
-                    phi[f as usize] += v;
+                    .expect("U values an entry")
+            });
+            for j in 0..U {
+                let lanes: &mut [f64; LANES] = (&mut phi[feats[j] as usize * LANES..][..LANES])
+                    .try_into()
+                    .expect("LANES values a feature");
+                for x in 0..LANES {
+                    lanes[x] += values[x][j];
                 }
             }
         }
@@ -1099,7 +1163,9 @@ pub(crate) mod tests {
                 .collect();
             let mut got = vec![0.0; rows.len()];
             let mut sums = vec![0.0; rows.len() / m];
-            tables.add_rows(0, &mut RowBlock::new(&rows, m), &mut got, &mut sums);
+            let mut block = RowBlock::new(&rows, m);
+            tables.add_rows(0, &mut block, &mut sums);
+            block.store_phi(&mut got);
             for (r, (row, got)) in rows.chunks(m).zip(got.chunks(m)).enumerate() {
                 // The leaf the direction bits find is the one a walk reaches.
                 let mut k = 0;
