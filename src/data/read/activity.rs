@@ -213,13 +213,29 @@ impl BatchFile {
                 reader.finish()
             })
         };
-        if ranges.is_empty() {
-            return f(0, read((0, 0))?);
+        if ranges.len() <= 1 {
+            let (start, len) = ranges.first().copied().unwrap_or((0, 0));
+            return f(start, read((start, len))?);
         }
-        for &(start, len) in ranges.iter() {
-            f(start, read((start, len))?)?;
-        }
-        Ok(())
+        // The next batch is read and decoded on its own thread while this one is
+        // checked and grouped: one batch ahead, in file order.
+        std::thread::scope(|s| {
+            let (tx, rx) = std::sync::mpsc::sync_channel(1);
+            s.spawn(move || {
+                for &(start, len) in ranges.iter() {
+                    let batch = read((start, len));
+                    let failed = batch.is_err();
+                    // The consumer stopped (an error of its own), or this read failed.
+                    if tx.send((start, batch)).is_err() || failed {
+                        break;
+                    }
+                }
+            });
+            for (start, batch) in rx {
+                f(start, batch?)?;
+            }
+            Ok(())
+        })
     }
 }
 
