@@ -64,7 +64,7 @@ pub fn feature_frame(
 
 /// [`feature_frame`] from the features column by column (`columns[j]` holds feature
 /// `j` of every row).
-pub fn feature_frame_of_columns(
+fn feature_frame_of_columns(
     base: &CustomerBase,
     spec: &FeatureSpec,
     customers: &[u32],

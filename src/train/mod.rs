@@ -840,9 +840,10 @@ pub fn fingerprint(base: &CustomerBase) -> TrainingData {
 }
 
 /// The training set as frames of at most `rows` examples each (at least one frame):
-/// `customer_id`, `as_of`, the features, `label`, `split`. Each frame's features are
-/// computed when it is asked for, column by column: a large training set is never held
-/// as a whole matrix, nor twice.
+/// `customer_id`, `as_of`, the features, `label`, `split`, in example order.
+///
+/// The features are computed first, customer by customer ([`CustomerMajor`]); each frame
+/// then copies its rows out, so the matrix is held once and a frame at a time beside it.
 pub fn training_set_chunks<'a>(
     base: &'a CustomerBase,
     set: &'a TrainingExamples,
@@ -850,26 +851,68 @@ pub fn training_set_chunks<'a>(
 ) -> impl Iterator<Item = Result<polars::prelude::DataFrame>> + Send + 'a {
     let n = set.examples.len();
     let rows = rows.max(1);
+    let features = CustomerMajor::compute(base, set);
     (0..n.div_ceil(rows).max(1))
-        .map(move |k| training_set_rows(base, set, k * rows..((k + 1) * rows).min(n)))
+        .map(move |k| training_set_rows(base, set, &features, k * rows..((k + 1) * rows).min(n)))
+}
+
+/// Every example's features (row-major), computed in the order of customers: all the
+/// snapshots of one customer one after the other, while that customer's activity rows
+/// are in cache (in example order, each snapshot would walk every customer's rows again).
+struct CustomerMajor {
+    x: Vec<f64>,
+    /// Example index -> its row in `x`.
+    row: Vec<usize>,
+}
+
+impl CustomerMajor {
+    fn compute(base: &CustomerBase, set: &TrainingExamples) -> Self {
+        use rayon::prelude::*;
+        let n = set.examples.len();
+        let mut order: Vec<usize> = (0..n).collect();
+        // Stable: a customer's snapshots keep their (time) order.
+        order.par_sort_by_key(|&i| set.examples[i].customer);
+        let rows: Vec<(u32, Ts)> = order
+            .iter()
+            .map(|&i| (set.examples[i].customer, set.examples[i].as_of))
+            .collect();
+        let x = Bound::new(&set.spec, base).matrix(&rows);
+        let mut row = vec![0; n];
+        for (k, &i) in order.iter().enumerate() {
+            row[i] = k;
+        }
+        CustomerMajor { x, row }
+    }
 }
 
 fn training_set_rows(
     base: &CustomerBase,
     set: &TrainingExamples,
+    features: &CustomerMajor,
     range: std::ops::Range<usize>,
 ) -> Result<polars::prelude::DataFrame> {
     use polars::prelude::*;
+    use rayon::prelude::*;
     let examples = &set.examples[range.clone()];
+    let w = set.spec.len();
     let customers: Vec<u32> = examples.iter().map(|e| e.customer).collect();
     let label: Vec<i32> = examples.iter().map(|e| i32::from(e.label)).collect();
     let split: Vec<&str> = examples.iter().map(|e| e.split.as_str()).collect();
-    let columns = Bound::new(&set.spec, base).columns(&set.rows(range));
-    crate::features::feature_frame_of_columns(
+    let mut x = vec![0.0; range.len() * w];
+    if w > 0 {
+        x.par_chunks_mut(w)
+            .zip(range.into_par_iter())
+            .with_min_len(4096)
+            .for_each(|(out, i)| {
+                let k = features.row[i];
+                out.copy_from_slice(&features.x[k * w..(k + 1) * w]);
+            });
+    }
+    crate::features::feature_frame(
         base,
         &set.spec,
         &customers,
-        columns,
+        &x,
         vec![crate::data::write::timestamp_column(
             "as_of",
             examples.iter().map(|e| e.as_of),
