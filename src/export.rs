@@ -13,7 +13,7 @@ use crate::registry::{Registry, Selector, PRODUCTION};
 use crate::scoring::Scorer;
 use crate::settings::FeatureSettings;
 use crate::time::Ts;
-use crate::train::TrainingSet;
+use crate::train::TrainingExamples;
 use crate::Result;
 
 /// Rows per frame when the training set is written: the matrix is never held a second
@@ -62,7 +62,7 @@ pub fn snapshot(base: &CustomerBase, settings: &FeatureSettings, as_of: Ts) -> R
 /// The training set as one frame, the rows [`write_training_set`] writes (built by the
 /// same chunks); the Python package's `training_set`.
 pub fn training_set(base: &CustomerBase, settings: &FeatureSettings) -> Result<DataFrame> {
-    let set = TrainingSet::build(base, &settings.labels, &settings.attributes)?;
+    let set = TrainingExamples::build(base, &settings.labels, &settings.attributes)?;
     let mut chunks = crate::train::training_set_chunks(base, &set, TRAINING_SET_CHUNK);
     let mut df = chunks.next().unwrap_or_else(|| Ok(DataFrame::empty()))?;
     for chunk in chunks {
@@ -80,9 +80,21 @@ pub fn write_training_set(
     settings: &FeatureSettings,
     out: &Path,
 ) -> Result<(usize, usize)> {
-    let set = TrainingSet::build(base, &settings.labels, &settings.attributes)?;
+    let set = TrainingExamples::build(base, &settings.labels, &settings.attributes)?;
     let chunks = crate::train::training_set_chunks(base, &set, TRAINING_SET_CHUNK);
-    crate::data::write::write_frames(out, chunks)
+    // The next frame's features are computed while this one is encoded and written.
+    std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        s.spawn(move || {
+            for chunk in chunks {
+                // The writer stopped (an error of its own): nothing more is wanted.
+                if tx.send(chunk).is_err() {
+                    break;
+                }
+            }
+        });
+        crate::data::write::write_frames(out, rx)
+    })
 }
 
 /// Writes what `settings` asks for: one snapshot, or the training set.

@@ -29,7 +29,9 @@ mod tickets;
 pub use attributes::Attrs;
 pub use explain::{learn_references, Dimension, Row, Text, Unit};
 pub use rfm::{rfm_segment, RfmCuts, RFM_SEGMENTS};
-pub use snapshot::{check_tables, feature_frame, snapshot_features, snapshot_frame};
+pub use snapshot::{
+    check_tables, feature_frame, feature_frame_of_columns, snapshot_features, snapshot_frame,
+};
 pub use spec::{AttributeConfig, FeatureDef, FeatureSpec, Transform};
 
 use crate::data::{Attribute, CustomerBase, CustomerView};
@@ -99,6 +101,37 @@ impl<'a> Bound<'a> {
     pub fn compute(&self, c: usize, t: Ts, out: &mut [f64]) {
         self.spec
             .compute(&self.base.view(c), &self.attrs(c), &self.event_slot, t, out);
+    }
+
+    /// The features of `(customer, as_of)` rows column by column (one `Vec` of
+    /// `rows.len()` values per feature), computed in parallel: a table built from them
+    /// needs no row-major matrix and no strided copy out of one.
+    pub fn columns(&self, rows: &[(u32, Ts)]) -> Vec<Vec<f64>> {
+        // Rows per task: each task scatters its rows into its own piece of every column.
+        const BLOCK: usize = 1024;
+        let width = self.spec.len();
+        let mut cols: Vec<Vec<f64>> = (0..width).map(|_| vec![0.0; rows.len()]).collect();
+        let mut blocks: Vec<Vec<&mut [f64]>> = (0..rows.len().div_ceil(BLOCK))
+            .map(|_| Vec::with_capacity(width))
+            .collect();
+        for col in &mut cols {
+            for (b, piece) in col.chunks_mut(BLOCK).enumerate() {
+                blocks[b].push(piece);
+            }
+        }
+        blocks
+            .into_par_iter()
+            .zip(rows.par_chunks(BLOCK))
+            .for_each(|(mut pieces, rows)| {
+                let mut row = vec![0.0; width];
+                for (i, &(c, t)) in rows.iter().enumerate() {
+                    self.compute(c as usize, t, &mut row);
+                    for (piece, &v) in pieces.iter_mut().zip(&row) {
+                        piece[i] = v;
+                    }
+                }
+            });
+        cols
     }
 
     /// The row-major feature matrix of `(customer, as_of)` rows, computed in parallel.

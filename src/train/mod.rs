@@ -213,6 +213,46 @@ impl std::fmt::Display for TrainOutcome {
     }
 }
 
+/// The examples of the training set and the spec learned on its training rows, before
+/// any feature is computed: what [`TrainingSet`] computes its matrix from and
+/// [`training_set_chunks`] computes frame by frame.
+pub struct TrainingExamples {
+    pub plan: Plan,
+    pub examples: Vec<Example>,
+    pub spec: FeatureSpec,
+}
+
+impl TrainingExamples {
+    /// Builds snapshots, labels and the spec (learned on training rows only).
+    pub fn build(
+        base: &CustomerBase,
+        labels: &LabelConfig,
+        attrs: &AttributeConfig,
+    ) -> Result<Self> {
+        let plan = labels::plan(base, labels)?;
+        let examples = labels::examples(base, &plan);
+        let train_rows: Vec<(u32, i64)> = examples
+            .iter()
+            .filter(|e| e.split == Split::Train)
+            .map(|e| (e.customer, e.as_of))
+            .collect();
+        let spec = FeatureSpec::learn(base, &train_rows, attrs)?;
+        Ok(TrainingExamples {
+            plan,
+            examples,
+            spec,
+        })
+    }
+
+    /// `(customer, as_of)` of the examples in `range`.
+    fn rows(&self, range: std::ops::Range<usize>) -> Vec<(u32, Ts)> {
+        self.examples[range]
+            .iter()
+            .map(|e| (e.customer, e.as_of))
+            .collect()
+    }
+}
+
 /// The exact training set the trainer uses: examples, the learned spec and matrices.
 pub struct TrainingSet {
     pub plan: Plan,
@@ -229,16 +269,13 @@ impl TrainingSet {
         labels: &LabelConfig,
         attrs: &AttributeConfig,
     ) -> Result<Self> {
-        let plan = labels::plan(base, labels)?;
-        let examples = labels::examples(base, &plan);
-        let train_rows: Vec<(u32, i64)> = examples
-            .iter()
-            .filter(|e| e.split == Split::Train)
-            .map(|e| (e.customer, e.as_of))
-            .collect();
-        let spec = FeatureSpec::learn(base, &train_rows, attrs)?;
-        let rows: Vec<(u32, i64)> = examples.iter().map(|e| (e.customer, e.as_of)).collect();
-        let x = Bound::new(&spec, base).matrix(&rows);
+        let set = TrainingExamples::build(base, labels, attrs)?;
+        let x = Bound::new(&set.spec, base).matrix(&set.rows(0..set.examples.len()));
+        let TrainingExamples {
+            plan,
+            examples,
+            spec,
+        } = set;
         Ok(TrainingSet {
             plan,
             examples,
@@ -803,13 +840,14 @@ pub fn fingerprint(base: &CustomerBase) -> TrainingData {
 }
 
 /// The training set as frames of at most `rows` examples each (at least one frame):
-/// `customer_id`, `as_of`, the features, `label`, `split`; in frames so that a large
-/// training set is never held twice.
+/// `customer_id`, `as_of`, the features, `label`, `split`. Each frame's features are
+/// computed when it is asked for, column by column: a large training set is never held
+/// as a whole matrix, nor twice.
 pub fn training_set_chunks<'a>(
     base: &'a CustomerBase,
-    set: &'a TrainingSet,
+    set: &'a TrainingExamples,
     rows: usize,
-) -> impl Iterator<Item = Result<polars::prelude::DataFrame>> + 'a {
+) -> impl Iterator<Item = Result<polars::prelude::DataFrame>> + Send + 'a {
     let n = set.examples.len();
     let rows = rows.max(1);
     (0..n.div_ceil(rows).max(1))
@@ -818,20 +856,20 @@ pub fn training_set_chunks<'a>(
 
 fn training_set_rows(
     base: &CustomerBase,
-    set: &TrainingSet,
+    set: &TrainingExamples,
     range: std::ops::Range<usize>,
 ) -> Result<polars::prelude::DataFrame> {
     use polars::prelude::*;
     let examples = &set.examples[range.clone()];
-    let w = set.spec.len();
     let customers: Vec<u32> = examples.iter().map(|e| e.customer).collect();
     let label: Vec<i32> = examples.iter().map(|e| i32::from(e.label)).collect();
     let split: Vec<&str> = examples.iter().map(|e| e.split.as_str()).collect();
-    crate::features::feature_frame(
+    let columns = Bound::new(&set.spec, base).columns(&set.rows(range));
+    crate::features::feature_frame_of_columns(
         base,
         &set.spec,
         &customers,
-        &set.x[range.start * w..range.end * w],
+        columns,
         vec![crate::data::write::timestamp_column(
             "as_of",
             examples.iter().map(|e| e.as_of),

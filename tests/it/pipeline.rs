@@ -1533,3 +1533,48 @@ fn a_batch_alert_is_a_task_with_profile_trail_owner_and_due_date_and_nothing_aft
         assert_eq!(listed, logins_before.min(10), "{id}");
     }
 }
+
+#[test]
+fn the_exported_training_set_holds_the_trainers_matrix_row_for_row() {
+    // The export computes features customer by customer and copies frames out; the
+    // trainer computes them in example order: every cell must be the same.
+    use churnguard::settings::{DataSource, FeatureSettings};
+    let base = load_dir(sample_parquet());
+    let set = TrainingSet::build(&base, &LabelConfig::default(), &attrs()).unwrap();
+    let fs = FeatureSettings {
+        data: DataSource {
+            dir: sample_parquet().to_path_buf(),
+            skip_bad_rows: false,
+        },
+        labels: LabelConfig::default(),
+        attributes: attrs(),
+        model: None,
+        as_of: None,
+        out: scratch("training-set-matrix").join("unused.parquet"),
+    };
+    let df = churnguard::export::training_set(&base, &fs).unwrap();
+    let w = set.spec.len();
+    assert_eq!(df.height(), set.examples.len());
+    let ids = df.column("customer_id").unwrap().str().unwrap().clone();
+    for (i, e) in set.examples.iter().enumerate() {
+        assert_eq!(
+            ids.get(i),
+            Some(base.customers.ids[e.customer as usize].as_str())
+        );
+    }
+    let mut nulls = 0;
+    for (j, name) in set.spec.names().iter().enumerate() {
+        let col = df.column(name).unwrap().f64().unwrap().clone();
+        for i in 0..set.examples.len() {
+            let want = set.x[i * w + j];
+            match col.get(i) {
+                Some(v) => assert_eq!(v.to_bits(), want.to_bits(), "{name}, row {i}"),
+                None => {
+                    assert!(!want.is_finite(), "{name}, row {i}: null for {want}");
+                    nulls += 1;
+                }
+            }
+        }
+    }
+    assert!(nulls > 0, "the sample has features without a value (nulls)");
+}
