@@ -560,13 +560,12 @@ fn score(s: ScoreSettings) -> Result<()> {
     let buckets = estimate.buckets(s.memory.budget);
     let work_dir = s.memory.work_dir_for(&s.out);
     let base = if buckets > 1 {
-        tracing::info!(
-            customers = estimate.customers,
-            rows = estimate.activity_rows,
-            estimated_bytes = estimate.base_bytes(),
-            budget = s.memory.budget,
-            buckets,
-            "the base exceeds the memory budget: scoring it in customer buckets"
+        println!(
+            "the base ({} customers, {} activity rows: about {} MiB loaded) exceeds the memory budget ({} MiB): scoring it in {buckets} customer buckets",
+            estimate.customers,
+            estimate.activity_rows,
+            estimate.base_bytes() >> 20,
+            s.memory.budget >> 20
         );
         Based::Split(split(&s.data, buckets, &work_dir)?)
     } else {
