@@ -141,7 +141,7 @@ fn summarize(src: &DataSource) -> Result<data::Summary> {
 
 /// A base loaded whole, or split into customer buckets.
 enum Based {
-    Whole(data::CustomerBase),
+    Whole(Box<data::CustomerBase>),
     Split(data::buckets::Split),
 }
 
@@ -569,7 +569,7 @@ fn score(s: ScoreSettings) -> Result<()> {
         );
         Based::Split(split(&s.data, buckets, &work_dir)?)
     } else {
-        Based::Whole(load(&s.data)?)
+        Based::Whole(Box::new(load(&s.data)?))
     };
     let loading_seconds = loading.elapsed().as_secs_f64();
     let out = s.out;
