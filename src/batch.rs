@@ -585,7 +585,11 @@ fn run_night_buckets(
             });
         }
     }
-    rows.sort_unstable_by_key(|r| r.key);
+    // In the whole base's order, in place (a second copy of the scores would double
+    // the memory they take).
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    order.sort_unstable_by_key(|&i| rows[i].key);
+    gather(&mut rows, &order);
     let mut night = open_night(scorer, opts, stage)?;
     night.seconds.insert(
         "loading".to_string(),
@@ -604,8 +608,18 @@ fn run_night_buckets(
     )?;
     let previous = admit_population(&mut night, opts, rows.len())?;
     let keys: Vec<u64> = rows.iter().map(|r| r.key).collect();
-    let (ids, scored): (Vec<String>, Vec<Scored>) =
-        rows.into_iter().map(|r| (r.id, r.scored)).unzip();
+    let mut ids: Vec<String> = Vec::with_capacity(rows.len());
+    let mut scored: Vec<Scored> = Vec::with_capacity(rows.len());
+    // Moved out from the back, the rows' buffer shrinking as the others grow.
+    while let Some(r) = rows.pop() {
+        ids.push(r.id);
+        scored.push(r.scored);
+        if rows.len() * 2 < rows.capacity() {
+            rows.shrink_to_fit();
+        }
+    }
+    ids.reverse();
+    scored.reverse();
     let scores = NightScores {
         ids: ids.iter().map(String::as_str).collect(),
         scored,
@@ -618,6 +632,24 @@ fn run_night_buckets(
             .expect("a transition is at or above the alert tier")
     };
     finish_night(scorer, opts, stage, night, previous, scores, &alert_input)
+}
+
+/// Reorders `v` in place so that `v[i]` becomes the old `v[order[i]]` (`order`: a
+/// permutation), following each cycle with swaps.
+fn gather<T>(v: &mut [T], order: &[usize]) {
+    let mut done = vec![false; v.len()];
+    for start in 0..v.len() {
+        if done[start] {
+            continue;
+        }
+        let mut i = start;
+        while order[i] != start {
+            v.swap(i, order[i]);
+            done[i] = true;
+            i = order[i];
+        }
+        done[i] = true;
+    }
 }
 
 /// What every night opens before its checks: the outbox (finishing what a killed run
@@ -1122,6 +1154,15 @@ fn admit(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gather_reorders_in_place_by_a_permutation() {
+        let order = [3, 0, 4, 1, 2, 6, 5];
+        let mut v: Vec<char> = "abcdefg".chars().collect();
+        let expected: Vec<char> = order.iter().map(|&i| v[i]).collect();
+        gather(&mut v, &order);
+        assert_eq!(v, expected);
+    }
 
     #[test]
     fn the_summary_json_has_numbers_named_fields_and_sorted_keys() {
