@@ -110,7 +110,7 @@ const CSV_BYTES_PER_ROW: u64 = 40;
 
 /// Bytes the night's results take a customer, held for the whole base while the
 /// buckets are scored in turn (id, score, reasons, the score file's and history's frames).
-pub const BYTES_PER_RESULT: u64 = 768;
+pub const BYTES_PER_RESULT: u64 = 1280;
 
 /// The size of a base, counted from its files without reading their rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -351,7 +351,7 @@ mod tests {
         let need = est.base_bytes();
         assert_eq!(est.buckets(need), 1);
         assert_eq!(est.buckets(u64::MAX), 1);
-        // 4 GiB less 768 MB of results leaves about 3.3 GB a bucket.
+        // 2 GiB less 1.28 GB of results leaves about 0.86 GB a bucket.
         let four = 4u64 << 30;
         let n = est.buckets(four / 2);
         assert!(n >= 2, "{n}");
