@@ -160,7 +160,28 @@ pub fn run(
     opts: &BatchOptions,
     stage: &dyn Fn(&str),
 ) -> Result<BatchSummary> {
-    let result = run_night(base, scorer, opts, stage);
+    with_textfile(opts, run_night(base, scorer, opts, stage))
+}
+
+/// [`run`] on a base split into customer buckets ([`crate::data::buckets`]), for a
+/// base larger than the memory budget: each bucket is loaded (with `load`), featured
+/// and scored in turn, and the night is finished over the buckets' scores merged in the
+/// whole base's customer order, with the same guards on the merged [`DataExtent`], the
+/// same drift (bin counts summed over buckets) and the same alert stage, so it writes
+/// the files and alert state [`run`] writes for the whole base. Memory holds one
+/// bucket's base and the night's scores.
+pub fn run_buckets(
+    split: &crate::data::buckets::Split,
+    load: &crate::data::LoadOptions,
+    scorer: &Scorer,
+    opts: &BatchOptions,
+    stage: &dyn Fn(&str),
+) -> Result<BatchSummary> {
+    with_textfile(opts, run_night_buckets(split, load, scorer, opts, stage))
+}
+
+/// A night's `result`, after writing the metrics textfile when there is one.
+fn with_textfile(opts: &BatchOptions, result: Result<BatchSummary>) -> Result<BatchSummary> {
     let Some(textfile) = &opts.metrics_textfile else {
         return result;
     };
@@ -459,6 +480,189 @@ fn run_night(
     let art = &scorer.artifact;
     let spec = &art.spec;
     check_tables(spec, base)?;
+    let mut night = open_night(scorer, opts, stage)?;
+    let found = check_data(base, opts.as_of, &opts.guard);
+    admit(
+        &night.outbox,
+        opts,
+        &night.model,
+        0,
+        found,
+        &mut night.warnings,
+    )?;
+    let t0 = Instant::now();
+    stage("features");
+    let (pop, x) = snapshot_features(base, spec, &art.definition, opts.as_of);
+    night
+        .seconds
+        .insert("features".to_string(), t0.elapsed().as_secs_f64());
+    let previous = admit_population(&mut night, opts, pop.len())?;
+    let t1 = Instant::now();
+    stage("scoring");
+    let w = spec.len();
+    let scored = score_matrix(scorer, &x, opts.contributions);
+    night
+        .seconds
+        .insert("scoring".to_string(), t1.elapsed().as_secs_f64());
+    let scores = NightScores {
+        ids: pop
+            .iter()
+            .map(|&c| base.customers.ids[c as usize].as_str())
+            .collect(),
+        feature_counts: feature_counts(scorer, &x, pop.len()),
+        scored,
+    };
+    let alert_input = |i: usize| {
+        (
+            x[i * w..(i + 1) * w].to_vec(),
+            crate::alerts::task::of_customer(base, pop[i] as usize, opts.as_of, &opts.task),
+        )
+    };
+    finish_night(scorer, opts, stage, night, previous, scores, &alert_input)
+}
+
+/// One bucket's scored customer, keyed by its row in the whole `customers` table.
+struct BucketRow {
+    key: u64,
+    id: String,
+    scored: Scored,
+}
+
+fn run_night_buckets(
+    split: &crate::data::buckets::Split,
+    load: &crate::data::LoadOptions,
+    scorer: &Scorer,
+    opts: &BatchOptions,
+    stage: &dyn Fn(&str),
+) -> Result<BatchSummary> {
+    crate::data::write::output_format(&opts.out)?;
+    let art = &scorer.artifact;
+    let spec = &art.spec;
+    let w = spec.len();
+    let mut rows: Vec<BucketRow> = Vec::new();
+    // The feature row and task of every customer at or above the alert tier: the only
+    // ones a transition can alert (`AlertPolicy::decide`).
+    let mut alerting: HashMap<u64, (Vec<f64>, crate::alerts::Task)> = HashMap::new();
+    let mut counts: Vec<Option<Vec<u64>>> = vec![None; w];
+    let mut extent: Option<DataExtent> = None;
+    let (mut loading, mut features, mut scoring) = (0.0, 0.0, 0.0);
+    for b in 0..split.buckets() {
+        stage(&format!("bucket {}/{}", b + 1, split.buckets()));
+        let t = Instant::now();
+        let dir = split.dir(b);
+        let base = crate::data::load(&dir, load)?;
+        let keys = split.customer_rows(b, &base)?;
+        loading += t.elapsed().as_secs_f64();
+        check_tables(spec, &base)?;
+        let e = DataExtent::of(&base);
+        extent = Some(match extent {
+            Some(all) => all.merge(&e),
+            None => e,
+        });
+        let t = Instant::now();
+        let (pop, x) = snapshot_features(&base, spec, &art.definition, opts.as_of);
+        features += t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let scored = score_matrix(scorer, &x, opts.contributions);
+        scoring += t.elapsed().as_secs_f64();
+        for (all, part) in counts.iter_mut().zip(feature_counts(scorer, &x, pop.len())) {
+            if let Some(part) = part {
+                let all = all.get_or_insert_with(|| vec![0; part.len()]);
+                all.iter_mut().zip(&part).for_each(|(a, p)| *a += p);
+            }
+        }
+        for (i, (&c, s)) in pop.iter().zip(scored).enumerate() {
+            let key = keys[c as usize];
+            if s.score.alerting_tier() >= opts.policy.alert_tier {
+                let task =
+                    crate::alerts::task::of_customer(&base, c as usize, opts.as_of, &opts.task);
+                alerting.insert(key, (x[i * w..(i + 1) * w].to_vec(), task));
+            }
+            rows.push(BucketRow {
+                key,
+                id: base.customers.ids[c as usize].clone(),
+                scored: s,
+            });
+        }
+    }
+    // In the whole base's order, in place (a second copy of the scores would double
+    // the memory they take).
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    order.sort_unstable_by_key(|&i| rows[i].key);
+    gather(&mut rows, &order);
+    let mut night = open_night(scorer, opts, stage)?;
+    night.seconds.insert(
+        "loading".to_string(),
+        opts.loading_seconds.unwrap_or(0.0) + loading,
+    );
+    night.seconds.insert("features".to_string(), features);
+    night.seconds.insert("scoring".to_string(), scoring);
+    let found = guard::check_extent(&extent.unwrap_or_default(), opts.as_of, &opts.guard);
+    admit(
+        &night.outbox,
+        opts,
+        &night.model,
+        0,
+        found,
+        &mut night.warnings,
+    )?;
+    let previous = admit_population(&mut night, opts, rows.len())?;
+    let keys: Vec<u64> = rows.iter().map(|r| r.key).collect();
+    let mut ids: Vec<String> = Vec::with_capacity(rows.len());
+    let mut scored: Vec<Scored> = Vec::with_capacity(rows.len());
+    // Moved out from the back, the rows' buffer shrinking as the others grow.
+    while let Some(r) = rows.pop() {
+        ids.push(r.id);
+        scored.push(r.scored);
+        if rows.len() * 2 < rows.capacity() {
+            rows.shrink_to_fit();
+        }
+    }
+    ids.reverse();
+    scored.reverse();
+    let scores = NightScores {
+        ids: ids.iter().map(String::as_str).collect(),
+        scored,
+        feature_counts: counts,
+    };
+    let alert_input = |i: usize| {
+        alerting
+            .get(&keys[i])
+            .cloned()
+            .expect("a transition is at or above the alert tier")
+    };
+    finish_night(scorer, opts, stage, night, previous, scores, &alert_input)
+}
+
+/// Reorders `v` in place so that `v[i]` becomes the old `v[order[i]]` (`order`: a
+/// permutation), following each cycle with swaps.
+fn gather<T>(v: &mut [T], order: &[usize]) {
+    let mut done = vec![false; v.len()];
+    for start in 0..v.len() {
+        if done[start] {
+            continue;
+        }
+        let mut i = start;
+        while order[i] != start {
+            v.swap(i, order[i]);
+            done[i] = true;
+            i = order[i];
+        }
+        done[i] = true;
+    }
+}
+
+/// What every night opens before its checks: the outbox (finishing what a killed run
+/// left to rename), the history, the stage timings and the warnings let through.
+struct OpenNight {
+    outbox: Outbox,
+    history: crate::history::History,
+    model: String,
+    seconds: HashMap<String, f64>,
+    warnings: Vec<Finding>,
+}
+
+fn open_night(scorer: &Scorer, opts: &BatchOptions, stage: &dyn Fn(&str)) -> Result<OpenNight> {
     let mut seconds = HashMap::new();
     if let Some(s) = opts.loading_seconds {
         seconds.insert("loading".to_string(), s);
@@ -478,29 +682,89 @@ fn run_night(
     ] {
         crate::fsutil::remove_stale_temps(&path, STALE_TEMPORARIES);
     }
-    let mut warnings = Vec::new();
-    let found = check_data(base, opts.as_of, &opts.guard);
-    admit(&outbox, opts, &model, 0, found, &mut warnings)?;
-    let t0 = Instant::now();
-    stage("features");
-    let (pop, x) = snapshot_features(base, spec, &art.definition, opts.as_of);
-    seconds.insert("features".to_string(), t0.elapsed().as_secs_f64());
-    let previous = outbox.previous_night(opts.as_of)?;
-    let found = check_population(pop.len(), opts.as_of, previous.as_ref(), &opts.guard);
-    admit(&outbox, opts, &model, pop.len(), found, &mut warnings)?;
-    let t1 = Instant::now();
-    stage("scoring");
-    let w = spec.len();
-    let scored = score_matrix(scorer, &x, opts.contributions);
-    seconds.insert("scoring".to_string(), t1.elapsed().as_secs_f64());
+    Ok(OpenNight {
+        outbox,
+        history,
+        model,
+        seconds,
+        warnings: Vec::new(),
+    })
+}
 
+/// The population guard on a night of `customers`: the previous night it compared with.
+fn admit_population(
+    night: &mut OpenNight,
+    opts: &BatchOptions,
+    customers: usize,
+) -> Result<Option<Night>> {
+    let previous = night.outbox.previous_night(opts.as_of)?;
+    let found = check_population(customers, opts.as_of, previous.as_ref(), &opts.guard);
+    admit(
+        &night.outbox,
+        opts,
+        &night.model,
+        customers,
+        found,
+        &mut night.warnings,
+    )?;
+    Ok(previous)
+}
+
+/// A night's scores, from one base or from its buckets, in the base's customer order.
+struct NightScores<'a> {
+    ids: Vec<&'a str>,
+    scored: Vec<Scored>,
+    /// Per feature, the [`crate::metrics::Bins::counts`] of its values over the customers
+    /// scored in the artifact's reference bins (`None`: the feature has none): summed
+    /// over buckets, they give the whole night's PSI.
+    feature_counts: Vec<Option<Vec<u64>>>,
+}
+
+/// [`NightScores::feature_counts`] of the `n` rows of the feature matrix `x`.
+fn feature_counts(scorer: &Scorer, x: &[f64], n: usize) -> Vec<Option<Vec<u64>>> {
+    let art = &scorer.artifact;
+    let w = art.spec.len();
+    (0..w)
+        .into_par_iter()
+        .map(|j| {
+            art.feature_bins
+                .get(j)
+                .map(|b| b.counts((0..n).map(|i| x[i * w + j])))
+        })
+        .collect()
+}
+
+/// The feature row and the task of the night's customer `i`, for its alert.
+type AlertInput<'a> = dyn Fn(usize) -> (Vec<f64>, crate::alerts::Task) + 'a;
+
+/// The rest of a night once scored: the summary, the staged score file and history
+/// partition, and the alert stage that commits them.
+fn finish_night(
+    scorer: &Scorer,
+    opts: &BatchOptions,
+    stage: &dyn Fn(&str),
+    night_open: OpenNight,
+    previous: Option<Night>,
+    scores: NightScores<'_>,
+    alert_input: &AlertInput<'_>,
+) -> Result<BatchSummary> {
+    let OpenNight {
+        outbox,
+        history,
+        model,
+        seconds,
+        warnings,
+    } = night_open;
+    let NightScores {
+        ids,
+        scored,
+        feature_counts,
+    } = scores;
+    let art = &scorer.artifact;
+    let spec = &art.spec;
     let t2 = Instant::now();
     stage("writing");
-    let n = pop.len();
-    let ids: Vec<&str> = pop
-        .iter()
-        .map(|&c| base.customers.ids[c as usize].as_str())
-        .collect();
+    let n = scored.len();
 
     // Summary: tiers, their change, distribution and drift against the reference night.
     let tiers = tier_counts(scored.iter().map(|s| s.score.risk_tier));
@@ -533,8 +797,10 @@ fn run_night(
         .par_iter()
         .enumerate()
         .map(|(j, d)| {
-            let col: Vec<f64> = (0..n).map(|i| x[i * w + j]).collect();
-            let p = art.feature_bins.get(j).map_or(0.0, |b| b.psi(&col));
+            let p = match (art.feature_bins.get(j), &feature_counts[j]) {
+                (Some(b), Some(counts)) => b.psi_of_counts(counts, n),
+                _ => 0.0,
+            };
             FeaturePsi {
                 feature: d.name.clone(),
                 psi: p,
@@ -634,13 +900,12 @@ fn run_night(
     let night = scored_night(opts.as_of, model, &summary.tiers, &warnings);
     let build = |tr: &crate::alerts::Transition<'_>| {
         let i = tr.index;
-        let row = &x[i * w..(i + 1) * w];
-        let task = crate::alerts::task::of_customer(base, pop[i] as usize, opts.as_of, &opts.task);
+        let (row, task) = alert_input(i);
         night_alert(
             tr,
             scorer,
             &scored[i].score,
-            row,
+            &row,
             task,
             trends[i],
             &opts.task,
@@ -889,6 +1154,15 @@ fn admit(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gather_reorders_in_place_by_a_permutation() {
+        let order = [3, 0, 4, 1, 2, 6, 5];
+        let mut v: Vec<char> = "abcdefg".chars().collect();
+        let expected: Vec<char> = order.iter().map(|&i| v[i]).collect();
+        gather(&mut v, &order);
+        assert_eq!(v, expected);
+    }
 
     #[test]
     fn the_summary_json_has_numbers_named_fields_and_sorted_keys() {

@@ -46,6 +46,11 @@ use std::path::Path;
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     pub data: Option<String>,
+    /// The memory a command may use for the customer base (`4GiB`, `800MiB`); a larger
+    /// base is processed in customer buckets.
+    pub memory_budget: Option<String>,
+    /// Where the customer buckets are written (default: beside the output).
+    pub work_dir: Option<String>,
     pub models: Option<String>,
     pub name: Option<String>,
     #[serde(default)]

@@ -139,6 +139,48 @@ fn summarize(src: &DataSource) -> Result<data::Summary> {
     Ok(summary)
 }
 
+/// A base loaded whole, or split into customer buckets.
+enum Based {
+    Whole(Box<data::CustomerBase>),
+    Split(data::buckets::Split),
+}
+
+/// Checks the base in `src` as a load does (the same errors, naming its own files and
+/// rows), then splits it into `buckets` under `work_dir`.
+fn split(
+    src: &DataSource,
+    buckets: u32,
+    work_dir: &std::path::Path,
+) -> Result<data::buckets::Split> {
+    let pb = spinner();
+    if let Some(pb) = &pb {
+        pb.set_message(format!("checking {}", src.dir.display()));
+    }
+    let opts = data::LoadOptions {
+        skip_bad_rows: src.skip_bad_rows,
+        ..data::LoadOptions::default()
+    };
+    data::summarize(&src.dir, &opts)
+        .with_context(|| format!("loading the customer base in {}", src.dir.display()))?;
+    if let Some(pb) = &pb {
+        pb.set_message(format!(
+            "splitting {} into {buckets} buckets",
+            src.dir.display()
+        ));
+    }
+    let split = data::buckets::split(&src.dir, buckets, work_dir).with_context(|| {
+        format!(
+            "splitting the customer base in {} into buckets under {}",
+            src.dir.display(),
+            work_dir.display()
+        )
+    })?;
+    if let Some(pb) = pb {
+        pb.finish_and_clear();
+    }
+    Ok(split)
+}
+
 fn load(src: &DataSource) -> Result<data::CustomerBase> {
     let pb = spinner();
     if let Some(pb) = &pb {
@@ -513,7 +555,22 @@ fn score(s: ScoreSettings) -> Result<()> {
         );
     }
     let loading = std::time::Instant::now();
-    let base = load(&s.data)?;
+    let estimate = data::buckets::estimate(&s.data.dir)
+        .with_context(|| format!("reading the customer base in {}", s.data.dir.display()))?;
+    let buckets = estimate.buckets(s.memory.budget);
+    let work_dir = s.memory.work_dir_for(&s.out);
+    let base = if buckets > 1 {
+        println!(
+            "the base ({} customers, {} activity rows: about {} MiB loaded) exceeds the memory budget ({} MiB): scoring it in {buckets} customer buckets",
+            estimate.customers,
+            estimate.activity_rows,
+            estimate.base_bytes() >> 20,
+            s.memory.budget >> 20
+        );
+        Based::Split(split(&s.data, buckets, &work_dir)?)
+    } else {
+        Based::Whole(Box::new(load(&s.data)?))
+    };
     let loading_seconds = loading.elapsed().as_secs_f64();
     let out = s.out;
     let opts = batch::BatchOptions {
@@ -532,7 +589,16 @@ fn score(s: ScoreSettings) -> Result<()> {
         loading_seconds: Some(loading_seconds),
     };
     let pb = spinner();
-    let r = batch::run(&base, &scorer, &opts, &stage_fn(&pb))?;
+    let r = match &base {
+        Based::Whole(base) => batch::run(base, &scorer, &opts, &stage_fn(&pb))?,
+        Based::Split(split) => {
+            let load = data::LoadOptions {
+                skip_bad_rows: s.data.skip_bad_rows,
+                ..data::LoadOptions::default()
+            };
+            batch::run_buckets(split, &load, &scorer, &opts, &stage_fn(&pb))?
+        }
+    };
     if let Some(pb) = pb {
         pb.finish_and_clear();
     }

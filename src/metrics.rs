@@ -266,22 +266,37 @@ pub fn evaluate(probs: &[f64], labels: &[bool]) -> Evaluation {
 /// Population stability index of `actual` against reference bin shares.
 /// `edges` are the inner bin edges (n-1 for n bins); a bin is `(edge[i-1], edge[i]]`.
 pub fn psi(reference_shares: &[f64], edges: &[f64], actual: &[f64]) -> f64 {
+    psi_of_counts(
+        reference_shares,
+        &bin_counts(edges, actual.iter().copied()),
+        actual.len(),
+    )
+}
+
+/// How many of `actual` fall in each bin of `edges` (see [`psi`]), then how many are
+/// missing: counts of disjoint parts of a population add up to the whole's.
+pub fn bin_counts(edges: &[f64], actual: impl IntoIterator<Item = f64>) -> Vec<u64> {
     let n = edges.len() + 1;
-    let mut counts = vec![0.0; n + 1]; // the last slot holds missing values
-    for &x in actual {
+    let mut counts = vec![0u64; n + 1]; // the last slot holds missing values
+    for x in actual {
         let b = if x.is_nan() {
             n
         } else {
             edges.partition_point(|&e| e < x)
         };
-        counts[b] += 1.0;
+        counts[b] += 1;
     }
-    let total = actual.len().max(1) as f64;
+    counts
+}
+
+/// [`psi`] from [`bin_counts`] of `total` values.
+pub fn psi_of_counts(reference_shares: &[f64], counts: &[u64], total: usize) -> f64 {
+    let total = total.max(1) as f64;
     reference_shares
         .iter()
-        .zip(&counts)
+        .zip(counts)
         .map(|(&r, &c)| {
-            let a = (c / total).max(1e-4);
+            let a = (c as f64 / total).max(1e-4);
             let r = r.max(1e-4);
             (a - r) * (a / r).ln()
         })
@@ -328,6 +343,16 @@ impl Bins {
     /// PSI of `actual` against these bins.
     pub fn psi(&self, actual: &[f64]) -> f64 {
         psi(&self.shares, &self.edges, actual)
+    }
+
+    /// [`bin_counts`] of `actual` in these bins.
+    pub fn counts(&self, actual: impl IntoIterator<Item = f64>) -> Vec<u64> {
+        bin_counts(&self.edges, actual)
+    }
+
+    /// [`Bins::psi`] from [`Bins::counts`] of `total` values.
+    pub fn psi_of_counts(&self, counts: &[u64], total: usize) -> f64 {
+        psi_of_counts(&self.shares, counts, total)
     }
 }
 

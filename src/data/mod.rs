@@ -15,6 +15,7 @@ pub(crate) use read::cells::{
 };
 /// Whole-file table reading shared with the score file's reader (CSV cells as text).
 pub(crate) use read::dir_parts;
+pub use read::split as buckets;
 pub use read::{load, load_frames, summarize, LoadOptions};
 pub use summary::{BadRow, Summary, TableSummary};
 

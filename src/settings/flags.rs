@@ -153,6 +153,19 @@ pub struct ScoreFlags {
     /// The score history directory: the night's partition `as_of=YYYY-MM-DD/part.parquet` is written there, the trend read from it [env: CHURNGUARD_HISTORY_DIR] [default: history/ beside --out].
     #[arg(long)]
     pub history_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub memory: MemoryFlags,
+}
+
+/// `--memory-budget`, `--work-dir`.
+#[derive(Args, Clone, Debug, Default)]
+pub struct MemoryFlags {
+    /// Memory the customer base may take (`4GiB`, `800MiB`, `2G`, bytes); a base estimated larger is processed in customer buckets (pmod(xxhash64(customer_id), N), the Spark job's routing) with identical results [env: CHURNGUARD_MEMORY_BUDGET] [default: half the machine's available memory].
+    #[arg(long)]
+    pub memory_budget: Option<String>,
+    /// Directory for the buckets' temporary tables, removed at the end [env: CHURNGUARD_WORK_DIR] [default: the output's directory].
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
 }
 
 /// `history`.

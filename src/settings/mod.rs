@@ -156,6 +156,63 @@ pub struct ScoreSettings {
     pub history: PathBuf,
     /// What alerts carry ([`Settings::task`]).
     pub task: crate::alerts::TaskConfig,
+    /// The memory budget and the buckets' directory ([`Settings::memory`]).
+    pub memory: Memory,
+}
+
+/// How much memory a command may give the customer base, and where a base larger than
+/// that is split into customer buckets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Memory {
+    /// Bytes.
+    pub budget: u64,
+    /// `None`: the output's directory.
+    pub work_dir: Option<PathBuf>,
+}
+
+impl Memory {
+    /// The default budget when none is set: half the memory the system reports
+    /// available (`MemAvailable` of /proc/meminfo), else 4 GiB.
+    pub fn default_budget() -> u64 {
+        std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|m| {
+                m.lines()
+                    .find_map(|l| l.strip_prefix("MemAvailable:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            })
+            .map_or(4 << 30, |kib| kib * 1024 / 2)
+    }
+
+    /// Where the buckets of a command writing `out` go.
+    pub fn work_dir_for(&self, out: &Path) -> PathBuf {
+        self.work_dir.clone().unwrap_or_else(|| match out.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        })
+    }
+}
+
+/// A size in bytes: a number (fractions allowed) and an optional unit, `B`, `KiB`,
+/// `MiB`, `GiB`, `TiB` (or `K`, `M`, `G`, `T`, `KB`, `MB`, `GB`, `TB`: powers of 1024 too,
+/// as memory is counted), case-insensitive.
+pub fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let power = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 1,
+        "m" | "mb" | "mib" => 2,
+        "g" | "gb" | "gib" => 3,
+        "t" | "tb" | "tib" => 4,
+        _ => return None,
+    };
+    let bytes = number * 1024f64.powi(power);
+    (bytes.is_finite() && bytes >= 1.0).then_some(bytes as u64)
 }
 
 /// What `alerts --scores` runs with.
@@ -554,7 +611,35 @@ impl Settings {
                 .history_dir(f.history_dir.as_deref())
                 .unwrap_or_else(|| crate::history::default_dir(&f.out)),
             task: self.task()?,
+            memory: self.memory(&f.memory)?,
             model,
+        })
+    }
+
+    /// The memory budget: `--memory-budget`, `CHURNGUARD_MEMORY_BUDGET`, `memory_budget`
+    /// in the file, else [`Memory::default_budget`]; the buckets' directory:
+    /// `--work-dir`, `CHURNGUARD_WORK_DIR`, `work_dir`.
+    pub fn memory(&self, f: &flags::MemoryFlags) -> Result<Memory> {
+        let text = f
+            .memory_budget
+            .clone()
+            .or_else(|| self.env.string("CHURNGUARD_MEMORY_BUDGET"))
+            .or_else(|| self.file.memory_budget.clone());
+        let budget = match text {
+            None => Memory::default_budget(),
+            Some(t) => parse_size(&t).ok_or_else(|| {
+                Error::Config(format!(
+                    "memory budget `{t}` is not a size (examples: 4GiB, 800MiB, 2G)"
+                ))
+            })?,
+        };
+        Ok(Memory {
+            budget,
+            work_dir: f
+                .work_dir
+                .clone()
+                .or_else(|| self.env.path("CHURNGUARD_WORK_DIR"))
+                .or_else(|| self.file.work_dir.clone().map(PathBuf::from)),
         })
     }
 
@@ -847,6 +932,35 @@ fn parse_bind(text: &str) -> Result<SocketAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_memory_budget_is_a_size_with_a_binary_unit() {
+        assert_eq!(parse_size("4GiB"), Some(4 << 30));
+        assert_eq!(parse_size("800MiB"), Some(800 << 20));
+        assert_eq!(parse_size(" 2g "), Some(2 << 30));
+        assert_eq!(parse_size("1.5GB"), Some(3 << 29));
+        assert_eq!(parse_size("123456"), Some(123_456));
+        for bad in ["", "GiB", "4 parsecs", "-1GiB", "0"] {
+            assert_eq!(parse_size(bad), None, "{bad}");
+        }
+        let s = Settings {
+            file: FileConfig::default(),
+            env: Env::from_pairs([("CHURNGUARD_MEMORY_BUDGET", "3GiB")]),
+        };
+        let m = s.memory(&MemoryFlags::default()).unwrap();
+        assert_eq!(m.budget, 3 << 30);
+        let flag = MemoryFlags {
+            memory_budget: Some("1MiB".into()),
+            work_dir: None,
+        };
+        assert_eq!(s.memory(&flag).unwrap().budget, 1 << 20);
+        let bad = MemoryFlags {
+            memory_budget: Some("lots".into()),
+            work_dir: None,
+        };
+        assert!(s.memory(&bad).unwrap_err().to_string().contains("lots"));
+        assert!(Memory::default_budget() > 0);
+    }
 
     fn settings(toml: &str, env: &[(&str, &str)]) -> Settings {
         Settings {

@@ -2,6 +2,7 @@
 
 mod alert_delivery;
 mod alerts_from_scores;
+mod buckets;
 mod cli;
 mod common;
 mod faults;

@@ -98,9 +98,9 @@ const LOOKUP_ROWS: usize = 1 << 16;
 pub(super) const BATCH_ROWS: usize = 1 << 21;
 
 /// The columns of one activity table's file, and how to read it in batches.
-struct BatchFile {
+pub(super) struct BatchFile {
     /// Every column of the file, in file order (empty for a CSV file until it is read).
-    names: Vec<String>,
+    pub(super) names: Vec<String>,
     /// A CSV file (read whole, every column as text, when its turn comes) or a frame.
     whole: Option<Whole>,
     /// Parquet: the file metadata and the row ranges `(first row, rows)` of the batches.
@@ -127,7 +127,7 @@ impl BatchFile {
     /// batches hold whole row groups, about `batch_rows` rows. A CSV file is only read
     /// by [`BatchFile::for_each`], so that opening every part of a table first holds
     /// no CSV frame.
-    fn open(path: &Path, batch_rows: usize) -> Result<BatchFile> {
+    pub(super) fn open(path: &Path, batch_rows: usize) -> Result<BatchFile> {
         if is_csv(path) {
             return Ok(BatchFile {
                 names: Vec::new(),
@@ -164,14 +164,14 @@ impl BatchFile {
     }
 
     /// Rows of a Parquet file, as its footer says; 0 for CSV and frames.
-    fn parquet_rows(&self) -> usize {
+    pub(super) fn parquet_rows(&self) -> usize {
         self.parquet.as_ref().map_or(0, |(m, _)| {
             m.row_groups.iter().map(|rg| rg.num_rows()).sum()
         })
     }
 
     /// Reads a CSV part (its column names become known); a no-op otherwise.
-    fn read_csv(&mut self) -> Result<()> {
+    pub(super) fn read_csv(&mut self) -> Result<()> {
         if let Some(Whole::Csv(path)) = &self.whole {
             let df = read_file(path)?;
             self.names = column_names(&df);
@@ -183,7 +183,7 @@ impl BatchFile {
     /// Reads the columns `wanted` that the file has, batch by batch: `f(first row, frame)`.
     /// A file without rows still gives one (empty) frame. A CSV part must have been read
     /// ([`BatchFile::read_csv`]).
-    fn for_each(
+    pub(super) fn for_each(
         self,
         path: &Path,
         wanted: &[&str],

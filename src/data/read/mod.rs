@@ -11,13 +11,14 @@ pub(super) mod cells;
 mod csv_scan;
 mod customers;
 mod errors;
+pub mod split;
 
 use super::{CustomerBase, Summary, Table};
 use crate::{Error, Result};
 use polars::prelude::*;
 use std::path::{Path, PathBuf};
 
-use activity::{read_activity, Grouping, BATCH_ROWS};
+use activity::{read_activity, BatchFile, Grouping, BATCH_ROWS};
 use cells::read_file;
 use customers::read_customers;
 
