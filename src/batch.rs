@@ -417,6 +417,7 @@ fn refuse_unless_allowed(found: Vec<Finding>, as_of: Ts, guard: &InputGuard) -> 
             reason: first.reason,
             as_of: fmt_date(as_of),
             message: joined(&found).unwrap_or_default(),
+            recorded: false,
         }),
         _ => Ok(()),
     }
@@ -883,6 +884,7 @@ fn admit(
         reason: first.reason,
         as_of: fmt_date(opts.as_of),
         message,
+        recorded: true,
     })
 }
 

@@ -17,7 +17,7 @@
 mod report;
 
 use crate::data::CustomerBase;
-use crate::features::{AttributeConfig, Bound, FeatureSpec};
+use crate::features::{AttributeConfig, Bound, FeatureSpec, SpecInputs};
 use crate::labels::{self, Example, LabelConfig, Plan, Split};
 use crate::manifest::{
     finite, Calibration, FeatureSchema, Manifest, ManifestMetrics, ManifestThresholds,
@@ -231,20 +231,46 @@ impl TrainingSet {
     ) -> Result<Self> {
         let plan = labels::plan(base, labels)?;
         let examples = labels::examples(base, &plan);
-        let train_rows: Vec<(u32, i64)> = examples
+        let spec = FeatureSpec::learn(base, &train_rows(&examples), attrs)?;
+        Ok(Self::with(base, plan, examples, spec))
+    }
+
+    /// The training set of one part of a base split by customer (a Spark job's bucket),
+    /// on the whole base's plan ([`labels::plan_for`] of the merged
+    /// [`labels::PlanExtent`]s) and spec ([`SpecInputs::learn`] of the merged
+    /// [`TrainingSet::spec_inputs`]): the parts' examples together are the whole base's.
+    pub fn part(base: &CustomerBase, plan: Plan, spec: FeatureSpec) -> Self {
+        let examples = labels::examples(base, &plan);
+        Self::with(base, plan, examples, spec)
+    }
+
+    /// What the spec is learned from in one part of a base on the whole base's `plan`;
+    /// `positions[c]`: customer `c`'s position in the whole base.
+    pub fn spec_inputs(
+        base: &CustomerBase,
+        plan: &Plan,
+        positions: &[u64],
+        attrs: &AttributeConfig,
+    ) -> Result<SpecInputs> {
+        let examples = labels::examples(base, plan);
+        let snapshots: Vec<Ts> = plan
+            .snapshots
             .iter()
-            .filter(|e| e.split == Split::Train)
-            .map(|e| (e.customer, e.as_of))
+            .filter(|s| s.split == Split::Train)
+            .map(|s| s.as_of)
             .collect();
-        let spec = FeatureSpec::learn(base, &train_rows, attrs)?;
+        SpecInputs::of(base, &train_rows(&examples), &snapshots, positions, attrs)
+    }
+
+    fn with(base: &CustomerBase, plan: Plan, examples: Vec<Example>, spec: FeatureSpec) -> Self {
         let rows: Vec<(u32, i64)> = examples.iter().map(|e| (e.customer, e.as_of)).collect();
         let x = Bound::new(&spec, base).matrix(&rows);
-        Ok(TrainingSet {
+        TrainingSet {
             plan,
             examples,
             spec,
             x,
-        })
+        }
     }
 
     /// Rows, labels and example indexes of the examples matching `pred`.
@@ -262,6 +288,15 @@ impl TrainingSet {
         }
         (x, y, idx)
     }
+}
+
+/// The training examples' `(customer, as_of)`, in example order.
+fn train_rows(examples: &[Example]) -> Vec<(u32, Ts)> {
+    examples
+        .iter()
+        .filter(|e| e.split == Split::Train)
+        .map(|e| (e.customer, e.as_of))
+        .collect()
 }
 
 /// Fits one algorithm on a row-major matrix (preprocessing learned on `x`).
