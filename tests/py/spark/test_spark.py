@@ -164,3 +164,35 @@ def test_score_base_refuses_what_score_refuses_unless_allow_stale(run, spark):
         "nights table); --allow-stale scores anyway")
     scored = score_base(spark, tables, str(run["models"]), late, buckets=4, allow_stale=True)
     assert scored.count() > 500
+
+
+def same_rows(got: pl.DataFrame, want: pl.DataFrame, keys):
+    """Every row and column equal, exactly (floats to the bit, nulls where nulls)."""
+    assert got.columns == want.columns
+    assert got.height == want.height
+    got, want = got.sort(keys), want.sort(keys)
+    for name in want.columns:
+        g, w = got[name], want[name]
+        if w.dtype == pl.Datetime:
+            g, w = g.dt.epoch("us"), w.dt.epoch("us")
+        assert (g.is_null() == w.is_null()).all(), name
+        assert g.cast(w.dtype).equals(w), name
+
+
+@pytest.mark.parametrize("attrs", [
+    {},
+    {"categorical": ["plan", "channel", "country"], "numeric": ["monthly_fee"]},
+])
+def test_features_base_training_set_equals_cg_training_set(run, spark, attrs):
+    # The RFM cuts, event types and attribute levels are learned from the whole base, the
+    # snapshots from its whole time range: each bucket on its own would learn others.
+    tables = read_tables(spark, str(run["data"]))
+    base = cg.CustomerBase.from_dir(str(run["data"]))
+    want = cg.training_set(base, **attrs)
+    assert want.height > 5000 and {"label", "split", "rfm_r", "rfm_m"} <= set(want.columns)
+    got = pl.from_arrow(features_base(spark, tables, training_set=True, buckets=4,
+                                      **attrs).toArrow())
+    same_rows(got, want, ["customer_id", "as_of"])
+    assert set(want["split"]) == {"train", "validation"}
+    if attrs:
+        assert any(c.startswith("plan_") for c in want.columns)
