@@ -254,6 +254,9 @@ fn check_numeric(base: &CustomerBase, cfg: &AttributeConfig) -> crate::Result<()
     Ok(())
 }
 
+/// A training row's `(as_of, position of its customer in the whole base, RFM inputs)`.
+pub type RfmRow = (Ts, u64, Option<(f64, f64, f64)>);
+
 /// What [`FeatureSpec::learn`] reads of the training rows, from one part of a base split
 /// by customer (a Spark job's bucket): merged over the parts ([`SpecInputs::merge`]), it
 /// learns ([`SpecInputs::learn`]) exactly the spec the whole base's training rows learn.
@@ -270,9 +273,8 @@ pub struct SpecInputs {
     pub events_before: std::collections::BTreeMap<Ts, std::collections::BTreeMap<String, usize>>,
     /// Per categorical attribute: training customers per level.
     pub levels: Vec<(String, std::collections::BTreeMap<String, usize>)>,
-    /// Every training row: `(as_of, position of its customer in the whole base, RFM
-    /// inputs)`.
-    pub rfm: Vec<(Ts, u64, Option<(f64, f64, f64)>)>,
+    /// Every training row's RFM inputs.
+    pub rfm: Vec<RfmRow>,
 }
 
 impl SpecInputs {
