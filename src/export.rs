@@ -66,18 +66,10 @@ pub fn training_set(base: &CustomerBase, settings: &FeatureSettings) -> Result<D
     training_set_frame(base, &set)
 }
 
-/// The training set of one part of a base split by customer, on the whole base's plan
-/// and spec ([`TrainingSet::part`]): the Spark job's buckets, whose frames together are
-/// the whole base's [`training_set`] (row order aside).
-pub fn training_set_part(
-    base: &CustomerBase,
-    plan: crate::labels::Plan,
-    spec: FeatureSpec,
-) -> Result<DataFrame> {
-    training_set_frame(base, &TrainingSet::part(base, plan, spec))
-}
-
-fn training_set_frame(base: &CustomerBase, set: &TrainingSet) -> Result<DataFrame> {
+/// `set` as one frame, the rows [`write_training_set`] writes; with a part's
+/// [`TrainingSet::part`], the Spark job's buckets, whose frames together are the whole
+/// base's [`training_set`] (row order aside).
+pub fn training_set_frame(base: &CustomerBase, set: &TrainingSet) -> Result<DataFrame> {
     let mut chunks = crate::train::training_set_chunks(base, set, TRAINING_SET_CHUNK);
     let mut df = chunks.next().unwrap_or_else(|| Ok(DataFrame::empty()))?;
     for chunk in chunks {

@@ -592,7 +592,10 @@ fn training_set_part(
     let plan: churnguard::labels::Plan = serde_json::from_str(&plan).map_err(json_err("plan"))?;
     let spec = spec_of(&spec)?;
     let b = base.inner.clone();
-    let df = py.detach(|| churnguard::export::training_set_part(&b, plan, spec));
+    let df = py.detach(|| {
+        let set = churnguard::train::TrainingSet::part(&b, plan, spec);
+        churnguard::export::training_set_frame(&b, &set)
+    });
     Ok(ArrowTable::new(df.map_err(|e| to_py(e, None))?))
 }
 
