@@ -438,6 +438,7 @@ fn refuse_unless_allowed(found: Vec<Finding>, as_of: Ts, guard: &InputGuard) -> 
             reason: first.reason,
             as_of: fmt_date(as_of),
             message: joined(&found).unwrap_or_default(),
+            recorded: false,
         }),
         _ => Ok(()),
     }
@@ -1148,6 +1149,7 @@ fn admit(
         reason: first.reason,
         as_of: fmt_date(opts.as_of),
         message,
+        recorded: true,
     })
 }
 

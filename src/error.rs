@@ -126,11 +126,13 @@ pub enum Error {
         source: postgres::Error,
     },
     /// The nightly run refused its input: stale data, an `--as-of` outside the data, an
-    /// empty or collapsed population. Nothing was scored, written or alerted (the
-    /// refusal itself is recorded in the alert state's `nights` table, to be counted);
-    /// `--allow-stale` scores anyway. Its own variant so that callers (the binary's exit
-    /// code, a scheduler's wrapper) can tell "the data is not ready" from a failure.
-    #[error("refused to score as of {as_of}: {message}. No score file written, no alert sent (the refusal is recorded in the alert state's nights table); --allow-stale scores anyway")]
+    /// empty or collapsed population. Nothing was scored, written or alerted (a nightly
+    /// run records the refusal itself in the alert state's `nights` table, to be counted;
+    /// scoring into a table, as the Python package and the Spark job do, records
+    /// nothing); `--allow-stale` scores anyway. Its own variant so that callers (the
+    /// binary's exit code, a scheduler's wrapper) can tell "the data is not ready" from a
+    /// failure. One message for the CLI, Python and Spark: only the outcome differs.
+    #[error("refused to score as of {as_of}: {message}. {}", refusal_outcome(*.recorded))]
     Refused {
         /// The first reason found (the one recorded).
         reason: RefusalReason,
@@ -138,6 +140,8 @@ pub enum Error {
         as_of: String,
         /// Every reason found, in words, `; `-separated.
         message: String,
+        /// Whether the refusal was recorded in the alert state (a nightly run's).
+        recorded: bool,
     },
     /// An alert could not be turned into, or read back from, the JSON the outbox stores.
     #[error("alert outbox: {context}")]
@@ -146,6 +150,15 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+}
+
+/// What [`Error::Refused`] says happened instead of scoring, and how to override it.
+fn refusal_outcome(recorded: bool) -> &'static str {
+    if recorded {
+        "No score file written, no alert sent (the refusal is recorded in the alert state's nights table); --allow-stale scores anyway"
+    } else {
+        "Nothing scored, no alert sent; --allow-stale (allow_stale=True from Python) scores anyway"
+    }
 }
 
 /// Why a nightly run refused its input ([`Error::Refused`]); stored in the alert state's

@@ -63,7 +63,14 @@ pub fn snapshot(base: &CustomerBase, settings: &FeatureSettings, as_of: Ts) -> R
 /// same chunks); the Python package's `training_set`.
 pub fn training_set(base: &CustomerBase, settings: &FeatureSettings) -> Result<DataFrame> {
     let set = TrainingExamples::build(base, &settings.labels, &settings.attributes)?;
-    let mut chunks = crate::train::training_set_chunks(base, &set, TRAINING_SET_CHUNK);
+    training_set_frame(base, &set)
+}
+
+/// `set` as one frame, the rows [`write_training_set`] writes; with a part's
+/// [`TrainingExamples::part`], the Spark job's buckets, whose frames together are the
+/// whole base's [`training_set`] (row order aside).
+pub fn training_set_frame(base: &CustomerBase, set: &TrainingExamples) -> Result<DataFrame> {
+    let mut chunks = crate::train::training_set_chunks(base, set, TRAINING_SET_CHUNK);
     let mut df = chunks.next().unwrap_or_else(|| Ok(DataFrame::empty()))?;
     for chunk in chunks {
         df.vstack_mut_owned(chunk?)

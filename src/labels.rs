@@ -2,7 +2,7 @@
 //! Only the trainer uses this module: serving code never sees a label window.
 
 use crate::churn::{active_at, churned_between, population, ChurnDefinition};
-use crate::data::{CustomerBase, CustomerView};
+use crate::data::{CustomerBase, CustomerView, Present};
 use crate::time::{fmt_date, Ts, DAY};
 use crate::{Error, Result};
 use rayon::prelude::*;
@@ -98,13 +98,57 @@ pub struct Plan {
     pub data_end: Ts,
 }
 
+/// What [`plan`] reads of a customer base: which tables it has and the time range of its
+/// rows. Of a base split by customer (a Spark job's buckets), the parts' extents merged
+/// ([`PlanExtent::merge`]) are the whole base's, so every part is labelled on one plan.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct PlanExtent {
+    pub present: Present,
+    /// The earliest and latest timestamp of any row.
+    pub time_range: Option<(Ts, Ts)>,
+}
+
+impl PlanExtent {
+    /// The extent of `base`.
+    pub fn of(base: &CustomerBase) -> PlanExtent {
+        PlanExtent {
+            present: base.present(),
+            time_range: base.summary.time_range,
+        }
+    }
+
+    /// The extent of two disjoint parts of one base together.
+    pub fn merge(self, other: &PlanExtent) -> PlanExtent {
+        let p = |a: bool, b: bool| a || b;
+        let (x, y) = (self.present, other.present);
+        PlanExtent {
+            present: Present {
+                logins: p(x.logins, y.logins),
+                tickets: p(x.tickets, y.tickets),
+                orders: p(x.orders, y.orders),
+                events: p(x.events, y.events),
+                churn: p(x.churn, y.churn),
+            },
+            time_range: match (self.time_range, other.time_range) {
+                (Some((a, b)), Some((c, d))) => Some((a.min(c), b.max(d))),
+                (r, None) | (None, r) => r,
+            },
+        }
+    }
+}
+
 /// Lays out rolling snapshots ending one horizon before the data ends, holds the latest
 /// out for validation and drops training snapshots whose label window reaches into the
 /// validation period.
 pub fn plan(base: &CustomerBase, cfg: &LabelConfig) -> Result<Plan> {
+    plan_for(&PlanExtent::of(base), cfg)
+}
+
+/// [`plan`] from a base's extent (the merged extent of its parts).
+pub fn plan_for(extent: &PlanExtent, cfg: &LabelConfig) -> Result<Plan> {
     cfg.validate()?;
-    let definition = ChurnDefinition::for_tables(base.present(), cfg.active_days)?;
-    let (start, end) = base.summary.time_range.ok_or_else(|| {
+    let definition = ChurnDefinition::for_tables(extent.present, cfg.active_days)?;
+    let (start, end) = extent.time_range.ok_or_else(|| {
         Error::Data("the customer base has no timestamps: nothing to train on".into())
     })?;
     // The last day may be partial: labels only use whole days before it.

@@ -54,8 +54,7 @@ PY
     cat "$WORK/generate-client.log"
     exit 1
 }
-"$VENV/bin/pip" install --quiet --disable-pip-version-check --no-deps --no-build-isolation \
-    --force-reinstall "$WORK/client"
+cg_pip "$VENV" --no-deps --no-build-isolation --reinstall "$WORK/client"
 
 step "driving the service through the generated client"
 CG_URL="$URL" CG_KEY="$KEY" CG_FEATURES="$WORK/features.csv" CG_MODEL=churn \

@@ -8,7 +8,8 @@ class ChurnguardError(Exception):
     """Every error churnguard raises; its message is the one the CLI prints."""
 
 class DataError(ChurnguardError):
-    """A table breaks the data contract or cannot be read. A bad cell also sets these."""
+    """A table breaks the data contract or cannot be read (the message names the table, file,
+    row and column). A bad cell also sets these attributes."""
 
     table: str
     file: str
@@ -33,10 +34,17 @@ class InputError(ChurnguardError):
     field: str
 
 class RefusedError(ChurnguardError):
-    """Scoring refused its input; ``reason`` is the stable name (``as_of_after_data``...)."""
+    """Scoring refused its input (stale data, an ``as_of`` outside the data, an empty
+    population), with the CLI's message; ``reason`` is the stable name
+    (``as_of_after_data``...), ``as_of`` the night refused. ``allow_stale=True`` scores
+    anyway."""
 
     reason: str
     as_of: str
+
+class OutboxError(ChurnguardError):
+    """The alert outbox refused a file or an alert, or its database failed (from
+    :func:`alerts_json`)."""
 
 class ArrowTable:
     """A result table; exports itself once through the Arrow PyCapsule interface."""
@@ -66,25 +74,36 @@ class CustomerBase:
     def __len__(self) -> int: ...
 
 class Model:
+    """A published model version, loaded and verified as ``churnguard score`` loads it."""
+
     @staticmethod
     def load(
         models: Optional[str] = None, *, name: Optional[str] = None, version: Optional[str] = None
-    ) -> "Model": ...
+    ) -> "Model":
+        """Loads ``name`` from the registry ``models``: ``version`` (``v3``, ``3`` or an
+        alias), or the ``production`` alias when None."""
     @property
-    def name(self) -> str: ...
+    def name(self) -> str:
+        """The model's name."""
     @property
-    def version(self) -> str: ...
+    def version(self) -> str:
+        """The loaded version (``v3``)."""
     @property
-    def feature_names(self) -> List[str]: ...
-    def manifest_json(self) -> str: ...
+    def feature_names(self) -> List[str]:
+        """The feature columns the model reads, in its order."""
+    def manifest_json(self) -> str:
+        """``manifest.json`` as ``churnguard models show`` prints it, as JSON text."""
     def score(
         self, base: CustomerBase, as_of: str, *, allow_stale: bool = False, contributions: bool = False
-    ) -> ArrowTable: ...
+    ) -> ArrowTable:
+        """The rows and columns of ``churnguard score``'s file for ``base`` at ``as_of``."""
     def score_features(
         self, features: Any, *, as_of: Optional[str] = None, contributions: bool = False
-    ) -> ArrowTable: ...
+    ) -> ArrowTable:
+        """Scores precomputed features (``customer_id``, the model's feature columns)."""
 
-def inspect_json(base: CustomerBase) -> str: ...
+def inspect_json(base: CustomerBase) -> str:
+    """``churnguard inspect --json``'s summary of ``base``, as JSON text."""
 def features(
     base: CustomerBase,
     as_of: str,
@@ -96,7 +115,8 @@ def features(
     snapshot_days: Optional[int] = None,
     categorical: Optional[List[str]] = None,
     numeric: Optional[List[str]] = None,
-) -> ArrowTable: ...
+) -> ArrowTable:
+    """``churnguard features --as-of AS_OF [--models MODELS]``: the feature table."""
 def training_set(
     base: CustomerBase,
     *,
@@ -105,7 +125,8 @@ def training_set(
     snapshot_days: Optional[int] = None,
     categorical: Optional[List[str]] = None,
     numeric: Optional[List[str]] = None,
-) -> ArrowTable: ...
+) -> ArrowTable:
+    """``churnguard features --training-set``: every training snapshot with label and split."""
 def train(
     base: CustomerBase,
     *,
@@ -118,7 +139,8 @@ def train(
     categorical: Optional[List[str]] = None,
     numeric: Optional[List[str]] = None,
     promote: bool = False,
-) -> str: ...
+) -> str:
+    """``churnguard train``: fits, evaluates and publishes a new version; returns it (``v3``)."""
 def alerts_json(
     scores: Any,
     *,
@@ -128,7 +150,9 @@ def alerts_json(
     webhook: Optional[str] = None,
     base: Optional[CustomerBase] = None,
     rules: Optional[str] = None,
-) -> str: ...
+) -> str:
+    """``churnguard alerts --scores``: the night's alerts from a score table; the summary as
+    JSON text. Raises :class:`OutboxError` when the outbox refuses."""
 def score_columns() -> List[str]:
     """The score file's columns in order (the library's COLUMNS then EXPLAIN_COLUMNS)."""
 def empty_scores() -> ArrowTable:

@@ -37,7 +37,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Optional, Sequence
 
 TABLES = ["customers", "logins", "tickets", "orders", "events", "churn"]
 
@@ -97,9 +97,12 @@ def configure(builder):
     )
 
 
-def _tagged(tables: Dict[str, object], buckets: int):
+def _tagged(tables: Dict[str, object], buckets: int, positions: bool = False):
     """Every table's rows in one DataFrame, tagged with their table and routed to
-    ``_bucket = xxhash64(customer_id) mod buckets``; and each table's columns."""
+    ``_bucket = xxhash64(customer_id) mod buckets``; and each table's columns. With
+    ``positions``, each customer's row also carries ``_pos``, its position in the
+    customers table (``monotonically_increasing_id``: increasing in the order Spark reads
+    it, a file's row order)."""
     import churnguard as cg
     from pyspark.sql import functions as F
 
@@ -113,6 +116,8 @@ def _tagged(tables: Dict[str, object], buckets: int):
     columns = {t: list(df.columns) for t, df in tables.items()}
     tagged = None
     for t, df in tables.items():
+        if positions and t == "customers":
+            df = df.withColumn("_pos", F.monotonically_increasing_id())
         df = df.withColumn("_table", F.lit(t)).withColumn(
             "_bucket", F.pmod(F.xxhash64(F.col("customer_id").cast("string")), F.lit(buckets))
         )
@@ -155,23 +160,15 @@ def check_input(tagged, columns, as_of: str, allow_stale: bool = False,
     guards found, as warnings."""
     import polars as pl
 
-    import churnguard as cg
     from churnguard import _native
 
     def extent(table):
         return pl.DataFrame({"extent": [_native.data_extent_json(_bucket_base(table, columns))]})
 
     parts = [r["extent"] for r in _per_bucket(tagged, extent, "extent string").collect()]
-    try:
-        return _native.check_extents(parts, as_of, allow_stale=allow_stale,
-                                     max_data_age_days=max_data_age_days)
-    except cg.RefusedError as e:
-        err = cg.RefusedError(
-            f"{e} (on Spark: allow_stale=True to score_base/features_base, or --allow-stale "
-            "to python -m churnguard.spark)"
-        )
-        err.reason, err.as_of = getattr(e, "reason", None), getattr(e, "as_of", None)
-        raise err from None
+    # The library's refusal, message included: the one Model.score raises.
+    return _native.check_extents(parts, as_of, allow_stale=allow_stale,
+                                 max_data_age_days=max_data_age_days)
 
 
 def score_base(
@@ -213,23 +210,45 @@ def score_base(
 def features_base(
     spark,
     tables: Dict[str, object],
-    models: str,
-    as_of: str,
+    models: Optional[str] = None,
+    as_of: Optional[str] = None,
     name: str = "churn",
     buckets: int = 64,
     allow_stale: bool = False,
     max_data_age_days: Optional[int] = None,
+    *,
+    training_set: bool = False,
+    horizon_days: Optional[int] = None,
+    active_days: Optional[int] = None,
+    snapshot_days: Optional[int] = None,
+    categorical: Optional[Sequence[str]] = None,
+    numeric: Optional[Sequence[str]] = None,
 ):
     """The feature table of the customers active at ``as_of`` (``churnguard features
     --as-of AS_OF --models MODELS``, :func:`churnguard.features`), bucket by bucket as
     :func:`score_base` routes them: a Spark DataFrame (``customer_id``, ``as_of``, the
     features). The schema is the production model ``name``'s in ``models`` (a schema
     learned from one bucket's population would differ between buckets). Guarded like
-    :func:`score_base`. Not for the training set: its feature schema (RFM cuts, category
-    levels) and snapshots are learned from the whole base, so pull a sample to the
-    driver and use :func:`churnguard.training_set` there."""
+    :func:`score_base`.
+
+    With ``training_set=True`` (``models`` and ``as_of`` unused): the training set,
+    ``churnguard features --training-set`` (:func:`churnguard.training_set`) with the
+    same windows and attributes, every row and column (``customer_id``, ``as_of``, the
+    features, ``label``, ``split``), so that a model can be trained on a sample pulled to
+    the driver. What is learned from the whole base is learned on the driver, from every
+    bucket's part: the snapshots from the merged time range, then the feature spec (top
+    event types and attribute levels, the RFM quintile cuts) from the merged inputs of
+    the training rows. That first pass brings about 40 bytes per training row to the
+    driver (the RFM inputs, sampled there as the CLI samples them, in the customers
+    table's order: ``tables["customers"]`` in the CLI's row order, e.g. one file)."""
     import churnguard as cg
 
+    if training_set:
+        return _training_set(tables, buckets, horizon_days, active_days, snapshot_days,
+                             categorical, numeric)
+    if models is None or as_of is None:
+        raise cg.ConfigError("invalid configuration: features_base needs models and as_of "
+                             "(or training_set=True)")
     tagged, columns = _tagged(tables, buckets)
     model = cg.Model.load(models, name=name)
     check_input(tagged, columns, as_of, allow_stale, max_data_age_days)
@@ -241,6 +260,49 @@ def features_base(
         return cg.features(_bucket_base(table, columns), as_of, models=models, name=name)
 
     return _per_bucket(tagged, features_bucket, ddl)
+
+
+def _training_set(tables, buckets, horizon_days, active_days, snapshot_days, categorical,
+                  numeric):
+    """:func:`features_base` with ``training_set=True``: three passes over the buckets
+    (the plan's extent, the spec's inputs, the rows), the whole base's parts merged on
+    the driver by the library between them."""
+    import polars as pl
+    import pyarrow.compute as pc
+
+    from churnguard import _list, _native
+
+    tagged, columns = _tagged(tables, buckets, positions=True)
+    attrs = {"categorical": _list(categorical), "numeric": _list(numeric)}
+
+    def one(text):
+        return pl.DataFrame({"part": [text]})
+
+    def extent(table):
+        return one(_native.plan_extent_json(_bucket_base(table, columns)))
+
+    extents = [r["part"] for r in _per_bucket(tagged, extent, "part string").collect()]
+    plan = _native.training_plan_json(extents, horizon_days=horizon_days,
+                                      active_days=active_days, snapshot_days=snapshot_days)
+
+    def inputs(table):
+        customers = table.filter(pc.equal(table["_table"], "customers"))
+        positions = customers["_pos"].to_pylist()
+        return one(_native.spec_inputs_json(_bucket_base(table, columns), plan, positions,
+                                            **attrs))
+
+    parts = [r["part"] for r in _per_bucket(tagged, inputs, "part string").collect()]
+    spec = _native.learn_spec_json(parts, **attrs)
+    ddl = ", ".join(
+        ["customer_id string", "as_of timestamp"]
+        + [f"`{f}` double" for f in _native.spec_feature_names(spec)]
+        + ["label int", "split string"]
+    )
+
+    def rows(table):
+        return pl.DataFrame(_native.training_set_part(_bucket_base(table, columns), plan, spec))
+
+    return _per_bucket(tagged, rows, ddl)
 
 
 def read_tables(spark, data: str) -> Dict[str, object]:

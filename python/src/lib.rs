@@ -474,6 +474,133 @@ fn check_extents(
     batch::check_extent(&whole, t, &guard).map_err(|e| to_py(e, None))
 }
 
+fn json_err(what: &'static str) -> impl Fn(serde_json::Error) -> PyErr {
+    move |e| pyo3::exceptions::PyValueError::new_err(format!("{what}: {e}"))
+}
+
+/// What the training plan reads of `base` (which tables, the time range of its rows), as
+/// JSON text: a Spark bucket's part of the whole base's (the first pass of the Spark
+/// job's training set).
+#[pyfunction]
+fn plan_extent_json(base: &PyCustomerBase) -> PyResult<String> {
+    serde_json::to_string(&churnguard::labels::PlanExtent::of(&base.inner))
+        .map_err(json_err("plan extent"))
+}
+
+/// The training plan (snapshots, splits, churn definition) of `features --training-set`
+/// with these windows, for the base whose parts have `extents` ([`plan_extent_json`]), as
+/// JSON text.
+#[pyfunction]
+#[pyo3(signature = (extents, *, horizon_days=None, active_days=None, snapshot_days=None))]
+fn training_plan_json(
+    extents: Vec<String>,
+    horizon_days: Option<u32>,
+    active_days: Option<u32>,
+    snapshot_days: Option<u32>,
+) -> PyResult<String> {
+    let w = windows(horizon_days, active_days, snapshot_days, None, None);
+    let fs = feature_settings(None, None, None, w)?;
+    let mut whole = churnguard::labels::PlanExtent::default();
+    for e in &extents {
+        let part: churnguard::labels::PlanExtent =
+            serde_json::from_str(e).map_err(json_err("plan extent"))?;
+        whole = whole.merge(&part);
+    }
+    let plan = churnguard::labels::plan_for(&whole, &fs.labels).map_err(|e| to_py(e, None))?;
+    serde_json::to_string(&plan).map_err(json_err("plan"))
+}
+
+/// What the feature spec is learned from in the part `base` of a base, on the whole
+/// base's `plan` ([`training_plan_json`]); `positions[i]`: the position of the part's
+/// `i`-th customer in the whole base. JSON text (the second pass).
+#[pyfunction]
+#[pyo3(signature = (base, plan, positions, *, categorical=None, numeric=None))]
+fn spec_inputs_json(
+    py: Python<'_>,
+    base: &PyCustomerBase,
+    plan: String,
+    positions: Vec<u64>,
+    categorical: Option<Vec<String>>,
+    numeric: Option<Vec<String>>,
+) -> PyResult<String> {
+    let fs = feature_settings(
+        None,
+        None,
+        None,
+        windows(None, None, None, categorical, numeric),
+    )?;
+    let plan: churnguard::labels::Plan = serde_json::from_str(&plan).map_err(json_err("plan"))?;
+    let b = base.inner.clone();
+    let inputs = py.detach(|| {
+        churnguard::train::TrainingExamples::spec_inputs(&b, &plan, &positions, &fs.attributes)
+    });
+    let inputs = inputs.map_err(|e| to_py(e, None))?;
+    serde_json::to_string(&inputs).map_err(json_err("spec inputs"))
+}
+
+/// The feature spec `features --training-set` learns on the whole base, from its parts'
+/// inputs ([`spec_inputs_json`], merged), as JSON text.
+#[pyfunction]
+#[pyo3(signature = (parts, *, categorical=None, numeric=None))]
+fn learn_spec_json(
+    py: Python<'_>,
+    parts: Vec<String>,
+    categorical: Option<Vec<String>>,
+    numeric: Option<Vec<String>>,
+) -> PyResult<String> {
+    let fs = feature_settings(
+        None,
+        None,
+        None,
+        windows(None, None, None, categorical, numeric),
+    )?;
+    let spec = py.detach(|| -> PyResult<_> {
+        let mut whole = churnguard::features::SpecInputs::default();
+        for p in &parts {
+            let part: churnguard::features::SpecInputs =
+                serde_json::from_str(p).map_err(json_err("spec inputs"))?;
+            whole = whole.merge(part);
+        }
+        Ok(whole.learn(&fs.attributes))
+    })?;
+    serde_json::to_string(&spec).map_err(json_err("feature spec"))
+}
+
+fn spec_of(spec: &str) -> PyResult<churnguard::features::FeatureSpec> {
+    let spec: churnguard::features::FeatureSpec =
+        serde_json::from_str(spec).map_err(json_err("feature spec"))?;
+    Ok(spec.rebuilt())
+}
+
+/// The feature columns of a spec ([`learn_spec_json`]), in order.
+#[pyfunction]
+fn spec_feature_names(spec: String) -> PyResult<Vec<String>> {
+    Ok(spec_of(&spec)?
+        .names()
+        .into_iter()
+        .map(str::to_string)
+        .collect())
+}
+
+/// The training set rows of the part `base`, on the whole base's `plan` and `spec` (the
+/// third pass): the parts' tables together are `training_set` of the whole base.
+#[pyfunction]
+fn training_set_part(
+    py: Python<'_>,
+    base: &PyCustomerBase,
+    plan: String,
+    spec: String,
+) -> PyResult<ArrowTable> {
+    let plan: churnguard::labels::Plan = serde_json::from_str(&plan).map_err(json_err("plan"))?;
+    let spec = spec_of(&spec)?;
+    let b = base.inner.clone();
+    let df = py.detach(|| {
+        let set = churnguard::train::TrainingExamples::part(&b, plan, spec);
+        churnguard::export::training_set_frame(&b, &set)
+    });
+    Ok(ArrowTable::new(df.map_err(|e| to_py(e, None))?))
+}
+
 /// `churnguard inspect --json`'s summary of `base`, as JSON text.
 #[pyfunction]
 fn inspect_json(base: &PyCustomerBase) -> PyResult<String> {
@@ -494,6 +621,12 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(empty_scores, m)?)?;
     m.add_function(wrap_pyfunction!(data_extent_json, m)?)?;
     m.add_function(wrap_pyfunction!(check_extents, m)?)?;
+    m.add_function(wrap_pyfunction!(plan_extent_json, m)?)?;
+    m.add_function(wrap_pyfunction!(training_plan_json, m)?)?;
+    m.add_function(wrap_pyfunction!(spec_inputs_json, m)?)?;
+    m.add_function(wrap_pyfunction!(learn_spec_json, m)?)?;
+    m.add_function(wrap_pyfunction!(spec_feature_names, m)?)?;
+    m.add_function(wrap_pyfunction!(training_set_part, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     errors::register(m)
 }

@@ -17,7 +17,7 @@
 mod report;
 
 use crate::data::CustomerBase;
-use crate::features::{AttributeConfig, Bound, FeatureSpec};
+use crate::features::{AttributeConfig, Bound, FeatureSpec, SpecInputs};
 use crate::labels::{self, Example, LabelConfig, Plan, Split};
 use crate::manifest::{
     finite, Calibration, FeatureSchema, Manifest, ManifestMetrics, ManifestThresholds,
@@ -231,17 +231,43 @@ impl TrainingExamples {
     ) -> Result<Self> {
         let plan = labels::plan(base, labels)?;
         let examples = labels::examples(base, &plan);
-        let train_rows: Vec<(u32, i64)> = examples
-            .iter()
-            .filter(|e| e.split == Split::Train)
-            .map(|e| (e.customer, e.as_of))
-            .collect();
-        let spec = FeatureSpec::learn(base, &train_rows, attrs)?;
+        let spec = FeatureSpec::learn(base, &train_rows(&examples), attrs)?;
         Ok(TrainingExamples {
             plan,
             examples,
             spec,
         })
+    }
+
+    /// The examples of one part of a base split by customer (a Spark job's bucket), on
+    /// the whole base's plan ([`labels::plan_for`] of the merged [`labels::PlanExtent`]s)
+    /// and spec ([`SpecInputs::learn`] of the merged [`TrainingExamples::spec_inputs`]):
+    /// the parts' examples together are the whole base's.
+    pub fn part(base: &CustomerBase, plan: Plan, spec: FeatureSpec) -> Self {
+        let examples = labels::examples(base, &plan);
+        TrainingExamples {
+            plan,
+            examples,
+            spec,
+        }
+    }
+
+    /// What the spec is learned from in one part of a base on the whole base's `plan`;
+    /// `positions[c]`: customer `c`'s position in the whole base.
+    pub fn spec_inputs(
+        base: &CustomerBase,
+        plan: &Plan,
+        positions: &[u64],
+        attrs: &AttributeConfig,
+    ) -> Result<SpecInputs> {
+        let examples = labels::examples(base, plan);
+        let snapshots: Vec<Ts> = plan
+            .snapshots
+            .iter()
+            .filter(|s| s.split == Split::Train)
+            .map(|s| s.as_of)
+            .collect();
+        SpecInputs::of(base, &train_rows(&examples), &snapshots, positions, attrs)
     }
 
     /// `(customer, as_of)` of the examples in `range`.
@@ -299,6 +325,15 @@ impl TrainingSet {
         }
         (x, y, idx)
     }
+}
+
+/// The training examples' `(customer, as_of)`, in example order.
+fn train_rows(examples: &[Example]) -> Vec<(u32, Ts)> {
+    examples
+        .iter()
+        .filter(|e| e.split == Split::Train)
+        .map(|e| (e.customer, e.as_of))
+        .collect()
 }
 
 /// Fits one algorithm on a row-major matrix (preprocessing learned on `x`).

@@ -5,7 +5,8 @@
 #   source tests/lib/wheel.sh
 #   cg_wheel "$VENV" "$WORK/maturin.log"        # WHEEL, WHEEL_SECONDS
 #
-# VENV must hold maturin (pinned in the suite's requirements file). The build FAILS if
+# VENV must hold maturin (pinned in the suite's requirements file); tests/lib/venv.sh must be
+# sourced first (cg_pip installs the wheel). The build FAILS if
 # maturin compiles any polars crate: python/Cargo.toml adds no polars feature of its own, so
 # `cargo build --release` at the root and maturin select the same polars units.
 
@@ -27,5 +28,5 @@ cg_wheel() {
     grep -E '^ *(Compiling|Finished)' "$log" | sed 's/^ */  /'
     WHEEL="$(ls "$ROOT"/target/wheels/churnguard-*.whl)"
     echo "built $WHEEL ($(du -h "$WHEEL" | cut -f1)) in ${WHEEL_SECONDS}s"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps --force-reinstall "$WHEEL"
+    cg_pip "$venv" --no-deps --reinstall "$WHEEL"
 }

@@ -29,6 +29,14 @@ def cli(*args, ok=True):
     return p
 
 
+# The end of the library's refusal message (Error::Refused) for a nightly run, and for a
+# table scored without an outbox.
+CLI_REFUSED_OUTCOME = ("No score file written, no alert sent (the refusal is recorded in the "
+                       "alert state's nights table); --allow-stale scores anyway")
+TABLE_REFUSED_OUTCOME = ("Nothing scored, no alert sent; --allow-stale (allow_stale=True from "
+                         "Python) scores anyway")
+
+
 def cli_error(*args):
     """The one-line cause the CLI prints on failure, without its `error: ` prefix."""
     p = cli(*args, ok=False)
@@ -216,7 +224,11 @@ def test_a_refused_night_raises_refused_error_with_the_cli_message(run):
     base = cg.CustomerBase.from_dir(str(run["data"]))
     with pytest.raises(cg.RefusedError) as e:
         model.score(base, as_of=late)
-    assert str(e.value) == message
+    # The library's one message: what was refused in the CLI's words; only the outcome
+    # differs (the CLI records the refusal in its outbox, a returned table records nothing).
+    assert message.endswith(CLI_REFUSED_OUTCOME)
+    assert str(e.value) == message[: -len(CLI_REFUSED_OUTCOME)] + TABLE_REFUSED_OUTCOME
+    assert "nights table" not in str(e.value)
     assert e.value.reason == "as_of_after_data"
     assert model.score(base, as_of=late, allow_stale=True).height > 0
 
@@ -253,3 +265,18 @@ def test_help_shows_the_docstrings():
     assert "feature table" in cg.features.__doc__
     assert "score" in cg.Model.score.__doc__
     assert "customers" in cg.CustomerBase.from_frames.__doc__
+
+
+def test_every_exception_class_has_a_stub_and_a_docstring():
+    import ast
+
+    exported = {n for n in cg.__all__ if isinstance(getattr(cg, n), type)
+                and issubclass(getattr(cg, n), Exception)}
+    assert {"ChurnguardError", "OutboxError", "RefusedError"} <= exported
+    stub = Path(cg.__file__).with_name("_native.pyi")
+    stubs = {c.name: ast.get_docstring(c) for c in ast.parse(stub.read_text()).body
+             if isinstance(c, ast.ClassDef)}
+    for name in exported:
+        assert stubs.get(name), f"{name}: no class with a docstring in {stub}"
+        assert getattr(cg, name).__doc__, f"{name}: no docstring at run time"
+        assert issubclass(getattr(cg, name), cg.ChurnguardError)
