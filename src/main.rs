@@ -123,20 +123,7 @@ fn stage_fn(pb: &Option<ProgressBar>) -> impl Fn(&str) + '_ {
 
 /// Checks the base of `src` as [`load`] does, keeping only its summary (bounded memory).
 fn summarize(src: &DataSource) -> Result<data::Summary> {
-    let pb = spinner();
-    if let Some(pb) = &pb {
-        pb.set_message(format!("checking {}", src.dir.display()));
-    }
-    let opts = data::LoadOptions {
-        skip_bad_rows: src.skip_bad_rows,
-        ..data::LoadOptions::default()
-    };
-    let summary = data::summarize(&src.dir, &opts)
-        .with_context(|| format!("loading the customer base in {}", src.dir.display()))?;
-    if let Some(pb) = pb {
-        pb.finish_and_clear();
-    }
-    Ok(summary)
+    with_spinner(src, "checking", data::summarize)
 }
 
 /// A base loaded whole, or split into customer buckets.
@@ -182,20 +169,29 @@ fn split(
 }
 
 fn load(src: &DataSource) -> Result<data::CustomerBase> {
+    with_spinner(src, "loading", data::load)
+}
+
+/// `read(dir, options)` of `src`'s tables behind a spinner saying `verb DIR`.
+fn with_spinner<T>(
+    src: &DataSource,
+    verb: &str,
+    read: impl FnOnce(&std::path::Path, &data::LoadOptions) -> churnguard::Result<T>,
+) -> Result<T> {
     let pb = spinner();
     if let Some(pb) = &pb {
-        pb.set_message(format!("loading {}", src.dir.display()));
+        pb.set_message(format!("{verb} {}", src.dir.display()));
     }
     let opts = data::LoadOptions {
         skip_bad_rows: src.skip_bad_rows,
         ..data::LoadOptions::default()
     };
-    let base = data::load(&src.dir, &opts)
+    let out = read(&src.dir, &opts)
         .with_context(|| format!("loading the customer base in {}", src.dir.display()))?;
     if let Some(pb) = pb {
         pb.finish_and_clear();
     }
-    Ok(base)
+    Ok(out)
 }
 
 /// Exit status of a command that failed while running (see README: Exit codes).

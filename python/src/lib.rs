@@ -162,6 +162,20 @@ fn feature_settings(
     Ok(fs)
 }
 
+/// The settings of `features --training-set` with the given attribute columns and the
+/// default windows (the Spark training set's passes).
+fn training_set_settings(
+    categorical: Option<Vec<String>>,
+    numeric: Option<Vec<String>>,
+) -> PyResult<churnguard::settings::FeatureSettings> {
+    feature_settings(
+        None,
+        None,
+        None,
+        windows(None, None, None, categorical, numeric),
+    )
+}
+
 /// `churnguard features --as-of AS_OF [--models MODELS]`: the feature table.
 #[pyfunction]
 #[pyo3(signature = (base, as_of, *, models=None, name=None, horizon_days=None, active_days=None, snapshot_days=None, categorical=None, numeric=None))]
@@ -523,12 +537,7 @@ fn spec_inputs_json(
     categorical: Option<Vec<String>>,
     numeric: Option<Vec<String>>,
 ) -> PyResult<String> {
-    let fs = feature_settings(
-        None,
-        None,
-        None,
-        windows(None, None, None, categorical, numeric),
-    )?;
+    let fs = training_set_settings(categorical, numeric)?;
     let plan: churnguard::labels::Plan = serde_json::from_str(&plan).map_err(json_err("plan"))?;
     let b = base.inner.clone();
     let inputs = py.detach(|| {
@@ -548,12 +557,7 @@ fn learn_spec_json(
     categorical: Option<Vec<String>>,
     numeric: Option<Vec<String>>,
 ) -> PyResult<String> {
-    let fs = feature_settings(
-        None,
-        None,
-        None,
-        windows(None, None, None, categorical, numeric),
-    )?;
+    let fs = training_set_settings(categorical, numeric)?;
     let spec = py.detach(|| -> PyResult<_> {
         let mut whole = churnguard::features::SpecInputs::default();
         for p in &parts {
